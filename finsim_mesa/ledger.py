@@ -1,0 +1,332 @@
+"""Balance sheets of all banks as arrays: the one source of truth.
+
+Every money movement is a method of :class:`Ledger`. Each method updates both
+sides of the affected balance sheets *and* the banks' equity through its
+profit or loss, so that the identity ``assets − liabilities = equity`` is a
+real check of the bookkeeping (:meth:`Ledger.check`), not a definition.
+Cash that enters or leaves the banking system is recorded by kind in
+:attr:`Ledger.external_in` / :attr:`Ledger.external_out`, so money
+conservation is checkable too.
+
+Shapes: ``n`` banks, ``k`` asset classes, ``m`` outstanding interbank loans.
+Money in currency units.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from finsim_mesa.errors import AccountingError
+
+__all__ = ["ACTIVE", "DEFAULTED", "Ledger", "LoanBook"]
+
+ACTIVE, DEFAULTED = 0, 1
+
+
+@dataclass
+class LoanBook:
+    """Outstanding interbank loans, one row per loan (struct of arrays, shape (m,)).
+
+    ``principal + accrued`` is what the borrower owes the lender now;
+    ``maturity`` is the step at which it is due; ``rate`` is per step.
+    """
+
+    lender: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    borrower: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    principal: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    accrued: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    rate: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    maturity: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    _FIELDS = ("lender", "borrower", "principal", "accrued", "rate", "maturity")
+
+    def __len__(self) -> int:
+        return int(self.lender.size)
+
+    @property
+    def owed(self) -> np.ndarray:
+        """Amount owed on each loan now (principal + accrued interest), shape (m,)."""
+        return self.principal + self.accrued
+
+    def append(self, lender: np.ndarray, borrower: np.ndarray, amount: np.ndarray,
+               rate: np.ndarray, maturity: np.ndarray) -> None:
+        """Add loans (arrays of equal length)."""
+        new = (lender, borrower, amount, np.zeros(len(amount)), rate, maturity)
+        for name, arr in zip(self._FIELDS, new, strict=True):
+            setattr(self, name, np.concatenate([getattr(self, name), np.asarray(arr)]).astype(
+                getattr(self, name).dtype, copy=False))
+
+    def keep(self, mask: np.ndarray) -> None:
+        """Keep only the loans where ``mask`` is True."""
+        for name in self._FIELDS:
+            setattr(self, name, getattr(self, name)[mask])
+
+    def copy(self) -> LoanBook:
+        """Deep copy of the arrays."""
+        return LoanBook(*(getattr(self, name).copy() for name in self._FIELDS))
+
+
+class Ledger:
+    """Balance sheets of ``n`` banks.
+
+    Assets: ``cash``; ``holdings @ prices`` (illiquid assets, marked to market);
+    interbank loans receivable. Liabilities: ``deposits`` (external);
+    interbank loans payable. ``equity`` is kept by posting every profit and loss.
+
+    Args:
+        cash: shape (n,), initial cash.
+        holdings: shape (n, k), initial units of each illiquid asset.
+        deposits: shape (n,), initial external liabilities.
+        prices: shape (k,), initial prices.
+    """
+
+    def __init__(self, cash: np.ndarray, holdings: np.ndarray, deposits: np.ndarray,
+                 prices: np.ndarray) -> None:
+        self.n = int(cash.size)
+        self.cash = np.asarray(cash, dtype=float).copy()
+        self.holdings = np.asarray(holdings, dtype=float).reshape(self.n, -1).copy()
+        self.deposits = np.asarray(deposits, dtype=float).copy()
+        self.prices = np.asarray(prices, dtype=float).copy()
+        self.loans = LoanBook()
+        self.status = np.full(self.n, ACTIVE, dtype=np.int8)
+        self.default_step = np.full(self.n, -1, dtype=np.int64)
+        self.resolved = np.zeros(self.n, dtype=bool)
+        self.equity = self.cash + self.holdings @ self.prices - self.deposits
+        self.external_in: defaultdict[str, float] = defaultdict(float)
+        self.external_out: defaultdict[str, float] = defaultdict(float)
+        self.initial_cash_total = float(self.cash.sum())
+        self.equity0 = self.equity.copy()  # reset by finish_setup()
+
+    # ------------------------------------------------------------------ views
+    @property
+    def active(self) -> np.ndarray:
+        """shape (n,), bool: banks not in default."""
+        return self.status == ACTIVE
+
+    @property
+    def defaulted(self) -> np.ndarray:
+        """shape (n,), bool: banks in default."""
+        return self.status == DEFAULTED
+
+    def asset_values(self) -> np.ndarray:
+        """shape (n,): market value of illiquid holdings."""
+        return self.holdings @ self.prices
+
+    def interbank_assets(self) -> np.ndarray:
+        """shape (n,): loans receivable incl. accrued interest."""
+        return np.bincount(self.loans.lender, weights=self.loans.owed, minlength=self.n)
+
+    def interbank_liabilities(self) -> np.ndarray:
+        """shape (n,): loans payable incl. accrued interest."""
+        return np.bincount(self.loans.borrower, weights=self.loans.owed, minlength=self.n)
+
+    def total_assets(self) -> np.ndarray:
+        """shape (n,): cash + illiquid assets + interbank assets."""
+        return self.cash + self.asset_values() + self.interbank_assets()
+
+    def total_liabilities(self) -> np.ndarray:
+        """shape (n,): deposits + interbank liabilities."""
+        return self.deposits + self.interbank_liabilities()
+
+    def risk_weighted_assets(self, interbank_weight: float) -> np.ndarray:
+        """shape (n,): illiquid assets (weight 1) + interbank assets (given weight); cash 0."""
+        return self.asset_values() + interbank_weight * self.interbank_assets()
+
+    def exposure_matrix(self) -> sp.csr_matrix:
+        """shape (n, n), CSR: ``[i, j]`` = what bank *j* owes bank *i* (i's exposure to j)."""
+        return sp.csr_matrix((self.loans.owed, (self.loans.lender, self.loans.borrower)),
+                             shape=(self.n, self.n))
+
+    # ------------------------------------------------------------ operations
+    def finish_setup(self) -> None:
+        """Record the initial state as the reference for equity and cash totals."""
+        self.equity = self.total_assets() - self.total_liabilities()
+        self.equity0 = self.equity.copy()
+        self.initial_cash_total = float(self.cash.sum())
+
+    def lend(self, lender: np.ndarray, borrower: np.ndarray, amount: np.ndarray,
+             rate: np.ndarray, maturity: np.ndarray) -> None:
+        """New interbank loans: cash moves lender → borrower; no P&L."""
+        if amount.size == 0:
+            return
+        np.subtract.at(self.cash, lender, amount)
+        np.add.at(self.cash, borrower, amount)
+        self.loans.append(lender, borrower, amount, rate, maturity)
+
+    def rollover(self, mask: np.ndarray, share: np.ndarray, rate: np.ndarray,
+                 maturity: int) -> float:
+        """Roll over ``share`` (shape (m,), in [0, 1]) of the loans in ``mask``.
+
+        The rolled part (principal plus accrued interest) becomes a new loan at
+        ``rate`` (per step, shape (m,)) due at step ``maturity``; the rest stays
+        due. No cash moves and nothing is gained or lost. Returns the amount rolled.
+        """
+        lb = self.loans
+        share = np.where(mask, np.clip(share, 0.0, 1.0), 0.0)
+        roll = lb.owed * share
+        pick = roll > 0
+        if not pick.any():
+            return 0.0
+        lender, borrower, amount = lb.lender[pick], lb.borrower[pick], roll[pick]
+        new_rate = rate[pick]
+        lb.principal *= 1.0 - share
+        lb.accrued *= 1.0 - share
+        lb.append(lender, borrower, amount, new_rate, np.full(amount.size, maturity))
+        return float(amount.sum())
+
+    def accrue_interest(self) -> np.ndarray:
+        """One step of interest on loans (lender gains, borrower pays) and deposits.
+
+        Deposit interest is capitalised onto the deposits (no cash moves).
+        Returns the interest accrued on each loan, shape (m,).
+        """
+        interest = self.loans.principal * self.loans.rate
+        self.loans.accrued += interest
+        self.equity += np.bincount(self.loans.lender, weights=interest, minlength=self.n)
+        self.equity -= np.bincount(self.loans.borrower, weights=interest, minlength=self.n)
+        return interest
+
+    def charge_deposit_interest(self, rate: float) -> None:
+        """Capitalise ``rate`` × deposits onto deposits (an expense)."""
+        cost = self.deposits * rate
+        self.deposits += cost
+        self.equity -= cost
+
+    def receive_asset_income(self, yield_per_step: float) -> np.ndarray:
+        """Cash yield of illiquid assets, from outside the system. Returns shape (n,)."""
+        income = yield_per_step * self.asset_values()
+        income[~self.active] = 0.0
+        self.cash += income
+        self.equity += income
+        self.external_in["asset_income"] += float(income.sum())
+        return income
+
+    def sell_assets(self, units: np.ndarray, exec_prices: np.ndarray, kind: str) -> np.ndarray:
+        """Sell ``units`` (n, k) to buyers outside the system at ``exec_prices`` (k,).
+
+        The difference to the mark price is a realised loss. Returns cash raised (n,).
+        """
+        proceeds = units @ exec_prices
+        marked = units @ self.prices
+        self.holdings -= units
+        np.maximum(self.holdings, 0.0, out=self.holdings)
+        self.cash += proceeds
+        self.equity += proceeds - marked
+        self.external_in[kind] += float(proceeds.sum())
+        return proceeds
+
+    def revalue(self, new_prices: np.ndarray) -> np.ndarray:
+        """Mark holdings to ``new_prices`` (k,); the gain or loss goes to equity."""
+        new_prices = np.asarray(new_prices, dtype=float)
+        change = self.holdings @ (new_prices - self.prices)
+        self.equity += change
+        self.prices = new_prices.copy()
+        return change
+
+    def write_down_assets(self, banks: np.ndarray, loss: np.ndarray) -> np.ndarray:
+        """Bank-specific losses (money) destroying illiquid assets pro rata; capped at
+        the assets held. Returns the loss actually taken, shape like ``banks``."""
+        values = self.asset_values()[banks]
+        taken = np.minimum(loss, values)
+        frac = np.divide(taken, values, out=np.zeros_like(taken), where=values > 0)
+        self.holdings[banks] *= (1.0 - frac)[:, None]
+        np.subtract.at(self.equity, banks, taken)
+        return taken
+
+    def settle(self, loan_mask: np.ndarray, loan_recovery: np.ndarray,
+               ext_due: np.ndarray, ext_recovery: np.ndarray, default_cost: np.ndarray) -> None:
+        """Settle a clearing: loans in ``loan_mask`` and external dues are paid.
+
+        Args:
+            loan_mask: shape (m,), loans that are settled (and then removed).
+            loan_recovery: shape (m,), share of each settled loan actually paid.
+            ext_due: shape (n,), external obligations due (deposit withdrawals).
+            ext_recovery: shape (n,), share of ``ext_due`` actually paid.
+            default_cost: shape (n,), cash lost to Rogers–Veraart default costs.
+
+        Unpaid amounts are written off: the creditor loses them, the debtor's
+        debt is extinguished.
+        """
+        lb = self.loans
+        owed = lb.owed[loan_mask]
+        paid = owed * loan_recovery[loan_mask]
+        unpaid = owed - paid
+        lend, borr = lb.lender[loan_mask], lb.borrower[loan_mask]
+        n = self.n
+        self.cash -= np.bincount(borr, weights=paid, minlength=n)
+        self.cash += np.bincount(lend, weights=paid, minlength=n)
+        self.equity -= np.bincount(lend, weights=unpaid, minlength=n)
+        self.equity += np.bincount(borr, weights=unpaid, minlength=n)
+        lb.keep(~loan_mask)
+        ext_paid = ext_due * ext_recovery
+        self.cash -= ext_paid
+        self.deposits -= ext_due
+        np.maximum(self.deposits, 0.0, out=self.deposits)
+        self.equity += ext_due - ext_paid
+        self.external_out["external_creditors"] += float(ext_paid.sum())
+        if default_cost.any():
+            self.cash -= default_cost
+            self.equity -= default_cost
+            self.external_out["default_costs"] += float(default_cost.sum())
+
+    def mark_default(self, banks: np.ndarray, step: int) -> np.ndarray:
+        """Put active ``banks`` (bool mask or indices) in default; returns the new ones."""
+        mask = np.zeros(self.n, dtype=bool)
+        mask[banks] = True
+        new = mask & self.active
+        self.status[new] = DEFAULTED
+        self.default_step[new] = step
+        return np.flatnonzero(new)
+
+    def wind_down(self, banks: np.ndarray) -> float:
+        """Close resolved banks: any cash left after all creditors are paid goes to
+        the shareholders (leaves the system). Returns the amount paid out."""
+        left = self.cash[banks].copy()
+        self.cash[banks] = 0.0
+        self.equity[banks] -= left
+        self.resolved[banks] = True
+        self.external_out["residual_to_shareholders"] += float(left.sum())
+        return float(left.sum())
+
+    # --------------------------------------------------------------- checks
+    def identity_gap(self) -> np.ndarray:
+        """shape (n,): ``assets − liabilities − equity`` (zero up to round-off)."""
+        return self.total_assets() - self.total_liabilities() - self.equity
+
+    def cash_gap(self) -> float:
+        """Change of total cash minus recorded external net inflow (zero up to round-off)."""
+        flows = sum(self.external_in.values()) - sum(self.external_out.values())
+        return float(self.cash.sum() - self.initial_cash_total - flows)
+
+    def check(self, rtol: float = 1e-9) -> None:
+        """Raise :class:`AccountingError` if an accounting identity is broken."""
+        scale = max(1.0, float(np.abs(self.total_assets()).max(initial=0.0)))
+        gap = np.abs(self.identity_gap())
+        if gap.max(initial=0.0) > rtol * scale:
+            i = int(gap.argmax())
+            raise AccountingError(f"bank {i}: assets - liabilities - equity = {gap[i]:.3e}")
+        tot = max(1.0, self.initial_cash_total)
+        if abs(self.cash_gap()) > rtol * tot * 10:
+            raise AccountingError(f"money not conserved: unexplained cash {self.cash_gap():.3e}")
+        if (self.cash < -rtol * scale).any():
+            i = int(self.cash.argmin())
+            raise AccountingError(f"bank {i} has negative cash {self.cash[i]:.3e}")
+        if (self.holdings < 0).any() or (self.deposits < -rtol * scale).any():
+            raise AccountingError("negative holdings or deposits")
+
+    # ------------------------------------------------------------- snapshot
+    def snapshot(self) -> dict[str, object]:
+        """Copies of all arrays (cheap: used by what-if analysis)."""
+        return {
+            "cash": self.cash.copy(), "holdings": self.holdings.copy(),
+            "deposits": self.deposits.copy(), "prices": self.prices.copy(),
+            "loans": self.loans.copy(), "status": self.status.copy(),
+            "default_step": self.default_step.copy(), "resolved": self.resolved.copy(),
+            "equity": self.equity.copy(), "equity0": self.equity0.copy(),
+            "external_in": dict(self.external_in), "external_out": dict(self.external_out),
+            "initial_cash_total": self.initial_cash_total,
+        }

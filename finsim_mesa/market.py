@@ -1,0 +1,147 @@
+"""Asset prices, fire-sale price impact, interest rates and forced deleveraging.
+
+Price dynamics of each illiquid asset class (per step):
+
+* exogenous: ``log p ← log p + κ (log F − log p) + σ ε`` with ``ε ~ N(0, 1)``
+  drawn from the model's generator (κ = ``mean_reversion``, σ the scenario's
+  volatility, ``F`` the fundamental value);
+* impact of aggregate sales (Cifuentes, Ferrucci & Shin 2005, exponential
+  inverse demand): ``p ← p · exp(−impact · q / Q)`` where ``q`` is the number
+  of units sold this step and ``Q`` the units outstanding at the start;
+* a floor at ``price_floor`` × the initial price.
+
+A crash lowers price *and* fundamental (a lasting repricing); fire-sale
+discounts are temporary and revert at rate κ.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from finsim_mesa.config import ModelConfig
+from finsim_mesa.ledger import Ledger
+
+__all__ = ["Market", "deleveraging_units", "fire_sale_loop"]
+
+
+class Market:
+    """Prices of ``k`` illiquid assets and the interbank rate.
+
+    Args:
+        cfg: model configuration (impact, floor, rates, mean reversion).
+        units_outstanding: shape (k,), units held by all banks at the start
+            (market depth in the impact function).
+    """
+
+    def __init__(self, cfg: ModelConfig, units_outstanding: np.ndarray) -> None:
+        k = cfg.n_assets
+        self.cfg = cfg
+        self.initial_prices = np.ones(k)
+        self.prices = np.ones(k)
+        self.fundamentals = np.ones(k)
+        self.units_outstanding = np.maximum(np.asarray(units_outstanding, dtype=float), 1e-12)
+        self.last_return = 0.0
+        self.rate = cfg.base_rate
+
+    @property
+    def floor(self) -> np.ndarray:
+        """shape (k,): lowest admissible prices."""
+        return self.cfg.price_floor * self.initial_prices
+
+    @property
+    def price_index(self) -> float:
+        """Mean price relative to the initial price (1 = unchanged)."""
+        return float(np.mean(self.prices / self.initial_prices))
+
+    def exogenous_prices(self, volatility: float, rng: np.random.Generator) -> np.ndarray:
+        """Next prices from mean reversion and volatility, shape (k,) (not applied)."""
+        eps = rng.standard_normal(self.prices.size)
+        logp = np.log(self.prices)
+        logp += self.cfg.mean_reversion * (np.log(self.fundamentals) - logp) + volatility * eps
+        return np.maximum(np.exp(logp), self.floor)
+
+    def crash_prices(self, magnitude: float, assets: np.ndarray | None = None) -> np.ndarray:
+        """Prices after a crash of ``magnitude`` in [0, 1); also lowers fundamentals."""
+        factor = np.ones(self.prices.size)
+        factor[slice(None) if assets is None else assets] = 1.0 - magnitude
+        self.fundamentals = self.fundamentals * factor
+        return np.maximum(self.prices * factor, self.floor)
+
+    def impact_prices(self, units_sold: np.ndarray) -> np.ndarray:
+        """Prices after selling ``units_sold`` (k,) this step, shape (k,) (not applied)."""
+        frac = np.asarray(units_sold, dtype=float) / self.units_outstanding
+        return np.maximum(self.prices * np.exp(-self.cfg.price_impact * frac), self.floor)
+
+    def set_prices(self, prices: np.ndarray) -> None:
+        """Accept new prices (the ledger must be revalued with the same prices)."""
+        old = self.price_index
+        self.prices = np.asarray(prices, dtype=float).copy()
+        self.last_return = float(np.log(max(self.price_index, 1e-12) / max(old, 1e-12)))
+
+    def interbank_rate(self, stress: float) -> float:
+        """Interbank rate per step at market ``stress`` in [0, 1]."""
+        self.rate = self.cfg.base_rate + self.cfg.rate_stress_spread * float(np.clip(stress, 0, 1))
+        return self.rate
+
+
+def deleveraging_units(
+    equity: np.ndarray, rwa: np.ndarray, holdings: np.ndarray, prices: np.ndarray,
+    target: float, eligible: np.ndarray,
+) -> np.ndarray:
+    """Units each bank must sell to bring equity / RWA back to ``target``.
+
+    Selling value ``x`` of illiquid assets (risk weight 1) for cash (weight 0)
+    lowers RWA by ``x``: the ratio reaches ``target`` when
+    ``x = RWA − equity / target``. Banks with non-positive equity sell all.
+    Sales are pro rata across asset classes. Returns shape (n, k).
+    """
+    values = holdings @ prices
+    need = np.where(equity > 0, rwa - equity / target, values)
+    need = np.clip(need, 0.0, values) * eligible
+    frac = np.divide(need, values, out=np.zeros_like(need), where=values > 0)
+    return holdings * frac[:, None]
+
+
+def fire_sale_loop(
+    ledger: Ledger, market: Market, cfg: ModelConfig, units_sold: np.ndarray,
+) -> tuple[np.ndarray, int]:
+    """Price impact of this step's sales, then rounds of forced deleveraging.
+
+    Each round: prices fall with all units sold so far this step, holdings are
+    marked to market, banks below ``capital_requirement`` sell down to
+    ``capital_requirement × (1 + deleveraging_buffer)`` at the new price, and
+    their sales depress the price again (the Cifuentes–Ferrucci–Shin spiral).
+
+    Args:
+        units_sold: shape (k,), units already sold this step (voluntary and
+            liquidations), before any impact.
+
+    Returns:
+        (forced units sold per bank, shape (n, k); number of deleveraging rounds).
+    """
+    start_prices = market.prices.copy()
+    total = np.asarray(units_sold, dtype=float).copy()
+    forced = np.zeros_like(ledger.holdings)
+    target = cfg.capital_requirement * (1.0 + cfg.deleveraging_buffer)
+    rounds = 0
+    for _ in range(cfg.fire_sale_rounds + 1):
+        frac = total / market.units_outstanding
+        prices = np.maximum(start_prices * np.exp(-cfg.price_impact * frac), market.floor)
+        ledger.revalue(prices)
+        market.set_prices(prices)
+        if not cfg.forced_deleveraging or rounds == cfg.fire_sale_rounds:
+            break
+        rwa = ledger.risk_weighted_assets(cfg.interbank_risk_weight)
+        eq = ledger.equity
+        ratio = np.divide(eq, rwa, out=np.full_like(eq, np.inf), where=rwa > 0)
+        breach = ledger.active & (ratio < cfg.capital_requirement)
+        if not breach.any():
+            break
+        units = deleveraging_units(eq, rwa, ledger.holdings, prices, target, breach)
+        if units.sum() <= 1e-12:
+            break
+        ledger.sell_assets(units, prices, kind="forced_sales")
+        forced += units
+        total += units.sum(axis=0)
+        rounds += 1
+    return forced, rounds

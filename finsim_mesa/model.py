@@ -1,0 +1,691 @@
+"""FinancialModel: banks on a Mesa network, stepped through named stages.
+
+One call of :meth:`FinancialModel.step` runs, in order:
+
+1. :meth:`~FinancialModel.shock`   — exogenous price move and the scenario's shocks;
+2. :meth:`~FinancialModel.observe` — one observation row per bank;
+3. :meth:`~FinancialModel.decide`  — each distinct brain acts once for its banks;
+4. :meth:`~FinancialModel.act`     — asset sales, lending matched over the network;
+5. :meth:`~FinancialModel.settle`  — interest, deposit costs, asset income;
+6. :meth:`~FinancialModel.clear`   — Eisenberg–Noe clearing of what is due, defaults
+   and the resolution of defaulted banks;
+7. :meth:`~FinancialModel.price`   — fire-sale impact, forced deleveraging, marking;
+8. :meth:`~FinancialModel.record`  — rewards, risk measures, DataCollector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import mesa
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+from mesa.datacollection import DataCollector
+
+from finsim_mesa import risk
+from finsim_mesa.agents.bank import Bank
+from finsim_mesa.agents.brains import BrainLike, brain_name, make_brain
+from finsim_mesa.clearing import eisenberg_noe
+from finsim_mesa.config import ModelConfig, load_config, make_config
+from finsim_mesa.errors import BrainError, ConfigError, ShockError
+from finsim_mesa.ledger import Ledger
+from finsim_mesa.market import Market, fire_sale_loop
+from finsim_mesa.network import (
+    build_topology,
+    calibrate,
+    graph_from_exposures,
+    normalise_graph,
+    oriented_edges,
+)
+from finsim_mesa.observation import OBS_DIM
+from finsim_mesa.scenarios import Scenario, get_scenario
+from finsim_mesa.scenarios.engine import SHOCK_KINDS, Shock, ShockEngine
+
+__all__ = ["MODEL_REPORTERS", "FinancialModel", "build_space"]
+
+RUNOFF = 0.1  # share of deposits assumed to run in a short stress (liquidity measures)
+LIQUIDITY_CAP = 100.0  # liquidity index reported at most this (no short-term debt left)
+
+MODEL_REPORTERS: dict[str, str] = {"price": "asset_price"} | {
+    name: name for name in (
+        "total_equity", "n_defaults", "default_rate", "debtrank", "debtrank_total",
+        "liquidity_index", "stress_index", "contagion_depth", "systemic_risk_index",
+        "mean_capital_ratio", "min_capital_ratio", "interbank_exposure", "interbank_volume",
+        "rollover_volume",
+        "fire_sale_volume", "interbank_rate", "mean_reward", "reward_profit",
+        "reward_liquidity", "reward_default", "reward_system_risk",
+    )
+}
+AGENT_REPORTERS = {name: name for name in ("equity", "cash", "capital_ratio", "defaulted")}
+
+
+def build_space(graph: nx.Graph) -> mesa.space.NetworkGrid:
+    """The model's Mesa space over ``graph``.
+
+    The one place the space is built: moving to ``mesa.discrete_space.Network``
+    (the successor of ``mesa.space.NetworkGrid`` since Mesa 3.5) changes only this.
+    """
+    return mesa.space.NetworkGrid(graph)
+
+
+class FinsimDataCollector(DataCollector):
+    """Mesa's DataCollector that records agent data only every ``agent_every`` steps."""
+
+    def __init__(self, agent_every: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.agent_every = agent_every
+
+    def collect(self, model: mesa.Model) -> None:
+        """Model data every call; agent data when ``model.t % agent_every == 0``."""
+        if self.agent_every and model.t % self.agent_every == 0:
+            super().collect(model)
+            return
+        saved, self.agent_reporters = self.agent_reporters, {}
+        try:
+            super().collect(model)
+        finally:
+            self.agent_reporters = saved
+
+
+class FinancialModel(mesa.Model):
+    """An interbank system under stress.
+
+    Any :class:`~finsim_mesa.config.ModelConfig` field can be passed as a
+    keyword argument (``mesa.batch_run`` and ``SolaraViz`` drive it this way);
+    keywords override ``config``. Seed only with Mesa's ``rng=``.
+
+    Args:
+        n_banks: number of banks.
+        topology: ``barabasi_albert``, ``core_periphery`` or ``erdos_renyi``.
+        edges_per_node, core_fraction, mean_degree: topology parameters.
+        scenario: scenario name, YAML path or :class:`Scenario`.
+        brain: a brain name, an object with ``act``, a sequence of these (one per
+            bank) or a mapping ``{bank_id: brain, "default": brain}``.
+        steps: episode length; ``running`` goes False after it.
+        config: a :class:`ModelConfig`, a mapping or the path of a YAML file.
+        graph: a user ``networkx`` graph (nodes become banks in order; directed
+            edges point lender → borrower).
+        exposures: a user exposure matrix, shape (n, n): ``[i, j]`` = what *j*
+            owes *i* (money); sets the network and the interbank loans.
+        rng: seed or ``numpy.random.Generator`` (Mesa's argument).
+        **params: any other ModelConfig field.
+
+    Raises:
+        ConfigError: invalid or unknown parameters, naming each one.
+    """
+
+    def __init__(
+        self,
+        n_banks: int | None = None,
+        topology: str | None = None,
+        edges_per_node: int | None = None,
+        core_fraction: float | None = None,
+        mean_degree: float | None = None,
+        scenario: str | Scenario | None = None,
+        brain: Any = None,
+        steps: int | None = None,
+        *,
+        config: ModelConfig | Mapping[str, Any] | str | Path | None = None,
+        graph: nx.Graph | None = None,
+        exposures: np.ndarray | sp.spmatrix | None = None,
+        rng: Any = None,
+        **params: Any,
+    ) -> None:
+        super().__init__(rng=rng)
+        explicit = {
+            k: v for k, v in {
+                "n_banks": n_banks, "topology": topology, "edges_per_node": edges_per_node,
+                "core_fraction": core_fraction, "mean_degree": mean_degree, "steps": steps,
+            }.items() if v is not None
+        }
+        scenario_obj = scenario if isinstance(scenario, Scenario) else None
+        if scenario is not None:
+            explicit["scenario"] = scenario.name if scenario_obj else scenario
+        if isinstance(brain, str):
+            explicit["brain"] = brain
+        explicit.update(params)
+        if exposures is not None:
+            exposures = _check_exposures(exposures)
+            graph = graph_from_exposures(exposures)
+        if graph is not None:
+            if not isinstance(graph, nx.Graph):
+                raise ConfigError(f"graph must be a networkx graph, not {type(graph).__name__}")
+            graph, self.node_labels = normalise_graph(graph)
+            given = explicit.get("n_banks")
+            if given is not None and given != graph.number_of_nodes():
+                raise ConfigError(f"n_banks = {given} but the graph has "
+                                  f"{graph.number_of_nodes()} nodes; leave n_banks out")
+            explicit["n_banks"] = graph.number_of_nodes()
+        self.config: ModelConfig = _base_config(config, explicit)
+        cfg = self.config
+        self.scenario_spec: Scenario = scenario_obj or get_scenario(cfg.scenario)
+        self.scenario_name = self.scenario_spec.name
+        self.t = 0  # own step counter: Mesa 3.3 and 3.5 count steps differently
+
+        # --- network and balance sheets (all draws from self.rng)
+        if graph is None:
+            graph = build_topology(cfg, self.rng)
+            self.node_labels = list(range(cfg.n_banks))
+        self.graph: nx.Graph = graph
+        lender, borrower = oriented_edges(graph, self.rng)
+        sheets = calibrate(cfg.n_banks, lender, borrower, cfg, self.rng, exposures=exposures)
+        self.ledger = Ledger(sheets.cash, sheets.holdings, sheets.deposits, np.ones(cfg.n_assets))
+        maturity = self.rng.integers(1, cfg.loan_maturity + 1, size=len(sheets.loan_amount))
+        keep = sheets.loan_amount > 0
+        self.ledger.loans.append(sheets.loan_lender[keep], sheets.loan_borrower[keep],
+                                 sheets.loan_amount[keep],
+                                 np.full(int(keep.sum()), cfg.base_rate), maturity[keep])
+        self.ledger.finish_setup()
+        self.market = Market(cfg, sheets.holdings.sum(axis=0))
+        und = nx.to_undirected(graph) if graph.is_directed() else graph
+        edges = np.asarray(list(und.edges()), dtype=np.int64).reshape(-1, 2)
+        self._adj_src = np.concatenate([edges[:, 0], edges[:, 1]])
+        self._adj_dst = np.concatenate([edges[:, 1], edges[:, 0]])
+        n = cfg.n_banks
+        self._adjacency = sp.csr_matrix((np.ones(self._adj_src.size),
+                                         (self._adj_src, self._adj_dst)), shape=(n, n))
+        self._degree = np.asarray(self._adjacency.sum(axis=1)).reshape(-1)
+
+        # --- Mesa agents on the network
+        self.grid = build_space(graph)
+        self.banks: list[Bank] = []
+        for i in range(n):
+            bank = Bank(self, i)
+            self.grid.place_agent(bank, i)
+            self.banks.append(bank)
+        self._setup_brains(brain if brain is not None and not isinstance(brain, str)
+                           else cfg.brain)
+        self.shock_engine = ShockEngine(self.scenario_spec)
+
+        # --- run-time state
+        self._withdrawals = np.zeros(n)
+        self._units_sold = np.zeros(cfg.n_assets)
+        self.observations = np.zeros((n, OBS_DIM))
+        self.actions = np.zeros((n, 4))
+        self.rewards = np.zeros(n)
+        self.reward_components: dict[str, np.ndarray] = {}
+        self._equity_prev = self.ledger.equity.copy()
+        self._price_prev = self.market.price_index
+        self.price_return = 0.0
+        self.collapsed = False
+        self.shock_log: list[dict[str, Any]] = []
+        self.sib_scores: np.ndarray | None = None
+        self._size0 = float(self.ledger.total_assets().mean())
+        self.contagion_depth = 0
+        self.interbank_volume = 0.0
+        self.rollover_volume = 0.0
+        self.fire_sale_volume = 0.0
+        self.mean_reward = 0.0
+        for name in ("profit", "liquidity", "default", "system_risk"):
+            setattr(self, f"reward_{name}", 0.0)
+        self._refresh_state()
+        self._liquidity0 = self._liquidity()
+        self._measure()
+        self.datacollector = FinsimDataCollector(
+            agent_every=cfg.agent_collect_every, model_reporters=dict(MODEL_REPORTERS),
+            agent_reporters=dict(AGENT_REPORTERS))
+        self.datacollector.collect(self)
+
+    # ================================================================ set-up
+    def _setup_brains(self, spec: Any) -> None:
+        n = self.config.n_banks
+        if isinstance(spec, Mapping):
+            bad = [k for k in spec if k != "default" and not (isinstance(k, int | np.integer)
+                                                              and 0 <= k < n)]
+            if bad:
+                raise ConfigError(f"brain mapping has keys {bad!r}; use bank ids 0..{n - 1} "
+                                  "or 'default'")
+            default = spec.get("default", self.config.brain)
+            per = [spec.get(i, default) for i in range(n)]
+        elif isinstance(spec, Sequence) and not isinstance(spec, str):
+            if len(spec) != n:
+                raise ConfigError(f"brain list has {len(spec)} entries for {n} banks; give one "
+                                  "per bank or a mapping {bank_id: brain, 'default': brain}")
+            per = list(spec)
+        else:
+            per = [spec] * n
+        made: dict[Any, BrainLike] = {}
+        brains = []
+        for s in per:
+            key = s if isinstance(s, str) else id(s)
+            if key not in made:
+                made[key] = make_brain(s)
+            brains.append(made[key])
+        for b in made.values():
+            if hasattr(b, "setup"):
+                b.setup(self)
+        self.brains: list[BrainLike] = brains
+        self.brain_names = [brain_name(b) for b in brains]
+        ids = np.array([id(b) for b in brains])
+        self._brain_groups = [(b, np.flatnonzero(ids == id(b))) for b in made.values()]
+
+    # ================================================================ stages
+    def step(self) -> None:
+        """Advance one step through all stages."""
+        self.t += 1
+        self.shock()
+        obs = self.observe()
+        actions = self.decide(obs)
+        self.act(actions)
+        self.settle()
+        self.clear()
+        self.price()
+        self.record()
+
+    def shock(self) -> None:
+        """Stage 1: exogenous price move, then this step's scenario shocks."""
+        self._price_prev = self.market.price_index
+        prices = self.market.exogenous_prices(self.scenario_spec.price_volatility, self.rng)
+        self._set_prices(prices)
+        size = self.state["total_assets"]
+        for shock in self.shock_engine.draw(self.t, self.ledger.active, size, self.rng):
+            self._apply(shock)
+        self._refresh_state()
+
+    def observe(self) -> np.ndarray:
+        """Stage 2: the observation matrix, shape (n_banks, OBS_DIM); see ``OBS_FIELDS``."""
+        L, s, cfg = self.ledger, self.state, self.config
+        ta = s["total_assets"]
+        safe = np.where(ta > 0, ta, 1.0)
+        lb = L.loans
+        n = L.n
+        due2 = np.bincount(lb.borrower[lb.maturity <= self.t + 1], minlength=n,
+                           weights=lb.owed[lb.maturity <= self.t + 1])
+        due_next = np.bincount(lb.borrower[lb.maturity <= self.t], minlength=n,
+                               weights=lb.owed[lb.maturity <= self.t])
+        need = due2 + self._withdrawals + RUNOFF * L.deposits
+        h = risk.distress(L.equity, L.equity0, L.defaulted)
+        exposure = L.exposure_matrix()
+        ib = s["interbank_assets"]
+        rate_scale = cfg.base_rate + cfg.rate_stress_spread
+        o = np.empty((n, OBS_DIM))
+        o[:, 0] = np.clip(s["capital_ratio"], -1, 1)
+        o[:, 1] = np.clip(L.equity / safe, -1, 1)
+        o[:, 2] = np.clip(L.cash / safe, 0, 1)
+        o[:, 3] = np.clip(np.divide(L.cash, need, out=np.full(n, 5.0), where=need > 0), 0, 5) / 5
+        o[:, 4] = np.clip(ib / safe, 0, 1)
+        o[:, 5] = np.clip(s["interbank_liabilities"] / safe, 0, 1)
+        o[:, 6] = np.clip(L.deposits / safe, 0, 1)
+        o[:, 7] = np.clip(due_next / safe, 0, 1)
+        o[:, 8] = np.divide(exposure @ h, ib, out=np.zeros(n), where=ib > 0)
+        o[:, 9] = np.divide(self._adjacency @ L.defaulted.astype(float), self._degree,
+                            out=np.zeros(n), where=self._degree > 0)
+        o[:, 10] = np.clip(self.market.price_index, 0, 2)
+        o[:, 11] = np.clip(10 * self.price_return, -1, 1)
+        o[:, 12] = self.market.rate / rate_scale if rate_scale > 0 else 0.0
+        o[:, 13] = self.market_stress
+        o[:, 14] = h
+        o[:, 15] = np.clip(np.log(np.maximum(ta, 1e-12) / self._size0) / 3, -1, 1)
+        self.observations = o
+        return o
+
+    def decide(self, observations: np.ndarray) -> np.ndarray:
+        """Stage 3: each distinct brain acts once on the rows of its active banks.
+
+        Returns actions, shape (n_banks, 4), in [0, 1]; zero for defaulted banks.
+
+        Raises:
+            BrainError: a brain returned a wrong shape, NaN/inf or values outside [0, 1].
+        """
+        actions = np.zeros((self.config.n_banks, 4))
+        active = self.ledger.active
+        for brain, idx in self._brain_groups:
+            rows = idx[active[idx]]
+            if rows.size:
+                actions[rows] = _check_actions(brain, brain.act(observations[rows]), rows.size)
+        self.actions = actions
+        return actions
+
+    def act(self, actions: np.ndarray) -> None:
+        """Stage 4: voluntary asset sales; maturing loans rolled over unless the
+        lender hoards; new lending offers and borrowing requests matched between
+        network neighbours (pro rata on both sides)."""
+        L, cfg = self.ledger, self.config
+        active = L.active
+        lend, hoard, sell, borrow = (actions[:, i] * active for i in range(4))
+        units = L.holdings * (sell * cfg.max_sell_fraction)[:, None]
+        if units.any():
+            L.sell_assets(units, L.prices * (1 - cfg.sale_discount), kind="voluntary_sales")
+            self._units_sold += units.sum(axis=0)
+        h = risk.distress(L.equity, L.equity0, L.defaulted)
+        lb = L.loans
+        maturing = (lb.maturity <= self.t) & active[lb.lender] & active[lb.borrower]
+        self.rollover_volume = L.rollover(
+            maturing, 1.0 - hoard[lb.lender],
+            self.market.rate + cfg.rate_stress_spread * h[lb.borrower], self.t + cfg.loan_maturity)
+        ta = L.total_assets()
+        reserve = ta * (cfg.reserve_ratio + hoard * max(cfg.liquidity_share - cfg.reserve_ratio,
+                                                        0.0))
+        offer = lend * np.maximum(L.cash - reserve, 0.0) * cfg.max_lend_fraction
+        request = borrow * cfg.max_borrow_fraction * ta
+        self.interbank_volume = 0.0
+        src, dst = self._adj_src, self._adj_dst
+        if src.size == 0 or not offer.any() or not request.any():
+            return
+        asked = np.bincount(src, weights=request[dst], minlength=L.n)
+        x = np.minimum(np.divide(offer[src] * request[dst], asked[src],
+                                 out=np.zeros(src.size), where=asked[src] > 0), request[dst])
+        got = np.bincount(dst, weights=x, minlength=L.n)
+        scale = np.divide(request, got, out=np.ones(L.n), where=got > request)
+        x *= np.minimum(scale, 1.0)[dst]
+        ok = x > 1e-9
+        rate = self.market.rate + cfg.rate_stress_spread * h[dst[ok]]
+        L.lend(src[ok], dst[ok], x[ok], rate, np.full(int(ok.sum()), self.t + cfg.loan_maturity))
+        self.interbank_volume = float(x[ok].sum())
+
+    def settle(self) -> None:
+        """Stage 5: interest accrues on loans and deposits; assets pay their yield."""
+        L = self.ledger
+        L.accrue_interest()
+        L.charge_deposit_interest(self.config.deposit_rate)
+        L.receive_asset_income(self.config.asset_return)
+
+    def clear(self) -> None:
+        """Stage 6: Eisenberg–Noe clearing of obligations due, then resolution.
+
+        Due are: loans at maturity (the part not rolled over), withdrawals, and
+        *everything* owed to or by a bank in resolution (its loans are called,
+        its deposits paid out, its assets liquidated at ``liquidation_discount``).
+        A bank's external assets in the clearing are its cash plus its illiquid
+        assets at the liquidation price: a bank short of cash sells assets
+        (emergency sales, which add to the fire-sale volume) and defaults only
+        if that is not enough. Banks that cannot pay, or whose equity turns
+        negative, default and are resolved in a further clearing round within
+        the same step, until no new default occurs.
+        """
+        L, cfg, n = self.ledger, self.config, self.ledger.n
+        resolving = L.defaulted & ~L.resolved
+        depth = 0
+        for _ in range(n + 1):
+            if resolving.any():
+                units = L.holdings * resolving[:, None]
+                if units.any():
+                    L.sell_assets(units, L.prices * (1 - cfg.liquidation_discount),
+                                  kind="liquidations")
+                    self._units_sold += units.sum(axis=0)
+            lb = L.loans
+            due = (lb.maturity <= self.t) | resolving[lb.borrower] | resolving[lb.lender]
+            ext_due = np.where(resolving, L.deposits, np.minimum(self._withdrawals, L.deposits))
+            self._withdrawals[:] = 0.0
+            if due.any() or ext_due.any():
+                owed = lb.owed[due]
+                liab = sp.csr_matrix((owed, (lb.borrower[due], lb.lender[due])), shape=(n, n))
+                fire_price = L.prices * (1 - cfg.liquidation_discount)
+                liquid = L.holdings @ fire_price
+                res = eisenberg_noe(liab, L.cash + liquid, ext_due,
+                                    alpha=cfg.default_cost_alpha, beta=cfg.default_cost_beta)
+                inflow = np.bincount(lb.lender[due], weights=owed * res.recovery[lb.borrower[due]],
+                                     minlength=n)
+                # cash short of what must be paid is raised by emergency sales at the
+                # liquidation discount (defaulters sell everything)
+                short = np.maximum(res.payments - L.cash - inflow, 0.0)
+                share = np.where(res.defaulted, 1.0, np.minimum(
+                    1.0, np.divide(short, liquid, out=np.zeros(n), where=liquid > 0)))
+                units = L.holdings * share[:, None]
+                if units.any():
+                    L.sell_assets(units, fire_price, kind="emergency_sales")
+                    self._units_sold += units.sum(axis=0)
+                cost = np.where(res.defaulted, L.cash + inflow - res.payments, 0.0)
+                cost[cost < 1e-12 * np.maximum(1.0, res.obligations)] = 0.0
+                L.settle(due, res.recovery[lb.borrower], ext_due, res.recovery, cost)
+                depth += res.rounds
+                failed = res.defaulted
+            else:
+                failed = np.zeros(n, dtype=bool)
+            if resolving.any():
+                L.wind_down(np.flatnonzero(resolving))
+            new = L.mark_default(failed | (L.equity < -1e-9 * np.maximum(1.0, L.equity0)), self.t)
+            if new.size == 0:
+                break
+            resolving = np.zeros(n, dtype=bool)
+            resolving[new] = True
+        self.contagion_depth = depth
+
+    def price(self) -> None:
+        """Stage 7: price impact of this step's sales and the forced-deleveraging
+        spiral; banks left with negative equity default (resolved next step)."""
+        L = self.ledger
+        prices_before = L.prices.copy()
+        forced, _ = fire_sale_loop(L, self.market, self.config, self._units_sold)
+        sold = self._units_sold + forced.sum(axis=0)
+        self.fire_sale_volume = float(sold @ prices_before)
+        self._units_sold = np.zeros_like(self._units_sold)
+        L.mark_default(L.equity < -1e-9 * np.maximum(1.0, L.equity0), self.t)
+
+    def record(self) -> None:
+        """Stage 8: rewards, risk measures, end-of-episode test, DataCollector."""
+        self._refresh_state()
+        self._measure()
+        L, cfg = self.ledger, self.config
+        was_out = L.defaulted & (L.default_step < self.t)
+        profit = (L.equity - self._equity_prev) / np.where(L.equity0 > 0, L.equity0, 1.0)
+        ta = self.state["total_assets"]
+        liquidity = np.divide(L.cash, ta, out=np.zeros(L.n), where=ta > 0)
+        default = (L.default_step == self.t).astype(float)
+        sri = np.full(L.n, self.systemic_risk_index)
+        comps = {"profit": profit, "liquidity": liquidity, "default": default,
+                 "system_risk": sri}
+        for v in comps.values():
+            v[was_out] = 0.0
+        self.reward_components = comps
+        self.rewards = (cfg.reward_profit_weight * profit
+                        + cfg.reward_liquidity_weight * liquidity
+                        - cfg.reward_default_penalty * default
+                        - cfg.reward_system_risk_weight * sri)
+        self._equity_prev = L.equity.copy()
+        live = ~was_out
+        self.mean_reward = float(self.rewards[live].mean()) if live.any() else 0.0
+        for name, v in comps.items():
+            setattr(self, f"reward_{name}", float(v[live].mean()) if live.any() else 0.0)
+        if cfg.ranking_every and self.t % cfg.ranking_every == 0:
+            self.sib_scores = self.debtrank_per_bank()
+        self.collapsed = self.default_rate >= cfg.collapse_threshold
+        if self.t >= cfg.steps or self.collapsed:
+            self.running = False
+        self.datacollector.collect(self)
+
+    # ============================================================ measures
+    def _refresh_state(self) -> None:
+        L, cfg = self.ledger, self.config
+        values = L.asset_values()
+        ib_a, ib_l = L.interbank_assets(), L.interbank_liabilities()
+        ta = L.cash + values + ib_a
+        rwa = values + cfg.interbank_risk_weight * ib_a
+        cr = np.divide(L.equity, rwa, out=np.zeros(L.n), where=rwa > 0)
+        cr[L.defaulted] = 0.0
+        self.state: dict[str, np.ndarray] = {
+            "asset_values": values, "interbank_assets": ib_a, "interbank_liabilities": ib_l,
+            "total_assets": ta, "rwa": rwa, "capital_ratio": cr,
+        }
+
+    def _liquidity(self) -> float:
+        L = self.ledger
+        act = L.active
+        li = risk.liquidity_index(L.cash[act], (self.state["interbank_liabilities"]
+                                                + RUNOFF * L.deposits)[act])
+        return min(li, LIQUIDITY_CAP)
+
+    def _measure(self) -> None:
+        """Model-level measures of the current state (attributes read by reporters)."""
+        L, s = self.ledger, self.state
+        act = L.active
+        h = risk.distress(L.equity, L.equity0, L.defaulted)
+        dr = risk.debtrank(L.exposure_matrix(), L.equity0, h)
+        self.debtrank, self.debtrank_total = float(dr.debtrank), float(dr.total)
+        self.n_defaults = int(L.defaulted.sum())
+        self.default_rate = self.n_defaults / L.n
+        self.asset_price = self.market.price_index
+        self.price_return = float(np.log(max(self.asset_price, 1e-12)
+                                         / max(self._price_prev, 1e-12)))
+        self.total_equity = float(L.equity[act].sum())
+        cr = s["capital_ratio"][act]
+        self.mean_capital_ratio = float(cr.mean()) if cr.size else 0.0
+        self.min_capital_ratio = float(cr.min()) if cr.size else 0.0
+        self.interbank_exposure = float(s["interbank_assets"].sum())
+        self.liquidity_index = self._liquidity()
+        self.stress_index = risk.stress_index(L.equity, L.equity0, L.defaulted)
+        self.systemic_risk_index = risk.systemic_risk_index(
+            self.debtrank_total, self.default_rate, self.stress_index, self.asset_price,
+            self.liquidity_index, getattr(self, "_liquidity0", self.liquidity_index))
+        self.market_stress = max(self.scenario_spec.stress_level, self.stress_index)
+        self.interbank_rate = self.market.interbank_rate(self.market_stress)
+
+    def debtrank_per_bank(self) -> np.ndarray:
+        """DebtRank of each bank defaulting alone on today's exposures, shape (n,)."""
+        L = self.ledger
+        eq = np.where(L.active, np.maximum(L.equity, 0.0), 0.0)
+        return risk.debtrank_per_bank(L.exposure_matrix(), eq)
+
+    def systemic_ranking(self, top: int = 5) -> list[dict[str, float]]:
+        """The ``top`` most systemically important active banks by DebtRank."""
+        scores = self.debtrank_per_bank()
+        scores[self.ledger.defaulted] = -1.0
+        order = risk.rank_systemic(scores, self.state["total_assets"], top=top)
+        return [{"bank": int(i), "debtrank": float(scores[i]),
+                 "total_assets": float(self.state["total_assets"][i]),
+                 "degree": int(self._degree[i])} for i in order if scores[i] >= 0]
+
+    # ============================================================ shocks
+    def apply_shock(self, kind: str, magnitude: float = 0.0,
+                    banks: Sequence[int] | np.ndarray | None = None) -> None:
+        """Apply a shock now (between steps or inside a stage).
+
+        Args:
+            kind: one of :data:`~finsim_mesa.scenarios.engine.SHOCK_KINDS`.
+            magnitude: size of the shock (meaning per kind; see SHOCK_KINDS).
+            banks: bank ids hit (``None`` = all active banks; required for
+                ``loss`` and ``default``).
+
+        Raises:
+            ShockError: unknown kind, bad magnitude or bank ids; nothing is changed.
+        """
+        if kind not in SHOCK_KINDS:
+            raise ShockError(f"shock kind {kind!r} is unknown; choose one of "
+                             f"{', '.join(SHOCK_KINDS)}")
+        try:
+            m = float(magnitude)
+        except (TypeError, ValueError):
+            raise ShockError(f"magnitude must be a number, got {magnitude!r}") from None
+        limits = {"price_crash": (0.0, 1.0, False), "funding_withdrawal": (0.0, 1.0, True),
+                  "loss": (0.0, 10.0, True), "default": (-np.inf, np.inf, True)}
+        lo, hi, closed = limits[kind]
+        if not np.isfinite(m) or m < lo or m > hi or (not closed and m >= hi):
+            raise ShockError(f"{kind} magnitude {magnitude!r} out of range: "
+                             f"{SHOCK_KINDS[kind]}")
+        idx = None
+        if banks is not None:
+            idx = np.unique(np.asarray(banks).reshape(-1))
+            if idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
+                raise ShockError(f"banks must be a non-empty list of bank ids, got {banks!r}")
+            if idx.min() < 0 or idx.max() >= self.config.n_banks:
+                raise ShockError(f"bank ids must lie in 0..{self.config.n_banks - 1}, "
+                                 f"got {idx.tolist()}")
+        elif kind in ("loss", "default"):
+            raise ShockError(f"a {kind} shock needs banks=[...]")
+        self._apply(Shock(kind, m, idx, source="user"))
+        self._refresh_state()
+
+    def _apply(self, shock: Shock) -> None:
+        L = self.ledger
+        banks = np.flatnonzero(L.active) if shock.banks is None else shock.banks
+        banks = banks[L.active[banks]]
+        if shock.kind == "price_crash":
+            self._set_prices(self.market.crash_prices(shock.magnitude))
+        elif shock.kind == "funding_withdrawal":
+            self._withdrawals[banks] = np.minimum(
+                self._withdrawals[banks] + shock.magnitude * L.deposits[banks], L.deposits[banks])
+        elif shock.kind == "loss":
+            L.write_down_assets(banks, shock.magnitude * np.maximum(L.equity[banks], 0.0))
+        elif shock.kind == "default":
+            L.mark_default(banks, max(self.t, 0))
+        self.shock_log.append({"step": self.t, "kind": shock.kind, "magnitude": shock.magnitude,
+                               "banks": banks.tolist(), "source": shock.source})
+
+    def _set_prices(self, prices: np.ndarray) -> None:
+        self.ledger.revalue(prices)
+        self.market.set_prices(prices)
+
+    # ============================================================ running
+    def run_for(self, steps: int) -> None:
+        """Advance ``steps`` steps (stops early once ``running`` is False)."""
+        if int(steps) != steps or steps < 0:
+            raise ConfigError(f"steps = {steps!r}: must be a non-negative integer")
+        for _ in range(int(steps)):
+            if not self.running:
+                break
+            self.step()
+
+    def check(self) -> None:
+        """Raise :class:`~finsim_mesa.errors.AccountingError` if an identity is broken."""
+        self.ledger.check()
+
+    @property
+    def n_banks(self) -> int:
+        """Number of banks."""
+        return self.config.n_banks
+
+    def summary(self, top: int = 5) -> dict[str, Any]:
+        """Headline figures of the current state (used by ``finsim simulate``)."""
+        cr = self.state["capital_ratio"][self.ledger.active]
+        return {
+            "scenario": self.scenario_name, "steps": self.t, "banks": self.n_banks,
+            "defaults": self.n_defaults, "default_rate": self.default_rate,
+            "collapsed": self.collapsed, "price": self.asset_price,
+            "total_equity": self.total_equity,
+            "capital_ratio_mean": float(cr.mean()) if cr.size else 0.0,
+            "capital_ratio_p10": float(np.percentile(cr, 10)) if cr.size else 0.0,
+            "capital_ratio_min": float(cr.min()) if cr.size else 0.0,
+            "debtrank": self.debtrank, "debtrank_total": self.debtrank_total,
+            "liquidity_index": self.liquidity_index, "stress_index": self.stress_index,
+            "systemic_risk_index": self.systemic_risk_index,
+            "max_contagion_depth": int(self.datacollector.model_vars["contagion_depth"] and
+                                       max(self.datacollector.model_vars["contagion_depth"])),
+            "most_systemic": self.systemic_ranking(top),
+        }
+
+
+def _base_config(config: Any, explicit: dict[str, Any]) -> ModelConfig:
+    if config is None:
+        return make_config(None, **explicit)
+    if isinstance(config, ModelConfig):
+        return make_config(config.model_dump(), **explicit)
+    if isinstance(config, Mapping):
+        return make_config(dict(config), **explicit)
+    if isinstance(config, str | Path):
+        return load_config(config, **explicit)
+    raise ConfigError(f"config must be a ModelConfig, a mapping or a YAML path, "
+                      f"not {type(config).__name__}")
+
+
+def _check_exposures(exposures: Any) -> np.ndarray:
+    arr = exposures.toarray() if sp.issparse(exposures) else np.asarray(exposures, dtype=float)
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] < 2:
+        raise ConfigError(f"exposures must be a square (n, n) matrix with n >= 2, "
+                          f"got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)) or (arr < 0).any():
+        raise ConfigError("exposures must be finite and non-negative")
+    if np.diag(arr).any():
+        raise ConfigError("exposures must have a zero diagonal (a bank cannot lend to itself)")
+    return arr
+
+
+def _check_actions(brain: Any, out: Any, rows: int) -> np.ndarray:
+    name = brain_name(brain)
+    try:
+        arr = np.asarray(out, dtype=float)
+    except (TypeError, ValueError):
+        raise BrainError(f"brain '{name}' returned {type(out).__name__}, not an array of "
+                         "numbers") from None
+    if arr.shape != (rows, 4):
+        raise BrainError(f"brain '{name}' returned actions of shape {arr.shape}; expected "
+                         f"({rows}, 4): lend, hoard, sell, borrow per bank")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.argwhere(~np.isfinite(arr))[0][0])
+        raise BrainError(f"brain '{name}' returned NaN or infinite actions (first in row {bad})")
+    if arr.min() < -1e-6 or arr.max() > 1 + 1e-6:
+        raise BrainError(f"brain '{name}' returned actions outside [0, 1] "
+                         f"(min {arr.min():g}, max {arr.max():g})")
+    return np.clip(arr, 0.0, 1.0)

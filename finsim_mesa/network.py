@@ -1,0 +1,194 @@
+"""Interbank network topologies and balance-sheet calibration.
+
+A topology is a graph whose nodes are banks ``0..n-1``; each edge is a lending
+relation oriented lender → borrower (undirected graphs get a random
+orientation from the model's generator). :func:`calibrate` then draws bank
+sizes and builds balance sheets whose interbank assets sit on those edges.
+
+All randomness comes from the ``numpy.random.Generator`` passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+
+from finsim_mesa.config import ModelConfig
+from finsim_mesa.errors import ConfigError
+
+__all__ = [
+    "BalanceSheets",
+    "barabasi_albert",
+    "build_topology",
+    "calibrate",
+    "core_periphery",
+    "erdos_renyi",
+    "graph_from_exposures",
+]
+
+MIN_DEPOSIT_SHARE = 0.1  # every bank keeps at least 10% of its assets funded by deposits
+
+
+def _seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(2**31 - 1))
+
+
+def barabasi_albert(n: int, m: int, rng: np.random.Generator) -> nx.Graph:
+    """Scale-free network: each new bank links to ``m`` existing banks (preferential)."""
+    return nx.barabasi_albert_graph(n, m, seed=_seed(rng))
+
+
+def erdos_renyi(n: int, mean_degree: float, rng: np.random.Generator) -> nx.Graph:
+    """Random network with link probability ``mean_degree / (n - 1)``."""
+    p = min(1.0, mean_degree / max(n - 1, 1))
+    return nx.fast_gnp_random_graph(n, p, seed=_seed(rng))
+
+
+def core_periphery(
+    n: int, core_fraction: float, core_density: float, m: int, rng: np.random.Generator
+) -> nx.Graph:
+    """Dense core of ``round(core_fraction * n)`` banks (link probability
+    ``core_density``); every periphery bank links to ``m`` random core banks."""
+    n_core = max(1, min(n, round(core_fraction * n)))
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    iu, ju = np.triu_indices(n_core, k=1)
+    keep = rng.random(iu.size) < core_density
+    g.add_edges_from(zip(iu[keep].tolist(), ju[keep].tolist(), strict=True))
+    k = min(m, n_core)
+    for i in range(n_core, n):
+        for j in rng.choice(n_core, size=k, replace=False):
+            g.add_edge(i, int(j))
+    g.graph["core"] = np.arange(n_core)
+    return g
+
+
+def build_topology(cfg: ModelConfig, rng: np.random.Generator) -> nx.Graph:
+    """The graph named by ``cfg.topology`` with ``cfg.n_banks`` nodes."""
+    if cfg.topology == "barabasi_albert":
+        return barabasi_albert(cfg.n_banks, cfg.edges_per_node, rng)
+    if cfg.topology == "erdos_renyi":
+        return erdos_renyi(cfg.n_banks, cfg.mean_degree, rng)
+    return core_periphery(cfg.n_banks, cfg.core_fraction, cfg.core_density, cfg.edges_per_node,
+                          rng)
+
+
+def normalise_graph(graph: nx.Graph) -> tuple[nx.Graph, list]:
+    """Relabel a user graph to nodes ``0..n-1``; returns it and the original labels."""
+    if graph.number_of_nodes() < 2:
+        raise ConfigError(f"graph must have at least 2 nodes, got {graph.number_of_nodes()}")
+    labels = list(graph.nodes)
+    mapping = {old: i for i, old in enumerate(labels)}
+    g = nx.relabel_nodes(graph, mapping, copy=True)
+    g.remove_edges_from(list(nx.selfloop_edges(g)))
+    return g, labels
+
+
+def graph_from_exposures(exposures: np.ndarray | sp.spmatrix) -> nx.DiGraph:
+    """Directed graph with an edge i → j wherever ``exposures[i, j] > 0``."""
+    E = sp.coo_matrix(exposures)
+    g = nx.DiGraph()
+    g.add_nodes_from(range(E.shape[0]))
+    mask = E.data > 0
+    g.add_edges_from(zip(E.row[mask].tolist(), E.col[mask].tolist(), strict=True))
+    return g
+
+
+def oriented_edges(graph: nx.Graph, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Lender and borrower index arrays, one entry per lending relation.
+
+    Directed graphs keep their direction; each undirected edge gets a random one.
+    """
+    if graph.number_of_edges() == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    e = np.asarray(list(graph.edges()), dtype=np.int64)
+    if graph.is_directed():
+        return e[:, 0], e[:, 1]
+    flip = rng.random(len(e)) < 0.5
+    lender = np.where(flip, e[:, 1], e[:, 0])
+    borrower = np.where(flip, e[:, 0], e[:, 1])
+    return lender, borrower
+
+
+@dataclass
+class BalanceSheets:
+    """Initial balance sheets (all arrays shape (n,) unless stated; money units).
+
+    Attributes:
+        cash: liquid assets.
+        holdings: shape (n, n_assets), units of illiquid assets (initial price 1).
+        deposits: external liabilities (owed outside the banking network).
+        loan_lender, loan_borrower, loan_amount: one initial interbank loan per
+            lending relation, shape (m,).
+        size: target total assets before adjustment.
+    """
+
+    cash: np.ndarray
+    holdings: np.ndarray
+    deposits: np.ndarray
+    loan_lender: np.ndarray
+    loan_borrower: np.ndarray
+    loan_amount: np.ndarray
+    size: np.ndarray
+
+
+def _sizes(n: int, cfg: ModelConfig, degree: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Log-normal sizes with mean ``mean_total_assets``, larger ones on better-connected banks."""
+    draws = np.sort(rng.lognormal(0.0, cfg.size_dispersion, n))
+    draws *= cfg.mean_total_assets / draws.mean()
+    # rank by degree, ties broken at random, so hubs are the big banks
+    order = np.lexsort((rng.random(n), degree))
+    size = np.empty(n)
+    size[order] = draws
+    return size
+
+
+def calibrate(
+    n: int,
+    lender: np.ndarray,
+    borrower: np.ndarray,
+    cfg: ModelConfig,
+    rng: np.random.Generator,
+    exposures: np.ndarray | None = None,
+) -> BalanceSheets:
+    """Balance sheets consistent with the network and ``cfg``.
+
+    Each lender spreads ``interbank_share`` of its assets over its borrowers in
+    proportion to their size (or uses ``exposures`` given by the user); cash is
+    ``liquidity_share`` of assets; the rest is illiquid; equity is
+    ``capital_ratio`` × risk-weighted assets; deposits fill the remaining
+    liabilities, at least ``MIN_DEPOSIT_SHARE`` of assets (illiquid assets are
+    raised where a bank's interbank borrowing would otherwise leave too few).
+    """
+    degree = np.bincount(lender, minlength=n) + np.bincount(borrower, minlength=n)
+    size = _sizes(n, cfg, degree.astype(float), rng)
+    if exposures is not None:
+        amount = np.asarray(exposures[lender, borrower], dtype=float).reshape(-1)
+        ib_assets = np.bincount(lender, weights=amount, minlength=n)
+        size = np.maximum(size, ib_assets / max(cfg.interbank_share, 1e-12))
+    else:
+        weight = size[borrower]
+        denom = np.bincount(lender, weights=weight, minlength=n)
+        amount = cfg.interbank_share * size[lender] * weight / np.where(denom > 0, denom, 1)[lender]
+        ib_assets = np.bincount(lender, weights=amount, minlength=n)
+    ib_liab = np.bincount(borrower, weights=amount, minlength=n)
+    cash = cfg.liquidity_share * size
+    illiquid = np.maximum(size - cash - ib_assets, 0.0)
+    c, w = cfg.capital_ratio, cfg.interbank_risk_weight
+
+    def deposits_for(x: np.ndarray) -> np.ndarray:
+        equity = c * (x + w * ib_assets)
+        return cash + ib_assets + x - equity - ib_liab
+
+    floor = MIN_DEPOSIT_SHARE * size
+    short = deposits_for(illiquid) < floor
+    if short.any():
+        # raise illiquid assets x so that deposits == floor: x(1-c) = floor + L - cash - IB(1-cw)
+        need = (floor + ib_liab - cash - ib_assets * (1 - c * w)) / (1 - c)
+        illiquid = np.where(short, np.maximum(need, illiquid), illiquid)
+    deposits = deposits_for(illiquid)
+    holdings = np.repeat((illiquid / cfg.n_assets)[:, None], cfg.n_assets, axis=1)
+    return BalanceSheets(cash, holdings, deposits, lender.copy(), borrower.copy(), amount, size)

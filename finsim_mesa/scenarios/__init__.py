@@ -1,0 +1,145 @@
+"""Named stress scenarios (data) and the engine that turns them into shocks.
+
+A scenario is a small YAML document (see ``data/*.yaml``) validated by
+:class:`Scenario`. Built-in: ``normal``, ``liquidity_crisis``,
+``asset_crash``, ``systemic``. Users add their own with
+:func:`register_scenario` or by passing a YAML path as ``scenario=``.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from finsim_mesa.errors import ConfigError
+
+__all__ = [
+    "Scenario",
+    "get_scenario",
+    "list_scenarios",
+    "load_scenario_file",
+    "register_scenario",
+]
+
+Target = Literal["random", "largest", "smallest"]
+
+
+class Scenario(BaseModel):
+    """Shock parameters of a scenario. Probabilities are per step; steps count from 1."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    name: str = Field(min_length=1, description="unique name")
+    description: str = Field("", description="what the scenario represents")
+    price_volatility: float = Field(0.01, ge=0, le=1, description="sigma of log price per step")
+    shock_probability: float = Field(0.0, ge=0, le=1,
+                                     description="chance per step of a bank-specific loss event")
+    shock_fraction: float = Field(0.0, ge=0, le=1, description="share of banks hit by an event")
+    shock_magnitude: float = Field(0.0, ge=0, le=10,
+                                   description="loss as a multiple of the bank's equity")
+    shock_target: Target = Field("random", description="which banks losses hit")
+    funding_stress: float = Field(0.0, ge=0, le=1,
+                                  description="share of deposits withdrawn from a bank in a run")
+    funding_stress_probability: float = Field(0.0, ge=0, le=1,
+                                              description="chance per step and bank of a run")
+    funding_start: int = Field(1, ge=1, description="first step of the funding stress")
+    funding_end: int | None = Field(None, ge=1, description="last step (None: to the end)")
+    crash_step: int | None = Field(None, ge=1, description="step of the price crash")
+    crash_magnitude: float = Field(0.0, ge=0, lt=1, description="fall of price and fundamental")
+    default_step: int | None = Field(None, ge=1, description="step of forced defaults")
+    default_count: int = Field(0, ge=0, description="number of banks forced into default")
+    default_target: Target = Field("largest", description="which banks are forced to default")
+    stress_level: float = Field(0.0, ge=0, le=1,
+                                description="market stress perceived by banks (raises rates)")
+
+    @model_validator(mode="after")
+    def _check(self) -> Scenario:
+        if self.funding_end is not None and self.funding_end < self.funding_start:
+            raise ValueError(f"funding_end ({self.funding_end}) is before funding_start "
+                             f"({self.funding_start})")
+        if self.crash_step is not None and self.crash_magnitude == 0:
+            raise ValueError("crash_step is set but crash_magnitude is 0")
+        if self.default_count and self.default_step is None:
+            raise ValueError("default_count > 0 needs a default_step")
+        return self
+
+    def funding_active(self, step: int) -> bool:
+        """Whether the funding stress applies at ``step``."""
+        return (self.funding_stress > 0 and step >= self.funding_start
+                and (self.funding_end is None or step <= self.funding_end))
+
+
+_REGISTRY: dict[str, Scenario] = {}
+
+
+def _validate(data: object, source: str) -> Scenario:
+    if not isinstance(data, dict):
+        raise ConfigError(f"scenario {source} must be a mapping of field: value")
+    try:
+        return Scenario(**data)
+    except ValidationError as err:
+        msgs = []
+        for e in err.errors():
+            loc = ".".join(map(str, e["loc"])) or "scenario"
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                msg = f"unknown field; accepted: {', '.join(Scenario.model_fields)}"
+            msgs.append(f"{loc} = {e.get('input')!r}: {msg}")
+        raise ConfigError(f"invalid scenario {source}:\n  " + "\n  ".join(msgs)) from None
+
+
+def _load_builtin() -> None:
+    for res in sorted(resources.files(__package__).joinpath("data").iterdir(),
+                      key=lambda r: r.name):
+        if res.name.endswith(".yaml"):
+            sc = _validate(yaml.safe_load(res.read_text()), res.name)
+            _REGISTRY[sc.name] = sc
+
+
+def register_scenario(scenario: Scenario | dict, overwrite: bool = False) -> Scenario:
+    """Add a scenario to the registry so it can be used by name."""
+    sc = scenario if isinstance(scenario, Scenario) else _validate(scenario, "definition")
+    if sc.name in _REGISTRY and not overwrite:
+        raise ConfigError(f"scenario '{sc.name}' already exists; pass overwrite=True to replace")
+    _REGISTRY[sc.name] = sc
+    return sc
+
+
+def load_scenario_file(path: str | Path) -> Scenario:
+    """Read and validate one scenario YAML file (not registered)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"scenario file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"scenario file {path} is not valid YAML: {err}") from None
+    return _validate(data, str(path))
+
+
+def list_scenarios() -> dict[str, Scenario]:
+    """All registered scenarios by name (built-in first)."""
+    return dict(_REGISTRY)
+
+
+def get_scenario(name_or_path: str | Scenario) -> Scenario:
+    """A scenario by name, by YAML path, or passed through.
+
+    Raises:
+        ConfigError: unknown name (listing the known ones) or bad file.
+    """
+    if isinstance(name_or_path, Scenario):
+        return name_or_path
+    if name_or_path in _REGISTRY:
+        return _REGISTRY[name_or_path]
+    if name_or_path.endswith((".yaml", ".yml")):
+        return load_scenario_file(name_or_path)
+    raise ConfigError(f"scenario = {name_or_path!r}: unknown scenario; choose one of "
+                      f"{', '.join(_REGISTRY)} or give the path of a scenario YAML file")
+
+
+_load_builtin()
