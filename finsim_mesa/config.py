@@ -32,7 +32,8 @@ _SECTIONS: dict[str, list[str]] = {
     ],
     "Balance sheets": [
         "mean_total_assets", "size_dispersion", "capital_ratio", "capital_requirement",
-        "interbank_share", "liquidity_share", "interbank_risk_weight", "loan_maturity", "n_assets",
+        "interbank_share", "liquidity_share", "marketable_share", "interbank_risk_weight",
+        "loan_maturity", "n_assets",
     ],
     "Market and rates": [
         "asset_return", "deposit_rate", "base_rate", "rate_stress_spread", "price_impact",
@@ -81,11 +82,14 @@ class ModelConfig(BaseModel):
     mean_total_assets: float = _f(100.0, "mean total assets of a bank (money units)", gt=0)
     size_dispersion: float = _f(1.0, "sigma of the log-normal bank size distribution "
                                 "(0 = equal sizes)", ge=0, le=5)
-    capital_ratio: float = _f(0.10, "initial equity / risk-weighted assets", gt=0, lt=1)
-    capital_requirement: float = _f(0.05, "minimum equity / risk-weighted assets; below it "
+    capital_ratio: float = _f(0.12, "initial equity / risk-weighted assets", gt=0, lt=1)
+    capital_requirement: float = _f(0.06, "minimum equity / risk-weighted assets; below it "
                                     "a bank is forced to deleverage", ge=0, lt=1)
-    interbank_share: float = _f(0.2, "interbank loans as a share of total assets", ge=0, lt=1)
+    interbank_share: float = _f(0.1, "interbank loans as a share of total assets", ge=0, lt=1)
     liquidity_share: float = _f(0.1, "cash as a share of total assets", ge=0, lt=1)
+    marketable_share: float = _f(0.3, "share of illiquid assets held as marketable "
+                                 "securities (marked to market, sellable); the rest are loans "
+                                 "at book value", ge=0, le=1)
     interbank_risk_weight: float = _f(0.2, "risk weight of interbank loans (cash 0, "
                                       "illiquid assets 1)", ge=0, le=1)
     loan_maturity: int = _f(4, "maturity of interbank loans in steps", ge=1, le=10_000)
@@ -104,7 +108,8 @@ class ModelConfig(BaseModel):
                                "fundamental", ge=0, le=1)
     sale_discount: float = _f(0.01, "discount to the market price on voluntary sales",
                               ge=0, lt=1)
-    liquidation_discount: float = _f(0.3, "discount on assets liquidated after a default",
+    liquidation_discount: float = _f(0.1, "discount on emergency sales and on liquidations "
+                                     "of defaulted banks",
                                      ge=0, lt=1)
     forced_deleveraging: bool = _f(True, "sell assets when below the capital requirement")
     deleveraging_buffer: float = _f(0.2, "forced sales restore capital_requirement * "

@@ -73,29 +73,33 @@ class LoanBook:
 class Ledger:
     """Balance sheets of ``n`` banks.
 
-    Assets: ``cash``; ``holdings @ prices`` (illiquid assets, marked to market);
+    Assets: ``cash``; ``holdings @ prices`` (marketable securities, marked to
+    market); ``other_assets`` (loans to the real economy, at book value);
     interbank loans receivable. Liabilities: ``deposits`` (external);
     interbank loans payable. ``equity`` is kept by posting every profit and loss.
 
     Args:
         cash: shape (n,), initial cash.
-        holdings: shape (n, k), initial units of each illiquid asset.
+        holdings: shape (n, k), initial units of each marketable asset.
         deposits: shape (n,), initial external liabilities.
         prices: shape (k,), initial prices.
+        other_assets: shape (n,), loans to the real economy (book value).
     """
 
     def __init__(self, cash: np.ndarray, holdings: np.ndarray, deposits: np.ndarray,
-                 prices: np.ndarray) -> None:
+                 prices: np.ndarray, other_assets: np.ndarray | None = None) -> None:
         self.n = int(cash.size)
         self.cash = np.asarray(cash, dtype=float).copy()
         self.holdings = np.asarray(holdings, dtype=float).reshape(self.n, -1).copy()
         self.deposits = np.asarray(deposits, dtype=float).copy()
         self.prices = np.asarray(prices, dtype=float).copy()
+        self.other_assets = (np.zeros(self.n) if other_assets is None
+                             else np.asarray(other_assets, dtype=float).copy())
         self.loans = LoanBook()
         self.status = np.full(self.n, ACTIVE, dtype=np.int8)
         self.default_step = np.full(self.n, -1, dtype=np.int64)
         self.resolved = np.zeros(self.n, dtype=bool)
-        self.equity = self.cash + self.holdings @ self.prices - self.deposits
+        self.equity = self.cash + self.holdings @ self.prices + self.other_assets - self.deposits
         self.external_in: defaultdict[str, float] = defaultdict(float)
         self.external_out: defaultdict[str, float] = defaultdict(float)
         self.initial_cash_total = float(self.cash.sum())
@@ -125,16 +129,17 @@ class Ledger:
         return np.bincount(self.loans.borrower, weights=self.loans.owed, minlength=self.n)
 
     def total_assets(self) -> np.ndarray:
-        """shape (n,): cash + illiquid assets + interbank assets."""
-        return self.cash + self.asset_values() + self.interbank_assets()
+        """shape (n,): cash + securities + other assets + interbank assets."""
+        return self.cash + self.asset_values() + self.other_assets + self.interbank_assets()
 
     def total_liabilities(self) -> np.ndarray:
         """shape (n,): deposits + interbank liabilities."""
         return self.deposits + self.interbank_liabilities()
 
     def risk_weighted_assets(self, interbank_weight: float) -> np.ndarray:
-        """shape (n,): illiquid assets (weight 1) + interbank assets (given weight); cash 0."""
-        return self.asset_values() + interbank_weight * self.interbank_assets()
+        """shape (n,): securities and other assets (weight 1) + interbank assets (given
+        weight); cash 0."""
+        return self.asset_values() + self.other_assets + interbank_weight * self.interbank_assets()
 
     def exposure_matrix(self) -> sp.csr_matrix:
         """shape (n, n), CSR: ``[i, j]`` = what bank *j* owes bank *i* (i's exposure to j)."""
@@ -197,8 +202,9 @@ class Ledger:
         self.equity -= cost
 
     def receive_asset_income(self, yield_per_step: float) -> np.ndarray:
-        """Cash yield of illiquid assets, from outside the system. Returns shape (n,)."""
-        income = yield_per_step * self.asset_values()
+        """Cash yield of securities and other assets, from outside the system.
+        Returns shape (n,)."""
+        income = yield_per_step * (self.asset_values() + self.other_assets)
         income[~self.active] = 0.0
         self.cash += income
         self.equity += income
@@ -228,14 +234,30 @@ class Ledger:
         return change
 
     def write_down_assets(self, banks: np.ndarray, loss: np.ndarray) -> np.ndarray:
-        """Bank-specific losses (money) destroying illiquid assets pro rata; capped at
-        the assets held. Returns the loss actually taken, shape like ``banks``."""
+        """Bank-specific credit losses (money): other assets first, then securities
+        pro rata; capped at what is held. Returns the loss taken, shape like ``banks``."""
+        banks = np.asarray(banks)
+        other = self.other_assets[banks]
+        from_other = np.minimum(loss, other)
+        self.other_assets[banks] = other - from_other
         values = self.asset_values()[banks]
-        taken = np.minimum(loss, values)
-        frac = np.divide(taken, values, out=np.zeros_like(taken), where=values > 0)
+        from_sec = np.minimum(loss - from_other, values)
+        frac = np.divide(from_sec, values, out=np.zeros_like(from_sec), where=values > 0)
         self.holdings[banks] *= (1.0 - frac)[:, None]
+        taken = from_other + from_sec
         np.subtract.at(self.equity, banks, taken)
         return taken
+
+    def liquidate_other_assets(self, banks: np.ndarray, discount: float) -> float:
+        """Sell the other assets of ``banks`` to outside buyers at ``1 − discount`` of
+        book value (resolution of a defaulted bank). Returns the cash raised."""
+        book = self.other_assets[banks].copy()
+        proceeds = book * (1.0 - discount)
+        self.cash[banks] += proceeds
+        self.equity[banks] -= book - proceeds
+        self.other_assets[banks] = 0.0
+        self.external_in["liquidations"] += float(proceeds.sum())
+        return float(proceeds.sum())
 
     def settle(self, loan_mask: np.ndarray, loan_recovery: np.ndarray,
                ext_due: np.ndarray, ext_recovery: np.ndarray, default_cost: np.ndarray) -> None:
@@ -315,8 +337,10 @@ class Ledger:
         if (self.cash < -rtol * scale).any():
             i = int(self.cash.argmin())
             raise AccountingError(f"bank {i} has negative cash {self.cash[i]:.3e}")
-        if (self.holdings < 0).any() or (self.deposits < -rtol * scale).any():
-            raise AccountingError("negative holdings or deposits")
+        if (self.holdings < 0).any() or (self.other_assets < 0).any():
+            raise AccountingError("negative holdings or other assets")
+        if (self.deposits < -rtol * scale).any():
+            raise AccountingError("negative deposits")
 
     # ------------------------------------------------------------- snapshot
     def snapshot(self) -> dict[str, object]:
@@ -324,6 +348,7 @@ class Ledger:
         return {
             "cash": self.cash.copy(), "holdings": self.holdings.copy(),
             "deposits": self.deposits.copy(), "prices": self.prices.copy(),
+            "other_assets": self.other_assets.copy(),
             "loans": self.loans.copy(), "status": self.status.copy(),
             "default_step": self.default_step.copy(), "resolved": self.resolved.copy(),
             "equity": self.equity.copy(), "equity0": self.equity0.copy(),

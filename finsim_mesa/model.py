@@ -172,7 +172,8 @@ class FinancialModel(mesa.Model):
         self.graph: nx.Graph = graph
         lender, borrower = oriented_edges(graph, self.rng)
         sheets = calibrate(cfg.n_banks, lender, borrower, cfg, self.rng, exposures=exposures)
-        self.ledger = Ledger(sheets.cash, sheets.holdings, sheets.deposits, np.ones(cfg.n_assets))
+        self.ledger = Ledger(sheets.cash, sheets.holdings, sheets.deposits, np.ones(cfg.n_assets),
+                             sheets.other_assets)
         maturity = self.rng.integers(1, cfg.loan_maturity + 1, size=len(sheets.loan_amount))
         keep = sheets.loan_amount > 0
         self.ledger.loans.append(sheets.loan_lender[keep], sheets.loan_borrower[keep],
@@ -213,7 +214,8 @@ class FinancialModel(mesa.Model):
         self.collapsed = False
         self.shock_log: list[dict[str, Any]] = []
         self.sib_scores: np.ndarray | None = None
-        self._size0 = float(self.ledger.total_assets().mean())
+        self._assets0 = self.ledger.total_assets()
+        self._size0 = float(self._assets0.mean())
         self.contagion_depth = 0
         self.interbank_volume = 0.0
         self.rollover_volume = 0.0
@@ -401,6 +403,7 @@ class FinancialModel(mesa.Model):
         depth = 0
         for _ in range(n + 1):
             if resolving.any():
+                L.liquidate_other_assets(np.flatnonzero(resolving), cfg.liquidation_discount)
                 units = L.holdings * resolving[:, None]
                 if units.any():
                     L.sell_assets(units, L.prices * (1 - cfg.liquidation_discount),
@@ -492,8 +495,8 @@ class FinancialModel(mesa.Model):
         L, cfg = self.ledger, self.config
         values = L.asset_values()
         ib_a, ib_l = L.interbank_assets(), L.interbank_liabilities()
-        ta = L.cash + values + ib_a
-        rwa = values + cfg.interbank_risk_weight * ib_a
+        ta = L.cash + values + L.other_assets + ib_a
+        rwa = values + L.other_assets + cfg.interbank_risk_weight * ib_a
         cr = np.divide(L.equity, rwa, out=np.zeros(L.n), where=rwa > 0)
         cr[L.defaulted] = 0.0
         self.state: dict[str, np.ndarray] = {
@@ -513,7 +516,8 @@ class FinancialModel(mesa.Model):
         L, s = self.ledger, self.state
         act = L.active
         h = risk.distress(L.equity, L.equity0, L.defaulted)
-        dr = risk.debtrank(L.exposure_matrix(), L.equity0, h)
+        # economic value v = share of total assets at the start (a stable weight)
+        dr = risk.debtrank(L.exposure_matrix(), L.equity0, h, value=self._assets0)
         self.debtrank, self.debtrank_total = float(dr.debtrank), float(dr.total)
         self.n_defaults = int(L.defaulted.sum())
         self.default_rate = self.n_defaults / L.n
@@ -537,7 +541,7 @@ class FinancialModel(mesa.Model):
         """DebtRank of each bank defaulting alone on today's exposures, shape (n,)."""
         L = self.ledger
         eq = np.where(L.active, np.maximum(L.equity, 0.0), 0.0)
-        return risk.debtrank_per_bank(L.exposure_matrix(), eq)
+        return risk.debtrank_per_bank(L.exposure_matrix(), eq, value=self._assets0)
 
     def systemic_ranking(self, top: int = 5) -> list[dict[str, float]]:
         """The ``top`` most systemically important active banks by DebtRank."""

@@ -119,7 +119,8 @@ class BalanceSheets:
 
     Attributes:
         cash: liquid assets.
-        holdings: shape (n, n_assets), units of illiquid assets (initial price 1).
+        holdings: shape (n, n_assets), units of marketable securities (initial price 1).
+        other_assets: loans to the real economy (book value).
         deposits: external liabilities (owed outside the banking network).
         loan_lender, loan_borrower, loan_amount: one initial interbank loan per
             lending relation, shape (m,).
@@ -128,6 +129,7 @@ class BalanceSheets:
 
     cash: np.ndarray
     holdings: np.ndarray
+    other_assets: np.ndarray
     deposits: np.ndarray
     loan_lender: np.ndarray
     loan_borrower: np.ndarray
@@ -158,7 +160,8 @@ def calibrate(
 
     Each lender spreads ``interbank_share`` of its assets over its borrowers in
     proportion to their size (or uses ``exposures`` given by the user); cash is
-    ``liquidity_share`` of assets; the rest is illiquid; equity is
+    ``liquidity_share`` of assets; the rest is illiquid, ``marketable_share`` of
+    it securities (marked to market) and the rest loans at book value; equity is
     ``capital_ratio`` × risk-weighted assets; deposits fill the remaining
     liabilities, at least ``MIN_DEPOSIT_SHARE`` of assets (illiquid assets are
     raised where a bank's interbank borrowing would otherwise leave too few).
@@ -190,5 +193,7 @@ def calibrate(
         need = (floor + ib_liab - cash - ib_assets * (1 - c * w)) / (1 - c)
         illiquid = np.where(short, np.maximum(need, illiquid), illiquid)
     deposits = deposits_for(illiquid)
-    holdings = np.repeat((illiquid / cfg.n_assets)[:, None], cfg.n_assets, axis=1)
-    return BalanceSheets(cash, holdings, deposits, lender.copy(), borrower.copy(), amount, size)
+    securities = cfg.marketable_share * illiquid
+    holdings = np.repeat((securities / cfg.n_assets)[:, None], cfg.n_assets, axis=1)
+    return BalanceSheets(cash, holdings, illiquid - securities, deposits, lender.copy(),
+                         borrower.copy(), amount, size)

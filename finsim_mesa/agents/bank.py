@@ -42,7 +42,7 @@ class Bank(mesa.Agent):
 
     @property
     def total_assets(self) -> float:
-        """Cash + illiquid assets at market value + interbank loans (money)."""
+        """Cash + securities at market value + other assets + interbank loans (money)."""
         return float(self.model.state["total_assets"][self.bank_id])
 
     @property
@@ -70,7 +70,8 @@ class Bank(mesa.Agent):
         s, i = self.model.state, self.bank_id
         return {
             "cash": self.cash,
-            "illiquid_assets": float(s["asset_values"][i]),
+            "securities": float(s["asset_values"][i]),
+            "other_assets": float(self.model.ledger.other_assets[i]),
             "interbank_assets": float(s["interbank_assets"][i]),
             "total_assets": self.total_assets,
             "deposits": self.deposits,

@@ -1,0 +1,228 @@
+"""The ``finsim`` command line.
+
+    finsim simulate [--scenario S --steps N --brain B --banks N --topology T --seed S
+                     --config FILE --set KEY=VALUE ... --out results.csv]
+    finsim simulate --compare          all scenarios side by side
+    finsim scenarios                   list scenarios with descriptions
+    finsim config [-o FILE]            write the default config, every parameter documented
+
+Errors in what the user gave (flags, config files, scenario files) print one
+clear message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from finsim_mesa.agents.brains import BRAINS
+from finsim_mesa.config import TOPOLOGIES, ModelConfig, load_config, make_config
+from finsim_mesa.errors import FinsimError
+from finsim_mesa.scenarios import list_scenarios
+
+__all__ = ["main"]
+
+
+def _parse_set(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise FinsimError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(raw)
+    return out
+
+
+def _config_from_args(args: argparse.Namespace) -> ModelConfig:
+    flags = {
+        "scenario": args.scenario, "steps": args.steps, "brain": args.brain,
+        "n_banks": args.banks, "topology": args.topology,
+    }
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    overrides.update(_parse_set(args.set or []))
+    if args.config:
+        return load_config(args.config, **overrides)
+    return make_config(None, **overrides)
+
+
+def _seed(args: argparse.Namespace) -> int:
+    return args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
+
+
+def _run(cfg: ModelConfig, seed: int, progress: bool, desc: str) -> Any:
+    from tqdm import tqdm
+
+    from finsim_mesa.model import FinancialModel
+
+    model = FinancialModel(config=cfg, rng=seed)
+    with tqdm(total=cfg.steps, desc=desc, unit="step", disable=not progress,
+              file=sys.stderr, leave=False) as bar:
+        while model.running:
+            model.step()
+            bar.update(1)
+    return model
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _print_summary(model: Any, seed: int, out: Any = sys.stdout) -> None:
+    s = model.summary()
+    cfg = model.config
+    w = out.write
+    w(f"\nfinsim-mesa: {s['banks']} banks, {cfg.topology} network, scenario "
+      f"'{s['scenario']}', brain '{cfg.brain}', seed {seed}\n")
+    end = "system collapsed" if s["collapsed"] else "episode complete"
+    w(f"ran {s['steps']} of {cfg.steps} steps ({end})\n\n")
+    rows = [
+        ("defaults", f"{s['defaults']} of {s['banks']} ({s['default_rate']:.1%})"),
+        ("asset price (start = 1)", _fmt(s["price"])),
+        ("total equity of survivors", _fmt(s["total_equity"])),
+        ("capital ratio: mean / p10 / min", f"{s['capital_ratio_mean']:.4f} / "
+                                            f"{s['capital_ratio_p10']:.4f} / "
+                                            f"{s['capital_ratio_min']:.4f}"),
+        ("DebtRank (propagated distress)", _fmt(s["debtrank"])),
+        ("DebtRank total distress", _fmt(s["debtrank_total"])),
+        ("liquidity index (cash / short-term debt)", _fmt(s["liquidity_index"])),
+        ("stress index", _fmt(s["stress_index"])),
+        ("systemic-risk index (0-1)", _fmt(s["systemic_risk_index"])),
+        ("max contagion depth (default rounds)", _fmt(s["max_contagion_depth"])),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for name, val in rows:
+        w(f"  {name:<{width}}  {val}\n")
+    w("\nmost systemically important banks (DebtRank if each defaulted alone):\n")
+    if not s["most_systemic"]:
+        w("  (no surviving bank)\n")
+    else:
+        w(f"  {'rank':>4}  {'bank':>5}  {'DebtRank':>9}  {'total assets':>12}  {'links':>5}\n")
+        for k, b in enumerate(s["most_systemic"], 1):
+            w(f"  {k:>4}  {b['bank']:>5}  {b['debtrank']:>9.4f}  {b['total_assets']:>12.2f}  "
+              f"{b['degree']:>5}\n")
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    cfg = _config_from_args(args)
+    seed = _seed(args)
+    progress = not args.quiet
+    if args.compare:
+        return _compare(cfg, seed, progress, args.out)
+    model = _run(cfg, seed, progress, f"{cfg.scenario}")
+    _print_summary(model, seed)
+    if args.out:
+        df = model.datacollector.get_model_vars_dataframe()
+        df.index.name = "step"
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(args.out)
+        print(f"\nper-step results written to {args.out}")
+    return 0
+
+
+def _compare(cfg: ModelConfig, seed: int, progress: bool, out: str | None) -> int:
+    import pandas as pd
+
+    rows = []
+    for name in list_scenarios():
+        model = _run(cfg.model_copy(update={"scenario": name}), seed, progress, name)
+        s = model.summary(top=1)
+        df = model.datacollector.get_model_vars_dataframe()
+        rows.append({
+            "scenario": name, "steps": s["steps"], "defaults": s["defaults"],
+            "default_rate": s["default_rate"], "price": s["price"],
+            "total_equity": s["total_equity"], "capital_ratio": s["capital_ratio_mean"],
+            "debtrank_peak": float(df["debtrank_total"].max()),
+            "sri_peak": float(df["systemic_risk_index"].max()),
+            "max_depth": s["max_contagion_depth"],
+            "top_bank": s["most_systemic"][0]["bank"] if s["most_systemic"] else None,
+        })
+    table = pd.DataFrame(rows).set_index("scenario")
+    print(f"\nall scenarios, {cfg.n_banks} banks, brain '{cfg.brain}', seed {seed}, "
+          f"up to {cfg.steps} steps\n")
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+    if out:
+        table.to_csv(out)
+        print(f"\ncomparison written to {out}")
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    for name, sc in list_scenarios().items():
+        print(name)
+        print(textwrap.indent(textwrap.fill(sc.description, 76), "    "))
+        if args.verbose:
+            for k, v in sc.model_dump(exclude={"name", "description"}).items():
+                print(f"      {k}: {v}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    cfg = make_config(None, **_parse_set(args.set or []))
+    text = cfg.to_yaml()
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"default configuration written to {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``finsim``."""
+    p = argparse.ArgumentParser(prog="finsim", description="Financial contagion on Mesa.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sim = sub.add_parser("simulate", help="run one simulation and print a summary")
+    sim.add_argument("--scenario", help=f"scenario name ({', '.join(list_scenarios())}) "
+                     "or a scenario YAML file")
+    sim.add_argument("--steps", type=int, help="number of steps (default 100)")
+    sim.add_argument("--brain", help=f"brain of every bank ({', '.join(BRAINS)})")
+    sim.add_argument("--banks", type=int, help="number of banks (default 30)")
+    sim.add_argument("--topology", choices=TOPOLOGIES, help="interbank network")
+    sim.add_argument("--seed", type=int, help="random seed (default: a fresh one, printed)")
+    sim.add_argument("--config", help="YAML config file (see `finsim config`)")
+    sim.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="any config parameter, e.g. --set capital_ratio=0.12 (repeatable)")
+    sim.add_argument("--out", help="write per-step model data to this CSV file")
+    sim.add_argument("--compare", action="store_true", help="run every scenario, one table")
+    sim.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sim.set_defaults(func=cmd_simulate)
+
+    sc = sub.add_parser("scenarios", help="list the scenarios")
+    sc.add_argument("-v", "--verbose", action="store_true", help="show parameters too")
+    sc.set_defaults(func=cmd_scenarios)
+
+    cf = sub.add_parser("config", help="write the default configuration as YAML")
+    cf.add_argument("-o", "--output", help="file to write (default: standard output)")
+    cf.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a default")
+    cf.set_defaults(func=cmd_config)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``finsim`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except FinsimError as err:
+        print(f"finsim: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # pragma: no cover
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
