@@ -112,8 +112,13 @@ def _prepare(
     if not (0 <= alpha <= 1 and 0 <= beta <= 1):
         raise ValueError(f"alpha and beta must lie in [0, 1], got alpha={alpha}, beta={beta}")
     pbar = np.asarray(L.sum(axis=1)).reshape(-1) + ext
-    inv = np.divide(1.0, pbar, out=np.zeros(n), where=pbar > 0)
-    PiT = (sp.diags(inv) @ L).T.tocsr()
+    # divide each entry by its row's total (L_ij <= p̄_i, so this never overflows,
+    # unlike multiplying by 1 / p̄ for denormal obligations)
+    L.sum_duplicates()
+    L.eliminate_zeros()
+    rows = np.repeat(np.arange(n), np.diff(L.indptr))
+    Pi = sp.csr_matrix((L.data / pbar[rows], L.indices, L.indptr), shape=(n, n))
+    PiT = Pi.T.tocsr()
     return PiT, pbar, e
 
 

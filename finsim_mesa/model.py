@@ -228,7 +228,7 @@ class FinancialModel(mesa.Model):
         self._measure()
         self.datacollector = FinsimDataCollector(
             agent_every=cfg.agent_collect_every, model_reporters=dict(MODEL_REPORTERS),
-            agent_reporters=dict(AGENT_REPORTERS))
+            agent_reporters=dict(AGENT_REPORTERS) if cfg.agent_collect_every else None)
         self.datacollector.collect(self)
 
     # ================================================================ set-up
