@@ -56,14 +56,14 @@ def _seed(args: argparse.Namespace) -> int:
     return args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
 
 
-def _run(cfg: ModelConfig, seed: int, progress: bool, desc: str) -> Any:
+def _run(cfg: ModelConfig, seed: int, progress: bool, desc: str, leave: bool = True) -> Any:
     from tqdm import tqdm
 
     from finsim_mesa.model import FinancialModel
 
     model = FinancialModel(config=cfg, rng=seed)
     with tqdm(total=cfg.steps, desc=desc, unit="step", disable=not progress,
-              file=sys.stderr, leave=False) as bar:
+              file=sys.stderr, leave=leave) as bar:
         while model.running:
             model.step()
             bar.update(1)
@@ -78,7 +78,8 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _print_summary(model: Any, seed: int, out: Any = sys.stdout) -> None:
+def _print_summary(model: Any, seed: int, out: Any = None) -> None:
+    out = out or sys.stdout
     s = model.summary()
     cfg = model.config
     w = out.write
@@ -135,7 +136,8 @@ def _compare(cfg: ModelConfig, seed: int, progress: bool, out: str | None) -> in
 
     rows = []
     for name in list_scenarios():
-        model = _run(cfg.model_copy(update={"scenario": name}), seed, progress, name)
+        model = _run(make_config(cfg.model_dump(), scenario=name), seed, progress, name,
+                     leave=False)
         s = model.summary(top=1)
         df = model.datacollector.get_model_vars_dataframe()
         rows.append({

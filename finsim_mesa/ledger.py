@@ -60,6 +60,34 @@ class LoanBook:
             setattr(self, name, np.concatenate([getattr(self, name), np.asarray(arr)]).astype(
                 getattr(self, name).dtype, copy=False))
 
+    def consolidate(self, start: int) -> None:
+        """Merge the loans from row ``start`` on that share lender, borrower, rate
+        and maturity into one loan each (amounts add up; nothing else changes).
+
+        Loans made in one step between the same pair are alike, so merging them
+        keeps the book at most (lending pairs × maturity) rows long.
+        """
+        if len(self) - start < 2:
+            return
+        t = slice(start, None)
+        n = int(max(self.lender[t].max(), self.borrower[t].max())) + 1
+        key = self.lender[t] * n + self.borrower[t]
+        uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        if uniq.size == key.size:
+            return
+        rate, mat = self.rate[t], self.maturity[t]
+        if not (np.array_equal(rate, rate[first][inverse])
+                and np.array_equal(mat, mat[first][inverse])):
+            return  # pairs with different terms stay separate loans
+        merged = {
+            "lender": self.lender[t][first], "borrower": self.borrower[t][first],
+            "rate": rate[first], "maturity": mat[first],
+            "principal": np.bincount(inverse, weights=self.principal[t]),
+            "accrued": np.bincount(inverse, weights=self.accrued[t]),
+        }
+        for name in self._FIELDS:
+            setattr(self, name, np.concatenate([getattr(self, name)[:start], merged[name]]))
+
     def keep(self, mask: np.ndarray) -> None:
         """Keep only the loans where ``mask`` is True."""
         for name in self._FIELDS:

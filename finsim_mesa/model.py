@@ -354,6 +354,7 @@ class FinancialModel(mesa.Model):
             self._units_sold += units.sum(axis=0)
         h = risk.distress(L.equity, L.equity0, L.defaulted)
         lb = L.loans
+        first_new = len(lb)
         maturing = (lb.maturity <= self.t) & active[lb.lender] & active[lb.borrower]
         self.rollover_volume = L.rollover(
             maturing, 1.0 - hoard[lb.lender],
@@ -366,6 +367,7 @@ class FinancialModel(mesa.Model):
         self.interbank_volume = 0.0
         src, dst = self._adj_src, self._adj_dst
         if src.size == 0 or not offer.any() or not request.any():
+            L.loans.consolidate(first_new)
             return
         asked = np.bincount(src, weights=request[dst], minlength=L.n)
         x = np.minimum(np.divide(offer[src] * request[dst], asked[src],
@@ -376,6 +378,7 @@ class FinancialModel(mesa.Model):
         ok = x > 1e-9
         rate = self.market.rate + cfg.rate_stress_spread * h[dst[ok]]
         L.lend(src[ok], dst[ok], x[ok], rate, np.full(int(ok.sum()), self.t + cfg.loan_maturity))
+        L.loans.consolidate(first_new)  # one loan per pair for all of this step's lending
         self.interbank_volume = float(x[ok].sum())
 
     def settle(self) -> None:
