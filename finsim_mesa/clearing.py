@@ -83,17 +83,26 @@ def _prepare(
     alpha: float,
     beta: float,
 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-    """Validate inputs; return (Πᵀ as CSR, p̄, e)."""
+    """Validate inputs; return (Πᵀ as CSR, p̄, e).
+
+    Πᵀ is built in one pass from the (row, col, value) triplets of ``L``:
+    duplicates are summed by the CSR construction, and each value is divided
+    by its row total (``L_ij ≤ p̄_i``, so this never overflows, unlike
+    multiplying by ``1 / p̄`` for denormal obligations).
+    """
     if sp.issparse(liabilities):
-        L = sp.csr_matrix(liabilities, dtype=float)
+        if liabilities.ndim != 2 or liabilities.shape[0] != liabilities.shape[1]:
+            raise ValueError(f"liabilities must be square (n, n), got shape {liabilities.shape}")
+        C = sp.coo_matrix(liabilities)
     else:
         arr = np.asarray(liabilities, dtype=float)
         if arr.ndim != 2:
             raise ValueError(f"liabilities must be a 2-D (n, n) matrix, got shape {arr.shape}")
-        L = sp.csr_matrix(arr)
-    n = L.shape[0]
-    if L.shape != (n, n):
-        raise ValueError(f"liabilities must be square (n, n), got shape {L.shape}")
+        if arr.shape[0] != arr.shape[1]:
+            raise ValueError(f"liabilities must be square (n, n), got shape {arr.shape}")
+        C = sp.coo_matrix(arr)
+    n = C.shape[0]
+    row, col, data = C.row, C.col, np.asarray(C.data, dtype=float)
     e = np.asarray(external_assets, dtype=float).reshape(-1)
     if e.shape != (n,):
         raise ValueError(f"external_assets must have shape ({n},), got {e.shape}")
@@ -101,24 +110,20 @@ def _prepare(
            else np.asarray(external_liabilities, dtype=float).reshape(-1))
     if ext.shape != (n,):
         raise ValueError(f"external_liabilities must have shape ({n},), got {ext.shape}")
-    for name, arr in (("liabilities", L.data), ("external_assets", e),
+    for name, arr in (("liabilities", data), ("external_assets", e),
                       ("external_liabilities", ext)):
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or infinite values")
         if np.any(arr < 0):
             raise ValueError(f"{name} must be non-negative (min {arr.min():g})")
-    if L.diagonal().any():
+    if np.any((row == col) & (data != 0)):
         raise ValueError("liabilities must have a zero diagonal (no bank owes itself)")
     if not (0 <= alpha <= 1 and 0 <= beta <= 1):
         raise ValueError(f"alpha and beta must lie in [0, 1], got alpha={alpha}, beta={beta}")
-    pbar = np.asarray(L.sum(axis=1)).reshape(-1) + ext
-    # divide each entry by its row's total (L_ij <= p̄_i, so this never overflows,
-    # unlike multiplying by 1 / p̄ for denormal obligations)
-    L.sum_duplicates()
-    L.eliminate_zeros()
-    rows = np.repeat(np.arange(n), np.diff(L.indptr))
-    Pi = sp.csr_matrix((L.data / pbar[rows], L.indices, L.indptr), shape=(n, n))
-    PiT = Pi.T.tocsr()
+    pbar = np.bincount(row, weights=data, minlength=n) + ext
+    keep = data > 0
+    row, col, data = row[keep], col[keep], data[keep]
+    PiT = sp.csr_matrix((data / pbar[row], (col, row)), shape=(n, n))
     return PiT, pbar, e
 
 

@@ -300,7 +300,7 @@ class FinancialModel(mesa.Model):
                                weights=lb.owed[lb.maturity <= self.t])
         need = due2 + self._withdrawals + RUNOFF * L.deposits
         h = risk.distress(L.equity, L.equity0, L.defaulted)
-        exposure = L.exposure_matrix()
+        at_risk = np.bincount(lb.lender, weights=lb.owed * h[lb.borrower], minlength=n)
         ib = s["interbank_assets"]
         rate_scale = cfg.base_rate + cfg.rate_stress_spread
         o = np.empty((n, OBS_DIM))
@@ -312,7 +312,7 @@ class FinancialModel(mesa.Model):
         o[:, 5] = np.clip(s["interbank_liabilities"] / safe, 0, 1)
         o[:, 6] = np.clip(L.deposits / safe, 0, 1)
         o[:, 7] = np.clip(due_next / safe, 0, 1)
-        o[:, 8] = np.divide(exposure @ h, ib, out=np.zeros(n), where=ib > 0)
+        o[:, 8] = np.divide(at_risk, ib, out=np.zeros(n), where=ib > 0)
         o[:, 9] = np.divide(self._adjacency @ L.defaulted.astype(float), self._degree,
                             out=np.zeros(n), where=self._degree > 0)
         o[:, 10] = np.clip(self.market.price_index, 0, 2)
