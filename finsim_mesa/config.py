@@ -7,7 +7,9 @@ into a :class:`~finsim_mesa.errors.ConfigError` that names the parameter, the
 value given and the accepted range.
 
 Units: money is in abstract currency units (the default mean bank has total
-assets of 100); rates and returns are *per step*; fractions are in [0, 1].
+assets of 100); rates and returns are *per step* (the defaults are calibrated
+for a step of about a week: a net interest margin near 1.5% a year); fractions
+are in [0, 1].
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ _SECTIONS: dict[str, list[str]] = {
     ],
     "Actions (what an action of 1 means in money)": [
         "max_sell_fraction", "max_lend_fraction", "max_borrow_fraction", "reserve_ratio",
+        "large_exposure_limit",
     ],
     "Scenario and episode": ["scenario", "brain", "steps", "collapse_threshold"],
     "Reward R = w_profit*profit + mu*liquidity - alpha*default - lambda*system_risk": [
@@ -95,11 +98,11 @@ class ModelConfig(BaseModel):
     loan_maturity: int = _f(4, "maturity of interbank loans in steps", ge=1, le=10_000)
     n_assets: int = _f(1, "number of illiquid asset classes", ge=1, le=1000)
     # --- Market and rates
-    asset_return: float = _f(0.002, "cash yield of illiquid assets per step", ge=0, lt=1)
+    asset_return: float = _f(0.0008, "cash yield of illiquid assets per step", ge=0, lt=1)
     deposit_rate: float = _f(0.0005, "interest paid on external liabilities per step", ge=0,
                              lt=1)
-    base_rate: float = _f(0.001, "interbank interest rate per step in calm markets", ge=0, lt=1)
-    rate_stress_spread: float = _f(0.01, "added to the interbank rate at full market stress",
+    base_rate: float = _f(0.0006, "interbank interest rate per step in calm markets", ge=0, lt=1)
+    rate_stress_spread: float = _f(0.004, "added to the interbank rate at full market stress",
                                    ge=0, lt=1)
     price_impact: float = _f(0.2, "fire-sale impact: price *= exp(-impact * units sold / "
                              "units outstanding)", ge=0)
@@ -128,6 +131,8 @@ class ModelConfig(BaseModel):
     max_borrow_fraction: float = _f(0.05, "borrow=1 asks for this share of total assets",
                                     ge=0, le=1)
     reserve_ratio: float = _f(0.02, "cash never lent, as a share of total assets", ge=0, le=1)
+    large_exposure_limit: float = _f(0.5, "no new lending to a counterparty once exposure to "
+                                     "it reaches this multiple of the lender's equity", ge=0)
     # --- Scenario and episode
     scenario: str = _f("normal", "built-in scenario name or path to a scenario YAML file",
                        min_length=1)

@@ -344,7 +344,8 @@ class FinancialModel(mesa.Model):
     def act(self, actions: np.ndarray) -> None:
         """Stage 4: voluntary asset sales; maturing loans rolled over unless the
         lender hoards; new lending offers and borrowing requests matched between
-        network neighbours (pro rata on both sides)."""
+        network neighbours (pro rata on both sides, within the large-exposure
+        limit of each lender)."""
         L, cfg = self.ledger, self.config
         active = L.active
         lend, hoard, sell, borrow = (actions[:, i] * active for i in range(4))
@@ -369,9 +370,13 @@ class FinancialModel(mesa.Model):
         if src.size == 0 or not offer.any() or not request.any():
             L.loans.consolidate(first_new)
             return
-        asked = np.bincount(src, weights=request[dst], minlength=L.n)
-        x = np.minimum(np.divide(offer[src] * request[dst], asked[src],
-                                 out=np.zeros(src.size), where=asked[src] > 0), request[dst])
+        # large-exposure limit: room left on each (lender, borrower) pair
+        held = np.asarray(L.exposure_matrix()[src, dst]).reshape(-1)
+        room = np.maximum(cfg.large_exposure_limit * np.maximum(L.equity[src], 0.0) - held, 0.0)
+        want = np.minimum(request[dst], room)
+        asked = np.bincount(src, weights=want, minlength=L.n)
+        x = np.minimum(np.divide(offer[src] * want, asked[src],
+                                 out=np.zeros(src.size), where=asked[src] > 0), want)
         got = np.bincount(dst, weights=x, minlength=L.n)
         scale = np.divide(request, got, out=np.ones(L.n), where=got > request)
         x *= np.minimum(scale, 1.0)[dst]

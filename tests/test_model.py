@@ -294,3 +294,28 @@ def test_import_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_large_exposure_limit_caps_new_lending():
+    m = FinancialModel(n_banks=30, brain="greedy", large_exposure_limit=0.0, rng=2)
+    for _ in range(10):
+        m.step()
+        assert m.interbank_volume == 0.0  # greedy banks want to lend, the limit says no
+    loose = FinancialModel(n_banks=30, brain="greedy", large_exposure_limit=5.0, rng=2)
+    tight = FinancialModel(n_banks=30, brain="greedy", large_exposure_limit=0.6, rng=2)
+    loose.run_for(30)
+    tight.run_for(30)
+    assert tight.interbank_exposure < loose.interbank_exposure
+    # after a step, no pair that got new money is above the limit at lending time
+    m = FinancialModel(n_banks=30, brain="greedy", large_exposure_limit=0.6, rng=4)
+    m.run_for(5)
+    m.t += 1
+    m.shock()
+    eq = m.ledger.equity.copy()  # the limit applies to equity at lending time
+    before = m.ledger.exposure_matrix().toarray()
+    m.act(m.decide(m.observe()))
+    after = m.ledger.exposure_matrix().toarray()
+    grew = after > before + 1e-9
+    assert grew.any()
+    limit = 0.6 * np.maximum(eq, 0)[:, None] * np.ones_like(after)
+    assert np.all(after[grew] <= np.maximum(limit[grew], before[grew]) + 1e-6)

@@ -87,10 +87,10 @@ class RandomBrain(Brain):
 class RuleBasedBrain(Brain):
     """A prudent treasurer's rules of thumb.
 
-    * lend surplus cash while counterparties and markets are calm;
+    * lend surplus cash (coverage above 1) while counterparties and markets are calm;
     * hoard (refuse roll-over) as market stress and own distress rise;
     * sell assets when the capital ratio nears the requirement;
-    * borrow when liquidity coverage is thin.
+    * borrow when cash does not cover what may fall due (coverage below 1).
     """
 
     name = "rule_based"
@@ -108,10 +108,11 @@ class RuleBasedBrain(Brain):
         cr = o[:, OBS["capital_ratio"]]
         headroom = cr / max(self.capital_requirement, 1e-9)
         a = np.empty((len(o), 4))
-        a[:, 0] = np.clip(0.8 - stress - o[:, OBS["own_distress"]], 0.0, 1.0)
+        calm = np.clip(0.8 - stress - o[:, OBS["own_distress"]], 0.0, 1.0)
+        a[:, 0] = calm * np.clip(coverage - 1.0, 0.0, 1.0)  # lend only liquidity to spare
         a[:, 1] = np.clip(0.5 * stress + o[:, OBS["own_distress"]] - 0.1, 0.0, 1.0)
         a[:, 2] = np.clip(1.5 - headroom, 0.0, 1.0)
-        a[:, 3] = np.clip(1.5 - coverage, 0.0, 1.0)
+        a[:, 3] = np.clip(1.0 - coverage, 0.0, 1.0)  # borrow only when short
         return a
 
 
