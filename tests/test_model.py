@@ -319,3 +319,15 @@ def test_large_exposure_limit_caps_new_lending():
     assert grew.any()
     limit = 0.6 * np.maximum(eq, 0)[:, None] * np.ones_like(after)
     assert np.all(after[grew] <= np.maximum(limit[grew], before[grew]) + 1e-6)
+
+
+def test_docs_list_every_observation_column_and_action():
+    from pathlib import Path
+
+    from finsim_mesa.observation import ACTIONS
+
+    doc = (Path(__file__).parent.parent / "docs" / "design.md").read_text()
+    for i, (name, meaning) in enumerate(OBS_FIELDS):
+        assert f"| {i} | `{name}` | {meaning} |" in doc
+    for i, (name, meaning) in enumerate(ACTIONS):
+        assert f"| {i} | `{name}` | {meaning} |" in doc
