@@ -80,10 +80,10 @@ def _prepare(
     liabilities: np.ndarray | sp.spmatrix | sp.sparray,
     external_assets: np.ndarray,
     external_liabilities: np.ndarray | None,
-    alpha: float,
-    beta: float,
-) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-    """Validate inputs; return (Πᵀ as CSR, p̄, e).
+    alpha: float | np.ndarray,
+    beta: float | np.ndarray,
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Validate inputs; return (Πᵀ as CSR, p̄, e, α, β) with α and β as (n,) arrays.
 
     Πᵀ is built in one pass from the (row, col, value) triplets of ``L``:
     duplicates are summed by the CSR construction, and each value is divided
@@ -118,18 +118,21 @@ def _prepare(
             raise ValueError(f"{name} must be non-negative (min {arr.min():g})")
     if np.any((row == col) & (data != 0)):
         raise ValueError("liabilities must have a zero diagonal (no bank owes itself)")
-    if not (0 <= alpha <= 1 and 0 <= beta <= 1):
+    alpha_arr = np.broadcast_to(np.asarray(alpha, dtype=float), (n,)).copy()
+    beta_arr = np.broadcast_to(np.asarray(beta, dtype=float), (n,)).copy()
+    if not (np.all((alpha_arr >= 0) & (alpha_arr <= 1))
+            and np.all((beta_arr >= 0) & (beta_arr <= 1))):
         raise ValueError(f"alpha and beta must lie in [0, 1], got alpha={alpha}, beta={beta}")
     pbar = np.bincount(row, weights=data, minlength=n) + ext
     keep = data > 0
     row, col, data = row[keep], col[keep], data[keep]
     PiT = sp.csr_matrix((data / pbar[row], (col, row)), shape=(n, n))
-    return PiT, pbar, e
+    return PiT, pbar, e, alpha_arr, beta_arr
 
 
 def _solve_defaulters(
     PiT: sp.csr_matrix, D: np.ndarray, p: np.ndarray, e: np.ndarray, pbar: np.ndarray,
-    alpha: float, beta: float,
+    alpha: np.ndarray, beta: np.ndarray,
 ) -> np.ndarray:
     """Solve ``(I − β Πᵀ_DD) p_D = α e_D + β Πᵀ_DN p_N`` for the defaulters' payments.
 
@@ -141,12 +144,13 @@ def _solve_defaulters(
     """
     idx = np.flatnonzero(D)
     rows = PiT[idx]
-    A_DD = rows[:, idx]
-    rhs = alpha * e[idx] + beta * (rows @ np.where(D, 0.0, p))
+    beta = beta[idx]
+    A_DD = sp.diags(beta) @ rows[:, idx]  # β folded into the rows
+    rhs = alpha[idx] * e[idx] + beta * (rows @ np.where(D, 0.0, p))
     k = idx.size
     upper = pbar[idx]
     scale = _RESIDUAL_TOL * max(1.0, float(np.abs(rhs).max(initial=0.0)), float(upper.max()))
-    M = sp.identity(k, format="csr") - beta * A_DD
+    M = sp.identity(k, format="csr") - A_DD
 
     def ok(x: np.ndarray | None) -> bool:
         return x is not None and bool(np.all(np.isfinite(x))) and \
@@ -163,7 +167,7 @@ def _solve_defaulters(
         # as soon as the residual meets the tolerance.
         x = np.minimum(p[idx], upper)
         for _ in range(_NEUMANN_STEPS):
-            new = rhs + beta * (A_DD @ x)
+            new = rhs + A_DD @ x
             step = float(np.abs(new - x).max(initial=0.0))
             x = new
             if step <= 0.5 * scale:
@@ -183,7 +187,7 @@ def _solve_defaulters(
         # greatest solution is the limit of the monotone iteration from p̄.
         x = upper.copy()
         for _ in range(1_000_000):
-            new = np.minimum(upper, rhs + beta * (A_DD @ x))
+            new = np.minimum(upper, rhs + A_DD @ x)
             if np.max(np.abs(new - x), initial=0.0) <= scale * 1e-2:
                 x = new
                 break
@@ -196,8 +200,8 @@ def eisenberg_noe(
     external_assets: np.ndarray,
     external_liabilities: np.ndarray | None = None,
     *,
-    alpha: float = 1.0,
-    beta: float = 1.0,
+    alpha: float | np.ndarray = 1.0,
+    beta: float | np.ndarray = 1.0,
     tol: float = 1e-9,
 ) -> ClearingResult:
     """Greatest clearing payment vector of an interbank system.
@@ -209,8 +213,10 @@ def eisenberg_noe(
             available for payment (money, ≥ 0).
         external_liabilities: shape (n,), obligations to creditors outside the
             network (money, ≥ 0); they share pro rata with interbank creditors.
-        alpha: Rogers–Veraart share of external assets a defaulter realises.
-        beta: Rogers–Veraart share of interbank receipts a defaulter realises.
+        alpha: Rogers–Veraart share of external assets a defaulter realises
+            (a scalar, or shape (n,) per institution).
+        beta: Rogers–Veraart share of interbank receipts a defaulter realises
+            (a scalar, or shape (n,)).
         tol: relative tolerance of the default test (see module docstring).
 
     Returns:
@@ -219,7 +225,8 @@ def eisenberg_noe(
     Raises:
         ValueError: on wrong shapes, negative or non-finite inputs.
     """
-    PiT, pbar, e = _prepare(liabilities, external_assets, external_liabilities, alpha, beta)
+    PiT, pbar, e, alpha, beta = _prepare(liabilities, external_assets, external_liabilities,
+                                         alpha, beta)
     n = pbar.size
     p = pbar.copy()
     D = np.zeros(n, dtype=bool)
@@ -244,8 +251,8 @@ def fixed_point_clearing(
     external_assets: np.ndarray,
     external_liabilities: np.ndarray | None = None,
     *,
-    alpha: float = 1.0,
-    beta: float = 1.0,
+    alpha: float | np.ndarray = 1.0,
+    beta: float | np.ndarray = 1.0,
     tol: float = 1e-12,
     max_iter: int = 1_000_000,
 ) -> np.ndarray:
@@ -258,7 +265,8 @@ def fixed_point_clearing(
     Returns:
         ``p``, shape (n,), payments (money), converged to ``tol`` in the max norm.
     """
-    PiT, pbar, e = _prepare(liabilities, external_assets, external_liabilities, alpha, beta)
+    PiT, pbar, e, alpha, beta = _prepare(liabilities, external_assets, external_liabilities,
+                                         alpha, beta)
     p = pbar.copy()
     for _ in range(max_iter):
         inflow = PiT @ p

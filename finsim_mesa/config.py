@@ -54,8 +54,14 @@ _SECTIONS: dict[str, list[str]] = {
         "reward_profit_weight", "reward_liquidity_weight", "reward_default_penalty",
         "reward_system_risk_weight",
     ],
+    "Market infrastructure (exchanges and central counterparties; 0 = off)": [
+        "n_exchanges", "n_ccps", "venue_rule", "exchange_capacity", "congestion_threshold",
+        "exchange_base_fee", "exchange_fee_slope", "max_order_wait", "ccp_clearing_share",
+        "initial_margin_rate", "default_fund_rate", "ccp_capital_share",
+    ],
     "Data collection": ["agent_collect_every", "ranking_every"],
 }
+VENUE_RULES = ("size", "round_robin", "random")
 
 
 def _f(default: Any, description: str, **kw: Any) -> Any:
@@ -149,6 +155,32 @@ class ModelConfig(BaseModel):
     reward_default_penalty: float = _f(1.0, "alpha: penalty when the bank defaults", ge=0)
     reward_system_risk_weight: float = _f(0.5, "lambda: weight of the systemic-risk index",
                                           ge=0)
+    # --- Market infrastructure
+    n_exchanges: int = _f(0, "number of exchanges (0 = interbank trades settle bilaterally)",
+                          ge=0)
+    n_ccps: int = _f(0, "number of central counterparties (need at least one exchange)", ge=0)
+    venue_rule: Literal["size", "round_robin", "random"] = _f(
+        "size", "how banks are assigned to exchanges and CCPs: size (balance the members' "
+        "total assets), round_robin (bank i to venue i mod k) or random")
+    exchange_capacity: float = _f(0.02, "money an exchange processes per step, as a share "
+                                  "of its members' initial total assets", gt=0)
+    congestion_threshold: float = _f(0.8, "utilisation (demand / capacity) above which an "
+                                     "exchange is congested", gt=0, le=1)
+    exchange_base_fee: float = _f(0.0005, "exchange fee rate on processed trades in calm "
+                                  "conditions", ge=0, lt=1)
+    exchange_fee_slope: float = _f(4.0, "fee multiplier growth per unit of utilisation "
+                                   "above the congestion threshold", ge=0)
+    max_order_wait: int = _f(3, "steps an order may wait at a congested exchange before "
+                             "it expires", ge=0, le=1000)
+    ccp_clearing_share: float = _f(1.0, "share of exchange trades novated to a CCP (the "
+                                   "rest settle bilaterally through the exchange)", ge=0, le=1)
+    initial_margin_rate: float = _f(0.05, "initial margin as a share of a member's cleared "
+                                    "borrowing; variation margin keeps it in step with the "
+                                    "collateral price", ge=0, le=1)
+    default_fund_rate: float = _f(0.005, "default-fund contribution of each member, as a "
+                                  "share of its total assets", ge=0, le=1)
+    ccp_capital_share: float = _f(0.25, "CCP's own capital (skin in the game) as a share of "
+                                  "its default fund", ge=0, le=10)
     # --- Data collection
     agent_collect_every: int = _f(1, "collect agent data every k steps (0 = never)", ge=0)
     ranking_every: int = _f(0, "compute the per-bank DebtRank ranking every k steps "
@@ -167,12 +199,24 @@ class ModelConfig(BaseModel):
                 f"{self.interbank_share + self.liquidity_share:g} must be below 1 "
                 "(the rest are illiquid assets)"
             )
+        if self.n_ccps > self.n_banks or self.n_exchanges > self.n_banks:
+            raise ValueError(
+                f"n_exchanges ({self.n_exchanges}) and n_ccps ({self.n_ccps}) cannot exceed "
+                f"n_banks ({self.n_banks}): every venue needs a member")
+        if self.n_ccps > 0 and self.n_exchanges == 0:
+            raise ValueError(f"n_ccps = {self.n_ccps} needs n_exchanges >= 1: trades reach a "
+                             "CCP through an exchange")
         if self.topology == "barabasi_albert" and self.edges_per_node >= self.n_banks:
             raise ValueError(
                 f"edges_per_node ({self.edges_per_node}) must be below n_banks "
                 f"({self.n_banks}) for a Barabasi-Albert network"
             )
         return self
+
+    @property
+    def infrastructure(self) -> bool:
+        """Whether the exchange / CCP layer is on."""
+        return self.n_exchanges > 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

@@ -14,16 +14,15 @@ Money in currency units; rates are fractions.
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 __all__ = [
     "ExchangeQueue",
     "ExchangeStats",
     "NettingResult",
-    "Order",
     "WaterfallResult",
     "default_waterfall",
     "multilateral_netting",
@@ -130,7 +129,7 @@ class NettingResult:
         return 1.0 - self.bilateral / self.gross if self.gross > 0 else 0.0
 
 
-def multilateral_netting(gross: np.ndarray) -> NettingResult:
+def multilateral_netting(gross: np.ndarray | sp.spmatrix) -> NettingResult:
     """Net the gross obligations ``gross[i, j]`` (what *i* owes *j*) through a CCP.
 
     After novation every member faces only the CCP, so its obligations reduce to
@@ -140,33 +139,20 @@ def multilateral_netting(gross: np.ndarray) -> NettingResult:
     Raises:
         ValueError: not square, negative or non-finite entries.
     """
-    G = np.asarray(gross, dtype=float)
+    G = sp.csr_matrix(gross, dtype=float) if sp.issparse(gross) else \
+        sp.csr_matrix(np.asarray(gross, dtype=float))
     if G.ndim != 2 or G.shape[0] != G.shape[1]:
         raise ValueError(f"gross positions must be a square (n, n) matrix, got {G.shape}")
-    if not np.all(np.isfinite(G)) or (G < 0).any():
+    if not np.all(np.isfinite(G.data)) or (G.data < 0).any():
         raise ValueError("gross positions must be finite and non-negative")
-    net = G.sum(axis=0) - G.sum(axis=1)
-    diff = np.triu(np.abs(G - G.T), k=1)
-    return NettingResult(net, float(G.sum()), float(diff.sum()),
-                         float(np.maximum(-net, 0.0).sum()))
-
-
-@dataclass
-class Order:
-    """An order submitted to an exchange (``amount`` in money)."""
-
-    order_id: int
-    sender: int
-    receiver: int
-    amount: float
-    kind: str
-    submitted: int
-    payload: dict = field(default_factory=dict)
+    net = np.asarray(G.sum(axis=0)).ravel() - np.asarray(G.sum(axis=1)).ravel()
+    bilateral = 0.5 * float(abs(G - G.T).sum())  # each pair counted twice
+    return NettingResult(net, float(G.sum()), bilateral, float(np.maximum(-net, 0.0).sum()))
 
 
 @dataclass(frozen=True)
 class ExchangeStats:
-    """One step of an exchange: demand, what was processed, waited and expired."""
+    """One step of an exchange: demand, what was processed, waited and expired (money)."""
 
     step: int
     demand: float
@@ -183,21 +169,24 @@ class ExchangeStats:
     mean_delay: float
 
 
-class ExchangeQueue:
-    """Capacity-limited FIFO order processing with congestion pricing.
+ORDER_FIELDS = ("order_id", "sender", "receiver", "amount", "rate", "submitted", "kind")
 
-    Each step the exchange goes through its orders in arrival order and
-    processes each one that fits in what is left of ``max_throughput`` (money
-    per step); an order that does not fit waits (its settlement is delayed; a
-    later, smaller order may pass it) and expires once it has waited
-    ``max_wait`` steps. Utilisation is this step's demand (queued plus new
-    orders) over capacity and may exceed 1. The fee rate is
+
+class ExchangeQueue:
+    """Capacity-limited first-in first-out order processing with congestion pricing.
+
+    Orders are kept as columns (arrays), so thousands per step cost little.
+    Each step the exchange processes orders strictly in arrival order until
+    the next one would exceed ``max_throughput`` (money per step); the rest
+    wait (their settlement is delayed) and an order expires once it has waited
+    ``max_wait`` steps without being processed. Utilisation is this step's
+    demand (queued plus new) over capacity and may exceed 1. The fee rate is
     ``base_fee × (1 + fee_slope × max(0, utilisation − congestion_threshold))``,
-    charged on the amount of each processed order.
+    charged on each processed order's amount.
 
     Args:
         max_throughput: money the exchange can process per step (> 0).
-        congestion_threshold: utilisation above which the exchange is congested, in (0, 1].
+        congestion_threshold: utilisation above which it is congested, in (0, 1].
         base_fee: fee rate in calm conditions, in [0, 1).
         fee_slope: growth of the fee multiplier per unit of excess utilisation (≥ 0).
         max_wait: steps an order may wait before it expires (≥ 0).
@@ -221,7 +210,8 @@ class ExchangeQueue:
         self.base_fee = float(base_fee)
         self.fee_slope = float(fee_slope)
         self.max_wait = int(max_wait)
-        self.queue: deque[Order] = deque()
+        self.orders = {name: np.zeros(0, dtype=float if name in ("amount", "rate") else np.int64)
+                       for name in ORDER_FIELDS}
         self.history: list[ExchangeStats] = []
         self._next_id = 0
 
@@ -230,46 +220,58 @@ class ExchangeQueue:
         excess = max(0.0, utilisation - self.congestion_threshold)
         return self.base_fee * (1.0 + self.fee_slope * excess)
 
-    def submit(self, sender: int, receiver: int, amount: float, kind: str, step: int,
-               **payload: object) -> Order:
-        """Queue an order; returns it (with its id)."""
-        if not np.isfinite(amount) or amount <= 0:
-            raise ValueError(f"order amount must be > 0, got {amount!r}")
-        order = Order(self._next_id, sender, receiver, float(amount), kind, step, dict(payload))
-        self._next_id += 1
-        self.queue.append(order)
-        return order
+    def submit(self, sender: np.ndarray | int, receiver: np.ndarray | int,
+               amount: np.ndarray | float, step: int, rate: np.ndarray | float = 0.0,
+               kind: int = 0) -> np.ndarray:
+        """Queue orders (arrays of equal length, or scalars for one); returns their ids."""
+        amount = np.atleast_1d(np.asarray(amount, dtype=float))
+        if not np.all(np.isfinite(amount)) or (amount <= 0).any():
+            raise ValueError("order amounts must be finite and > 0")
+        k = amount.size
+        ids = np.arange(self._next_id, self._next_id + k)
+        self._next_id += k
+        new = {"order_id": ids, "sender": np.broadcast_to(sender, k),
+               "receiver": np.broadcast_to(receiver, k), "amount": amount,
+               "rate": np.broadcast_to(rate, k), "submitted": np.full(k, step),
+               "kind": np.full(k, kind)}
+        for name in ORDER_FIELDS:
+            self.orders[name] = np.concatenate([self.orders[name], new[name]]).astype(
+                self.orders[name].dtype, copy=False)
+        return ids
 
     @property
     def backlog(self) -> float:
         """Money waiting in the queue."""
-        return float(sum(o.amount for o in self.queue))
+        return float(self.orders["amount"].sum())
 
-    def process(self, step: int) -> tuple[list[Order], list[Order], ExchangeStats]:
-        """Process this step's orders: returns (processed, expired, stats)."""
-        demand = self.backlog
+    @property
+    def backlog_orders(self) -> int:
+        """Number of orders waiting."""
+        return int(self.orders["amount"].size)
+
+    def process(self, step: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
+                                          ExchangeStats]:
+        """Process this step's orders: returns (processed, expired, stats); the
+        first two are column dicts like :attr:`orders`."""
+        o = self.orders
+        demand = float(o["amount"].sum())
         utilisation = demand / self.max_throughput
         rate = self.fee_rate(utilisation)
-        processed: list[Order] = []
-        expired: list[Order] = []
-        waiting: deque[Order] = deque()
-        used = 0.0
-        for order in self.queue:
-            if used + order.amount <= self.max_throughput * (1 + 1e-12):
-                used += order.amount
-                processed.append(order)
-            elif step - order.submitted >= self.max_wait:
-                expired.append(order)
-            else:
-                waiting.append(order)
-        self.queue = waiting
-        delays = [step - o.submitted for o in processed]
+        # amounts are positive, so this is a prefix of the queue: strict FIFO
+        done = np.cumsum(o["amount"]) <= self.max_throughput * (1 + 1e-12)
+        expired = ~done & (step - o["submitted"] >= self.max_wait)
+        waiting = ~done & ~expired
+        processed = {k: v[done] for k, v in o.items()}
+        gone = {k: v[expired] for k, v in o.items()}
+        self.orders = {k: v[waiting] for k, v in o.items()}
+        used = float(processed["amount"].sum())
+        delays = step - processed["submitted"]
         stats = ExchangeStats(
-            step=step, demand=demand, processed=used, processed_orders=len(processed),
-            waiting=self.backlog, waiting_orders=len(waiting),
-            expired=float(sum(o.amount for o in expired)), expired_orders=len(expired),
+            step=step, demand=demand, processed=used, processed_orders=int(done.sum()),
+            waiting=self.backlog, waiting_orders=self.backlog_orders,
+            expired=float(gone["amount"].sum()), expired_orders=int(expired.sum()),
             utilisation=utilisation, congested=utilisation > self.congestion_threshold,
             fee_rate=rate, fees=rate * used,
-            mean_delay=float(np.mean(delays)) if delays else 0.0)
+            mean_delay=float(delays.mean()) if delays.size else 0.0)
         self.history.append(stats)
-        return processed, expired, stats
+        return processed, gone, stats

@@ -32,7 +32,10 @@ class LoanBook:
     """Outstanding interbank loans, one row per loan (struct of arrays, shape (m,)).
 
     ``principal + accrued`` is what the borrower owes the lender now;
-    ``maturity`` is the step at which it is due; ``rate`` is per step.
+    ``maturity`` is the step at which it is due; ``rate`` is per step; ``ccp``
+    is the central counterparty that novated the loan (−1: bilateral). A
+    cleared loan is one row for two legs: the borrower owes the CCP, the CCP
+    owes the lender.
     """
 
     lender: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -41,8 +44,9 @@ class LoanBook:
     accrued: np.ndarray = field(default_factory=lambda: np.zeros(0))
     rate: np.ndarray = field(default_factory=lambda: np.zeros(0))
     maturity: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    ccp: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
-    _FIELDS = ("lender", "borrower", "principal", "accrued", "rate", "maturity")
+    _FIELDS = ("lender", "borrower", "principal", "accrued", "rate", "maturity", "ccp")
 
     def __len__(self) -> int:
         return int(self.lender.size)
@@ -53,9 +57,10 @@ class LoanBook:
         return self.principal + self.accrued
 
     def append(self, lender: np.ndarray, borrower: np.ndarray, amount: np.ndarray,
-               rate: np.ndarray, maturity: np.ndarray) -> None:
-        """Add loans (arrays of equal length)."""
-        new = (lender, borrower, amount, np.zeros(len(amount)), rate, maturity)
+               rate: np.ndarray, maturity: np.ndarray, ccp: np.ndarray | None = None) -> None:
+        """Add loans (arrays of equal length; ``ccp`` −1 or omitted = bilateral)."""
+        ccp = np.full(len(amount), -1) if ccp is None else np.broadcast_to(ccp, len(amount))
+        new = (lender, borrower, amount, np.zeros(len(amount)), rate, maturity, ccp)
         for name, arr in zip(self._FIELDS, new, strict=True):
             setattr(self, name, np.concatenate([getattr(self, name), np.asarray(arr)]).astype(
                 getattr(self, name).dtype, copy=False))
@@ -71,7 +76,8 @@ class LoanBook:
             return
         t = slice(start, None)
         n = int(max(self.lender[t].max(), self.borrower[t].max())) + 1
-        key = self.lender[t] * n + self.borrower[t]
+        c = int(self.ccp[t].max()) + 2
+        key = (self.lender[t] * n + self.borrower[t]) * c + (self.ccp[t] + 1)
         uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
         if uniq.size == key.size:
             return
@@ -81,7 +87,7 @@ class LoanBook:
             return  # pairs with different terms stay separate loans
         merged = {
             "lender": self.lender[t][first], "borrower": self.borrower[t][first],
-            "rate": rate[first], "maturity": mat[first],
+            "rate": rate[first], "maturity": mat[first], "ccp": self.ccp[t][first],
             "principal": np.bincount(inverse, weights=self.principal[t]),
             "accrued": np.bincount(inverse, weights=self.accrued[t]),
         }
@@ -132,6 +138,21 @@ class Ledger:
         self.external_out: defaultdict[str, float] = defaultdict(float)
         self.initial_cash_total = float(self.cash.sum())
         self.equity0 = self.equity.copy()  # reset by finish_setup()
+        self.setup_infrastructure(0, 0)
+
+    def setup_infrastructure(self, n_ccps: int, n_exchanges: int) -> None:
+        """Accounts of ``n_ccps`` CCPs and ``n_exchanges`` exchanges (all zero).
+
+        Banks' assets gain ``margin[n, C]`` (margin posted at each CCP) and
+        ``fund[n, C]`` (default-fund contributions); each CCP holds that cash plus
+        its own capital in ``ccp_cash[C]`` (so ``ccp_cash − Σ margin − Σ fund =
+        ccp_capital``); each exchange holds the fees it earned in ``exchange_cash[X]``.
+        """
+        self.margin = np.zeros((self.n, n_ccps))
+        self.fund = np.zeros((self.n, n_ccps))
+        self.ccp_cash = np.zeros(n_ccps)
+        self.ccp_capital = np.zeros(n_ccps)
+        self.exchange_cash = np.zeros(n_exchanges)
 
     # ------------------------------------------------------------------ views
     @property
@@ -156,9 +177,18 @@ class Ledger:
         """shape (n,): loans payable incl. accrued interest."""
         return np.bincount(self.loans.borrower, weights=self.loans.owed, minlength=self.n)
 
+    def infrastructure_assets(self) -> np.ndarray:
+        """shape (n,): margin posted and default-fund contributions at all CCPs."""
+        return self.margin.sum(axis=1) + self.fund.sum(axis=1)
+
     def total_assets(self) -> np.ndarray:
-        """shape (n,): cash + securities + other assets + interbank assets."""
-        return self.cash + self.asset_values() + self.other_assets + self.interbank_assets()
+        """shape (n,): cash + securities + other assets + interbank assets + CCP accounts."""
+        return (self.cash + self.asset_values() + self.other_assets + self.interbank_assets()
+                + self.infrastructure_assets())
+
+    def system_cash(self) -> float:
+        """Cash of banks, CCPs and exchanges together."""
+        return float(self.cash.sum() + self.ccp_cash.sum() + self.exchange_cash.sum())
 
     def total_liabilities(self) -> np.ndarray:
         """shape (n,): deposits + interbank liabilities."""
@@ -169,26 +199,56 @@ class Ledger:
         weight); cash 0."""
         return self.asset_values() + self.other_assets + interbank_weight * self.interbank_assets()
 
-    def exposure_matrix(self) -> sp.csr_matrix:
-        """shape (n, n), CSR: ``[i, j]`` = what bank *j* owes bank *i* (i's exposure to j)."""
-        return sp.csr_matrix((self.loans.owed, (self.loans.lender, self.loans.borrower)),
-                             shape=(self.n, self.n))
+    def exposure_matrix(self, bilateral_only: bool = False) -> sp.csr_matrix:
+        """shape (n, n), CSR: ``[i, j]`` = what bank *j* owes bank *i* (i's exposure to j).
+
+        With ``bilateral_only`` loans novated to a CCP are left out (the lender's
+        counterparty on them is the CCP, not the borrower).
+        """
+        lb = self.loans
+        if bilateral_only:
+            m = lb.ccp < 0
+            return sp.csr_matrix((lb.owed[m], (lb.lender[m], lb.borrower[m])),
+                                 shape=(self.n, self.n))
+        return sp.csr_matrix((lb.owed, (lb.lender, lb.borrower)), shape=(self.n, self.n))
 
     # ------------------------------------------------------------ operations
     def finish_setup(self) -> None:
         """Record the initial state as the reference for equity and cash totals."""
         self.equity = self.total_assets() - self.total_liabilities()
         self.equity0 = self.equity.copy()
-        self.initial_cash_total = float(self.cash.sum())
+        self.initial_cash_total = self.system_cash()
 
     def lend(self, lender: np.ndarray, borrower: np.ndarray, amount: np.ndarray,
-             rate: np.ndarray, maturity: np.ndarray) -> None:
-        """New interbank loans: cash moves lender → borrower; no P&L."""
+             rate: np.ndarray, maturity: np.ndarray, ccp: np.ndarray | None = None) -> None:
+        """New interbank loans: cash moves lender → borrower (through the CCP when
+        ``ccp`` ≥ 0, which stands between them: its cash is unchanged); no P&L."""
         if amount.size == 0:
             return
         np.subtract.at(self.cash, lender, amount)
         np.add.at(self.cash, borrower, amount)
-        self.loans.append(lender, borrower, amount, rate, maturity)
+        self.loans.append(lender, borrower, amount, rate, maturity, ccp)
+
+    # ------------------------------------------------------- infrastructure
+    def charge_fees(self, banks: np.ndarray, fees: np.ndarray, exchanges: np.ndarray) -> None:
+        """Banks pay exchange fees (an expense); the exchanges' cash grows."""
+        np.subtract.at(self.cash, banks, fees)
+        np.subtract.at(self.equity, banks, fees)
+        np.add.at(self.exchange_cash, exchanges, fees)
+
+    def inject_ccp_capital(self, amounts: np.ndarray) -> None:
+        """The CCPs' owners put in capital (cash from outside the system)."""
+        self.ccp_cash += amounts
+        self.ccp_capital += amounts
+        self.external_in["ccp_capital"] += float(np.sum(amounts))
+
+    def move_to_ccp(self, account: str, delta: np.ndarray) -> None:
+        """Bank cash into (``delta`` > 0) or out of (< 0) its ``margin`` or ``fund``
+        account at each CCP; ``delta`` has shape (n, C). No P&L."""
+        acct = self.margin if account == "margin" else self.fund
+        acct += delta
+        self.cash -= delta.sum(axis=1)
+        self.ccp_cash += delta.sum(axis=0)
 
     def rollover(self, mask: np.ndarray, share: np.ndarray, rate: np.ndarray,
                  maturity: int) -> float:
@@ -350,7 +410,7 @@ class Ledger:
     def cash_gap(self) -> float:
         """Change of total cash minus recorded external net inflow (zero up to round-off)."""
         flows = sum(self.external_in.values()) - sum(self.external_out.values())
-        return float(self.cash.sum() - self.initial_cash_total - flows)
+        return float(self.system_cash() - self.initial_cash_total - flows)
 
     def check(self, rtol: float = 1e-9) -> None:
         """Raise :class:`AccountingError` if an accounting identity is broken."""
@@ -369,6 +429,14 @@ class Ledger:
             raise AccountingError("negative holdings or other assets")
         if (self.deposits < -rtol * scale).any():
             raise AccountingError("negative deposits")
+        if self.ccp_cash.size:
+            gap = self.ccp_cash - self.margin.sum(axis=0) - self.fund.sum(axis=0) \
+                - self.ccp_capital
+            if np.abs(gap).max() > rtol * max(1.0, float(self.ccp_cash.max())) * 10:
+                c = int(np.abs(gap).argmax())
+                raise AccountingError(f"CCP {c}: cash - member accounts - capital = {gap[c]:.3e}")
+            if (self.margin < -rtol * scale).any() or (self.fund < -rtol * scale).any():
+                raise AccountingError("negative margin or default-fund account")
 
     # ------------------------------------------------------------- snapshot
     def snapshot(self) -> dict[str, object]:
@@ -380,6 +448,9 @@ class Ledger:
             "loans": self.loans.copy(), "status": self.status.copy(),
             "default_step": self.default_step.copy(), "resolved": self.resolved.copy(),
             "equity": self.equity.copy(), "equity0": self.equity0.copy(),
+            "margin": self.margin.copy(), "fund": self.fund.copy(),
+            "ccp_cash": self.ccp_cash.copy(), "ccp_capital": self.ccp_capital.copy(),
+            "exchange_cash": self.exchange_cash.copy(),
             "external_in": dict(self.external_in), "external_out": dict(self.external_out),
             "initial_cash_total": self.initial_cash_total,
         }

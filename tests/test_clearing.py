@@ -194,3 +194,17 @@ def test_bad_input_is_a_clear_error(kwargs, match):
     alpha = args.pop("alpha", 1.0)
     with pytest.raises(ValueError, match=match):
         eisenberg_noe(args["liabilities"], args["external_assets"], alpha=alpha)
+
+
+def test_per_institution_default_costs():
+    # alpha as an array: bank 0 realises half its assets, bank 1 all of them
+    L = np.array([[0, 10.0, 0], [0, 0, 10.0], [0, 0, 0]])
+    r = eisenberg_noe(L, np.array([6.0, 2.0, 0.0]), alpha=np.array([0.5, 1.0, 1.0]))
+    np.testing.assert_allclose(r.payments, [3, 5, 0])
+    rng = np.random.default_rng(2)
+    Lr = rng.exponential(1, (30, 30)) * (rng.random((30, 30)) < 0.3)
+    np.fill_diagonal(Lr, 0)
+    e = rng.exponential(0.5, 30)
+    a, b = rng.uniform(0.3, 1, 30), rng.uniform(0.3, 1, 30)
+    np.testing.assert_allclose(eisenberg_noe(Lr, e, alpha=a, beta=b).payments,
+                               fixed_point_clearing(Lr, e, alpha=a, beta=b), atol=1e-8)

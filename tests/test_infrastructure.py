@@ -102,21 +102,42 @@ def test_exchange_fee_rises_with_utilisation():
 def test_exchange_delays_past_capacity_and_expires():
     q = ExchangeQueue(max_throughput=10.0, congestion_threshold=0.8, base_fee=0.01,
                       fee_slope=1.0, max_wait=2)
-    for k in range(5):
-        q.submit(k, k + 1, 4.0, "loan", step=1)
+    q.submit(np.arange(5), np.arange(1, 6), np.full(5, 4.0), step=1)
     done, expired, s = q.process(1)
-    assert [o.order_id for o in done] == [0, 1] and s.processed == 8.0
+    assert done["order_id"].tolist() == [0, 1] and s.processed == 8.0
     assert s.utilisation == pytest.approx(2.0) and s.congested
     assert s.fees == pytest.approx(8.0 * 0.01 * (1 + 1.2))
-    assert s.waiting_orders == 3 and not expired
+    assert s.waiting_orders == 3 and expired["order_id"].size == 0
     done, expired, s = q.process(2)
-    assert [o.order_id for o in done] == [2, 3] and s.mean_delay == 1.0
-    q.submit(9, 8, 11.0, "loan", step=2)  # bigger than the capacity: can never pass
+    assert done["order_id"].tolist() == [2, 3] and s.mean_delay == 1.0
+    q.submit(9, 8, 11.0, step=2)  # bigger than the capacity: blocks, then expires
+    q.submit(7, 6, 1.0, step=2)   # strict FIFO: waits behind it
     done, expired, s = q.process(3)
-    assert [o.order_id for o in done] == [4]
+    assert done["order_id"].tolist() == [4]
     done, expired, s = q.process(4)
-    assert [o.order_id for o in expired] == [5] and s.expired == 11.0
+    assert expired["order_id"].tolist() == [5, 6] and s.expired == 12.0
     assert q.backlog == 0.0
+    assert [h.step for h in q.history] == [1, 2, 3, 4]
+
+
+def test_exchange_rejects_bad_orders():
+    q = ExchangeQueue(max_throughput=10.0)
+    with pytest.raises(ValueError, match="> 0"):
+        q.submit(0, 1, -2.0, step=1)
+    with pytest.raises(ValueError, match="> 0"):
+        q.submit(0, 1, np.nan, step=1)
+
+
+def test_netting_sparse_equals_dense():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(4)
+    G = rng.exponential(1.0, (12, 12)) * (rng.random((12, 12)) < 0.4)
+    np.fill_diagonal(G, 0)
+    a, b = multilateral_netting(G), multilateral_netting(sp.csr_matrix(G))
+    np.testing.assert_allclose(a.net, b.net)
+    assert (a.gross, a.bilateral, a.multilateral) == pytest.approx(
+        (b.gross, b.bilateral, b.multilateral))
 
 
 @pytest.mark.parametrize(("kwargs", "needle"), [
