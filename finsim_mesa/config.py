@@ -162,7 +162,7 @@ class ModelConfig(BaseModel):
     venue_rule: Literal["size", "round_robin", "random"] = _f(
         "size", "how banks are assigned to exchanges and CCPs: size (balance the members' "
         "total assets), round_robin (bank i to venue i mod k) or random")
-    exchange_capacity: float = _f(0.02, "money an exchange processes per step, as a share "
+    exchange_capacity: float = _f(0.002, "money an exchange processes per step, as a share "
                                   "of its members' initial total assets", gt=0)
     congestion_threshold: float = _f(0.8, "utilisation (demand / capacity) above which an "
                                      "exchange is congested", gt=0, le=1)

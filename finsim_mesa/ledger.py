@@ -251,25 +251,28 @@ class Ledger:
         self.ccp_cash += delta.sum(axis=0)
 
     def rollover(self, mask: np.ndarray, share: np.ndarray, rate: np.ndarray,
-                 maturity: int) -> float:
+                 maturity: int) -> dict[str, np.ndarray]:
         """Roll over ``share`` (shape (m,), in [0, 1]) of the loans in ``mask``.
 
         The rolled part (principal plus accrued interest) becomes a new loan at
-        ``rate`` (per step, shape (m,)) due at step ``maturity``; the rest stays
-        due. No cash moves and nothing is gained or lost. Returns the amount rolled.
+        ``rate`` (per step, shape (m,)) due at step ``maturity``, with the same
+        CCP; the rest stays due. No cash moves and nothing is gained or lost.
+        Returns the renewed loans as columns (lender, borrower, amount, ccp).
         """
         lb = self.loans
         share = np.where(mask, np.clip(share, 0.0, 1.0), 0.0)
         roll = lb.owed * share
         pick = roll > 0
+        out = {"lender": lb.lender[pick], "borrower": lb.borrower[pick], "amount": roll[pick],
+               "ccp": lb.ccp[pick]}
         if not pick.any():
-            return 0.0
-        lender, borrower, amount = lb.lender[pick], lb.borrower[pick], roll[pick]
+            return out
         new_rate = rate[pick]
         lb.principal *= 1.0 - share
         lb.accrued *= 1.0 - share
-        lb.append(lender, borrower, amount, new_rate, np.full(amount.size, maturity))
-        return float(amount.sum())
+        lb.append(out["lender"], out["borrower"], out["amount"], new_rate,
+                  np.full(out["amount"].size, maturity), out["ccp"])
+        return out
 
     def accrue_interest(self) -> np.ndarray:
         """One step of interest on loans (lender gains, borrower pays) and deposits.
@@ -347,30 +350,51 @@ class Ledger:
         self.external_in["liquidations"] += float(proceeds.sum())
         return float(proceeds.sum())
 
-    def settle(self, loan_mask: np.ndarray, loan_recovery: np.ndarray,
-               ext_due: np.ndarray, ext_recovery: np.ndarray, default_cost: np.ndarray) -> None:
-        """Settle a clearing: loans in ``loan_mask`` and external dues are paid.
+    def settle(self, loan_mask: np.ndarray, borrower_paid: np.ndarray,
+               lender_paid: np.ndarray, ext_due: np.ndarray, ext_recovery: np.ndarray,
+               default_cost: np.ndarray, seized_margin: np.ndarray | None = None,
+               seized_fund: np.ndarray | None = None, capital_used: np.ndarray | None = None,
+               fund_charges: np.ndarray | None = None) -> None:
+        """Settle a clearing: the loans in ``loan_mask`` and the external dues are paid.
 
         Args:
-            loan_mask: shape (m,), loans that are settled (and then removed).
-            loan_recovery: shape (m,), share of each settled loan actually paid.
+            loan_mask: shape (m,), loans settled now (then removed).
+            borrower_paid: shape (m,), cash each borrower pays on each loan.
+            lender_paid: shape (m,), cash each lender receives (equal to
+                ``borrower_paid`` on bilateral loans; on a loan novated to a CCP the
+                borrower pays the CCP and the CCP pays the lender).
             ext_due: shape (n,), external obligations due (deposit withdrawals).
             ext_recovery: shape (n,), share of ``ext_due`` actually paid.
             default_cost: shape (n,), cash lost to Rogers–Veraart default costs.
+            seized_margin, seized_fund: shape (n, C), a defaulted member's margin
+                and default-fund contribution the CCP took in payment (waterfall
+                layers 1 and 2).
+            capital_used: shape (C,), the CCPs' own capital consumed (layer 3).
+            fund_charges: shape (n, C), surviving members' contributions consumed
+                (layer 4, mutualised).
 
         Unpaid amounts are written off: the creditor loses them, the debtor's
         debt is extinguished.
         """
         lb = self.loans
         owed = lb.owed[loan_mask]
-        paid = owed * loan_recovery[loan_mask]
-        unpaid = owed - paid
-        lend, borr = lb.lender[loan_mask], lb.borrower[loan_mask]
+        bp, lp = borrower_paid[loan_mask], lender_paid[loan_mask]
+        lend, borr, ccp = lb.lender[loan_mask], lb.borrower[loan_mask], lb.ccp[loan_mask]
         n = self.n
-        self.cash -= np.bincount(borr, weights=paid, minlength=n)
-        self.cash += np.bincount(lend, weights=paid, minlength=n)
-        self.equity -= np.bincount(lend, weights=unpaid, minlength=n)
-        self.equity += np.bincount(borr, weights=unpaid, minlength=n)
+        self.cash -= np.bincount(borr, weights=bp, minlength=n)
+        self.cash += np.bincount(lend, weights=lp, minlength=n)
+        self.equity -= np.bincount(lend, weights=owed - lp, minlength=n)
+        self.equity += np.bincount(borr, weights=owed - bp, minlength=n)
+        cleared = ccp >= 0
+        if cleared.any():
+            np.add.at(self.ccp_cash, ccp[cleared], bp[cleared] - lp[cleared])
+        for acct, used in ((self.margin, seized_margin), (self.fund, seized_fund),
+                           (self.fund, fund_charges)):
+            if used is not None:
+                acct -= used
+                self.equity -= used.sum(axis=1)
+        if capital_used is not None:
+            self.ccp_capital -= capital_used
         lb.keep(~loan_mask)
         ext_paid = ext_due * ext_recovery
         self.cash -= ext_paid

@@ -28,9 +28,13 @@ from mesa.datacollection import DataCollector
 from finsim_mesa import risk
 from finsim_mesa.agents.bank import Bank
 from finsim_mesa.agents.brains import BrainLike, brain_name, make_brain
+from finsim_mesa.agents.ccp import CentralCounterparty
+from finsim_mesa.agents.exchange import Exchange
+from finsim_mesa.agents.router import OUTCOMES, InfrastructureRouter, assign_venues
 from finsim_mesa.clearing import eisenberg_noe
 from finsim_mesa.config import ModelConfig, load_config, make_config
 from finsim_mesa.errors import BrainError, ConfigError, ShockError
+from finsim_mesa.infrastructure import ExchangeQueue, default_waterfall
 from finsim_mesa.ledger import Ledger
 from finsim_mesa.market import Market, fire_sale_loop
 from finsim_mesa.network import (
@@ -40,7 +44,7 @@ from finsim_mesa.network import (
     normalise_graph,
     oriented_edges,
 )
-from finsim_mesa.observation import OBS_DIM
+from finsim_mesa.observation import INFRA_OBS_DIM, OBS_DIM
 from finsim_mesa.scenarios import Scenario, get_scenario
 from finsim_mesa.scenarios.engine import SHOCK_KINDS, Shock, ShockEngine
 
@@ -60,6 +64,20 @@ MODEL_REPORTERS: dict[str, str] = {"price": "asset_price"} | {
     )
 }
 AGENT_REPORTERS = {name: name for name in ("equity", "cash", "capital_ratio", "defaulted")}
+INFRA_REPORTERS: dict[str, str] = {name: name for name in (
+    "exchange_fees", "exchange_utilisation", "congested_exchanges", "order_backlog",
+    "orders_expired", "margin_posted", "margin_called", "netting_efficiency",
+    "default_fund_used", "uncovered_loss", "routed_transactions",
+)}
+EXCHANGE_REPORTERS = {name: name for name in ("utilisation", "fee_rate", "backlog", "processed",
+                                              "expired", "mean_delay")}
+CCP_REPORTERS = {name: name for name in ("margin_held", "default_fund", "capital",
+                                         "cleared_volume", "netting_efficiency", "uncovered")}
+
+
+def n_ccp_node(model: Any, c: np.ndarray) -> np.ndarray:
+    """Grid node ids of CCPs ``c`` (used as the CCP's id in audit records)."""
+    return model.config.n_banks + model.config.n_exchanges + np.asarray(c)
 
 
 def build_space(graph: nx.Graph) -> mesa.space.NetworkGrid:
@@ -190,8 +208,13 @@ class FinancialModel(mesa.Model):
                                          (self._adj_src, self._adj_dst)), shape=(n, n))
         self._degree = np.asarray(self._adjacency.sum(axis=1)).reshape(-1)
 
-        # --- Mesa agents on the network
-        self.grid = build_space(graph)
+        # --- Mesa agents on the network (exchanges and CCPs are nodes too)
+        self._infra = cfg.infrastructure
+        space_graph = graph
+        if self._infra:
+            space_graph = nx.Graph(graph)
+            space_graph.add_nodes_from(range(n, n + cfg.n_exchanges + cfg.n_ccps))
+        self.grid = build_space(space_graph)
         self.banks: list[Bank] = []
         for i in range(n):
             bank = Bank(self, i)
@@ -200,6 +223,13 @@ class FinancialModel(mesa.Model):
         self._setup_brains(brain if brain is not None and not isinstance(brain, str)
                            else cfg.brain)
         self.shock_engine = ShockEngine(self.scenario_spec)
+        self.router: InfrastructureRouter | None = None
+        self.exchanges: list[Exchange] = []
+        self.ccps: list[CentralCounterparty] = []
+        self.margin_called = 0.0
+        if self._infra:
+            self._refresh_state()
+            self._setup_infrastructure(space_graph)
 
         # --- run-time state
         self._withdrawals = np.zeros(n)
@@ -226,9 +256,13 @@ class FinancialModel(mesa.Model):
         self._refresh_state()
         self._liquidity0 = self._liquidity()
         self._measure()
+        reporters = dict(MODEL_REPORTERS) | (INFRA_REPORTERS if self._infra else {})
+        types = ({Exchange: EXCHANGE_REPORTERS, CentralCounterparty: CCP_REPORTERS}
+                 if self._infra and cfg.agent_collect_every else None)
         self.datacollector = FinsimDataCollector(
-            agent_every=cfg.agent_collect_every, model_reporters=dict(MODEL_REPORTERS),
-            agent_reporters=dict(AGENT_REPORTERS) if cfg.agent_collect_every else None)
+            agent_every=cfg.agent_collect_every, model_reporters=reporters,
+            agent_reporters=dict(AGENT_REPORTERS) if cfg.agent_collect_every else None,
+            agenttype_reporters=types)
         self.datacollector.collect(self)
 
     # ================================================================ set-up
@@ -263,6 +297,73 @@ class FinancialModel(mesa.Model):
         self.brain_names = [brain_name(b) for b in brains]
         ids = np.array([id(b) for b in brains])
         self._brain_groups = [(b, np.flatnonzero(ids == id(b))) for b in made.values()]
+
+    def _setup_infrastructure(self, space_graph: nx.Graph) -> None:
+        """Exchanges and CCPs as agents and grid nodes; the initial loans are
+        novated to the CCPs (share ``ccp_clearing_share``); members register,
+        contribute ``default_fund_rate`` of their assets to the default funds (at
+        most half their cash) and post initial margin (up to their cash; the rest
+        is called at the first step)."""
+        cfg, L, n = self.config, self.ledger, self.config.n_banks
+        size = self.state["total_assets"]
+        bank_exchange = assign_venues(cfg.venue_rule, cfg.n_exchanges, size, self.rng)
+        L.setup_infrastructure(cfg.n_ccps, cfg.n_exchanges)
+        for x in range(cfg.n_exchanges):
+            members = bank_exchange == x
+            queue = ExchangeQueue(max(cfg.exchange_capacity * float(size[members].sum()), 1e-9),
+                                  cfg.congestion_threshold, cfg.exchange_base_fee,
+                                  cfg.exchange_fee_slope, cfg.max_order_wait)
+            ex = Exchange(self, x, queue, node=n + x)
+            self.grid.place_agent(ex, n + x)
+            space_graph.add_edges_from((int(i), n + x) for i in np.flatnonzero(members))
+            self.exchanges.append(ex)
+        for c in range(cfg.n_ccps):
+            node = n + cfg.n_exchanges + c
+            ccp = CentralCounterparty(self, c, node=node)
+            self.grid.place_agent(ccp, node)
+            self.ccps.append(ccp)
+        self.router = InfrastructureRouter(self, self.exchanges, self.ccps, bank_exchange)
+        for x, c in enumerate(self.router.exchange_ccp):
+            if c >= 0:
+                space_graph.add_edge(n + x, n + cfg.n_exchanges + int(c))
+        if not self.ccps:
+            return
+        lb = L.loans
+        home = self.router.bank_ccp[lb.lender]
+        if cfg.ccp_clearing_share >= 1.0:
+            lb.ccp = home.copy()
+        elif cfg.ccp_clearing_share > 0.0:
+            lb.ccp = np.where(self.rng.random(len(lb)) < cfg.ccp_clearing_share, home, -1)
+        # a member pays at most half its cash into the default funds at registration
+        per_ccp = np.minimum(cfg.default_fund_rate * size, 0.5 * L.cash) / cfg.n_ccps
+        L.move_to_ccp("fund", np.repeat(per_ccp[:, None], cfg.n_ccps, axis=1))
+        L.inject_ccp_capital(cfg.ccp_capital_share * L.fund.sum(axis=0))
+        # initial margin up to the cash it has; the rest is called in the first step
+        req = self._margin_requirement()
+        total = req.sum(axis=1)
+        scale = np.minimum(1.0, np.divide(L.cash, total, out=np.ones(L.n), where=total > 0))
+        L.move_to_ccp("margin", req * scale[:, None])
+        for c, ccp in enumerate(self.ccps):
+            ccp.initial_fund = float(L.fund[:, c].sum())
+            ccp.initial_capital = float(L.ccp_capital[c])
+
+    def _cleared_liabilities(self) -> np.ndarray:
+        """shape (n, C): what each bank owes each CCP on novated loans."""
+        L = self.ledger
+        out = np.zeros((L.n, L.ccp_cash.size))
+        m = L.loans.ccp >= 0
+        np.add.at(out, (L.loans.borrower[m], L.loans.ccp[m]), L.loans.owed[m])
+        return out
+
+    @property
+    def margin_rate(self) -> float:
+        """Margin per unit of cleared borrowing: initial margin, scaled up as the
+        collateral (securities) price falls below its initial level (variation margin)."""
+        return min(1.0, self.config.initial_margin_rate
+                   / max(self.market.price_index, self.config.price_floor))
+
+    def _margin_requirement(self) -> np.ndarray:
+        return self.margin_rate * self._cleared_liabilities()
 
     # ================================================================ stages
     def step(self) -> None:
@@ -300,8 +401,11 @@ class FinancialModel(mesa.Model):
                                weights=lb.owed[lb.maturity <= self.t])
         need = due2 + self._withdrawals + RUNOFF * L.deposits
         h = risk.distress(L.equity, L.equity0, L.defaulted)
-        at_risk = np.bincount(lb.lender, weights=lb.owed * h[lb.borrower], minlength=n)
-        ib = s["interbank_assets"]
+        bil = (lb.ccp < 0) if self._infra else slice(None)
+        at_risk = np.bincount(lb.lender[bil], weights=(lb.owed * h[lb.borrower])[bil],
+                              minlength=n)
+        ib = (np.bincount(lb.lender[bil], weights=lb.owed[bil], minlength=n) if self._infra
+              else s["interbank_assets"])
         rate_scale = cfg.base_rate + cfg.rate_stress_spread
         o = np.empty((n, OBS_DIM))
         o[:, 0] = np.clip(s["capital_ratio"], -1, 1)
@@ -321,7 +425,38 @@ class FinancialModel(mesa.Model):
         o[:, 13] = self.market_stress
         o[:, 14] = h
         o[:, 15] = np.clip(np.log(np.maximum(ta, 1e-12) / self._size0) / 3, -1, 1)
+        if self._infra:
+            o = np.hstack([o, self._observe_infrastructure(safe)])
         self.observations = o
+        return o
+
+    def _observe_infrastructure(self, total_assets: np.ndarray) -> np.ndarray:
+        """The 8 infrastructure columns, shape (n, 8); see ``INFRA_OBS_FIELDS``."""
+        L, cfg, router = self.ledger, self.config, self.router
+        x = router.bank_exchange
+        util = np.array([e.utilisation for e in self.exchanges])
+        fee = np.array([e.fee_rate for e in self.exchanges])
+        cap = np.array([e.queue.max_throughput for e in self.exchanges])
+        backlog = np.array([e.backlog for e in self.exchanges])
+        delay = np.array([e.mean_delay for e in self.exchanges])
+        o = np.zeros((L.n, INFRA_OBS_DIM))
+        o[:, 0] = np.clip(util[x], 0, 2) / 2
+        base = max(cfg.exchange_base_fee, 1e-12)
+        o[:, 1] = np.clip((fee[x] / base - 1) / max(cfg.exchange_fee_slope, 1e-12), 0, 1)
+        o[:, 2] = np.clip(backlog[x] / cap[x], 0, 3) / 3
+        o[:, 3] = np.clip(delay[x] / max(cfg.max_order_wait, 1), 0, 1)
+        if self.ccps:
+            lb = L.loans
+            m = lb.ccp >= 0
+            cleared_net = (np.bincount(lb.lender[m], weights=lb.owed[m], minlength=L.n)
+                           - np.bincount(lb.borrower[m], weights=lb.owed[m], minlength=L.n))
+            health = np.array([c.default_fund_health for c in self.ccps])
+            o[:, 4] = self.margin_rate
+            o[:, 5] = np.clip(L.margin.sum(axis=1) / total_assets, 0, 1)
+            o[:, 6] = np.clip(cleared_net / total_assets, -1, 1)
+            o[:, 7] = np.clip(health[router.bank_ccp], 0, 1)
+        else:
+            o[:, 7] = 1.0
         return o
 
     def decide(self, observations: np.ndarray) -> np.ndarray:
@@ -357,9 +492,15 @@ class FinancialModel(mesa.Model):
         lb = L.loans
         first_new = len(lb)
         maturing = (lb.maturity <= self.t) & active[lb.lender] & active[lb.borrower]
-        self.rollover_volume = L.rollover(
-            maturing, 1.0 - hoard[lb.lender],
-            self.market.rate + cfg.rate_stress_spread * h[lb.borrower], self.t + cfg.loan_maturity)
+        rolled = L.rollover(maturing, 1.0 - hoard[lb.lender],
+                            self.market.rate + cfg.rate_stress_spread * h[lb.borrower],
+                            self.t + cfg.loan_maturity)
+        self.rollover_volume = float(rolled["amount"].sum())
+        if self.router is not None:
+            self.router.record("rollover", rolled["lender"], rolled["borrower"],
+                               rolled["amount"], rolled["amount"],
+                               self.router.bank_exchange[rolled["lender"]], rolled["ccp"], 0.0,
+                               0, "renewed", self.t)
         ta = L.total_assets()
         reserve = ta * (cfg.reserve_ratio + hoard * max(cfg.liquidity_share - cfg.reserve_ratio,
                                                         0.0))
@@ -382,16 +523,98 @@ class FinancialModel(mesa.Model):
         x *= np.minimum(scale, 1.0)[dst]
         ok = x > 1e-9
         rate = self.market.rate + cfg.rate_stress_spread * h[dst[ok]]
+        if self.router is not None:
+            # no direct settlement: orders go to the lender's exchange (settle stage)
+            self.router.submit_many(src[ok], dst[ok], x[ok], rate, self.t)
+            L.loans.consolidate(first_new)
+            return
         L.lend(src[ok], dst[ok], x[ok], rate, np.full(int(ok.sum()), self.t + cfg.loan_maturity))
         L.loans.consolidate(first_new)  # one loan per pair for all of this step's lending
         self.interbank_volume = float(x[ok].sum())
 
     def settle(self) -> None:
-        """Stage 5: interest accrues on loans and deposits; assets pay their yield."""
+        """Stage 5: interest accrues on loans and deposits; assets pay their yield.
+        With the infrastructure layer on, exchanges then process what their
+        capacity allows (fees, delays, expiry) and CCPs call margin."""
         L = self.ledger
         L.accrue_interest()
         L.charge_deposit_interest(self.config.deposit_rate)
         L.receive_asset_income(self.config.asset_return)
+        if self.router is not None:
+            self._process_exchanges()
+            if self.ccps:
+                self._margin_calls()
+
+    def _process_exchanges(self) -> None:
+        """Processed orders become loans (novated to the exchange's CCP for a share
+        ``ccp_clearing_share``); the lender pays the fee; a lender short of cash
+        for amount plus fee has its orders fail, in order."""
+        L, cfg, router = self.ledger, self.config, self.router
+        first_new = len(L.loans)
+        orders = router.process(self.t)
+        self.exchange_fees = 0.0
+        self.interbank_volume = 0.0
+        if not orders:
+            return
+        snd, rcv, amt = orders["sender"], orders["receiver"], orders["amount"]
+        need = amt * (1.0 + orders["fee_rate"])
+        order = np.argsort(snd, kind="stable")
+        cs = np.cumsum(need[order])
+        first = np.r_[True, snd[order][1:] != snd[order][:-1]]
+        within = cs - np.maximum.accumulate(np.where(first, cs - need[order], 0.0))
+        affordable = np.empty(snd.size, dtype=bool)
+        affordable[order] = within <= L.cash[snd[order]] * (1 + 1e-12)
+        ok = affordable & L.active[snd] & L.active[rcv]
+        fee = amt[ok] * orders["fee_rate"][ok]
+        L.lend(snd[ok], rcv[ok], amt[ok], orders["rate"][ok],
+               np.full(int(ok.sum()), self.t + cfg.loan_maturity), orders["ccp"][ok])
+        L.charge_fees(snd[ok], fee, orders["exchange"][ok])
+        L.loans.consolidate(first_new)
+        router.record("loan", snd[ok], rcv[ok], amt[ok], amt[ok], orders["exchange"][ok],
+                      orders["ccp"][ok], fee, orders["delay"][ok], "processed", self.t)
+        bad = ~ok
+        router.record("loan", snd[bad], rcv[bad], amt[bad], 0.0, orders["exchange"][bad],
+                      orders["ccp"][bad], 0.0, orders["delay"][bad], "failed", self.t)
+        self.exchange_fees = float(fee.sum())
+        self.interbank_volume = float(amt[ok].sum())
+
+    def _margin_calls(self) -> None:
+        """CCPs call (or return) margin so that each member's margin equals
+        ``margin_rate`` × its cleared borrowing. A member short of cash sells
+        securities at the liquidation price; one that still cannot pay is in default."""
+        L, cfg, router = self.ledger, self.config, self.router
+        active = L.active
+        delta = (self._margin_requirement() - L.margin) * active[:, None]
+        back = np.minimum(delta, 0.0)
+        if back.any():
+            L.move_to_ccp("margin", back)
+            i, c = np.nonzero(back)
+            router.record("margin_return", n_ccp_node(self, c), i, -back[i, c], -back[i, c],
+                          router.bank_exchange[i], c, 0.0, 0, "returned", self.t)
+        call = np.maximum(delta, 0.0)
+        need = call.sum(axis=1)
+        self.margin_called = float(need.sum())
+        if not need.any():
+            return
+        short = np.maximum(need - L.cash, 0.0)
+        if short.any():
+            fire_price = L.prices * (1 - cfg.liquidation_discount)
+            liquid = L.holdings @ fire_price
+            share = np.minimum(1.0, np.divide(short, liquid, out=np.zeros(L.n),
+                                              where=liquid > 0))
+            units = L.holdings * share[:, None]
+            if units.any():
+                L.sell_assets(units, fire_price, kind="margin_sales")
+                self._units_sold += units.sum(axis=0)
+        frac = np.minimum(1.0, np.divide(L.cash, need, out=np.ones(L.n), where=need > 0))
+        pay = call * frac[:, None]
+        L.move_to_ccp("margin", pay)
+        i, c = np.nonzero(call)
+        outcome = np.where(frac[i] < 1 - 1e-12, OUTCOMES.index("short"),
+                           OUTCOMES.index("posted"))
+        router.record("margin_call", i, n_ccp_node(self, c), call[i, c], pay[i, c],
+                      router.bank_exchange[i], c, 0.0, 0, outcome, self.t)
+        L.mark_default((need > 0) & (frac < 1 - 1e-12) & active, self.t)
 
     def clear(self) -> None:
         """Stage 6: Eisenberg–Noe clearing of obligations due, then resolution.
@@ -422,28 +645,9 @@ class FinancialModel(mesa.Model):
             ext_due = np.where(resolving, L.deposits, np.minimum(self._withdrawals, L.deposits))
             self._withdrawals[:] = 0.0
             if due.any() or ext_due.any():
-                owed = lb.owed[due]
-                liab = sp.csr_matrix((owed, (lb.borrower[due], lb.lender[due])), shape=(n, n))
-                fire_price = L.prices * (1 - cfg.liquidation_discount)
-                liquid = L.holdings @ fire_price
-                res = eisenberg_noe(liab, L.cash + liquid, ext_due,
-                                    alpha=cfg.default_cost_alpha, beta=cfg.default_cost_beta)
-                inflow = np.bincount(lb.lender[due], weights=owed * res.recovery[lb.borrower[due]],
-                                     minlength=n)
-                # cash short of what must be paid is raised by emergency sales at the
-                # liquidation discount (defaulters sell everything)
-                short = np.maximum(res.payments - L.cash - inflow, 0.0)
-                share = np.where(res.defaulted, 1.0, np.minimum(
-                    1.0, np.divide(short, liquid, out=np.zeros(n), where=liquid > 0)))
-                units = L.holdings * share[:, None]
-                if units.any():
-                    L.sell_assets(units, fire_price, kind="emergency_sales")
-                    self._units_sold += units.sum(axis=0)
-                cost = np.where(res.defaulted, L.cash + inflow - res.payments, 0.0)
-                cost[cost < 1e-12 * np.maximum(1.0, res.obligations)] = 0.0
-                L.settle(due, res.recovery[lb.borrower], ext_due, res.recovery, cost)
+                res = self._clear_due(due, ext_due, resolving)
                 depth += res.rounds
-                failed = res.defaulted
+                failed = res.defaulted[:n]
             else:
                 failed = np.zeros(n, dtype=bool)
             if resolving.any():
@@ -454,6 +658,104 @@ class FinancialModel(mesa.Model):
             resolving = np.zeros(n, dtype=bool)
             resolving[new] = True
         self.contagion_depth = depth
+
+    def _clear_due(self, due: np.ndarray, ext_due: np.ndarray,
+                   resolving: np.ndarray) -> Any:
+        """One Eisenberg–Noe clearing of the loans in ``due`` and the external dues.
+
+        CCPs are extra nodes: a novated loan is two legs, borrower → CCP and
+        CCP → lender. A member in resolution first loses its margin, then its
+        default-fund contribution, to what it owes each CCP (waterfall layers 1
+        and 2; the rest of its accounts is returned to it); the CCP's resources
+        in the clearing are its own capital and the surviving members' fund, and
+        :func:`default_waterfall` says who bears the loss (layers 3 and 4, and
+        anything uncovered, which the lenders then lose pro rata).
+        """
+        L, cfg = self.ledger, self.config
+        n, C = L.n, L.ccp_cash.size
+        lb = L.loans
+        owed = lb.owed
+        cle = due & (lb.ccp >= 0)
+        bil = due & (lb.ccp < 0)
+        seized_m = np.zeros((n, C))
+        seized_f = np.zeros((n, C))
+        leg = owed.copy()  # the borrower's leg, after set-off
+        if C and cle.any():
+            due_ccp = np.zeros((n, C))  # what members in resolution owe each CCP now
+            np.add.at(due_ccp, (lb.borrower[cle], lb.ccp[cle]), owed[cle])
+            due_ccp[~resolving] = 0.0
+            seized_m = np.minimum(due_ccp, L.margin)
+            seized_f = np.minimum(due_ccp - seized_m, L.fund)
+            rest = resolving[:, None]
+            L.move_to_ccp("margin", -np.where(rest, L.margin - seized_m, 0.0))
+            L.move_to_ccp("fund", -np.where(rest, L.fund - seized_f, 0.0))
+            factor = 1.0 - np.divide(seized_m + seized_f, due_ccp, out=np.zeros((n, C)),
+                                     where=due_ccp > 0)
+            leg[cle] = owed[cle] * factor[lb.borrower[cle], lb.ccp[cle]]
+        rows = np.concatenate([lb.borrower[bil], lb.borrower[cle], n + lb.ccp[cle]])
+        cols = np.concatenate([lb.lender[bil], n + lb.ccp[cle], lb.lender[cle]])
+        vals = np.concatenate([owed[bil], leg[cle], owed[cle]])
+        liab = sp.coo_matrix((vals, (rows, cols)), shape=(n + C, n + C))
+        fire_price = L.prices * (1 - cfg.liquidation_discount)
+        liquid = L.holdings @ fire_price
+        survivors_fund = np.where(resolving[:, None], 0.0, L.fund).sum(axis=0)
+        e = np.concatenate([L.cash + liquid,
+                            L.ccp_capital + survivors_fund + (seized_m + seized_f).sum(axis=0)])
+        ones = np.ones(C)
+        res = eisenberg_noe(liab, e, np.concatenate([ext_due, np.zeros(C)]),
+                            alpha=np.concatenate([np.full(n, cfg.default_cost_alpha), ones]),
+                            beta=np.concatenate([np.full(n, cfg.default_cost_beta), ones]))
+        rec = res.recovery
+        b_paid = np.zeros(len(lb))
+        l_paid = np.zeros(len(lb))
+        b_paid[bil] = owed[bil] * rec[lb.borrower[bil]]
+        l_paid[bil] = b_paid[bil]
+        b_paid[cle] = leg[cle] * rec[lb.borrower[cle]]
+        l_paid[cle] = owed[cle] * rec[n + lb.ccp[cle]]
+        inflow = np.bincount(lb.lender[due], weights=l_paid[due], minlength=n)
+        pay = res.payments[:n]
+        # cash short of what must be paid is raised by emergency sales at the
+        # liquidation discount (defaulters sell everything)
+        short = np.maximum(pay - L.cash - inflow, 0.0)
+        share = np.where(res.defaulted[:n], 1.0, np.minimum(
+            1.0, np.divide(short, liquid, out=np.zeros(n), where=liquid > 0)))
+        units = L.holdings * share[:, None]
+        if units.any():
+            L.sell_assets(units, fire_price, kind="emergency_sales")
+            self._units_sold += units.sum(axis=0)
+        cost = np.where(res.defaulted[:n], L.cash + inflow - pay, 0.0)
+        cost[cost < 1e-12 * np.maximum(1.0, res.obligations[:n])] = 0.0
+        capital_used, charges = np.zeros(C), np.zeros((n, C))
+        for c, ccp in enumerate(self.ccps):
+            rows_c = cle & (lb.ccp == c)
+            loss = float(owed[rows_c].sum() - b_paid[rows_c].sum())
+            if loss <= 1e-12 * max(1.0, float(owed[rows_c].sum())):
+                continue
+            surv = ~resolving
+            w = default_waterfall(loss, float(seized_m[:, c].sum()), float(seized_f[:, c].sum()),
+                                  float(L.ccp_capital[c]), L.fund[surv, c])
+            capital_used[c] = w.layers["ccp_capital"]
+            charges[surv, c] = w.survivor_charges
+            ccp.margin_used += w.layers["defaulter_margin"]
+            ccp.fund_used += w.layers["defaulter_fund"] + w.layers["mutualised"]
+            ccp.capital_used += w.layers["ccp_capital"]
+            ccp.uncovered += w.uncovered
+            ccp.defaults_handled += int((seized_m[:, c] + seized_f[:, c] > 0).sum())
+            ccp.waterfalls.append({"step": self.t, "loss": loss, **w.layers,
+                                   "uncovered": w.uncovered})
+        if self.router is not None:  # audit before the settled rows leave the book
+            d = np.flatnonzero(due)
+            full = b_paid[d] >= leg[d] * (1 - 1e-12)
+            outcome = np.where(full, OUTCOMES.index("paid"),
+                               np.where(b_paid[d] > 0, OUTCOMES.index("partial"),
+                                        OUTCOMES.index("unpaid")))
+            self.router.record("repayment", lb.borrower[d], lb.lender[d], b_paid[d], l_paid[d],
+                               self.router.bank_exchange[lb.lender[d]], lb.ccp[d], 0.0, 0,
+                               outcome, self.t)
+        L.settle(due, b_paid, l_paid, ext_due, rec[:n], cost,
+                 seized_m if C else None, seized_f if C else None,
+                 capital_used if C else None, charges if C else None)
+        return res
 
     def price(self) -> None:
         """Stage 7: price impact of this step's sales and the forced-deleveraging
@@ -503,7 +805,7 @@ class FinancialModel(mesa.Model):
         L, cfg = self.ledger, self.config
         values = L.asset_values()
         ib_a, ib_l = L.interbank_assets(), L.interbank_liabilities()
-        ta = L.cash + values + L.other_assets + ib_a
+        ta = L.cash + values + L.other_assets + ib_a + L.infrastructure_assets()
         rwa = values + L.other_assets + cfg.interbank_risk_weight * ib_a
         cr = np.divide(L.equity, rwa, out=np.zeros(L.n), where=rwa > 0)
         cr[L.defaulted] = 0.0
@@ -525,7 +827,8 @@ class FinancialModel(mesa.Model):
         act = L.active
         h = risk.distress(L.equity, L.equity0, L.defaulted)
         # economic value v = share of total assets at the start (a stable weight)
-        dr = risk.debtrank(L.exposure_matrix(), L.equity0, h, value=self._assets0)
+        dr = risk.debtrank(L.exposure_matrix(bilateral_only=self._infra), L.equity0, h,
+                           value=self._assets0)
         self.debtrank, self.debtrank_total = float(dr.debtrank), float(dr.total)
         self.n_defaults = int(L.defaulted.sum())
         self.default_rate = self.n_defaults / L.n
@@ -544,12 +847,30 @@ class FinancialModel(mesa.Model):
             self.liquidity_index, getattr(self, "_liquidity0", self.liquidity_index))
         self.market_stress = max(self.scenario_spec.stress_level, self.stress_index)
         self.interbank_rate = self.market.interbank_rate(self.market_stress)
+        if self._infra:
+            self._measure_infrastructure()
+
+    def _measure_infrastructure(self) -> None:
+        """Model-level infrastructure figures (read by the infrastructure reporters)."""
+        L, ex, ccps = self.ledger, self.exchanges, self.ccps
+        self.exchange_fees = getattr(self, "exchange_fees", 0.0)
+        self.exchange_utilisation = float(np.mean([e.utilisation for e in ex]))
+        self.congested_exchanges = int(sum(e.congested for e in ex))
+        self.order_backlog = float(sum(e.backlog for e in ex))
+        self.orders_expired = float(self.router.step_expired)
+        self.margin_posted = float(L.margin.sum())
+        self.netting_efficiency = (float(np.mean([c.netting_efficiency for c in ccps]))
+                                   if ccps else 0.0)
+        self.default_fund_used = float(sum(c.fund_used for c in ccps))
+        self.uncovered_loss = float(sum(c.uncovered for c in ccps))
+        self.routed_transactions = self.router.transactions(self.t)
 
     def debtrank_per_bank(self) -> np.ndarray:
         """DebtRank of each bank defaulting alone on today's exposures, shape (n,)."""
         L = self.ledger
         eq = np.where(L.active, np.maximum(L.equity, 0.0), 0.0)
-        return risk.debtrank_per_bank(L.exposure_matrix(), eq, value=self._assets0)
+        return risk.debtrank_per_bank(L.exposure_matrix(bilateral_only=self._infra), eq,
+                                      value=self._assets0)
 
     def systemic_ranking(self, top: int = 5) -> list[dict[str, float]]:
         """The ``top`` most systemically important active banks by DebtRank."""
@@ -656,7 +977,29 @@ class FinancialModel(mesa.Model):
             "max_contagion_depth": int(self.datacollector.model_vars["contagion_depth"] and
                                        max(self.datacollector.model_vars["contagion_depth"])),
             "most_systemic": self.systemic_ranking(top),
+        } | (self.infrastructure_summary() if self._infra else {})
+
+    def infrastructure_summary(self) -> dict[str, Any]:
+        """Exchange and CCP figures for the run so far."""
+        df = self.datacollector.get_model_vars_dataframe()
+        out: dict[str, Any] = {
+            "exchange_fees_total": float(self.ledger.exchange_cash.sum()),
+            "exchange_utilisation_mean": float(df["exchange_utilisation"].iloc[1:].mean())
+            if len(df) > 1 else 0.0,
+            "congested_exchange_steps": int(df["congested_exchanges"].sum()),
+            "orders_expired_total": float(df["orders_expired"].sum()),
+            "mean_delay": float(np.mean([h.mean_delay for e in self.exchanges
+                                         for h in e.queue.history]) if self.t else 0.0),
         }
+        for c in self.ccps:
+            out[f"ccp{c.ccp_id}"] = {
+                "margin_held": c.margin_held, "default_fund": c.default_fund,
+                "initial_default_fund": c.initial_fund, "capital": c.capital,
+                "netting_efficiency": c.netting_efficiency, "fund_used": c.fund_used,
+                "capital_used": c.capital_used, "margin_used": c.margin_used,
+                "uncovered_loss": c.uncovered, "member_defaults_handled": c.defaults_handled,
+            }
+        return out
 
 
 def _base_config(config: Any, explicit: dict[str, Any]) -> ModelConfig:

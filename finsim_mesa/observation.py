@@ -1,8 +1,8 @@
 """The observation each bank sees: one row per bank, built for all banks at once.
 
 ``OBS_FIELDS`` lists the columns in order with their meaning and scale; brains
-index columns by name through ``OBS``. The infrastructure layer appends its
-own columns after these.
+index columns by name through ``OBS``. With the infrastructure layer on, the
+8 columns of ``INFRA_OBS_FIELDS`` follow (observation width 24).
 """
 
 from __future__ import annotations
@@ -27,8 +27,25 @@ OBS_FIELDS: tuple[tuple[str, str], ...] = (
     ("size", "log(total assets / initial mean total assets) / 3, clipped to [-1, 1]"),
 )
 
-OBS: dict[str, int] = {name: i for i, (name, _) in enumerate(OBS_FIELDS)}
+INFRA_OBS_FIELDS: tuple[tuple[str, str], ...] = (
+    ("exchange_congestion", "own exchange's utilisation last step (demand / capacity), "
+                            "clipped to [0, 2], divided by 2"),
+    ("exchange_fee_level", "(fee rate / base fee - 1) / fee slope: 0 calm, 1 at one unit of "
+                           "utilisation above the threshold; clipped to [0, 1]"),
+    ("queue_backlog", "money waiting at own exchange / its capacity, clipped to [0, 3], "
+                      "divided by 3"),
+    ("expected_delay", "mean wait of orders processed last step / max_order_wait, [0, 1]"),
+    ("ccp_margin_rate", "margin per unit of cleared borrowing (initial margin scaled up as "
+                        "the collateral price falls), [0, 1]"),
+    ("posted_margin", "own margin posted at all CCPs / total assets, [0, 1]"),
+    ("net_ccp_exposure", "(cleared lending - cleared borrowing) / total assets, [-1, 1]"),
+    ("default_fund_health", "own CCP's default fund left / initial fund, [0, 1] "
+                            "(1 without CCPs)"),
+)
+
+OBS: dict[str, int] = {name: i for i, (name, _) in enumerate(OBS_FIELDS + INFRA_OBS_FIELDS)}
 OBS_DIM = len(OBS_FIELDS)
+INFRA_OBS_DIM = len(INFRA_OBS_FIELDS)
 
 ACTIONS: tuple[tuple[str, str], ...] = (
     ("lend", "offer this share of lendable cash (cash above the reserve target, times "

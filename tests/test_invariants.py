@@ -27,11 +27,17 @@ configs = st.fixed_dictionaries({
     "default_cost_beta": st.floats(0.3, 1.0),
     "liquidation_discount": st.floats(0.0, 0.6),
     "forced_deleveraging": st.booleans(),
+    "n_exchanges": st.integers(0, 2),
+    "n_ccps": st.integers(0, 1),
+    "exchange_capacity": st.floats(0.0002, 0.02),
+    "ccp_clearing_share": st.floats(0.0, 1.0),
+    "initial_margin_rate": st.floats(0.0, 0.3),
+    "default_fund_rate": st.floats(0.0, 0.05),
     "rng": st.integers(0, 2**32 - 1),
 })
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(configs)
 def test_identities_hold_after_every_step(params):
     params = dict(params)
@@ -39,6 +45,8 @@ def test_identities_hold_after_every_step(params):
     params["liquidity_share"] = min(params["liquidity_share"], 0.95 - params["interbank_share"])
     if params["topology"] == "barabasi_albert":
         params["edges_per_node"] = min(2, params["n_banks"] - 1)
+    if params["n_exchanges"] == 0:
+        params["n_ccps"] = 0
     m = FinancialModel(steps=25, **params)
     m.check()
     for _ in range(25):

@@ -1,0 +1,199 @@
+"""The infrastructure router: banks → exchanges → CCPs → banks.
+
+While the infrastructure layer is on, no interbank money moves bank to bank
+directly: new loans are orders on the lender's exchange (capacity, fees,
+delays), trades are novated to the CCP linked to that exchange (for a share
+``ccp_clearing_share`` of them), and every money movement between institutions
+— new loans, roll-overs, repayments, margin — gets an audit record.
+
+Venue assignment (``venue_rule``): ``size`` balances the members' total assets
+across exchanges (largest bank first, each to the venue with the least assets
+so far), ``round_robin`` sends bank *i* to exchange ``i mod k``, ``random``
+deals a random permutation round robin (every venue gets members). Exchange
+*x* clears through CCP ``x mod n_ccps``; every bank is a member of every CCP
+(it contributes to each default fund) and trades through its home exchange.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from finsim_mesa.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from finsim_mesa.agents.ccp import CentralCounterparty
+    from finsim_mesa.agents.exchange import Exchange
+
+__all__ = ["AUDIT_COLUMNS", "InfrastructureRouter", "assign_venues"]
+
+KINDS = ("loan", "rollover", "repayment", "margin_call", "margin_return")
+OUTCOMES = ("processed", "expired", "failed", "renewed", "paid", "partial", "unpaid",
+            "posted", "short", "returned")
+AUDIT_COLUMNS = ("step", "kind", "sender", "receiver", "amount", "received", "exchange", "ccp",
+                 "fee", "delay", "outcome")
+
+
+def assign_venues(rule: str, n_venues: int, size: np.ndarray,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Venue index of each bank, shape (n,), by ``rule`` (see the module docstring)."""
+    n = size.size
+    if rule == "round_robin":
+        return np.arange(n) % n_venues
+    if rule == "random":
+        out = np.empty(n, dtype=np.int64)
+        out[rng.permutation(n)] = np.arange(n) % n_venues
+        return out
+    if rule == "size":
+        load = np.zeros(n_venues)
+        out = np.empty(n, dtype=np.int64)
+        for i in np.argsort(-size, kind="stable"):
+            v = int(np.argmin(load))
+            out[i] = v
+            load[v] += size[i]
+        return out
+    raise ConfigError(f"venue_rule = {rule!r}: choose size, round_robin or random")
+
+
+class InfrastructureRouter:
+    """Routes interbank transactions through exchanges and CCPs and audits them.
+
+    Args:
+        model: the owning model (its ledger, rng and config are used).
+        exchanges: the exchange agents.
+        ccps: the CCP agents (may be empty: trades then settle through the
+            exchange only).
+        bank_exchange: shape (n,), each bank's home exchange.
+    """
+
+    def __init__(self, model: Any, exchanges: list[Exchange], ccps: list[CentralCounterparty],
+                 bank_exchange: np.ndarray) -> None:
+        self.model = model
+        self.exchanges = exchanges
+        self.ccps = ccps
+        self.bank_exchange = np.asarray(bank_exchange, dtype=np.int64)
+        self.exchange_ccp = (np.arange(len(exchanges)) % len(ccps) if ccps
+                             else np.full(len(exchanges), -1))
+        self.bank_ccp = self.exchange_ccp[self.bank_exchange]
+        self._audit: list[dict[str, np.ndarray]] = []
+        self.step_fees = 0.0
+        self.step_expired = 0.0
+
+    # ----------------------------------------------------------- submitting
+    def submit_transaction(self, sender: int, receiver: int, amount: float,
+                           kind: str = "loan", rate: float | None = None) -> int:
+        """Submit one interbank loan order from ``sender`` (lender) to ``receiver``.
+
+        It goes to the sender's exchange and settles when the exchange processes
+        it (see :meth:`process`). Returns the order id.
+
+        Raises:
+            ValueError: unknown banks, a bank trading with itself, a defaulted
+                bank, a non-positive amount or a kind other than ``loan``.
+        """
+        n = self.model.n_banks
+        if kind != "loan":
+            raise ValueError(f"kind {kind!r}: only 'loan' orders are submitted; roll-overs, "
+                             "repayments and margin are routed by the model's stages")
+        for name, b in (("sender", sender), ("receiver", receiver)):
+            if not (isinstance(b, int | np.integer) and 0 <= b < n):
+                raise ValueError(f"{name} must be a bank id in 0..{n - 1}, got {b!r}")
+            if self.model.ledger.defaulted[b]:
+                raise ValueError(f"{name} bank {b} is in default and cannot trade")
+        if sender == receiver:
+            raise ValueError("sender and receiver must differ")
+        if not np.isfinite(amount) or amount <= 0:
+            raise ValueError(f"amount must be > 0, got {amount!r}")
+        r = self.model.market.rate if rate is None else float(rate)
+        ids = self.submit_many(np.array([sender]), np.array([receiver]), np.array([amount]),
+                               np.array([r]), self.model.t)
+        return int(ids[0])
+
+    def submit_many(self, sender: np.ndarray, receiver: np.ndarray, amount: np.ndarray,
+                    rate: np.ndarray, step: int) -> np.ndarray:
+        """Queue loan orders on each sender's exchange; returns the order ids."""
+        ids = np.empty(sender.size, dtype=np.int64)
+        venue = self.bank_exchange[sender]
+        for x, ex in enumerate(self.exchanges):
+            m = venue == x
+            if m.any():
+                ids[m] = ex.queue.submit(sender[m], receiver[m], amount[m], step, rate=rate[m])
+        return ids
+
+    # ----------------------------------------------------------- processing
+    def process(self, step: int) -> dict[str, np.ndarray]:
+        """All exchanges process their queues; expired orders are audited.
+
+        Returns the processed orders as columns (sender, receiver, amount, rate,
+        exchange, ccp, fee_rate, delay); the model settles them.
+        """
+        parts = []
+        self.step_expired = 0.0
+        share = self.model.config.ccp_clearing_share
+        for x, ex in enumerate(self.exchanges):
+            done, expired, stats = ex.queue.process(step)
+            if expired["amount"].size:
+                self.step_expired += stats.expired
+                self.record("loan", expired["sender"], expired["receiver"], expired["amount"],
+                            0.0, x, -1, 0.0, step - expired["submitted"], "expired", step)
+            k = done["amount"].size
+            if not k:
+                continue
+            ccp = np.full(k, self.exchange_ccp[x])
+            if self.ccps and share < 1.0:
+                ccp = np.where(self.model.rng.random(k) < share, ccp, -1)
+            parts.append({"sender": done["sender"], "receiver": done["receiver"],
+                          "amount": done["amount"], "rate": done["rate"],
+                          "exchange": np.full(k, x), "ccp": ccp,
+                          "fee_rate": np.full(k, stats.fee_rate),
+                          "delay": step - done["submitted"]})
+        if not parts:
+            return {}
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+    # ---------------------------------------------------------------- audit
+    def record(self, kind: str, sender: np.ndarray, receiver: np.ndarray, amount: np.ndarray,
+               received: np.ndarray | float, exchange: np.ndarray | int, ccp: np.ndarray | int,
+               fee: np.ndarray | float, delay: np.ndarray | int, outcome: np.ndarray | str,
+               step: int) -> None:
+        """Append audit records (columns of equal length; scalars are broadcast)."""
+        amount = np.asarray(amount, dtype=float)
+        k = amount.size
+        if not k:
+            return
+        out = (np.full(k, OUTCOMES.index(outcome)) if isinstance(outcome, str)
+               else np.asarray(outcome))
+        self._audit.append({
+            "step": np.full(k, step, dtype=np.int32),
+            "kind": np.full(k, KINDS.index(kind), dtype=np.int8),
+            "sender": np.broadcast_to(sender, k).astype(np.int32),
+            "receiver": np.broadcast_to(receiver, k).astype(np.int32),
+            "amount": amount, "received": np.broadcast_to(received, k).astype(float),
+            "exchange": np.broadcast_to(exchange, k).astype(np.int16),
+            "ccp": np.broadcast_to(ccp, k).astype(np.int16),
+            "fee": np.broadcast_to(fee, k).astype(float),
+            "delay": np.broadcast_to(delay, k).astype(np.int16),
+            "outcome": out.astype(np.int8),
+        })
+
+    def audit(self) -> pd.DataFrame:
+        """Every routed transaction so far: who, what, which exchange and CCP
+        (−1: none), fee, delay (steps) and outcome."""
+        import pandas as pd
+
+        if not self._audit:
+            return pd.DataFrame({c: [] for c in AUDIT_COLUMNS})
+        cols = {c: np.concatenate([a[c] for a in self._audit]) for c in AUDIT_COLUMNS}
+        df = pd.DataFrame(cols)
+        df["kind"] = pd.Categorical.from_codes(df["kind"], KINDS)
+        df["outcome"] = pd.Categorical.from_codes(df["outcome"], OUTCOMES)
+        return df
+
+    def transactions(self, step: int | None = None) -> int:
+        """Number of audit records (of one step, or all)."""
+        if step is None:
+            return sum(a["step"].size for a in self._audit)
+        return sum(int((a["step"] == step).sum()) for a in self._audit[-50:])

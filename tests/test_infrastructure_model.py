@@ -1,0 +1,288 @@
+"""The infrastructure layer inside the model: routing, exchanges, CCPs, audit."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from finsim_mesa import ConfigError, FinancialModel
+from finsim_mesa.agents.ccp import CentralCounterparty
+from finsim_mesa.agents.exchange import Exchange
+from finsim_mesa.infrastructure import multilateral_netting
+from finsim_mesa.ledger import Ledger
+from finsim_mesa.observation import INFRA_OBS_FIELDS, OBS_DIM
+
+
+def infra_model(**kw):
+    base = dict(n_banks=30, n_exchanges=2, n_ccps=1, scenario="normal", rng=3)
+    base.update(kw)
+    return FinancialModel(**base)
+
+
+def test_agents_and_grid():
+    m = infra_model()
+    assert len(m.exchanges) == 2 and len(m.ccps) == 1
+    assert all(isinstance(e, Exchange) for e in m.exchanges)
+    assert isinstance(m.ccps[0], CentralCounterparty)
+    G = m.grid.G
+    for e in m.exchanges:
+        assert G.nodes[e.node]["agent"] == [e]
+        members = set(np.flatnonzero(m.router.bank_exchange == e.exchange_id).tolist())
+        assert members and set(G.neighbors(e.node)) - {m.ccps[0].node} == members
+        assert G.has_edge(e.node, m.ccps[0].node)
+    assert m.graph.number_of_nodes() == 30  # the interbank network itself is unchanged
+    # every bank registered: default-fund contribution and initial margin posted
+    assert (m.ledger.fund > 0).all()
+    assert m.ccps[0].initial_capital == pytest.approx(0.25 * m.ccps[0].initial_fund)
+    assert m.ledger.margin.sum() > 0
+    m.check()
+
+
+@pytest.mark.parametrize("rule", ["size", "round_robin", "random"])
+def test_venue_rules(rule):
+    m = infra_model(n_banks=40, n_exchanges=3, venue_rule=rule)
+    counts = np.bincount(m.router.bank_exchange, minlength=3)
+    assert (counts > 0).all()
+    if rule == "round_robin":
+        assert m.router.bank_exchange.tolist() == [i % 3 for i in range(40)]
+    if rule == "size":
+        size = m.ledger.total_assets() + 0  # balanced totals: within the largest bank
+        loads = np.bincount(m.router.bank_exchange, weights=m._assets0, minlength=3)
+        assert loads.max() - loads.min() <= m._assets0.max() + 1e-9
+        assert size.size == 40
+
+
+def test_every_interbank_money_movement_is_routed(monkeypatch):
+    m = infra_model(brain="greedy", scenario="liquidity_crisis")
+    lent = []
+    original = Ledger.lend
+
+    def spy(self, lender, borrower, amount, rate, maturity, ccp=None):
+        import inspect
+        caller = inspect.stack()[1].function
+        assert caller == "_process_exchanges", f"direct settlement from {caller}"
+        lent.append((m.t, float(np.sum(amount))))
+        return original(self, lender, borrower, amount, rate, maturity, ccp)
+
+    monkeypatch.setattr(Ledger, "lend", spy)
+    paid_by_step = {}
+    original_settle = Ledger.settle
+
+    def spy_settle(self, loan_mask, borrower_paid, lender_paid, *a, **k):
+        paid_by_step[m.t] = paid_by_step.get(m.t, 0.0) + float(borrower_paid[loan_mask].sum())
+        return original_settle(self, loan_mask, borrower_paid, lender_paid, *a, **k)
+
+    monkeypatch.setattr(Ledger, "settle", spy_settle)
+    m.run_for(30)
+    audit = m.router.audit()
+    loans = audit[(audit.kind == "loan") & (audit.outcome == "processed")]
+    by_step = loans.groupby("step")["amount"].sum()
+    assert lent and by_step.sum() > 0
+    for step, amount in lent:
+        assert by_step.get(step, 0.0) == pytest.approx(amount)
+    rep = audit[audit.kind == "repayment"].groupby("step")["amount"].sum()
+    for step, amount in paid_by_step.items():
+        assert rep.get(step, 0.0) == pytest.approx(amount)
+    # the routed records name the lender's exchange, and cleared ones the CCP
+    assert (loans.exchange == m.router.bank_exchange[loans.sender.to_numpy()]).all()
+    assert (loans.ccp >= 0).all()
+
+
+def test_congestion_raises_fees_and_delays_past_capacity():
+    m = infra_model(brain="greedy", exchange_capacity=0.0005, max_order_wait=2)
+    m.run_for(15)
+    df = m.datacollector.get_model_vars_dataframe()
+    assert (df.exchange_utilisation > m.config.congestion_threshold).any()
+    assert df.congested_exchanges.max() >= 1 and df.orders_expired.sum() > 0
+    ex = m.exchanges[0]
+    hist = ex.queue.history
+    congested = [h for h in hist if h.congested]
+    calm_rate = m.config.exchange_base_fee
+    assert all(h.fee_rate > calm_rate for h in congested)
+    audit = m.router.audit()
+    processed = audit[(audit.kind == "loan") & (audit.outcome == "processed")]
+    assert processed.delay.max() >= 1  # settled in a later step than submitted
+    assert (processed.fee > 0).all()
+    # fees went to the exchanges and are in their cash
+    assert m.ledger.exchange_cash.sum() == pytest.approx(processed.fee.sum())
+    m.check()
+
+
+def test_netting_efficiency_matches_brute_force_on_the_book():
+    m = infra_model()
+    m.run_for(10)
+    lb = m.ledger.loans
+    c = lb.ccp == 0
+    G = np.zeros((30, 30))
+    for b, l_, o in zip(lb.borrower[c], lb.lender[c], lb.owed[c], strict=True):
+        G[b, l_] += o
+    net = G.sum(0) - G.sum(1)
+    expect = 1 - np.maximum(-net, 0).sum() / G.sum()
+    assert m.ccps[0].netting_efficiency == pytest.approx(expect)
+    assert multilateral_netting(sp.csr_matrix(G)).efficiency == pytest.approx(expect)
+
+
+def test_ccp_member_default_end_to_end():
+    """A member with cleared borrowing defaults: its margin and fund go first, the
+    CCP pays its lenders in full, and the waterfall allocates exactly the loss."""
+    m = infra_model(n_banks=40, scenario="normal", brain="passive", rng=7,
+                    default_fund_rate=0.02)
+    victim = int(np.argmax(m._cleared_liabilities()[:, 0]))
+    margin0, fund0 = m.ledger.margin[victim, 0], m.ledger.fund[victim, 0]
+    m.apply_shock("loss", 3.0, banks=[victim])
+    m.apply_shock("default", banks=[victim])
+    m.step()
+    m.check()
+    ccp = m.ccps[0]
+    assert len(ccp.waterfalls) == 1 and ccp.defaults_handled == 1
+    w = ccp.waterfalls[0]
+    # layers in order: the defaulter's margin is used up before its fund, etc.
+    assert w["defaulter_margin"] == pytest.approx(margin0)
+    assert 0 < w["defaulter_fund"] <= fund0 + 1e-12
+    absorbed = w["defaulter_margin"] + w["defaulter_fund"] + w["ccp_capital"] + w["mutualised"]
+    assert absorbed + w["uncovered"] == pytest.approx(w["loss"])
+    assert w["uncovered"] == 0.0 and m.uncovered_loss == 0.0
+    audit = m.router.audit()
+    rep = audit[(audit.kind == "repayment") & (audit.step == 1) & (audit.ccp == 0)]
+    from_victim = rep[rep.sender == victim]
+    assert len(from_victim) and (from_victim.received > from_victim.amount).all()
+    # the CCP paid lenders what the defaulter did not: exactly the waterfall's loss
+    assert float((rep.received - rep.amount).sum()) == pytest.approx(w["loss"])
+    # without a CCP the same default costs its lenders
+    b = infra_model(n_banks=40, scenario="normal", brain="passive", rng=7, n_ccps=0,
+                    default_fund_rate=0.02)
+    b.apply_shock("loss", 3.0, banks=[victim])
+    b.apply_shock("default", banks=[victim])
+    b.step()
+    rep_b = b.router.audit()
+    rep_b = rep_b[(rep_b.kind == "repayment") & (rep_b.sender == victim)]
+    assert len(rep_b) and (rep_b.outcome != "paid").all()
+
+
+def test_uncovered_loss_is_reported_and_passed_on():
+    m = infra_model(n_banks=40, brain="passive", rng=7, default_fund_rate=0.0,
+                    ccp_capital_share=0.0, initial_margin_rate=0.0)
+    cl = m._cleared_liabilities()[:, 0]
+    victim = int(np.argmax(cl))
+    m.apply_shock("loss", 5.0, banks=[victim])
+    m.apply_shock("default", banks=[victim])
+    m.step()
+    m.check()
+    ccp = m.ccps[0]
+    assert ccp.uncovered > 0 and m.uncovered_loss == pytest.approx(ccp.uncovered)
+    w = ccp.waterfalls[0]
+    assert w["defaulter_margin"] == w["defaulter_fund"] == w["ccp_capital"] == 0.0
+    assert w["uncovered"] == pytest.approx(w["loss"])
+    # with nothing to absorb it, the lenders on cleared loans receive less than owed:
+    # the CCP's shortfall (uncovered) is what the lenders did not get
+    audit = m.router.audit()
+    rep = audit[(audit.kind == "repayment") & (audit.ccp == 0) & (audit.step == 1)]
+    assert (rep.received < rep.amount).any()
+    # with no margin, fund or capital the CCP passes on exactly what it receives
+    assert float(rep.received.sum()) == pytest.approx(float(rep.amount.sum()))
+    assert ccp.uncovered == pytest.approx(w["loss"])
+
+
+def test_margin_calls_follow_the_price():
+    m = infra_model(brain="passive")
+    m.step()
+    before = m.ledger.margin.sum()
+    m.apply_shock("price_crash", 0.3)
+    m.step()
+    assert m.margin_called > 0
+    assert m.ledger.margin.sum() > before
+    audit = m.router.audit()
+    assert (audit.kind == "margin_call").any()
+    m.check()
+
+
+def test_margin_call_default_when_a_member_cannot_pay():
+    m = infra_model(brain="passive", initial_margin_rate=0.5, marketable_share=0.0)
+    cl = m._cleared_liabilities()[:, 0]
+    victim = int(np.argmax(cl))
+    L = m.ledger
+    # the victim has put all its cash into loans to the economy (a booked swap of
+    # assets: cash leaves the system, equity is unchanged)
+    L.external_out["test_cash_to_loans"] += L.cash[victim]
+    L.other_assets[victim] += L.cash[victim]
+    L.cash[victim] = 0.0
+    m.check()
+    m.apply_shock("price_crash", 0.5)
+    m.t += 1
+    m.settle()
+    assert L.defaulted[victim]
+    m.check()
+    audit = m.router.audit()
+    call = audit[(audit.kind == "margin_call") & (audit.sender == victim)]
+    assert (call.outcome == "short").all() and len(call)
+
+
+def test_observation_has_eight_infrastructure_columns():
+    m = infra_model()
+    m.run_for(3)
+    obs = m.observe()
+    assert obs.shape == (30, OBS_DIM + len(INFRA_OBS_FIELDS)) == (30, 24)
+    assert np.isfinite(obs).all() and obs[:, OBS_DIM:].min() >= -1 and obs.max() <= 2
+
+
+def test_datacollector_has_infrastructure_reporters():
+    m = infra_model()
+    m.run_for(4)
+    df = m.datacollector.get_model_vars_dataframe()
+    for col in ("exchange_fees", "exchange_utilisation", "margin_posted", "netting_efficiency",
+                "default_fund_used", "uncovered_loss", "routed_transactions"):
+        assert col in df
+    ex = m.datacollector.get_agenttype_vars_dataframe(Exchange)
+    cc = m.datacollector.get_agenttype_vars_dataframe(CentralCounterparty)
+    assert {"utilisation", "fee_rate", "backlog"} <= set(ex.columns)
+    assert {"margin_held", "default_fund", "netting_efficiency"} <= set(cc.columns)
+
+
+def test_router_submit_transaction_and_errors():
+    m = infra_model(brain="passive")
+    oid = m.router.submit_transaction(0, 1, 0.5)
+    m.t += 1
+    m.settle()
+    audit = m.router.audit()
+    row = audit[(audit.kind == "loan") & (audit.sender == 0) & (audit.receiver == 1)]
+    assert len(row) == 1 and row.outcome.iloc[0] == "processed" and oid == 0
+    for args, needle in [((0, 0, 1.0), "differ"), ((0, 99, 1.0), "bank id"),
+                         ((0, 1, -1.0), "> 0"), ((0, 1, 1.0, "swap"), "only 'loan'")]:
+        with pytest.raises(ValueError, match=needle):
+            m.router.submit_transaction(*args)
+
+
+@pytest.mark.parametrize(("params", "needle"), [
+    ({"n_exchanges": 1, "exchange_capacity": -1.0}, "exchange_capacity"),
+    ({"n_exchanges": 1, "exchange_base_fee": 1.5}, "exchange_base_fee"),
+    ({"n_exchanges": 1, "initial_margin_rate": -0.1}, "initial_margin_rate"),
+    ({"n_exchanges": 1, "ccp_clearing_share": 2.0}, "ccp_clearing_share"),
+    ({"n_exchanges": 1, "n_ccps": 40}, "cannot exceed n_banks"),
+    ({"n_ccps": 1}, "needs n_exchanges"),
+    ({"n_exchanges": 1, "venue_rule": "alphabetical"}, "venue_rule"),
+])
+def test_bad_infrastructure_config(params, needle):
+    with pytest.raises(ConfigError, match=needle):
+        FinancialModel(n_banks=30, **params)
+
+
+def test_partial_clearing_share_and_exchanges_only():
+    m = infra_model(ccp_clearing_share=0.5, rng=4)
+    share = (m.ledger.loans.ccp >= 0).mean()
+    assert 0.3 < share < 0.7
+    m.run_for(10)
+    m.check()
+    m2 = infra_model(n_ccps=0)
+    m2.run_for(10)
+    m2.check()
+    assert (m2.ledger.loans.ccp < 0).all() and m2.ledger.margin.size == 0
+
+
+def test_same_seed_same_results_with_infrastructure():
+    a, b = infra_model(scenario="systemic", brain="random"), infra_model(scenario="systemic",
+                                                                         brain="random")
+    a.run_for(30)
+    b.run_for(30)
+    pd.testing.assert_frame_equal(a.datacollector.get_model_vars_dataframe(),
+                                  b.datacollector.get_model_vars_dataframe())
+    pd.testing.assert_frame_equal(a.router.audit(), b.router.audit())
