@@ -3,6 +3,8 @@
     finsim simulate [--scenario S --steps N --brain B --banks N --topology T --seed S
                      --config FILE --set KEY=VALUE ... --out results.csv]
     finsim simulate --compare          all scenarios side by side
+    finsim simulate --exchanges 2 --ccps 1      with market infrastructure
+    finsim simulate --compare-infrastructure    with vs without it
     finsim scenarios                   list scenarios with descriptions
     finsim config [-o FILE]            write the default config, every parameter documented
 
@@ -44,6 +46,7 @@ def _config_from_args(args: argparse.Namespace) -> ModelConfig:
     flags = {
         "scenario": args.scenario, "steps": args.steps, "brain": args.brain,
         "n_banks": args.banks, "topology": args.topology,
+        "n_exchanges": args.exchanges, "n_ccps": args.ccps,
     }
     overrides = {k: v for k, v in flags.items() if v is not None}
     overrides.update(_parse_set(args.set or []))
@@ -104,6 +107,8 @@ def _print_summary(model: Any, seed: int, out: Any = None) -> None:
     width = max(len(r[0]) for r in rows)
     for name, val in rows:
         w(f"  {name:<{width}}  {val}\n")
+    if model.config.infrastructure:
+        _print_infrastructure(s, w)
     w("\nmost systemically important banks (DebtRank if each defaulted alone):\n")
     if not s["most_systemic"]:
         w("  (no surviving bank)\n")
@@ -112,6 +117,25 @@ def _print_summary(model: Any, seed: int, out: Any = None) -> None:
         for k, b in enumerate(s["most_systemic"], 1):
             w(f"  {k:>4}  {b['bank']:>5}  {b['debtrank']:>9.4f}  {b['total_assets']:>12.2f}  "
               f"{b['degree']:>5}\n")
+        if model.config.infrastructure and all(b["debtrank"] == 0 for b in s["most_systemic"]):
+            w("  (no bank-to-bank exposures: loans are novated to the CCPs; ranked by size)\n")
+
+
+def _print_infrastructure(s: dict[str, Any], w: Any) -> None:
+    w("\nmarket infrastructure:\n")
+    w(f"  exchange fees collected        {s['exchange_fees_total']:.4g}\n")
+    w(f"  mean exchange utilisation      {s['exchange_utilisation_mean']:.3f}\n")
+    w(f"  congested exchange-steps       {s['congested_exchange_steps']}\n")
+    w(f"  orders expired (money)         {s['orders_expired_total']:.4g}\n")
+    w(f"  mean settlement delay (steps)  {s['mean_delay']:.3f}\n")
+    for key, c in s.items():
+        if not (key.startswith("ccp") and isinstance(c, dict)):
+            continue
+        w(f"  {key}: margin held {c['margin_held']:.4g}, netting efficiency "
+          f"{c['netting_efficiency']:.1%}, default fund {c['default_fund']:.4g} of "
+          f"{c['initial_default_fund']:.4g} (used {c['fund_used']:.4g}), capital used "
+          f"{c['capital_used']:.4g}, member defaults {c['member_defaults_handled']}, "
+          f"uncovered loss {c['uncovered_loss']:.4g}\n")
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -120,6 +144,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     progress = not args.quiet
     if args.compare:
         return _compare(cfg, seed, progress, args.out)
+    if args.compare_infrastructure:
+        return _compare_infrastructure(cfg, seed, progress)
     model = _run(cfg, seed, progress, f"{cfg.scenario}")
     _print_summary(model, seed)
     if args.out:
@@ -157,6 +183,34 @@ def _compare(cfg: ModelConfig, seed: int, progress: bool, out: str | None) -> in
     if out:
         table.to_csv(out)
         print(f"\ncomparison written to {out}")
+    return 0
+
+
+def _compare_infrastructure(cfg: ModelConfig, seed: int, progress: bool) -> int:
+    """Same scenario and seed with and without the exchange / CCP layer."""
+    on = cfg if cfg.infrastructure else make_config(cfg.model_dump(), n_exchanges=2, n_ccps=1)
+    off = make_config(cfg.model_dump(), n_exchanges=0, n_ccps=0)
+    rows = {}
+    for label, c in (("without infrastructure", off),
+                     (f"with {on.n_exchanges} exchanges, {on.n_ccps} CCPs", on)):
+        model = _run(c, seed, progress, label, leave=False)
+        df = model.datacollector.get_model_vars_dataframe()
+        loss = model.ledger.equity0.sum() - max(model.total_equity, 0.0)
+        rows[label] = {
+            "defaults": model.n_defaults, "default_rate": model.default_rate,
+            "equity_lost": float(loss), "price": model.asset_price,
+            "debtrank_peak": float(df["debtrank_total"].max()),
+            "sri_peak": float(df["systemic_risk_index"].max()),
+            "sri_mean": float(df["systemic_risk_index"].mean()),
+        }
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    table["difference"] = table.iloc[:, 1] - table.iloc[:, 0]
+    print(f"\nscenario '{cfg.scenario}', {cfg.n_banks} banks, brain '{cfg.brain}', seed {seed}, "
+          f"up to {cfg.steps} steps\n")
+    with pd.option_context("display.width", 160):
+        print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     return 0
 
 
@@ -198,7 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="any config parameter, e.g. --set capital_ratio=0.12 (repeatable)")
     sim.add_argument("--out", help="write per-step model data to this CSV file")
+    sim.add_argument("--exchanges", type=int, help="number of exchanges (default 0: off)")
+    sim.add_argument("--ccps", type=int, help="number of central counterparties (default 0)")
     sim.add_argument("--compare", action="store_true", help="run every scenario, one table")
+    sim.add_argument("--compare-infrastructure", action="store_true",
+                     help="same scenario and seed with and without exchanges and CCPs")
     sim.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sim.set_defaults(func=cmd_simulate)
 

@@ -689,8 +689,8 @@ class FinancialModel(mesa.Model):
             rest = resolving[:, None]
             L.move_to_ccp("margin", -np.where(rest, L.margin - seized_m, 0.0))
             L.move_to_ccp("fund", -np.where(rest, L.fund - seized_f, 0.0))
-            factor = 1.0 - np.divide(seized_m + seized_f, due_ccp, out=np.zeros((n, C)),
-                                     where=due_ccp > 0)
+            factor = np.maximum(1.0 - np.divide(seized_m + seized_f, due_ccp,
+                                                out=np.zeros((n, C)), where=due_ccp > 0), 0.0)
             leg[cle] = owed[cle] * factor[lb.borrower[cle], lb.ccp[cle]]
         rows = np.concatenate([lb.borrower[bil], lb.borrower[cle], n + lb.ccp[cle]])
         cols = np.concatenate([lb.lender[bil], n + lb.ccp[cle], lb.lender[cle]])
@@ -699,8 +699,10 @@ class FinancialModel(mesa.Model):
         fire_price = L.prices * (1 - cfg.liquidation_discount)
         liquid = L.holdings @ fire_price
         survivors_fund = np.where(resolving[:, None], 0.0, L.fund).sum(axis=0)
-        e = np.concatenate([L.cash + liquid,
-                            L.ccp_capital + survivors_fund + (seized_m + seized_f).sum(axis=0)])
+        # clamp round-off (e.g. cash after a margin payment that used all of it)
+        e = np.maximum(np.concatenate([
+            L.cash + liquid,
+            L.ccp_capital + survivors_fund + (seized_m + seized_f).sum(axis=0)]), 0.0)
         ones = np.ones(C)
         res = eisenberg_noe(liab, e, np.concatenate([ext_due, np.zeros(C)]),
                             alpha=np.concatenate([np.full(n, cfg.default_cost_alpha), ones]),
@@ -733,7 +735,8 @@ class FinancialModel(mesa.Model):
                 continue
             surv = ~resolving
             w = default_waterfall(loss, float(seized_m[:, c].sum()), float(seized_f[:, c].sum()),
-                                  float(L.ccp_capital[c]), L.fund[surv, c])
+                                  max(float(L.ccp_capital[c]), 0.0),
+                                  np.maximum(L.fund[surv, c], 0.0))
             capital_used[c] = w.layers["ccp_capital"]
             charges[surv, c] = w.survivor_charges
             ccp.margin_used += w.layers["defaulter_margin"]

@@ -79,3 +79,19 @@ def test_console_script_runs_with_progress_bar():
     bad = subprocess.run([sys.executable, "-m", "finsim_mesa.cli", "simulate", "--topology",
                           "ring"], capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_simulate_with_infrastructure_and_comparison(capsys):
+    assert main(["simulate", "--banks", "20", "--steps", "15", "--seed", "2",
+                 "--exchanges", "2", "--ccps", "1", "-q"]) == 0
+    text = capsys.readouterr().out
+    for needle in ("market infrastructure", "exchange fees collected", "netting efficiency",
+                   "default fund", "uncovered loss"):
+        assert needle in text
+    assert main(["simulate", "--compare-infrastructure", "--banks", "20", "--steps", "15",
+                 "--seed", "2", "--scenario", "systemic", "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "without infrastructure" in text and "with 2 exchanges, 1 CCPs" in text
+    assert "difference" in text and "defaults" in text
+    assert main(["simulate", "--ccps", "1", "-q"]) == 2
+    assert "needs n_exchanges" in capsys.readouterr().err

@@ -120,6 +120,9 @@ def test_netting_efficiency_matches_brute_force_on_the_book():
     expect = 1 - np.maximum(-net, 0).sum() / G.sum()
     assert m.ccps[0].netting_efficiency == pytest.approx(expect)
     assert multilateral_netting(sp.csr_matrix(G)).efficiency == pytest.approx(expect)
+    full = m.ccps[0].netting()
+    assert full.efficiency == pytest.approx(expect)
+    assert full.multilateral <= full.bilateral <= full.gross
 
 
 def test_ccp_member_default_end_to_end():
@@ -286,3 +289,11 @@ def test_same_seed_same_results_with_infrastructure():
     pd.testing.assert_frame_equal(a.datacollector.get_model_vars_dataframe(),
                                   b.datacollector.get_model_vars_dataframe())
     pd.testing.assert_frame_equal(a.router.audit(), b.router.audit())
+
+
+def test_docs_list_the_infrastructure_observation_columns():
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "design.md").read_text()
+    for i, (name, meaning) in enumerate(INFRA_OBS_FIELDS):
+        assert f"| {OBS_DIM + i} | `{name}` | {meaning} |" in doc

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import mesa
 import numpy as np
 
-from finsim_mesa.infrastructure import multilateral_netting
+from finsim_mesa.infrastructure import NettingResult, multilateral_netting
 
 if TYPE_CHECKING:
     from finsim_mesa.model import FinancialModel
@@ -73,16 +73,27 @@ class CentralCounterparty(mesa.Agent):
 
     @property
     def netting_efficiency(self) -> float:
-        """Share of the gross cleared obligations removed by multilateral netting."""
+        """Share of the gross cleared obligations removed by multilateral netting
+        (as :func:`multilateral_netting`, from the loan book's columns directly)."""
+        lb = self.model.ledger.loans
+        m = self.cleared_book()
+        gross = float(lb.owed[m].sum())
+        if gross <= 0:
+            return 0.0
+        n = self.model.n_banks
+        net = (np.bincount(lb.lender[m], weights=lb.owed[m], minlength=n)
+               - np.bincount(lb.borrower[m], weights=lb.owed[m], minlength=n))
+        return 1.0 - float(np.maximum(-net, 0.0).sum()) / gross
+
+    def netting(self) -> NettingResult:
+        """Full multilateral-netting figures of this CCP's book (incl. bilateral)."""
         import scipy.sparse as sp
 
         lb = self.model.ledger.loans
         m = self.cleared_book()
         n = self.model.n_banks
-        if not m.any():
-            return 0.0
         G = sp.csr_matrix((lb.owed[m], (lb.borrower[m], lb.lender[m])), shape=(n, n))
-        return multilateral_netting(G).efficiency
+        return multilateral_netting(G)
 
     # the columns every agent reports
     @property
