@@ -75,6 +75,15 @@ CCP_REPORTERS = {name: name for name in ("margin_held", "default_fund", "capital
                                          "cleared_volume", "netting_efficiency", "uncovered")}
 
 
+def capped_share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """``min(1, part / whole)`` elementwise (1 where ``part >= whole``), dividing
+    only where ``part < whole`` so that tiny denominators cannot overflow."""
+    out = np.ones_like(part, dtype=float)
+    m = part < whole
+    out[m] = part[m] / whole[m]
+    return out
+
+
 def n_ccp_node(model: Any, c: np.ndarray) -> np.ndarray:
     """Grid node ids of CCPs ``c`` (used as the CCP's id in audit records)."""
     return model.config.n_banks + model.config.n_exchanges + np.asarray(c)
@@ -600,13 +609,11 @@ class FinancialModel(mesa.Model):
         if short.any():
             fire_price = L.prices * (1 - cfg.liquidation_discount)
             liquid = L.holdings @ fire_price
-            share = np.minimum(1.0, np.divide(short, liquid, out=np.zeros(L.n),
-                                              where=liquid > 0))
-            units = L.holdings * share[:, None]
+            units = L.holdings * capped_share(short, liquid)[:, None]
             if units.any():
                 L.sell_assets(units, fire_price, kind="margin_sales")
                 self._units_sold += units.sum(axis=0)
-        frac = np.minimum(1.0, np.divide(L.cash, need, out=np.ones(L.n), where=need > 0))
+        frac = capped_share(L.cash, need)
         pay = call * frac[:, None]
         L.move_to_ccp("margin", pay)
         i, c = np.nonzero(call)
@@ -684,8 +691,8 @@ class FinancialModel(mesa.Model):
             due_ccp = np.zeros((n, C))  # what members in resolution owe each CCP now
             np.add.at(due_ccp, (lb.borrower[cle], lb.ccp[cle]), owed[cle])
             due_ccp[~resolving] = 0.0
-            seized_m = np.minimum(due_ccp, L.margin)
-            seized_f = np.minimum(due_ccp - seized_m, L.fund)
+            seized_m = np.clip(np.minimum(due_ccp, L.margin), 0.0, None)
+            seized_f = np.clip(np.minimum(due_ccp - seized_m, L.fund), 0.0, None)
             rest = resolving[:, None]
             L.move_to_ccp("margin", -np.where(rest, L.margin - seized_m, 0.0))
             L.move_to_ccp("fund", -np.where(rest, L.fund - seized_f, 0.0))
@@ -719,8 +726,7 @@ class FinancialModel(mesa.Model):
         # cash short of what must be paid is raised by emergency sales at the
         # liquidation discount (defaulters sell everything)
         short = np.maximum(pay - L.cash - inflow, 0.0)
-        share = np.where(res.defaulted[:n], 1.0, np.minimum(
-            1.0, np.divide(short, liquid, out=np.zeros(n), where=liquid > 0)))
+        share = np.where(res.defaulted[:n], 1.0, capped_share(short, liquid))
         units = L.holdings * share[:, None]
         if units.any():
             L.sell_assets(units, fire_price, kind="emergency_sales")
