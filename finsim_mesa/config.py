@@ -285,6 +285,22 @@ def config_to_yaml(cfg: ModelConfig) -> str:
     return "\n".join(out)
 
 
+def read_yaml(path: str | Path, what: str) -> Any:
+    """Parsed content of the YAML file at ``path``.
+
+    Raises:
+        ConfigError: the file is missing or not valid YAML (``what`` names it,
+            e.g. "config file").
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what} {path} is not valid YAML: {err}") from None
+
+
 def load_config(path: str | Path, **overrides: Any) -> ModelConfig:
     """Read a YAML config file; keyword ``overrides`` win over the file.
 
@@ -292,12 +308,7 @@ def load_config(path: str | Path, **overrides: Any) -> ModelConfig:
         ConfigError: the file is missing, not YAML, not a mapping or invalid.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    data = read_yaml(path, "config file")
     if data is None:
         data = {}
     if not isinstance(data, dict):

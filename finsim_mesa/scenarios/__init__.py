@@ -15,6 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from finsim_mesa.config import read_yaml
 from finsim_mesa.errors import ConfigError
 
 __all__ = [
@@ -111,14 +112,7 @@ def register_scenario(scenario: Scenario | dict, overwrite: bool = False) -> Sce
 
 def load_scenario_file(path: str | Path) -> Scenario:
     """Read and validate one scenario YAML file (not registered)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"scenario file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"scenario file {path} is not valid YAML: {err}") from None
-    return _validate(data, str(path))
+    return _validate(read_yaml(path, "scenario file"), str(path))
 
 
 def list_scenarios() -> dict[str, Scenario]:
