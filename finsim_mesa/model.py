@@ -252,6 +252,8 @@ class FinancialModel(mesa.Model):
         self.price_return = 0.0
         self.collapsed = False
         self.shock_log: list[dict[str, Any]] = []
+        self.action_overrides: dict[int, np.ndarray] = {}  # fixed actions (what-if analysis)
+        self.collect_data = True
         self.sib_scores: np.ndarray | None = None
         self._assets0 = self.ledger.total_assets()
         self._size0 = float(self._assets0.mean())
@@ -482,6 +484,9 @@ class FinancialModel(mesa.Model):
             rows = idx[active[idx]]
             if rows.size:
                 actions[rows] = _check_actions(brain, brain.act(observations[rows]), rows.size)
+        for bank, vec in self.action_overrides.items():
+            if active[bank]:
+                actions[bank] = vec
         self.actions = actions
         return actions
 
@@ -778,10 +783,20 @@ class FinancialModel(mesa.Model):
         L.mark_default(L.equity < -1e-9 * np.maximum(1.0, L.equity0), self.t)
 
     def record(self) -> None:
-        """Stage 8: rewards, risk measures, end-of-episode test, DataCollector."""
+        """Stage 8: rewards, risk measures, end-of-episode test, DataCollector.
+
+        With ``collect_data`` off (lookahead runs) only the measures the next
+        steps need are computed, and no rewards or data are recorded.
+        """
         self._refresh_state()
-        self._measure()
         L, cfg = self.ledger, self.config
+        if not self.collect_data:
+            self._measure(full=False)
+            self.collapsed = self.default_rate >= cfg.collapse_threshold
+            if self.t >= cfg.steps or self.collapsed:
+                self.running = False
+            return
+        self._measure()
         was_out = L.defaulted & (L.default_step < self.t)
         profit = (L.equity - self._equity_prev) / np.where(L.equity0 > 0, L.equity0, 1.0)
         ta = self.state["total_assets"]
@@ -807,7 +822,8 @@ class FinancialModel(mesa.Model):
         self.collapsed = self.default_rate >= cfg.collapse_threshold
         if self.t >= cfg.steps or self.collapsed:
             self.running = False
-        self.datacollector.collect(self)
+        if self.collect_data:
+            self.datacollector.collect(self)
 
     # ============================================================ measures
     def _refresh_state(self) -> None:
@@ -830,32 +846,39 @@ class FinancialModel(mesa.Model):
                                                 + RUNOFF * L.deposits)[act])
         return min(li, LIQUIDITY_CAP)
 
-    def _measure(self) -> None:
-        """Model-level measures of the current state (attributes read by reporters)."""
+    def _measure(self, full: bool = True) -> None:
+        """Model-level measures of the current state (attributes read by reporters).
+
+        With ``full=False`` only what the next steps' dynamics read (defaults,
+        price, stress, interbank rate) — used by lookahead runs, which collect
+        no data.
+        """
         L, s = self.ledger, self.state
         act = L.active
-        h = risk.distress(L.equity, L.equity0, L.defaulted)
-        # economic value v = share of total assets at the start (a stable weight)
-        dr = risk.debtrank(L.exposure_matrix(bilateral_only=self._infra), L.equity0, h,
-                           value=self._assets0)
-        self.debtrank, self.debtrank_total = float(dr.debtrank), float(dr.total)
         self.n_defaults = int(L.defaulted.sum())
         self.default_rate = self.n_defaults / L.n
         self.asset_price = self.market.price_index
         self.price_return = float(np.log(max(self.asset_price, 1e-12)
                                          / max(self._price_prev, 1e-12)))
+        self.stress_index = risk.stress_index(L.equity, L.equity0, L.defaulted)
+        self.market_stress = max(self.scenario_spec.stress_level, self.stress_index)
+        self.interbank_rate = self.market.interbank_rate(self.market_stress)
+        if not full:
+            return
+        h = risk.distress(L.equity, L.equity0, L.defaulted)
+        # economic value v = share of total assets at the start (a stable weight)
+        dr = risk.debtrank(L.exposure_matrix(bilateral_only=self._infra), L.equity0, h,
+                           value=self._assets0)
+        self.debtrank, self.debtrank_total = float(dr.debtrank), float(dr.total)
         self.total_equity = float(L.equity[act].sum())
         cr = s["capital_ratio"][act]
         self.mean_capital_ratio = float(cr.mean()) if cr.size else 0.0
         self.min_capital_ratio = float(cr.min()) if cr.size else 0.0
         self.interbank_exposure = float(s["interbank_assets"].sum())
         self.liquidity_index = self._liquidity()
-        self.stress_index = risk.stress_index(L.equity, L.equity0, L.defaulted)
         self.systemic_risk_index = risk.systemic_risk_index(
             self.debtrank_total, self.default_rate, self.stress_index, self.asset_price,
             self.liquidity_index, getattr(self, "_liquidity0", self.liquidity_index))
-        self.market_stress = max(self.scenario_spec.stress_level, self.stress_index)
-        self.interbank_rate = self.market.interbank_rate(self.market_stress)
         if self._infra:
             self._measure_infrastructure()
 
@@ -949,6 +972,24 @@ class FinancialModel(mesa.Model):
     def _set_prices(self, prices: np.ndarray) -> None:
         self.ledger.revalue(prices)
         self.market.set_prices(prices)
+
+    # ============================================================ decisions
+    def what_if(self, steps: int = 10, seeds: int | Sequence[int] = 10, **hypothetical: Any
+                ) -> Any:
+        """Look ``steps`` ahead under a hypothetical (``shock=``, ``brains=``,
+        ``actions=``, ``bank=``) against the no-change baseline on the same seeds;
+        this model is not changed. See :func:`finsim_mesa.decision.what_if`."""
+        from finsim_mesa.decision import what_if
+
+        return what_if(self, steps, seeds, **hypothetical)
+
+    def recommend(self, bank_id: int, candidates: Mapping[str, Any] | None = None,
+                  steps: int = 10, seeds: int | Sequence[int] = 10) -> Any:
+        """The best candidate action for one bank by lookahead. See
+        :func:`finsim_mesa.decision.recommend`."""
+        from finsim_mesa.decision import recommend
+
+        return recommend(self, bank_id, candidates, steps, seeds)
 
     # ============================================================ running
     def run_for(self, steps: int) -> None:

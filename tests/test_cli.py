@@ -95,3 +95,24 @@ def test_simulate_with_infrastructure_and_comparison(capsys):
     assert "difference" in text and "defaults" in text
     assert main(["simulate", "--ccps", "1", "-q"]) == 2
     assert "needs n_exchanges" in capsys.readouterr().err
+
+
+def test_whatif_command(capsys):
+    assert main(["whatif", "--banks", "20", "--seed", "3", "--warmup", "5", "--horizon", "4",
+                 "--seeds", "3", "--shock", "price_crash:0.2", "--bank", "2",
+                 "--recommend"]) == 0
+    text = capsys.readouterr().out
+    assert "state after step 5" in text and "hypothetical - baseline" in text
+    assert "recommendation" in text and "bank 2:" in text and "own_brain" in text
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--shock", "meteor"], "unknown"),
+    (["--shock", "price_crash:lots"], "KIND[:MAGNITUDE"),
+    (["--recommend"], "needs --bank"),
+    (["--horizon", "0"], "--horizon 0"),
+    (["--bank", "99"], "--bank 99"),
+])
+def test_whatif_bad_flags(argv, needle, capsys):
+    assert main(["whatif", *argv]) == 2
+    assert needle in capsys.readouterr().err

@@ -159,7 +159,10 @@ class InfrastructureRouter:
                received: np.ndarray | float, exchange: np.ndarray | int, ccp: np.ndarray | int,
                fee: np.ndarray | float, delay: np.ndarray | int, outcome: np.ndarray | str,
                step: int) -> None:
-        """Append audit records (columns of equal length; scalars are broadcast)."""
+        """Append audit records (columns of equal length; scalars are broadcast).
+        Lookahead copies of a model (``collect_data`` off) keep no audit."""
+        if not self.model.collect_data:
+            return
         amount = np.asarray(amount, dtype=float)
         k = amount.size
         if not k:

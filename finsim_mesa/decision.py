@@ -1,0 +1,389 @@
+"""What-if lookahead and recommendations for a live model.
+
+A what-if copies the live model's state (arrays only: the ledger, the market,
+pending flows, exchange queues and CCP counters — never the Python object
+graph) into a reusable *scratch* model with the same configuration, network and
+brains, and runs it ``steps`` ahead on each of the Monte-Carlo ``seeds``, once
+without change (the baseline) and once under the hypothetical, on the same
+seeds (common random numbers, so differences are paired). The live model is
+never changed.
+
+Hypotheticals: a shock (``shock={"kind": ..., "magnitude": ..., "banks": ...}``,
+as :meth:`FinancialModel.apply_shock`), a policy change (``brains={bank: brain}``),
+or fixed actions for some banks (``actions={bank: [lend, hoard, sell, borrow]}``).
+
+Outcomes per run (after ``steps`` steps): ``defaults`` (new defaults),
+``loss`` (equity of all banks lost, money; defaulted banks count as 0),
+``debtrank`` (DebtRank total distress), and for ``bank``: its ``bank_equity``
+(0 if it defaulted) and ``bank_defaulted``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from finsim_mesa.agents.brains import BRAINS
+from finsim_mesa.errors import ConfigError, ShockError
+
+if TYPE_CHECKING:
+    from finsim_mesa.model import FinancialModel
+
+__all__ = ["CANDIDATES", "Recommendation", "WhatIfResult", "recommend", "what_if"]
+
+OUTCOMES = ("defaults", "loss", "debtrank", "bank_equity", "bank_defaulted")
+
+# The default grid of candidate actions for a recommendation (lend, hoard, sell,
+# borrow in [0, 1]; see finsim_mesa.observation.ACTIONS). "own_brain" (no
+# override: the bank's current brain, e.g. a trained policy) is added to it.
+CANDIDATES: dict[str, tuple[float, float, float, float]] = {
+    "hold": (0.0, 0.0, 0.0, 0.0),
+    "lend": (1.0, 0.0, 0.0, 0.0),
+    "hoard": (0.0, 1.0, 0.0, 0.0),
+    "sell": (0.0, 0.0, 1.0, 0.0),
+    "sell_half": (0.0, 0.0, 0.5, 0.0),
+    "borrow": (0.0, 0.0, 0.0, 1.0),
+    "hoard_and_sell": (0.0, 1.0, 1.0, 0.0),
+    "hoard_and_borrow": (0.0, 1.0, 0.0, 1.0),
+    "lend_and_borrow": (1.0, 0.0, 0.0, 1.0),
+}
+
+_SCALARS = ("t", "running", "collapsed", "_price_prev", "price_return", "market_stress",
+            "stress_index", "_liquidity0", "_size0", "contagion_depth")
+_ARRAYS = ("_withdrawals", "_units_sold", "_equity_prev", "_assets0")
+
+
+# ----------------------------------------------------------------- state copy
+def capture(model: FinancialModel) -> dict[str, Any]:
+    """Copies of every array that carries the model's state between steps."""
+    m = model.market
+    state: dict[str, Any] = {
+        "ledger": model.ledger.snapshot(),
+        "market": {"prices": m.prices.copy(), "fundamentals": m.fundamentals.copy(),
+                   "units_outstanding": m.units_outstanding.copy(),
+                   "last_return": m.last_return, "rate": m.rate},
+        "scalars": {k: getattr(model, k) for k in _SCALARS},
+        "arrays": {k: getattr(model, k).copy() for k in _ARRAYS},
+    }
+    if model.router is not None:
+        state["router"] = {k: getattr(model.router, k).copy()
+                           for k in ("bank_exchange", "bank_ccp", "exchange_ccp")}
+        state["queues"] = [(e.queue.max_throughput, {k: v.copy() for k, v in
+                                                     e.queue.orders.items()},
+                            e.queue.history[-1:], e.queue._next_id) for e in model.exchanges]
+        state["ccps"] = [{k: v for k, v in vars(c).items()
+                          if k in ("initial_fund", "initial_capital", "fund_used",
+                                   "capital_used", "margin_used", "uncovered",
+                                   "defaults_handled")} for c in model.ccps]
+    return state
+
+
+def restore(model: FinancialModel, state: dict[str, Any]) -> None:
+    """Put a captured state into ``model`` (same configuration and network)."""
+    L, s = model.ledger, state["ledger"]
+    for key in ("cash", "holdings", "deposits", "prices", "other_assets", "status",
+                "default_step", "resolved", "equity", "equity0", "margin", "fund",
+                "ccp_cash", "ccp_capital", "exchange_cash"):
+        setattr(L, key, s[key].copy())
+    L.loans = s["loans"].copy()
+    L.external_in.clear()
+    L.external_in.update(s["external_in"])
+    L.external_out.clear()
+    L.external_out.update(s["external_out"])
+    L.initial_cash_total = s["initial_cash_total"]
+    mk = state["market"]
+    model.market.prices = mk["prices"].copy()
+    model.market.fundamentals = mk["fundamentals"].copy()
+    model.market.units_outstanding = mk["units_outstanding"].copy()
+    model.market.last_return, model.market.rate = mk["last_return"], mk["rate"]
+    for k, v in state["scalars"].items():
+        setattr(model, k, v)
+    for k, v in state["arrays"].items():
+        setattr(model, k, v.copy())
+    if "router" in state:
+        for k, v in state["router"].items():
+            setattr(model.router, k, v.copy())
+        for ex, (cap, orders, hist, next_id) in zip(model.exchanges, state["queues"],
+                                                    strict=True):
+            ex.queue.max_throughput = cap
+            ex.queue.orders = {k: v.copy() for k, v in orders.items()}
+            ex.queue.history = list(hist)
+            ex.queue._next_id = next_id
+        for ccp, counters in zip(model.ccps, state["ccps"], strict=True):
+            ccp.waterfalls = []
+            for k, v in counters.items():
+                setattr(ccp, k, v)
+        model.router._audit = []
+    model.action_overrides = {}
+    model._refresh_state()
+
+
+def _brain_specs(model: FinancialModel, override: Mapping[int, Any] | None) -> list[Any]:
+    """Per-bank brain specs for a scratch model: built-in brains by name (fresh
+    instances), anything else as the same object."""
+    specs: list[Any] = []
+    for brain in model.brains:
+        name = getattr(brain, "name", None)
+        fresh = name in BRAINS and type(brain) is BRAINS[name]
+        specs.append(name if fresh else brain)
+    for bank, brain in (override or {}).items():
+        specs[_bank(model, bank)] = brain
+    return specs
+
+
+def _bank(model: FinancialModel, bank: Any) -> int:
+    if not isinstance(bank, int | np.integer) or not 0 <= bank < model.n_banks:
+        raise ConfigError(f"bank = {bank!r}: must be a bank id in 0..{model.n_banks - 1}")
+    return int(bank)
+
+
+class _Scratch:
+    """A model built once and reused for every lookahead run."""
+
+    def __init__(self, live: FinancialModel, brains: Mapping[int, Any] | None) -> None:
+        from finsim_mesa.model import FinancialModel
+
+        self.live = live
+        cfg = live.config.model_dump() | {"agent_collect_every": 0, "ranking_every": 0,
+                                          "steps": 10**9}
+        self.model = FinancialModel(config=cfg, graph=live.graph,
+                                    scenario=live.scenario_spec,
+                                    brain=_brain_specs(live, brains), rng=0)
+        self.model.collect_data = False
+
+    def run(self, state: dict[str, Any], seed: int, steps: int,
+            shock: Mapping[str, Any] | None, actions: Mapping[int, np.ndarray],
+            bank: int | None) -> dict[str, float]:
+        m = self.model
+        restore(m, state)
+        m.running = True
+        m.rng = np.random.default_rng(seed)
+        for b, _ in m._brain_groups:
+            if hasattr(b, "setup"):
+                b.setup(m)  # e.g. RandomBrain takes this run's generator
+        m.action_overrides = dict(actions)
+        L = m.ledger
+        eq0 = np.maximum(L.equity, 0.0).sum()
+        defaults0 = int(L.defaulted.sum())
+        if shock:
+            m.apply_shock(**shock)
+        for _ in range(steps):
+            m.step()
+        m._measure()  # the full measures (DebtRank) once, at the end of the run
+        out = {"defaults": float(L.defaulted.sum() - defaults0),
+               "loss": float(eq0 - np.maximum(np.where(L.defaulted, 0.0, L.equity), 0.0).sum()),
+               "debtrank": m.debtrank_total}
+        if bank is not None:
+            out["bank_equity"] = 0.0 if L.defaulted[bank] else float(L.equity[bank])
+            out["bank_defaulted"] = float(L.defaulted[bank])
+        return out
+
+    def rebind(self) -> None:
+        """Shared (non built-in) brains go back to the live model."""
+        for b, _ in self.live._brain_groups:
+            if hasattr(b, "setup"):
+                b.setup(self.live)
+
+
+def _seeds(seeds: int | Sequence[int]) -> list[int]:
+    if isinstance(seeds, int | np.integer):
+        if seeds <= 0:
+            raise ConfigError(f"seeds = {seeds}: give a positive number of Monte-Carlo seeds")
+        return list(range(int(seeds)))
+    out = [int(s) for s in seeds]
+    if not out:
+        raise ConfigError("seeds: give at least one seed")
+    return out
+
+
+def _summarise(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    rows = []
+    for variant, g in df.groupby("variant", sort=False):
+        for col in columns:
+            x = g[col].to_numpy(dtype=float)
+            half = (stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
+                    if x.size > 1 else float("nan"))
+            rows.append({"variant": variant, "outcome": col, "mean": x.mean(),
+                         "std": x.std(ddof=1) if x.size > 1 else 0.0,
+                         "ci95_low": x.mean() - half, "ci95_high": x.mean() + half})
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class WhatIfResult:
+    """Outcomes of a what-if: ``runs`` has one row per (variant, seed);
+    ``summary`` mean, std and 95% t-interval per variant and outcome;
+    ``difference`` the paired hypothetical − baseline differences."""
+
+    runs: pd.DataFrame
+    summary: pd.DataFrame
+    difference: pd.DataFrame
+    steps: int
+    seeds: list[int]
+
+    def __str__(self) -> str:
+        with pd.option_context("display.width", 140):
+            return (f"what-if over {self.steps} steps, {len(self.seeds)} seeds\n"
+                    + self.summary.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+                    + "\n\nhypothetical - baseline (paired by seed):\n"
+                    + self.difference.to_string(index=False,
+                                                float_format=lambda v: f"{v:.4g}"))
+
+
+def _validate(model: FinancialModel, steps: int, shock: Mapping[str, Any] | None,
+              actions: Mapping[int, Any] | None) -> dict[int, np.ndarray]:
+    if not isinstance(steps, int | np.integer) or steps <= 0:
+        raise ConfigError(f"steps = {steps!r}: look ahead at least 1 step")
+    if shock is not None:
+        if not isinstance(shock, Mapping) or "kind" not in shock:
+            raise ShockError("shock must be a mapping with 'kind' (and 'magnitude', 'banks')")
+        unknown = set(shock) - {"kind", "magnitude", "banks"}
+        if unknown:
+            raise ShockError(f"shock has unknown keys {sorted(unknown)}; use kind, magnitude, "
+                             "banks")
+    out = {}
+    for bank, a in (actions or {}).items():
+        vec = np.asarray(a, dtype=float).reshape(-1)
+        if vec.shape != (4,) or not np.all(np.isfinite(vec)) or vec.min() < 0 or vec.max() > 1:
+            raise ConfigError(f"actions[{bank}] = {a!r}: give 4 numbers in [0, 1] "
+                              "(lend, hoard, sell, borrow)")
+        out[_bank(model, bank)] = vec
+    return out
+
+
+def what_if(model: FinancialModel, steps: int = 10, seeds: int | Sequence[int] = 10, *,
+            shock: Mapping[str, Any] | None = None, brains: Mapping[int, Any] | None = None,
+            actions: Mapping[int, Any] | None = None, bank: int | None = None) -> WhatIfResult:
+    """Simulate ``steps`` ahead under a hypothetical against the no-change baseline.
+
+    Args:
+        model: the live model (left unchanged).
+        steps: horizon in steps (≥ 1).
+        seeds: number of Monte-Carlo seeds (0..k−1) or the seeds themselves.
+        shock: a shock applied at the start, e.g. ``{"kind": "price_crash",
+            "magnitude": 0.2}`` or ``{"kind": "default", "banks": [3]}``.
+        brains: a different brain for some banks, ``{bank_id: brain}``.
+        actions: fixed actions ``{bank_id: [lend, hoard, sell, borrow]}`` held
+            over the horizon.
+        bank: the bank whose own equity and default to report.
+
+    Raises:
+        ConfigError / ShockError: bad horizon, seeds, banks, actions or shock,
+            before anything is simulated.
+    """
+    fixed = _validate(model, steps, shock, actions)
+    if bank is not None:
+        bank = _bank(model, bank)
+    seed_list = _seeds(seeds)
+    if shock is not None:  # validate the shock on a scratch copy before running anything
+        probe = _Scratch(model, None)
+        restore(probe.model, capture(model))
+        probe.model.apply_shock(**shock)
+    state = capture(model)
+    base = _Scratch(model, None)
+    hypo = base if not brains else _Scratch(model, brains)
+    rows = []
+    try:
+        for seed in seed_list:
+            rows.append({"variant": "baseline", "seed": seed,
+                         **base.run(state, seed, steps, None, {}, bank)})
+            rows.append({"variant": "hypothetical", "seed": seed,
+                         **hypo.run(state, seed, steps, shock, fixed, bank)})
+    finally:
+        base.rebind()
+    runs = pd.DataFrame(rows)
+    cols = [c for c in OUTCOMES if c in runs]
+    wide = runs.pivot(index="seed", columns="variant", values=cols)
+    diff = pd.DataFrame({"variant": "difference", "seed": wide.index,
+                         **{c: (wide[c]["hypothetical"] - wide[c]["baseline"]).to_numpy()
+                            for c in cols}})
+    return WhatIfResult(runs, _summarise(runs, cols), _summarise(diff, cols), steps, seed_list)
+
+
+@dataclass
+class Recommendation:
+    """The best candidate action for one bank by expected equity after the horizon.
+
+    Attributes:
+        bank: the bank.
+        action: name of the best candidate (a key of :data:`CANDIDATES` or
+            ``own_brain``).
+        vector: the action (lend, hoard, sell, borrow), ``None`` for ``own_brain``.
+        expected_equity: mean equity after ``steps`` (defaulted = 0), money.
+        ci95: 95% t-interval of that mean.
+        default_probability: share of seeds in which the bank defaulted.
+        reason: one line a person can read.
+        table: every candidate's figures, best first.
+    """
+
+    bank: int
+    action: str
+    vector: tuple[float, float, float, float] | None
+    expected_equity: float
+    ci95: tuple[float, float]
+    default_probability: float
+    reason: str
+    table: pd.DataFrame
+
+
+def recommend(model: FinancialModel, bank: int, candidates: Mapping[str, Any] | None = None,
+              steps: int = 10, seeds: int | Sequence[int] = 10) -> Recommendation:
+    """Evaluate candidate actions for ``bank`` by lookahead and return the best.
+
+    Objective: the bank's expected equity after ``steps`` steps, counting a
+    default as zero equity (ties: the lower default probability). Each
+    candidate holds its action fixed over the horizon; ``own_brain`` leaves the
+    bank's current brain in charge. All candidates use the same seeds.
+
+    Raises:
+        ConfigError: unknown bank, bad horizon, seeds or candidate actions.
+    """
+    bank = _bank(model, bank)
+    if model.ledger.defaulted[bank]:
+        raise ConfigError(f"bank {bank} is in default: there is nothing to recommend")
+    grid = dict(CANDIDATES if candidates is None else candidates)
+    if not grid:
+        raise ConfigError("candidates: give at least one candidate action")
+    for name, vec in grid.items():
+        try:
+            _validate(model, steps, None, {bank: vec})
+        except ConfigError as err:
+            raise ConfigError(f"candidate {name!r}: {err}") from None
+    seed_list = _seeds(seeds)
+    state = capture(model)
+    scratch = _Scratch(model, None)
+    rows = []
+    try:
+        for name, vec in [("own_brain", None), *grid.items()]:
+            fixed = {} if vec is None else {bank: np.asarray(vec, dtype=float)}
+            res = [scratch.run(state, s, steps, None, fixed, bank) for s in seed_list]
+            eq = np.array([r["bank_equity"] for r in res])
+            half = (stats.t.ppf(0.975, eq.size - 1) * eq.std(ddof=1) / np.sqrt(eq.size)
+                    if eq.size > 1 else 0.0)
+            rows.append({"action": name, "expected_equity": eq.mean(), "std": eq.std(ddof=0),
+                         "ci95_low": eq.mean() - half, "ci95_high": eq.mean() + half,
+                         "default_probability": float(np.mean([r["bank_defaulted"]
+                                                               for r in res])),
+                         "system_defaults": float(np.mean([r["defaults"] for r in res]))})
+    finally:
+        scratch.rebind()
+    table = pd.DataFrame(rows).sort_values(["expected_equity", "default_probability"],
+                                           ascending=[False, True], kind="stable")
+    best = table.iloc[0]
+    own = table[table.action == "own_brain"].iloc[0]
+    name = str(best.action)
+    reason = (f"bank {bank}: '{name}' gives expected equity {best.expected_equity:.3g} "
+              f"(95% CI {best.ci95_low:.3g}..{best.ci95_high:.3g}) after {steps} steps and "
+              f"default risk {best.default_probability:.0%}, against "
+              f"{own.expected_equity:.3g} and {own.default_probability:.0%} with its "
+              f"current brain")
+    vec = None if name == "own_brain" else tuple(float(v) for v in grid[name])
+    return Recommendation(bank, name, vec, float(best.expected_equity),
+                          (float(best.ci95_low), float(best.ci95_high)),
+                          float(best.default_probability), reason, table.reset_index(drop=True))
+
