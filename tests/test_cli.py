@@ -116,3 +116,19 @@ def test_whatif_command(capsys):
 def test_whatif_bad_flags(argv, needle, capsys):
     assert main(["whatif", *argv]) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_simulate_plot_and_sweep_command(tmp_path, capsys):
+    png = tmp_path / "run.png"
+    assert main(["simulate", "--banks", "15", "--steps", "5", "--seed", "1", "-q",
+                 "--plot", str(png)]) == 0
+    assert png.stat().st_size > 10_000
+    out, fig = tmp_path / "s.parquet", tmp_path / "s.png"
+    assert main(["sweep", "--param", "scenario=normal,asset_crash", "--param", "n_banks=12",
+                 "--seeds", "2", "--steps", "4", "--out", str(out), "--plot", str(fig),
+                 "-q"]) == 0
+    df = pd.read_parquet(out)
+    assert len(df) == 2 * 2 * 4 and fig.stat().st_size > 10_000
+    assert "4 runs x 4 steps" in capsys.readouterr().out
+    assert main(["sweep", "--param", "scenario", "-q"]) == 2
+    assert main(["sweep", "--param", "n_banks=10", "--out", "x.txt", "-q"]) == 2

@@ -1,0 +1,243 @@
+"""Parameter sweeps on ``mesa.batch_run``, locally or on a Dask cluster.
+
+A sweep runs every combination of the swept parameters for every seed. Each
+run is seeded explicitly, so the same sweep gives identical results on one
+process, on several, or on a Dask cluster (tested). Results are tidy: one row
+per run and collected step, with the run's parameters, its seed and the
+model reporters.
+
+Locally the runs go through ``mesa.batch_run`` as one call. On Dask
+(``scheduler=ADDRESS`` for a running cluster, or ``workers=N`` for a local one)
+each run is one task that calls ``mesa.batch_run`` for its single combination,
+so a worker runs exactly what a local sweep runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import mesa
+import numpy as np
+import pandas as pd
+from mesa.datacollection import DataCollector
+
+from finsim_mesa.config import ModelConfig, read_yaml
+from finsim_mesa.errors import ConfigError
+from finsim_mesa.model import FinancialModel
+
+__all__ = ["load_grid", "run_sweep", "summarise_sweep", "sweep_figure"]
+
+_BATCH_RUN_TAKES_RNG = "rng" in inspect.signature(mesa.batch_run).parameters
+# Mesa >= 3.4 records the step of every collection and batch_run reads them all;
+# Mesa 3.3's batch_run reads collection k as step k for k < model.steps, so for a
+# model that also collects its initial state the last state (e.g. the collapse)
+# is never read.
+_RECORDS_STEPS = hasattr(DataCollector(), "_collection_steps")
+_NOT_SWEPT = {"config", "graph", "exposures", "rng"}
+
+
+class SweepModel(FinancialModel):
+    """FinancialModel for Mesa 3.3's batch_run: it keeps no collection of the initial
+    state, so collection k is the state after step k + 1 and every step up to the
+    last (the end of the episode or the collapse) is read; :func:`run_sweep`
+    shifts the step labels back."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for values in self.datacollector.model_vars.values():
+            values.clear()
+
+
+def _check_grid(parameters: Mapping[str, Any]) -> dict[str, list]:
+    if not parameters:
+        raise ConfigError("a sweep needs at least one parameter with values")
+    grid: dict[str, list] = {}
+    for key, values in parameters.items():
+        if key in _NOT_SWEPT or key not in ModelConfig.model_fields:
+            raise ConfigError(f"sweep parameter {key!r} is not a model parameter; see "
+                              "`finsim config` for the names")
+        vals = list(values) if isinstance(values, Sequence) and not isinstance(values, str) \
+            else [values]
+        if not vals:
+            raise ConfigError(f"sweep parameter {key!r} has no values")
+        grid[key] = vals
+    # validate every combination before running anything
+    for combo in itertools.product(*grid.values()):
+        ModelConfig.from_dict(dict(zip(grid, combo, strict=True)))
+    return grid
+
+
+def _batch(parameters: dict[str, list], seeds: list[int], steps: int, processes: int,
+           progress: bool, every: int) -> list[dict[str, Any]]:
+    params = dict(parameters) | {"steps": [steps], "agent_collect_every": [0]}
+    kwargs: dict[str, Any] = {}
+    if _BATCH_RUN_TAKES_RNG:
+        kwargs["rng"] = seeds
+    else:
+        params["rng"] = seeds
+    model_cls = FinancialModel if _RECORDS_STEPS else SweepModel
+    rows = mesa.batch_run(model_cls, parameters=params, number_processes=processes,
+                          max_steps=steps, data_collection_period=every,
+                          display_progress=progress, **kwargs)
+    for r in rows:
+        if "rng" not in r:  # Mesa >= 3.4 reports the seed by its position
+            r["rng"] = seeds[r["iteration"]]
+        if not _RECORDS_STEPS:
+            r["Step"] += 1  # SweepModel's collection k is the state after step k + 1
+    # the same rows on every Mesa: steps 1..last (the initial state is the same
+    # for every combination and not part of a sweep's results)
+    return [r for r in rows if r["Step"] >= 1]
+
+
+def _one_run(combo: dict[str, Any], seed: int, steps: int, every: int) -> list[dict[str, Any]]:
+    """One (combination, seed): what a Dask worker runs."""
+    return _batch({k: [v] for k, v in combo.items()}, [seed], steps, 1, False, every)
+
+
+def _tidy(rows: list[dict[str, Any]], grid: dict[str, list]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    df = df.drop(columns=[c for c in ("RunId", "iteration", "AgentID", "steps",
+                                      "agent_collect_every") if c in df])
+    df = df.rename(columns={"rng": "seed", "Step": "step"})
+    df = df.drop_duplicates(subset=[*grid, "seed", "step"])
+    df = df.sort_values([*grid, "seed", "step"], kind="stable").reset_index(drop=True)
+    return df[[*grid, "seed", "step", *[c for c in df if c not in (*grid, "seed", "step")]]]
+
+
+def run_sweep(
+    parameters: Mapping[str, Any],
+    seeds: int | Sequence[int] = 10,
+    steps: int = 100,
+    *,
+    processes: int = 1,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    every: int = 1,
+) -> pd.DataFrame:
+    """Run a sweep and return tidy results.
+
+    Args:
+        parameters: ``{name: [values]}`` over model parameters (a scalar is one value).
+        seeds: number of seeds (``0..k−1``) or the seeds themselves.
+        steps: steps per run.
+        processes: local processes (``mesa.batch_run``'s ``number_processes``).
+        scheduler: address of a running Dask scheduler (``tcp://host:8786``).
+        workers: start a local Dask cluster with this many single-threaded workers.
+        progress: show a progress bar.
+        every: collect model data every ``every`` steps (``-1``: final step only).
+
+    Returns:
+        One row per run and collected step (1 to the run's last step, a
+        collapse included): the swept parameters, ``seed``, ``step`` and every
+        model reporter.
+
+    Raises:
+        ConfigError: unknown parameters, invalid values, bad seeds or steps.
+    """
+    grid = _check_grid(parameters)
+    seed_list = list(range(seeds)) if isinstance(seeds, int | np.integer) else list(seeds)
+    if not seed_list or (isinstance(seeds, int | np.integer) and seeds <= 0):
+        raise ConfigError(f"seeds = {seeds!r}: give a positive number of seeds or a list")
+    if steps < 1:
+        raise ConfigError(f"steps = {steps}: must be >= 1")
+    if processes < 1:
+        raise ConfigError(f"processes = {processes}: must be >= 1")
+    if scheduler is None and workers is None:
+        return _tidy(_batch(grid, seed_list, steps, processes, progress, every), grid)
+    return _tidy(_dask_runs(grid, seed_list, steps, scheduler, workers, progress, every), grid)
+
+
+def _dask_runs(grid: dict[str, list], seeds: list[int], steps: int, scheduler: str | None,
+               workers: int | None, progress: bool, every: int) -> list[dict[str, Any]]:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ConfigError("Dask sweeps need the `distributed` extra: "
+                          "pip install 'finsim-mesa[distributed]'") from None
+    from tqdm import tqdm
+
+    if workers is not None and workers < 1:
+        raise ConfigError(f"workers = {workers}: must be >= 1")
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except OSError as err:
+            raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
+    try:
+        combos = [dict(zip(grid, c, strict=True)) for c in itertools.product(*grid.values())]
+        futures = [client.submit(_one_run, combo, seed, steps, every, pure=False)
+                   for combo in combos for seed in seeds]
+        rows: list[dict[str, Any]] = []
+        for fut in tqdm(as_completed(futures), total=len(futures), disable=not progress,
+                        desc="sweep (dask)"):
+            rows.extend(fut.result())
+        return rows
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def load_grid(path: str | Path) -> dict[str, Any]:
+    """A sweep grid from YAML: ``{parameters: {name: [values]}, seeds: ..., steps: ...}``
+    or just ``{name: [values]}``."""
+    data = read_yaml(path, "sweep file")
+    if not isinstance(data, dict):
+        raise ConfigError(f"sweep file {path} must hold a mapping")
+    if "parameters" not in data:
+        data = {"parameters": data}
+    unknown = set(data) - {"parameters", "seeds", "steps"}
+    if unknown:
+        raise ConfigError(f"sweep file {path}: unknown keys {sorted(unknown)}; use parameters, "
+                          "seeds, steps")
+    return data
+
+
+def summarise_sweep(df: pd.DataFrame, by: Sequence[str], outcome: str = "default_rate"
+                    ) -> pd.DataFrame:
+    """Final-step ``outcome`` per group of ``by``: mean, standard error, 95% band
+    (normal approximation, mean ± 1.96 se) and the number of runs."""
+    final = df.loc[df.groupby([*by, "seed"])["step"].idxmax()]
+    g = final.groupby(list(by))[outcome]
+    out = g.agg(["mean", "std", "count"]).reset_index()
+    se = out["std"].fillna(0.0) / np.sqrt(out["count"])
+    out["low"], out["high"] = out["mean"] - 1.96 * se, out["mean"] + 1.96 * se
+    return out
+
+
+def sweep_figure(df: pd.DataFrame, by: Sequence[str], outcome: str = "default_rate"):
+    """Figure: final ``outcome`` against the first swept parameter with 95% bands,
+    one line per combination of the others. Returns a matplotlib Figure."""
+    from finsim_mesa.viz.plots import new_figure
+
+    by = list(by)
+    summary = summarise_sweep(df, by, outcome)
+    fig, ax = new_figure(figsize=(7, 4.5))
+    x = by[0]
+    others = by[1:]
+    groups = summary.groupby(others) if others else [((), summary)]
+    categorical = not pd.api.types.is_numeric_dtype(summary[x])
+    for key, g in groups:
+        label = ", ".join(f"{o}={v}" for o, v in zip(others, np.atleast_1d(key),
+                                                     strict=False)) or outcome
+        xs = np.arange(len(g)) if categorical else g[x].to_numpy()
+        ax.plot(xs, g["mean"], marker="o", label=label)
+        ax.fill_between(xs, g["low"], g["high"], alpha=0.2)
+        if categorical:
+            ax.set_xticks(xs, g[x].astype(str))
+    ax.set_xlabel(x)
+    ax.set_ylabel(f"final {outcome} (mean, 95% band)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,1 @@
+"""Visualisation: static matplotlib figures (:mod:`.plots`) and the Solara app (:mod:`.app`)."""
