@@ -326,6 +326,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_viz(args: argparse.Namespace) -> int:
+    """Serve the Solara app (``solara run finsim_mesa.viz.app``)."""
+    import shutil
+    import subprocess
+
+    solara = shutil.which("solara") or str(Path(sys.executable).with_name("solara"))
+    if not Path(solara).exists():
+        raise FinsimError("the solara command is not installed (pip install solara)")
+    cmd = [solara, "run", "finsim_mesa.viz.app", "--host", args.host, "--port", str(args.port)]
+    if not args.open:
+        cmd.append("--no-open")
+    print(f"serving the finsim-mesa app on http://{args.host}:{args.port}/ (Ctrl-C to stop)")
+    return subprocess.call(cmd)
+
+
 def cmd_scenarios(args: argparse.Namespace) -> int:
     for name, sc in list_scenarios().items():
         print(name)
@@ -403,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     wi.add_argument("--bank", type=int, help="bank whose own outcome to report")
     wi.add_argument("--recommend", action="store_true", help="recommend an action for --bank")
     wi.set_defaults(func=cmd_whatif, steps=None)
+
+    vz = sub.add_parser("viz", help="serve the Solara app (network, charts, shocks)")
+    vz.add_argument("--host", default="127.0.0.1")
+    vz.add_argument("--port", type=int, default=8765)
+    vz.add_argument("--open", action="store_true", help="open a browser")
+    vz.set_defaults(func=cmd_viz)
 
     sc = sub.add_parser("scenarios", help="list the scenarios")
     sc.add_argument("-v", "--verbose", action="store_true", help="show parameters too")

@@ -84,7 +84,7 @@ def network_snapshot(model: FinancialModel, ax: Axes | None = None) -> Figure:
     """Draw the network now (see the module docstring for the encoding)."""
     fig = None
     if ax is None:
-        fig, ax = new_figure((7, 7))
+        fig, ax = new_figure((6, 5))
     pos = _layout(model)
     n = model.n_banks
     L, s = model.ledger, model.state
@@ -117,8 +117,8 @@ def network_snapshot(model: FinancialModel, ax: Axes | None = None) -> Figure:
                    zorder=4)
         ax.annotate(f"C{ccp.ccp_id}", p, ha="center", va="center", fontsize=7, color="white",
                     zorder=5)
-    ax.set_title(f"step {model.t}: {model.n_defaults} defaults (grey), colour = capital "
-                 "ratio, size = assets", fontsize=9)
+    ax.set_title(f"step {model.t}: {int(L.defaulted.sum())} defaults (grey), colour = "
+                 "capital ratio, size = assets", fontsize=9)
     ax.set_axis_off()
     ax.autoscale_view()
     (fig or ax.figure).colorbar(sc, ax=ax, shrink=0.6, label="capital ratio")
