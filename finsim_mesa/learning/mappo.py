@@ -1,0 +1,312 @@
+"""MAPPO: shared-parameter actor, centralised critic, PPO updates (CleanRL style).
+
+* Actor: an MLP on a bank's own observation (its features identify it) giving a
+  Beta distribution per action dimension, so actions live in [0, 1] with exact
+  log-probabilities. One forward pass serves all banks.
+* Critic: on the global state, compressed by :class:`GlobalStateCompressor`
+  (attention pooling of per-bank embeddings into a fixed size, so the critic does
+  not grow with the number of banks; or plain concatenation for small systems),
+  plus the bank's own embedding: ``V(s, i)``.
+* Update: GAE, clipped surrogate, value normalisation (running mean and std of
+  returns), entropy bonus, minibatch epochs, gradient clipping, orthogonal
+  initialisation. Every hyper-parameter is a field of :class:`MAPPOConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Beta
+
+__all__ = ["MAPPO", "Actor", "Critic", "GlobalStateCompressor", "GlobalStateConfig",
+           "MAPPOConfig", "NumericalStabilityGuard", "StabilityConfig"]
+
+
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    """Orthogonal weights, constant bias (as in CleanRL)."""
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+@dataclass
+class GlobalStateConfig:
+    """How the critic sees the whole system."""
+
+    compressed_dim: int = 64       # size of the pooled global summary
+    use_attention: bool = True     # attention pooling (size-free) or concatenation
+    heads: int = 4                 # attention queries
+
+
+@dataclass
+class MAPPOConfig:
+    """Every hyper-parameter, named once."""
+
+    hidden: int = 64
+    lr: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_coef: float = 0.2
+    vf_coef: float = 0.5
+    ent_coef: float = 0.01
+    update_epochs: int = 4
+    minibatches: int = 4
+    max_grad_norm: float = 0.5
+    global_state: GlobalStateConfig = field(default_factory=GlobalStateConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MAPPOConfig:
+        d = dict(d)
+        d["global_state"] = GlobalStateConfig(**d.get("global_state", {}))
+        return cls(**d)
+
+
+@dataclass
+class StabilityConfig:
+    """Limits of :class:`NumericalStabilityGuard`."""
+
+    max_grad_norm: float = 0.5
+    obs_clip: float = 10.0
+    reward_clip: float = 10.0
+
+
+class NumericalStabilityGuard:
+    """Clips observations, rewards and gradients, and stops with a clear message
+    on a non-finite loss or gradient (never a silent skip)."""
+
+    def __init__(self, config: StabilityConfig | None = None) -> None:
+        self.config = config or StabilityConfig()
+
+    def clip_observations(self, obs: np.ndarray) -> np.ndarray:
+        """Observations clipped to ±obs_clip; non-finite values are an error."""
+        obs = np.asarray(obs, dtype=np.float32)
+        if not np.all(np.isfinite(obs)):
+            raise FloatingPointError("non-finite observation from the environment")
+        return np.clip(obs, -self.config.obs_clip, self.config.obs_clip)
+
+    def clip_rewards(self, rewards: np.ndarray) -> np.ndarray:
+        """Rewards clipped to ±reward_clip; non-finite values are an error."""
+        rewards = np.asarray(rewards, dtype=np.float32)
+        if not np.all(np.isfinite(rewards)):
+            raise FloatingPointError("non-finite reward from the environment")
+        return np.clip(rewards, -self.config.reward_clip, self.config.reward_clip)
+
+    def check_loss(self, loss: torch.Tensor, name: str = "loss") -> None:
+        """Raise FloatingPointError if ``loss`` is NaN or infinite."""
+        if not torch.isfinite(loss).all():
+            raise FloatingPointError(f"{name} is not finite ({loss.item()}); lower the "
+                                     "learning rate or check the rewards")
+
+    def clip_gradients(self, params: list[torch.nn.Parameter]) -> float:
+        """Clip the gradient norm to max_grad_norm; a non-finite norm is an error."""
+        norm = nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        if not torch.isfinite(norm):
+            raise FloatingPointError(f"gradient norm is not finite ({norm.item()})")
+        return float(norm)
+
+
+class Actor(nn.Module):
+    """Beta policy over 4 actions in [0, 1] from one bank's observation."""
+
+    def __init__(self, obs_dim: int, hidden: int = 64, n_actions: int = 4) -> None:
+        super().__init__()
+        self.body = nn.Sequential(layer_init(nn.Linear(obs_dim, hidden)), nn.Tanh(),
+                                  layer_init(nn.Linear(hidden, hidden)), nn.Tanh())
+        self.head = layer_init(nn.Linear(hidden, 2 * n_actions), std=0.01)
+
+    def distribution(self, obs: torch.Tensor) -> Beta:
+        """Beta(α, β) with α, β = 1 + softplus(·) > 1 (unimodal)."""
+        a, b = self.head(self.body(obs)).chunk(2, dim=-1)
+        return Beta(1.0 + nn.functional.softplus(a), 1.0 + nn.functional.softplus(b))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic action: the Beta mean."""
+        return self.distribution(obs).mean
+
+
+class GlobalStateCompressor(nn.Module):
+    """Fixed-size summary of all banks' observations for the critic.
+
+    Args:
+        num_agents: banks (used only by the concatenation variant).
+        obs_dim: columns per bank.
+        config: :class:`GlobalStateConfig`.
+    """
+
+    def __init__(self, num_agents: int, obs_dim: int,
+                 config: GlobalStateConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or GlobalStateConfig()
+        d = self.config.compressed_dim
+        self.embed = nn.Sequential(layer_init(nn.Linear(obs_dim, d)), nn.Tanh())
+        if self.config.use_attention:
+            self.queries = nn.Parameter(torch.randn(self.config.heads, d) / np.sqrt(d))
+            self.out = layer_init(nn.Linear(self.config.heads * d, d))
+        else:
+            self.out = layer_init(nn.Linear(num_agents * d, d))
+
+    def forward(self, obs: torch.Tensor, alive: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs (batch, n, obs_dim) -> (global summary (batch, d), embeddings (batch, n, d))."""
+        e = self.embed(obs)
+        if not self.config.use_attention:
+            return torch.tanh(self.out(e.flatten(1))), e
+        scores = torch.einsum("hd,bnd->bhn", self.queries, e) / np.sqrt(e.shape[-1])
+        if alive is not None:
+            scores = scores.masked_fill(~alive[:, None, :], -1e9)
+        w = torch.softmax(scores, dim=-1)
+        pooled = torch.einsum("bhn,bnd->bhd", w, e).flatten(1)
+        return torch.tanh(self.out(pooled)), e
+
+
+class Critic(nn.Module):
+    """V(s, i) from the compressed global state and bank i's own embedding."""
+
+    def __init__(self, num_agents: int, obs_dim: int, config: MAPPOConfig) -> None:
+        super().__init__()
+        d = config.global_state.compressed_dim
+        self.compressor = GlobalStateCompressor(num_agents, obs_dim, config.global_state)
+        self.head = nn.Sequential(layer_init(nn.Linear(2 * d, config.hidden)), nn.Tanh(),
+                                  layer_init(nn.Linear(config.hidden, 1), std=1.0))
+
+    def forward(self, obs: torch.Tensor, alive: torch.Tensor | None = None) -> torch.Tensor:
+        """obs (batch, n, obs_dim) -> values (batch, n)."""
+        g, e = self.compressor(obs, alive)
+        g = g[:, None, :].expand(-1, e.shape[1], -1)
+        return self.head(torch.cat([g, e], dim=-1)).squeeze(-1)
+
+
+class RunningMeanStd:
+    """Running mean and variance (value normalisation)."""
+
+    def __init__(self) -> None:
+        self.mean, self.var, self.count = 0.0, 1.0, 1e-4
+
+    def update(self, x: np.ndarray) -> None:
+        m, v, k = float(np.mean(x)), float(np.var(x)), x.size
+        delta, total = m - self.mean, self.count + k
+        self.mean += delta * k / total
+        self.var = (self.var * self.count + v * k + delta**2 * self.count * k / total) / total
+        self.count = total
+
+    @property
+    def std(self) -> float:
+        return float(np.sqrt(self.var) + 1e-8)
+
+
+class MAPPO:
+    """Actor, critic and the PPO update.
+
+    Args:
+        num_agents: banks.
+        obs_dim: observation columns.
+        config: hyper-parameters.
+        guard: numerical stability guard.
+    """
+
+    def __init__(self, num_agents: int, obs_dim: int, config: MAPPOConfig | None = None,
+                 guard: NumericalStabilityGuard | None = None) -> None:
+        self.config = config or MAPPOConfig()
+        self.num_agents, self.obs_dim = num_agents, obs_dim
+        self.actor = Actor(obs_dim, self.config.hidden)
+        self.critic = Critic(num_agents, obs_dim, self.config)
+        self.optimizer = torch.optim.Adam(
+            [*self.actor.parameters(), *self.critic.parameters()], lr=self.config.lr, eps=1e-5)
+        self.value_norm = RunningMeanStd()
+        self.guard = guard or NumericalStabilityGuard(
+            StabilityConfig(max_grad_norm=self.config.max_grad_norm))
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = False
+            ) -> tuple[np.ndarray, np.ndarray]:
+        """Actions and log-probabilities for all banks in one pass: obs (n, obs_dim)."""
+        dist = self.actor.distribution(torch.as_tensor(obs, dtype=torch.float32))
+        a = dist.mean if deterministic else dist.sample()
+        a = a.clamp(1e-6, 1 - 1e-6)
+        return a.numpy(), dist.log_prob(a).sum(-1).numpy()
+
+    @torch.no_grad()
+    def values(self, obs: np.ndarray, alive: np.ndarray) -> np.ndarray:
+        """Denormalised values, obs (T, n, obs_dim) -> (T, n)."""
+        v = self.critic(torch.as_tensor(obs, dtype=torch.float32),
+                        torch.as_tensor(alive, dtype=torch.bool))
+        return v.numpy() * self.value_norm.std + self.value_norm.mean
+
+    def update(self, batch: dict[str, np.ndarray], ent_coef: float | None = None
+               ) -> dict[str, float]:
+        """PPO epochs over a rollout.
+
+        ``batch`` holds arrays over T steps and n banks: ``obs`` (T, n, d),
+        ``actions`` (T, n, 4), ``logp`` (T, n), ``advantages`` (T, n), ``returns``
+        (T, n), ``alive`` (T, n) bool and ``train_mask`` (T, n) bool (frozen or
+        defaulted banks are not trained on).
+        """
+        cfg = self.config
+        ent = cfg.ent_coef if ent_coef is None else ent_coef
+        self.value_norm.update(batch["returns"][batch["alive"]])
+        obs = torch.as_tensor(batch["obs"], dtype=torch.float32)
+        alive = torch.as_tensor(batch["alive"], dtype=torch.bool)
+        act = torch.as_tensor(batch["actions"], dtype=torch.float32)
+        old_logp = torch.as_tensor(batch["logp"], dtype=torch.float32)
+        adv = torch.as_tensor(batch["advantages"], dtype=torch.float32)
+        ret = torch.as_tensor((batch["returns"] - self.value_norm.mean) / self.value_norm.std,
+                              dtype=torch.float32)
+        mask = torch.as_tensor(batch["train_mask"], dtype=torch.bool)
+        m = mask.float()
+        sel = adv[mask]
+        adv = (adv - sel.mean()) / (sel.std() + 1e-8) if sel.numel() > 1 else adv
+        T = obs.shape[0]
+        idx = np.arange(T)
+        stats: dict[str, float] = {}
+        for _ in range(cfg.update_epochs):
+            np.random.default_rng(int(old_logp.sum().item() * 1e3) % 2**32).shuffle(idx)
+            for mb in np.array_split(idx, max(1, min(cfg.minibatches, T))):
+                w = m[mb]
+                if w.sum() == 0:
+                    continue
+                dist = self.actor.distribution(obs[mb])
+                logp = dist.log_prob(act[mb].clamp(1e-6, 1 - 1e-6)).sum(-1)
+                ratio = torch.exp(logp - old_logp[mb])
+                pg = torch.max(-adv[mb] * ratio,
+                               -adv[mb] * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef))
+                pg_loss = (pg * w).sum() / w.sum()
+                v = self.critic(obs[mb], alive[mb])
+                v_loss = 0.5 * (((v - ret[mb]) ** 2) * w).sum() / w.sum()
+                entropy = (dist.entropy().sum(-1) * w).sum() / w.sum()
+                loss = pg_loss + cfg.vf_coef * v_loss - ent * entropy
+                self.guard.check_loss(loss)
+                self.optimizer.zero_grad()
+                loss.backward()
+                grad = self.guard.clip_gradients(
+                    [*self.actor.parameters(), *self.critic.parameters()])
+                self.optimizer.step()
+                with torch.no_grad():
+                    kl = ((ratio - 1) - torch.log(ratio)).mean()
+                stats = {"policy_loss": float(pg_loss.detach()),
+                         "value_loss": float(v_loss.detach()),
+                         "entropy": float(entropy.detach()), "approx_kl": float(kl),
+                         "grad_norm": grad}
+        return stats
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """All weights as one flat dict of tensors (for safetensors)."""
+        out = {f"actor.{k}": v for k, v in self.actor.state_dict().items()}
+        out |= {f"critic.{k}": v for k, v in self.critic.state_dict().items()}
+        out["value_norm"] = torch.tensor([self.value_norm.mean, self.value_norm.var,
+                                          self.value_norm.count], dtype=torch.float64)
+        return out
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`state_dict` (strict: every tensor must match)."""
+        self.actor.load_state_dict({k[6:]: v for k, v in state.items()
+                                    if k.startswith("actor.")})
+        self.critic.load_state_dict({k[7:]: v for k, v in state.items()
+                                     if k.startswith("critic.")})
+        mean, var, count = state["value_norm"].tolist()
+        self.value_norm.mean, self.value_norm.var, self.value_norm.count = mean, var, count

@@ -1,0 +1,202 @@
+"""Learning: environment, MAPPO pieces, checkpoints, PolicyBrain, convergence.
+Needs the `learn` extra (torch); skips, saying so, where it is not installed."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the learn extra (torch) is not installed on "
+                                            "this CI leg")
+pytest.importorskip("pettingzoo", reason="the learn extra (pettingzoo) is not installed")
+
+from pettingzoo.test import parallel_api_test  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from finsim_mesa import FinancialModel  # noqa: E402
+from finsim_mesa.learning.checkpoint import CheckpointError, ModelCheckpointer  # noqa: E402
+from finsim_mesa.learning.env import FinancialEnv  # noqa: E402
+from finsim_mesa.learning.mappo import (  # noqa: E402
+    MAPPO,
+    Actor,
+    GlobalStateCompressor,
+    GlobalStateConfig,
+    MAPPOConfig,
+    NumericalStabilityGuard,
+    StabilityConfig,
+)
+from finsim_mesa.learning.policy_brain import PolicyBrain  # noqa: E402
+from finsim_mesa.learning.trainer import Trainer, TrainerConfig, gae  # noqa: E402
+
+
+@pytest.mark.parametrize("params", [{"n_banks": 8, "scenario": "systemic"},
+                                    {"n_banks": 8, "n_exchanges": 1, "n_ccps": 1}])
+def test_parallel_api(params):
+    env = FinancialEnv(steps=25, **params)
+    parallel_api_test(env, num_cycles=100)
+    env.reset(seed=1)
+    assert env.state().shape == (8 * env.obs_dim,)
+    assert env.obs_dim == (24 if "n_exchanges" in params else 16)
+
+
+def test_env_rewards_are_the_models_and_defaults_terminate():
+    env = FinancialEnv(n_banks=10, steps=20, scenario="normal")
+    env.reset(seed=3)
+    env.model.apply_shock("default", banks=[4])
+    acts = {a: np.full(4, 0.5, dtype=np.float32) for a in env.agents}
+    _, rew, term, trunc, _ = env.step(acts)
+    assert term["bank_4"] and "bank_4" not in env.agents
+    assert rew["bank_0"] == pytest.approx(env.model.rewards[0])
+    for _ in range(30):
+        if not env.agents:
+            break
+        _, _, term, trunc, _ = env.step({a: np.zeros(4, np.float32) for a in env.agents})
+    assert not env.agents and any(trunc.values())
+
+
+def test_gae_against_hand_computation():
+    r = np.array([[1.0], [0.0], [2.0]])
+    v = np.array([[0.5], [0.2], [0.1]])
+    d = np.array([[0.0], [0.0], [1.0]])
+    adv, ret = gae(r, v, d, np.array([9.9]), gamma=0.9, lam=0.8)
+    d2 = 2.0 - 0.1                       # terminal: no bootstrap
+    d1 = 0.0 + 0.9 * 0.1 - 0.2
+    d0 = 1.0 + 0.9 * 0.2 - 0.5
+    a2, a1 = d2, d1 + 0.9 * 0.8 * d2
+    a0 = d0 + 0.9 * 0.8 * a1
+    np.testing.assert_allclose(adv[:, 0], [a0, a1, a2])
+    np.testing.assert_allclose(ret, adv + v)
+
+
+def test_beta_policy_log_probability_is_exact():
+    actor = Actor(16)
+    obs = torch.randn(5, 16)
+    dist = actor.distribution(obs)
+    a = dist.sample()
+    ours = dist.log_prob(a).detach().numpy()
+    ref = stats.beta.logpdf(a.numpy(), dist.concentration1.detach().numpy(),
+                            dist.concentration0.detach().numpy())
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+    assert (dist.concentration1 > 1).all() and (dist.concentration0 > 1).all()
+
+
+def test_attention_compressor_does_not_grow_with_banks():
+    comp = GlobalStateCompressor(10, 16, GlobalStateConfig(compressed_dim=64))
+    for n in (5, 10, 300):
+        g, e = comp(torch.randn(2, n, 16))
+        assert g.shape == (2, 64) and e.shape == (2, n, 64)
+    n_params = sum(p.numel() for p in comp.parameters())
+    concat = GlobalStateCompressor(300, 16, GlobalStateConfig(use_attention=False))
+    assert sum(p.numel() for p in concat.parameters()) > 10 * n_params
+    # masking dead banks: their features do not change the summary
+    x = torch.randn(1, 6, 16)
+    alive = torch.tensor([[True] * 5 + [False]])
+    y = x.clone()
+    y[0, 5] = 100.0
+    torch.testing.assert_close(comp(x, alive)[0], comp(y, alive)[0])
+
+
+def test_stability_guard():
+    g = NumericalStabilityGuard(StabilityConfig(max_grad_norm=1.0, obs_clip=5.0,
+                                                reward_clip=2.0))
+    assert g.clip_observations(np.array([10.0, -10.0])).tolist() == [5.0, -5.0]
+    assert g.clip_rewards(np.array([3.0])).tolist() == [2.0]
+    with pytest.raises(FloatingPointError, match="observation"):
+        g.clip_observations(np.array([np.nan]))
+    with pytest.raises(FloatingPointError, match="loss is not finite"):
+        g.check_loss(torch.tensor(float("nan")))
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.full((3,), float("inf"))
+    with pytest.raises(FloatingPointError, match="gradient"):
+        g.clip_gradients([p])
+
+
+def test_trainer_converges_to_the_known_best_action():
+    """Reward = liquidity only (cash / total assets): the best action is known —
+    don't lend (0), call loans in (hoard 1), sell securities (1), borrow (1)."""
+    params = dict(n_banks=5, steps=10, scenario="normal", reward_profit_weight=0.0,
+                  reward_liquidity_weight=1.0, reward_default_penalty=0.0,
+                  reward_system_risk_weight=0.0)
+    tr = Trainer(params, TrainerConfig(episodes=300, episodes_per_update=4,
+                                       curriculum=["normal"], ent_start=0.0, ent_end=0.0,
+                                       seed=1),
+                 MAPPOConfig(lr=3e-3, update_epochs=8, minibatches=2))
+    tr.train()
+    tr.env.reset(seed=5)
+    a, _ = tr.agent.act(tr.env.observation_matrix(), deterministic=True)
+    lend, hoard, sell, borrow = a.mean(axis=0)
+    assert lend < 0.25 and sell > 0.8 and hoard > 0.6 and borrow > 0.6
+    early = np.mean([h["reward"] for h in tr.history[:40]])
+    late = np.mean([h["reward"] for h in tr.history[-40:]])
+    assert late > early
+
+
+def test_curriculum_freezing_and_entropy_schedule():
+    tr = Trainer({"n_banks": 6, "steps": 5},
+                 TrainerConfig(episodes=12, episodes_per_update=2,
+                               curriculum=["normal", "asset_crash", "systemic"],
+                               max_episodes_per_stage=4, freeze_fraction=0.5,
+                               freeze_interval=4, ent_start=0.02, ent_end=0.0, seed=2))
+    logs = []
+    tr.train(callback=logs.append)
+    scenarios = [h["scenario"] for h in tr.history]
+    assert scenarios[:4] == ["normal"] * 4 and scenarios[4:8] == ["asset_crash"] * 4
+    assert scenarios[8:] == ["systemic"] * 4
+    assert tr.frozen_mask.sum() == 3
+    assert logs[0]["entropy_coef"] > logs[-1]["entropy_coef"] >= 0.0
+
+
+def test_checkpoint_round_trip_and_policy_brain(tmp_path):
+    agent = MAPPO(6, 16, MAPPOConfig(hidden=32))
+    ck = ModelCheckpointer(tmp_path)
+    meta = {"obs_dim": 16, "mappo": agent.config.to_dict(), "env": {"n_banks": 6}}
+    v1 = ck.save_checkpoint("demo", agent.state_dict(), meta, metric=1.0)
+    v2 = ck.save_checkpoint("demo", agent.state_dict(), meta, metric=0.5)
+    assert (v1, v2) == ("v1", "v2")
+    _, m_best = ck.load_checkpoint("demo", "best")
+    _, m_latest = ck.load_checkpoint("demo", "latest")
+    assert m_best["version"] == "v1" and m_latest["version"] == "v2"
+    assert {c["version"] for c in ck.list_checkpoints("demo")} == {"v1", "v2"}
+    weights, _ = ck.load_checkpoint("demo", "v1")
+    other = MAPPO(6, 16, MAPPOConfig(hidden=32))
+    other.load_state_dict(weights)
+    obs = np.random.default_rng(0).normal(size=(6, 16)).astype(np.float32)
+    np.testing.assert_allclose(other.act(obs, True)[0], agent.act(obs, True)[0])
+    brain = PolicyBrain.load(tmp_path / "demo")
+    m = FinancialModel(n_banks=6, brain=brain, rng=1)
+    m.run_for(5)
+    m.check()
+    np.testing.assert_allclose(m.actions[m.ledger.active],
+                               agent.act(m.observations[m.ledger.active], True)[0], atol=1e-6)
+    with pytest.raises(CheckpointError, match="observation columns"):
+        FinancialModel(n_banks=6, n_exchanges=1, brain=brain, rng=1)
+
+
+def test_bad_checkpoints_are_clear_errors(tmp_path):
+    agent = MAPPO(4, 16, MAPPOConfig(hidden=16))
+    ck = ModelCheckpointer(tmp_path)
+    meta = {"obs_dim": 16, "mappo": agent.config.to_dict()}
+    ck.save_checkpoint("m", agent.state_dict(), meta)
+    folder = tmp_path / "m" / "v1"
+    with pytest.raises(CheckpointError, match="no version"):
+        ck.load_checkpoint("m", "v7")
+    with pytest.raises(CheckpointError, match="no checkpoints"):
+        ck.load_checkpoint("nothing")
+    data = (folder / "weights.safetensors").read_bytes()
+    (folder / "weights.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupted"):
+        PolicyBrain.load(folder)
+    (folder / "weights.safetensors").write_bytes(data)
+    meta_json = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps(meta_json | {"format_version": 99}))
+    with pytest.raises(CheckpointError, match="format 99"):
+        PolicyBrain.load(folder)
+    (folder / "meta.json").write_text(json.dumps(meta_json | {"obs_dim": 24}))
+    with pytest.raises(CheckpointError, match="do not fit"):
+        PolicyBrain.load(folder)
+    (folder / "meta.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupted"):
+        PolicyBrain.load(folder)
+    (folder / "meta.json").unlink()
+    with pytest.raises(CheckpointError, match="missing"):
+        PolicyBrain.load(folder)
