@@ -17,6 +17,7 @@ clear message and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import textwrap
@@ -341,6 +342,57 @@ def cmd_viz(args: argparse.Namespace) -> int:
     return subprocess.call(cmd)
 
 
+def _learning():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise FinsimError("training needs the learn extra: pip install 'finsim-mesa[learn]'") \
+            from None
+    from finsim_mesa.learning import run
+
+    return run
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    run = _learning()
+    scenarios = args.curriculum.split(",") if args.curriculum else [args.scenario]
+    for sc in scenarios:
+        from finsim_mesa.scenarios import get_scenario
+
+        get_scenario(sc)
+    if args.episodes < 1:
+        raise FinsimError(f"--episodes {args.episodes}: must be >= 1")
+    summary = run.train_policy(episodes=args.episodes, seed=args.seed, scenarios=scenarios,
+                               out_dir=args.out, eval_every=args.eval_every,
+                               progress=not args.quiet, resume=args.resume,
+                               n_banks=args.banks, steps=args.steps)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    run = _learning()
+    if args.episodes < 2:
+        raise FinsimError(f"--episodes {args.episodes}: need at least 2 for intervals")
+    res = run.evaluate_policy(args.model, episodes=args.episodes,
+                              baselines=not args.no_baselines,
+                              scenarios=args.scenario.split(",") if args.scenario else None,
+                              out_dir=args.out, models_dir=args.models, progress=not args.quiet)
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        for metric in ("episode_reward", "default_rate", "final_equity"):
+            print(f"\n{metric} (mean [95% CI]) over {args.episodes} seeds")
+            print(res.wide(metric).to_string())
+    for sc in dict.fromkeys(res.table.scenario):
+        verdict = "beats" if res.beats("policy", sc) else "does not beat"
+        print(f"\npolicy {verdict} every baseline on episode reward in '{sc}' "
+              "(non-overlapping 95% intervals)")
+    if args.out:
+        print(f"\nruns.csv, table.csv and evaluation.png written to {args.out}")
+    return 0
+
+
 def cmd_scenarios(args: argparse.Namespace) -> int:
     for name, sc in list_scenarios().items():
         print(name)
@@ -424,6 +476,29 @@ def build_parser() -> argparse.ArgumentParser:
     vz.add_argument("--port", type=int, default=8765)
     vz.add_argument("--open", action="store_true", help="open a browser")
     vz.set_defaults(func=cmd_viz)
+
+    tr = sub.add_parser("train", help="train MAPPO banks (needs the learn extra)")
+    tr.add_argument("--episodes", type=int, default=2000)
+    tr.add_argument("--seed", type=int, default=42)
+    tr.add_argument("--scenario", default="normal", help="training scenario")
+    tr.add_argument("--curriculum", help="scenarios in order, e.g. normal,asset_crash")
+    tr.add_argument("--banks", type=int, default=30)
+    tr.add_argument("--steps", type=int, default=50, help="episode length")
+    tr.add_argument("--eval-every", type=int, default=200)
+    tr.add_argument("--resume", help="checkpoint folder to continue from")
+    tr.add_argument("--out", default="models", help="where checkpoints and logs go")
+    tr.add_argument("-q", "--quiet", action="store_true")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="trained policy vs every baseline brain")
+    ev.add_argument("--model", default="final", help="final, best or a checkpoint folder")
+    ev.add_argument("--models", default="models", help="folder of final/ and best/")
+    ev.add_argument("--episodes", type=int, default=50, help="evaluation seeds")
+    ev.add_argument("--scenario", help="scenarios (default: the training ones)")
+    ev.add_argument("--no-baselines", action="store_true")
+    ev.add_argument("--out", help="folder for runs.csv, table.csv, evaluation.png")
+    ev.add_argument("-q", "--quiet", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
 
     sc = sub.add_parser("scenarios", help="list the scenarios")
     sc.add_argument("-v", "--verbose", action="store_true", help="show parameters too")

@@ -200,3 +200,50 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
     (folder / "meta.json").unlink()
     with pytest.raises(CheckpointError, match="missing"):
         PolicyBrain.load(folder)
+
+
+def test_logging_and_monitor(tmp_path):
+    from finsim_mesa.learning.logging import EnvironmentLogger, SystemMonitor, TrainingLogger
+
+    lg = TrainingLogger(tmp_path, tensorboard=False)
+    lg.log({"episode": 4, "reward": 1.5, "default_rate": 0.1})
+    lg.log({"episode": 8, "reward": 2.0, "default_rate": 0.6})
+    assert (tmp_path / "training.csv").read_text().count("\n") == 3
+    assert len((tmp_path / "training.jsonl").read_text().splitlines()) == 2
+    mon = SystemMonitor(alert_thresholds={"default_rate": 0.5})
+    assert mon.check(lg.records[0]) == []
+    alerts = mon.check(lg.records[1])
+    assert alerts == [{"episode": 8, "metric": "default_rate", "value": 0.6,
+                       "threshold": 0.5}]
+    env_log = EnvironmentLogger(tmp_path, every_episodes=2)
+    m = FinancialModel(n_banks=5, rng=1)
+    m.step()
+    assert env_log.wants(4) and not env_log.wants(3)
+    env_log.record(m, 4)
+    assert "systemic_risk_index" in (tmp_path / "env_trace.csv").read_text()
+
+
+def test_train_and_evaluate_commands(tmp_path, capsys):
+    from finsim_mesa.cli import main
+
+    out = tmp_path / "models"
+    assert main(["train", "--episodes", "8", "--eval-every", "4", "--banks", "6", "--steps",
+                 "6", "--out", str(out), "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["episodes"] == 8 and summary["agent_steps_per_second"] > 0
+    for name in ("final", "best"):
+        assert (out / name / "weights.safetensors").exists()
+    assert (out / "logs" / "training.csv").exists()
+    brain = PolicyBrain.load(out / "final")
+    assert brain.meta["trainer"]["curriculum"] == ["normal"]
+    assert main(["train", "--episodes", "4", "--banks", "6", "--steps", "6", "--out",
+                 str(out), "--resume", str(out / "final"), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--models", str(out), "--model", "best", "--episodes", "3",
+                 "-q", "--out", str(tmp_path / "ev")]) == 0
+    text = capsys.readouterr().out
+    assert "policy" in text and "passive" in text and "non-overlapping" in text
+    assert (tmp_path / "ev" / "table.csv").exists()
+    assert main(["evaluate", "--models", str(tmp_path / "nowhere"), "-q"]) == 2
+    assert main(["train", "--episodes", "0", "-q"]) == 2
+    assert main(["train", "--scenario", "moon", "-q"]) == 2

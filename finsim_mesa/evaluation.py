@@ -1,0 +1,148 @@
+"""Multi-seed comparison of brains across scenarios, with confidence intervals.
+
+Every brain × every scenario × N seeds (the same seeds for every brain). Per
+run: ``episode_reward`` (sum over steps of the banks' mean reward, a defaulted
+bank counting 0 — what the trainer logs), ``default_rate`` (final),
+``final_equity`` (equity of the survivors / initial equity of all banks) and
+``debtrank`` (final DebtRank total distress). The table gives mean, standard
+deviation and 95% t-intervals; :func:`evaluation_figure` draws them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from finsim_mesa.agents.brains import BRAINS
+from finsim_mesa.errors import ConfigError
+from finsim_mesa.model import FinancialModel
+from finsim_mesa.scenarios import list_scenarios
+
+__all__ = ["EvaluationResult", "evaluate_run", "evaluation_figure", "run_evaluation",
+           "run_quick_evaluation"]
+
+METRICS = ("episode_reward", "default_rate", "final_equity", "debtrank")
+
+
+def evaluate_run(brain: Any, scenario: str, seed: int, **model_params: Any) -> dict[str, float]:
+    """One episode of ``brain`` (name or object) in ``scenario`` with ``seed``."""
+    m = FinancialModel(scenario=scenario, brain=brain, rng=seed, agent_collect_every=0,
+                       **model_params)
+    total = 0.0
+    while m.running:
+        m.step()
+        total += float(m.rewards.sum()) / m.n_banks
+    eq0 = float(m.ledger.equity0.sum())
+    return {"episode_reward": total, "default_rate": m.default_rate,
+            "final_equity": max(m.total_equity, 0.0) / eq0 if eq0 > 0 else 0.0,
+            "debtrank": m.debtrank_total, "steps": m.t}
+
+
+@dataclass
+class EvaluationResult:
+    """``runs``: one row per (brain, scenario, seed); ``table``: mean, std and
+    95% t-interval per brain, scenario and metric."""
+
+    runs: pd.DataFrame
+    table: pd.DataFrame
+
+    def wide(self, metric: str = "episode_reward") -> pd.DataFrame:
+        """``metric`` as 'mean [low, high]' per brain (rows) and scenario (columns)."""
+        t = self.table[self.table.metric == metric].copy()
+        t["cell"] = t.apply(lambda r: f"{r['mean']:.4g} [{r.ci95_low:.4g}, {r.ci95_high:.4g}]",
+                            axis=1)
+        return t.pivot(index="brain", columns="scenario", values="cell")
+
+    def beats(self, brain: str, scenario: str, metric: str = "episode_reward") -> bool:
+        """True if ``brain``'s 95% interval lies wholly above every other brain's."""
+        t = self.table[(self.table.scenario == scenario) & (self.table.metric == metric)]
+        me = t[t.brain == brain].iloc[0]
+        others = t[t.brain != brain]
+        return bool((me.ci95_low > others.ci95_high).all())
+
+
+def _table(runs: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (brain, scenario), g in runs.groupby(["brain", "scenario"], sort=False):
+        for metric in METRICS:
+            x = g[metric].to_numpy(dtype=float)
+            half = (stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
+                    if x.size > 1 else float("nan"))
+            rows.append({"brain": brain, "scenario": scenario, "metric": metric,
+                         "mean": x.mean(), "std": x.std(ddof=1) if x.size > 1 else 0.0,
+                         "ci95_low": x.mean() - half, "ci95_high": x.mean() + half,
+                         "n": x.size})
+    return pd.DataFrame(rows)
+
+
+def run_evaluation(
+    brains: Mapping[str, Any] | Sequence[str] | None = None,
+    scenarios: Sequence[str] | None = None,
+    seeds: int | Sequence[int] = 10,
+    out_dir: str | Path | None = None,
+    progress: bool = False,
+    **model_params: Any,
+) -> EvaluationResult:
+    """Evaluate brains (name → brain spec; default: every built-in brain) on
+    scenarios (default: all) over the same seeds; optionally write ``runs.csv``,
+    ``table.csv`` and ``evaluation.png`` to ``out_dir``."""
+    if brains is None:
+        brains = {name: name for name in BRAINS}
+    elif not isinstance(brains, Mapping):
+        brains = {str(b): b for b in brains}
+    scenarios = list(scenarios or list_scenarios())
+    seed_list = list(range(seeds)) if isinstance(seeds, int | np.integer) else list(seeds)
+    if len(seed_list) < 2:
+        raise ConfigError("evaluation needs at least 2 seeds for confidence intervals")
+    from tqdm import tqdm
+
+    jobs = [(b, s, seed) for b in brains for s in scenarios for seed in seed_list]
+    rows = []
+    for name, scenario, seed in tqdm(jobs, disable=not progress, desc="evaluating"):
+        rows.append({"brain": name, "scenario": scenario, "seed": seed,
+                     **evaluate_run(brains[name], scenario, seed, **model_params)})
+    runs = pd.DataFrame(rows)
+    result = EvaluationResult(runs, _table(runs))
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        runs.to_csv(out / "runs.csv", index=False)
+        result.table.to_csv(out / "table.csv", index=False)
+        evaluation_figure(result).savefig(out / "evaluation.png", dpi=110)
+    return result
+
+
+def run_quick_evaluation(**model_params: Any) -> EvaluationResult:
+    """A small evaluation: every built-in brain, every scenario, 3 seeds, 20 banks,
+    30 steps."""
+    params = {"n_banks": 20, "steps": 30} | model_params
+    return run_evaluation(seeds=[0, 1, 2], **params)
+
+
+def evaluation_figure(result: EvaluationResult):
+    """Bar chart of mean episode reward and default rate with 95% intervals."""
+    from finsim_mesa.viz.plots import new_figure
+
+    fig, axes = new_figure((12, 4.5), 1, 2)
+    for ax, metric in zip(axes, ("episode_reward", "default_rate"), strict=True):
+        t = result.table[result.table.metric == metric]
+        scen = list(dict.fromkeys(t.scenario))
+        brains = list(dict.fromkeys(t.brain))
+        width = 0.8 / len(brains)
+        for k, b in enumerate(brains):
+            tb = t[t.brain == b].set_index("scenario").reindex(scen)
+            x = np.arange(len(scen)) + k * width
+            ax.bar(x, tb["mean"], width, label=b,
+                   yerr=[tb["mean"] - tb.ci95_low, tb.ci95_high - tb["mean"]], capsize=2)
+        ax.set_xticks(np.arange(len(scen)) + 0.4 - width / 2, scen, fontsize=8)
+        ax.set_title(f"{metric} (mean, 95% CI)", fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
