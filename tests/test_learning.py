@@ -207,8 +207,12 @@ def test_logging_and_monitor(tmp_path):
 
     lg = TrainingLogger(tmp_path, tensorboard=False)
     lg.log({"episode": 4, "reward": 1.5, "default_rate": 0.1})
-    lg.log({"episode": 8, "reward": 2.0, "default_rate": 0.6})
-    assert (tmp_path / "training.csv").read_text().count("\n") == 3
+    lg.log({"episode": 8, "reward": 2.0, "default_rate": 0.6, "eval_reward": 1.0})
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "training.csv")  # a later key does not break the CSV
+    assert list(table.columns) == ["episode", "reward", "default_rate", "eval_reward"]
+    assert len(table) == 2 and table.eval_reward.isna().tolist() == [True, False]
     assert len((tmp_path / "training.jsonl").read_text().splitlines()) == 2
     mon = SystemMonitor(alert_thresholds={"default_rate": 0.5})
     assert mon.check(lg.records[0]) == []

@@ -42,13 +42,13 @@ class TrainingLogger:
         self.records.append(record)
         with open(self.dir / "training.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        path = self.dir / "training.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(record))
-            if new:
-                w.writeheader()
-            w.writerow(record)
+        # records may gain keys (e.g. eval_reward every k updates): the CSV is
+        # rewritten with the union of all keys so every row fits its header
+        fields = list(dict.fromkeys(k for r in self.records for k in r))
+        with open(self.dir / "training.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(self.records)
         if self._writer is not None:
             step = int(record.get("episode", len(self.records)))
             for k, v in record.items():
