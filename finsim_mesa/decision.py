@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from finsim_mesa.agents.brains import BRAINS
 from finsim_mesa.errors import ConfigError, ShockError
+from finsim_mesa.intervals import ci95
 
 if TYPE_CHECKING:
     from finsim_mesa.model import FinancialModel
@@ -205,12 +205,9 @@ def _summarise(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     rows = []
     for variant, g in df.groupby("variant", sort=False):
         for col in columns:
-            x = g[col].to_numpy(dtype=float)
-            half = (stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
-                    if x.size > 1 else float("nan"))
-            rows.append({"variant": variant, "outcome": col, "mean": x.mean(),
-                         "std": x.std(ddof=1) if x.size > 1 else 0.0,
-                         "ci95_low": x.mean() - half, "ci95_high": x.mean() + half})
+            mean, std, low, high = ci95(g[col].to_numpy(dtype=float))
+            rows.append({"variant": variant, "outcome": col, "mean": mean, "std": std,
+                         "ci95_low": low, "ci95_high": high})
     return pd.DataFrame(rows)
 
 
@@ -362,11 +359,11 @@ def recommend(model: FinancialModel, bank: int, candidates: Mapping[str, Any] | 
         for name, vec in [("own_brain", None), *grid.items()]:
             fixed = {} if vec is None else {bank: np.asarray(vec, dtype=float)}
             res = [scratch.run(state, s, steps, None, fixed, bank) for s in seed_list]
-            eq = np.array([r["bank_equity"] for r in res])
-            half = (stats.t.ppf(0.975, eq.size - 1) * eq.std(ddof=1) / np.sqrt(eq.size)
-                    if eq.size > 1 else 0.0)
-            rows.append({"action": name, "expected_equity": eq.mean(), "std": eq.std(ddof=0),
-                         "ci95_low": eq.mean() - half, "ci95_high": eq.mean() + half,
+            mean, std, low, high = ci95(np.array([r["bank_equity"] for r in res]))
+            if len(res) < 2:
+                low = high = mean  # one seed: no spread to report
+            rows.append({"action": name, "expected_equity": mean, "std": std,
+                         "ci95_low": low, "ci95_high": high,
                          "default_probability": float(np.mean([r["bank_defaulted"]
                                                                for r in res])),
                          "system_defaults": float(np.mean([r["defaults"] for r in res]))})

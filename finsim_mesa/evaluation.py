@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from finsim_mesa.agents.brains import BRAINS
 from finsim_mesa.errors import ConfigError
+from finsim_mesa.intervals import ci95
 from finsim_mesa.model import FinancialModel
 from finsim_mesa.scenarios import list_scenarios
 
@@ -71,13 +71,10 @@ def _table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (brain, scenario), g in runs.groupby(["brain", "scenario"], sort=False):
         for metric in METRICS:
-            x = g[metric].to_numpy(dtype=float)
-            half = (stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
-                    if x.size > 1 else float("nan"))
+            mean, std, low, high = ci95(g[metric].to_numpy(dtype=float))
             rows.append({"brain": brain, "scenario": scenario, "metric": metric,
-                         "mean": x.mean(), "std": x.std(ddof=1) if x.size > 1 else 0.0,
-                         "ci95_low": x.mean() - half, "ci95_high": x.mean() + half,
-                         "n": x.size})
+                         "mean": mean, "std": std, "ci95_low": low, "ci95_high": high,
+                         "n": len(g)})
     return pd.DataFrame(rows)
 
 

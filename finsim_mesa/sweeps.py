@@ -27,6 +27,7 @@ from mesa.datacollection import DataCollector
 
 from finsim_mesa.config import ModelConfig, read_yaml
 from finsim_mesa.errors import ConfigError
+from finsim_mesa.intervals import ci95
 from finsim_mesa.model import FinancialModel
 
 __all__ = ["load_grid", "run_sweep", "summarise_sweep", "sweep_figure"]
@@ -205,14 +206,15 @@ def load_grid(path: str | Path) -> dict[str, Any]:
 
 def summarise_sweep(df: pd.DataFrame, by: Sequence[str], outcome: str = "default_rate"
                     ) -> pd.DataFrame:
-    """Final-step ``outcome`` per group of ``by``: mean, standard error, 95% band
-    (normal approximation, mean ± 1.96 se) and the number of runs."""
+    """Final-step ``outcome`` per group of ``by``: mean, standard deviation, the 95%
+    Student-t interval of the mean (``low``, ``high``) and the number of runs."""
     final = df.loc[df.groupby([*by, "seed"])["step"].idxmax()]
-    g = final.groupby(list(by))[outcome]
-    out = g.agg(["mean", "std", "count"]).reset_index()
-    se = out["std"].fillna(0.0) / np.sqrt(out["count"])
-    out["low"], out["high"] = out["mean"] - 1.96 * se, out["mean"] + 1.96 * se
-    return out
+    rows = []
+    for key, g in final.groupby(list(by)):
+        mean, std, low, high = ci95(g[outcome].to_numpy(dtype=float))
+        rows.append(dict(zip(by, np.atleast_1d(key), strict=True))
+                    | {"mean": mean, "std": std, "count": len(g), "low": low, "high": high})
+    return pd.DataFrame(rows)
 
 
 def sweep_figure(df: pd.DataFrame, by: Sequence[str], outcome: str = "default_rate"):

@@ -251,3 +251,14 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
     assert main(["evaluate", "--models", str(tmp_path / "nowhere"), "-q"]) == 2
     assert main(["train", "--episodes", "0", "-q"]) == 2
     assert main(["train", "--scenario", "moon", "-q"]) == 2
+
+
+def test_initial_action_mean_and_its_checkpoint_round_trip(tmp_path):
+    agent = MAPPO(5, 16, MAPPOConfig(init_action_mean=0.15))
+    mean = agent.actor.distribution(torch.zeros(4, 16)).mean
+    torch.testing.assert_close(mean, torch.full((4, 4), 0.15))
+    ck = ModelCheckpointer(tmp_path)
+    ck.save_checkpoint("m", agent.state_dict(),
+                       {"obs_dim": 16, "mappo": agent.config.to_dict()})
+    brain = PolicyBrain.load(tmp_path / "m")
+    np.testing.assert_allclose(brain.act(np.zeros((2, 16), np.float32)), 0.15, atol=1e-6)

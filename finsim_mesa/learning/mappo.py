@@ -55,6 +55,7 @@ class MAPPOConfig:
     update_epochs: int = 4
     minibatches: int = 4
     max_grad_norm: float = 0.5
+    init_action_mean: float | None = None  # start the Beta means here (None: 0.5)
     global_state: GlobalStateConfig = field(default_factory=GlobalStateConfig)
 
     def to_dict(self) -> dict:
@@ -114,11 +115,19 @@ class NumericalStabilityGuard:
 class Actor(nn.Module):
     """Beta policy over 4 actions in [0, 1] from one bank's observation."""
 
-    def __init__(self, obs_dim: int, hidden: int = 64, n_actions: int = 4) -> None:
+    def __init__(self, obs_dim: int, hidden: int = 64, n_actions: int = 4,
+                 init_action_mean: float | None = None) -> None:
         super().__init__()
         self.body = nn.Sequential(layer_init(nn.Linear(obs_dim, hidden)), nn.Tanh(),
                                   layer_init(nn.Linear(hidden, hidden)), nn.Tanh())
         self.head = layer_init(nn.Linear(hidden, 2 * n_actions), std=0.01)
+        if init_action_mean is not None:
+            # α = 1 + softplus(0); choose β so that the Beta mean α / (α + β) is m
+            m = float(np.clip(init_action_mean, 0.02, 0.98))
+            alpha = 1.0 + np.log(2.0)
+            beta_extra = alpha * (1 - m) / m - 1.0
+            with torch.no_grad():
+                self.head.bias[n_actions:] = float(np.log(np.expm1(max(beta_extra, 1e-3))))
 
     def distribution(self, obs: torch.Tensor) -> Beta:
         """Beta(α, β) with α, β = 1 + softplus(·) > 1 (unimodal)."""
@@ -214,7 +223,8 @@ class MAPPO:
                  guard: NumericalStabilityGuard | None = None) -> None:
         self.config = config or MAPPOConfig()
         self.num_agents, self.obs_dim = num_agents, obs_dim
-        self.actor = Actor(obs_dim, self.config.hidden)
+        self.actor = Actor(obs_dim, self.config.hidden,
+                           init_action_mean=self.config.init_action_mean)
         self.critic = Critic(num_agents, obs_dim, self.config)
         self.optimizer = torch.optim.Adam(
             [*self.actor.parameters(), *self.critic.parameters()], lr=self.config.lr, eps=1e-5)

@@ -46,6 +46,7 @@ class TrainerConfig:
     ent_start: float = 0.01
     ent_end: float = 0.0
     seed: int = 0
+    torch_threads: int = 1  # small networks: one thread is faster, and runs can share cores
     stability: StabilityConfig = field(default_factory=StabilityConfig)
 
     def to_dict(self) -> dict:
@@ -94,6 +95,7 @@ class Trainer:
         self.env_params = dict(env_params)
         self.env = FinancialEnv(**self.env_params)
         torch.manual_seed(self.config.seed)
+        torch.set_num_threads(self.config.torch_threads)
         self.guard = NumericalStabilityGuard(self.config.stability)
         self.agent = MAPPO(self.env.n_banks, self.env.obs_dim, mappo, self.guard)
         self.rng = np.random.default_rng(self.config.seed)
