@@ -38,6 +38,7 @@ def test_sweep_keeps_the_collapse_step():
 
 
 def test_processes_and_dask_give_identical_results():
+    pytest.importorskip("distributed", reason="the distributed extra (Dask) is not installed")
     local = run_sweep(GRID, seeds=[5, 6], steps=8, progress=False)
     two = run_sweep(GRID, seeds=[5, 6], steps=8, processes=2, progress=False)
     dask = run_sweep(GRID, seeds=[5, 6], steps=8, workers=2, progress=False)
