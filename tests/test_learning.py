@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="the learn extra (torch) is not installed on "
-                                            "this CI leg")
+torch = pytest.importorskip("torch", reason="the learn extra (torch) is not installed "
+                                            "(the Python 3.12 CI leg runs without it)")
 pytest.importorskip("pettingzoo", reason="the learn extra (pettingzoo) is not installed")
 
 from pettingzoo.test import parallel_api_test  # noqa: E402
