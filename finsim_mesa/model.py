@@ -260,6 +260,7 @@ class FinancialModel(mesa.Model):
         self.contagion_depth = 0
         self.interbank_volume = 0.0
         self.rollover_volume = 0.0
+        self.exchange_fees = 0.0
         self.fire_sale_volume = 0.0
         self.mean_reward = 0.0
         for name in ("profit", "liquidity", "default", "system_risk"):
@@ -498,10 +499,8 @@ class FinancialModel(mesa.Model):
         L, cfg = self.ledger, self.config
         active = L.active
         lend, hoard, sell, borrow = (actions[:, i] * active for i in range(4))
-        units = L.holdings * (sell * cfg.max_sell_fraction)[:, None]
-        if units.any():
-            L.sell_assets(units, L.prices * (1 - cfg.sale_discount), kind="voluntary_sales")
-            self._units_sold += units.sum(axis=0)
+        self._sell(L.holdings * (sell * cfg.max_sell_fraction)[:, None],
+                   L.prices * (1 - cfg.sale_discount), "voluntary_sales")
         h = risk.distress(L.equity, L.equity0, L.defaulted)
         lb = L.loans
         first_new = len(lb)
@@ -614,10 +613,8 @@ class FinancialModel(mesa.Model):
         if short.any():
             fire_price = L.prices * (1 - cfg.liquidation_discount)
             liquid = L.holdings @ fire_price
-            units = L.holdings * capped_share(short, liquid)[:, None]
-            if units.any():
-                L.sell_assets(units, fire_price, kind="margin_sales")
-                self._units_sold += units.sum(axis=0)
+            self._sell(L.holdings * capped_share(short, liquid)[:, None], fire_price,
+                       "margin_sales")
         frac = capped_share(L.cash, need)
         pay = call * frac[:, None]
         L.move_to_ccp("margin", pay)
@@ -647,11 +644,8 @@ class FinancialModel(mesa.Model):
         for _ in range(n + 1):
             if resolving.any():
                 L.liquidate_other_assets(np.flatnonzero(resolving), cfg.liquidation_discount)
-                units = L.holdings * resolving[:, None]
-                if units.any():
-                    L.sell_assets(units, L.prices * (1 - cfg.liquidation_discount),
-                                  kind="liquidations")
-                    self._units_sold += units.sum(axis=0)
+                self._sell(L.holdings * resolving[:, None],
+                           L.prices * (1 - cfg.liquidation_discount), "liquidations")
             lb = L.loans
             due = (lb.maturity <= self.t) | resolving[lb.borrower] | resolving[lb.lender]
             ext_due = np.where(resolving, L.deposits, np.minimum(self._withdrawals, L.deposits))
@@ -664,7 +658,7 @@ class FinancialModel(mesa.Model):
                 failed = np.zeros(n, dtype=bool)
             if resolving.any():
                 L.wind_down(np.flatnonzero(resolving))
-            new = L.mark_default(failed | (L.equity < -1e-9 * np.maximum(1.0, L.equity0)), self.t)
+            new = L.mark_default(failed | self._insolvent(), self.t)
             if new.size == 0:
                 break
             resolving = np.zeros(n, dtype=bool)
@@ -732,10 +726,7 @@ class FinancialModel(mesa.Model):
         # liquidation discount (defaulters sell everything)
         short = np.maximum(pay - L.cash - inflow, 0.0)
         share = np.where(res.defaulted[:n], 1.0, capped_share(short, liquid))
-        units = L.holdings * share[:, None]
-        if units.any():
-            L.sell_assets(units, fire_price, kind="emergency_sales")
-            self._units_sold += units.sum(axis=0)
+        self._sell(L.holdings * share[:, None], fire_price, "emergency_sales")
         cost = np.where(res.defaulted[:n], L.cash + inflow - pay, 0.0)
         cost[cost < 1e-12 * np.maximum(1.0, res.obligations[:n])] = 0.0
         capital_used, charges = np.zeros(C), np.zeros((n, C))
@@ -780,7 +771,19 @@ class FinancialModel(mesa.Model):
         sold = self._units_sold + forced.sum(axis=0)
         self.fire_sale_volume = float(sold @ prices_before)
         self._units_sold = np.zeros_like(self._units_sold)
-        L.mark_default(L.equity < -1e-9 * np.maximum(1.0, L.equity0), self.t)
+        L.mark_default(self._insolvent(), self.t)
+
+    def _sell(self, units: np.ndarray, prices: np.ndarray, kind: str) -> None:
+        """Sell ``units`` (n, k) to buyers outside the system at ``prices`` (k,) and
+        count them for this step's price impact (the price stage)."""
+        if units.any():
+            self.ledger.sell_assets(units, prices, kind=kind)
+            self._units_sold += units.sum(axis=0)
+
+    def _insolvent(self) -> np.ndarray:
+        """shape (n,), bool: equity below zero (beyond round-off)."""
+        L = self.ledger
+        return L.equity < -1e-9 * np.maximum(1.0, L.equity0)
 
     def record(self) -> None:
         """Stage 8: rewards, risk measures, end-of-episode test, DataCollector.
@@ -885,7 +888,6 @@ class FinancialModel(mesa.Model):
     def _measure_infrastructure(self) -> None:
         """Model-level infrastructure figures (read by the infrastructure reporters)."""
         L, ex, ccps = self.ledger, self.exchanges, self.ccps
-        self.exchange_fees = getattr(self, "exchange_fees", 0.0)
         self.exchange_utilisation = float(np.mean([e.utilisation for e in ex]))
         self.congested_exchanges = int(sum(e.congested for e in ex))
         self.order_backlog = float(sum(e.backlog for e in ex))
@@ -1024,8 +1026,8 @@ class FinancialModel(mesa.Model):
             "debtrank": self.debtrank, "debtrank_total": self.debtrank_total,
             "liquidity_index": self.liquidity_index, "stress_index": self.stress_index,
             "systemic_risk_index": self.systemic_risk_index,
-            "max_contagion_depth": int(self.datacollector.model_vars["contagion_depth"] and
-                                       max(self.datacollector.model_vars["contagion_depth"])),
+            "max_contagion_depth": int(max(self.datacollector.model_vars["contagion_depth"],
+                                           default=0)),
             "most_systemic": self.systemic_ranking(top),
         } | (self.infrastructure_summary() if self._infra else {})
 
