@@ -84,7 +84,17 @@ class RandomBrain(Brain):
         return self.rng.random((len(observations), 4))
 
 
-class RuleBasedBrain(Brain):
+class _RequirementAware(Brain):
+    """A brain whose rules refer to the model's capital requirement."""
+
+    def __init__(self, capital_requirement: float = 0.05) -> None:
+        self.capital_requirement = capital_requirement
+
+    def setup(self, model: Any) -> None:
+        self.capital_requirement = model.config.capital_requirement
+
+
+class RuleBasedBrain(_RequirementAware):
     """A prudent treasurer's rules of thumb.
 
     * lend surplus cash (coverage above 1) while counterparties and markets are calm;
@@ -94,12 +104,6 @@ class RuleBasedBrain(Brain):
     """
 
     name = "rule_based"
-
-    def __init__(self, capital_requirement: float = 0.05) -> None:
-        self.capital_requirement = capital_requirement
-
-    def setup(self, model: Any) -> None:
-        self.capital_requirement = model.config.capital_requirement
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         o = observations
@@ -141,17 +145,11 @@ class GreedyBrain(Brain):
         return a
 
 
-class ConservativeBrain(Brain):
+class ConservativeBrain(_RequirementAware):
     """Hoards liquidity (rolls over only half its maturing loans), lends little,
     sells early, never borrows."""
 
     name = "conservative"
-
-    def __init__(self, capital_requirement: float = 0.05) -> None:
-        self.capital_requirement = capital_requirement
-
-    def setup(self, model: Any) -> None:
-        self.capital_requirement = model.config.capital_requirement
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         a = np.zeros((len(observations), 4))
