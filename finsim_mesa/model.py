@@ -353,7 +353,9 @@ class FinancialModel(mesa.Model):
         # initial margin up to the cash it has; the rest is called in the first step
         req = self._margin_requirement()
         total = req.sum(axis=1)
-        scale = np.minimum(1.0, np.divide(L.cash, total, out=np.ones(L.n), where=total > 0))
+        short = total > L.cash  # only there is the ratio below 1 (and never overflows)
+        scale = np.ones(L.n)
+        scale[short] = np.maximum(L.cash[short], 0.0) / total[short]
         L.move_to_ccp("margin", req * scale[:, None])
         for c, ccp in enumerate(self.ccps):
             ccp.initial_fund = float(L.fund[:, c].sum())
@@ -954,6 +956,7 @@ class FinancialModel(mesa.Model):
             raise ShockError(f"a {kind} shock needs banks=[...]")
         self._apply(Shock(kind, m, idx, source="user"))
         self._refresh_state()
+        self.asset_price = self.market.price_index  # reported at once; risk measures next step
 
     def _apply(self, shock: Shock) -> None:
         L = self.ledger
@@ -974,6 +977,28 @@ class FinancialModel(mesa.Model):
     def _set_prices(self, prices: np.ndarray) -> None:
         self.ledger.revalue(prices)
         self.market.set_prices(prices)
+
+    # ============================================================ run-time changes
+    def set_brains(self, brain: Any) -> None:
+        """Hand the banks to new brains from the next step on (same forms as the
+        ``brain`` argument: name, object, list or mapping).
+
+        Raises:
+            ConfigError, CheckpointError: the brains do not fit; nothing is changed.
+        """
+        self._setup_brains(brain)
+
+    def set_scenario(self, scenario: str | Scenario) -> None:
+        """Switch to another scenario from the next step on (its schedule keeps
+        counting steps from the start of the run).
+
+        Raises:
+            ConfigError: unknown scenario name or invalid definition.
+        """
+        spec = scenario if isinstance(scenario, Scenario) else get_scenario(scenario)
+        self.scenario_spec, self.scenario_name = spec, spec.name
+        self.shock_engine = ShockEngine(spec)
+        self.market_stress = max(spec.stress_level, self.stress_index)
 
     # ============================================================ decisions
     def what_if(self, steps: int = 10, seeds: int | Sequence[int] = 10, **hypothetical: Any
