@@ -262,3 +262,15 @@ def test_initial_action_mean_and_its_checkpoint_round_trip(tmp_path):
                        {"obs_dim": 16, "mappo": agent.config.to_dict()})
     brain = PolicyBrain.load(tmp_path / "m")
     np.testing.assert_allclose(brain.act(np.zeros((2, 16), np.float32)), 0.15, atol=1e-6)
+
+
+@pytest.mark.parametrize("init", [[0.05, 0.5, 0.8, 0.02], 0.9])
+def test_initial_action_mean_per_action(init):
+    # one mean per action (lend, hoard, sell, borrow), above and below 0.5; the
+    # Beta mean is a / (a + b), computed here from the distribution's parameters
+    agent = MAPPO(3, 16, MAPPOConfig(init_action_mean=init))
+    dist = agent.actor.distribution(torch.zeros(2, 16))
+    a, b = dist.concentration1, dist.concentration0
+    assert bool((a > 1).all() and (b > 1).all())  # unimodal everywhere
+    expected = torch.as_tensor(np.broadcast_to(init, (4,)), dtype=torch.float32).expand(2, 4)
+    torch.testing.assert_close(a / (a + b), expected, atol=1e-4, rtol=0)

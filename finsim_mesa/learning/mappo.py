@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -55,7 +56,9 @@ class MAPPOConfig:
     update_epochs: int = 4
     minibatches: int = 4
     max_grad_norm: float = 0.5
-    init_action_mean: float | None = None  # start the Beta means here (None: 0.5)
+    # start the Beta means here: one value for all actions or one per action
+    # (lend, hoard, sell, borrow); None: 0.5
+    init_action_mean: float | Sequence[float] | None = None
     global_state: GlobalStateConfig = field(default_factory=GlobalStateConfig)
 
     def to_dict(self) -> dict:
@@ -116,18 +119,24 @@ class Actor(nn.Module):
     """Beta policy over 4 actions in [0, 1] from one bank's observation."""
 
     def __init__(self, obs_dim: int, hidden: int = 64, n_actions: int = 4,
-                 init_action_mean: float | None = None) -> None:
+                 init_action_mean: float | Sequence[float] | None = None) -> None:
         super().__init__()
         self.body = nn.Sequential(layer_init(nn.Linear(obs_dim, hidden)), nn.Tanh(),
                                   layer_init(nn.Linear(hidden, hidden)), nn.Tanh())
         self.head = layer_init(nn.Linear(hidden, 2 * n_actions), std=0.01)
         if init_action_mean is not None:
-            # α = 1 + softplus(0); choose β so that the Beta mean α / (α + β) is m
-            m = float(np.clip(init_action_mean, 0.02, 0.98))
-            alpha = 1.0 + np.log(2.0)
-            beta_extra = alpha * (1 - m) / m - 1.0
+            # the smaller of α, β is 1 + softplus(0); the other makes the mean
+            # α / (α + β) equal m
+            m = np.clip(np.broadcast_to(np.asarray(init_action_mean, dtype=float),
+                                        (n_actions,)), 0.02, 0.98)
+            low = 1.0 + np.log(2.0)
+            alpha = np.where(m <= 0.5, low, low * m / (1 - m))
+            beta = np.where(m <= 0.5, low * (1 - m) / m, low)
             with torch.no_grad():
-                self.head.bias[n_actions:] = float(np.log(np.expm1(max(beta_extra, 1e-3))))
+                self.head.bias[:n_actions] = torch.as_tensor(
+                    np.log(np.expm1(np.maximum(alpha - 1.0, 1e-3))), dtype=torch.float32)
+                self.head.bias[n_actions:] = torch.as_tensor(
+                    np.log(np.expm1(np.maximum(beta - 1.0, 1e-3))), dtype=torch.float32)
 
     def distribution(self, obs: torch.Tensor) -> Beta:
         """Beta(α, β) with α, β = 1 + softplus(·) > 1 (unimodal)."""
