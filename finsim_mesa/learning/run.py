@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,10 @@ from finsim_mesa.learning.trainer import Trainer, TrainerConfig
 __all__ = ["evaluate_policy", "train_policy"]
 
 
+class _Stopped(Exception):
+    """Raised from the update callback when the caller asks training to stop."""
+
+
 def _policy_reward(trainer: Trainer, scenarios: Sequence[str], seeds: Sequence[int]) -> float:
     brain = PolicyBrain(trainer.agent.actor, trainer.env.obs_dim)
     params = {k: v for k, v in trainer.env_params.items() if k != "scenario"}
@@ -39,8 +43,17 @@ def train_policy(episodes: int = 2000, seed: int = 42, scenarios: Sequence[str] 
                  out_dir: str | Path = "models", eval_every: int = 200,
                  eval_seeds: Sequence[int] = (1001, 1002, 1003), progress: bool = True,
                  resume: str | Path | None = None, trainer_config: dict | None = None,
-                 mappo_config: dict | None = None, **env_params: Any) -> dict[str, Any]:
-    """Train MAPPO; returns a summary (paths, best evaluation reward, throughput)."""
+                 mappo_config: dict | None = None,
+                 should_stop: Callable[[], bool] | None = None,
+                 on_record: Callable[[dict[str, Any], Trainer], None] | None = None,
+                 **env_params: Any) -> dict[str, Any]:
+    """Train MAPPO; returns a summary (paths, best evaluation reward, throughput).
+
+    ``should_stop`` is asked after every update; when it answers True training
+    ends early and the policy reached so far is evaluated and saved as
+    ``final`` (summary ``stopped`` = True). ``on_record`` receives each update's
+    log record and the trainer (the API's status and live weights use it).
+    """
     from tqdm import tqdm
 
     out = Path(out_dir)
@@ -82,12 +95,20 @@ def train_policy(episodes: int = 2000, seed: int = 42, scenarios: Sequence[str] 
                 save("best", record["eval_reward"])
         logger.log(record)
         monitor.check(record)
+        if on_record is not None:
+            on_record(record, trainer)
         bar.update(trainer.episode - bar.n)
         bar.set_postfix(reward=f"{record['reward']:.3f}", scenario=record["scenario"])
         last = time.perf_counter()
+        if should_stop is not None and should_stop():
+            raise _Stopped
 
     t0 = time.perf_counter()
-    trainer.train(callback=on_update)
+    stopped = False
+    try:
+        trainer.train(callback=on_update)
+    except _Stopped:
+        stopped = True
     wall = time.perf_counter() - t0
     bar.close()
     final_reward = _policy_reward(trainer, scenarios, eval_seeds)
@@ -101,7 +122,7 @@ def train_policy(episodes: int = 2000, seed: int = 42, scenarios: Sequence[str] 
     return {"final": str(final), "best": str(out / "best"), "best_eval_reward": state["best"],
             "final_eval_reward": final_reward, "episodes": trainer.episode,
             "wall_seconds": wall, "agent_steps_per_second": steps * trainer.env.n_banks / wall,
-            "alerts": len(monitor.alerts)}
+            "alerts": len(monitor.alerts), "stopped": stopped}
 
 
 def evaluate_policy(model: str | Path, episodes: int = 50, baselines: bool = True,

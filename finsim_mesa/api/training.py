@@ -1,0 +1,226 @@
+"""Training jobs and trained models behind the API.
+
+One training job at a time runs in a background thread
+(:func:`finsim_mesa.learning.run.train_policy`, so it writes the same
+``registry``, ``best``, ``final`` and ``logs`` as ``finsim train``) under
+``models_dir/jobs/<job_id>``. ``POST /train/stop`` asks it to end after the
+current update; the policy reached so far is still evaluated and saved.
+
+Without torch (the ``learn`` extra) every training and model request is
+answered 503 with the install command.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from finsim_mesa.errors import FinsimError
+
+__all__ = ["LEARN_MISSING", "LearnMissing", "TrainingManager", "learn_available"]
+
+LEARN_MISSING = ("training and trained models need the 'learn' extra (torch, pettingzoo, "
+                 "safetensors), which this server does not have: pip install "
+                 "'finsim-mesa[learn]' and restart the server")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class LearnMissing(FinsimError):
+    """The server was installed without the ``learn`` extra."""
+
+
+def learn_available() -> bool:
+    """Whether torch and the other learning dependencies can be imported."""
+    return all(importlib.util.find_spec(m) is not None
+               for m in ("torch", "pettingzoo", "safetensors"))
+
+
+def check_name(name: str, what: str) -> str:
+    if not _NAME.match(name) or ".." in name:
+        raise FinsimError(f"{what} {name!r}: use letters, digits, '_', '-' or '.' (at most 64 "
+                          "characters, not starting with '.')")
+    return name
+
+
+class TrainingManager:
+    """Runs one training job at a time and tracks the saved models.
+
+    Args:
+        models_dir: where jobs write their output and ``POST /models/save``
+            writes the registry (``models_dir/registry``).
+        available: tells whether the learn extra is installed (tests replace it).
+    """
+
+    def __init__(self, models_dir: str | Path, available: Any = learn_available) -> None:
+        self.models_dir = Path(models_dir)
+        self.available = available
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.job: dict[str, Any] | None = None
+        self._weights: dict[str, Any] | None = None  # latest policy of the current/last job
+        self._meta: dict[str, Any] | None = None
+        self._count = 0
+
+    def require(self) -> None:
+        if not self.available():
+            raise LearnMissing(LEARN_MISSING)
+
+    # ------------------------------------------------------------ training
+    def start(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Start a job (``episodes``, ``scenarios``, ``num_banks``, ``steps``,
+        ``seed``, ``eval_every``). Raises RuntimeError if one is running."""
+        self.require()
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                raise RuntimeError(f"training job {self.job['job_id']} is still running; "
+                                   "POST /train/stop first or wait for it to finish")
+            self._count += 1
+            job_id = f"job-{self._count}-{time.strftime('%Y%m%d-%H%M%S')}"
+            self._stop.clear()
+            self.job = {"job_id": job_id, "state": "running", "request": request,
+                        "episode": 0, "episodes": request["episodes"], "updates": 0,
+                        "reward": None, "eval_reward": None, "default_rate": None,
+                        "scenario": request["scenarios"][0], "started": time.time(),
+                        "finished": None, "error": None, "summary": None,
+                        "out_dir": str(self.models_dir / "jobs" / job_id), "history": []}
+            self._thread = threading.Thread(target=self._run, args=(self.job,),
+                                            name=f"finsim-{job_id}", daemon=True)
+            self._thread.start()
+            return self.status()
+
+    def _run(self, job: dict[str, Any]) -> None:
+        from finsim_mesa.learning.run import train_policy
+
+        req = job["request"]
+
+        def on_record(record: dict[str, Any], trainer: Any) -> None:
+            weights = {k: v.detach().clone() for k, v in trainer.agent.state_dict().items()}
+            meta = {"obs_dim": trainer.env.obs_dim, "mappo": trainer.agent.config.to_dict(),
+                    "trainer": trainer.config.to_dict(), "env": trainer.env_params,
+                    "episode": trainer.episode, "job_id": job["job_id"]}
+            with self._lock:
+                self._weights, self._meta = weights, meta
+                job.update(episode=trainer.episode, updates=job["updates"] + 1,
+                           reward=record.get("reward"), scenario=record.get("scenario"),
+                           default_rate=record.get("default_rate"))
+                if record.get("eval_reward") is not None:
+                    job["eval_reward"] = record["eval_reward"]
+                job["history"] = (job["history"] + [
+                    {k: record.get(k) for k in ("episode", "reward", "default_rate",
+                                                "eval_reward", "entropy")}])[-200:]
+
+        try:
+            summary = train_policy(
+                episodes=req["episodes"], seed=req["seed"], scenarios=req["scenarios"],
+                out_dir=job["out_dir"], eval_every=req["eval_every"],
+                eval_seeds=tuple(range(1001, 1001 + req["eval_seeds"])), progress=False,
+                should_stop=self._stop.is_set, on_record=on_record,
+                n_banks=req["num_banks"], steps=req["steps"])
+            with self._lock:
+                job.update(state="stopped" if summary["stopped"] else "finished",
+                           summary=summary, finished=time.time())
+        except Exception as err:  # reported through /train/status, never lost
+            with self._lock:
+                job.update(state="failed", error=f"{type(err).__name__}: {err}",
+                           traceback=traceback.format_exc(limit=5), finished=time.time())
+
+    def stop(self) -> dict[str, Any]:
+        self.require()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                raise RuntimeError("no training job is running (GET /train/status)")
+            self._stop.set()
+            self.job["state"] = "stopping"
+        return self.status()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the current job's thread; True if it has ended."""
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+        return t is None or not t.is_alive()
+
+    def status(self) -> dict[str, Any]:
+        self.require()
+        with self._lock:
+            if self.job is None:
+                return {"state": "idle", "job_id": None}
+            out = {k: v for k, v in self.job.items() if k != "traceback"}
+            out["history"] = list(out["history"])
+            out["elapsed_seconds"] = round((self.job["finished"] or time.time())
+                                           - self.job["started"], 3)
+            return out
+
+    # ------------------------------------------------------------ models
+    def save(self, name: str, metric: float | None) -> dict[str, Any]:
+        """Save the current job's latest policy as a new version of ``name``."""
+        self.require()
+        check_name(name, "model name")
+        with self._lock:
+            weights, meta = self._weights, self._meta
+        if weights is None:
+            raise RuntimeError("there is no trained policy to save yet: POST /train/start and "
+                               "wait for at least one update (GET /train/status)")
+        from finsim_mesa.learning.checkpoint import ModelCheckpointer
+
+        reg = ModelCheckpointer(self.models_dir / "registry")
+        version = reg.save_checkpoint(name, weights, dict(meta), metric)
+        return {"model": name, "version": version,
+                "path": str(self.models_dir / "registry" / name / version)}
+
+    def list(self) -> list[dict[str, Any]]:
+        """Registry versions and plain model folders (``best``, ``final``, jobs)."""
+        self.require()
+        from finsim_mesa.learning.checkpoint import ModelCheckpointer
+
+        out: list[dict[str, Any]] = []
+        reg = ModelCheckpointer(self.models_dir / "registry")
+        if reg.root.exists():
+            for m in reg.list_checkpoints():
+                out.append({"name": f"{m['model_id']}/{m['version']}", "kind": "registry",
+                            "model_id": m["model_id"], "version": m["version"],
+                            "metric": m.get("metric"), "created": m.get("created"),
+                            "episode": m.get("episode")})
+        if self.models_dir.exists():
+            for meta in sorted(self.models_dir.glob("**/meta.json")):
+                folder = meta.parent
+                rel = folder.relative_to(self.models_dir).as_posix()
+                if rel.startswith("registry/") or "/registry/" in rel:
+                    continue
+                try:
+                    m = json.loads(meta.read_text())
+                except (OSError, json.JSONDecodeError):
+                    m = {}  # listed anyway; loading it gives the precise error
+                out.append({"name": rel, "kind": "folder", "model_id": m.get("model_id"),
+                            "version": m.get("version"), "metric": m.get("metric"),
+                            "created": m.get("created"), "episode": m.get("episode")})
+        return out
+
+    def resolve(self, name: str, version: str) -> Any:
+        """Load a policy brain by registry name (``id`` or ``id/vK``) or folder
+        name under ``models_dir`` (``final``, ``jobs/<job>/best``)."""
+        self.require()
+        from finsim_mesa.learning.policy_brain import PolicyBrain
+
+        parts = name.split("/")
+        if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise FinsimError(f"model {name!r}: give a name from GET /models (a registry id "
+                              "such as 'api' or 'api/v2', or a folder such as 'final')")
+        for p in parts:
+            check_name(p, "model name part")
+        reg = self.models_dir / "registry"
+        if (reg / parts[0] / "index.json").exists() and len(parts) <= 2:
+            return PolicyBrain.load(reg / parts[0], version=parts[1] if len(parts) == 2
+                                    else version)
+        folder = self.models_dir / name
+        if (folder / "meta.json").exists():
+            return PolicyBrain.load(folder)
+        raise FileNotFoundError(f"model {name!r} not found under {self.models_dir}; "
+                                "GET /models lists what can be loaded")
