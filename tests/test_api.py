@@ -368,6 +368,9 @@ def test_train_start_status_stop_save_and_load(tmp_path):
         c.post("/simulation/step")
         brains = [c.get(f"/metrics/bank/{i}").json()["brain"] for i in range(5)]
         assert brains == ["policy", "policy", "rule_based", "rule_based", "rule_based"]
+        c.post("/simulation/reset")  # a reset keeps the brains the simulation was given
+        assert c.get("/simulation").json()["policy"] == "demo"
+        assert c.get("/metrics/bank/1").json()["brain"] == "policy"
         for body in ({"model": "../../etc"}, {"model": "nothere"},
                      {"model": "demo", "version": "v9"}, {"model": "demo", "banks": [7]}):
             r = c.post("/models/load", json=body)

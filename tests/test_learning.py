@@ -274,3 +274,23 @@ def test_initial_action_mean_per_action(init):
     assert bool((a > 1).all() and (b > 1).all())  # unimodal everywhere
     expected = torch.as_tensor(np.broadcast_to(init, (4,)), dtype=torch.float32).expand(2, 4)
     torch.testing.assert_close(a / (a + b), expected, atol=1e-4, rtol=0)
+
+
+def test_team_reward_shares_the_reward_and_logs_the_environment_reward():
+    params = {"n_banks": 8, "steps": 6, "scenario": "systemic"}
+    eps = {}
+    for team in (0.0, 1.0, 0.5):
+        tr = Trainer(params, TrainerConfig(episodes=1, curriculum=["systemic"], seed=3,
+                                           team_reward=team))
+        eps[team] = tr.collect_episode()
+        eps[team]["logged"] = tr.last_episode_reward
+    own = eps[0.0]["rewards"]
+    # the same seed and initial policy: the same episode, only the learner's reward differs
+    np.testing.assert_array_equal(eps[1.0]["actions"], eps[0.0]["actions"])
+    team = own.sum(axis=1, keepdims=True) / own.shape[1]  # defaulted banks count 0
+    np.testing.assert_allclose(eps[1.0]["rewards"], np.broadcast_to(team, own.shape),
+                               rtol=1e-6)
+    np.testing.assert_allclose(eps[0.5]["rewards"], 0.5 * own + 0.5 * team, rtol=1e-6)
+    # what is logged is the environment's episode reward (what evaluation scores)
+    ref = float((own * eps[0.0]["alive"]).sum()) / own.shape[1]
+    assert eps[1.0]["logged"] == pytest.approx(ref) == eps[0.0]["logged"]

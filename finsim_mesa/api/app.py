@@ -483,7 +483,7 @@ def create_app(models_dir: str = "models", limits: ApiLimits | None = None,
                 current = {i: b for i, b in enumerate(m.brains)}
                 spec = [ids.get(i, current[i]) for i in range(m.n_banks)]
             m.set_brains(spec)
-            session.policy = req.model
+            session.brain_spec, session.policy = spec, req.model
         return SimulationInfo(**session.info())
 
     # ------------------------------------------------------------ stream

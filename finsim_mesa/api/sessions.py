@@ -97,22 +97,25 @@ class Session:
         self.log: deque[dict[str, Any]] = deque(maxlen=history)
         self.steps_total = 0  # steps taken since init, across resets (streams use it)
         self.policy: str | None = None
+        self.brain_spec: Any = None  # brains set after init (a loaded policy); kept on reset
         self.model = self._build(seed)
         self.latest = metrics_of(self.model)
 
     def _build(self, seed: int) -> FinancialModel:
-        return FinancialModel(rng=seed, **self.params)
+        model = FinancialModel(rng=seed, **self.params)
+        if self.brain_spec is not None:
+            model.set_brains(self.brain_spec)
+        return model
 
     def touch(self) -> None:
         self.last_used = time.time()
 
     def reset(self, seed: int | None = None) -> None:
-        """A fresh model with the same parameters (and seed unless given)."""
+        """A fresh model with the same parameters and brains (and seed unless given)."""
         model = self._build(self.seed if seed is None else seed)
         with self.state_lock:
             self.model = model
             self.seed = self.seed if seed is None else seed
-            self.policy = None
             self.latest = metrics_of(model)
 
     def step(self, count: int, should_stop: Callable[[], bool] | None = None) -> int:

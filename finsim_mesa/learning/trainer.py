@@ -43,6 +43,10 @@ class TrainerConfig:
     max_episodes_per_stage: int | None = None  # default: episodes / len(curriculum)
     freeze_fraction: float = 0.0
     freeze_interval: int = 20
+    # share of each bank's training reward that is the team reward (mean over all
+    # banks, defaulted = 0: what evaluation scores); 0 = own reward only. The
+    # environment's rewards are not changed; only what the learner maximises.
+    team_reward: float = 0.0
     ent_start: float = 0.01
     ent_end: float = 0.0
     seed: int = 0
@@ -147,6 +151,7 @@ class Trainer:
         obs_l, act_l, logp_l, rew_l, alive_l, done_l = [], [], [], [], [], []
         obs = self.guard.clip_observations(self.env.observation_matrix())
         alive = ~self.env.model.ledger.defaulted
+        raw_total = 0.0  # episode reward as evaluation scores it (environment rewards)
         while True:
             actions, logp = self.agent.act(obs)
             if self.frozen_actor is not None and self.frozen_mask.any():
@@ -154,9 +159,13 @@ class Trainer:
                     d = self.frozen_actor.distribution(torch.as_tensor(obs[self.frozen_mask]))
                     actions[self.frozen_mask] = d.sample().clamp(1e-6, 1 - 1e-6).numpy()
             nxt, rewards, defaulted, ended = self.env.step_array(actions)
+            raw_total += float((rewards * alive).sum()) / rewards.size
             obs_l.append(obs)
             act_l.append(actions)
             logp_l.append(logp)
+            if self.config.team_reward:
+                w = self.config.team_reward
+                rewards = (1.0 - w) * rewards + w * rewards.sum() / rewards.size
             rew_l.append(self.guard.clip_rewards(rewards))
             alive_l.append(alive)
             done_l.append((defaulted & alive) | ended)
@@ -168,6 +177,7 @@ class Trainer:
               "rewards": np.stack(rew_l), "alive": np.stack(alive_l),
               "dones": np.stack(done_l).astype(np.float32)}
         ep["train_mask"] = ep["alive"] & ~self.frozen_mask[None, :]
+        self.last_episode_reward = raw_total
         return ep
 
     def train(self, callback: Callable[[dict[str, Any]], None] | None = None
@@ -186,7 +196,7 @@ class Trainer:
                                np.zeros(self.env.n_banks), mcfg.gamma, mcfg.gae_lambda)
                 ep["advantages"], ep["returns"] = adv, ret
                 episodes.append(ep)
-                reward = float((ep["rewards"] * ep["alive"]).sum() / self.env.n_banks)
+                reward = self.last_episode_reward
                 defaults = float(self.env.model.default_rate)
                 self.history.append({"episode": self.episode, "scenario": self.scenario,
                                      "reward": reward, "default_rate": defaults,
