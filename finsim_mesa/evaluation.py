@@ -67,6 +67,25 @@ class EvaluationResult:
         return bool((me.ci95_low > others.ci95_high).all())
 
 
+    def paired(self, brain: str, scenario: str, metric: str = "episode_reward"
+               ) -> pd.DataFrame:
+        """``brain`` minus each other brain, seed by seed (every brain ran the same
+        seeds, so the differences are paired): mean, std, 95% t-interval, n and
+        the share of seeds where ``brain`` did better, one row per other brain."""
+        r = self.runs[self.runs.scenario == scenario]
+        wide = r.pivot(index="seed", columns="brain", values=metric)
+        if brain not in wide:
+            raise ConfigError(f"brain {brain!r} is not in this evaluation")
+        rows = []
+        for other in wide.columns.drop(brain):
+            d = (wide[brain] - wide[other]).to_numpy(dtype=float)
+            mean, std, low, high = ci95(d)
+            rows.append({"brain": brain, "versus": other, "mean_difference": mean,
+                         "std": std, "ci95_low": low, "ci95_high": high, "n": d.size,
+                         "share_better": float(np.mean(d > 0))})
+        return pd.DataFrame(rows)
+
+
 def _table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (brain, scenario), g in runs.groupby(["brain", "scenario"], sort=False):

@@ -45,3 +45,19 @@ def test_quick_evaluation_and_errors():
     assert set(res.runs.scenario) == {"normal", "liquidity_crisis", "asset_crash", "systemic"}
     with pytest.raises(ConfigError, match="at least 2 seeds"):
         run_evaluation(["passive"], ["normal"], seeds=[1])
+
+
+def test_paired_differences_by_seed():
+    res = run_evaluation(["passive", "greedy", "conservative"], ["asset_crash"], seeds=5,
+                         n_banks=10, steps=12)
+    pair = res.paired("passive", "asset_crash").set_index("versus")
+    assert set(pair.index) == {"greedy", "conservative"}
+    r = res.runs.set_index(["brain", "seed"]).episode_reward
+    d = np.array([r["passive", s] - r["greedy", s] for s in range(5)])
+    # against the textbook paired t-interval (scipy), computed independently
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+    assert pair.loc["greedy", "mean_difference"] == pytest.approx(d.mean())
+    assert pair.loc["greedy", "ci95_high"] == pytest.approx(d.mean() + half)
+    assert pair.loc["greedy", "share_better"] == pytest.approx(np.mean(d > 0))
+    with pytest.raises(ConfigError, match="not in this evaluation"):
+        res.paired("oracle", "asset_crash")
