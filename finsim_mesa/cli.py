@@ -382,6 +382,19 @@ def _learning():
     return run
 
 
+def _init_action(text: str) -> float | list[float] | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) not in (1, 4) or not all(0.0 < v < 1.0 for v in vals):
+        raise FinsimError(f"--init-action {text!r}: give one number or four "
+                          "(lend,hoard,sell,borrow), each strictly between 0 and 1, or 'none'")
+    return vals[0] if len(vals) == 1 else vals
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     run = _learning()
     scenarios = args.curriculum.split(",") if args.curriculum else [args.scenario]
@@ -391,10 +404,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         get_scenario(sc)
     if args.episodes < 1:
         raise FinsimError(f"--episodes {args.episodes}: must be >= 1")
-    summary = run.train_policy(episodes=args.episodes, seed=args.seed, scenarios=scenarios,
-                               out_dir=args.out, eval_every=args.eval_every,
-                               progress=not args.quiet, resume=args.resume,
-                               n_banks=args.banks, steps=args.steps)
+    checks = {"--team-reward": 0.0 <= args.team_reward <= 1.0, "--gamma": 0 < args.gamma <= 1,
+              "--lr": args.lr > 0, "--hidden": args.hidden >= 1,
+              "--ent-start": args.ent_start >= 0, "--ent-end": args.ent_end >= 0,
+              "--episodes-per-update": args.episodes_per_update >= 1,
+              "--eval-every": args.eval_every >= 1, "--eval-seeds": args.eval_seeds >= 1}
+    bad = [k for k, ok in checks.items() if not ok]
+    if bad:
+        raise FinsimError(f"{', '.join(bad)} out of range: team reward in [0, 1], gamma in "
+                          "(0, 1], learning rate > 0, entropy >= 0, counts >= 1")
+    summary = run.train_policy(
+        episodes=args.episodes, seed=args.seed, scenarios=scenarios, out_dir=args.out,
+        eval_every=args.eval_every, eval_seeds=tuple(range(1001, 1001 + args.eval_seeds)),
+        progress=not args.quiet, resume=args.resume, n_banks=args.banks, steps=args.steps,
+        trainer_config={"team_reward": args.team_reward, "ent_start": args.ent_start,
+                        "ent_end": args.ent_end,
+                        "episodes_per_update": args.episodes_per_update},
+        mappo_config={"init_action_mean": _init_action(args.init_action),
+                      "gamma": args.gamma, "lr": args.lr, "hidden": args.hidden})
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -417,6 +444,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         verdict = "beats" if res.beats("policy", sc) else "does not beat"
         print(f"\npolicy {verdict} every baseline on episode reward in '{sc}' "
               "(non-overlapping 95% intervals)")
+        pair = res.paired("policy", sc).sort_values("mean_difference")
+        if len(pair):
+            w = pair.iloc[0]
+            print(f"paired by seed, policy - {w.versus} (closest baseline): "
+                  f"{w.mean_difference:+.4g} [95% CI {w.ci95_low:.4g}, {w.ci95_high:.4g}], "
+                  f"policy better in {w.share_better:.0%} of {int(w.n)} seeds")
+        t = res.table[(res.table.scenario == sc) & (res.table.metric == "default_rate")]
+        if len(t) > 1:
+            mine = float(t[t.brain == "policy"]["mean"].iloc[0])
+            best = t[t.brain != "policy"].sort_values("mean").iloc[0]
+            word = "no higher than" if mine <= best["mean"] else "higher than"
+            print(f"policy default rate {mine:.4g} is {word} the lowest baseline's "
+                  f"({best.brain}: {best['mean']:.4g})")
     if args.out:
         print(f"\nruns.csv, table.csv and evaluation.png written to {args.out}")
     return 0
@@ -509,11 +549,26 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train MAPPO banks (needs the learn extra)")
     tr.add_argument("--episodes", type=int, default=2000)
     tr.add_argument("--seed", type=int, default=42)
-    tr.add_argument("--scenario", default="normal", help="training scenario")
+    tr.add_argument("--scenario", default="systemic", help="training scenario (default "
+                    "systemic)")
     tr.add_argument("--curriculum", help="scenarios in order, e.g. normal,asset_crash")
     tr.add_argument("--banks", type=int, default=30)
     tr.add_argument("--steps", type=int, default=50, help="episode length")
     tr.add_argument("--eval-every", type=int, default=200)
+    tr.add_argument("--eval-seeds", type=int, default=10,
+                    help="episodes per periodic evaluation (picks 'best')")
+    # defaults below: the settings that trained the reported policy (README)
+    tr.add_argument("--team-reward", type=float, default=0.5,
+                    help="share of the training reward that is the mean over all banks")
+    tr.add_argument("--init-action", default="0.05,0.5,0.5,0.05",
+                    help="starting mean action: one number or lend,hoard,sell,borrow; "
+                         "'none' = 0.5 each")
+    tr.add_argument("--gamma", type=float, default=0.95, help="discount factor")
+    tr.add_argument("--lr", type=float, default=3e-4, help="learning rate")
+    tr.add_argument("--hidden", type=int, default=64, help="hidden units per layer")
+    tr.add_argument("--ent-start", type=float, default=0.0, help="entropy coefficient at start")
+    tr.add_argument("--ent-end", type=float, default=0.0, help="entropy coefficient at end")
+    tr.add_argument("--episodes-per-update", type=int, default=8)
     tr.add_argument("--resume", help="checkpoint folder to continue from")
     tr.add_argument("--out", default="models", help="where checkpoints and logs go")
     tr.add_argument("-q", "--quiet", action="store_true")

@@ -239,7 +239,12 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
         assert (out / name / "weights.safetensors").exists()
     assert (out / "logs" / "training.csv").exists()
     brain = PolicyBrain.load(out / "final")
-    assert brain.meta["trainer"]["curriculum"] == ["normal"]
+    # the defaults are the settings that trained the reported policy (README)
+    assert brain.meta["trainer"]["curriculum"] == ["systemic"]
+    assert brain.meta["trainer"]["team_reward"] == 0.5
+    assert brain.meta["trainer"]["episodes_per_update"] == 8
+    assert brain.meta["mappo"]["gamma"] == 0.95
+    assert brain.meta["mappo"]["init_action_mean"] == [0.05, 0.5, 0.5, 0.05]
     assert main(["train", "--episodes", "4", "--banks", "6", "--steps", "6", "--out",
                  str(out), "--resume", str(out / "final"), "-q"]) == 0
     capsys.readouterr()
@@ -247,10 +252,33 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
                  "-q", "--out", str(tmp_path / "ev")]) == 0
     text = capsys.readouterr().out
     assert "policy" in text and "passive" in text and "non-overlapping" in text
+    assert "policy default rate" in text and "paired by seed" in text
     assert (tmp_path / "ev" / "table.csv").exists()
     assert main(["evaluate", "--models", str(tmp_path / "nowhere"), "-q"]) == 2
     assert main(["train", "--episodes", "0", "-q"]) == 2
     assert main(["train", "--scenario", "moon", "-q"]) == 2
+    for flags in (["--team-reward", "1.5"], ["--gamma", "0"], ["--init-action", "0.5,2"],
+                  ["--init-action", "a,b,c,d"], ["--episodes-per-update", "0"],
+                  ["--ent-start", "-1"]):
+        assert main(["train", "--episodes", "2", "-q", *flags]) == 2, flags
+        assert flags[0] in capsys.readouterr().err
+
+
+def test_train_command_settings_reach_the_trainer(tmp_path, capsys):
+    from finsim_mesa.cli import main
+
+    out = tmp_path / "m"
+    assert main(["train", "--episodes", "2", "--episodes-per-update", "2", "--banks", "5",
+                 "--steps", "4", "--scenario", "normal", "--team-reward", "0.2",
+                 "--init-action", "0.3", "--gamma", "0.9", "--lr", "0.001", "--hidden", "16",
+                 "--ent-start", "0.02", "--eval-seeds", "2", "--out", str(out), "-q"]) == 0
+    meta = PolicyBrain.load(out / "final").meta
+    assert meta["trainer"]["team_reward"] == 0.2 and meta["trainer"]["ent_start"] == 0.02
+    assert meta["trainer"]["curriculum"] == ["normal"]
+    assert meta["mappo"]["init_action_mean"] == 0.3 and meta["mappo"]["hidden"] == 16
+    assert meta["mappo"]["gamma"] == 0.9 and meta["mappo"]["lr"] == 0.001
+    brain = PolicyBrain.load(out / "final")
+    np.testing.assert_allclose(brain.act(np.zeros((1, 16), np.float32)), 0.3, atol=0.05)
 
 
 def test_initial_action_mean_and_its_checkpoint_round_trip(tmp_path):
