@@ -421,7 +421,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                         "ent_end": args.ent_end,
                         "episodes_per_update": args.episodes_per_update},
         mappo_config={"init_action_mean": _init_action(args.init_action),
-                      "gamma": args.gamma, "lr": args.lr, "hidden": args.hidden})
+                      "gamma": args.gamma, "lr": args.lr, "hidden": args.hidden,
+                      "normalize_obs": args.normalize_obs})
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -569,6 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--ent-start", type=float, default=0.0, help="entropy coefficient at start")
     tr.add_argument("--ent-end", type=float, default=0.0, help="entropy coefficient at end")
     tr.add_argument("--episodes-per-update", type=int, default=8)
+    tr.add_argument("--normalize-obs", action="store_true",
+                    help="standardise observations by running mean/std")
     tr.add_argument("--resume", help="checkpoint folder to continue from")
     tr.add_argument("--out", default="models", help="where checkpoints and logs go")
     tr.add_argument("-q", "--quiet", action="store_true")

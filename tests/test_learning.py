@@ -271,12 +271,14 @@ def test_train_command_settings_reach_the_trainer(tmp_path, capsys):
     assert main(["train", "--episodes", "2", "--episodes-per-update", "2", "--banks", "5",
                  "--steps", "4", "--scenario", "normal", "--team-reward", "0.2",
                  "--init-action", "0.3", "--gamma", "0.9", "--lr", "0.001", "--hidden", "16",
-                 "--ent-start", "0.02", "--eval-seeds", "2", "--out", str(out), "-q"]) == 0
+                 "--ent-start", "0.02", "--eval-seeds", "2", "--normalize-obs", "--out",
+                 str(out), "-q"]) == 0
     meta = PolicyBrain.load(out / "final").meta
     assert meta["trainer"]["team_reward"] == 0.2 and meta["trainer"]["ent_start"] == 0.02
     assert meta["trainer"]["curriculum"] == ["normal"]
     assert meta["mappo"]["init_action_mean"] == 0.3 and meta["mappo"]["hidden"] == 16
     assert meta["mappo"]["gamma"] == 0.9 and meta["mappo"]["lr"] == 0.001
+    assert meta["mappo"]["normalize_obs"] is True
     brain = PolicyBrain.load(out / "final")
     np.testing.assert_allclose(brain.act(np.zeros((1, 16), np.float32)), 0.3, atol=0.05)
 
@@ -322,3 +324,39 @@ def test_team_reward_shares_the_reward_and_logs_the_environment_reward():
     # what is logged is the environment's episode reward (what evaluation scores)
     ref = float((own * eps[0.0]["alive"]).sum()) / own.shape[1]
     assert eps[1.0]["logged"] == pytest.approx(ref) == eps[0.0]["logged"]
+
+
+def test_observation_normalisation_statistics_and_checkpoint(tmp_path):
+    from finsim_mesa.learning.mappo import Actor
+
+    rng = np.random.default_rng(0)
+    x = rng.normal([1.0, -2.0, 0.5], [0.1, 3.0, 0.01], size=(500, 3))
+    a = Actor(3, 8, normalize_obs=True)
+    for chunk in np.array_split(x, 7):  # batch by batch = all at once (numpy's reference)
+        a.update_obs_stats(chunk)
+    np.testing.assert_allclose(a.obs_mean.numpy(), x.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(a.obs_var.numpy(), x.var(0), rtol=1e-4)
+    z = a.normalize(torch.as_tensor(x, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(z.std(0), 1.0, atol=1e-3)
+    assert Actor(3, 8).normalize(torch.ones(2, 3)).eq(1).all()  # off: unchanged
+
+    # the trainer folds each trained batch in; the statistics travel in the checkpoint
+    def make() -> Trainer:
+        return Trainer({"n_banks": 5, "steps": 4},
+                       TrainerConfig(episodes=2, episodes_per_update=2,
+                                     curriculum=["normal"], seed=1),
+                       MAPPOConfig(normalize_obs=True))
+
+    twin = make()  # the same seed and policy collect the same two episodes
+    alive = sum(int(twin.collect_episode()["alive"].sum()) for _ in range(2))
+    tr = make()
+    tr.train()
+    assert 0 < alive == float(tr.agent.actor.obs_count)  # every alive bank-step
+    ck = ModelCheckpointer(tmp_path)
+    ck.save_checkpoint("n", tr.agent.state_dict(),
+                       {"obs_dim": 16, "mappo": tr.agent.config.to_dict()})
+    brain = PolicyBrain.load(tmp_path / "n")
+    obs = tr.env.observation_matrix().astype(np.float32)
+    mine, _ = tr.agent.act(obs, deterministic=True)
+    np.testing.assert_allclose(brain.act(obs), mine, atol=1e-6)

@@ -59,6 +59,9 @@ class MAPPOConfig:
     # start the Beta means here: one value for all actions or one per action
     # (lend, hoard, sell, borrow); None: 0.5
     init_action_mean: float | Sequence[float] | None = None
+    # standardise each observation column by running mean/std (stored with the
+    # actor's weights) before the actor and the critic see it
+    normalize_obs: bool = False
     global_state: GlobalStateConfig = field(default_factory=GlobalStateConfig)
 
     def to_dict(self) -> dict:
@@ -119,8 +122,14 @@ class Actor(nn.Module):
     """Beta policy over 4 actions in [0, 1] from one bank's observation."""
 
     def __init__(self, obs_dim: int, hidden: int = 64, n_actions: int = 4,
-                 init_action_mean: float | Sequence[float] | None = None) -> None:
+                 init_action_mean: float | Sequence[float] | None = None,
+                 normalize_obs: bool = False) -> None:
         super().__init__()
+        self.normalize_obs = normalize_obs
+        if normalize_obs:  # buffers: saved and loaded with the weights
+            self.register_buffer("obs_mean", torch.zeros(obs_dim))
+            self.register_buffer("obs_var", torch.ones(obs_dim))
+            self.register_buffer("obs_count", torch.zeros((), dtype=torch.float64))
         self.body = nn.Sequential(layer_init(nn.Linear(obs_dim, hidden)), nn.Tanh(),
                                   layer_init(nn.Linear(hidden, hidden)), nn.Tanh())
         self.head = layer_init(nn.Linear(hidden, 2 * n_actions), std=0.01)
@@ -138,9 +147,33 @@ class Actor(nn.Module):
                 self.head.bias[n_actions:] = torch.as_tensor(
                     np.log(np.expm1(np.maximum(beta - 1.0, 1e-3))), dtype=torch.float32)
 
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observations standardised by the running statistics, clipped to ±5
+        (unchanged without ``normalize_obs``); shape kept."""
+        if not self.normalize_obs:
+            return obs
+        return ((obs - self.obs_mean) / torch.sqrt(self.obs_var + 1e-8)).clamp(-5.0, 5.0)
+
+    @torch.no_grad()
+    def update_obs_stats(self, obs: np.ndarray) -> None:
+        """Fold a batch of observation rows, shape (k, obs_dim), into the running
+        mean and variance (parallel-variance formula)."""
+        if not self.normalize_obs or len(obs) == 0:
+            return
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float64))
+        k, m, v = x.shape[0], x.mean(0), x.var(0, unbiased=False)
+        n = float(self.obs_count)
+        total = n + k
+        delta = m - self.obs_mean.double()
+        new_mean = self.obs_mean.double() + delta * k / total
+        new_var = (self.obs_var.double() * n + v * k + delta**2 * n * k / total) / total
+        self.obs_mean.copy_(new_mean.float())
+        self.obs_var.copy_(new_var.float())
+        self.obs_count.fill_(total)
+
     def distribution(self, obs: torch.Tensor) -> Beta:
         """Beta(α, β) with α, β = 1 + softplus(·) > 1 (unimodal)."""
-        a, b = self.head(self.body(obs)).chunk(2, dim=-1)
+        a, b = self.head(self.body(self.normalize(obs))).chunk(2, dim=-1)
         return Beta(1.0 + nn.functional.softplus(a), 1.0 + nn.functional.softplus(b))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -233,7 +266,8 @@ class MAPPO:
         self.config = config or MAPPOConfig()
         self.num_agents, self.obs_dim = num_agents, obs_dim
         self.actor = Actor(obs_dim, self.config.hidden,
-                           init_action_mean=self.config.init_action_mean)
+                           init_action_mean=self.config.init_action_mean,
+                           normalize_obs=self.config.normalize_obs)
         self.critic = Critic(num_agents, obs_dim, self.config)
         self.optimizer = torch.optim.Adam(
             [*self.actor.parameters(), *self.critic.parameters()], lr=self.config.lr, eps=1e-5)
@@ -253,7 +287,7 @@ class MAPPO:
     @torch.no_grad()
     def values(self, obs: np.ndarray, alive: np.ndarray) -> np.ndarray:
         """Denormalised values, obs (T, n, obs_dim) -> (T, n)."""
-        v = self.critic(torch.as_tensor(obs, dtype=torch.float32),
+        v = self.critic(self.actor.normalize(torch.as_tensor(obs, dtype=torch.float32)),
                         torch.as_tensor(alive, dtype=torch.bool))
         return v.numpy() * self.value_norm.std + self.value_norm.mean
 
@@ -295,7 +329,7 @@ class MAPPO:
                 pg = torch.max(-adv[mb] * ratio,
                                -adv[mb] * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef))
                 pg_loss = (pg * w).sum() / w.sum()
-                v = self.critic(obs[mb], alive[mb])
+                v = self.critic(self.actor.normalize(obs[mb]), alive[mb])
                 v_loss = 0.5 * (((v - ret[mb]) ** 2) * w).sum() / w.sum()
                 entropy = (dist.entropy().sum(-1) * w).sum() / w.sum()
                 loss = pg_loss + cfg.vf_coef * v_loss - ent * entropy

@@ -67,7 +67,8 @@ class PolicyBrain(Brain):
         else:
             weights, meta = load_folder(path)
         obs_dim, hidden = int(meta["obs_dim"]), int(meta["mappo"]["hidden"])
-        actor = Actor(obs_dim, hidden)
+        actor = Actor(obs_dim, hidden,
+                      normalize_obs=bool(meta["mappo"].get("normalize_obs", False)))
         try:
             actor.load_state_dict({k[6:]: v for k, v in weights.items()
                                    if k.startswith("actor.")})

@@ -205,6 +205,9 @@ class Trainer:
                 self._maybe_promote()
             batch = {k: np.concatenate([e[k] for e in episodes]) for k in episodes[0]}
             stats = self.agent.update(batch, ent_coef=self.entropy_coef())
+            # after the update, so a batch is collected and trained on with the same
+            # statistics (PPO's probability ratios stay exact)
+            self.agent.actor.update_obs_stats(batch["obs"][batch["alive"]])
             record = {"episode": self.episode, "scenario": self.scenario,
                       "reward": float(np.mean([h["reward"] for h in self.history[-len(
                           episodes):]])),
