@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import math
 import os
 from typing import Annotated, Any
 
@@ -23,6 +22,7 @@ from fastapi.responses import JSONResponse
 
 import finsim_mesa
 from finsim_mesa.agents.brains import BRAINS
+from finsim_mesa.api.payloads import bank_ids, clean, records, topology_payload
 from finsim_mesa.api.schemas import (
     BankResponse,
     Health,
@@ -47,7 +47,14 @@ from finsim_mesa.api.schemas import (
     WhatIfRequest,
     WhatIfResponse,
 )
-from finsim_mesa.api.sessions import ApiLimits, Conflict, NotFound, Session, SessionStore
+from finsim_mesa.api.sessions import (
+    ApiLimits,
+    Conflict,
+    NotFound,
+    Session,
+    SessionStore,
+    metrics_of,
+)
 from finsim_mesa.api.training import LearnMissing, TrainingManager, learn_available
 from finsim_mesa.config import ModelConfig
 from finsim_mesa.errors import FinsimError
@@ -62,37 +69,6 @@ Steps = Annotated[int, Query(ge=1, le=1000, description="lookahead horizon in st
 Seeds = Annotated[int, Query(ge=1, le=1000, description="Monte-Carlo seeds")]
 _TOPLEVEL = {"num_banks", "scenario", "seed", "steps", "brain", "topology", "n_exchanges",
              "n_ccps", "config"}
-
-
-def _clean(v: Any) -> Any:
-    """JSON-safe: numpy scalars to Python, NaN/inf to None, recursively."""
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
-def _records(df: Any) -> list[dict[str, Any]]:
-    return [_clean(r) for r in df.to_dict(orient="records")]
-
-
-def _bank_ids(raw: dict[str, Any] | None, n: int, what: str) -> dict[int, Any]:
-    out: dict[int, Any] = {}
-    for k, v in (raw or {}).items():
-        try:
-            i = int(k)
-        except ValueError:
-            raise FinsimError(f"{what}: key {k!r} is not a bank id (use '0'..'{n - 1}')") \
-                from None
-        if not 0 <= i < n:
-            raise FinsimError(f"{what}: bank {i} does not exist (ids 0..{n - 1})")
-        out[i] = v
-    return out
 
 
 def create_app(models_dir: str = "models", limits: ApiLimits | None = None,
@@ -163,7 +139,7 @@ def create_app(models_dir: str = "models", limits: ApiLimits | None = None,
             vector=list(rec.vector) if rec.vector is not None else None,
             expected_equity=rec.expected_equity, ci95=list(rec.ci95),
             default_probability=rec.default_probability, reason=rec.reason,
-            table=_records(rec.table))
+            table=records(rec.table))
 
     # ------------------------------------------------------------ service
     @app.get("/health", response_model=Health, tags=["service"])
@@ -271,7 +247,7 @@ def create_app(models_dir: str = "models", limits: ApiLimits | None = None,
                 debtrank_total=m.debtrank_total, systemic_risk_index=m.systemic_risk_index,
                 liquidity_index=m.liquidity_index, stress_index=m.stress_index,
                 contagion_depth=int(m.contagion_depth), n_defaults=int(m.n_defaults),
-                default_rate=m.default_rate, most_systemic=_clean(m.systemic_ranking(top)))
+                default_rate=m.default_rate, most_systemic=clean(m.systemic_ranking(top)))
 
     @app.get("/metrics/bank/{bank_id}", response_model=BankResponse, tags=["metrics"])
     def bank_metrics(bank_id: Annotated[int, Path(ge=0)], sim_id: SimId = None
@@ -289,7 +265,7 @@ def create_app(models_dir: str = "models", limits: ApiLimits | None = None,
                 sim_id=session.sim_id, step=m.t, bank_id=bank_id,
                 brain=m.brain_names[bank_id], defaulted=bool(L.defaulted[bank_id]),
                 default_step=int(L.default_step[bank_id]) if L.defaulted[bank_id] else None,
-                balance_sheet=_clean(m.banks[bank_id].balance_sheet()),
+                balance_sheet=clean(m.banks[bank_id].balance_sheet()),
                 equity_initial=float(L.equity0[bank_id]),
                 debtrank=float(m.debtrank_per_bank()[bank_id]),
                 last_action=dict(zip(ACTION_NAMES, map(float, m.actions[bank_id]),
@@ -343,11 +319,9 @@ def create_app(models_dir: str = "models", limits: ApiLimits | None = None,
         with session.op_lock, session.state_lock:
             m = session.model
             m.apply_shock(req.kind, req.magnitude, req.banks)
-            from finsim_mesa.api.sessions import metrics_of
-
             session.latest = metrics_of(m)
             return ShockResponse(sim_id=session.sim_id, step=m.t,
-                                 applied=_clean(m.shock_log[-1]),
+                                 applied=clean(m.shock_log[-1]),
                                  metrics=Metrics(sim_id=session.sim_id, **session.latest))
 
     # ------------------------------------------------------------ decisions
@@ -359,7 +333,7 @@ def create_app(models_dir: str = "models", limits: ApiLimits | None = None,
         session = store.get(sim_id)
         with session.state_lock:
             m = session.model
-            brains = _bank_ids(req.brains, m.n_banks, "brains")
+            brains = bank_ids(req.brains, m.n_banks, "brains")
             for b, name in brains.items():
                 if name not in BRAINS:
                     raise FinsimError(f"brains[{b}] = {name!r}: choose one of "
@@ -367,11 +341,11 @@ def create_app(models_dir: str = "models", limits: ApiLimits | None = None,
             res = m.what_if(req.steps, req.seeds,
                             shock=req.shock.model_dump() if req.shock else None,
                             brains=brains or None,
-                            actions=_bank_ids(req.actions, m.n_banks, "actions") or None,
+                            actions=bank_ids(req.actions, m.n_banks, "actions") or None,
                             bank=req.bank)
             return WhatIfResponse(sim_id=session.sim_id, step=m.t, horizon=res.steps,
-                                  seeds=res.seeds, summary=_records(res.summary),
-                                  difference=_records(res.difference))
+                                  seeds=res.seeds, summary=records(res.summary),
+                                  difference=records(res.difference))
 
     @app.get("/recommendations/{bank_id}", response_model=RecommendationResponse,
              tags=["decisions"])
@@ -412,7 +386,7 @@ def create_app(models_dir: str = "models", limits: ApiLimits | None = None,
         session = store.get(sim_id)
         with session.state_lock:
             return TopologyResponse(sim_id=session.sim_id, step=session.model.t,
-                                    **_topology(session.model))
+                                    **topology_payload(session.model))
 
     # ------------------------------------------------------------ training
     @app.post("/train/start", response_model=TrainStatus, tags=["training"])
@@ -479,7 +453,7 @@ def create_app(models_dir: str = "models", limits: ApiLimits | None = None,
             if req.banks is None:
                 spec: Any = brain
             else:
-                ids = _bank_ids({str(b): brain for b in req.banks}, m.n_banks, "banks")
+                ids = bank_ids({str(b): brain for b in req.banks}, m.n_banks, "banks")
                 current = {i: b for i, b in enumerate(m.brains)}
                 spec = [ids.get(i, current[i]) for i in range(m.n_banks)]
             m.set_brains(spec)
@@ -508,7 +482,7 @@ def create_app(models_dir: str = "models", limits: ApiLimits | None = None,
                     for rec in list(itertools.islice(log, start, None)):
                         if rec["seq"] <= seq:
                             continue
-                        await ws.send_json(_clean(rec))
+                        await ws.send_json(clean(rec))
                         seq, sent = rec["seq"], sent + 1
                         if max_messages is not None and sent >= max_messages:
                             break
@@ -519,43 +493,6 @@ def create_app(models_dir: str = "models", limits: ApiLimits | None = None,
             return
 
     return app
-
-
-def _topology(m: Any) -> dict[str, list[dict[str, Any]]]:
-    L = m.ledger
-    nodes: list[dict[str, Any]] = []
-    for i, bank in enumerate(m.banks):
-        nodes.append({"id": i, "type": "bank", "label": f"bank {i}", "brain": m.brain_names[i]}
-                     | _clean(bank.balance_sheet()) | {"defaulted": bool(L.defaulted[i])})
-    for ex in m.exchanges:
-        nodes.append({"id": int(ex.node), "type": "exchange",
-                      "label": f"exchange {ex.exchange_id}", "exchange_id": ex.exchange_id,
-                      "fees_earned": float(L.exchange_cash[ex.exchange_id])})
-    for c in m.ccps:
-        nodes.append({"id": int(c.node), "type": "ccp", "label": f"CCP {c.ccp_id}",
-                      "ccp_id": c.ccp_id, "margin_held": float(c.margin_held),
-                      "default_fund": float(c.default_fund), "capital": float(c.capital)})
-    exp = L.exposure_matrix(bilateral_only=m.config.infrastructure).tocoo()
-    edges = [{"source": int(i), "target": int(j), "type": "loan", "exposure": float(v)}
-             for i, j, v in zip(exp.row, exp.col, exp.data, strict=True) if v > 0]
-    if m.router is not None:
-        for b, x in enumerate(m.router.bank_exchange):
-            edges.append({"source": b, "target": int(m.exchanges[x].node), "type": "member",
-                          "exposure": 0.0})
-        for x, c in enumerate(m.router.exchange_ccp):
-            edges.append({"source": int(m.exchanges[x].node), "target": int(m.ccps[c].node),
-                          "type": "clears_at", "exposure": 0.0})
-        owed = L.loans.owed
-        for k in np.unique(L.loans.ccp[L.loans.ccp >= 0]) if len(L.loans) else []:
-            sel = L.loans.ccp == k
-            node = int(m.ccps[int(k)].node)
-            for who, col in (("borrower", L.loans.borrower), ("lender", L.loans.lender)):
-                amt = np.bincount(col[sel], weights=owed[sel], minlength=m.n_banks)
-                for b in np.flatnonzero(amt > 0):
-                    src, dst = (node, int(b)) if who == "borrower" else (int(b), node)
-                    edges.append({"source": src, "target": dst, "type": "cleared_loan",
-                                  "exposure": float(amt[b])})
-    return {"nodes": nodes, "edges": edges}
 
 
 def create_app_from_env() -> FastAPI:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from finsim_mesa.api.payloads import clean
 from finsim_mesa.errors import ConfigError
 from finsim_mesa.model import INFRA_REPORTERS, MODEL_REPORTERS, FinancialModel
 
@@ -67,20 +68,12 @@ def metrics_of(model: FinancialModel) -> dict[str, Any]:
     out: dict[str, Any] = {"step": model.t, "running": bool(model.running),
                            "collapsed": bool(model.collapsed), "scenario": model.scenario_name}
     for key, attr in MODEL_REPORTERS.items():
-        out[key] = _plain(getattr(model, attr))
+        out[key] = clean(getattr(model, attr))
     if model.config.infrastructure:
-        out["infrastructure"] = {k: _plain(getattr(model, a)) for k, a in INFRA_REPORTERS.items()}
+        out["infrastructure"] = {k: clean(getattr(model, a)) for k, a in INFRA_REPORTERS.items()}
     else:
         out["infrastructure"] = None
     return out
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not np.isfinite(v):
-        return None
-    return v
 
 
 class Session:
