@@ -360,3 +360,37 @@ def test_observation_normalisation_statistics_and_checkpoint(tmp_path):
     obs = tr.env.observation_matrix().astype(np.float32)
     mine, _ = tr.agent.act(obs, deterministic=True)
     np.testing.assert_allclose(brain.act(obs), mine, atol=1e-6)
+
+
+def test_model_registry_versions_promote_delete_load(tmp_path):
+    from finsim_mesa.learning.registry import ModelRegistry
+
+    reg = ModelRegistry(tmp_path / "reg")
+    assert reg.models() == [] and reg.versions().empty
+    agents = [MAPPO(4, 16, MAPPOConfig(hidden=16, init_action_mean=m)) for m in (0.2, 0.5, 0.8)]
+    meta = {"obs_dim": 16, "mappo": agents[0].config.to_dict()}
+    for agent, metric in zip(agents, (2.0, 1.0, 3.0), strict=True):
+        reg.register("pol", agent.state_dict(), meta | {"mappo": agent.config.to_dict()},
+                     metric)
+    t = reg.versions("pol").set_index("version")
+    assert list(t.index) == ["v1", "v2", "v3"] and t.metric.tolist() == [2.0, 1.0, 3.0]
+    assert t.best.tolist() == [False, False, True] and t.latest.tolist() == [False, False, True]
+    obs = np.zeros((3, 16), np.float32)
+
+    def acts(version: str) -> np.ndarray:
+        return reg.load_brain("pol", version).act(obs)
+
+    np.testing.assert_allclose(acts("best"), 0.8, atol=1e-5)  # v3's starting mean
+    reg.promote("pol", "v1")
+    assert reg.best("pol") == "v1"
+    np.testing.assert_allclose(acts("best"), 0.2, atol=1e-5)
+    reg.delete("pol", "v3")
+    assert reg.latest("pol") == "v2" and reg.best("pol") == "v1"
+    assert not (tmp_path / "reg" / "pol" / "v3").exists()
+    reg.delete("pol", "v1")  # the best goes: the remaining one with the highest metric
+    assert reg.best("pol") == "v2" and reg.versions().version.tolist() == ["v2"]
+    np.testing.assert_allclose(acts("latest"), 0.5, atol=1e-5)
+    for call in (lambda: reg.promote("pol", "v9"), lambda: reg.delete("pol", "v1"),
+                 lambda: reg.load_brain("other")):
+        with pytest.raises(CheckpointError, match=r"no version|no model"):
+            call()

@@ -4,6 +4,7 @@
 * :mod:`.mappo` — shared-parameter Beta actor, centralised critic on a compressed
   global state, GAE, clipped surrogate, value normalisation;
 * :mod:`.checkpoint` — versioned checkpoints without pickled code;
+* :mod:`.registry` — :class:`ModelRegistry`: versions, promotion, deletion, loading;
 * :mod:`.policy_brain` — a trained policy as a brain.
 
 Torch is imported here, never by ``import finsim_mesa``.

@@ -88,9 +88,12 @@ class ModelCheckpointer:
             index["best"], index["best_metric"] = version, metric
         if index["best"] is None:
             index["best"] = version
+        self._write_index(model_id, index)
+        return version
+
+    def _write_index(self, model_id: str, index: dict[str, Any]) -> None:
         _atomic_write(self.root / model_id / "index.json",
                       lambda p: Path(p).write_text(json.dumps(index, indent=2)))
-        return version
 
     def list_checkpoints(self, model_id: str | None = None) -> list[dict[str, Any]]:
         """Every saved version (of one model or all) with its metadata."""
