@@ -312,10 +312,10 @@ def test_bad_requests_are_4xx_with_a_message(tmp_path):
 
 
 def test_idle_simulations_expire(tmp_path):
-    with TestClient(create_app(str(tmp_path), ApiLimits(idle_ttl_s=0.2))) as c:
+    with TestClient(create_app(str(tmp_path), ApiLimits(idle_ttl_s=1.5))) as c:
         sid = init(c, num_banks=5, seed=1)
         assert c.get(f"/metrics?sim_id={sid}").status_code == 200
-        time.sleep(0.4)
+        time.sleep(2.0)
         r = c.get(f"/metrics?sim_id={sid}")
         assert r.status_code == 404 and "expired" in r.json()["detail"]
 
