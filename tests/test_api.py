@@ -267,7 +267,9 @@ def test_metrics_answer_while_a_long_run_is_in_progress(client):
 
     t = threading.Thread(target=long_run)
     t.start()
+    deadline = time.time() + 60
     while client.get(f"/metrics?sim_id={slow}").json()["step"] < 2:
+        assert not done.is_set() and time.time() < deadline
         time.sleep(0.01)
     answered = 0
     for _ in range(5):
@@ -354,7 +356,9 @@ def test_train_start_status_stop_save_and_load(tmp_path):
         assert {"demo/v1", f"jobs/{st['job_id']}/final"} <= names
         # a stopped job ends early and still saves its policy
         c.post("/train/start", json={"episodes": 20_000, "num_banks": 5, "steps": 8})
-        while c.get("/train/status").json()["episode"] < 4:
+        deadline = time.time() + 120
+        while (st := c.get("/train/status").json())["episode"] < 4:
+            assert st["state"] == "running" and time.time() < deadline, st
             time.sleep(0.05)
         assert c.post("/train/stop").json()["state"] == "stopping"
         assert c.app.state.training.wait(120)
