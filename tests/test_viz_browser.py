@@ -86,9 +86,25 @@ def test_page_renders_network_and_charts(page):
     page.screenshot(path=str(ARTIFACTS / "viz-initial.png"), full_page=True)
 
 
+def network_image(page, tries: int = 6) -> bytes:
+    """Screenshot of the network image; Solara may swap the <img> while it redraws
+    (then the element is detached): take the new one."""
+    from playwright.sync_api import Error
+
+    for k in range(tries):
+        try:
+            return page.locator("img").first.screenshot()
+        except Error as err:
+            if "not attached" not in str(err) or k == tries - 1:
+                raise
+            page.wait_for_timeout(500)
+    raise AssertionError("unreachable")
+
+
 def test_step_and_shock_change_the_page(page):
-    net = page.locator("img").first
-    before = net.screenshot()
+    page.wait_for_function("document.querySelectorAll('img').length >= 5", timeout=60_000)
+    page.wait_for_timeout(1000)  # the first render settles
+    before = network_image(page)
     page.get_by_role("button", name=re.compile("^step$", re.I)).click()
     page.get_by_text(re.compile(STEP_TEXT.format(1))).first.wait_for(timeout=60_000)
     # the shock: default bank 0, applied to the running model
@@ -98,7 +114,7 @@ def test_step_and_shock_change_the_page(page):
     page.get_by_text(re.compile(r"Applied default .*bank 0.*: 1 defaults now")).wait_for(
         timeout=60_000)
     page.wait_for_timeout(1500)  # let the network image redraw
-    after = page.locator("img").first.screenshot()
+    after = network_image(page)
     assert after != before
     # the bank inspector shows bank 0 defaulted
     page.get_by_text(re.compile(r"^1\.000$")).first.wait_for(timeout=30_000)
