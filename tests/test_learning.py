@@ -394,3 +394,17 @@ def test_model_registry_versions_promote_delete_load(tmp_path):
                  lambda: reg.load_brain("other")):
         with pytest.raises(CheckpointError, match=r"no version|no model"):
             call()
+
+
+def test_running_mean_std_merges_batches_like_numpy():
+    from finsim_mesa.learning.mappo import RunningMeanStd
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(2.5, 4.0, size=1200)
+    rms = RunningMeanStd()
+    for chunk in np.array_split(x, 9):
+        rms.update(chunk)
+    # the tiny starting count (1e-4 at mean 0, var 1) barely weighs in
+    assert rms.mean == pytest.approx(x.mean(), rel=1e-6)
+    assert rms.var == pytest.approx(x.var(), rel=1e-6)
+    assert rms.std == pytest.approx(x.std(), rel=1e-6)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -118,6 +119,18 @@ class NumericalStabilityGuard:
         return float(norm)
 
 
+def merge_moments(mean: Any, var: Any, count: float, batch_mean: Any, batch_var: Any,
+                  batch_count: int) -> tuple[Any, Any, float]:
+    """Mean and (population) variance of two samples merged, from their moments
+    (Chan et al.'s parallel formula); scalars, arrays or tensors alike."""
+    total = count + batch_count
+    delta = batch_mean - mean
+    new_mean = mean + delta * batch_count / total
+    new_var = (var * count + batch_var * batch_count
+               + delta**2 * count * batch_count / total) / total
+    return new_mean, new_var, total
+
+
 class Actor(nn.Module):
     """Beta policy over 4 actions in [0, 1] from one bank's observation."""
 
@@ -161,14 +174,11 @@ class Actor(nn.Module):
         if not self.normalize_obs or len(obs) == 0:
             return
         x = torch.as_tensor(np.asarray(obs, dtype=np.float64))
-        k, m, v = x.shape[0], x.mean(0), x.var(0, unbiased=False)
-        n = float(self.obs_count)
-        total = n + k
-        delta = m - self.obs_mean.double()
-        new_mean = self.obs_mean.double() + delta * k / total
-        new_var = (self.obs_var.double() * n + v * k + delta**2 * n * k / total) / total
-        self.obs_mean.copy_(new_mean.float())
-        self.obs_var.copy_(new_var.float())
+        mean, var, total = merge_moments(self.obs_mean.double(), self.obs_var.double(),
+                                         float(self.obs_count), x.mean(0),
+                                         x.var(0, unbiased=False), x.shape[0])
+        self.obs_mean.copy_(mean.float())
+        self.obs_var.copy_(var.float())
         self.obs_count.fill_(total)
 
     def distribution(self, obs: torch.Tensor) -> Beta:
@@ -240,11 +250,8 @@ class RunningMeanStd:
         self.mean, self.var, self.count = 0.0, 1.0, 1e-4
 
     def update(self, x: np.ndarray) -> None:
-        m, v, k = float(np.mean(x)), float(np.var(x)), x.size
-        delta, total = m - self.mean, self.count + k
-        self.mean += delta * k / total
-        self.var = (self.var * self.count + v * k + delta**2 * self.count * k / total) / total
-        self.count = total
+        self.mean, self.var, self.count = merge_moments(
+            self.mean, self.var, self.count, float(np.mean(x)), float(np.var(x)), x.size)
 
     @property
     def std(self) -> float:
