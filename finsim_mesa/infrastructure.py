@@ -53,7 +53,7 @@ class WaterfallResult:
     @property
     def absorbed(self) -> float:
         """Total absorbed by the four layers."""
-        return float(sum(self.layers.values()))
+        return float(np.sum(list(self.layers.values())))
 
 
 def default_waterfall(

@@ -433,7 +433,8 @@ class Ledger:
 
     def cash_gap(self) -> float:
         """Change of total cash minus recorded external net inflow (zero up to round-off)."""
-        flows = sum(self.external_in.values()) - sum(self.external_out.values())
+        flows = float(np.sum(list(self.external_in.values()))
+                      - np.sum(list(self.external_out.values())))
         return float(self.system_cash() - self.initial_cash_total - flows)
 
     def check(self, rtol: float = 1e-9) -> None:

@@ -892,13 +892,13 @@ class FinancialModel(mesa.Model):
         L, ex, ccps = self.ledger, self.exchanges, self.ccps
         self.exchange_utilisation = float(np.mean([e.utilisation for e in ex]))
         self.congested_exchanges = int(sum(e.congested for e in ex))
-        self.order_backlog = float(sum(e.backlog for e in ex))
+        self.order_backlog = float(np.sum([e.backlog for e in ex]))
         self.orders_expired = float(self.router.step_expired)
         self.margin_posted = float(L.margin.sum())
         self.netting_efficiency = (float(np.mean([c.netting_efficiency for c in ccps]))
                                    if ccps else 0.0)
-        self.default_fund_used = float(sum(c.fund_used for c in ccps))
-        self.uncovered_loss = float(sum(c.uncovered for c in ccps))
+        self.default_fund_used = float(np.sum([c.fund_used for c in ccps]))
+        self.uncovered_loss = float(np.sum([c.uncovered for c in ccps]))
         self.routed_transactions = self.router.transactions(self.t)
 
     def debtrank_per_bank(self) -> np.ndarray:

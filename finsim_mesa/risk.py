@@ -188,7 +188,9 @@ def systemic_risk_index(debtrank_total: float, default_rate: float, stress: floa
         "debtrank": debtrank_total, "default_rate": default_rate, "stress": stress,
         "price_drop": 1.0 - price_index, "illiquidity": illiq,
     }
-    return float(sum(SRI_WEIGHTS[k] * float(np.clip(v, 0.0, 1.0)) for k, v in parts.items()))
+    # np.sum, not sum(): Python 3.12's sum() of floats is compensated, 3.11's is not,
+    # and the two CI legs must give identical figures
+    return float(np.sum([SRI_WEIGHTS[k] * float(np.clip(v, 0.0, 1.0)) for k, v in parts.items()]))
 
 
 def rank_systemic(scores: np.ndarray, size: np.ndarray | None = None,
