@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from finsim_mesa import FinancialModel
-from finsim_mesa.model import _check_actions
+from finsim_mesa.agents.brains import check_actions
 
 
 class LoopModel(FinancialModel):
@@ -32,11 +32,11 @@ class LoopModel(FinancialModel):
         actions = np.zeros((self.n_banks, 4))
         for a in self.banks:
             if not a.defaulted:
-                brain = self.brains[a.bank_id]
-                actions[a.bank_id] = _check_actions(brain, brain.act(observations[a.bank_id:
-                                                                                  a.bank_id + 1]),
-                                                    1)[0]
-        self.actions = actions
+                brain = self.brains.per_bank[a.bank_id]
+                actions[a.bank_id] = check_actions(brain, brain.act(observations[a.bank_id:
+                                                                                 a.bank_id + 1]),
+                                                   1)[0]
+        self.decisions.actions = actions
         return actions
 
 

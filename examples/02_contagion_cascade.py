@@ -20,5 +20,5 @@ for fire_sales in (False, True):
     model.apply_shock("price_crash", 0.03)              # and markets wobble
     model.run_for(10)
     print(f"fire sales {'on ' if fire_sales else 'off'}: bank {victim} failed -> "
-          f"{model.n_defaults} defaults, price {model.asset_price:.3f}, "
-          f"stress index {model.stress_index:.3f}")
+          f"{model.measures.n_defaults} defaults, price {model.measures.asset_price:.3f}, "
+          f"stress index {model.measures.stress_index:.3f}")

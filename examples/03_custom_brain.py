@@ -30,7 +30,7 @@ for brain in (Cautious(), "rule_based", "greedy", "passive"):
         m.run_for(100)
         df = m.datacollector.get_model_vars_dataframe()
         rewards.append(df["mean_reward"].sum())
-        defaults.append(m.n_defaults)
+        defaults.append(m.measures.n_defaults)
     name = brain if isinstance(brain, str) else brain.name
     print(f"{name:>12}: mean episode reward {np.mean(rewards):7.3f}, "
           f"mean defaults {np.mean(defaults):4.1f}")

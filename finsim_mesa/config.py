@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -320,3 +321,23 @@ def load_config(path: str | Path, **overrides: Any) -> ModelConfig:
         return make_config(data, **overrides)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+
+
+def resolve_config(config: ModelConfig | dict[str, Any] | str | Path | None,
+                   explicit: dict[str, Any]) -> ModelConfig:
+    """The model's configuration: ``config`` (a ModelConfig, a mapping or a YAML
+    path; None = defaults) with the ``explicit`` keyword arguments on top.
+
+    Raises:
+        ConfigError: invalid values or a ``config`` of another type.
+    """
+    if config is None:
+        return make_config(None, **explicit)
+    if isinstance(config, ModelConfig):
+        return make_config(config.model_dump(), **explicit)
+    if isinstance(config, Mapping):
+        return make_config(dict(config), **explicit)
+    if isinstance(config, str | Path):
+        return load_config(config, **explicit)
+    raise ConfigError(f"config must be a ModelConfig, a mapping or a YAML path, "
+                      f"not {type(config).__name__}")

@@ -1,9 +1,10 @@
 """What-if lookahead and recommendations for a live model.
 
-A what-if copies the live model's state (arrays only: the ledger, the market,
-pending flows, exchange queues and CCP counters — never the Python object
-graph) into a reusable *scratch* model with the same configuration, network and
-brains, and runs it ``steps`` ahead on each of the Monte-Carlo ``seeds``, once
+A what-if copies the live model's state (``FinancialModel.snapshot()``: the
+ledger, the market, the run-time state, exchange queues, CCP counters — data,
+never the Python object graph) into a reusable *scratch* model with the same
+configuration, network and brains (``FinancialModel.restore()``), and runs it
+``steps`` ahead on each of the Monte-Carlo ``seeds``, once
 without change (the baseline) and once under the hypothetical, on the same
 seeds (common random numbers, so differences are paired). The live model is
 never changed.
@@ -30,6 +31,7 @@ import pandas as pd
 from finsim_mesa.agents.brains import BRAINS
 from finsim_mesa.errors import ConfigError, ShockError
 from finsim_mesa.intervals import ci95
+from finsim_mesa.scenarios.engine import make_shock
 
 if TYPE_CHECKING:
     from finsim_mesa.model import FinancialModel
@@ -53,81 +55,11 @@ CANDIDATES: dict[str, tuple[float, float, float, float]] = {
     "lend_and_borrow": (1.0, 0.0, 0.0, 1.0),
 }
 
-_SCALARS = ("t", "running", "collapsed", "_price_prev", "price_return", "market_stress",
-            "stress_index", "_liquidity0", "_size0", "contagion_depth")
-_ARRAYS = ("_withdrawals", "_units_sold", "_equity_prev", "_assets0")
-
-
-# ----------------------------------------------------------------- state copy
-def capture(model: FinancialModel) -> dict[str, Any]:
-    """Copies of every array that carries the model's state between steps."""
-    m = model.market
-    state: dict[str, Any] = {
-        "ledger": model.ledger.snapshot(),
-        "market": {"prices": m.prices.copy(), "fundamentals": m.fundamentals.copy(),
-                   "units_outstanding": m.units_outstanding.copy(),
-                   "last_return": m.last_return, "rate": m.rate},
-        "scalars": {k: getattr(model, k) for k in _SCALARS},
-        "arrays": {k: getattr(model, k).copy() for k in _ARRAYS},
-    }
-    if model.router is not None:
-        state["router"] = {k: getattr(model.router, k).copy()
-                           for k in ("bank_exchange", "bank_ccp", "exchange_ccp")}
-        state["queues"] = [(e.queue.max_throughput, {k: v.copy() for k, v in
-                                                     e.queue.orders.items()},
-                            e.queue.history[-1:], e.queue._next_id) for e in model.exchanges]
-        state["ccps"] = [{k: v for k, v in vars(c).items()
-                          if k in ("initial_fund", "initial_capital", "fund_used",
-                                   "capital_used", "margin_used", "uncovered",
-                                   "defaults_handled")} for c in model.ccps]
-    return state
-
-
-def restore(model: FinancialModel, state: dict[str, Any]) -> None:
-    """Put a captured state into ``model`` (same configuration and network)."""
-    L, s = model.ledger, state["ledger"]
-    for key in ("cash", "holdings", "deposits", "prices", "other_assets", "status",
-                "default_step", "resolved", "equity", "equity0", "margin", "fund",
-                "ccp_cash", "ccp_capital", "exchange_cash"):
-        setattr(L, key, s[key].copy())
-    L.loans = s["loans"].copy()
-    L.external_in.clear()
-    L.external_in.update(s["external_in"])
-    L.external_out.clear()
-    L.external_out.update(s["external_out"])
-    L.initial_cash_total = s["initial_cash_total"]
-    mk = state["market"]
-    model.market.prices = mk["prices"].copy()
-    model.market.fundamentals = mk["fundamentals"].copy()
-    model.market.units_outstanding = mk["units_outstanding"].copy()
-    model.market.last_return, model.market.rate = mk["last_return"], mk["rate"]
-    for k, v in state["scalars"].items():
-        setattr(model, k, v)
-    for k, v in state["arrays"].items():
-        setattr(model, k, v.copy())
-    if "router" in state:
-        for k, v in state["router"].items():
-            setattr(model.router, k, v.copy())
-        for ex, (cap, orders, hist, next_id) in zip(model.exchanges, state["queues"],
-                                                    strict=True):
-            ex.queue.max_throughput = cap
-            ex.queue.orders = {k: v.copy() for k, v in orders.items()}
-            ex.queue.history = list(hist)
-            ex.queue._next_id = next_id
-        for ccp, counters in zip(model.ccps, state["ccps"], strict=True):
-            ccp.waterfalls = []
-            for k, v in counters.items():
-                setattr(ccp, k, v)
-        model.router._audit = []
-    model.action_overrides = {}
-    model._refresh_state()
-
-
 def _brain_specs(model: FinancialModel, override: Mapping[int, Any] | None) -> list[Any]:
     """Per-bank brain specs for a scratch model: built-in brains by name (fresh
     instances), anything else as the same object."""
     specs: list[Any] = []
-    for brain in model.brains:
+    for brain in model.brains.per_bank:
         name = getattr(brain, "name", None)
         fresh = name in BRAINS and type(brain) is BRAINS[name]
         specs.append(name if fresh else brain)
@@ -160,13 +92,11 @@ class _Scratch:
             shock: Mapping[str, Any] | None, actions: Mapping[int, np.ndarray],
             bank: int | None) -> dict[str, float]:
         m = self.model
-        restore(m, state)
+        m.restore(state)
         m.running = True
         m.rng = np.random.default_rng(seed)
-        for b, _ in m._brain_groups:
-            if hasattr(b, "setup"):
-                b.setup(m)  # e.g. RandomBrain takes this run's generator
-        m.action_overrides = dict(actions)
+        m.brains.setup(m)  # e.g. RandomBrain takes this run's generator
+        m.decisions.overrides = dict(actions)
         L = m.ledger
         eq0 = np.maximum(L.equity, 0.0).sum()
         defaults0 = int(L.defaulted.sum())
@@ -174,10 +104,10 @@ class _Scratch:
             m.apply_shock(**shock)
         for _ in range(steps):
             m.step()
-        m._measure()  # the full measures (DebtRank) once, at the end of the run
+        m.measure()  # the full measures (DebtRank) once, at the end of the run
         out = {"defaults": float(L.defaulted.sum() - defaults0),
                "loss": float(eq0 - np.maximum(np.where(L.defaulted, 0.0, L.equity), 0.0).sum()),
-               "debtrank": m.debtrank_total}
+               "debtrank": m.measures.debtrank_total}
         if bank is not None:
             out["bank_equity"] = 0.0 if L.defaulted[bank] else float(L.equity[bank])
             out["bank_defaulted"] = float(L.defaulted[bank])
@@ -185,9 +115,7 @@ class _Scratch:
 
     def rebind(self) -> None:
         """Shared (non built-in) brains go back to the live model."""
-        for b, _ in self.live._brain_groups:
-            if hasattr(b, "setup"):
-                b.setup(self.live)
+        self.live.brains.setup(self.live)
 
 
 def _seeds(seeds: int | Sequence[int]) -> list[int]:
@@ -277,11 +205,9 @@ def what_if(model: FinancialModel, steps: int = 10, seeds: int | Sequence[int] =
     if bank is not None:
         bank = _bank(model, bank)
     seed_list = _seeds(seeds)
-    if shock is not None:  # validate the shock on a scratch copy before running anything
-        probe = _Scratch(model, None)
-        restore(probe.model, capture(model))
-        probe.model.apply_shock(**shock)
-    state = capture(model)
+    if shock is not None:  # check the shock before running anything
+        make_shock(**shock, n_banks=model.n_banks)
+    state = model.snapshot()
     base = _Scratch(model, None)
     hypo = base if not brains else _Scratch(model, brains)
     rows = []
@@ -352,7 +278,7 @@ def recommend(model: FinancialModel, bank: int, candidates: Mapping[str, Any] | 
         except ConfigError as err:
             raise ConfigError(f"candidate {name!r}: {err}") from None
     seed_list = _seeds(seeds)
-    state = capture(model)
+    state = model.snapshot()
     scratch = _Scratch(model, None)
     rows = []
     try:

@@ -37,11 +37,11 @@ def evaluate_run(brain: Any, scenario: str, seed: int, **model_params: Any) -> d
     total = 0.0
     while m.running:
         m.step()
-        total += float(m.rewards.sum()) / m.n_banks
+        total += float(m.reward.per_bank.sum()) / m.n_banks
     eq0 = float(m.ledger.equity0.sum())
-    return {"episode_reward": total, "default_rate": m.default_rate,
-            "final_equity": max(m.total_equity, 0.0) / eq0 if eq0 > 0 else 0.0,
-            "debtrank": m.debtrank_total, "steps": m.t}
+    return {"episode_reward": total, "default_rate": m.measures.default_rate,
+            "final_equity": max(m.measures.total_equity, 0.0) / eq0 if eq0 > 0 else 0.0,
+            "debtrank": m.measures.debtrank_total, "steps": m.t}
 
 
 @dataclass

@@ -15,93 +15,17 @@ Money in currency units.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from finsim_mesa.errors import AccountingError
+from finsim_mesa import accounting
+from finsim_mesa.loans import LoanBook
 
 __all__ = ["ACTIVE", "DEFAULTED", "Ledger", "LoanBook"]
 
 ACTIVE, DEFAULTED = 0, 1
-
-
-@dataclass
-class LoanBook:
-    """Outstanding interbank loans, one row per loan (struct of arrays, shape (m,)).
-
-    ``principal + accrued`` is what the borrower owes the lender now;
-    ``maturity`` is the step at which it is due; ``rate`` is per step; ``ccp``
-    is the central counterparty that novated the loan (−1: bilateral). A
-    cleared loan is one row for two legs: the borrower owes the CCP, the CCP
-    owes the lender.
-    """
-
-    lender: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    borrower: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    principal: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    accrued: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    rate: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    maturity: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    ccp: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-
-    _FIELDS = ("lender", "borrower", "principal", "accrued", "rate", "maturity", "ccp")
-
-    def __len__(self) -> int:
-        return int(self.lender.size)
-
-    @property
-    def owed(self) -> np.ndarray:
-        """Amount owed on each loan now (principal + accrued interest), shape (m,)."""
-        return self.principal + self.accrued
-
-    def append(self, lender: np.ndarray, borrower: np.ndarray, amount: np.ndarray,
-               rate: np.ndarray, maturity: np.ndarray, ccp: np.ndarray | None = None) -> None:
-        """Add loans (arrays of equal length; ``ccp`` −1 or omitted = bilateral)."""
-        ccp = np.full(len(amount), -1) if ccp is None else np.broadcast_to(ccp, len(amount))
-        new = (lender, borrower, amount, np.zeros(len(amount)), rate, maturity, ccp)
-        for name, arr in zip(self._FIELDS, new, strict=True):
-            setattr(self, name, np.concatenate([getattr(self, name), np.asarray(arr)]).astype(
-                getattr(self, name).dtype, copy=False))
-
-    def consolidate(self, start: int) -> None:
-        """Merge the loans from row ``start`` on that share lender, borrower, rate
-        and maturity into one loan each (amounts add up; nothing else changes).
-
-        Loans made in one step between the same pair are alike, so merging them
-        keeps the book at most (lending pairs × maturity) rows long.
-        """
-        if len(self) - start < 2:
-            return
-        t = slice(start, None)
-        n = int(max(self.lender[t].max(), self.borrower[t].max())) + 1
-        c = int(self.ccp[t].max()) + 2
-        key = (self.lender[t] * n + self.borrower[t]) * c + (self.ccp[t] + 1)
-        uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-        if uniq.size == key.size:
-            return
-        rate, mat = self.rate[t], self.maturity[t]
-        if not (np.array_equal(rate, rate[first][inverse])
-                and np.array_equal(mat, mat[first][inverse])):
-            return  # pairs with different terms stay separate loans
-        merged = {
-            "lender": self.lender[t][first], "borrower": self.borrower[t][first],
-            "rate": rate[first], "maturity": mat[first], "ccp": self.ccp[t][first],
-            "principal": np.bincount(inverse, weights=self.principal[t]),
-            "accrued": np.bincount(inverse, weights=self.accrued[t]),
-        }
-        for name in self._FIELDS:
-            setattr(self, name, np.concatenate([getattr(self, name)[:start], merged[name]]))
-
-    def keep(self, mask: np.ndarray) -> None:
-        """Keep only the loans where ``mask`` is True."""
-        for name in self._FIELDS:
-            setattr(self, name, getattr(self, name)[mask])
-
-    def copy(self) -> LoanBook:
-        """Deep copy of the arrays."""
-        return LoanBook(*(getattr(self, name).copy() for name in self._FIELDS))
 
 
 class Ledger:
@@ -433,49 +357,30 @@ class Ledger:
 
     def cash_gap(self) -> float:
         """Change of total cash minus recorded external net inflow (zero up to round-off)."""
-        flows = float(np.sum(list(self.external_in.values()))
-                      - np.sum(list(self.external_out.values())))
-        return float(self.system_cash() - self.initial_cash_total - flows)
+        return accounting.cash_gap(self)
 
     def check(self, rtol: float = 1e-9) -> None:
-        """Raise :class:`AccountingError` if an accounting identity is broken."""
-        scale = max(1.0, float(np.abs(self.total_assets()).max(initial=0.0)))
-        gap = np.abs(self.identity_gap())
-        if gap.max(initial=0.0) > rtol * scale:
-            i = int(gap.argmax())
-            raise AccountingError(f"bank {i}: assets - liabilities - equity = {gap[i]:.3e}")
-        tot = max(1.0, self.initial_cash_total)
-        if abs(self.cash_gap()) > rtol * tot * 10:
-            raise AccountingError(f"money not conserved: unexplained cash {self.cash_gap():.3e}")
-        if (self.cash < -rtol * scale).any():
-            i = int(self.cash.argmin())
-            raise AccountingError(f"bank {i} has negative cash {self.cash[i]:.3e}")
-        if (self.holdings < 0).any() or (self.other_assets < 0).any():
-            raise AccountingError("negative holdings or other assets")
-        if (self.deposits < -rtol * scale).any():
-            raise AccountingError("negative deposits")
-        if self.ccp_cash.size:
-            gap = self.ccp_cash - self.margin.sum(axis=0) - self.fund.sum(axis=0) \
-                - self.ccp_capital
-            if np.abs(gap).max() > rtol * max(1.0, float(self.ccp_cash.max())) * 10:
-                c = int(np.abs(gap).argmax())
-                raise AccountingError(f"CCP {c}: cash - member accounts - capital = {gap[c]:.3e}")
-            if (self.margin < -rtol * scale).any() or (self.fund < -rtol * scale).any():
-                raise AccountingError("negative margin or default-fund account")
+        """Raise :class:`AccountingError` if an accounting identity is broken
+        (see :func:`finsim_mesa.accounting.check`)."""
+        accounting.check(self, rtol)
 
     # ------------------------------------------------------------- snapshot
-    def snapshot(self) -> dict[str, object]:
-        """Copies of all arrays (cheap: used by what-if analysis)."""
-        return {
-            "cash": self.cash.copy(), "holdings": self.holdings.copy(),
-            "deposits": self.deposits.copy(), "prices": self.prices.copy(),
-            "other_assets": self.other_assets.copy(),
-            "loans": self.loans.copy(), "status": self.status.copy(),
-            "default_step": self.default_step.copy(), "resolved": self.resolved.copy(),
-            "equity": self.equity.copy(), "equity0": self.equity0.copy(),
-            "margin": self.margin.copy(), "fund": self.fund.copy(),
-            "ccp_cash": self.ccp_cash.copy(), "ccp_capital": self.ccp_capital.copy(),
-            "exchange_cash": self.exchange_cash.copy(),
-            "external_in": dict(self.external_in), "external_out": dict(self.external_out),
-            "initial_cash_total": self.initial_cash_total,
-        }
+    _ARRAYS = ("cash", "holdings", "deposits", "prices", "other_assets", "status",
+               "default_step", "resolved", "equity", "equity0", "margin", "fund", "ccp_cash",
+               "ccp_capital", "exchange_cash")
+
+    def snapshot(self) -> dict[str, Any]:
+        """Copies of every array, the loan book and the external-flow records."""
+        out: dict[str, Any] = {k: getattr(self, k).copy() for k in self._ARRAYS}
+        return out | {"loans": self.loans.copy(), "external_in": dict(self.external_in),
+                      "external_out": dict(self.external_out),
+                      "initial_cash_total": self.initial_cash_total}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Put a :meth:`snapshot` back (copies, so the snapshot can be reused)."""
+        for key in self._ARRAYS:
+            setattr(self, key, state[key].copy())
+        self.loans = state["loans"].copy()
+        self.external_in = defaultdict(float, state["external_in"])
+        self.external_out = defaultdict(float, state["external_out"])
+        self.initial_cash_total = state["initial_cash_total"]

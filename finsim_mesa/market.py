@@ -16,12 +16,42 @@ discounts are temporary and revert at rate κ.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from finsim_mesa.config import ModelConfig
 from finsim_mesa.ledger import Ledger
 
-__all__ = ["Market", "deleveraging_units", "fire_sale_loop"]
+if TYPE_CHECKING:
+    from finsim_mesa.state import StepFlows
+
+__all__ = ["Market", "capped_share", "deleveraging_units", "fire_sale_loop", "sell_to_market",
+           "set_prices"]
+
+
+def capped_share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """``min(1, part / whole)`` elementwise (1 where ``part >= whole``), dividing
+    only where ``part < whole`` so that tiny denominators cannot overflow."""
+    out = np.ones_like(part, dtype=float)
+    m = part < whole
+    out[m] = part[m] / whole[m]
+    return out
+
+
+def sell_to_market(ledger: Ledger, flows: StepFlows, units: np.ndarray, prices: np.ndarray,
+                   kind: str) -> None:
+    """Sell ``units`` (n, k) to buyers outside the system at ``prices`` (k,) and count
+    them in ``flows.units_sold`` for this step's price impact (the price stage)."""
+    if units.any():
+        ledger.sell_assets(units, prices, kind=kind)
+        flows.units_sold += units.sum(axis=0)
+
+
+def set_prices(ledger: Ledger, market: Market, prices: np.ndarray) -> None:
+    """New market prices, shape (k,): holdings are marked to them (P&L to equity)."""
+    ledger.revalue(prices)
+    market.set_prices(prices)
 
 
 class Market:
@@ -77,6 +107,19 @@ class Market:
         old = self.price_index
         self.prices = np.asarray(prices, dtype=float).copy()
         self.last_return = float(np.log(max(self.price_index, 1e-12) / max(old, 1e-12)))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Copies of the market's state."""
+        return {"prices": self.prices.copy(), "fundamentals": self.fundamentals.copy(),
+                "units_outstanding": self.units_outstanding.copy(),
+                "initial_prices": self.initial_prices.copy(),
+                "last_return": self.last_return, "rate": self.rate}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Put a :meth:`snapshot` back."""
+        for key in ("prices", "fundamentals", "units_outstanding", "initial_prices"):
+            setattr(self, key, state[key].copy())
+        self.last_return, self.rate = state["last_return"], state["rate"]
 
     def interbank_rate(self, stress: float) -> float:
         """Interbank rate per step at market ``stress`` in [0, 1]."""

@@ -11,6 +11,7 @@ All randomness comes from the ``numpy.random.Generator`` passed in.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -18,15 +19,20 @@ import scipy.sparse as sp
 
 from finsim_mesa.config import ModelConfig
 from finsim_mesa.errors import ConfigError
+from finsim_mesa.ledger import Ledger
 
 __all__ = [
+    "Adjacency",
     "BalanceSheets",
     "barabasi_albert",
+    "build_ledger",
     "build_topology",
     "calibrate",
+    "check_exposures",
     "core_periphery",
     "erdos_renyi",
     "graph_from_exposures",
+    "user_network",
 ]
 
 MIN_DEPOSIT_SHARE = 0.1  # every bank keeps at least 10% of its assets funded by deposits
@@ -95,6 +101,89 @@ def graph_from_exposures(exposures: np.ndarray | sp.spmatrix) -> nx.DiGraph:
     mask = E.data > 0
     g.add_edges_from(zip(E.row[mask].tolist(), E.col[mask].tolist(), strict=True))
     return g
+
+
+def check_exposures(exposures: Any) -> np.ndarray:
+    """A user exposure matrix as a dense float array, shape (n, n).
+
+    Raises:
+        ConfigError: not square, fewer than 2 banks, non-finite or negative
+            entries, or a non-zero diagonal.
+    """
+    arr = exposures.toarray() if sp.issparse(exposures) else np.asarray(exposures, dtype=float)
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] < 2:
+        raise ConfigError(f"exposures must be a square (n, n) matrix with n >= 2, "
+                          f"got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)) or (arr < 0).any():
+        raise ConfigError("exposures must be finite and non-negative")
+    if np.diag(arr).any():
+        raise ConfigError("exposures must have a zero diagonal (a bank cannot lend to itself)")
+    return arr
+
+
+def user_network(graph: nx.Graph | None, exposures: Any, params: dict[str, Any]
+                 ) -> tuple[nx.Graph | None, list | None, np.ndarray | None]:
+    """A user's network (``graph=`` or ``exposures=``) checked and relabelled to
+    banks 0..n-1; sets ``params["n_banks"]``. Returns (graph, original node
+    labels, exposures as a dense array), all None when neither is given.
+
+    Raises:
+        ConfigError: not a networkx graph, bad exposures, or ``n_banks`` that
+            disagrees with the network.
+    """
+    if exposures is not None:
+        exposures = check_exposures(exposures)
+        graph = graph_from_exposures(exposures)
+    if graph is None:
+        return None, None, None
+    if not isinstance(graph, nx.Graph):
+        raise ConfigError(f"graph must be a networkx graph, not {type(graph).__name__}")
+    graph, labels = normalise_graph(graph)
+    given = params.get("n_banks")
+    if given is not None and given != graph.number_of_nodes():
+        raise ConfigError(f"n_banks = {given} but the graph has "
+                          f"{graph.number_of_nodes()} nodes; leave n_banks out")
+    params["n_banks"] = graph.number_of_nodes()
+    return graph, labels, exposures
+
+
+def build_ledger(bs: BalanceSheets, cfg: ModelConfig, rng: np.random.Generator) -> Ledger:
+    """The ledger of the balance sheets ``bs``: one interbank loan per lending
+    relation at the base rate, maturities drawn uniformly from 1..loan_maturity."""
+    ledger = Ledger(bs.cash, bs.holdings, bs.deposits, np.ones(cfg.n_assets), bs.other_assets)
+    maturity = rng.integers(1, cfg.loan_maturity + 1, size=len(bs.loan_amount))
+    keep = bs.loan_amount > 0
+    ledger.loans.append(bs.loan_lender[keep], bs.loan_borrower[keep], bs.loan_amount[keep],
+                        np.full(int(keep.sum()), cfg.base_rate), maturity[keep])
+    ledger.finish_setup()
+    return ledger
+
+
+@dataclass(frozen=True)
+class Adjacency:
+    """The interbank network as arrays: both directions of every link.
+
+    Attributes:
+        src, dst: shape (2e,), one entry per link and direction (lending can
+            go either way along a link).
+        matrix: shape (n, n), CSR, 1 where two banks are linked.
+        degree: shape (n,), number of links of each bank.
+    """
+
+    src: np.ndarray
+    dst: np.ndarray
+    matrix: sp.csr_matrix
+    degree: np.ndarray
+
+    @classmethod
+    def from_graph(cls, graph: nx.Graph, n: int) -> Adjacency:
+        """The adjacency of ``graph`` (nodes 0..n-1; direction ignored)."""
+        und = nx.to_undirected(graph) if graph.is_directed() else graph
+        edges = np.asarray(list(und.edges()), dtype=np.int64).reshape(-1, 2)
+        src = np.concatenate([edges[:, 0], edges[:, 1]])
+        dst = np.concatenate([edges[:, 1], edges[:, 0]])
+        matrix = sp.csr_matrix((np.ones(src.size), (src, dst)), shape=(n, n))
+        return cls(src, dst, matrix, np.asarray(matrix.sum(axis=1)).reshape(-1))
 
 
 def oriented_edges(graph: nx.Graph, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

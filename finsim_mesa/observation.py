@@ -3,9 +3,27 @@
 ``OBS_FIELDS`` lists the columns in order with their meaning and scale; brains
 index columns by name through ``OBS``. With the infrastructure layer on, the
 8 columns of ``INFRA_OBS_FIELDS`` follow (observation width 24).
+:func:`bank_observations` and :func:`infrastructure_observations` build them
+(the observe stage), writing each column by its name.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from finsim_mesa import risk
+
+if TYPE_CHECKING:
+    from finsim_mesa.config import ModelConfig
+    from finsim_mesa.infrastructure import CentralCounterparty, Exchange, InfrastructureRouter
+    from finsim_mesa.ledger import Ledger
+    from finsim_mesa.market import Market
+    from finsim_mesa.network import Adjacency
+    from finsim_mesa.state import Measures, Sheets
+
+RUNOFF = 0.1  # share of deposits assumed to run in a short stress (liquidity measures)
 
 OBS_FIELDS: tuple[tuple[str, str], ...] = (
     ("capital_ratio", "equity / risk-weighted assets, clipped to [-1, 1]"),
@@ -58,3 +76,96 @@ ACTIONS: tuple[tuple[str, str], ...] = (
     ("borrow", "ask neighbours for this share of max_borrow_fraction x total assets"),
 )
 ACTION_NAMES = tuple(a for a, _ in ACTIONS)
+
+
+def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measures,
+                      withdrawals: np.ndarray, network: Adjacency, size0: float,
+                      cfg: ModelConfig, t: int, bilateral: np.ndarray | slice
+                      ) -> np.ndarray:
+    """The 16 bank columns of :data:`OBS_FIELDS` for all banks, shape (n, 16).
+
+    Args:
+        L: the ledger; ``sheets`` its derived figures now.
+        market: prices and rate; ``measures`` the system's stress and price return.
+        withdrawals: shape (n,), deposit withdrawals due at the next clearing.
+        network: the interbank adjacency (for neighbour defaults).
+        size0: initial mean total assets (scale of ``size``).
+        cfg: the model configuration.
+        t: this step.
+        bilateral: mask over the loan book of loans with a bank counterparty
+            (``slice(None)``: all), for counterparty stress and interbank assets.
+    """
+    ta = sheets.total_assets
+    safe = np.where(ta > 0, ta, 1.0)
+    lb = L.loans
+    n = L.n
+    due2 = np.bincount(lb.borrower[lb.maturity <= t + 1], minlength=n,
+                       weights=lb.owed[lb.maturity <= t + 1])
+    due_next = np.bincount(lb.borrower[lb.maturity <= t], minlength=n,
+                           weights=lb.owed[lb.maturity <= t])
+    need = due2 + withdrawals + RUNOFF * L.deposits
+    h = risk.distress(L.equity, L.equity0, L.defaulted)
+    at_risk = np.bincount(lb.lender[bilateral], weights=(lb.owed * h[lb.borrower])[bilateral],
+                          minlength=n)
+    ib = (sheets.interbank_assets if isinstance(bilateral, slice)
+          else np.bincount(lb.lender[bilateral], weights=lb.owed[bilateral], minlength=n))
+    rate_scale = cfg.base_rate + cfg.rate_stress_spread
+    o = np.empty((n, OBS_DIM))
+    o[:, OBS["capital_ratio"]] = np.clip(sheets.capital_ratio, -1, 1)
+    o[:, OBS["leverage"]] = np.clip(L.equity / safe, -1, 1)
+    o[:, OBS["cash_ratio"]] = np.clip(L.cash / safe, 0, 1)
+    o[:, OBS["liquidity_coverage"]] = np.clip(
+        np.divide(L.cash, need, out=np.full(n, 5.0), where=need > 0), 0, 5) / 5
+    o[:, OBS["interbank_assets"]] = np.clip(ib / safe, 0, 1)
+    o[:, OBS["interbank_liabilities"]] = np.clip(sheets.interbank_liabilities / safe, 0, 1)
+    o[:, OBS["deposit_funding"]] = np.clip(L.deposits / safe, 0, 1)
+    o[:, OBS["due_next"]] = np.clip(due_next / safe, 0, 1)
+    o[:, OBS["counterparty_stress"]] = np.divide(at_risk, ib, out=np.zeros(n), where=ib > 0)
+    o[:, OBS["neighbour_defaults"]] = np.divide(
+        network.matrix @ L.defaulted.astype(float), network.degree, out=np.zeros(n),
+        where=network.degree > 0)
+    o[:, OBS["price"]] = np.clip(market.price_index, 0, 2)
+    o[:, OBS["price_trend"]] = np.clip(10 * measures.price_return, -1, 1)
+    o[:, OBS["interbank_rate"]] = market.rate / rate_scale if rate_scale > 0 else 0.0
+    o[:, OBS["market_stress"]] = measures.market_stress
+    o[:, OBS["own_distress"]] = h
+    o[:, OBS["size"]] = np.clip(np.log(np.maximum(ta, 1e-12) / size0) / 3, -1, 1)
+    return o
+
+
+def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: list[Exchange],
+                                ccps: list[CentralCounterparty], router: InfrastructureRouter,
+                                margin_rate: float, cfg: ModelConfig) -> np.ndarray:
+    """The 8 columns of :data:`INFRA_OBS_FIELDS`, shape (n, 8).
+
+    Args:
+        total_assets: shape (n,), total assets with zeros replaced by 1.
+        margin_rate: the CCPs' margin per unit of cleared borrowing now.
+    """
+    x = router.bank_exchange
+    util = np.array([e.utilisation for e in exchanges])
+    fee = np.array([e.fee_rate for e in exchanges])
+    cap = np.array([e.queue.max_throughput for e in exchanges])
+    backlog = np.array([e.backlog for e in exchanges])
+    delay = np.array([e.mean_delay for e in exchanges])
+    o = np.zeros((L.n, INFRA_OBS_DIM))
+    i = OBS_DIM  # infrastructure columns follow the bank columns in OBS
+    o[:, OBS["exchange_congestion"] - i] = np.clip(util[x], 0, 2) / 2
+    base = max(cfg.exchange_base_fee, 1e-12)
+    o[:, OBS["exchange_fee_level"] - i] = np.clip(
+        (fee[x] / base - 1) / max(cfg.exchange_fee_slope, 1e-12), 0, 1)
+    o[:, OBS["queue_backlog"] - i] = np.clip(backlog[x] / cap[x], 0, 3) / 3
+    o[:, OBS["expected_delay"] - i] = np.clip(delay[x] / max(cfg.max_order_wait, 1), 0, 1)
+    if ccps:
+        lb = L.loans
+        m = lb.ccp >= 0
+        cleared_net = (np.bincount(lb.lender[m], weights=lb.owed[m], minlength=L.n)
+                       - np.bincount(lb.borrower[m], weights=lb.owed[m], minlength=L.n))
+        health = np.array([c.default_fund_health for c in ccps])
+        o[:, OBS["ccp_margin_rate"] - i] = margin_rate
+        o[:, OBS["posted_margin"] - i] = np.clip(L.margin.sum(axis=1) / total_assets, 0, 1)
+        o[:, OBS["net_ccp_exposure"] - i] = np.clip(cleared_net / total_assets, -1, 1)
+        o[:, OBS["default_fund_health"] - i] = np.clip(health[router.bank_ccp], 0, 1)
+    else:
+        o[:, OBS["default_fund_health"] - i] = 1.0
+    return o

@@ -125,7 +125,7 @@ def test_topology_edges_carry_the_exposures(client):
         if e["type"] in ("loan", "cleared_loan") and e["source"] < 12:
             lent[e["source"]] += e["exposure"]
     # every bank's receivables (bilateral + cleared through the CCP) are on its edges
-    assert lent == pytest.approx(m.state["interbank_assets"], rel=1e-9, abs=1e-9)
+    assert lent == pytest.approx(m.sheets.interbank_assets, rel=1e-9, abs=1e-9)
     for n in topo["nodes"]:
         if n["type"] == "bank":
             assert n["equity"] == pytest.approx(m.ledger.equity[n["id"]], rel=1e-12)

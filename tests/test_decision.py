@@ -25,8 +25,7 @@ def test_baseline_lookahead_equals_the_real_continuation(infra, brain):
     b = live(brain=brain, **infra)
     res = a.what_if(steps=6, seeds=[11], bank=2)
     b.rng = np.random.default_rng(11)
-    for brain_obj, _ in b._brain_groups:
-        brain_obj.setup(b)
+    b.brains.setup(b)
     eq0 = np.maximum(b.ledger.equity, 0).sum()
     d0 = b.ledger.defaulted.sum()
     b.run_for(6)
@@ -36,7 +35,7 @@ def test_baseline_lookahead_equals_the_real_continuation(infra, brain):
     assert row.loss == pytest.approx(eq0 - np.maximum(np.where(L.defaulted, 0, L.equity),
                                                       0).sum(), rel=1e-12, abs=1e-9)
     assert row.bank_equity == pytest.approx(0.0 if L.defaulted[2] else L.equity[2])
-    assert row.debtrank == pytest.approx(b.debtrank_total)
+    assert row.debtrank == pytest.approx(b.measures.debtrank_total)
 
 
 def test_live_model_is_never_changed():
@@ -55,7 +54,7 @@ def test_live_model_is_never_changed():
     assert len(m.datacollector.get_model_vars_dataframe()) == rows
     assert len(m.router.audit()) == audit
     assert not m.ledger.defaulted[[0, 1]].any()
-    assert m.brains[0].rng is m.rng  # random brains answer to the live model again
+    assert m.brains.per_bank[0].rng is m.rng  # random brains answer to the live model again
     # and the live model goes on exactly as its twin that saw no what-if
     twin = live(brain="random", n_exchanges=1, n_ccps=1)
     m.run_for(5)
@@ -94,7 +93,7 @@ def obvious_case():
     m = FinancialModel(n_banks=20, scenario="normal", brain="passive", rng=6,
                        marketable_share=1.0, liquidation_discount=0.9, max_sell_fraction=1.0)
     m.run_for(2)
-    b = int(np.argmax(m.state["total_assets"]))
+    b = int(np.argmax(m.sheets.total_assets))
     m.apply_shock("funding_withdrawal", 0.4, banks=[b])
     return m, b
 

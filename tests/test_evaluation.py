@@ -14,9 +14,9 @@ def test_episode_reward_matches_the_model():
     total = 0.0
     while m.running:
         m.step()
-        total += m.rewards.sum() / 12
+        total += m.reward.per_bank.sum() / 12
     assert r["episode_reward"] == pytest.approx(total)
-    assert r["default_rate"] == m.default_rate and r["steps"] == 15
+    assert r["default_rate"] == m.measures.default_rate and r["steps"] == 15
 
 
 def test_table_intervals_and_files(tmp_path):

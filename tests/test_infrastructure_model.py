@@ -6,9 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from finsim_mesa import ConfigError, FinancialModel
-from finsim_mesa.agents.ccp import CentralCounterparty
-from finsim_mesa.agents.exchange import Exchange
-from finsim_mesa.infrastructure import multilateral_netting
+from finsim_mesa.infrastructure import CentralCounterparty, Exchange, multilateral_netting
 from finsim_mesa.ledger import Ledger
 from finsim_mesa.observation import INFRA_OBS_FIELDS, OBS_DIM
 
@@ -47,20 +45,37 @@ def test_venue_rules(rule):
         assert m.router.bank_exchange.tolist() == [i % 3 for i in range(40)]
     if rule == "size":
         size = m.ledger.total_assets() + 0  # balanced totals: within the largest bank
-        loads = np.bincount(m.router.bank_exchange, weights=m._assets0, minlength=3)
-        assert loads.max() - loads.min() <= m._assets0.max() + 1e-9
+        loads = np.bincount(m.router.bank_exchange, weights=m.reference.assets0, minlength=3)
+        assert loads.max() - loads.min() <= m.reference.assets0.max() + 1e-9
         assert size.size == 40
+
+
+STAGES = ("shock", "observe", "decide", "act", "settle", "clear", "price", "record")
+
+
+def watch_stages(model, monkeypatch):
+    """Record which stage of ``model`` is running (None between stages)."""
+    now = {"stage": None}
+    for name in STAGES:
+        def wrapped(*a, _orig=getattr(model, name), _name=name, **k):
+            now["stage"] = _name
+            try:
+                return _orig(*a, **k)
+            finally:
+                now["stage"] = None
+        monkeypatch.setattr(model, name, wrapped)
+    return now
 
 
 def test_every_interbank_money_movement_is_routed(monkeypatch):
     m = infra_model(brain="greedy", scenario="liquidity_crisis")
-    lent = []
+    now = watch_stages(m, monkeypatch)
+    lent, calls = [], []
     original = Ledger.lend
 
     def spy(self, lender, borrower, amount, rate, maturity, ccp=None):
-        import inspect
-        caller = inspect.stack()[1].function
-        assert caller == "_process_exchanges", f"direct settlement from {caller}"
+        calls.append((m.t, now["stage"], np.asarray(lender).copy(),
+                      np.asarray(borrower).copy(), np.asarray(amount, dtype=float).copy()))
         lent.append((m.t, float(np.sum(amount))))
         return original(self, lender, borrower, amount, rate, maturity, ccp)
 
@@ -86,6 +101,16 @@ def test_every_interbank_money_movement_is_routed(monkeypatch):
     # the routed records name the lender's exchange, and cleared ones the CCP
     assert (loans.exchange == m.router.bank_exchange[loans.sender.to_numpy()]).all()
     assert (loans.ccp >= 0).all()
+    # no direct settlement: new loans are booked only in the settle stage, and each
+    # is a processed order of the audit (same lender, borrower and amount)
+    assert {stage for _, stage, *_ in calls} == {"settle"}
+    for step in {c[0] for c in calls}:
+        booked = sorted((int(i), int(j), a) for t, _, li, bi, ai in calls if t == step
+                        for i, j, a in zip(li, bi, ai, strict=True))
+        rows = loans[loans.step == step]
+        audited = sorted(zip(rows.sender.astype(int), rows.receiver.astype(int), rows.amount,
+                             strict=True))
+        assert booked == audited, step
 
 
 def test_congestion_raises_fees_and_delays_past_capacity():
@@ -130,7 +155,7 @@ def test_ccp_member_default_end_to_end():
     CCP pays its lenders in full, and the waterfall allocates exactly the loss."""
     m = infra_model(n_banks=40, scenario="normal", brain="passive", rng=7,
                     default_fund_rate=0.02)
-    victim = int(np.argmax(m._cleared_liabilities()[:, 0]))
+    victim = int(np.argmax(m.ccps[0].cleared_liabilities()))
     margin0, fund0 = m.ledger.margin[victim, 0], m.ledger.fund[victim, 0]
     m.apply_shock("loss", 3.0, banks=[victim])
     m.apply_shock("default", banks=[victim])
@@ -144,7 +169,7 @@ def test_ccp_member_default_end_to_end():
     assert 0 < w["defaulter_fund"] <= fund0 + 1e-12
     absorbed = w["defaulter_margin"] + w["defaulter_fund"] + w["ccp_capital"] + w["mutualised"]
     assert absorbed + w["uncovered"] == pytest.approx(w["loss"])
-    assert w["uncovered"] == 0.0 and m.uncovered_loss == 0.0
+    assert w["uncovered"] == 0.0 and m.measures.uncovered_loss == 0.0
     audit = m.router.audit()
     rep = audit[(audit.kind == "repayment") & (audit.step == 1) & (audit.ccp == 0)]
     from_victim = rep[rep.sender == victim]
@@ -165,14 +190,14 @@ def test_ccp_member_default_end_to_end():
 def test_uncovered_loss_is_reported_and_passed_on():
     m = infra_model(n_banks=40, brain="passive", rng=7, default_fund_rate=0.0,
                     ccp_capital_share=0.0, initial_margin_rate=0.0)
-    cl = m._cleared_liabilities()[:, 0]
+    cl = m.ccps[0].cleared_liabilities()
     victim = int(np.argmax(cl))
     m.apply_shock("loss", 5.0, banks=[victim])
     m.apply_shock("default", banks=[victim])
     m.step()
     m.check()
     ccp = m.ccps[0]
-    assert ccp.uncovered > 0 and m.uncovered_loss == pytest.approx(ccp.uncovered)
+    assert ccp.uncovered > 0 and m.measures.uncovered_loss == pytest.approx(ccp.uncovered)
     w = ccp.waterfalls[0]
     assert w["defaulter_margin"] == w["defaulter_fund"] == w["ccp_capital"] == 0.0
     assert w["uncovered"] == pytest.approx(w["loss"])
@@ -192,7 +217,7 @@ def test_margin_calls_follow_the_price():
     before = m.ledger.margin.sum()
     m.apply_shock("price_crash", 0.3)
     m.step()
-    assert m.margin_called > 0
+    assert m.flows.margin_called > 0
     assert m.ledger.margin.sum() > before
     audit = m.router.audit()
     assert (audit.kind == "margin_call").any()
@@ -201,7 +226,7 @@ def test_margin_calls_follow_the_price():
 
 def test_margin_call_default_when_a_member_cannot_pay():
     m = infra_model(brain="passive", initial_margin_rate=0.5, marketable_share=0.0)
-    cl = m._cleared_liabilities()[:, 0]
+    cl = m.ccps[0].cleared_liabilities()
     victim = int(np.argmax(cl))
     L = m.ledger
     # the victim has put all its cash into loans to the economy (a booked swap of

@@ -59,8 +59,8 @@ def test_identities_hold_after_every_step(params):
         assert not np.isin(np.flatnonzero(gone), L.loans.lender).any()
         assert not np.isin(np.flatnonzero(gone), L.loans.borrower).any()
         assert (L.loans.principal >= -1e-12).all()
-        obs = m.observations
-        assert np.all(np.isfinite(obs)) and np.all(np.isfinite(m.rewards))
+        obs = m.decisions.observations
+        assert np.all(np.isfinite(obs)) and np.all(np.isfinite(m.reward.per_bank))
         if not m.running:
             break
 

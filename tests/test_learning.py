@@ -46,7 +46,7 @@ def test_env_rewards_are_the_models_and_defaults_terminate():
     acts = {a: np.full(4, 0.5, dtype=np.float32) for a in env.agents}
     _, rew, term, trunc, _ = env.step(acts)
     assert term["bank_4"] and "bank_4" not in env.agents
-    assert rew["bank_0"] == pytest.approx(env.model.rewards[0])
+    assert rew["bank_0"] == pytest.approx(env.model.reward.per_bank[0])
     for _ in range(30):
         if not env.agents:
             break
@@ -166,8 +166,8 @@ def test_checkpoint_round_trip_and_policy_brain(tmp_path):
     m = FinancialModel(n_banks=6, brain=brain, rng=1)
     m.run_for(5)
     m.check()
-    np.testing.assert_allclose(m.actions[m.ledger.active],
-                               agent.act(m.observations[m.ledger.active], True)[0], atol=1e-6)
+    np.testing.assert_allclose(m.decisions.actions[m.ledger.active],
+                               agent.act(m.decisions.observations[m.ledger.active], True)[0], atol=1e-6)
     with pytest.raises(CheckpointError, match="observation columns"):
         FinancialModel(n_banks=6, n_exchanges=1, brain=brain, rng=1)
 

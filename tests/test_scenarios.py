@@ -52,7 +52,7 @@ def test_register_scenario_and_duplicate():
 
 def test_systemic_defaults_the_largest_banks_at_its_step():
     m = FinancialModel(n_banks=30, scenario="systemic", brain="passive", rng=4)
-    size = m.state["total_assets"].copy()
+    size = m.sheets.total_assets.copy()
     m.run_for(15)
     forced = [s for s in m.shock_log if s["kind"] == "default"]
     assert forced and forced[0]["step"] == 15

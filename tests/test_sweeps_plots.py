@@ -34,7 +34,7 @@ def test_sweep_keeps_the_collapse_step():
     m = FinancialModel(scenario="systemic", collapse_threshold=0.1, steps=60, rng=3)
     m.run_for(60)
     assert m.collapsed and m.t < 60
-    assert df.step.max() == m.t and df.default_rate.iloc[-1] == m.default_rate
+    assert df.step.max() == m.t and df.default_rate.iloc[-1] == m.measures.default_rate
 
 
 def test_processes_and_dask_give_identical_results():

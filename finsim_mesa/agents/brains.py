@@ -15,23 +15,27 @@ actions of shape (b, 4) in [0, 1]: lend, hoard, sell, borrow (meanings in
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from finsim_mesa.errors import ConfigError
+from finsim_mesa.errors import BrainError, ConfigError
 from finsim_mesa.observation import OBS
 
 __all__ = [
     "BRAINS",
     "Brain",
     "BrainLike",
+    "BrainSet",
     "ConservativeBrain",
     "GreedyBrain",
     "MyopicBrain",
     "PassiveBrain",
     "RandomBrain",
     "RuleBasedBrain",
+    "brain_name",
+    "check_actions",
     "make_brain",
 ]
 
@@ -187,3 +191,118 @@ def make_brain(spec: str | BrainLike) -> BrainLike:
 def brain_name(brain: BrainLike) -> str:
     """Display name of a brain."""
     return getattr(brain, "name", type(brain).__name__)
+
+
+def check_actions(brain: Any, out: Any, rows: int) -> np.ndarray:
+    """A brain's output as actions, shape (rows, 4), clipped to [0, 1].
+
+    Raises:
+        BrainError: not numbers, a wrong shape, NaN or infinite values, or values
+            outside [0, 1] (beyond 1e-6), naming the brain.
+    """
+    name = brain_name(brain)
+    try:
+        arr = np.asarray(out, dtype=float)
+    except (TypeError, ValueError):
+        raise BrainError(f"brain '{name}' returned {type(out).__name__}, not an array of "
+                         "numbers") from None
+    if arr.shape != (rows, 4):
+        raise BrainError(f"brain '{name}' returned actions of shape {arr.shape}; expected "
+                         f"({rows}, 4): lend, hoard, sell, borrow per bank")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.argwhere(~np.isfinite(arr))[0][0])
+        raise BrainError(f"brain '{name}' returned NaN or infinite actions (first in row {bad})")
+    if arr.min() < -1e-6 or arr.max() > 1 + 1e-6:
+        raise BrainError(f"brain '{name}' returned actions outside [0, 1] "
+                         f"(min {arr.min():g}, max {arr.max():g})")
+    return np.clip(arr, 0.0, 1.0)
+
+
+class BrainSet:
+    """Which brain decides for which bank: each distinct brain once, with its banks.
+
+    Args:
+        spec: a brain name, an object with ``act``, a sequence of these (one per
+            bank) or a mapping ``{bank_id: brain, "default": brain}``.
+        n: number of banks.
+        default: the brain name for banks a mapping leaves out.
+
+    Raises:
+        ConfigError: unknown names, a list of the wrong length, bad mapping keys.
+    """
+
+    def __init__(self, spec: Any, n: int, default: str) -> None:
+        if isinstance(spec, Mapping):
+            bad = [k for k in spec if k != "default" and not (isinstance(k, int | np.integer)
+                                                              and 0 <= k < n)]
+            if bad:
+                raise ConfigError(f"brain mapping has keys {bad!r}; use bank ids 0..{n - 1} "
+                                  "or 'default'")
+            fallback = spec.get("default", default)
+            per = [spec.get(i, fallback) for i in range(n)]
+        elif isinstance(spec, Sequence) and not isinstance(spec, str):
+            if len(spec) != n:
+                raise ConfigError(f"brain list has {len(spec)} entries for {n} banks; give one "
+                                  "per bank or a mapping {bank_id: brain, 'default': brain}")
+            per = list(spec)
+        else:
+            per = [spec] * n
+        made: dict[Any, BrainLike] = {}
+        brains = []
+        for s in per:
+            key = s if isinstance(s, str) else id(s)
+            if key not in made:
+                made[key] = make_brain(s)
+            brains.append(made[key])
+        self.per_bank: list[BrainLike] = brains
+        self.names = [brain_name(b) for b in brains]
+        ids = np.array([id(b) for b in brains])
+        self.groups = [(b, np.flatnonzero(ids == id(b))) for b in made.values()]
+
+    def setup(self, model: Any) -> None:
+        """Bind every brain to ``model`` (e.g. a random brain takes its generator)."""
+        for b, _ in self.groups:
+            if hasattr(b, "setup"):
+                b.setup(model)
+
+    def decide(self, observations: np.ndarray, active: np.ndarray, banks: Sequence[Any],
+               overrides: Mapping[int, np.ndarray]) -> np.ndarray:
+        """Actions of all banks, shape (n, 4): each brain acts once on the rows of
+        its active banks (a per-bank brain gets the bank agents too); fixed
+        ``overrides`` win; defaulted banks get zeros.
+
+        Raises:
+            BrainError: a brain returned a wrong shape, NaN/inf or values outside [0, 1].
+        """
+        actions = np.zeros((observations.shape[0], 4))
+        for brain, idx in self.groups:
+            rows = idx[active[idx]]
+            if rows.size:
+                if getattr(brain, "per_bank", False):
+                    out = brain.act_banks([banks[i] for i in rows], observations[rows])
+                else:
+                    out = brain.act(observations[rows])
+                actions[rows] = check_actions(brain, out, rows.size)
+        for bank, vec in overrides.items():
+            if active[bank]:
+                actions[bank] = vec
+        return actions
+
+    def snapshot(self, model_rng: np.random.Generator) -> list[Any]:
+        """States of the brains' own random generators (None where a brain has
+        none or uses the model's, which the model saves itself)."""
+        out = []
+        for b, _ in self.groups:
+            rng = getattr(b, "rng", None)
+            own = isinstance(rng, np.random.Generator) and rng is not model_rng
+            out.append(rng.bit_generator.state if own else None)
+        return out
+
+    def restore(self, states: list[Any]) -> None:
+        """Put :meth:`snapshot`'s generator states back (when the brains are the
+        same ones; brains changed since the snapshot keep their state)."""
+        if len(states) != len(self.groups):
+            return
+        for (b, _), state in zip(self.groups, states, strict=True):
+            if state is not None:
+                b.rng.bit_generator.state = state

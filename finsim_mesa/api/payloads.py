@@ -51,7 +51,7 @@ def topology_payload(m: Any) -> dict[str, list[dict[str, Any]]]:
     L = m.ledger
     nodes: list[dict[str, Any]] = []
     for i, bank in enumerate(m.banks):
-        nodes.append({"id": i, "type": "bank", "label": f"bank {i}", "brain": m.brain_names[i]}
+        nodes.append({"id": i, "type": "bank", "label": f"bank {i}", "brain": m.brains.names[i]}
                      | clean(bank.balance_sheet()) | {"defaulted": bool(L.defaulted[i])})
     for ex in m.exchanges:
         nodes.append({"id": int(ex.node), "type": "exchange",

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from finsim_mesa.model import MODEL_REPORTERS
+from finsim_mesa.measures import MODEL_REPORTERS
 from finsim_mesa.scenarios.engine import SHOCK_KINDS
 
 

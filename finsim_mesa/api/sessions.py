@@ -24,7 +24,8 @@ import numpy as np
 
 from finsim_mesa.api.payloads import clean
 from finsim_mesa.errors import ConfigError
-from finsim_mesa.model import INFRA_REPORTERS, MODEL_REPORTERS, FinancialModel
+from finsim_mesa.measures import INFRA_REPORTERS, MODEL_REPORTERS, report
+from finsim_mesa.model import FinancialModel
 
 __all__ = ["ApiLimits", "NotFound", "Session", "SessionStore"]
 
@@ -67,10 +68,10 @@ def metrics_of(model: FinancialModel) -> dict[str, Any]:
     """The model-level figures of the current step (what ``GET /metrics`` returns)."""
     out: dict[str, Any] = {"step": model.t, "running": bool(model.running),
                            "collapsed": bool(model.collapsed), "scenario": model.scenario_name}
-    for key, attr in MODEL_REPORTERS.items():
-        out[key] = clean(getattr(model, attr))
+    for key in MODEL_REPORTERS:
+        out[key] = clean(report(model, key))
     if model.config.infrastructure:
-        out["infrastructure"] = {k: clean(getattr(model, a)) for k, a in INFRA_REPORTERS.items()}
+        out["infrastructure"] = {k: clean(report(model, k)) for k in INFRA_REPORTERS}
     else:
         out["infrastructure"] = None
     return out

@@ -107,7 +107,7 @@ class FinancialEnv(ParallelEnv):
         self.brain.actions = np.clip(np.asarray(actions, dtype=float), 0.0, 1.0)
         self.model.step()
         done = not self.model.running
-        return self._obs(), self.model.rewards.astype(np.float32), \
+        return self._obs(), self.model.reward.per_bank.astype(np.float32), \
             self.model.ledger.defaulted.copy(), done
 
     def step(self, actions: dict[str, np.ndarray]):

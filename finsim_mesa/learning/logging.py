@@ -74,10 +74,10 @@ class EnvironmentLogger:
         return self.every > 0 and episode % self.every == 0
 
     def record(self, model: Any, episode: int) -> None:
-        from finsim_mesa.model import MODEL_REPORTERS
+        from finsim_mesa.measures import MODEL_REPORTERS, report
 
         row = {"episode": episode, "step": model.t} | {
-            k: getattr(model, attr) for k, attr in MODEL_REPORTERS.items()}
+            k: report(model, k) for k in MODEL_REPORTERS}
         new = not self.path.exists()
         with open(self.path, "a", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(row))

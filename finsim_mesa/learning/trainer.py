@@ -197,7 +197,7 @@ class Trainer:
                 ep["advantages"], ep["returns"] = adv, ret
                 episodes.append(ep)
                 reward = self.last_episode_reward
-                defaults = float(self.env.model.default_rate)
+                defaults = float(self.env.model.measures.default_rate)
                 self.history.append({"episode": self.episode, "scenario": self.scenario,
                                      "reward": reward, "default_rate": defaults,
                                      "steps": int(ep["rewards"].shape[0])})

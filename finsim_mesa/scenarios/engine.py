@@ -1,14 +1,24 @@
-"""The shock engine: turns a :class:`Scenario` into this step's shocks."""
+"""The shock engine: turns a :class:`Scenario` into this step's shocks, checks a
+user's shock (:func:`make_shock`) and applies any shock to the ledger and the
+market (:func:`apply_shock`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from finsim_mesa.errors import ShockError
+from finsim_mesa.market import set_prices
 from finsim_mesa.scenarios import Scenario
 
-__all__ = ["SHOCK_KINDS", "Shock", "ShockEngine"]
+if TYPE_CHECKING:
+    from finsim_mesa.ledger import Ledger
+    from finsim_mesa.market import Market
+
+__all__ = ["SHOCK_KINDS", "SHOCK_LIMITS", "Shock", "ShockEngine", "apply_shock", "make_shock"]
 
 SHOCK_KINDS = {
     "price_crash": "asset prices (and fundamentals) fall by `magnitude` in [0, 1)",
@@ -17,6 +27,10 @@ SHOCK_KINDS = {
     "loss": "banks lose `magnitude` x their equity on illiquid assets",
     "default": "banks are put in default and resolved at the next clearing",
 }
+# kind -> (lowest, highest magnitude, highest included)
+SHOCK_LIMITS: dict[str, tuple[float, float, bool]] = {
+    "price_crash": (0.0, 1.0, False), "funding_withdrawal": (0.0, 1.0, True),
+    "loss": (0.0, 10.0, True), "default": (-np.inf, np.inf, True)}
 
 
 @dataclass
@@ -68,3 +82,54 @@ class ShockEngine:
             shocks.append(Shock("loss", sc.shock_magnitude,
                                 _pick(sc.shock_target, count, alive, size, rng)))
         return shocks
+
+
+def make_shock(kind: str, magnitude: Any = 0.0, banks: Sequence[int] | np.ndarray | None = None,
+               n_banks: int = 0) -> Shock:
+    """A user's shock, checked: ``kind`` in :data:`SHOCK_KINDS`, ``magnitude`` in
+    its range (:data:`SHOCK_LIMITS`), ``banks`` ids in ``0..n_banks-1`` (None =
+    all active banks; required for ``loss`` and ``default``).
+
+    Raises:
+        ShockError: naming what is wrong.
+    """
+    if kind not in SHOCK_KINDS:
+        raise ShockError(f"shock kind {kind!r} is unknown; choose one of "
+                         f"{', '.join(SHOCK_KINDS)}")
+    try:
+        m = float(magnitude)
+    except (TypeError, ValueError):
+        raise ShockError(f"magnitude must be a number, got {magnitude!r}") from None
+    lo, hi, closed = SHOCK_LIMITS[kind]
+    if not np.isfinite(m) or m < lo or m > hi or (not closed and m >= hi):
+        raise ShockError(f"{kind} magnitude {magnitude!r} out of range: {SHOCK_KINDS[kind]}")
+    idx = None
+    if banks is not None:
+        idx = np.unique(np.asarray(banks).reshape(-1))
+        if idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
+            raise ShockError(f"banks must be a non-empty list of bank ids, got {banks!r}")
+        if idx.min() < 0 or idx.max() >= n_banks:
+            raise ShockError(f"bank ids must lie in 0..{n_banks - 1}, got {idx.tolist()}")
+    elif kind in ("loss", "default"):
+        raise ShockError(f"a {kind} shock needs banks=[...]")
+    return Shock(kind, m, idx, source="user")
+
+
+def apply_shock(shock: Shock, L: Ledger, market: Market, withdrawals: np.ndarray, t: int
+                ) -> dict[str, Any]:
+    """Apply ``shock`` to the active banks it names; ``withdrawals`` (shape (n,)) is
+    where a funding run's withdrawals wait for the next clearing. Returns the
+    record for the shock log."""
+    banks = np.flatnonzero(L.active) if shock.banks is None else shock.banks
+    banks = banks[L.active[banks]]
+    if shock.kind == "price_crash":
+        set_prices(L, market, market.crash_prices(shock.magnitude))
+    elif shock.kind == "funding_withdrawal":
+        withdrawals[banks] = np.minimum(withdrawals[banks] + shock.magnitude * L.deposits[banks],
+                                        L.deposits[banks])
+    elif shock.kind == "loss":
+        L.write_down_assets(banks, shock.magnitude * np.maximum(L.equity[banks], 0.0))
+    elif shock.kind == "default":
+        L.mark_default(banks, max(t, 0))
+    return {"step": t, "kind": shock.kind, "magnitude": shock.magnitude,
+            "banks": banks.tolist(), "source": shock.source}

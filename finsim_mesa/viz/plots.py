@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -69,14 +70,18 @@ def timeseries_dashboard(data: FinancialModel | pd.DataFrame) -> Figure:
     return fig
 
 
+_LAYOUTS: weakref.WeakKeyDictionary[Any, dict[int, np.ndarray]] = weakref.WeakKeyDictionary()
+
+
 def _layout(model: FinancialModel) -> dict[int, np.ndarray]:
-    pos = getattr(model, "_viz_layout", None)
+    """Node positions of the model's network, computed once per model."""
+    pos = _LAYOUTS.get(model)
     G = model.grid.G
     if pos is None or len(pos) != G.number_of_nodes():
         seed = 7
         pos = (nx.kamada_kawai_layout(G) if G.number_of_nodes() <= 150
                else nx.spring_layout(G, seed=seed, iterations=40))
-        model._viz_layout = pos
+        _LAYOUTS[model] = pos
     return pos
 
 
@@ -87,7 +92,7 @@ def network_snapshot(model: FinancialModel, ax: Axes | None = None) -> Figure:
         fig, ax = new_figure((6, 5))
     pos = _layout(model)
     n = model.n_banks
-    L, s = model.ledger, model.state
+    L, s = model.ledger, model.sheets
     exp = L.exposure_matrix().tocoo()
     if exp.nnz:
         w = exp.data / exp.data.max()
@@ -98,9 +103,9 @@ def network_snapshot(model: FinancialModel, ax: Axes | None = None) -> Figure:
         ax.add_collection(LineCollection(segs, linewidths=0.3 + 2.5 * w, colors="#7f8c8d",
                                          alpha=0.45, zorder=1))
     xy = np.array([pos[i] for i in range(n)])
-    size = s["total_assets"]
+    size = s.total_assets
     area = 20 + 400 * np.sqrt(np.clip(size, 0, None) / max(size.max(), 1e-12))
-    cr = np.clip(s["capital_ratio"], 0, 0.3)
+    cr = np.clip(s.capital_ratio, 0, 0.3)
     colours = np.where(L.defaulted, np.nan, cr)
     cmap = colormaps["RdYlGn"].with_extremes(bad="#555555")  # grey = defaulted
     sc = ax.scatter(xy[:, 0], xy[:, 1], s=area, c=colours, cmap=cmap, vmin=0.0, vmax=0.3,
@@ -132,14 +137,14 @@ def risk_dashboard(model: FinancialModel) -> Figure:
     top = np.argsort(-scores)[:15]
     axes[0].barh([str(i) for i in top][::-1], scores[top][::-1], color="#c0392b")
     axes[0].set_title("DebtRank if the bank defaulted alone (top 15)", fontsize=9)
-    cr = model.state["capital_ratio"][model.ledger.active]
+    cr = model.sheets.capital_ratio[model.ledger.active]
     axes[1].hist(cr, bins=20, color="#27ae60")
     axes[1].axvline(model.config.capital_requirement, color="black", ls="--",
                     label="requirement")
     axes[1].set_title("capital ratios (active banks)", fontsize=9)
     axes[1].legend(fontsize=7)
-    ib = model.state["interbank_assets"]
-    axes[2].scatter(model.state["total_assets"], ib, s=12, alpha=0.7)
+    ib = model.sheets.interbank_assets
+    axes[2].scatter(model.sheets.total_assets, ib, s=12, alpha=0.7)
     axes[2].set_xlabel("total assets")
     axes[2].set_ylabel("interbank assets")
     axes[2].set_title("interbank exposure by size", fontsize=9)

@@ -19,6 +19,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Callable, Iterator
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,15 @@ def agent_frames(model: FinancialModel) -> dict[str, pd.DataFrame]:
     return out
 
 
+def read(model: FinancialModel, path: str, before: str) -> Any:
+    """``model.<path>``, or ``model.<before>`` in a model of the layout before the
+    architecture refactor (so this runner works on both sides of it)."""
+    try:
+        return attrgetter(path)(model)
+    except AttributeError:
+        return getattr(model, before)
+
+
 def run_case(name: str, spec: dict[str, Any], fingerprint: Callable[[str, Any], None]) -> None:
     kw = dict(spec["kw"])
     if spec.get("exposures"):
@@ -168,9 +178,9 @@ def run_case(name: str, spec: dict[str, Any], fingerprint: Callable[[str, Any], 
         for kind, magnitude, banks in shocks.get(model.t, []):
             model.apply_shock(kind, magnitude, banks=banks)
         model.step()
-        obs.append(model.observations.copy())
-        act.append(model.actions.copy())
-        rew.append(np.asarray(model.rewards).copy())
+        obs.append(read(model, "decisions.observations", "observations").copy())
+        act.append(read(model, "decisions.actions", "actions").copy())
+        rew.append(np.asarray(read(model, "reward.per_bank", "rewards")).copy())
     fingerprint("steps", model.t)
     fingerprint("observations", np.stack(obs))
     fingerprint("actions", np.stack(act))

@@ -25,8 +25,7 @@ from finsim_mesa.errors import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from finsim_mesa.agents.ccp import CentralCounterparty
-    from finsim_mesa.agents.exchange import Exchange
+    from finsim_mesa.infrastructure.exchange import Exchange
 
 __all__ = ["AUDIT_COLUMNS", "InfrastructureRouter", "assign_venues"]
 
@@ -62,24 +61,23 @@ class InfrastructureRouter:
     """Routes interbank transactions through exchanges and CCPs and audits them.
 
     Args:
-        model: the owning model (its ledger, rng and config are used).
-        exchanges: the exchange agents.
-        ccps: the CCP agents (may be empty: trades then settle through the
-            exchange only).
+        model: the owning model (its ledger, market and step are used).
+        exchanges: the exchange agents, in id order (the routing table).
+        n_ccps: number of CCPs (0: trades settle through the exchange only).
         bank_exchange: shape (n,), each bank's home exchange.
     """
 
-    def __init__(self, model: Any, exchanges: list[Exchange], ccps: list[CentralCounterparty],
+    def __init__(self, model: Any, exchanges: list[Exchange], n_ccps: int,
                  bank_exchange: np.ndarray) -> None:
         self.model = model
         self.exchanges = exchanges
-        self.ccps = ccps
         self.bank_exchange = np.asarray(bank_exchange, dtype=np.int64)
-        self.exchange_ccp = (np.arange(len(exchanges)) % len(ccps) if ccps
+        self.exchange_ccp = (np.arange(len(exchanges)) % n_ccps if n_ccps
                              else np.full(len(exchanges), -1))
         self.bank_ccp = self.exchange_ccp[self.bank_exchange]
+        for ex, c in zip(exchanges, self.exchange_ccp, strict=True):
+            ex.ccp_id = int(c)
         self._audit: list[dict[str, np.ndarray]] = []
-        self.step_fees = 0.0
         self.step_expired = 0.0
 
     # ----------------------------------------------------------- submitting
@@ -88,7 +86,7 @@ class InfrastructureRouter:
         """Submit one interbank loan order from ``sender`` (lender) to ``receiver``.
 
         It goes to the sender's exchange and settles when the exchange processes
-        it (see :meth:`process`). Returns the order id.
+        it (see :meth:`Exchange.process`). Returns the order id.
 
         Raises:
             ValueError: unknown banks, a bank trading with itself, a defaulted
@@ -120,41 +118,31 @@ class InfrastructureRouter:
         for x, ex in enumerate(self.exchanges):
             m = venue == x
             if m.any():
-                ids[m] = ex.queue.submit(sender[m], receiver[m], amount[m], step, rate=rate[m])
+                ids[m] = ex.submit(sender[m], receiver[m], amount[m], rate[m], step)
         return ids
 
-    # ----------------------------------------------------------- processing
-    def process(self, step: int) -> dict[str, np.ndarray]:
-        """All exchanges process their queues; expired orders are audited.
+    def snapshot(self) -> dict[str, Any]:
+        """Copies of the routing table, the audit records and this step's figures."""
+        return {"bank_exchange": self.bank_exchange.copy(), "bank_ccp": self.bank_ccp.copy(),
+                "exchange_ccp": self.exchange_ccp.copy(), "audit": list(self._audit),
+                "step_expired": self.step_expired}
 
-        Returns the processed orders as columns (sender, receiver, amount, rate,
-        exchange, ccp, fee_rate, delay); the model settles them.
-        """
-        parts = []
-        self.step_expired = 0.0
-        share = self.model.config.ccp_clearing_share
-        for x, ex in enumerate(self.exchanges):
-            done, expired, stats = ex.queue.process(step)
-            if expired["amount"].size:
-                self.step_expired += stats.expired
-                self.record("loan", expired["sender"], expired["receiver"], expired["amount"],
-                            0.0, x, -1, 0.0, step - expired["submitted"], "expired", step)
-            k = done["amount"].size
-            if not k:
-                continue
-            ccp = np.full(k, self.exchange_ccp[x])
-            if self.ccps and share < 1.0:
-                ccp = np.where(self.model.rng.random(k) < share, ccp, -1)
-            parts.append({"sender": done["sender"], "receiver": done["receiver"],
-                          "amount": done["amount"], "rate": done["rate"],
-                          "exchange": np.full(k, x), "ccp": ccp,
-                          "fee_rate": np.full(k, stats.fee_rate),
-                          "delay": step - done["submitted"]})
-        if not parts:
-            return {}
-        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    def restore(self, state: dict[str, Any]) -> None:
+        """Put a :meth:`snapshot` back (audit records are immutable once written)."""
+        self.bank_exchange = state["bank_exchange"].copy()
+        self.bank_ccp = state["bank_ccp"].copy()
+        self.exchange_ccp = state["exchange_ccp"].copy()
+        self._audit = list(state["audit"])
+        self.step_expired = state["step_expired"]
 
     # ---------------------------------------------------------------- audit
+    def record_rollovers(self, rolled: dict[str, np.ndarray], step: int) -> None:
+        """Audit the loans rolled over in the act stage (columns lender, borrower,
+        amount, ccp)."""
+        self.record("rollover", rolled["lender"], rolled["borrower"], rolled["amount"],
+                    rolled["amount"], self.bank_exchange[rolled["lender"]], rolled["ccp"], 0.0,
+                    0, "renewed", step)
+
     def record(self, kind: str, sender: np.ndarray, receiver: np.ndarray, amount: np.ndarray,
                received: np.ndarray | float, exchange: np.ndarray | int, ccp: np.ndarray | int,
                fee: np.ndarray | float, delay: np.ndarray | int, outcome: np.ndarray | str,

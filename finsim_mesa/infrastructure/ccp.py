@@ -1,0 +1,179 @@
+"""The central counterparty agent: novation, margin, netting, default waterfall.
+
+A CCP's accounts live in the model's ledger (``ccp_cash``, ``ccp_capital``,
+members' ``margin`` and ``fund`` columns); its behaviour is here: what margin it
+requires of each member (:meth:`CentralCounterparty.margin_requirement`, called
+in the settle stage) and how it absorbs a member's default through the
+four-layer waterfall (:meth:`CentralCounterparty.absorb_default`, called in the
+clear stage). The mechanics are pure functions in
+:mod:`~finsim_mesa.infrastructure.waterfall` and
+:mod:`~finsim_mesa.infrastructure.netting`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import mesa
+import numpy as np
+import scipy.sparse as sp
+
+from finsim_mesa.infrastructure.netting import NettingResult, multilateral_netting
+from finsim_mesa.infrastructure.waterfall import WaterfallResult, default_waterfall
+
+if TYPE_CHECKING:
+    from finsim_mesa.model import FinancialModel
+
+__all__ = ["CentralCounterparty"]
+
+_COUNTERS = ("initial_fund", "initial_capital", "fund_used", "capital_used", "margin_used",
+             "uncovered", "defaults_handled", "waterfalls")
+
+
+class CentralCounterparty(mesa.Agent):
+    """A CCP: buyer to every seller and seller to every buyer of the trades it clears.
+
+    Args:
+        model: the owning model.
+        ccp_id: index among the model's CCPs (its column in the ledger's accounts).
+        node: the CCP's node in ``model.grid``.
+    """
+
+    #: agent-type reporters (column -> attribute) for Mesa's DataCollector
+    REPORTERS: ClassVar[dict[str, str]] = {
+        name: name for name in ("margin_held", "default_fund", "capital", "cleared_volume",
+                                "netting_efficiency", "uncovered")}
+
+    def __init__(self, model: FinancialModel, ccp_id: int, node: int) -> None:
+        super().__init__(model)
+        self.ccp_id = ccp_id
+        self.node = node
+        self.initial_fund = 0.0
+        self.initial_capital = 0.0
+        self.fund_used = 0.0        # defaulters' and survivors' contributions consumed
+        self.capital_used = 0.0
+        self.margin_used = 0.0
+        self.uncovered = 0.0        # losses beyond all four layers, cumulative
+        self.defaults_handled = 0
+        self.waterfalls: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------- behaviour
+    def cleared_liabilities(self) -> np.ndarray:
+        """shape (n,): what each member owes this CCP on novated loans (money)."""
+        lb = self.model.ledger.loans
+        m = lb.ccp == self.ccp_id
+        return np.bincount(lb.borrower[m], weights=lb.owed[m], minlength=self.model.n_banks)
+
+    def margin_requirement(self, rate: float) -> np.ndarray:
+        """shape (n,): margin each member must hold here: ``rate`` × cleared borrowing."""
+        return rate * self.cleared_liabilities()
+
+    def absorb_default(self, owed: np.ndarray, paid: np.ndarray, seized_margin: np.ndarray,
+                       seized_fund: np.ndarray, survivors: np.ndarray, t: int
+                       ) -> tuple[float, np.ndarray] | None:
+        """Run the default waterfall on this CCP's loss in a clearing.
+
+        Args:
+            owed: shape (r,), what members owed this CCP on the loans settled now.
+            paid: shape (r,), what they paid on them.
+            seized_margin, seized_fund: shape (n,), defaulters' margin and fund
+                contributions taken in payment (layers 1 and 2).
+            survivors: shape (n,), bool: members not in resolution.
+            t: the step.
+
+        Returns:
+            None when there is no loss (beyond round-off); else the CCP capital
+            used (layer 3) and the charges on surviving members' fund
+            contributions, shape (survivors.sum(),) (layer 4).
+        """
+        L = self.model.ledger
+        c = self.ccp_id
+        loss = float(owed.sum() - paid.sum())
+        if loss <= 1e-12 * max(1.0, float(owed.sum())):
+            return None
+        w: WaterfallResult = default_waterfall(
+            loss, float(seized_margin.sum()), float(seized_fund.sum()),
+            max(float(L.ccp_capital[c]), 0.0), np.maximum(L.fund[survivors, c], 0.0))
+        self.margin_used += w.layers["defaulter_margin"]
+        self.fund_used += w.layers["defaulter_fund"] + w.layers["mutualised"]
+        self.capital_used += w.layers["ccp_capital"]
+        self.uncovered += w.uncovered
+        self.defaults_handled += int((seized_margin + seized_fund > 0).sum())
+        self.waterfalls.append({"step": t, "loss": loss, **w.layers, "uncovered": w.uncovered})
+        return w.layers["ccp_capital"], w.survivor_charges
+
+    def snapshot(self) -> dict[str, Any]:
+        """Copies of the CCP's counters and waterfall records."""
+        return {k: copy.copy(getattr(self, k)) for k in _COUNTERS}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Put a :meth:`snapshot` back."""
+        for k in _COUNTERS:
+            setattr(self, k, copy.copy(state[k]))
+
+    # ------------------------------------------------------------- figures
+    @property
+    def margin_held(self) -> float:
+        """Margin posted by all members now (money)."""
+        return float(self.model.ledger.margin[:, self.ccp_id].sum())
+
+    @property
+    def default_fund(self) -> float:
+        """Default fund left (money)."""
+        return float(self.model.ledger.fund[:, self.ccp_id].sum())
+
+    @property
+    def default_fund_health(self) -> float:
+        """Default fund left / initial default fund (1 when untouched)."""
+        return self.default_fund / self.initial_fund if self.initial_fund > 0 else 1.0
+
+    @property
+    def capital(self) -> float:
+        """The CCP's own capital left (skin in the game, money)."""
+        return float(self.model.ledger.ccp_capital[self.ccp_id])
+
+    @property
+    def cash(self) -> float:
+        """Cash held: members' margin and fund plus own capital (money)."""
+        return float(self.model.ledger.ccp_cash[self.ccp_id])
+
+    @property
+    def defaulted(self) -> bool:
+        """True once a loss went beyond all four layers of the waterfall."""
+        return self.uncovered > 0
+
+    def cleared_book(self) -> np.ndarray:
+        """Mask over the loan book: loans novated to this CCP."""
+        return self.model.ledger.loans.ccp == self.ccp_id
+
+    @property
+    def cleared_volume(self) -> float:
+        """Money outstanding on loans this CCP has novated."""
+        lb = self.model.ledger.loans
+        return float(lb.owed[self.cleared_book()].sum())
+
+    @property
+    def netting_efficiency(self) -> float:
+        """Share of the gross cleared obligations removed by multilateral netting
+        (as :func:`multilateral_netting`, from the loan book's columns directly)."""
+        lb = self.model.ledger.loans
+        m = self.cleared_book()
+        gross = float(lb.owed[m].sum())
+        if gross <= 0:
+            return 0.0
+        n = self.model.n_banks
+        net = (np.bincount(lb.lender[m], weights=lb.owed[m], minlength=n)
+               - np.bincount(lb.borrower[m], weights=lb.owed[m], minlength=n))
+        return 1.0 - float(np.maximum(-net, 0.0).sum()) / gross
+
+    def netting(self) -> NettingResult:
+        """Full multilateral-netting figures of this CCP's book (incl. bilateral)."""
+        lb = self.model.ledger.loans
+        m = self.cleared_book()
+        n = self.model.n_banks
+        G = sp.csr_matrix((lb.owed[m], (lb.borrower[m], lb.lender[m])), shape=(n, n))
+        return multilateral_netting(G)
+
+    def __repr__(self) -> str:
+        return f"CentralCounterparty({self.ccp_id}, fund={self.default_fund:.2f})"

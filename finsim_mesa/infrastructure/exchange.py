@@ -1,0 +1,284 @@
+"""Exchanges: trading venues with limited capacity, queues and congestion fees.
+
+:class:`ExchangeQueue` is the mechanics (a pure, model-free class, tested on its
+own); :class:`Exchange` is the Mesa agent that owns one queue and processes it
+in the settle stage. Money in currency units; rates are fractions.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import mesa
+import numpy as np
+
+if TYPE_CHECKING:
+    from finsim_mesa.model import FinancialModel
+
+__all__ = ["ORDER_FIELDS", "Exchange", "ExchangeQueue", "ExchangeStats"]
+
+
+@dataclass(frozen=True)
+class ExchangeStats:
+    """One step of an exchange: demand, what was processed, waited and expired (money)."""
+
+    step: int
+    demand: float
+    processed: float
+    processed_orders: int
+    waiting: float
+    waiting_orders: int
+    expired: float
+    expired_orders: int
+    utilisation: float
+    congested: bool
+    fee_rate: float
+    fees: float
+    mean_delay: float
+
+
+ORDER_FIELDS = ("order_id", "sender", "receiver", "amount", "rate", "submitted", "kind")
+
+
+class ExchangeQueue:
+    """Capacity-limited first-in first-out order processing with congestion pricing.
+
+    Orders are kept as columns (arrays), so thousands per step cost little.
+    Each step the exchange processes orders strictly in arrival order until
+    the next one would exceed ``max_throughput`` (money per step); the rest
+    wait (their settlement is delayed) and an order expires once it has waited
+    ``max_wait`` steps without being processed. Utilisation is this step's
+    demand (queued plus new) over capacity and may exceed 1. The fee rate is
+    ``base_fee × (1 + fee_slope × max(0, utilisation − congestion_threshold))``,
+    charged on each processed order's amount.
+
+    Args:
+        max_throughput: money the exchange can process per step (> 0).
+        congestion_threshold: utilisation above which it is congested, in (0, 1].
+        base_fee: fee rate in calm conditions, in [0, 1).
+        fee_slope: growth of the fee multiplier per unit of excess utilisation (≥ 0).
+        max_wait: steps an order may wait before it expires (≥ 0).
+    """
+
+    def __init__(self, max_throughput: float, congestion_threshold: float = 0.8,
+                 base_fee: float = 0.0005, fee_slope: float = 4.0, max_wait: int = 3) -> None:
+        if not np.isfinite(max_throughput) or max_throughput <= 0:
+            raise ValueError(f"max_throughput must be > 0, got {max_throughput!r}")
+        if not 0 < congestion_threshold <= 1:
+            raise ValueError(
+                f"congestion_threshold must lie in (0, 1], got {congestion_threshold!r}")
+        if not 0 <= base_fee < 1:
+            raise ValueError(f"base_fee must lie in [0, 1), got {base_fee!r}")
+        if fee_slope < 0:
+            raise ValueError(f"fee_slope must be >= 0, got {fee_slope!r}")
+        if max_wait < 0:
+            raise ValueError(f"max_wait must be >= 0, got {max_wait!r}")
+        self.max_throughput = float(max_throughput)
+        self.congestion_threshold = float(congestion_threshold)
+        self.base_fee = float(base_fee)
+        self.fee_slope = float(fee_slope)
+        self.max_wait = int(max_wait)
+        self.orders = {name: np.zeros(0, dtype=float if name in ("amount", "rate") else np.int64)
+                       for name in ORDER_FIELDS}
+        self.history: list[ExchangeStats] = []
+        self._next_id = 0
+
+    def fee_rate(self, utilisation: float) -> float:
+        """Fee rate at ``utilisation`` (demand / capacity)."""
+        excess = max(0.0, utilisation - self.congestion_threshold)
+        return self.base_fee * (1.0 + self.fee_slope * excess)
+
+    def submit(self, sender: np.ndarray | int, receiver: np.ndarray | int,
+               amount: np.ndarray | float, step: int, rate: np.ndarray | float = 0.0,
+               kind: int = 0) -> np.ndarray:
+        """Queue orders (arrays of equal length, or scalars for one); returns their ids."""
+        amount = np.atleast_1d(np.asarray(amount, dtype=float))
+        if not np.all(np.isfinite(amount)) or (amount <= 0).any():
+            raise ValueError("order amounts must be finite and > 0")
+        k = amount.size
+        ids = np.arange(self._next_id, self._next_id + k)
+        self._next_id += k
+        new = {"order_id": ids, "sender": np.broadcast_to(sender, k),
+               "receiver": np.broadcast_to(receiver, k), "amount": amount,
+               "rate": np.broadcast_to(rate, k), "submitted": np.full(k, step),
+               "kind": np.full(k, kind)}
+        for name in ORDER_FIELDS:
+            self.orders[name] = np.concatenate([self.orders[name], new[name]]).astype(
+                self.orders[name].dtype, copy=False)
+        return ids
+
+    @property
+    def backlog(self) -> float:
+        """Money waiting in the queue."""
+        return float(self.orders["amount"].sum())
+
+    @property
+    def backlog_orders(self) -> int:
+        """Number of orders waiting."""
+        return int(self.orders["amount"].size)
+
+    def process(self, step: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
+                                          ExchangeStats]:
+        """Process this step's orders: returns (processed, expired, stats); the
+        first two are column dicts like :attr:`orders`."""
+        o = self.orders
+        demand = float(o["amount"].sum())
+        utilisation = demand / self.max_throughput
+        rate = self.fee_rate(utilisation)
+        # amounts are positive, so this is a prefix of the queue: strict FIFO
+        done = np.cumsum(o["amount"]) <= self.max_throughput * (1 + 1e-12)
+        expired = ~done & (step - o["submitted"] >= self.max_wait)
+        waiting = ~done & ~expired
+        processed = {k: v[done] for k, v in o.items()}
+        gone = {k: v[expired] for k, v in o.items()}
+        self.orders = {k: v[waiting] for k, v in o.items()}
+        used = float(processed["amount"].sum())
+        delays = step - processed["submitted"]
+        stats = ExchangeStats(
+            step=step, demand=demand, processed=used, processed_orders=int(done.sum()),
+            waiting=self.backlog, waiting_orders=self.backlog_orders,
+            expired=float(gone["amount"].sum()), expired_orders=int(expired.sum()),
+            utilisation=utilisation, congested=utilisation > self.congestion_threshold,
+            fee_rate=rate, fees=rate * used,
+            mean_delay=float(delays.mean()) if delays.size else 0.0)
+        self.history.append(stats)
+        return processed, gone, stats
+
+    def snapshot(self) -> dict[str, Any]:
+        """Copies of the queue's state (orders, history, capacity, next order id)."""
+        return {"max_throughput": self.max_throughput,
+                "orders": {k: v.copy() for k, v in self.orders.items()},
+                "history": list(self.history), "next_id": self._next_id}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Put a :meth:`snapshot` back."""
+        self.max_throughput = state["max_throughput"]
+        self.orders = {k: v.copy() for k, v in state["orders"].items()}
+        self.history = list(state["history"])
+        self._next_id = state["next_id"]
+
+
+class Exchange(mesa.Agent):
+    """A trading venue. Member banks' interbank loan orders queue here and are
+    processed up to ``queue.max_throughput`` per step (see :class:`ExchangeQueue`);
+    processed trades are handed to the exchange's CCP (novation) for a share
+    ``ccp_clearing_share`` of them.
+
+    Args:
+        model: the owning model.
+        exchange_id: index among the model's exchanges.
+        queue: the order queue (capacity, fees, waiting rules).
+        node: the exchange's node in ``model.grid``.
+    """
+
+    #: agent-type reporters (column -> attribute) for Mesa's DataCollector
+    REPORTERS: ClassVar[dict[str, str]] = {
+        name: name for name in ("utilisation", "fee_rate", "backlog", "processed", "expired",
+                                "mean_delay")}
+
+    def __init__(self, model: FinancialModel, exchange_id: int, queue: ExchangeQueue,
+                 node: int) -> None:
+        super().__init__(model)
+        self.exchange_id = exchange_id
+        self.queue = queue
+        self.node = node
+        self.ccp_id = -1  # the CCP its trades are novated to (-1: none), set by the router
+
+    # ------------------------------------------------------------- behaviour
+    def submit(self, sender: np.ndarray, receiver: np.ndarray, amount: np.ndarray,
+               rate: np.ndarray, t: int) -> np.ndarray:
+        """Queue loan orders (lender ``sender`` → borrower ``receiver``); returns their ids."""
+        return self.queue.submit(sender, receiver, amount, t, rate=rate)
+
+    def process(self, t: int) -> dict[str, np.ndarray] | None:
+        """Process this step's queue (stage *settle*).
+
+        Expired orders are written to the router's audit. Returns the processed
+        orders as columns (sender, receiver, amount, rate, exchange, ccp,
+        fee_rate, delay), the CCP chosen for each (−1: settles bilaterally),
+        or None when nothing was processed; the settle stage books them.
+        """
+        model = self.model
+        router = model.router
+        done, expired, stats = self.queue.process(t)
+        x = self.exchange_id
+        if expired["amount"].size:
+            router.step_expired += stats.expired
+            router.record("loan", expired["sender"], expired["receiver"], expired["amount"],
+                          0.0, x, -1, 0.0, t - expired["submitted"], "expired", t)
+        k = done["amount"].size
+        if not k:
+            return None
+        ccp = np.full(k, self.ccp_id)
+        share = model.config.ccp_clearing_share
+        if self.ccp_id >= 0 and share < 1.0:
+            ccp = np.where(model.rng.random(k) < share, ccp, -1)
+        return {"sender": done["sender"], "receiver": done["receiver"],
+                "amount": done["amount"], "rate": done["rate"], "exchange": np.full(k, x),
+                "ccp": ccp, "fee_rate": np.full(k, stats.fee_rate),
+                "delay": t - done["submitted"]}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Copies of the exchange's state (its queue)."""
+        return {"queue": self.queue.snapshot(), "ccp_id": self.ccp_id}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Put a :meth:`snapshot` back."""
+        self.queue.restore(copy.copy(state["queue"]))
+        self.ccp_id = state["ccp_id"]
+
+    # ------------------------------------------------------------- figures
+    @property
+    def last(self) -> ExchangeStats | None:
+        """Statistics of the last processed step (None before the first)."""
+        return self.queue.history[-1] if self.queue.history else None
+
+    @property
+    def utilisation(self) -> float:
+        """Last step's demand / capacity (may exceed 1)."""
+        return self.last.utilisation if self.last else 0.0
+
+    @property
+    def congested(self) -> bool:
+        """Whether utilisation exceeded the congestion threshold last step."""
+        return bool(self.last.congested) if self.last else False
+
+    @property
+    def fee_rate(self) -> float:
+        """Fee rate charged last step."""
+        return self.last.fee_rate if self.last else self.queue.base_fee
+
+    @property
+    def backlog(self) -> float:
+        """Money waiting in the queue."""
+        return self.queue.backlog
+
+    @property
+    def mean_delay(self) -> float:
+        """Mean waiting time (steps) of the orders processed last step."""
+        return self.last.mean_delay if self.last else 0.0
+
+    @property
+    def expired(self) -> float:
+        """Money of orders that expired last step."""
+        return self.last.expired if self.last else 0.0
+
+    @property
+    def processed(self) -> float:
+        """Money processed last step."""
+        return self.last.processed if self.last else 0.0
+
+    @property
+    def members(self) -> int:
+        """Number of member banks."""
+        return int((self.model.router.bank_exchange == self.exchange_id).sum())
+
+    @property
+    def cash(self) -> float:
+        """Fees earned so far (money)."""
+        return float(self.model.ledger.exchange_cash[self.exchange_id])
+
+    def __repr__(self) -> str:
+        return f"Exchange({self.exchange_id}, utilisation={self.utilisation:.2f})"

@@ -1,0 +1,211 @@
+"""The infrastructure layer's set-up and its work in the settle and clear stages.
+
+* :func:`build` — exchanges and CCPs as Mesa agents and grid nodes, the router,
+  novation of the initial loans, default funds, CCP capital, initial margin;
+* :func:`book_orders` — the trades the exchanges processed become loans (settle);
+* :func:`call_margin` — CCPs call or return margin, members pay or default (settle);
+* :func:`seize_collateral` / :func:`run_waterfalls` — a member in resolution
+  loses its margin and fund contribution to what it owes each CCP, and each CCP
+  absorbs the rest of its loss through its waterfall (clear).
+
+Money in currency units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import networkx as nx
+import numpy as np
+
+from finsim_mesa.infrastructure.ccp import CentralCounterparty
+from finsim_mesa.infrastructure.exchange import Exchange, ExchangeQueue
+from finsim_mesa.infrastructure.router import OUTCOMES, InfrastructureRouter, assign_venues
+from finsim_mesa.market import capped_share
+
+if TYPE_CHECKING:
+    from finsim_mesa.config import ModelConfig
+    from finsim_mesa.ledger import Ledger, LoanBook
+    from finsim_mesa.model import FinancialModel
+
+__all__ = ["book_orders", "build", "call_margin", "margin_rate", "run_waterfalls",
+           "seize_collateral"]
+
+Sell = Callable[[np.ndarray, np.ndarray, str], None]
+
+
+def margin_rate(cfg: ModelConfig, price_index: float) -> float:
+    """Margin per unit of cleared borrowing: initial margin, scaled up as the
+    collateral (securities) price falls below its initial level (variation margin)."""
+    return min(1.0, cfg.initial_margin_rate / max(price_index, cfg.price_floor))
+
+
+def requirements(ccps: list[CentralCounterparty], rate: float) -> np.ndarray:
+    """shape (n, C): margin each member must hold at each CCP."""
+    return np.column_stack([c.margin_requirement(rate) for c in ccps])
+
+
+def build(model: FinancialModel, space_graph: nx.Graph, size: np.ndarray) -> InfrastructureRouter:
+    """Exchanges and CCPs as agents and grid nodes; returns the router.
+
+    Banks are assigned to exchanges by ``venue_rule``; the initial loans are
+    novated to the CCPs (share ``ccp_clearing_share``); members contribute
+    ``default_fund_rate`` of their assets ``size`` (shape (n,)) to the default
+    funds (at most half their cash) and post initial margin (up to their cash;
+    the rest is called at the first step).
+    """
+    cfg, L, n = model.config, model.ledger, model.config.n_banks
+    bank_exchange = assign_venues(cfg.venue_rule, cfg.n_exchanges, size, model.rng)
+    L.setup_infrastructure(cfg.n_ccps, cfg.n_exchanges)
+    exchanges: list[Exchange] = []
+    for x in range(cfg.n_exchanges):
+        members = bank_exchange == x
+        queue = ExchangeQueue(max(cfg.exchange_capacity * float(size[members].sum()), 1e-9),
+                              cfg.congestion_threshold, cfg.exchange_base_fee,
+                              cfg.exchange_fee_slope, cfg.max_order_wait)
+        ex = Exchange(model, x, queue, node=n + x)
+        model.grid.place_agent(ex, n + x)
+        space_graph.add_edges_from((int(i), n + x) for i in np.flatnonzero(members))
+        exchanges.append(ex)
+    ccps = []
+    for c in range(cfg.n_ccps):
+        node = n + cfg.n_exchanges + c
+        ccp = CentralCounterparty(model, c, node=node)
+        model.grid.place_agent(ccp, node)
+        ccps.append(ccp)
+    router = InfrastructureRouter(model, exchanges, cfg.n_ccps, bank_exchange)
+    for x, c in enumerate(router.exchange_ccp):
+        if c >= 0:
+            space_graph.add_edge(n + x, n + cfg.n_exchanges + int(c))
+    if not ccps:
+        return router
+    lb = L.loans
+    home = router.bank_ccp[lb.lender]
+    if cfg.ccp_clearing_share >= 1.0:
+        lb.ccp = home.copy()
+    elif cfg.ccp_clearing_share > 0.0:
+        lb.ccp = np.where(model.rng.random(len(lb)) < cfg.ccp_clearing_share, home, -1)
+    # a member pays at most half its cash into the default funds at registration
+    per_ccp = np.minimum(cfg.default_fund_rate * size, 0.5 * L.cash) / cfg.n_ccps
+    L.move_to_ccp("fund", np.repeat(per_ccp[:, None], cfg.n_ccps, axis=1))
+    L.inject_ccp_capital(cfg.ccp_capital_share * L.fund.sum(axis=0))
+    # initial margin up to the cash it has; the rest is called in the first step
+    req = requirements(ccps, margin_rate(cfg, model.market.price_index))
+    total = req.sum(axis=1)
+    short = total > L.cash  # only there is the ratio below 1 (and never overflows)
+    scale = np.ones(L.n)
+    scale[short] = np.maximum(L.cash[short], 0.0) / total[short]
+    L.move_to_ccp("margin", req * scale[:, None])
+    for c, ccp in enumerate(ccps):
+        ccp.initial_fund = float(L.fund[:, c].sum())
+        ccp.initial_capital = float(L.ccp_capital[c])
+    return router
+
+
+def book_orders(L: Ledger, router: InfrastructureRouter, orders: dict[str, np.ndarray],
+                cfg: ModelConfig, t: int) -> tuple[float, float]:
+    """Processed orders become loans (novated where ``orders["ccp"]`` ≥ 0); the
+    lender pays the fee; a lender short of cash for amount plus fee has its
+    orders fail, in order. Returns (fees paid, volume lent), money."""
+    snd, rcv, amt = orders["sender"], orders["receiver"], orders["amount"]
+    need = amt * (1.0 + orders["fee_rate"])
+    order = np.argsort(snd, kind="stable")
+    cs = np.cumsum(need[order])
+    first = np.r_[True, snd[order][1:] != snd[order][:-1]]
+    within = cs - np.maximum.accumulate(np.where(first, cs - need[order], 0.0))
+    affordable = np.empty(snd.size, dtype=bool)
+    affordable[order] = within <= L.cash[snd[order]] * (1 + 1e-12)
+    ok = affordable & L.active[snd] & L.active[rcv]
+    fee = amt[ok] * orders["fee_rate"][ok]
+    L.lend(snd[ok], rcv[ok], amt[ok], orders["rate"][ok],
+           np.full(int(ok.sum()), t + cfg.loan_maturity), orders["ccp"][ok])
+    L.charge_fees(snd[ok], fee, orders["exchange"][ok])
+    router.record("loan", snd[ok], rcv[ok], amt[ok], amt[ok], orders["exchange"][ok],
+                  orders["ccp"][ok], fee, orders["delay"][ok], "processed", t)
+    bad = ~ok
+    router.record("loan", snd[bad], rcv[bad], amt[bad], 0.0, orders["exchange"][bad],
+                  orders["ccp"][bad], 0.0, orders["delay"][bad], "failed", t)
+    return float(fee.sum()), float(amt[ok].sum())
+
+
+def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: InfrastructureRouter,
+                rate: float, cfg: ModelConfig, sell: Sell, t: int) -> float:
+    """CCPs call (or return) margin so that each member's margin equals ``rate`` ×
+    its cleared borrowing. A member short of cash sells securities at the
+    liquidation price (through ``sell``); one that still cannot pay is in
+    default. Returns the margin called (money)."""
+    active = L.active
+    node0 = cfg.n_banks + cfg.n_exchanges  # grid node of CCP 0 (its id in the audit)
+    delta = (requirements(ccps, rate) - L.margin) * active[:, None]
+    back = np.minimum(delta, 0.0)
+    if back.any():
+        L.move_to_ccp("margin", back)
+        i, c = np.nonzero(back)
+        router.record("margin_return", node0 + c, i, -back[i, c], -back[i, c],
+                      router.bank_exchange[i], c, 0.0, 0, "returned", t)
+    call = np.maximum(delta, 0.0)
+    need = call.sum(axis=1)
+    called = float(need.sum())
+    if not need.any():
+        return called
+    short = np.maximum(need - L.cash, 0.0)
+    if short.any():
+        fire_price = L.prices * (1 - cfg.liquidation_discount)
+        liquid = L.holdings @ fire_price
+        sell(L.holdings * capped_share(short, liquid)[:, None], fire_price, "margin_sales")
+    frac = capped_share(L.cash, need)
+    pay = call * frac[:, None]
+    L.move_to_ccp("margin", pay)
+    i, c = np.nonzero(call)
+    outcome = np.where(frac[i] < 1 - 1e-12, OUTCOMES.index("short"), OUTCOMES.index("posted"))
+    router.record("margin_call", i, node0 + c, call[i, c], pay[i, c],
+                  router.bank_exchange[i], c, 0.0, 0, outcome, t)
+    L.mark_default((need > 0) & (frac < 1 - 1e-12) & active, t)
+    return called
+
+
+def seize_collateral(L: Ledger, lb: LoanBook, cleared: np.ndarray, resolving: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Waterfall layers 1 and 2 by set-off: a member in resolution first loses its
+    margin, then its default-fund contribution, to what it owes each CCP on the
+    cleared loans in ``cleared`` (mask over the book); the rest of its accounts
+    is returned to it.
+
+    Returns (seized margin, seized fund), each shape (n, C), and the borrower's
+    leg of each loan after set-off, shape (m,).
+    """
+    n, C = L.n, L.ccp_cash.size
+    owed = lb.owed
+    leg = owed.copy()
+    due_ccp = np.zeros((n, C))  # what members in resolution owe each CCP now
+    np.add.at(due_ccp, (lb.borrower[cleared], lb.ccp[cleared]), owed[cleared])
+    due_ccp[~resolving] = 0.0
+    seized_m = np.clip(np.minimum(due_ccp, L.margin), 0.0, None)
+    seized_f = np.clip(np.minimum(due_ccp - seized_m, L.fund), 0.0, None)
+    rest = resolving[:, None]
+    L.move_to_ccp("margin", -np.where(rest, L.margin - seized_m, 0.0))
+    L.move_to_ccp("fund", -np.where(rest, L.fund - seized_f, 0.0))
+    factor = np.maximum(1.0 - np.divide(seized_m + seized_f, due_ccp, out=np.zeros((n, C)),
+                                        where=due_ccp > 0), 0.0)
+    leg[cleared] = owed[cleared] * factor[lb.borrower[cleared], lb.ccp[cleared]]
+    return seized_m, seized_f, leg
+
+
+def run_waterfalls(L: Ledger, ccps: list[CentralCounterparty], cleared: np.ndarray,
+                   borrower_paid: np.ndarray, seized_m: np.ndarray, seized_f: np.ndarray,
+                   resolving: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each CCP absorbs the loss on its cleared loans settled now (``cleared``,
+    mask over the book) through its waterfall. Returns the CCPs' capital used,
+    shape (C,), and the charges on members' fund contributions, shape (n, C)."""
+    lb = L.loans
+    owed = lb.owed
+    capital_used, charges = np.zeros(len(ccps)), np.zeros((L.n, len(ccps)))
+    surv = ~resolving
+    for c, ccp in enumerate(ccps):
+        rows = cleared & (lb.ccp == c)
+        res = ccp.absorb_default(owed[rows], borrower_paid[rows], seized_m[:, c],
+                                 seized_f[:, c], surv, t)
+        if res is not None:
+            capital_used[c], charges[surv, c] = res
+    return capital_used, charges

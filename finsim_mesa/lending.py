@@ -1,0 +1,90 @@
+"""Interbank lending in the act stage: roll-over of maturing loans and new loans
+matched between network neighbours.
+
+:func:`match_lending` is a pure function of arrays (no model): each lender
+splits its offer over its neighbours pro rata to what they ask (within the
+large-exposure room left on each pair), and a borrower offered more than it
+asked scales all its offers down pro rata. Money in currency units.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from finsim_mesa.config import ModelConfig
+    from finsim_mesa.ledger import Ledger
+    from finsim_mesa.network import Adjacency
+
+__all__ = ["MIN_LOAN", "match_lending", "new_loans", "roll_over"]
+
+MIN_LOAN = 1e-9  # matched amounts at or below this are dropped (money)
+
+
+def match_lending(offer: np.ndarray, request: np.ndarray, src: np.ndarray, dst: np.ndarray,
+                  room: np.ndarray) -> np.ndarray:
+    """Amounts lent along each directed link ``src[e] → dst[e]``, shape (e,).
+
+    Args:
+        offer: shape (n,), what each bank offers to lend in all.
+        request: shape (n,), what each bank asks to borrow in all.
+        src, dst: shape (e,), lender and borrower of each candidate link.
+        room: shape (e,), what the lender may still lend to that borrower.
+
+    Each lender ``i`` gives link ``e`` the share ``offer_i · want_e / Σ want``
+    of its offer (never more than ``want_e = min(request_dst, room_e)``); a
+    borrower offered more than its request has all its links scaled down to it.
+    So no lender lends more than it offers, no borrower gets more than it asks,
+    and no pair exceeds its room.
+    """
+    n = offer.size
+    want = np.minimum(request[dst], room)
+    asked = np.bincount(src, weights=want, minlength=n)
+    x = np.minimum(np.divide(offer[src] * want, asked[src], out=np.zeros(src.size),
+                             where=asked[src] > 0), want)
+    got = np.bincount(dst, weights=x, minlength=n)
+    scale = np.divide(request, got, out=np.ones(n), where=got > request)
+    x *= np.minimum(scale, 1.0)[dst]
+    return x
+
+
+def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray,
+              borrow: np.ndarray, cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """This step's new interbank loans from the banks' actions (shape (n,) each).
+
+    A bank offers ``lend`` × its cash above the reserve target ×
+    ``max_lend_fraction`` (the target rises from ``reserve_ratio`` to
+    ``liquidity_share`` of its assets with ``hoard``) and asks for ``borrow`` ×
+    ``max_borrow_fraction`` × its assets; a pair's room is
+    ``large_exposure_limit`` × the lender's equity less what it already lends
+    to that borrower. Returns (lender, borrower, amount) of the matched loans.
+    """
+    ta = L.total_assets()
+    reserve = ta * (cfg.reserve_ratio + hoard * max(cfg.liquidity_share - cfg.reserve_ratio, 0.0))
+    offer = lend * np.maximum(L.cash - reserve, 0.0) * cfg.max_lend_fraction
+    request = borrow * cfg.max_borrow_fraction * ta
+    src, dst = network.src, network.dst
+    if src.size == 0 or not offer.any() or not request.any():
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0)
+    held = np.asarray(L.exposure_matrix()[src, dst]).reshape(-1)
+    room = np.maximum(cfg.large_exposure_limit * np.maximum(L.equity[src], 0.0) - held, 0.0)
+    x = match_lending(offer, request, src, dst, room)
+    ok = x > MIN_LOAN
+    return src[ok], dst[ok], x[ok]
+
+
+def roll_over(L: Ledger, hoard: np.ndarray, rate: float, spread: np.ndarray, t: int,
+              maturity: int) -> dict[str, np.ndarray]:
+    """Roll over the maturing loans between active banks, except the share
+    ``hoard`` (shape (n,)) of each lender's: at ``rate`` plus ``spread`` (per
+    borrower, shape (n,)) per step, due at step ``maturity``.
+
+    Returns the renewed loans as columns (lender, borrower, amount, ccp).
+    """
+    lb = L.loans
+    active = L.active
+    maturing = (lb.maturity <= t) & active[lb.lender] & active[lb.borrower]
+    return L.rollover(maturing, 1.0 - hoard[lb.lender], rate + spread[lb.borrower], maturity)

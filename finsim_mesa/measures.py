@@ -1,0 +1,265 @@
+"""The model's risk measures and the DataCollector's reporter table.
+
+The measures are computed from the ledger and the market by the functions
+below (the record stage calls them; :mod:`finsim_mesa.risk` holds the pure
+formulas) into a :class:`~finsim_mesa.state.Measures`. :data:`MODEL_REPORTERS`
+says where each DataCollector column is read from, by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
+
+import mesa
+import numpy as np
+from mesa.datacollection import DataCollector
+
+from finsim_mesa import risk
+from finsim_mesa.observation import RUNOFF
+
+if TYPE_CHECKING:
+    from finsim_mesa.infrastructure import (
+        CentralCounterparty,
+        Exchange,
+        InfrastructureRouter,
+    )
+    from finsim_mesa.ledger import Ledger
+    from finsim_mesa.market import Market
+    from finsim_mesa.model import FinancialModel
+    from finsim_mesa.state import Measures, Sheets
+
+__all__ = [
+    "INFRA_REPORTERS",
+    "LIQUIDITY_CAP",
+    "MODEL_REPORTERS",
+    "FinsimDataCollector",
+    "debtrank_per_bank",
+    "liquidity",
+    "make_reporters",
+    "refresh_sheets",
+    "report",
+    "summary",
+    "systemic_ranking",
+    "update_core",
+    "update_full",
+    "update_infrastructure",
+]
+
+LIQUIDITY_CAP = 100.0  # liquidity index reported at most this (no short-term debt left)
+
+# DataCollector column -> where the model keeps it (attribute path)
+MODEL_REPORTERS: dict[str, str] = {"price": "measures.asset_price"} | {
+    name: f"measures.{name}" for name in (
+        "total_equity", "n_defaults", "default_rate", "debtrank", "debtrank_total",
+        "liquidity_index", "stress_index")} | {
+    "contagion_depth": "flows.contagion_depth"} | {
+    name: f"measures.{name}" for name in (
+        "systemic_risk_index", "mean_capital_ratio", "min_capital_ratio",
+        "interbank_exposure")} | {
+    name: f"flows.{name}" for name in ("interbank_volume", "rollover_volume",
+                                       "fire_sale_volume")} | {
+    "interbank_rate": "measures.interbank_rate", "mean_reward": "reward.mean"} | {
+    f"reward_{name}": f"reward.{name}" for name in ("profit", "liquidity", "default",
+                                                    "system_risk")}
+INFRA_REPORTERS: dict[str, str] = {"exchange_fees": "flows.exchange_fees"} | {
+    name: f"measures.{name}" for name in (
+        "exchange_utilisation", "congested_exchanges", "order_backlog", "orders_expired",
+        "margin_posted")} | {"margin_called": "flows.margin_called"} | {
+    name: f"measures.{name}" for name in (
+        "netting_efficiency", "default_fund_used", "uncovered_loss", "routed_transactions")}
+
+
+def report(model: FinancialModel, column: str) -> Any:
+    """The current value of a reporter column (a key of :data:`MODEL_REPORTERS` or
+    :data:`INFRA_REPORTERS`)."""
+    path = MODEL_REPORTERS.get(column) or INFRA_REPORTERS[column]
+    return attrgetter(path)(model)
+
+
+def _reader(path: str) -> Any:
+    get = attrgetter(path)
+
+    def read(model: Any) -> Any:  # a plain function: Mesa passes it the model
+        return get(model)
+
+    return read
+
+
+def make_reporters(infrastructure: bool) -> dict[str, Any]:
+    """Model reporters for Mesa's DataCollector (column -> function of the model)."""
+    table = MODEL_REPORTERS | (INFRA_REPORTERS if infrastructure else {})
+    return {column: _reader(path) for column, path in table.items()}
+
+
+class _Banks:
+    """What ``DataCollector._record_agents`` reads of a model: its ``agents``."""
+
+    def __init__(self, banks: list[Any]) -> None:
+        self.agents = banks
+
+
+class FinsimDataCollector(DataCollector):
+    """Mesa's DataCollector with agent reporters for the banks only (exchanges and
+    CCPs have reporters of their own type, ``agenttype_reporters``, so no agent
+    reports a column it has no meaning for), and agent data only every
+    ``agent_every`` steps."""
+
+    def __init__(self, agent_every: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.agent_every = agent_every
+
+    def add_agent_type(self, agent_type: type, reporters: Mapping[str, Any]) -> None:
+        """Collect ``reporters`` (column -> attribute or function) for ``agent_type``."""
+        for name, reporter in reporters.items():
+            self._new_agenttype_reporter(agent_type, name, reporter)
+
+    def _record_agents(self, model: mesa.Model) -> Any:
+        # Mesa applies agent reporters to model.agents; here they are the banks'
+        return super()._record_agents(_Banks(model.banks))
+
+    def collect(self, model: mesa.Model) -> None:
+        """Model data every call; agent data when ``model.t % agent_every == 0``."""
+        if self.agent_every and model.t % self.agent_every == 0:
+            super().collect(model)
+            return
+        saved = self.agent_reporters, self.agenttype_reporters
+        self.agent_reporters, self.agenttype_reporters = {}, {}
+        try:
+            super().collect(model)
+        finally:
+            self.agent_reporters, self.agenttype_reporters = saved
+
+
+def refresh_sheets(s: Sheets, L: Ledger, interbank_weight: float) -> None:
+    """Recompute the derived balance-sheet figures ``s`` from the ledger."""
+    s.asset_values = L.asset_values()
+    s.interbank_assets, s.interbank_liabilities = (L.interbank_assets(),
+                                                   L.interbank_liabilities())
+    s.total_assets = (L.cash + s.asset_values + L.other_assets + s.interbank_assets
+                      + L.infrastructure_assets())
+    s.rwa = s.asset_values + L.other_assets + interbank_weight * s.interbank_assets
+    s.capital_ratio = np.divide(L.equity, s.rwa, out=np.zeros(L.n), where=s.rwa > 0)
+    s.capital_ratio[L.defaulted] = 0.0
+
+
+def liquidity(L: Ledger, sheets: Sheets) -> float:
+    """System liquidity index of the active banks, capped at :data:`LIQUIDITY_CAP`."""
+    act = L.active
+    li = risk.liquidity_index(L.cash[act], (sheets.interbank_liabilities
+                                            + RUNOFF * L.deposits)[act])
+    return min(li, LIQUIDITY_CAP)
+
+
+def update_core(m: Measures, L: Ledger, market: Market, stress_level: float,
+                price_prev: float) -> None:
+    """What the next steps' dynamics read: defaults, price, stress, interbank rate
+    (sets ``market.rate``). ``stress_level`` is the scenario's."""
+    m.n_defaults = int(L.defaulted.sum())
+    m.default_rate = m.n_defaults / L.n
+    m.asset_price = market.price_index
+    m.price_return = float(np.log(max(m.asset_price, 1e-12) / max(price_prev, 1e-12)))
+    m.stress_index = risk.stress_index(L.equity, L.equity0, L.defaulted)
+    m.market_stress = max(stress_level, m.stress_index)
+    m.interbank_rate = market.interbank_rate(m.market_stress)
+
+
+def update_full(m: Measures, L: Ledger, sheets: Sheets, assets0: np.ndarray,
+                liquidity0: float, bilateral_only: bool) -> None:
+    """DebtRank, equity, capital ratios, exposure, liquidity and the systemic-risk
+    index (after :func:`update_core`). ``bilateral_only``: DebtRank on loans
+    with a bank counterparty (the infrastructure layer novates the others)."""
+    act = L.active
+    h = risk.distress(L.equity, L.equity0, L.defaulted)
+    # economic value v = share of total assets at the start (a stable weight)
+    dr = risk.debtrank(L.exposure_matrix(bilateral_only=bilateral_only), L.equity0, h,
+                       value=assets0)
+    m.debtrank, m.debtrank_total = float(dr.debtrank), float(dr.total)
+    m.total_equity = float(L.equity[act].sum())
+    cr = sheets.capital_ratio[act]
+    m.mean_capital_ratio = float(cr.mean()) if cr.size else 0.0
+    m.min_capital_ratio = float(cr.min()) if cr.size else 0.0
+    m.interbank_exposure = float(sheets.interbank_assets.sum())
+    m.liquidity_index = liquidity(L, sheets)
+    m.systemic_risk_index = risk.systemic_risk_index(
+        m.debtrank_total, m.default_rate, m.stress_index, m.asset_price, m.liquidity_index,
+        liquidity0)
+
+
+def update_infrastructure(m: Measures, L: Ledger, exchanges: list[Exchange],
+                          ccps: list[CentralCounterparty], router: InfrastructureRouter,
+                          t: int) -> None:
+    """Exchange and CCP figures of the system."""
+    m.exchange_utilisation = float(np.mean([e.utilisation for e in exchanges]))
+    m.congested_exchanges = int(sum(e.congested for e in exchanges))
+    m.order_backlog = float(np.sum([e.backlog for e in exchanges]))
+    m.orders_expired = float(router.step_expired)
+    m.margin_posted = float(L.margin.sum())
+    m.netting_efficiency = (float(np.mean([c.netting_efficiency for c in ccps]))
+                            if ccps else 0.0)
+    m.default_fund_used = float(np.sum([c.fund_used for c in ccps]))
+    m.uncovered_loss = float(np.sum([c.uncovered for c in ccps]))
+    m.routed_transactions = router.transactions(t)
+
+
+def debtrank_per_bank(L: Ledger, assets0: np.ndarray, bilateral_only: bool) -> np.ndarray:
+    """DebtRank of each bank defaulting alone on today's exposures, shape (n,)."""
+    eq = np.where(L.active, np.maximum(L.equity, 0.0), 0.0)
+    return risk.debtrank_per_bank(L.exposure_matrix(bilateral_only=bilateral_only), eq,
+                                  value=assets0)
+
+
+def systemic_ranking(model: FinancialModel, top: int = 5) -> list[dict[str, float]]:
+    """The ``top`` most systemically important active banks by DebtRank."""
+    scores = model.debtrank_per_bank()
+    scores[model.ledger.defaulted] = -1.0
+    ta = model.sheets.total_assets
+    order = risk.rank_systemic(scores, ta, top=top)
+    return [{"bank": int(i), "debtrank": float(scores[i]), "total_assets": float(ta[i]),
+             "degree": int(model.network.degree[i])} for i in order if scores[i] >= 0]
+
+
+def summary(model: FinancialModel, top: int = 5) -> dict[str, Any]:
+    """Headline figures of a model's current state (``finsim simulate`` prints them)."""
+    m = model.measures
+    cr = model.sheets.capital_ratio[model.ledger.active]
+    out = {
+        "scenario": model.scenario_name, "steps": model.t, "banks": model.n_banks,
+        "defaults": m.n_defaults, "default_rate": m.default_rate,
+        "collapsed": model.collapsed, "price": m.asset_price,
+        "total_equity": m.total_equity,
+        "capital_ratio_mean": float(cr.mean()) if cr.size else 0.0,
+        "capital_ratio_p10": float(np.percentile(cr, 10)) if cr.size else 0.0,
+        "capital_ratio_min": float(cr.min()) if cr.size else 0.0,
+        "debtrank": m.debtrank, "debtrank_total": m.debtrank_total,
+        "liquidity_index": m.liquidity_index, "stress_index": m.stress_index,
+        "systemic_risk_index": m.systemic_risk_index,
+        "max_contagion_depth": int(max(model.datacollector.model_vars["contagion_depth"],
+                                       default=0)),
+        "most_systemic": systemic_ranking(model, top),
+    }
+    return out | (infrastructure_summary(model) if model.config.infrastructure else {})
+
+
+def infrastructure_summary(model: FinancialModel) -> dict[str, Any]:
+    """Exchange and CCP figures for the run so far."""
+    df = model.datacollector.get_model_vars_dataframe()
+    out: dict[str, Any] = {
+        "exchange_fees_total": float(model.ledger.exchange_cash.sum()),
+        "exchange_utilisation_mean": float(df["exchange_utilisation"].iloc[1:].mean())
+        if len(df) > 1 else 0.0,
+        "congested_exchange_steps": int(df["congested_exchanges"].sum()),
+        "orders_expired_total": float(df["orders_expired"].sum()),
+        "mean_delay": float(np.mean([h.mean_delay for e in model.exchanges
+                                     for h in e.queue.history]) if model.t else 0.0),
+    }
+    for c in model.ccps:
+        out[f"ccp{c.ccp_id}"] = {
+            "margin_held": c.margin_held, "default_fund": c.default_fund,
+            "initial_default_fund": c.initial_fund, "capital": c.capital,
+            "netting_efficiency": c.netting_efficiency, "fund_used": c.fund_used,
+            "capital_used": c.capital_used, "margin_used": c.margin_used,
+            "uncovered_loss": c.uncovered, "member_defaults_handled": c.defaults_handled,
+        }
+    return out

@@ -1,0 +1,142 @@
+"""The clear stage: Eisenberg–Noe clearing of what is due, defaults, resolution.
+
+Due are: loans at maturity (the part not rolled over), deposit withdrawals, and
+*everything* owed to or by a bank in resolution (its loans are called, its
+deposits paid out, its assets liquidated at ``liquidation_discount``). A bank's
+external assets in the clearing are its cash plus its securities at the
+liquidation price: a bank short of cash sells securities (emergency sales,
+which add to the fire-sale volume) and defaults only if that is not enough.
+Banks that cannot pay, or whose equity turns negative, default and are
+resolved in a further clearing round within the same step, until no new
+default occurs.
+
+With CCPs, each CCP is an extra node of the clearing system: a novated loan is
+two legs, borrower → CCP and CCP → lender. A member in resolution first loses
+its margin and its default-fund contribution to what it owes each CCP (set-off,
+layers 1 and 2); the CCP's resources are its own capital and the surviving
+members' fund; its waterfall says who bears the rest (layers 3 and 4) and
+anything uncovered is lost by the lenders on its loans pro rata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+from finsim_mesa.clearing import ClearingResult, eisenberg_noe
+from finsim_mesa.infrastructure import layer
+from finsim_mesa.infrastructure.router import OUTCOMES
+from finsim_mesa.market import capped_share
+
+if TYPE_CHECKING:
+    from finsim_mesa.config import ModelConfig
+    from finsim_mesa.infrastructure import CentralCounterparty, InfrastructureRouter
+    from finsim_mesa.ledger import Ledger
+
+__all__ = ["clear_and_resolve", "clear_due", "insolvent"]
+
+Sell = Callable[[np.ndarray, np.ndarray, str], None]
+
+
+def insolvent(L: Ledger) -> np.ndarray:
+    """shape (n,), bool: equity below zero (beyond round-off)."""
+    return L.equity < -1e-9 * np.maximum(1.0, L.equity0)
+
+
+def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell: Sell,
+                      t: int, ccps: list[CentralCounterparty],
+                      router: InfrastructureRouter | None) -> int:
+    """Clear what is due at step ``t`` and resolve the banks that default, round
+    after round, until no new default. ``withdrawals`` (shape (n,)) is paid out
+    and zeroed. Returns the contagion depth (the clearings' default rounds)."""
+    n = L.n
+    resolving = L.defaulted & ~L.resolved
+    depth = 0
+    for _ in range(n + 1):
+        if resolving.any():
+            L.liquidate_other_assets(np.flatnonzero(resolving), cfg.liquidation_discount)
+            sell(L.holdings * resolving[:, None], L.prices * (1 - cfg.liquidation_discount),
+                 "liquidations")
+        lb = L.loans
+        due = (lb.maturity <= t) | resolving[lb.borrower] | resolving[lb.lender]
+        ext_due = np.where(resolving, L.deposits, np.minimum(withdrawals, L.deposits))
+        withdrawals[:] = 0.0
+        if due.any() or ext_due.any():
+            res = clear_due(L, cfg, due, ext_due, resolving, sell, t, ccps, router)
+            depth += res.rounds
+            failed = res.defaulted[:n]
+        else:
+            failed = np.zeros(n, dtype=bool)
+        if resolving.any():
+            L.wind_down(np.flatnonzero(resolving))
+        new = L.mark_default(failed | insolvent(L), t)
+        if new.size == 0:
+            break
+        resolving = np.zeros(n, dtype=bool)
+        resolving[new] = True
+    return depth
+
+
+def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
+              resolving: np.ndarray, sell: Sell, t: int, ccps: list[CentralCounterparty],
+              router: InfrastructureRouter | None) -> ClearingResult:
+    """One Eisenberg–Noe clearing of the loans in ``due`` (mask over the book) and
+    the external dues ``ext_due`` (shape (n,)), settled into the ledger."""
+    n, C = L.n, L.ccp_cash.size
+    lb = L.loans
+    owed = lb.owed
+    cle = due & (lb.ccp >= 0)
+    bil = due & (lb.ccp < 0)
+    seized_m = np.zeros((n, C))
+    seized_f = np.zeros((n, C))
+    leg = owed.copy()  # the borrower's leg, after set-off
+    if C and cle.any():
+        seized_m, seized_f, leg = layer.seize_collateral(L, lb, cle, resolving)
+    rows = np.concatenate([lb.borrower[bil], lb.borrower[cle], n + lb.ccp[cle]])
+    cols = np.concatenate([lb.lender[bil], n + lb.ccp[cle], lb.lender[cle]])
+    vals = np.concatenate([owed[bil], leg[cle], owed[cle]])
+    liab = sp.coo_matrix((vals, (rows, cols)), shape=(n + C, n + C))
+    fire_price = L.prices * (1 - cfg.liquidation_discount)
+    liquid = L.holdings @ fire_price
+    survivors_fund = np.where(resolving[:, None], 0.0, L.fund).sum(axis=0)
+    # clamp round-off (e.g. cash after a margin payment that used all of it)
+    e = np.maximum(np.concatenate([
+        L.cash + liquid,
+        L.ccp_capital + survivors_fund + (seized_m + seized_f).sum(axis=0)]), 0.0)
+    ones = np.ones(C)
+    res = eisenberg_noe(liab, e, np.concatenate([ext_due, np.zeros(C)]),
+                        alpha=np.concatenate([np.full(n, cfg.default_cost_alpha), ones]),
+                        beta=np.concatenate([np.full(n, cfg.default_cost_beta), ones]))
+    rec = res.recovery
+    b_paid = np.zeros(len(lb))
+    l_paid = np.zeros(len(lb))
+    b_paid[bil] = owed[bil] * rec[lb.borrower[bil]]
+    l_paid[bil] = b_paid[bil]
+    b_paid[cle] = leg[cle] * rec[lb.borrower[cle]]
+    l_paid[cle] = owed[cle] * rec[n + lb.ccp[cle]]
+    inflow = np.bincount(lb.lender[due], weights=l_paid[due], minlength=n)
+    pay = res.payments[:n]
+    # cash short of what must be paid is raised by emergency sales at the
+    # liquidation discount (defaulters sell everything)
+    short = np.maximum(pay - L.cash - inflow, 0.0)
+    share = np.where(res.defaulted[:n], 1.0, capped_share(short, liquid))
+    sell(L.holdings * share[:, None], fire_price, "emergency_sales")
+    cost = np.where(res.defaulted[:n], L.cash + inflow - pay, 0.0)
+    cost[cost < 1e-12 * np.maximum(1.0, res.obligations[:n])] = 0.0
+    capital_used, charges = layer.run_waterfalls(L, ccps, cle, b_paid, seized_m, seized_f,
+                                                 resolving, t)
+    if router is not None:  # audit before the settled rows leave the book
+        d = np.flatnonzero(due)
+        full = b_paid[d] >= leg[d] * (1 - 1e-12)
+        outcome = np.where(full, OUTCOMES.index("paid"),
+                           np.where(b_paid[d] > 0, OUTCOMES.index("partial"),
+                                    OUTCOMES.index("unpaid")))
+        router.record("repayment", lb.borrower[d], lb.lender[d], b_paid[d], l_paid[d],
+                      router.bank_exchange[lb.lender[d]], lb.ccp[d], 0.0, 0, outcome, t)
+    L.settle(due, b_paid, l_paid, ext_due, rec[:n], cost,
+             seized_m if C else None, seized_f if C else None,
+             capital_used if C else None, charges if C else None)
+    return res

@@ -1,0 +1,227 @@
+"""The model's run-time state, declared in one place.
+
+Everything a :class:`~finsim_mesa.model.FinancialModel` changes from step to
+step, apart from the ledger, the market and the agents, lives in the small
+dataclasses below. Reporters read them by name (see
+:data:`finsim_mesa.measures.MODEL_REPORTERS`), and :func:`copy_state` /
+:func:`restore_state` copy any of them field by field, so a field added here is
+covered by ``FinancialModel.snapshot()`` without further code.
+
+Shapes: ``n`` banks, ``k`` asset classes. Money in currency units.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+
+__all__ = [
+    "Decisions",
+    "Measures",
+    "Reference",
+    "RewardBreakdown",
+    "Sheets",
+    "StepFlows",
+    "copy_state",
+    "restore_model",
+    "restore_state",
+    "snapshot_model",
+]
+
+#: the model's attributes that hold the dataclasses below
+MODEL_STATE = ("sheets", "flows", "measures", "reward", "decisions", "reference")
+
+T = TypeVar("T")
+
+
+def _empty() -> np.ndarray:
+    return np.zeros(0)
+
+
+@dataclass
+class Sheets:
+    """Balance-sheet figures derived from the ledger, refreshed after each change
+    (all shape (n,), money unless stated)."""
+
+    asset_values: np.ndarray = field(default_factory=_empty)
+    interbank_assets: np.ndarray = field(default_factory=_empty)
+    interbank_liabilities: np.ndarray = field(default_factory=_empty)
+    total_assets: np.ndarray = field(default_factory=_empty)
+    rwa: np.ndarray = field(default_factory=_empty)
+    # equity / risk-weighted assets; 0 once defaulted
+    capital_ratio: np.ndarray = field(default_factory=_empty)
+
+
+@dataclass
+class StepFlows:
+    """What moved in the current step (reset by the stage that produces it).
+
+    Attributes:
+        withdrawals: shape (n,), deposit withdrawals due at the next clearing.
+        units_sold: shape (k,), units sold to the market this step (price impact).
+        price_prev: price index at the start of the step.
+        interbank_volume: new interbank lending settled this step.
+        rollover_volume: maturing interbank loans rolled over this step.
+        exchange_fees: fees paid to exchanges this step.
+        margin_called: margin called by CCPs this step.
+        fire_sale_volume: value (at pre-impact prices) of all units sold this step.
+        contagion_depth: default rounds of this step's clearings.
+    """
+
+    withdrawals: np.ndarray = field(default_factory=_empty)
+    units_sold: np.ndarray = field(default_factory=_empty)
+    price_prev: float = 1.0
+    interbank_volume: float = 0.0
+    rollover_volume: float = 0.0
+    exchange_fees: float = 0.0
+    margin_called: float = 0.0
+    fire_sale_volume: float = 0.0
+    contagion_depth: int = 0
+
+
+@dataclass
+class Measures:
+    """Model-level measures of the current state: what the DataCollector records.
+
+    Ratios are fractions; money in currency units; indices in [0, 1] unless
+    stated. The infrastructure figures stay 0 while the layer is off.
+    """
+
+    n_defaults: int = 0
+    default_rate: float = 0.0
+    asset_price: float = 1.0           # mean price relative to the initial price
+    price_return: float = 0.0          # log change of the price index this step
+    stress_index: float = 0.0
+    market_stress: float = 0.0         # max(scenario stress level, stress index)
+    interbank_rate: float = 0.0        # per step
+    debtrank: float = 0.0              # DebtRank of the current distress
+    debtrank_total: float = 0.0        # total distress incl. the initial one
+    total_equity: float = 0.0
+    mean_capital_ratio: float = 0.0
+    min_capital_ratio: float = 0.0
+    interbank_exposure: float = 0.0
+    liquidity_index: float = 0.0       # cash / short-term liabilities, capped
+    systemic_risk_index: float = 0.0
+    # --- infrastructure layer
+    exchange_utilisation: float = 0.0  # mean demand / capacity of the exchanges
+    congested_exchanges: int = 0
+    order_backlog: float = 0.0
+    orders_expired: float = 0.0
+    margin_posted: float = 0.0
+    netting_efficiency: float = 0.0
+    default_fund_used: float = 0.0
+    uncovered_loss: float = 0.0
+    routed_transactions: int = 0
+
+
+@dataclass
+class RewardBreakdown:
+    """This step's rewards: per bank and the means over banks still in the game.
+
+    ``R = w·profit + μ·liquidity − α·default − λ·system_risk`` (weights in the
+    config; see :mod:`finsim_mesa.rewards`).
+
+    Attributes:
+        per_bank: shape (n,), each bank's reward.
+        components: name -> shape (n,), the four unweighted components.
+        equity_prev: shape (n,), equity at the last record (profit reference).
+    """
+
+    per_bank: np.ndarray = field(default_factory=_empty)
+    components: dict[str, np.ndarray] = field(default_factory=dict)
+    equity_prev: np.ndarray = field(default_factory=_empty)
+    mean: float = 0.0
+    profit: float = 0.0
+    liquidity: float = 0.0
+    default: float = 0.0
+    system_risk: float = 0.0
+
+
+@dataclass
+class Decisions:
+    """The decide stage's input and output.
+
+    Attributes:
+        observations: shape (n, obs_dim), this step's observation rows.
+        actions: shape (n, 4), this step's actions (lend, hoard, sell, borrow).
+        overrides: bank id -> fixed action, shape (4,) (what-if analysis).
+    """
+
+    observations: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    actions: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    overrides: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Reference:
+    """Reference values fixed at the start of a run.
+
+    Attributes:
+        assets0: shape (n,), initial total assets (DebtRank's economic value).
+        size0: initial mean total assets (scale of the ``size`` observation).
+        liquidity0: initial liquidity index (scale of illiquidity).
+    """
+
+    assets0: np.ndarray = field(default_factory=_empty)
+    size0: float = 1.0
+    liquidity0: float = 0.0
+
+
+def copy_state(obj: T) -> T:
+    """A copy of a state dataclass whose arrays and containers are copies too."""
+    return copy.deepcopy(obj)
+
+
+def restore_state(target: Any, saved: Any) -> None:
+    """Copy every field of ``saved`` into ``target`` (same dataclass), in place, so
+    that references to ``target`` stay valid."""
+    for f in dataclasses.fields(target):
+        setattr(target, f.name, copy.deepcopy(getattr(saved, f.name)))
+
+
+def snapshot_model(model: Any) -> dict[str, Any]:
+    """Copies of everything that changes as a FinancialModel runs: the clock and its
+    generators, the ledger, the market, the dataclasses of :data:`MODEL_STATE`,
+    the shock log, the brains' own generators, the router, exchanges and CCPs.
+    Each component copies itself (``snapshot()``); nothing holds a reference
+    into the live model."""
+    return {
+        "t": model.t, "steps": model.steps, "time": getattr(model, "time", None),
+        "running": model.running, "collapsed": model.collapsed,
+        "rng": model.rng.bit_generator.state, "random": model.random.getstate(),
+        "ledger": model.ledger.snapshot(), "market": model.market.snapshot(),
+        "state": {name: copy_state(getattr(model, name)) for name in MODEL_STATE},
+        "shock_log": list(model.shock_log), "sib_scores": copy_state(model.sib_scores),
+        "brains": model.brains.snapshot(model.rng),
+        "router": model.router.snapshot() if model.router is not None else None,
+        "exchanges": [e.snapshot() for e in model.exchanges],
+        "ccps": [c.snapshot() for c in model.ccps],
+    }
+
+
+def restore_model(model: Any, snap: Mapping[str, Any]) -> None:
+    """Put a :func:`snapshot_model` back into ``model`` (it, or a model with the same
+    configuration and network); the snapshot stays valid for reuse."""
+    model.t, model.steps = snap["t"], snap["steps"]
+    if snap["time"] is not None:
+        model.time = snap["time"]
+    model.running, model.collapsed = snap["running"], snap["collapsed"]
+    model.rng.bit_generator.state = snap["rng"]
+    model.random.setstate(snap["random"])
+    model.ledger.restore(snap["ledger"])
+    model.market.restore(snap["market"])
+    for name in MODEL_STATE:
+        restore_state(getattr(model, name), snap["state"][name])
+    model.shock_log = list(snap["shock_log"])
+    model.sib_scores = copy_state(snap["sib_scores"])
+    model.brains.restore(snap["brains"])
+    if model.router is not None:
+        model.router.restore(snap["router"])
+    for agent, state in zip([*model.exchanges, *model.ccps], snap["exchanges"] + snap["ccps"],
+                            strict=True):
+        agent.restore(state)
