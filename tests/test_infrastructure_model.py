@@ -50,26 +50,9 @@ def test_venue_rules(rule):
         assert size.size == 40
 
 
-STAGES = ("shock", "observe", "decide", "act", "settle", "clear", "price", "record")
-
-
-def watch_stages(model, monkeypatch):
-    """Record which stage of ``model`` is running (None between stages)."""
-    now = {"stage": None}
-    for name in STAGES:
-        def wrapped(*a, _orig=getattr(model, name), _name=name, **k):
-            now["stage"] = _name
-            try:
-                return _orig(*a, **k)
-            finally:
-                now["stage"] = None
-        monkeypatch.setattr(model, name, wrapped)
-    return now
-
-
-def test_every_interbank_money_movement_is_routed(monkeypatch):
+def test_every_interbank_money_movement_is_routed(monkeypatch, stage_watch):
     m = infra_model(brain="greedy", scenario="liquidity_crisis")
-    now = watch_stages(m, monkeypatch)
+    now = stage_watch(m)
     lent, calls = [], []
     original = Ledger.lend
 

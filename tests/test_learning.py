@@ -166,8 +166,9 @@ def test_checkpoint_round_trip_and_policy_brain(tmp_path):
     m = FinancialModel(n_banks=6, brain=brain, rng=1)
     m.run_for(5)
     m.check()
-    np.testing.assert_allclose(m.decisions.actions[m.ledger.active],
-                               agent.act(m.decisions.observations[m.ledger.active], True)[0], atol=1e-6)
+    live = m.ledger.active
+    np.testing.assert_allclose(m.decisions.actions[live],
+                               agent.act(m.decisions.observations[live], True)[0], atol=1e-6)
     with pytest.raises(CheckpointError, match="observation columns"):
         FinancialModel(n_banks=6, n_exchanges=1, brain=brain, rng=1)
 

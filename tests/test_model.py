@@ -45,21 +45,16 @@ def test_banks_are_mesa_agents_on_a_network_grid():
         pytest.approx(sheet["equity"])
 
 
-def test_stage_order_and_names(monkeypatch):
+def test_stage_order_and_names(stage_watch):
     """step() runs the eight stages once each, in order (calls recorded, not read
     from the source)."""
     stages = ["shock", "observe", "decide", "act", "settle", "clear", "price", "record"]
     m = FinancialModel(n_banks=10, rng=1)
-    calls = []
-    for name in stages:
-        def wrapped(*a, _orig=getattr(m, name), _name=name, **k):
-            calls.append(_name)
-            return _orig(*a, **k)
-        monkeypatch.setattr(m, name, wrapped)
+    watched = stage_watch(m)
     m.step()
-    assert calls == stages
+    assert watched["calls"] == stages
     m.step()
-    assert calls == stages * 2
+    assert watched["calls"] == stages * 2
 
 
 def test_calibration_targets():
