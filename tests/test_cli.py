@@ -8,7 +8,31 @@ import pytest
 import yaml
 
 from finsim_mesa.cli import main
-from finsim_mesa.config import ModelConfig
+from finsim_mesa.config import ModelConfig, make_config
+from finsim_mesa.model import FinancialModel
+from finsim_mesa.scenarios import list_scenarios
+
+
+def _direct_run(seed, **params):
+    """The model `finsim simulate` runs, run here without the command line."""
+    model = FinancialModel(config=make_config(None, **params), rng=seed)
+    while model.running:
+        model.step()
+    return model
+
+
+def _table_rows(text, header, ncells=None):
+    """Rows of a printed pandas table after its header line (given as its words), as
+    row name -> its last `ncells` cells (default: one per header word)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split() == header)
+    rows = {}
+    for line in lines[start + 1:]:
+        if not line.strip():
+            break
+        name, *cells = line.rsplit(maxsplit=ncells or len(header))
+        rows[name.strip()] = cells
+    return rows
 
 
 def test_simulate_prints_summary_and_writes_csv(tmp_path, capsys):
@@ -29,6 +53,30 @@ def test_simulate_is_reproducible_by_seed(capsys):
     a = capsys.readouterr().out
     main(["simulate", "--banks", "15", "--steps", "10", "--seed", "9", "-q"])
     assert capsys.readouterr().out == a
+    # and what it prints is the model's own summary for that seed
+    model = _direct_run(9, n_banks=15, steps=10)
+    s, cfg = model.summary(), model.config
+    lines = [" ".join(line.split()) for line in a.splitlines()]
+    assert (f"finsim-mesa: 15 banks, {cfg.topology} network, scenario '{cfg.scenario}', "
+            f"brain '{cfg.brain}', seed 9") in lines
+    assert f"ran {s['steps']} of 10 steps (episode complete)" in lines
+    for row in (f"defaults {s['defaults']} of 15 ({s['default_rate']:.1%})",
+                f"asset price (start = 1) {s['price']:.4g}",
+                f"total equity of survivors {s['total_equity']:.4g}",
+                f"capital ratio: mean / p10 / min {s['capital_ratio_mean']:.4f} / "
+                f"{s['capital_ratio_p10']:.4f} / {s['capital_ratio_min']:.4f}",
+                f"DebtRank (propagated distress) {s['debtrank']:.4g}",
+                f"DebtRank total distress {s['debtrank_total']:.4g}",
+                f"liquidity index (cash / short-term debt) {s['liquidity_index']:.4g}",
+                f"stress index {s['stress_index']:.4g}",
+                f"systemic-risk index (0-1) {s['systemic_risk_index']:.4g}",
+                f"max contagion depth (default rounds) {s['max_contagion_depth']}"):
+        assert row in lines, row
+    top = lines.index("rank bank DebtRank total assets links")
+    assert len(s["most_systemic"]) == 5
+    for k, b in enumerate(s["most_systemic"], 1):
+        assert lines[top + k] == (f"{k} {b['bank']} {b['debtrank']:.4f} "
+                                  f"{b['total_assets']:.2f} {b['degree']}")
 
 
 def test_compare_runs_every_scenario(capsys):
@@ -38,6 +86,20 @@ def test_compare_runs_every_scenario(capsys):
     for name in ("normal", "liquidity_crisis", "asset_crash", "systemic"):
         assert name in text
     assert "default_rate" in text
+    assert "all scenarios, 12 banks, brain 'rule_based', seed 1, up to 10 steps" in text
+    header = ["steps", "defaults", "default_rate", "price", "total_equity", "capital_ratio",
+              "debtrank_peak", "sri_peak", "max_depth", "top_bank"]
+    rows = _table_rows(text, header)
+    assert rows.pop("scenario") == []  # the index name, on its own line
+    assert list(rows) == list(list_scenarios())
+    g = "{:.4g}".format
+    for name, cells in rows.items():  # each row is that scenario run alone, same seed
+        model = _direct_run(1, n_banks=12, steps=10, scenario=name)
+        s, df = model.summary(top=1), model.datacollector.get_model_vars_dataframe()
+        assert cells == [str(s["steps"]), str(s["defaults"]), g(s["default_rate"]),
+                         g(s["price"]), g(s["total_equity"]), g(s["capital_ratio_mean"]),
+                         g(df["debtrank_total"].max()), g(df["systemic_risk_index"].max()),
+                         str(s["max_contagion_depth"]), str(s["most_systemic"][0]["bank"])], name
 
 
 def test_config_file_and_set_flags(tmp_path, capsys):
@@ -54,6 +116,23 @@ def test_scenarios_lists_descriptions(capsys):
     assert main(["scenarios", "-v"]) == 0
     text = capsys.readouterr().out
     assert "liquidity_crisis" in text and "funding_stress" in text
+    blocks: dict[str, list[str]] = {}  # scenario name -> the indented lines below it
+    for line in text.splitlines():
+        if line.startswith(" "):
+            blocks[next(reversed(blocks))].append(line)
+        else:
+            blocks[line] = []
+    assert list(blocks) == list(list_scenarios())
+    for name, sc in list_scenarios().items():  # its description, then its parameters
+        desc = [line.strip() for line in blocks[name] if not line.startswith("      ")]
+        assert " ".join(desc) == " ".join(sc.description.split()), name
+        params = sc.model_dump(exclude={"name", "description"})
+        assert blocks[name][len(desc):] == [f"      {k}: {v}" for k, v in params.items()]
+    assert main(["scenarios"]) == 0
+    short = capsys.readouterr().out
+    assert [line for line in short.splitlines() if not line.startswith(" ")] == \
+        list(list_scenarios())
+    assert "      " not in short  # parameters only with -v
 
 
 @pytest.mark.parametrize(("argv", "needle"), [
@@ -93,6 +172,15 @@ def test_simulate_with_infrastructure_and_comparison(capsys):
     text = capsys.readouterr().out
     assert "without infrastructure" in text and "with 2 exchanges, 1 CCPs" in text
     assert "difference" in text and "defaults" in text
+    cells = _table_rows(text, ["without", "infrastructure", "with", "2", "exchanges,", "1",
+                               "CCPs", "difference"], ncells=3)
+    assert list(cells) == ["defaults", "default_rate", "equity_lost", "price",
+                           "debtrank_peak", "sri_peak", "sri_mean"]
+    off = _direct_run(2, n_banks=20, steps=15, scenario="systemic")
+    on = _direct_run(2, n_banks=20, steps=15, scenario="systemic", n_exchanges=2, n_ccps=1)
+    assert cells["defaults"] == [str(off.n_defaults), str(on.n_defaults),
+                                 str(on.n_defaults - off.n_defaults)]
+    assert cells["price"][:2] == [f"{off.asset_price:.4g}", f"{on.asset_price:.4g}"]
     assert main(["simulate", "--ccps", "1", "-q"]) == 2
     assert "needs n_exchanges" in capsys.readouterr().err
 

@@ -1,0 +1,141 @@
+"""Helpers shared by the ``finsim`` subcommands: ``--set`` parsing, the model
+configuration and seed from the flags, a run with a progress bar, the summary."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from finsim_mesa.config import ModelConfig, load_config, make_config
+from finsim_mesa.errors import FinsimError
+
+
+def parse_set(items: Sequence[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items -> config overrides (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise FinsimError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(raw)
+    return out
+
+
+def config_from_args(args: argparse.Namespace) -> ModelConfig:
+    """The model configuration: ``--config`` file, then the model flags, then ``--set``."""
+    flags = {
+        "scenario": args.scenario, "steps": args.steps, "brain": args.brain,
+        "n_banks": args.banks, "topology": args.topology,
+        "n_exchanges": args.exchanges, "n_ccps": args.ccps,
+    }
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    overrides.update(parse_set(args.set or []))
+    if args.config:
+        return load_config(args.config, **overrides)
+    return make_config(None, **overrides)
+
+
+def seed_from_args(args: argparse.Namespace) -> int:
+    """``--seed``, or a fresh random one (which the commands print)."""
+    return args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
+
+
+def run_model(cfg: ModelConfig, seed: int, progress: bool, desc: str,
+              leave: bool = True) -> Any:
+    """Run a model to its end, with a tqdm progress bar on stderr."""
+    from tqdm import tqdm
+
+    from finsim_mesa.model import FinancialModel
+
+    model = FinancialModel(config=cfg, rng=seed)
+    with tqdm(total=cfg.steps, desc=desc, unit="step", disable=not progress,
+              file=sys.stderr, leave=leave) as bar:
+        while model.running:
+            model.step()
+            bar.update(1)
+    return model
+
+
+def learning_run() -> Any:
+    """:mod:`finsim_mesa.learning.run`, or a clear error without the learn extra."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise FinsimError("training needs the learn extra: pip install 'finsim-mesa[learn]'") \
+            from None
+    from finsim_mesa.learning import run
+
+    return run
+
+
+def fmt(v: Any) -> str:
+    """A summary value as printed: yes/no, 4 significant digits, or as is."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def print_summary(model: Any, seed: int, out: Any = None) -> None:
+    """The end-of-run summary of ``finsim simulate``."""
+    out = out or sys.stdout
+    s = model.summary()
+    cfg = model.config
+    w = out.write
+    w(f"\nfinsim-mesa: {s['banks']} banks, {cfg.topology} network, scenario "
+      f"'{s['scenario']}', brain '{cfg.brain}', seed {seed}\n")
+    end = "system collapsed" if s["collapsed"] else "episode complete"
+    w(f"ran {s['steps']} of {cfg.steps} steps ({end})\n\n")
+    rows = [
+        ("defaults", f"{s['defaults']} of {s['banks']} ({s['default_rate']:.1%})"),
+        ("asset price (start = 1)", fmt(s["price"])),
+        ("total equity of survivors", fmt(s["total_equity"])),
+        ("capital ratio: mean / p10 / min", f"{s['capital_ratio_mean']:.4f} / "
+                                            f"{s['capital_ratio_p10']:.4f} / "
+                                            f"{s['capital_ratio_min']:.4f}"),
+        ("DebtRank (propagated distress)", fmt(s["debtrank"])),
+        ("DebtRank total distress", fmt(s["debtrank_total"])),
+        ("liquidity index (cash / short-term debt)", fmt(s["liquidity_index"])),
+        ("stress index", fmt(s["stress_index"])),
+        ("systemic-risk index (0-1)", fmt(s["systemic_risk_index"])),
+        ("max contagion depth (default rounds)", fmt(s["max_contagion_depth"])),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for name, val in rows:
+        w(f"  {name:<{width}}  {val}\n")
+    if model.config.infrastructure:
+        print_infrastructure(s, w)
+    w("\nmost systemically important banks (DebtRank if each defaulted alone):\n")
+    if not s["most_systemic"]:
+        w("  (no surviving bank)\n")
+    else:
+        w(f"  {'rank':>4}  {'bank':>5}  {'DebtRank':>9}  {'total assets':>12}  {'links':>5}\n")
+        for k, b in enumerate(s["most_systemic"], 1):
+            w(f"  {k:>4}  {b['bank']:>5}  {b['debtrank']:>9.4f}  {b['total_assets']:>12.2f}  "
+              f"{b['degree']:>5}\n")
+        if model.config.infrastructure and all(b["debtrank"] == 0 for b in s["most_systemic"]):
+            w("  (no bank-to-bank exposures: loans are novated to the CCPs; ranked by size)\n")
+
+
+def print_infrastructure(s: dict[str, Any], w: Any) -> None:
+    """The market-infrastructure section of the summary (exchanges and CCPs)."""
+    w("\nmarket infrastructure:\n")
+    w(f"  exchange fees collected        {s['exchange_fees_total']:.4g}\n")
+    w(f"  mean exchange utilisation      {s['exchange_utilisation_mean']:.3f}\n")
+    w(f"  congested exchange-steps       {s['congested_exchange_steps']}\n")
+    w(f"  orders expired (money)         {s['orders_expired_total']:.4g}\n")
+    w(f"  mean settlement delay (steps)  {s['mean_delay']:.3f}\n")
+    for key, c in s.items():
+        if not (key.startswith("ccp") and isinstance(c, dict)):
+            continue
+        w(f"  {key}: margin held {c['margin_held']:.4g}, netting efficiency "
+          f"{c['netting_efficiency']:.1%}, default fund {c['default_fund']:.4g} of "
+          f"{c['initial_default_fund']:.4g} (used {c['fund_used']:.4g}), capital used "
+          f"{c['capital_used']:.4g}, member defaults {c['member_defaults_handled']}, "
+          f"uncovered loss {c['uncovered_loss']:.4g}\n")
