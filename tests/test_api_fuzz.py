@@ -17,20 +17,22 @@ from finsim_mesa.api import ApiLimits, create_app  # noqa: E402
 # here (they are exercised for real in test_api.py)
 LIMITS = ApiLimits(max_banks=12, max_steps_per_request=5, max_simulations=4,
                    max_lookahead_work=60, max_train_episodes=2, max_train_banks=4)
+# building the service is pure (no simulation, no files, no threads), so the
+# schema can be read at collection; the simulation is made by the fixture below
 APP = create_app("/nonexistent-finsim-models", LIMITS, learn=lambda: False)
+schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 
-def _seed_simulation() -> None:
+@pytest.fixture(scope="session", autouse=True)
+def seeded_simulation():
+    """One simulation on APP, so plain endpoints have one to act on (once per
+    process, as the fuzzed requests may fill the server's simulation limit)."""
     from fastapi.testclient import TestClient
 
-    with TestClient(APP) as c:  # so plain endpoints have a simulation to act on
-        assert c.post("/simulation/init", json={"num_banks": 6, "seed": 1,
-                                                "steps": 10_000}).status_code == 200
-        c.post("/simulation/run?num_steps=2")
-
-
-_seed_simulation()
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+    with TestClient(APP) as c:
+        r = c.post("/simulation/init", json={"num_banks": 6, "seed": 1, "steps": 10_000})
+        assert r.status_code == 200, r.text
+        assert c.post("/simulation/run?num_steps=2").status_code == 200
 
 
 @schema.parametrize()
