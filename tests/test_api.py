@@ -20,7 +20,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from finsim_mesa.api import ApiLimits, create_app  # noqa: E402
-from finsim_mesa.model import MODEL_REPORTERS, FinancialModel  # noqa: E402
+from finsim_mesa.measures import MODEL_REPORTERS, report  # noqa: E402
+from finsim_mesa.model import FinancialModel  # noqa: E402
 from finsim_mesa.scenarios import list_scenarios  # noqa: E402
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -46,8 +47,8 @@ def direct(steps: int, seed: int, **params) -> FinancialModel:
 
 
 def same_metrics(api: dict, model: FinancialModel) -> None:
-    for key, attr in MODEL_REPORTERS.items():
-        assert api[key] == pytest.approx(float(getattr(model, attr)), rel=1e-12, abs=1e-12), key
+    for key in MODEL_REPORTERS:
+        assert api[key] == pytest.approx(float(report(model, key)), rel=1e-12, abs=1e-12), key
     assert api["step"] == model.t
 
 
@@ -108,8 +109,8 @@ def test_bank_metrics_equal_the_ledger(client):
         assert b["balance_sheet"][k] == pytest.approx(v, rel=1e-12), k
     assert b["equity_initial"] == pytest.approx(m.ledger.equity0[6])
     assert b["debtrank"] == pytest.approx(m.debtrank_per_bank()[6])
-    assert list(b["last_action"].values()) == pytest.approx(m.actions[6].tolist())
-    assert b["observation"]["capital_ratio"] == pytest.approx(m.observations[6, 0])
+    assert list(b["last_action"].values()) == pytest.approx(m.decisions.actions[6].tolist())
+    assert b["observation"]["capital_ratio"] == pytest.approx(m.decisions.observations[6, 0])
     assert client.get("/metrics/bank/15").status_code == 404
 
 

@@ -14,7 +14,8 @@ import pytest
 pytest.importorskip("fastapi", reason="the REST API needs the 'api' extra")
 httpx = pytest.importorskip("httpx", reason="the REST API needs the 'api' extra")
 
-from finsim_mesa.model import MODEL_REPORTERS, FinancialModel  # noqa: E402
+from finsim_mesa.measures import MODEL_REPORTERS, report  # noqa: E402
+from finsim_mesa.model import FinancialModel  # noqa: E402
 
 
 def free_port() -> int:
@@ -89,8 +90,8 @@ def test_load_several_simulations_concurrent_clients(server):
                                  agent_collect_every=0)
             for h in hist:  # every step equals the simulation run alone
                 ref.step()
-                for key, attr in MODEL_REPORTERS.items():
-                    assert h[key] == pytest.approx(float(getattr(ref, attr)), rel=1e-12,
+                for key in MODEL_REPORTERS:
+                    assert h[key] == pytest.approx(float(report(ref, key)), rel=1e-12,
                                                    abs=1e-12), (sid, h["step"], key)
 
 

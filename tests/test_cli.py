@@ -178,9 +178,10 @@ def test_simulate_with_infrastructure_and_comparison(capsys):
                            "debtrank_peak", "sri_peak", "sri_mean"]
     off = _direct_run(2, n_banks=20, steps=15, scenario="systemic")
     on = _direct_run(2, n_banks=20, steps=15, scenario="systemic", n_exchanges=2, n_ccps=1)
-    assert cells["defaults"] == [str(off.n_defaults), str(on.n_defaults),
-                                 str(on.n_defaults - off.n_defaults)]
-    assert cells["price"][:2] == [f"{off.asset_price:.4g}", f"{on.asset_price:.4g}"]
+    assert cells["defaults"] == [str(off.measures.n_defaults), str(on.measures.n_defaults),
+                                 str(on.measures.n_defaults - off.measures.n_defaults)]
+    assert cells["price"][:2] == [f"{off.measures.asset_price:.4g}",
+                                  f"{on.measures.asset_price:.4g}"]
     assert main(["simulate", "--ccps", "1", "-q"]) == 2
     assert "needs n_exchanges" in capsys.readouterr().err
 

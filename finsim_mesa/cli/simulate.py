@@ -75,10 +75,10 @@ def _compare_infrastructure(cfg: ModelConfig, seed: int, progress: bool) -> int:
                      (f"with {on.n_exchanges} exchanges, {on.n_ccps} CCPs", on)):
         model = run_model(c, seed, progress, label, leave=False)
         df = model.datacollector.get_model_vars_dataframe()
-        loss = model.ledger.equity0.sum() - max(model.total_equity, 0.0)
+        loss = model.ledger.equity0.sum() - max(model.measures.total_equity, 0.0)
         rows[label] = {
-            "defaults": model.n_defaults, "default_rate": model.default_rate,
-            "equity_lost": float(loss), "price": model.asset_price,
+            "defaults": model.measures.n_defaults, "default_rate": model.measures.default_rate,
+            "equity_lost": float(loss), "price": model.measures.asset_price,
             "debtrank_peak": float(df["debtrank_total"].max()),
             "sri_peak": float(df["systemic_risk_index"].max()),
             "sri_mean": float(df["systemic_risk_index"].mean()),

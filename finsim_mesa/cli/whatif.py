@@ -55,7 +55,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     model = FinancialModel(config=cfg, rng=seed)
     model.run_for(args.warmup)
     print(f"\n{cfg.n_banks} banks, scenario '{cfg.scenario}', seed {seed}, state after step "
-          f"{model.t} ({model.n_defaults} defaults so far)")
+          f"{model.t} ({model.measures.n_defaults} defaults so far)")
     if shock or not args.recommend:
         t0 = time.perf_counter()
         res = model.what_if(steps=args.horizon, seeds=args.seeds, shock=shock, bank=args.bank)

@@ -21,7 +21,6 @@ import solara
 from mesa.visualization import SolaraViz, make_plot_component
 from mesa.visualization.utils import force_update, update_counter
 
-from finsim_mesa.agents.bank import Bank
 from finsim_mesa.agents.brains import BRAINS
 from finsim_mesa.config import TOPOLOGIES
 from finsim_mesa.errors import FinsimError
@@ -137,8 +136,8 @@ def BankInspector(model: FinancialModel) -> Any:
         rows = "\n".join(f"| {k} | {v:,.3f} |" for k, v in sheet.items())
         solara.Markdown(f"| item | value |\n|---|---|\n{rows}")
         dc = model.datacollector
-        if Bank in dc.agenttype_reporters and model.t > 0:
-            agents = dc.get_agenttype_vars_dataframe(Bank)
+        if dc.agent_reporters and model.t > 0:
+            agents = dc.get_agent_vars_dataframe()  # the banks' data
             uid = model.banks[b].unique_id
             hist = agents.xs(uid, level="AgentID")
             fig, ax = new_figure((5, 2.6))

@@ -42,13 +42,13 @@ def risk_metrics(store: Store, sim_id: SimId = None,
     """Systemic-risk measures and the most systemic banks now."""
     session = store.get(sim_id)
     with session.state_lock:
-        m = session.model
+        m, r = session.model, session.model.measures
         return RiskResponse(
-            sim_id=session.sim_id, step=m.t, debtrank=m.debtrank,
-            debtrank_total=m.debtrank_total, systemic_risk_index=m.systemic_risk_index,
-            liquidity_index=m.liquidity_index, stress_index=m.stress_index,
-            contagion_depth=int(m.contagion_depth), n_defaults=int(m.n_defaults),
-            default_rate=m.default_rate, most_systemic=clean(m.systemic_ranking(top)))
+            sim_id=session.sim_id, step=m.t, debtrank=r.debtrank,
+            debtrank_total=r.debtrank_total, systemic_risk_index=r.systemic_risk_index,
+            liquidity_index=r.liquidity_index, stress_index=r.stress_index,
+            contagion_depth=int(m.flows.contagion_depth), n_defaults=int(r.n_defaults),
+            default_rate=r.default_rate, most_systemic=clean(m.systemic_ranking(top)))
 
 
 @router.get("/metrics/bank/{bank_id}", response_model=BankResponse, tags=["metrics"])
@@ -62,14 +62,15 @@ def bank_metrics(bank_id: Annotated[int, Path(ge=0)], store: Store, sim_id: SimI
             raise NotFound(f"bank {bank_id} does not exist (ids 0..{m.n_banks - 1})")
         L = m.ledger
         fields = OBS_FIELDS + (INFRA_OBS_FIELDS if m.config.infrastructure else ())
-        obs = m.observations[bank_id] if m.observations.shape[0] else []
+        obs = m.decisions.observations[bank_id]
         return BankResponse(
             sim_id=session.sim_id, step=m.t, bank_id=bank_id,
-            brain=m.brain_names[bank_id], defaulted=bool(L.defaulted[bank_id]),
+            brain=m.brains.names[bank_id], defaulted=bool(L.defaulted[bank_id]),
             default_step=int(L.default_step[bank_id]) if L.defaulted[bank_id] else None,
             balance_sheet=clean(m.banks[bank_id].balance_sheet()),
             equity_initial=float(L.equity0[bank_id]),
             debtrank=float(m.debtrank_per_bank()[bank_id]),
-            last_action=dict(zip(ACTION_NAMES, map(float, m.actions[bank_id]), strict=True)),
-            last_reward=float(m.rewards[bank_id]),
+            last_action=dict(zip(ACTION_NAMES, map(float, m.decisions.actions[bank_id]),
+                                 strict=True)),
+            last_reward=float(m.reward.per_bank[bank_id]),
             observation={name: float(v) for (name, _), v in zip(fields, obs, strict=False)})

@@ -102,7 +102,7 @@ def models_load(req: ModelLoadRequest, store: Store, training: Training,
             spec: Any = brain
         else:
             ids = bank_ids({str(b): brain for b in req.banks}, m.n_banks, "banks")
-            current = {i: b for i, b in enumerate(m.brains)}
+            current = dict(enumerate(m.brains.per_bank))
             spec = [ids.get(i, current[i]) for i in range(m.n_banks)]
         m.set_brains(spec)
         session.brain_spec, session.policy = spec, req.model
