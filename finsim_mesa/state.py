@@ -191,8 +191,7 @@ def snapshot_model(model: Any) -> dict[str, Any]:
     Each component copies itself (``snapshot()``); nothing holds a reference
     into the live model."""
     return {
-        "t": model.t, "steps": model.steps, "time": getattr(model, "time", None),
-        "running": model.running, "collapsed": model.collapsed,
+        "t": model.t, "running": model.running, "collapsed": model.collapsed,
         "rng": model.rng.bit_generator.state, "random": model.random.getstate(),
         "ledger": model.ledger.snapshot(), "market": model.market.snapshot(),
         "state": {name: copy_state(getattr(model, name)) for name in MODEL_STATE},
@@ -206,10 +205,12 @@ def snapshot_model(model: Any) -> dict[str, Any]:
 
 def restore_model(model: Any, snap: Mapping[str, Any]) -> None:
     """Put a :func:`snapshot_model` back into ``model`` (it, or a model with the same
-    configuration and network); the snapshot stays valid for reuse."""
-    model.t, model.steps = snap["t"], snap["steps"]
-    if snap["time"] is not None:
-        model.time = snap["time"]
+    configuration and network); the snapshot stays valid for reuse.
+
+    Mesa's own clock (``steps``, and ``time`` with its event schedule in Mesa
+    3.5) is left alone: the model counts its steps in ``t``.
+    """
+    model.t = snap["t"]
     model.running, model.collapsed = snap["running"], snap["collapsed"]
     model.rng.bit_generator.state = snap["rng"]
     model.random.setstate(snap["random"])
