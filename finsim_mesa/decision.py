@@ -78,14 +78,9 @@ class _Scratch:
     """A model built once and reused for every lookahead run."""
 
     def __init__(self, live: FinancialModel, brains: Mapping[int, Any] | None) -> None:
-        from finsim_mesa.model import FinancialModel
-
         self.live = live
-        cfg = live.config.model_dump() | {"agent_collect_every": 0, "ranking_every": 0,
-                                          "steps": 10**9}
-        self.model = FinancialModel(config=cfg, graph=live.graph,
-                                    scenario=live.scenario_spec,
-                                    brain=_brain_specs(live, brains), rng=0)
+        self.model = live.twin(brain=_brain_specs(live, brains), agent_collect_every=0,
+                               ranking_every=0, steps=10**9)
         self.model.collect_data = False
 
     def run(self, state: dict[str, Any], seed: int, steps: int,

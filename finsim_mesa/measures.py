@@ -194,7 +194,7 @@ def update_infrastructure(m: Measures, L: Ledger, exchanges: list[Exchange],
     m.exchange_utilisation = float(np.mean([e.utilisation for e in exchanges]))
     m.congested_exchanges = int(sum(e.congested for e in exchanges))
     m.order_backlog = float(np.sum([e.backlog for e in exchanges]))
-    m.orders_expired = float(router.step_expired)
+    m.orders_expired = float(np.sum([e.expired for e in exchanges]))
     m.margin_posted = float(L.margin.sum())
     m.netting_efficiency = (float(np.mean([c.netting_efficiency for c in ccps]))
                             if ccps else 0.0)

@@ -36,27 +36,13 @@ import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
-from finsim_mesa import lending, measures, resolution, risk
+from finsim_mesa import lending, measures, network, observation, resolution, risk
 from finsim_mesa.agents.bank import Bank
 from finsim_mesa.agents.brains import BrainSet
 from finsim_mesa.config import ModelConfig, resolve_config
 from finsim_mesa.errors import ConfigError
 from finsim_mesa.infrastructure import CentralCounterparty, Exchange, InfrastructureRouter, layer
 from finsim_mesa.market import Market, fire_sale_loop, sell_to_market, set_prices
-from finsim_mesa.network import (
-    Adjacency,
-    build_ledger,
-    build_topology,
-    calibrate,
-    oriented_edges,
-    user_network,
-)
-from finsim_mesa.observation import (
-    INFRA_OBS_DIM,
-    OBS_DIM,
-    bank_observations,
-    infrastructure_observations,
-)
 from finsim_mesa.rewards import update_rewards
 from finsim_mesa.scenarios import Scenario, get_scenario
 from finsim_mesa.scenarios.engine import Shock, ShockEngine, apply_shock, make_shock
@@ -140,7 +126,7 @@ class FinancialModel(mesa.Model):
         if isinstance(brain, str):
             explicit["brain"] = brain
         explicit.update(params)
-        graph, self.node_labels, exposures = user_network(graph, exposures, explicit)
+        graph, self.node_labels, exposures = network.user_network(graph, exposures, explicit)
         self.config: ModelConfig = resolve_config(config, explicit)
         cfg = self.config
         n = cfg.n_banks
@@ -149,16 +135,16 @@ class FinancialModel(mesa.Model):
 
         # --- network and balance sheets (all draws from self.rng)
         if graph is None:
-            graph, self.node_labels = build_topology(cfg, self.rng), list(range(n))
+            graph, self.node_labels = network.build_topology(cfg, self.rng), list(range(n))
         self.graph: nx.Graph = graph
-        lender, borrower = oriented_edges(graph, self.rng)
-        bs = calibrate(n, lender, borrower, cfg, self.rng, exposures=exposures)
-        self.ledger = build_ledger(bs, cfg, self.rng)
+        lender, borrower = network.oriented_edges(graph, self.rng)
+        bs = network.calibrate(n, lender, borrower, cfg, self.rng, exposures=exposures)
+        self.ledger = network.build_ledger(bs, cfg, self.rng)
         self.market = Market(cfg, bs.holdings.sum(axis=0))
-        self.network = Adjacency.from_graph(graph, n)
+        self.network = network.Adjacency.from_graph(graph, n)
 
         # --- run-time state (declared in finsim_mesa.state)
-        obs_dim = OBS_DIM + (INFRA_OBS_DIM if cfg.infrastructure else 0)
+        obs_dim = observation.OBS_DIM + (observation.INFRA_OBS_DIM if cfg.infrastructure else 0)
         self.sheets = Sheets()
         self.flows = StepFlows(withdrawals=np.zeros(n), units_sold=np.zeros(cfg.n_assets),
                                price_prev=self.market.price_index)
@@ -231,12 +217,12 @@ class FinancialModel(mesa.Model):
     def observe(self) -> np.ndarray:
         """Stage 2: the observation matrix, shape (n_banks, obs_dim); see ``OBS_FIELDS``."""
         L, infra = self.ledger, self.router is not None
-        o = bank_observations(L, self.sheets, self.market, self.measures, self.flows.withdrawals,
-                              self.network, self.reference.size0, self.config, self.t,
-                              (L.loans.ccp < 0) if infra else slice(None))
+        o = observation.bank_observations(
+            L, self.sheets, self.market, self.measures, self.flows.withdrawals, self.network,
+            self.reference.size0, self.config, self.t, (L.loans.ccp < 0) if infra else slice(None))
         if infra:
             ta = self.sheets.total_assets
-            o = np.hstack([o, infrastructure_observations(
+            o = np.hstack([o, observation.infrastructure_observations(
                 L, np.where(ta > 0, ta, 1.0), self.exchanges, self.ccps, self.router,
                 self.margin_rate, self.config)])
         self.decisions.observations = o
@@ -289,15 +275,9 @@ class FinancialModel(mesa.Model):
         L.receive_asset_income(cfg.asset_return)
         if self.router is None:
             return
-        self.router.step_expired = 0.0
-        first_new = len(L.loans)
-        done = [o for o in self.agents_by_type[Exchange].map("process", self.t) if o]
-        flows.exchange_fees = flows.interbank_volume = 0.0
-        if done:
-            orders = {key: np.concatenate([o[key] for o in done]) for key in done[0]}
-            flows.exchange_fees, flows.interbank_volume = layer.book_orders(
-                L, self.router, orders, cfg, self.t)
-            L.loans.consolidate(first_new)
+        processed = self.agents_by_type[Exchange].map("process", self.t)
+        flows.exchange_fees, flows.interbank_volume = layer.book_orders(
+            L, self.router, processed, cfg, self.t)
         if cfg.n_ccps:
             flows.margin_called = layer.call_margin(L, self.ccps, self.router, self.margin_rate,
                                                     cfg, self._sell, self.t)
@@ -449,6 +429,14 @@ class FinancialModel(mesa.Model):
         self.measures.market_stress = max(spec.stress_level, self.measures.stress_index)
 
     # ============================================================ decisions
+    def twin(self, brain: Any = None, **params: Any) -> FinancialModel:
+        """A new model with this one's configuration (``params`` on top), network and
+        scenario, its own agents and ``brain`` (default: the config's) — not its
+        state: ``twin.restore(self.snapshot())`` copies that (what-if analysis)."""
+        cfg = self.config.model_dump() | params
+        return FinancialModel(config=cfg, graph=self.graph, scenario=self.scenario_spec,
+                              brain=brain, rng=0)
+
     def what_if(self, steps: int = 10, seeds: int | Sequence[int] = 10, **hypothetical: Any
                 ) -> Any:
         """Look ``steps`` ahead under a hypothetical (``shock=``, ``brains=``,

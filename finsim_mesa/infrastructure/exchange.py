@@ -7,7 +7,6 @@ in the settle stage. Money in currency units; rates are fractions.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -205,7 +204,6 @@ class Exchange(mesa.Agent):
         done, expired, stats = self.queue.process(t)
         x = self.exchange_id
         if expired["amount"].size:
-            router.step_expired += stats.expired
             router.record("loan", expired["sender"], expired["receiver"], expired["amount"],
                           0.0, x, -1, 0.0, t - expired["submitted"], "expired", t)
         k = done["amount"].size
@@ -226,7 +224,7 @@ class Exchange(mesa.Agent):
 
     def restore(self, state: dict[str, Any]) -> None:
         """Put a :meth:`snapshot` back."""
-        self.queue.restore(copy.copy(state["queue"]))
+        self.queue.restore(state["queue"])
         self.ccp_id = state["ccp_id"]
 
     # ------------------------------------------------------------- figures

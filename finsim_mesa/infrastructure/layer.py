@@ -103,11 +103,19 @@ def build(model: FinancialModel, space_graph: nx.Graph, size: np.ndarray) -> Inf
     return router
 
 
-def book_orders(L: Ledger, router: InfrastructureRouter, orders: dict[str, np.ndarray],
-                cfg: ModelConfig, t: int) -> tuple[float, float]:
-    """Processed orders become loans (novated where ``orders["ccp"]`` ≥ 0); the
+def book_orders(L: Ledger, router: InfrastructureRouter,
+                processed: list[dict[str, np.ndarray] | None], cfg: ModelConfig, t: int
+                ) -> tuple[float, float]:
+    """The orders the exchanges processed (one column dict or None per exchange,
+    see :meth:`Exchange.process`) become loans, novated where ``ccp`` ≥ 0; the
     lender pays the fee; a lender short of cash for amount plus fee has its
-    orders fail, in order. Returns (fees paid, volume lent), money."""
+    orders fail, in order. Loans made between the same pair are merged.
+    Returns (fees paid, volume lent), money."""
+    done = [o for o in processed if o]
+    if not done:
+        return 0.0, 0.0
+    orders = {key: np.concatenate([o[key] for o in done]) for key in done[0]}
+    first_new = len(L.loans)
     snd, rcv, amt = orders["sender"], orders["receiver"], orders["amount"]
     need = amt * (1.0 + orders["fee_rate"])
     order = np.argsort(snd, kind="stable")
@@ -121,6 +129,7 @@ def book_orders(L: Ledger, router: InfrastructureRouter, orders: dict[str, np.nd
     L.lend(snd[ok], rcv[ok], amt[ok], orders["rate"][ok],
            np.full(int(ok.sum()), t + cfg.loan_maturity), orders["ccp"][ok])
     L.charge_fees(snd[ok], fee, orders["exchange"][ok])
+    L.loans.consolidate(first_new)
     router.record("loan", snd[ok], rcv[ok], amt[ok], amt[ok], orders["exchange"][ok],
                   orders["ccp"][ok], fee, orders["delay"][ok], "processed", t)
     bad = ~ok

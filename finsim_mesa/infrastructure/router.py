@@ -78,7 +78,6 @@ class InfrastructureRouter:
         for ex, c in zip(exchanges, self.exchange_ccp, strict=True):
             ex.ccp_id = int(c)
         self._audit: list[dict[str, np.ndarray]] = []
-        self.step_expired = 0.0
 
     # ----------------------------------------------------------- submitting
     def submit_transaction(self, sender: int, receiver: int, amount: float,
@@ -122,10 +121,9 @@ class InfrastructureRouter:
         return ids
 
     def snapshot(self) -> dict[str, Any]:
-        """Copies of the routing table, the audit records and this step's figures."""
+        """Copies of the routing table and the audit records."""
         return {"bank_exchange": self.bank_exchange.copy(), "bank_ccp": self.bank_ccp.copy(),
-                "exchange_ccp": self.exchange_ccp.copy(), "audit": list(self._audit),
-                "step_expired": self.step_expired}
+                "exchange_ccp": self.exchange_ccp.copy(), "audit": list(self._audit)}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Put a :meth:`snapshot` back (audit records are immutable once written)."""
@@ -133,7 +131,6 @@ class InfrastructureRouter:
         self.bank_ccp = state["bank_ccp"].copy()
         self.exchange_ccp = state["exchange_ccp"].copy()
         self._audit = list(state["audit"])
-        self.step_expired = state["step_expired"]
 
     # ---------------------------------------------------------------- audit
     def record_rollovers(self, rolled: dict[str, np.ndarray], step: int) -> None:
