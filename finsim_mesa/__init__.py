@@ -9,6 +9,7 @@ Importing this package never imports torch (the learning code does, lazily).
 
 from finsim_mesa.agents.bank import Bank
 from finsim_mesa.agents.brains import BRAINS, Brain, make_brain
+from finsim_mesa.agents.rules import PerBankBrain
 from finsim_mesa.clearing import ClearingResult, eisenberg_noe
 from finsim_mesa.config import ModelConfig, load_config, make_config
 from finsim_mesa.errors import AccountingError, BrainError, ConfigError, FinsimError, ShockError
@@ -28,6 +29,7 @@ __all__ = [
     "FinancialModel",
     "FinsimError",
     "ModelConfig",
+    "PerBankBrain",
     "Scenario",
     "ShockError",
     "__version__",

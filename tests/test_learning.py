@@ -111,6 +111,7 @@ def test_stability_guard():
         g.clip_gradients([p])
 
 
+@pytest.mark.slow
 def test_trainer_converges_to_the_known_best_action():
     """Reward = liquidity only (cash / total assets): the best action is known —
     don't lend (0), call loans in (hoard 1), sell securities (1), borrow (1)."""

@@ -37,6 +37,7 @@ def test_sweep_keeps_the_collapse_step():
     assert df.step.max() == m.t and df.default_rate.iloc[-1] == m.measures.default_rate
 
 
+@pytest.mark.slow
 def test_processes_and_dask_give_identical_results():
     pytest.importorskip("distributed", reason="the distributed extra (Dask) is not installed")
     local = run_sweep(GRID, seeds=[5, 6], steps=8, progress=False)
@@ -54,7 +55,8 @@ def test_processes_and_dask_give_identical_results():
     ({"n_banks": []}, {}, "no values"),
     ({"n_banks": [10]}, {"seeds": 0}, "seeds"),
     ({"n_banks": [10]}, {"steps": 0}, "steps"),
-    ({"n_banks": [10]}, {"scheduler": "tcp://127.0.0.1:9"}, "cannot reach"),
+    pytest.param({"n_banks": [10]}, {"scheduler": "tcp://127.0.0.1:9"}, "cannot reach",
+                 marks=pytest.mark.slow),
 ])
 def test_bad_sweeps(grid, kw, needle):
     with pytest.raises(ConfigError, match=needle):

@@ -22,6 +22,7 @@ STEP_TEXT = r"(Step|Time):\s*{}"  # Mesa 3.3 shows "Step: N", Mesa 3.5 "Time: N"
 pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(),
                        reason="Debian's chromium is not installed (apt-get install chromium)"),
+    pytest.mark.slow,  # a Solara server and a browser per module
 ]
 
 
