@@ -98,7 +98,7 @@ def test_bank_handles():
 
 def test_bad_decisions_name_the_brain_and_the_bank():
     m = FinancialModel(n_banks=6, brain=PerBankBrain(lambda bank: (1, 2)), rng=1)
-    with pytest.raises(BrainError, match="decided .* for bank 0; return four numbers"):
+    with pytest.raises(BrainError, match=r"decided .* for bank 0; return four numbers"):
         m.step()
     m = FinancialModel(n_banks=6, brain=PerBankBrain(lambda bank: (0, 0, 2.0, 0),
                                                       name="eager"), rng=1)
