@@ -4,28 +4,18 @@
 
 Target: a recommendation for one bank in a 100-bank model with 10 candidates
 (9 fixed actions + the bank's own brain) x 10 seeds x 10 steps in under 2 s.
-Also prints the cost of a state snapshot (arrays only) beside a deep copy of
-the whole model object graph.
+Also prints the cost of a state snapshot (``FinancialModel.snapshot()``) beside a
+deep copy of the whole model object graph.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
+
+from _util import median_time as timed
 
 from finsim_mesa import FinancialModel
-from finsim_mesa.decision import capture
-
-
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -41,7 +31,7 @@ def main() -> None:
             t_rec = timed(lambda m=m: m.recommend(3, steps=10, seeds=10), args.repeats)
             t_wi = timed(lambda m=m: m.what_if(steps=10, seeds=10, shock={
                 "kind": "price_crash", "magnitude": 0.1}), args.repeats)
-            t_snap = timed(lambda m=m: capture(m), 20)
+            t_snap = timed(lambda m=m: m.snapshot(), 20)
             t_deep = timed(lambda m=m: copy.deepcopy(m), 3)
             print(f"{label}: recommend (10 x 10 x 10) {t_rec:.2f} s (target < 2 s); what-if "
                   f"(2 variants x 10 seeds x 10 steps) {t_wi:.2f} s; snapshot "
