@@ -51,11 +51,14 @@ class LoanBook:
                 getattr(self, name).dtype, copy=False))
 
     def consolidate(self, start: int) -> None:
-        """Merge the loans from row ``start`` on that share lender, borrower, rate
-        and maturity into one loan each (amounts add up; nothing else changes).
+        """Merge the loans from row ``start`` on that share lender, borrower and CCP
+        into one loan each (principal and accrued interest add up; rows sorted by
+        pair) — but only if every such group has one rate and one maturity; if
+        any group mixes terms, the block is left exactly as it is.
 
-        Loans made in one step between the same pair are alike, so merging them
-        keeps the book at most (lending pairs × maturity) rows long.
+        Loans made in one step between the same pair are alike (same rate and
+        maturity), so merging them keeps the book at most (lending pairs ×
+        maturity) rows long.
         """
         if len(self) - start < 2:
             return
