@@ -10,7 +10,8 @@ from finsim_mesa.observation import OBS
 
 
 class Cautious(Brain):
-    """Lends while calm, hoards and sells as stress rises."""
+    """Lends while calm and hoards as stress rises; sells when its capital ratio
+    falls below 8%."""
 
     name = "cautious"
 

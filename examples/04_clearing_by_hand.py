@@ -4,7 +4,8 @@
 
 Bank 0 owes bank 1 4 and outsiders 17; bank 1 owes bank 2 3 and outsiders 18;
 bank 2 owes bank 0 2 and outsiders 8. After a 10% shock to outside assets,
-bank 0 has 18 + 0.2 * 10 = 20 < 21 and defaults; the others pay in full.
+bank 0 has 0.9 * 20 = 18 of its own plus the 2 bank 2 pays it: 20 < 4 + 17 = 21,
+so it defaults (it pays 20 pro rata); the others pay in full.
 """
 
 import numpy as np
