@@ -380,11 +380,9 @@ class FinancialModel(mesa.Model):
         node = self.grid.G.number_of_nodes()
         self.grid.G.add_node(node, agent=[])
         self.grid.place_agent(agent, node)
-        kind = type(agent)
-        reporters = getattr(kind, "REPORTERS", None)
-        if (reporters and self.config.agent_collect_every
-                and kind not in self.datacollector.agenttype_reporters):
-            self.datacollector.add_agent_type(kind, reporters)
+        reporters = getattr(type(agent), "REPORTERS", None)
+        if reporters and self.config.agent_collect_every:  # a second one re-registers them
+            self.datacollector.add_agent_type(type(agent), reporters)
         return node
 
     # ============================================================ shocks and changes
@@ -472,6 +470,10 @@ class FinancialModel(mesa.Model):
     def n_banks(self) -> int:
         """Number of banks."""
         return self.config.n_banks
+
+    # Mesa 3.5 reserves Model.scenario for its experiment scenarios (and SolaraViz's
+    # Reset passes it back as scenario=); finsim's scenario is scenario_spec
+    scenario = property(lambda self: None, lambda self, value: setattr(self, "_scenario", value))
 
     @property
     def scenario_name(self) -> str:

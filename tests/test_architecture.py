@@ -136,7 +136,8 @@ STATIC = {"config", "graph", "node_labels", "network", "grid", "banks", "brains"
           "_user_step", "step", "_seed", "_steps", "steps", "time", "_time", "_agents",
           "_agents_by_type", "_all_agents", "agent_id_counter", "data_registry",
           "_event_list", "_default_schedule", "_simulator", "_rng", "rng", "random",
-          "_random", "_observables", "_scenario", "_signal", "experimental"}
+          "_random", "_observables", "_scenario", "_signal", "experimental",
+          "_event_generators", "_batch_context", "_suppress", "subscribers"}  # Mesa 3.5
 
 
 def model_state(m):
