@@ -12,7 +12,6 @@ Shapes: ``n`` banks, ``k`` asset classes. Money in currency units.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -172,16 +171,39 @@ class Reference:
     liquidity0: float = 0.0
 
 
+def _copy(value: Any) -> Any:
+    """A copy of a state value: arrays, dicts and lists copied, scalars shared."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    if cls not in _FIELDS:
+        _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return _FIELDS[cls]
+
+
 def copy_state(obj: T) -> T:
-    """A copy of a state dataclass whose arrays and containers are copies too."""
-    return copy.deepcopy(obj)
+    """A copy of a state value or dataclass whose arrays and containers are copies
+    too (the fields hold arrays, dicts, lists and immutable scalars only)."""
+    if not dataclasses.is_dataclass(obj):
+        return _copy(obj)
+    return type(obj)(**{name: _copy(getattr(obj, name)) for name in _names(type(obj))})
 
 
 def restore_state(target: Any, saved: Any) -> None:
     """Copy every field of ``saved`` into ``target`` (same dataclass), in place, so
     that references to ``target`` stay valid."""
-    for f in dataclasses.fields(target):
-        setattr(target, f.name, copy.deepcopy(getattr(saved, f.name)))
+    for name in _names(type(target)):
+        setattr(target, name, _copy(getattr(saved, name)))
 
 
 def snapshot_model(model: Any) -> dict[str, Any]:
