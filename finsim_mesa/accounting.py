@@ -32,9 +32,12 @@ def check(L: Ledger, rtol: float = 1e-9) -> None:
 
     Args:
         L: the ledger.
-        rtol: tolerance relative to the size of the system (money).
+        rtol: tolerance relative to the size of the system (money): the largest
+            bank's assets now or at the start, whichever is larger — so that the
+            round-off a step leaves is measured against the sums it worked with,
+            even after a collapse has wiped most assets out.
     """
-    scale = max(1.0, float(np.abs(L.total_assets()).max(initial=0.0)))
+    scale = max(1.0, float(np.abs(L.total_assets()).max(initial=0.0)), L.initial_scale)
     gap = np.abs(L.identity_gap())
     if gap.max(initial=0.0) > rtol * scale:
         i = int(gap.argmax())

@@ -26,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from finsim_mesa.errors import ConfigError
 
 TOPOLOGIES = ("barabasi_albert", "core_periphery", "erdos_renyi")
-Topology = Literal["barabasi_albert", "core_periphery", "erdos_renyi"]
+# "user": the network came with the model (graph= or exposures=), not from a generator
+Topology = Literal["barabasi_albert", "core_periphery", "erdos_renyi", "user"]
 
 # Field name -> section shown in the YAML file written by `finsim config`.
 _SECTIONS: dict[str, list[str]] = {
@@ -81,7 +82,8 @@ class ModelConfig(BaseModel):
 
     # --- Network
     n_banks: int = _f(30, "number of banks (>= 2)", ge=2, le=10_000_000)
-    topology: Topology = _f("barabasi_albert", "interbank network: " + ", ".join(TOPOLOGIES))
+    topology: Topology = _f("barabasi_albert", "interbank network: " + ", ".join(TOPOLOGIES)
+                            + " (user: given as graph= or exposures=)")
     edges_per_node: int = _f(2, "Barabasi-Albert links per new bank; core-periphery links "
                              "from each periphery bank to the core", ge=1)
     core_fraction: float = _f(0.2, "core-periphery: share of banks in the core", gt=0, le=1)
@@ -89,7 +91,8 @@ class ModelConfig(BaseModel):
                              le=1)
     mean_degree: float = _f(4.0, "Erdos-Renyi: mean number of links per bank", gt=0)
     # --- Balance sheets
-    mean_total_assets: float = _f(100.0, "mean total assets of a bank (money units)", gt=0)
+    mean_total_assets: float = _f(100.0, "mean total assets of a bank (money units)", gt=0,
+                                  le=1e12)
     size_dispersion: float = _f(1.0, "sigma of the log-normal bank size distribution "
                                 "(0 = equal sizes)", ge=0, le=5)
     capital_ratio: float = _f(0.12, "initial equity / risk-weighted assets", gt=0, lt=1)
@@ -297,9 +300,12 @@ def read_yaml(path: str | Path, what: str) -> Any:
     if not path.is_file():
         raise ConfigError(f"{what} not found: {path}")
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ConfigError(f"{what} {path} is not valid YAML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{what} {path} is not UTF-8 text ({err.reason} at byte "
+                          f"{err.start}); save it as UTF-8") from None
 
 
 def load_config(path: str | Path, **overrides: Any) -> ModelConfig:
@@ -341,3 +347,4 @@ def resolve_config(config: ModelConfig | dict[str, Any] | str | Path | None,
         return load_config(config, **explicit)
     raise ConfigError(f"config must be a ModelConfig, a mapping or a YAML path, "
                       f"not {type(config).__name__}")
+

@@ -113,15 +113,23 @@ class _Scratch:
         self.live.brains.setup(self.live)
 
 
-def _seeds(seeds: int | Sequence[int]) -> list[int]:
-    if isinstance(seeds, int | np.integer):
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_)
+
+
+def _seeds(seeds: Any) -> list[int]:
+    if _is_int(seeds):
         if seeds <= 0:
             raise ConfigError(f"seeds = {seeds}: give a positive number of Monte-Carlo seeds")
         return list(range(int(seeds)))
-    out = [int(s) for s in seeds]
-    if not out:
+    if isinstance(seeds, str | bytes) or not isinstance(seeds, Sequence | np.ndarray):
+        raise ConfigError(f"seeds = {seeds!r}: give a number of seeds or a list of seeds")
+    bad = [s for s in seeds if not _is_int(s) or s < 0]
+    if bad:
+        raise ConfigError(f"seeds = {list(seeds)!r}: seeds must be integers >= 0 (got {bad!r})")
+    if not len(seeds):
         raise ConfigError("seeds: give at least one seed")
-    return out
+    return [int(s) for s in seeds]
 
 
 def _summarise(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -129,6 +137,8 @@ def _summarise(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     for variant, g in df.groupby("variant", sort=False):
         for col in columns:
             mean, std, low, high = ci95(g[col].to_numpy(dtype=float))
+            if len(g) < 2:
+                std = float("nan")  # one seed: no spread to measure (printed n/a)
             rows.append({"variant": variant, "outcome": col, "mean": mean, "std": std,
                          "ci95_low": low, "ci95_high": high})
     return pd.DataFrame(rows)
@@ -138,7 +148,8 @@ def _summarise(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 class WhatIfResult:
     """Outcomes of a what-if: ``runs`` has one row per (variant, seed);
     ``summary`` mean, std and 95% t-interval per variant and outcome;
-    ``difference`` the paired hypothetical − baseline differences."""
+    ``difference`` the paired hypothetical − baseline differences. With one
+    seed the std and the interval are NaN (printed n/a, null in JSON)."""
 
     runs: pd.DataFrame
     summary: pd.DataFrame
@@ -147,18 +158,20 @@ class WhatIfResult:
     seeds: list[int]
 
     def __str__(self) -> str:
+        fmt = {"index": False, "float_format": lambda v: f"{v:.4g}", "na_rep": "n/a"}
         with pd.option_context("display.width", 140):
             return (f"what-if over {self.steps} steps, {len(self.seeds)} seeds\n"
-                    + self.summary.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+                    + self.summary.to_string(**fmt)
                     + "\n\nhypothetical - baseline (paired by seed):\n"
-                    + self.difference.to_string(index=False,
-                                                float_format=lambda v: f"{v:.4g}"))
+                    + self.difference.to_string(**fmt)
+                    + ("\n(one seed: no spread, so no interval: n/a)"
+                       if len(self.seeds) < 2 else ""))
 
 
 def _validate(model: FinancialModel, steps: int, shock: Mapping[str, Any] | None,
               actions: Mapping[int, Any] | None) -> dict[int, np.ndarray]:
-    if not isinstance(steps, int | np.integer) or steps <= 0:
-        raise ConfigError(f"steps = {steps!r}: look ahead at least 1 step")
+    if not _is_int(steps) or steps <= 0:
+        raise ConfigError(f"steps = {steps!r}: look ahead at least 1 step (an integer)")
     if shock is not None:
         if not isinstance(shock, Mapping) or "kind" not in shock:
             raise ShockError("shock must be a mapping with 'kind' (and 'magnitude', 'banks')")
@@ -167,9 +180,17 @@ def _validate(model: FinancialModel, steps: int, shock: Mapping[str, Any] | None
             raise ShockError(f"shock has unknown keys {sorted(unknown)}; use kind, magnitude, "
                              "banks")
     out = {}
+    if actions is not None and not isinstance(actions, Mapping):
+        raise ConfigError(f"actions = {actions!r}: give a mapping {{bank_id: [lend, hoard, "
+                          "sell, borrow]}}")
     for bank, a in (actions or {}).items():
-        vec = np.asarray(a, dtype=float).reshape(-1)
-        if vec.shape != (4,) or not np.all(np.isfinite(vec)) or vec.min() < 0 or vec.max() > 1:
+        try:
+            vec = np.asarray(a).reshape(-1)
+            ok = vec.dtype.kind in "iuf" and vec.shape == (4,)
+            vec = vec.astype(float) if ok else vec
+        except (TypeError, ValueError):
+            ok = False
+        if not ok or not np.all(np.isfinite(vec)) or vec.min() < 0 or vec.max() > 1:
             raise ConfigError(f"actions[{bank}] = {a!r}: give 4 numbers in [0, 1] "
                               "(lend, hoard, sell, borrow)")
         out[_bank(model, bank)] = vec

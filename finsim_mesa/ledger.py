@@ -62,6 +62,7 @@ class Ledger:
         self.external_out: defaultdict[str, float] = defaultdict(float)
         self.initial_cash_total = float(self.cash.sum())
         self.equity0 = self.equity.copy()  # reset by finish_setup()
+        self.initial_scale = 0.0  # largest total assets at the start (check tolerance)
         self.setup_infrastructure(0, 0)
 
     def setup_infrastructure(self, n_ccps: int, n_exchanges: int) -> None:
@@ -142,6 +143,7 @@ class Ledger:
         self.equity = self.total_assets() - self.total_liabilities()
         self.equity0 = self.equity.copy()
         self.initial_cash_total = self.system_cash()
+        self.initial_scale = float(np.abs(self.total_assets()).max(initial=0.0))
 
     def lend(self, lender: np.ndarray, borrower: np.ndarray, amount: np.ndarray,
              rate: np.ndarray, maturity: np.ndarray, ccp: np.ndarray | None = None) -> None:
@@ -374,7 +376,8 @@ class Ledger:
         out: dict[str, Any] = {k: getattr(self, k).copy() for k in self._ARRAYS}
         return out | {"loans": self.loans.copy(), "external_in": dict(self.external_in),
                       "external_out": dict(self.external_out),
-                      "initial_cash_total": self.initial_cash_total}
+                      "initial_cash_total": self.initial_cash_total,
+                      "initial_scale": self.initial_scale}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Put a :meth:`snapshot` back (copies, so the snapshot can be reused)."""
@@ -384,3 +387,4 @@ class Ledger:
         self.external_in = defaultdict(float, state["external_in"])
         self.external_out = defaultdict(float, state["external_out"])
         self.initial_cash_total = state["initial_cash_total"]
+        self.initial_scale = state["initial_scale"]

@@ -31,11 +31,14 @@ __all__ = ["Market", "capped_share", "deleveraging_units", "fire_sale_loop", "se
 
 
 def capped_share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
-    """``min(1, part / whole)`` elementwise (1 where ``part >= whole``), dividing
-    only where ``part < whole`` so that tiny denominators cannot overflow."""
+    """The share of ``whole`` that ``part`` covers, in [0, 1], elementwise: 1 where
+    ``part >= whole`` or nothing is needed (``whole <= 0``), ``max(part, 0) /
+    whole`` otherwise. It divides only where ``0 < whole`` and ``part < whole``,
+    so neither a zero nor a tiny denominator nor a round-off negative ``part``
+    (cash of −1e-16 after a payment) can give inf or NaN."""
     out = np.ones_like(part, dtype=float)
-    m = part < whole
-    out[m] = part[m] / whole[m]
+    m = (part < whole) & (whole > 0)
+    out[m] = np.maximum(part[m], 0.0) / whole[m]
     return out
 
 

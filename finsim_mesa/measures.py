@@ -115,6 +115,23 @@ class FinsimDataCollector(DataCollector):
         for name, reporter in reporters.items():
             self._new_agenttype_reporter(agent_type, name, reporter)
 
+    def mark(self) -> tuple[Any, ...]:
+        """Where the records end now (see :meth:`rollback`)."""
+        return ({k: len(v) for k, v in self.model_vars.items()}, set(self._agent_records),
+                set(self._agenttype_records), len(getattr(self, "_collection_steps", ())))
+
+    def rollback(self, mark: tuple[Any, ...]) -> None:
+        """Drop every record made after :meth:`mark` (a failed step's, if any)."""
+        lengths, agents, types, steps = mark
+        for k, v in self.model_vars.items():
+            del v[lengths.get(k, 0):]
+        for key in set(self._agent_records) - agents:
+            del self._agent_records[key]
+        for key in set(self._agenttype_records) - types:
+            del self._agenttype_records[key]
+        if hasattr(self, "_collection_steps"):  # Mesa >= 3.5
+            del self._collection_steps[steps:]
+
     def _record_agents(self, model: mesa.Model) -> Any:
         # Mesa applies agent reporters to model.agents; here they are the banks'
         return super()._record_agents(_Banks(model.banks))

@@ -28,6 +28,7 @@ CCPs on a ``NetworkGrid``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from finsim_mesa.config import ModelConfig, resolve_config
 from finsim_mesa.errors import ConfigError
 from finsim_mesa.infrastructure import CentralCounterparty, Exchange, InfrastructureRouter, layer
 from finsim_mesa.market import Market, fire_sale_loop, sell_to_market, set_prices
+from finsim_mesa.resources import check_memory, check_rng
 from finsim_mesa.rewards import update_rewards
 from finsim_mesa.scenarios import Scenario, get_scenario
 from finsim_mesa.scenarios.engine import Shock, ShockEngine, apply_shock, make_shock
@@ -55,6 +57,7 @@ from finsim_mesa.state import (
     StepFlows,
     restore_model,
     snapshot_model,
+    transaction,
 )
 
 __all__ = ["MODEL_REPORTERS", "FinancialModel", "build_space"]
@@ -105,8 +108,7 @@ class FinancialModel(mesa.Model):
         edges_per_node: int | None = None,
         core_fraction: float | None = None,
         mean_degree: float | None = None,
-        scenario: str | Scenario | None = None,
-        brain: Any = None,
+        scenario: str | Scenario | None = None, brain: Any = None,
         steps: int | None = None,
         *,
         config: ModelConfig | Mapping[str, Any] | str | Path | None = None,
@@ -115,7 +117,7 @@ class FinancialModel(mesa.Model):
         rng: Any = None,
         **params: Any,
     ) -> None:
-        super().__init__(rng=rng)
+        super().__init__(rng=check_rng(rng))
         explicit = {k: v for k, v in {
             "n_banks": n_banks, "topology": topology, "edges_per_node": edges_per_node,
             "core_fraction": core_fraction, "mean_degree": mean_degree, "steps": steps,
@@ -127,8 +129,8 @@ class FinancialModel(mesa.Model):
             explicit["brain"] = brain
         explicit.update(params)
         graph, self.node_labels, exposures = network.user_network(graph, exposures, explicit)
-        self.config: ModelConfig = resolve_config(config, explicit)
-        cfg = self.config
+        cfg = self.config = resolve_config(config, explicit)
+        check_memory(cfg, None if graph is None else graph.number_of_edges())
         n = cfg.n_banks
         self.scenario_spec: Scenario = scenario_obj or get_scenario(cfg.scenario)
         self.t = 0  # own step counter: Mesa 3.3 and 3.5 count steps differently
@@ -193,16 +195,19 @@ class FinancialModel(mesa.Model):
 
     # ================================================================ stages
     def step(self) -> None:
-        """Advance one step through all stages."""
-        self.t += 1
-        self.shock()
-        obs = self.observe()
-        actions = self.decide(obs)
-        self.act(actions)
-        self.settle()
-        self.clear()
-        self.price()
-        self.record()
+        """Advance one step through all stages — all or nothing: if anything fails
+        (a brain, a shock, a bug), the model is left exactly as before the step
+        and the error goes on (lookahead copies, ``collect_data`` off, skip this)."""
+        with transaction(self) if self.collect_data else nullcontext():
+            self.t += 1
+            self.shock()
+            obs = self.observe()
+            actions = self.decide(obs)
+            self.act(actions)
+            self.settle()
+            self.clear()
+            self.price()
+            self.record()
 
     def shock(self) -> None:
         """Stage 1: exogenous price move, then this step's scenario shocks."""
@@ -393,15 +398,16 @@ class FinancialModel(mesa.Model):
         Args:
             kind: one of :data:`~finsim_mesa.scenarios.engine.SHOCK_KINDS`.
             magnitude: size of the shock (meaning per kind; see SHOCK_KINDS).
-            banks: bank ids hit (``None`` = all active banks; required for
-                ``loss`` and ``default``).
+            banks: ids hit (None = all active; required for ``loss``, ``default``).
 
         Raises:
             ShockError: unknown kind, bad magnitude or bank ids; nothing is changed.
         """
         self._apply(make_shock(kind, magnitude, banks, self.n_banks))
         self.refresh()
-        self.measures.asset_price = self.market.price_index  # risk measures: next step
+        m, L = self.measures, self.ledger  # reported at once; the risk measures next step
+        m.asset_price, m.n_defaults = self.market.price_index, int(L.defaulted.sum())
+        m.default_rate = m.n_defaults / L.n
 
     def set_brains(self, brain: Any) -> None:
         """Hand the banks to new brains from the next step on (same forms as the
@@ -435,8 +441,7 @@ class FinancialModel(mesa.Model):
         return FinancialModel(config=cfg, graph=self.graph, scenario=self.scenario_spec,
                               brain=brain, rng=0)
 
-    def what_if(self, steps: int = 10, seeds: int | Sequence[int] = 10, **hypothetical: Any
-                ) -> Any:
+    def what_if(self, steps: int = 10, seeds: Any = 10, **hypothetical: Any) -> Any:
         """Look ``steps`` ahead under a hypothetical (``shock=``, ``brains=``,
         ``actions=``, ``bank=``) against the no-change baseline on the same seeds;
         this model is not changed. See :func:`finsim_mesa.decision.what_if`."""
@@ -455,7 +460,8 @@ class FinancialModel(mesa.Model):
     # ============================================================ running and reading
     def run_for(self, steps: int) -> None:
         """Advance ``steps`` steps (stops early once ``running`` is False)."""
-        if int(steps) != steps or steps < 0:
+        if (isinstance(steps, bool) or not isinstance(steps, int | float | np.number)
+                or not np.isfinite(steps) or int(steps) != steps or steps < 0):
             raise ConfigError(f"steps = {steps!r}: must be a non-negative integer")
         for _ in range(int(steps)):
             if not self.running:

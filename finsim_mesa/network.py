@@ -17,7 +17,7 @@ import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
-from finsim_mesa.config import ModelConfig
+from finsim_mesa.config import TOPOLOGIES, ModelConfig
 from finsim_mesa.errors import ConfigError
 from finsim_mesa.ledger import Ledger
 
@@ -73,7 +73,14 @@ def core_periphery(
 
 
 def build_topology(cfg: ModelConfig, rng: np.random.Generator) -> nx.Graph:
-    """The graph named by ``cfg.topology`` with ``cfg.n_banks`` nodes."""
+    """The graph named by ``cfg.topology`` with ``cfg.n_banks`` nodes.
+
+    Raises:
+        ConfigError: ``topology = "user"`` without a network given.
+    """
+    if cfg.topology == "user":
+        raise ConfigError("topology = 'user' means the network is given: pass graph= or "
+                          "exposures=, or choose " + ", ".join(TOPOLOGIES))
     if cfg.topology == "barabasi_albert":
         return barabasi_albert(cfg.n_banks, cfg.edges_per_node, rng)
     if cfg.topology == "erdos_renyi":
@@ -110,7 +117,14 @@ def check_exposures(exposures: Any) -> np.ndarray:
         ConfigError: not square, fewer than 2 banks, non-finite or negative
             entries, or a non-zero diagonal.
     """
-    arr = exposures.toarray() if sp.issparse(exposures) else np.asarray(exposures, dtype=float)
+    try:
+        arr = exposures.toarray() if sp.issparse(exposures) else np.asarray(exposures)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"exposures must be a matrix of numbers: {err}") from None
+    if arr.dtype.kind not in "biuf":
+        raise ConfigError(f"exposures must hold real numbers, not {arr.dtype} values "
+                          "(e.g. text or complex numbers)")
+    arr = arr.astype(float)
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] < 2:
         raise ConfigError(f"exposures must be a square (n, n) matrix with n >= 2, "
                           f"got shape {arr.shape}")
@@ -132,6 +146,9 @@ def user_network(graph: nx.Graph | None, exposures: Any, params: dict[str, Any]
             disagrees with the network.
     """
     if exposures is not None:
+        if graph is not None:
+            raise ConfigError("give graph= or exposures=, not both: exposures define the "
+                              "network (a link wherever exposures[i, j] > 0)")
         exposures = check_exposures(exposures)
         graph = graph_from_exposures(exposures)
     if graph is None:
@@ -144,12 +161,18 @@ def user_network(graph: nx.Graph | None, exposures: Any, params: dict[str, Any]
         raise ConfigError(f"n_banks = {given} but the graph has "
                           f"{graph.number_of_nodes()} nodes; leave n_banks out")
     params["n_banks"] = graph.number_of_nodes()
+    params.setdefault("topology", "user")
     return graph, labels, exposures
 
 
 def build_ledger(bs: BalanceSheets, cfg: ModelConfig, rng: np.random.Generator) -> Ledger:
     """The ledger of the balance sheets ``bs``: one interbank loan per lending
     relation at the base rate, maturities drawn uniformly from 1..loan_maturity."""
+    sheets = (bs.cash, bs.holdings, bs.deposits, bs.other_assets, bs.loan_amount)
+    if not all(np.all(np.isfinite(a)) for a in sheets):
+        raise ConfigError("the balance sheets overflow (non-finite values): lower "
+                          f"mean_total_assets ({cfg.mean_total_assets:g}) or size_dispersion "
+                          f"({cfg.size_dispersion:g})")
     ledger = Ledger(bs.cash, bs.holdings, bs.deposits, np.ones(cfg.n_assets), bs.other_assets)
     maturity = rng.integers(1, cfg.loan_maturity + 1, size=len(bs.loan_amount))
     keep = bs.loan_amount > 0

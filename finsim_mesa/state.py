@@ -13,7 +13,8 @@ Shapes: ``n`` banks, ``k`` asset classes. Money in currency units.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -30,6 +31,7 @@ __all__ = [
     "restore_model",
     "restore_state",
     "snapshot_model",
+    "transaction",
 ]
 
 #: the model's attributes that hold the dataclasses below
@@ -248,3 +250,33 @@ def restore_model(model: Any, snap: Mapping[str, Any]) -> None:
     for agent, state in zip([*model.exchanges, *model.ccps], snap["exchanges"] + snap["ccps"],
                             strict=True):
         agent.restore(state)
+
+
+def _rewind_mesa_clock(model: Any) -> None:
+    """Undo what Mesa did to its clock for a step that failed inside the model's
+    ``step()``: Mesa counted the step before calling it; in Mesa >= 3.5 the step is
+    an event at ``model.time`` whose generator, having raised, did not schedule
+    the next one — so time goes back one unit and the step is scheduled again."""
+    model.steps -= 1
+    generator = getattr(model, "_default_schedule", None)
+    if generator is not None and hasattr(generator, "_schedule_next"):
+        failed_at = model.time
+        model.time = failed_at - 1
+        generator._schedule_next(failed_at)
+
+
+@contextmanager
+def transaction(model: Any) -> Iterator[None]:
+    """All or nothing: if the body raises anything, the model's state (a
+    :func:`snapshot_model`), its DataCollector records and Mesa's clock are put
+    back as they were before, and the exception goes on. Use it around the
+    body of ``step()``."""
+    snap = snapshot_model(model)
+    mark = model.datacollector.mark()
+    try:
+        yield
+    except BaseException:
+        restore_model(model, snap)
+        model.datacollector.rollback(mark)
+        _rewind_mesa_clock(model)
+        raise

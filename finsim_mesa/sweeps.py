@@ -56,6 +56,9 @@ class SweepModel(FinancialModel):
 def _check_grid(parameters: Mapping[str, Any]) -> dict[str, list]:
     if not parameters:
         raise ConfigError("a sweep needs at least one parameter with values")
+    if not isinstance(parameters, Mapping):
+        raise ConfigError(f"sweep parameters must be a mapping of name: [values], got "
+                          f"{parameters!r}")
     grid: dict[str, list] = {}
     for key, values in parameters.items():
         if key in _NOT_SWEPT or key not in ModelConfig.model_fields:
@@ -201,6 +204,13 @@ def load_grid(path: str | Path) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"sweep file {path}: unknown keys {sorted(unknown)}; use parameters, "
                           "seeds, steps")
+    if not isinstance(data["parameters"], dict):
+        raise ConfigError(f"sweep file {path}: parameters must be a mapping of name: [values], "
+                          f"got {data['parameters']!r}")
+    for key in ("seeds", "steps"):
+        v = data.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ConfigError(f"sweep file {path}: {key} = {v!r}: give a whole number >= 1")
     return data
 
 

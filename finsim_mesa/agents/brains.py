@@ -182,6 +182,9 @@ def make_brain(spec: str | BrainLike) -> BrainLike:
             raise ConfigError(f"brain = {spec!r}: unknown brain; choose one of "
                               f"{', '.join(BRAINS)} or pass an object with act(observations)")
         return BRAINS[spec]()
+    if isinstance(spec, type):
+        raise ConfigError(f"brain = {spec.__name__}: that is a class; pass an instance, "
+                          f"e.g. brain={spec.__name__}()")
     if isinstance(spec, BrainLike):
         return spec
     raise ConfigError(f"brain = {spec!r}: a brain must be a name ({', '.join(BRAINS)}) or an "
@@ -202,7 +205,10 @@ def check_actions(brain: Any, out: Any, rows: int) -> np.ndarray:
     """
     name = brain_name(brain)
     try:
-        arr = np.asarray(out, dtype=float)
+        arr = np.asarray(out)
+        if arr.dtype.kind not in "biuf":  # complex, strings, objects: not actions
+            raise TypeError
+        arr = arr.astype(float)
     except (TypeError, ValueError):
         raise BrainError(f"brain '{name}' returned {type(out).__name__}, not an array of "
                          "numbers") from None
@@ -233,8 +239,9 @@ class BrainSet:
 
     def __init__(self, spec: Any, n: int, default: str) -> None:
         if isinstance(spec, Mapping):
-            bad = [k for k in spec if k != "default" and not (isinstance(k, int | np.integer)
-                                                              and 0 <= k < n)]
+            bad = [k for k in spec if k != "default" and not (
+                isinstance(k, int | np.integer) and not isinstance(k, bool | np.bool_)
+                and 0 <= k < n)]
             if bad:
                 raise ConfigError(f"brain mapping has keys {bad!r}; use bank ids 0..{n - 1} "
                                   "or 'default'")

@@ -22,7 +22,11 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise FinsimError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(raw)
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise FinsimError(f"--set {item!r}: the value is not valid YAML ({err}); quote "
+                              "text, e.g. --set scenario=systemic") from None
     return out
 
 
@@ -42,6 +46,8 @@ def config_from_args(args: argparse.Namespace) -> ModelConfig:
 
 def seed_from_args(args: argparse.Namespace) -> int:
     """``--seed``, or a fresh random one (which the commands print)."""
+    if args.seed is not None and args.seed < 0:
+        raise FinsimError(f"--seed {args.seed}: give a seed >= 0")
     return args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
 
 

@@ -9,13 +9,15 @@ from pathlib import Path
 
 from finsim_mesa.cli.common import parse_set
 from finsim_mesa.config import make_config
+from finsim_mesa.files import atomic_write, check_writable
 
 
 def cmd_config(args: argparse.Namespace) -> int:
     cfg = make_config(None, **parse_set(args.set or []))
     text = cfg.to_yaml()
     if args.output:
-        Path(args.output).write_text(text)
+        check_writable(args.output, "-o")
+        atomic_write(args.output, lambda p: Path(p).write_text(text))
         print(f"default configuration written to {args.output}")
     else:
         sys.stdout.write(text)

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from finsim_mesa.agents.brains import BRAINS
 from finsim_mesa.cli.common import config_from_args, print_summary, run_model, seed_from_args
 from finsim_mesa.config import TOPOLOGIES, ModelConfig, make_config
+from finsim_mesa.files import atomic_write, check_writable
 from finsim_mesa.scenarios import list_scenarios
 
 
@@ -16,6 +16,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     seed = seed_from_args(args)
     progress = not args.quiet
+    for flag, path in (("--out", args.out), ("--plot", args.plot)):
+        if path:
+            check_writable(path, flag)  # before the run, not after it
     if args.compare:
         return _compare(cfg, seed, progress, args.out)
     if args.compare_infrastructure:
@@ -25,14 +28,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.plot:
         from finsim_mesa.viz.plots import run_figure
 
-        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-        run_figure(model).savefig(args.plot, dpi=110)
+        fig = run_figure(model)
+        atomic_write(args.plot, lambda p: fig.savefig(p, dpi=110, format="png"))
         print(f"\nfigure written to {args.plot}")
     if args.out:
         df = model.datacollector.get_model_vars_dataframe()
         df.index.name = "step"
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(args.out)
+        atomic_write(args.out, df.to_csv)
         print(f"\nper-step results written to {args.out}")
     return 0
 
@@ -61,7 +63,7 @@ def _compare(cfg: ModelConfig, seed: int, progress: bool, out: str | None) -> in
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     if out:
-        table.to_csv(out)
+        atomic_write(out, table.to_csv)
         print(f"\ncomparison written to {out}")
     return 0
 

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from finsim_mesa.errors import FinsimError
+from finsim_mesa.files import atomic_write, check_writable
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -22,24 +23,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         key, sep, raw = item.partition("=")
         if not sep or not key or not raw:
             raise FinsimError(f"--param expects NAME=V1,V2,..., got {item!r}")
-        grid[key.strip()] = [yaml.safe_load(v) for v in raw.split(",")]
+        try:
+            grid[key.strip()] = [yaml.safe_load(v) for v in raw.split(",")]
+        except yaml.YAMLError as err:
+            raise FinsimError(f"--param {item!r}: a value is not valid YAML ({err})") from None
     seeds = args.seeds if args.seeds is not None else spec.get("seeds", 10)
     steps = args.steps if args.steps is not None else spec.get("steps", 100)
     out = Path(args.out)
     if out.suffix not in (".csv", ".parquet"):
         raise FinsimError(f"--out {out}: use a .csv or .parquet file name")
+    check_writable(out, "--out")  # before the sweep, not after it
+    if args.plot:
+        check_writable(args.plot, "--plot")
     t0 = time.perf_counter()
     df = run_sweep(grid, seeds=seeds, steps=steps, processes=args.processes,
                    scheduler=args.scheduler, workers=args.workers, progress=not args.quiet)
     wall = time.perf_counter() - t0
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":
         try:
-            df.to_parquet(out)
+            atomic_write(out, df.to_parquet)
         except ImportError:
             raise FinsimError("Parquet output needs pyarrow: pip install pyarrow") from None
     else:
-        df.to_csv(out, index=False)
+        atomic_write(out, lambda p: df.to_csv(p, index=False))
     runs = df.groupby([*grid, "seed"]).ngroups
     where = (f"Dask scheduler {args.scheduler}" if args.scheduler else
              f"local Dask cluster, {args.workers} workers" if args.workers else
@@ -51,7 +57,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(summarise_sweep(df, list(grid)).to_string(index=False,
                                                          float_format=lambda v: f"{v:.4g}"))
     if args.plot:
-        sweep_figure(df, list(grid)).savefig(args.plot, dpi=110)
+        fig = sweep_figure(df, list(grid))
+        atomic_write(args.plot, lambda p: fig.savefig(p, dpi=110, format="png"))
         print(f"summary figure written to {args.plot}")
     return 0
 

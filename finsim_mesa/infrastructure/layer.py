@@ -93,10 +93,7 @@ def build(model: FinancialModel, space_graph: nx.Graph, size: np.ndarray) -> Inf
     # initial margin up to the cash it has; the rest is called in the first step
     req = requirements(ccps, margin_rate(cfg, model.market.price_index))
     total = req.sum(axis=1)
-    short = total > L.cash  # only there is the ratio below 1 (and never overflows)
-    scale = np.ones(L.n)
-    scale[short] = np.maximum(L.cash[short], 0.0) / total[short]
-    L.move_to_ccp("margin", req * scale[:, None])
+    L.move_to_ccp("margin", req * capped_share(L.cash, total)[:, None])
     for c, ccp in enumerate(ccps):
         ccp.initial_fund = float(L.fund[:, c].sum())
         ccp.initial_capital = float(L.ccp_capital[c])
