@@ -151,7 +151,8 @@ def liquidity_index(cash: np.ndarray, short_term_liabilities: np.ndarray) -> flo
     """System liquidity coverage: total cash / total short-term liabilities
     (interbank liabilities plus the assumed deposit run-off); ``inf`` if none."""
     need = float(np.sum(short_term_liabilities))
-    return float(np.sum(cash)) / need if need > 0 else float("inf")
+    # at least 0: cash rounded to -1e-15 after paying everything is no cash
+    return max(float(np.sum(cash)), 0.0) / need if need > 0 else float("inf")
 
 
 def stress_index(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray,
@@ -161,7 +162,8 @@ def stress_index(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray,
     h = distress(equity, equity0, defaulted)
     w = np.asarray(equity0 if weights is None else weights, dtype=float)
     w = np.clip(w, 0, None)
-    return float(w @ h / w.sum()) if w.sum() > 0 else float(h.mean())
+    # clipped: the weighted mean of values in [0, 1] can round to 1 + 2e-16
+    return float(np.clip(w @ h / w.sum(), 0.0, 1.0)) if w.sum() > 0 else float(h.mean())
 
 
 def distress(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray) -> np.ndarray:
