@@ -50,8 +50,8 @@ def check(L: Ledger, rtol: float = 1e-9) -> None:
         raise AccountingError(f"bank {i} has negative cash {L.cash[i]:.3e}")
     if (L.holdings < 0).any() or (L.other_assets < 0).any():
         raise AccountingError("negative holdings or other assets")
-    if (L.deposits < -rtol * scale).any():
-        raise AccountingError("negative deposits")
+    if (L.deposits < -rtol * scale).any() or (L.funding < -rtol * scale).any():
+        raise AccountingError("negative deposits or funding loan")
     if L.ccp_cash.size:
         gap = L.ccp_cash - L.margin.sum(axis=0) - L.fund.sum(axis=0) - L.ccp_capital
         if np.abs(gap).max() > rtol * max(1.0, float(L.ccp_cash.max())) * 10:

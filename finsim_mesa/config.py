@@ -24,45 +24,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from finsim_mesa.errors import ConfigError
+from finsim_mesa.portfolios import AssetClass
 
 TOPOLOGIES = ("barabasi_albert", "core_periphery", "erdos_renyi")
 # "user": the network came with the model (graph= or exposures=), not from a generator
 Topology = Literal["barabasi_albert", "core_periphery", "erdos_renyi", "user"]
 
-# Field name -> section shown in the YAML file written by `finsim config`.
-_SECTIONS: dict[str, list[str]] = {
-    "Network": [
-        "n_banks", "topology", "edges_per_node", "core_fraction", "core_density", "mean_degree",
-    ],
-    "Balance sheets": [
-        "mean_total_assets", "size_dispersion", "capital_ratio", "capital_requirement",
-        "interbank_share", "liquidity_share", "marketable_share", "interbank_risk_weight",
-        "loan_maturity", "n_assets",
-    ],
-    "Market and rates": [
-        "asset_return", "deposit_rate", "base_rate", "rate_stress_spread", "price_impact",
-        "price_floor", "mean_reversion", "sale_discount", "liquidation_discount",
-        "forced_deleveraging", "deleveraging_buffer", "fire_sale_rounds",
-    ],
-    "Clearing (Rogers-Veraart default costs; 1 = plain Eisenberg-Noe)": [
-        "default_cost_alpha", "default_cost_beta",
-    ],
-    "Actions (what an action of 1 means in money)": [
-        "max_sell_fraction", "max_lend_fraction", "max_borrow_fraction", "reserve_ratio",
-        "large_exposure_limit",
-    ],
-    "Scenario and episode": ["scenario", "brain", "steps", "collapse_threshold"],
-    "Reward R = w_profit*profit + mu*liquidity - alpha*default - lambda*system_risk": [
-        "reward_profit_weight", "reward_liquidity_weight", "reward_default_penalty",
-        "reward_system_risk_weight",
-    ],
-    "Market infrastructure (exchanges and central counterparties; 0 = off)": [
-        "n_exchanges", "n_ccps", "venue_rule", "exchange_capacity", "congestion_threshold",
-        "exchange_base_fee", "exchange_fee_slope", "max_order_wait", "ccp_clearing_share",
-        "initial_margin_rate", "default_fund_rate", "ccp_capital_share",
-    ],
-    "Data collection": ["agent_collect_every", "ranking_every"],
-}
 VENUE_RULES = ("size", "round_robin", "random")
 
 
@@ -89,7 +56,12 @@ class ModelConfig(BaseModel):
     core_fraction: float = _f(0.2, "core-periphery: share of banks in the core", gt=0, le=1)
     core_density: float = _f(1.0, "core-periphery: link probability inside the core", gt=0,
                              le=1)
-    mean_degree: float = _f(4.0, "Erdos-Renyi: mean number of links per bank", gt=0)
+    mean_degree: float = _f(4.0, "Erdos-Renyi: mean number of links per bank (undirected: each "
+                            "link is one loan, so a bank has about mean_degree / 2 debtors; "
+                            "directed: the mean out-degree, i.e. debtors per bank)", gt=0)
+    directed: bool = _f(False, "Erdos-Renyi: draw directed links lender -> borrower with "
+                        "probability mean_degree / (n - 1) each (the literature's mean "
+                        "out-degree, e.g. Gai & Kapadia 2010)")
     # --- Balance sheets
     mean_total_assets: float = _f(100.0, "mean total assets of a bank (money units)", gt=0,
                                   le=1e12)
@@ -106,7 +78,32 @@ class ModelConfig(BaseModel):
     interbank_risk_weight: float = _f(0.2, "risk weight of interbank loans (cash 0, "
                                       "illiquid assets 1)", ge=0, le=1)
     loan_maturity: int = _f(4, "maturity of interbank loans in steps", ge=1, le=10_000)
-    n_assets: int = _f(1, "number of illiquid asset classes", ge=1, le=1000)
+    funding_share: float = _f(0.0, "share of external liabilities that is a repayable "
+                              "funding loan (the rest are deposits)", ge=0, le=1)
+    balance_sheets: str | None = _f(None, "real balance sheets instead of generated ones: "
+                                    "'eba2018' (the EBA 2018 stress-test sample, 48 banks) or "
+                                    "the path of a CSV table in its format", min_length=1)
+    # --- Portfolios and deleveraging
+    n_assets: int = _f(1, "number of asset classes (set by asset_classes when given)", ge=1,
+                       le=1000)
+    asset_classes: list[AssetClass] | None = _f(
+        None, "asset classes: [{name, price, impact, depth, weight, liquidity_rank}, ...] "
+        "(None: n_assets alike classes)", min_length=1, max_length=1000)
+    deleveraging_rule: Literal["capital", "threshold", "leverage_targeting"] = _f(
+        "capital", "capital: below capital_requirement (risk-weighted) sell back to it "
+        "x (1 + deleveraging_buffer); threshold: below leverage_buffer sell to "
+        "leverage_target; leverage_targeting: always sell to leverage_target")
+    leverage_min: float = _f(0.03, "leverage (equity / total assets) below which a bank "
+                             "defaults (leverage rules)", ge=0, lt=1)
+    leverage_buffer: float = _f(0.04, "leverage below which a bank deleverages (threshold "
+                                "rule)", ge=0, lt=1)
+    leverage_target: float = _f(0.05, "leverage a deleveraging bank sells back to (leverage "
+                                "rules)", gt=0, lt=1)
+    sale_order: Literal["pro_rata", "liquidity"] = _f(
+        "pro_rata", "forced sales across classes: pro rata by market value, or the most "
+        "liquid (lowest liquidity_rank) first")
+    repay_funding_first: bool = _f(True, "a deleveraging bank repays its funding loan with "
+                                   "cash before it sells (leverage rules)")
     # --- Market and rates
     asset_return: float = _f(0.0008, "cash yield of illiquid assets per step", ge=0, lt=1)
     deposit_rate: float = _f(0.0005, "interest paid on external liabilities per step", ge=0,
@@ -190,8 +187,24 @@ class ModelConfig(BaseModel):
     ranking_every: int = _f(0, "compute the per-bank DebtRank ranking every k steps "
                             "(0 = only on demand)", ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _count_classes(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("asset_classes") and "n_assets" not in data:
+            data = dict(data, n_assets=len(data["asset_classes"]))
+        return data
+
     @model_validator(mode="after")
     def _check_consistency(self) -> ModelConfig:
+        if self.asset_classes is not None:
+            names = [c.name for c in self.asset_classes]
+            if len(names) != self.n_assets or len(set(names)) != len(names):
+                raise ValueError(f"asset_classes has {len(names)} classes (names {names}) for "
+                                 f"n_assets = {self.n_assets}: give one per class, names unique")
+        if not self.leverage_min < min(self.leverage_buffer, self.leverage_target):
+            raise ValueError(f"leverage_min ({self.leverage_min}) must be below leverage_buffer "
+                             f"({self.leverage_buffer}) and leverage_target "
+                             f"({self.leverage_target})")
         if self.capital_requirement >= self.capital_ratio:
             raise ValueError(
                 f"capital_requirement ({self.capital_requirement}) must be below "
@@ -229,6 +242,8 @@ class ModelConfig(BaseModel):
 
     def to_yaml(self) -> str:
         """YAML text with every parameter, grouped and documented with comments."""
+        from finsim_mesa.config_yaml import config_to_yaml
+
         return config_to_yaml(self)
 
 
@@ -267,26 +282,6 @@ def make_config(data: dict[str, Any] | None = None, **overrides: Any) -> ModelCo
         return ModelConfig(**merged)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err)) from None
-
-
-def config_to_yaml(cfg: ModelConfig) -> str:
-    """Render ``cfg`` as commented YAML (each key preceded by its description)."""
-    out = ["# finsim-mesa model configuration. Rates are per step, money in currency units.",
-           "# Use with: finsim simulate --config FILE", ""]
-    seen: set[str] = set()
-    values = cfg.model_dump()
-    for title, names in _SECTIONS.items():
-        out.append(f"# --- {title}")
-        for name in names:
-            field = ModelConfig.model_fields[name]
-            out.append(f"# {field.description}")
-            out.append(yaml.safe_dump({name: values[name]}, sort_keys=False).strip())
-            seen.add(name)
-        out.append("")
-    missing = set(values) - seen
-    if missing:  # pragma: no cover - guarded by a test
-        raise AssertionError(f"config fields without a YAML section: {sorted(missing)}")
-    return "\n".join(out)
 
 
 def read_yaml(path: str | Path, what: str) -> Any:
@@ -348,3 +343,17 @@ def resolve_config(config: ModelConfig | dict[str, Any] | str | Path | None,
     raise ConfigError(f"config must be a ModelConfig, a mapping or a YAML path, "
                       f"not {type(config).__name__}")
 
+
+
+def explicit_params(named: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The config fields given as keyword arguments: ``named`` (None = not given;
+    a scenario or brain object stands for its name, or for the default brain)
+    and ``params`` (every other field)."""
+    explicit = {k: v for k, v in named.items() if v is not None and k not in ("scenario",
+                                                                             "brain")}
+    scenario, brain = named.get("scenario"), named.get("brain")
+    if scenario is not None:
+        explicit["scenario"] = scenario if isinstance(scenario, str) else scenario.name
+    if isinstance(brain, str):
+        explicit["brain"] = brain
+    return explicit | dict(params)

@@ -175,10 +175,10 @@ def _validate(model: FinancialModel, steps: int, shock: Mapping[str, Any] | None
     if shock is not None:
         if not isinstance(shock, Mapping) or "kind" not in shock:
             raise ShockError("shock must be a mapping with 'kind' (and 'magnitude', 'banks')")
-        unknown = set(shock) - {"kind", "magnitude", "banks"}
+        unknown = set(shock) - {"kind", "magnitude", "banks", "asset"}
         if unknown:
             raise ShockError(f"shock has unknown keys {sorted(unknown)}; use kind, magnitude, "
-                             "banks")
+                             "banks, asset")
     out = {}
     if actions is not None and not isinstance(actions, Mapping):
         raise ConfigError(f"actions = {actions!r}: give a mapping {{bank_id: [lend, hoard, "
@@ -222,7 +222,7 @@ def what_if(model: FinancialModel, steps: int = 10, seeds: int | Sequence[int] =
         bank = _bank(model, bank)
     seed_list = _seeds(seeds)
     if shock is not None:  # check the shock before running anything
-        make_shock(**shock, n_banks=model.n_banks)
+        make_shock(**shock, n_banks=model.n_banks, assets=model.market.names)
     state = model.snapshot()
     base = _Scratch(model, None)
     hypo = base if not brains else _Scratch(model, brains)

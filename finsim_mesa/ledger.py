@@ -45,7 +45,8 @@ class Ledger:
     """
 
     def __init__(self, cash: np.ndarray, holdings: np.ndarray, deposits: np.ndarray,
-                 prices: np.ndarray, other_assets: np.ndarray | None = None) -> None:
+                 prices: np.ndarray, other_assets: np.ndarray | None = None,
+                 funding: np.ndarray | None = None) -> None:
         self.n = int(cash.size)
         self.cash = np.asarray(cash, dtype=float).copy()
         self.holdings = np.asarray(holdings, dtype=float).reshape(self.n, -1).copy()
@@ -53,11 +54,14 @@ class Ledger:
         self.prices = np.asarray(prices, dtype=float).copy()
         self.other_assets = (np.zeros(self.n) if other_assets is None
                              else np.asarray(other_assets, dtype=float).copy())
+        self.funding = (np.zeros(self.n) if funding is None
+                        else np.asarray(funding, dtype=float).copy())
         self.loans = LoanBook()
         self.status = np.full(self.n, ACTIVE, dtype=np.int8)
         self.default_step = np.full(self.n, -1, dtype=np.int64)
         self.resolved = np.zeros(self.n, dtype=bool)
-        self.equity = self.cash + self.holdings @ self.prices + self.other_assets - self.deposits
+        self.equity = (self.cash + self.holdings @ self.prices + self.other_assets
+                       - self.deposits - self.funding)
         self.external_in: defaultdict[str, float] = defaultdict(float)
         self.external_out: defaultdict[str, float] = defaultdict(float)
         self.initial_cash_total = float(self.cash.sum())
@@ -116,8 +120,8 @@ class Ledger:
         return float(self.cash.sum() + self.ccp_cash.sum() + self.exchange_cash.sum())
 
     def total_liabilities(self) -> np.ndarray:
-        """shape (n,): deposits + interbank liabilities."""
-        return self.deposits + self.interbank_liabilities()
+        """shape (n,): deposits + funding loans + interbank liabilities."""
+        return self.deposits + self.funding + self.interbank_liabilities()
 
     def risk_weighted_assets(self, interbank_weight: float) -> np.ndarray:
         """shape (n,): securities and other assets (weight 1) + interbank assets (given
@@ -131,11 +135,8 @@ class Ledger:
         counterparty on them is the CCP, not the borrower).
         """
         lb = self.loans
-        if bilateral_only:
-            m = lb.ccp < 0
-            return sp.csr_matrix((lb.owed[m], (lb.lender[m], lb.borrower[m])),
-                                 shape=(self.n, self.n))
-        return sp.csr_matrix((lb.owed, (lb.lender, lb.borrower)), shape=(self.n, self.n))
+        m = lb.ccp < 0 if bilateral_only else slice(None)
+        return sp.csr_matrix((lb.owed[m], (lb.lender[m], lb.borrower[m])), shape=(self.n, self.n))
 
     # ------------------------------------------------------------ operations
     def finish_setup(self) -> None:
@@ -218,6 +219,14 @@ class Ledger:
         self.deposits += cost
         self.equity -= cost
 
+    def repay_funding(self, amounts: np.ndarray) -> None:
+        """Banks repay ``amounts`` (shape (n,)) of their funding loans with cash (to
+        creditors outside the system); no P&L."""
+        amounts = np.minimum(np.maximum(amounts, 0.0), self.funding)
+        self.cash -= amounts
+        self.funding -= amounts
+        self.external_out["funding_repaid"] += float(amounts.sum())
+
     def receive_asset_income(self, yield_per_step: float) -> np.ndarray:
         """Cash yield of securities and other assets, from outside the system.
         Returns shape (n,)."""
@@ -289,7 +298,8 @@ class Ledger:
             lender_paid: shape (m,), cash each lender receives (equal to
                 ``borrower_paid`` on bilateral loans; on a loan novated to a CCP the
                 borrower pays the CCP and the CCP pays the lender).
-            ext_due: shape (n,), external obligations due (deposit withdrawals).
+            ext_due: shape (n,), external obligations due (deposit withdrawals; in
+                resolution deposits, then the funding loan).
             ext_recovery: shape (n,), share of ``ext_due`` actually paid.
             default_cost: shape (n,), cash lost to Rogers–Veraart default costs.
             seized_margin, seized_fund: shape (n, C), a defaulted member's margin
@@ -299,8 +309,7 @@ class Ledger:
             fund_charges: shape (n, C), surviving members' contributions consumed
                 (layer 4, mutualised).
 
-        Unpaid amounts are written off: the creditor loses them, the debtor's
-        debt is extinguished.
+        Unpaid amounts are written off (lost by the creditor, extinguished for the debtor).
         """
         lb = self.loans
         owed = lb.owed[loan_mask]
@@ -324,8 +333,9 @@ class Ledger:
         lb.keep(~loan_mask)
         ext_paid = ext_due * ext_recovery
         self.cash -= ext_paid
-        self.deposits -= ext_due
-        np.maximum(self.deposits, 0.0, out=self.deposits)
+        from_deposits = np.minimum(ext_due, self.deposits)  # then the funding loan
+        self.deposits -= from_deposits
+        self.funding -= ext_due - from_deposits
         self.equity += ext_due - ext_paid
         self.external_out["external_creditors"] += float(ext_paid.sum())
         if default_cost.any():
@@ -367,7 +377,7 @@ class Ledger:
         accounting.check(self, rtol)
 
     # ------------------------------------------------------------- snapshot
-    _ARRAYS = ("cash", "holdings", "deposits", "prices", "other_assets", "status",
+    _ARRAYS = ("cash", "holdings", "deposits", "funding", "prices", "other_assets", "status",
                "default_step", "resolved", "equity", "equity0", "margin", "fund", "ccp_cash",
                "ccp_capital", "exchange_cash")
 

@@ -21,12 +21,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finsim_mesa.config import ModelConfig
+from finsim_mesa.deleveraging import leverage_loop, sale_units
 from finsim_mesa.ledger import Ledger
+from finsim_mesa.portfolios import class_names, depths, impacts
 
 if TYPE_CHECKING:
     from finsim_mesa.state import StepFlows
 
-__all__ = ["Market", "capped_share", "deleveraging_units", "fire_sale_loop", "sell_to_market",
+__all__ = ["Market", "capped_share", "deleveraging_units", "fire_sale_loop", "fire_sales",
+           "sell_to_market",
            "set_prices"]
 
 
@@ -61,18 +64,23 @@ class Market:
     """Prices of ``k`` illiquid assets and the interbank rate.
 
     Args:
-        cfg: model configuration (impact, floor, rates, mean reversion).
-        units_outstanding: shape (k,), units held by all banks at the start
-            (market depth in the impact function).
+        cfg: model configuration (impact, floor, rates, mean reversion, asset classes).
+        units_held: shape (k,), units held by all banks at the start (the market
+            depth in the impact function, unless an asset class gives its own).
+        prices: shape (k,), initial prices (default 1).
     """
 
-    def __init__(self, cfg: ModelConfig, units_outstanding: np.ndarray) -> None:
+    def __init__(self, cfg: ModelConfig, units_held: np.ndarray,
+                 prices: np.ndarray | None = None) -> None:
         k = cfg.n_assets
         self.cfg = cfg
-        self.initial_prices = np.ones(k)
-        self.prices = np.ones(k)
-        self.fundamentals = np.ones(k)
-        self.units_outstanding = np.maximum(np.asarray(units_outstanding, dtype=float), 1e-12)
+        p0 = np.ones(k) if prices is None else np.asarray(prices, dtype=float)
+        self.initial_prices, self.prices, self.fundamentals = p0.copy(), p0.copy(), p0.copy()
+        self.units_outstanding = depths(cfg.asset_classes, units_held)
+        self.impact = impacts(cfg.asset_classes, k, cfg.price_impact)  # per class
+        self.names = class_names(cfg.asset_classes, k)
+        self.sale_ranks = (np.array([c.liquidity_rank for c in cfg.asset_classes])
+                           if cfg.sale_order == "liquidity" and cfg.asset_classes else None)
         self.last_return = 0.0
         self.rate = cfg.base_rate
 
@@ -103,7 +111,7 @@ class Market:
     def impact_prices(self, units_sold: np.ndarray) -> np.ndarray:
         """Prices after selling ``units_sold`` (k,) this step, shape (k,) (not applied)."""
         frac = np.asarray(units_sold, dtype=float) / self.units_outstanding
-        return np.maximum(self.prices * np.exp(-self.cfg.price_impact * frac), self.floor)
+        return np.maximum(self.prices * np.exp(-self.impact * frac), self.floor)
 
     def set_prices(self, prices: np.ndarray) -> None:
         """Accept new prices (the ledger must be revalued with the same prices)."""
@@ -132,20 +140,34 @@ class Market:
 
 def deleveraging_units(
     equity: np.ndarray, rwa: np.ndarray, holdings: np.ndarray, prices: np.ndarray,
-    target: float, eligible: np.ndarray,
+    target: float, eligible: np.ndarray, rank: np.ndarray | None = None,
 ) -> np.ndarray:
     """Units each bank must sell to bring equity / RWA back to ``target``.
 
     Selling value ``x`` of illiquid assets (risk weight 1) for cash (weight 0)
     lowers RWA by ``x``: the ratio reaches ``target`` when
     ``x = RWA − equity / target``. Banks with non-positive equity sell all.
-    Sales are pro rata across asset classes. Returns shape (n, k).
+    Sales are pro rata across asset classes (or by ``rank``, lowest first).
+    Returns shape (n, k).
     """
     values = holdings @ prices
     need = np.where(equity > 0, rwa - equity / target, values)
     need = np.clip(need, 0.0, values) * eligible
+    if rank is not None:  # the most liquid classes first
+        return sale_units(holdings, prices, need, rank)
     frac = np.divide(need, values, out=np.zeros_like(need), where=values > 0)
     return holdings * frac[:, None]
+
+
+def fire_sales(ledger: Ledger, market: Market, cfg: ModelConfig, units_sold: np.ndarray,
+               t: int) -> tuple[np.ndarray, int]:
+    """This step's fire sales under ``cfg.deleveraging_rule``: ``capital`` runs
+    :func:`fire_sale_loop`, ``threshold`` and ``leverage_targeting`` run
+    :func:`finsim_mesa.deleveraging.leverage_loop`. Returns (units sold per bank
+    (n, k), rounds)."""
+    if cfg.deleveraging_rule == "capital":
+        return fire_sale_loop(ledger, market, cfg, units_sold)
+    return leverage_loop(ledger, market, cfg, units_sold, t, market.sale_ranks)
 
 
 def fire_sale_loop(
@@ -172,7 +194,7 @@ def fire_sale_loop(
     rounds = 0
     for _ in range(cfg.fire_sale_rounds + 1):
         frac = total / market.units_outstanding
-        prices = np.maximum(start_prices * np.exp(-cfg.price_impact * frac), market.floor)
+        prices = np.maximum(start_prices * np.exp(-market.impact * frac), market.floor)
         ledger.revalue(prices)
         market.set_prices(prices)
         if not cfg.forced_deleveraging or rounds == cfg.fire_sale_rounds:
@@ -180,10 +202,13 @@ def fire_sale_loop(
         rwa = ledger.risk_weighted_assets(cfg.interbank_risk_weight)
         eq = ledger.equity
         ratio = np.divide(eq, rwa, out=np.full_like(eq, np.inf), where=rwa > 0)
-        breach = ledger.active & (ratio < cfg.capital_requirement)
+        # a bank with no equity left is insolvent: it defaults (resolution sells its
+        # assets), it does not sell at this round's price ahead of its own impact
+        breach = ledger.active & (ratio < cfg.capital_requirement) & (eq > 0)
         if not breach.any():
             break
-        units = deleveraging_units(eq, rwa, ledger.holdings, prices, target, breach)
+        units = deleveraging_units(eq, rwa, ledger.holdings, prices, target, breach,
+                                   market.sale_ranks)
         if units.sum() <= 1e-12:
             break
         ledger.sell_assets(units, prices, kind="forced_sales")

@@ -37,13 +37,13 @@ import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
-from finsim_mesa import lending, measures, network, observation, resolution, risk
+from finsim_mesa import balance_sheets, lending, measures, network, observation, resolution, risk
 from finsim_mesa.agents.bank import Bank
 from finsim_mesa.agents.brains import BrainSet
-from finsim_mesa.config import ModelConfig, resolve_config
+from finsim_mesa.config import ModelConfig, explicit_params, resolve_config
 from finsim_mesa.errors import ConfigError
 from finsim_mesa.infrastructure import CentralCounterparty, Exchange, InfrastructureRouter, layer
-from finsim_mesa.market import Market, fire_sale_loop, sell_to_market, set_prices
+from finsim_mesa.market import Market, fire_sales, sell_to_market, set_prices
 from finsim_mesa.resources import check_memory, check_rng
 from finsim_mesa.rewards import update_rewards
 from finsim_mesa.scenarios import Scenario, get_scenario
@@ -118,21 +118,18 @@ class FinancialModel(mesa.Model):
         **params: Any,
     ) -> None:
         super().__init__(rng=check_rng(rng))
-        explicit = {k: v for k, v in {
-            "n_banks": n_banks, "topology": topology, "edges_per_node": edges_per_node,
-            "core_fraction": core_fraction, "mean_degree": mean_degree, "steps": steps,
-        }.items() if v is not None}
-        scenario_obj = scenario if isinstance(scenario, Scenario) else None
-        if scenario is not None:
-            explicit["scenario"] = scenario.name if scenario_obj else scenario
-        if isinstance(brain, str):
-            explicit["brain"] = brain
-        explicit.update(params)
+        explicit = explicit_params(dict(
+            n_banks=n_banks, topology=topology, edges_per_node=edges_per_node,
+            core_fraction=core_fraction, mean_degree=mean_degree, steps=steps,
+            scenario=scenario, brain=brain), params)
         graph, self.node_labels, exposures = network.user_network(graph, exposures, explicit)
-        cfg = self.config = resolve_config(config, explicit)
+        cfg, graph, table = balance_sheets.with_table(resolve_config(config, explicit), graph)
+        self.config = cfg
+        self.node_labels = table.names if table is not None else self.node_labels
         check_memory(cfg, None if graph is None else graph.number_of_edges())
         n = cfg.n_banks
-        self.scenario_spec: Scenario = scenario_obj or get_scenario(cfg.scenario)
+        self.scenario_spec: Scenario = (scenario if isinstance(scenario, Scenario)
+                                        else get_scenario(cfg.scenario))
         self.t = 0  # own step counter: Mesa 3.3 and 3.5 count steps differently
 
         # --- network and balance sheets (all draws from self.rng)
@@ -140,9 +137,10 @@ class FinancialModel(mesa.Model):
             graph, self.node_labels = network.build_topology(cfg, self.rng), list(range(n))
         self.graph: nx.Graph = graph
         lender, borrower = network.oriented_edges(graph, self.rng)
-        bs = network.calibrate(n, lender, borrower, cfg, self.rng, exposures=exposures)
-        self.ledger = network.build_ledger(bs, cfg, self.rng)
-        self.market = Market(cfg, bs.holdings.sum(axis=0))
+        bs = (balance_sheets.from_table(table) if table is not None else
+              balance_sheets.calibrate(n, lender, borrower, cfg, self.rng, exposures=exposures))
+        self.ledger = balance_sheets.build_ledger(bs, cfg, self.rng)
+        self.market = Market(cfg, bs.holdings.sum(axis=0), self.ledger.prices)
         self.network = network.Adjacency.from_graph(graph, n)
 
         # --- run-time state (declared in finsim_mesa.state)
@@ -173,7 +171,7 @@ class FinancialModel(mesa.Model):
         self.brains = BrainSet(brain if brain is not None and not isinstance(brain, str)
                                else cfg.brain, n, cfg.brain)
         self.brains.setup(self)
-        self.shock_engine = ShockEngine(self.scenario_spec)
+        self.shock_engine = ShockEngine(self.scenario_spec, self.market.names)
         self.router: InfrastructureRouter | None = None
         if cfg.infrastructure:
             self.refresh()
@@ -300,7 +298,7 @@ class FinancialModel(mesa.Model):
         spiral; banks left with negative equity default (resolved next step)."""
         L, flows = self.ledger, self.flows
         prices_before = L.prices.copy()
-        forced, _ = fire_sale_loop(L, self.market, self.config, flows.units_sold)
+        forced, _ = fire_sales(L, self.market, self.config, flows.units_sold, self.t)
         flows.fire_sale_volume = float((flows.units_sold + forced.sum(axis=0)) @ prices_before)
         flows.units_sold = np.zeros_like(flows.units_sold)
         L.mark_default(resolution.insolvent(L), self.t)
@@ -392,18 +390,20 @@ class FinancialModel(mesa.Model):
 
     # ============================================================ shocks and changes
     def apply_shock(self, kind: str, magnitude: float = 0.0,
-                    banks: Sequence[int] | np.ndarray | None = None) -> None:
+                    banks: Sequence[int] | np.ndarray | None = None,
+                    asset: str | None = None) -> None:
         """Apply a shock now (between steps or inside a stage).
 
         Args:
             kind: one of :data:`~finsim_mesa.scenarios.engine.SHOCK_KINDS`.
             magnitude: size of the shock (meaning per kind; see SHOCK_KINDS).
             banks: ids hit (None = all active; required for ``loss``, ``default``).
+            asset: the asset class a ``price_crash`` hits (None = all).
 
         Raises:
             ShockError: unknown kind, bad magnitude or bank ids; nothing is changed.
         """
-        self._apply(make_shock(kind, magnitude, banks, self.n_banks))
+        self._apply(make_shock(kind, magnitude, banks, self.n_banks, asset, self.market.names))
         self.refresh()
         m, L = self.measures, self.ledger  # reported at once; the risk measures next step
         m.asset_price, m.n_defaults = self.market.price_index, int(L.defaulted.sum())
@@ -428,8 +428,8 @@ class FinancialModel(mesa.Model):
             ConfigError: unknown scenario name or invalid definition.
         """
         spec = scenario if isinstance(scenario, Scenario) else get_scenario(scenario)
+        self.shock_engine = ShockEngine(spec, self.market.names)
         self.scenario_spec = spec
-        self.shock_engine = ShockEngine(spec)
         self.measures.market_stress = max(spec.stress_level, self.measures.stress_index)
 
     # ============================================================ decisions

@@ -1,4 +1,4 @@
-"""Interbank network topologies and balance-sheet calibration.
+"""Interbank network topologies, user networks and the adjacency arrays.
 
 A topology is a graph whose nodes are banks ``0..n-1``; each edge is a lending
 relation oriented lender → borrower (undirected graphs get a random
@@ -19,24 +19,17 @@ import scipy.sparse as sp
 
 from finsim_mesa.config import TOPOLOGIES, ModelConfig
 from finsim_mesa.errors import ConfigError
-from finsim_mesa.ledger import Ledger
 
 __all__ = [
     "Adjacency",
-    "BalanceSheets",
     "barabasi_albert",
-    "build_ledger",
     "build_topology",
-    "calibrate",
     "check_exposures",
     "core_periphery",
     "erdos_renyi",
     "graph_from_exposures",
     "user_network",
 ]
-
-MIN_DEPOSIT_SHARE = 0.1  # every bank keeps at least 10% of its assets funded by deposits
-
 
 def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(2**31 - 1))
@@ -165,23 +158,6 @@ def user_network(graph: nx.Graph | None, exposures: Any, params: dict[str, Any]
     return graph, labels, exposures
 
 
-def build_ledger(bs: BalanceSheets, cfg: ModelConfig, rng: np.random.Generator) -> Ledger:
-    """The ledger of the balance sheets ``bs``: one interbank loan per lending
-    relation at the base rate, maturities drawn uniformly from 1..loan_maturity."""
-    sheets = (bs.cash, bs.holdings, bs.deposits, bs.other_assets, bs.loan_amount)
-    if not all(np.all(np.isfinite(a)) for a in sheets):
-        raise ConfigError("the balance sheets overflow (non-finite values): lower "
-                          f"mean_total_assets ({cfg.mean_total_assets:g}) or size_dispersion "
-                          f"({cfg.size_dispersion:g})")
-    ledger = Ledger(bs.cash, bs.holdings, bs.deposits, np.ones(cfg.n_assets), bs.other_assets)
-    maturity = rng.integers(1, cfg.loan_maturity + 1, size=len(bs.loan_amount))
-    keep = bs.loan_amount > 0
-    ledger.loans.append(bs.loan_lender[keep], bs.loan_borrower[keep], bs.loan_amount[keep],
-                        np.full(int(keep.sum()), cfg.base_rate), maturity[keep])
-    ledger.finish_setup()
-    return ledger
-
-
 @dataclass(frozen=True)
 class Adjacency:
     """The interbank network as arrays: both directions of every link.
@@ -223,89 +199,3 @@ def oriented_edges(graph: nx.Graph, rng: np.random.Generator) -> tuple[np.ndarra
     lender = np.where(flip, e[:, 1], e[:, 0])
     borrower = np.where(flip, e[:, 0], e[:, 1])
     return lender, borrower
-
-
-@dataclass
-class BalanceSheets:
-    """Initial balance sheets (all arrays shape (n,) unless stated; money units).
-
-    Attributes:
-        cash: liquid assets.
-        holdings: shape (n, n_assets), units of marketable securities (initial price 1).
-        other_assets: loans to the real economy (book value).
-        deposits: external liabilities (owed outside the banking network).
-        loan_lender, loan_borrower, loan_amount: one initial interbank loan per
-            lending relation, shape (m,).
-        size: target total assets before adjustment.
-    """
-
-    cash: np.ndarray
-    holdings: np.ndarray
-    other_assets: np.ndarray
-    deposits: np.ndarray
-    loan_lender: np.ndarray
-    loan_borrower: np.ndarray
-    loan_amount: np.ndarray
-    size: np.ndarray
-
-
-def _sizes(n: int, cfg: ModelConfig, degree: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Log-normal sizes with mean ``mean_total_assets``, larger ones on better-connected banks."""
-    draws = np.sort(rng.lognormal(0.0, cfg.size_dispersion, n))
-    draws *= cfg.mean_total_assets / draws.mean()
-    # rank by degree, ties broken at random, so hubs are the big banks
-    order = np.lexsort((rng.random(n), degree))
-    size = np.empty(n)
-    size[order] = draws
-    return size
-
-
-def calibrate(
-    n: int,
-    lender: np.ndarray,
-    borrower: np.ndarray,
-    cfg: ModelConfig,
-    rng: np.random.Generator,
-    exposures: np.ndarray | None = None,
-) -> BalanceSheets:
-    """Balance sheets consistent with the network and ``cfg``.
-
-    Each lender spreads ``interbank_share`` of its assets over its borrowers in
-    proportion to their size (or uses ``exposures`` given by the user); cash is
-    ``liquidity_share`` of assets; the rest is illiquid, ``marketable_share`` of
-    it securities (marked to market) and the rest loans at book value; equity is
-    ``capital_ratio`` × risk-weighted assets; deposits fill the remaining
-    liabilities, at least ``MIN_DEPOSIT_SHARE`` of assets (illiquid assets are
-    raised where a bank's interbank borrowing would otherwise leave too few).
-    """
-    degree = np.bincount(lender, minlength=n) + np.bincount(borrower, minlength=n)
-    size = _sizes(n, cfg, degree.astype(float), rng)
-    if exposures is not None:
-        amount = np.asarray(exposures[lender, borrower], dtype=float).reshape(-1)
-        ib_assets = np.bincount(lender, weights=amount, minlength=n)
-        size = np.maximum(size, ib_assets / max(cfg.interbank_share, 1e-12))
-    else:
-        weight = size[borrower]
-        denom = np.bincount(lender, weights=weight, minlength=n)
-        amount = cfg.interbank_share * size[lender] * weight / np.where(denom > 0, denom, 1)[lender]
-        ib_assets = np.bincount(lender, weights=amount, minlength=n)
-    ib_liab = np.bincount(borrower, weights=amount, minlength=n)
-    cash = cfg.liquidity_share * size
-    illiquid = np.maximum(size - cash - ib_assets, 0.0)
-    c, w = cfg.capital_ratio, cfg.interbank_risk_weight
-
-    def deposits_for(x: np.ndarray) -> np.ndarray:
-        equity = c * (x + w * ib_assets)
-        return cash + ib_assets + x - equity - ib_liab
-
-    floor = MIN_DEPOSIT_SHARE * size
-    short = deposits_for(illiquid) < floor
-    if short.any():
-        # raise illiquid assets x so that deposits == floor: x(1-c) = floor + L - cash - IB(1-cw)
-        need = (floor + ib_liab - cash - ib_assets * (1 - c * w)) / (1 - c)
-        illiquid = np.where(short, np.maximum(need, illiquid), illiquid)
-    deposits = deposits_for(illiquid)
-    securities = cfg.marketable_share * illiquid
-    holdings = np.repeat((securities / cfg.n_assets)[:, None], cfg.n_assets, axis=1)
-    return BalanceSheets(cash, holdings, illiquid - securities, deposits, lender.copy(),
-                         borrower.copy(), amount, size)

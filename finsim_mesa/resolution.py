@@ -42,8 +42,9 @@ Sell = Callable[[np.ndarray, np.ndarray, str], None]
 
 
 def insolvent(L: Ledger) -> np.ndarray:
-    """shape (n,), bool: equity below zero (beyond round-off)."""
-    return L.equity < -1e-9 * np.maximum(1.0, L.equity0)
+    """shape (n,), bool: no equity left (zero or negative, to round-off of the
+    bank's initial equity)."""
+    return L.equity <= 1e-9 * np.maximum(1.0, L.equity0)
 
 
 def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell: Sell,

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from finsim_mesa import FinancialModel
+from finsim_mesa.balance_sheets import calibrate
 from finsim_mesa.config import make_config
 from finsim_mesa.market import Market, deleveraging_units
-from finsim_mesa.network import calibrate, core_periphery, oriented_edges
+from finsim_mesa.network import core_periphery, oriented_edges
 
 
 def test_price_impact_is_exponential_with_floor():

@@ -51,6 +51,8 @@ class Scenario(BaseModel):
     funding_end: int | None = Field(None, ge=1, description="last step (None: to the end)")
     crash_step: int | None = Field(None, ge=1, description="step of the price crash")
     crash_magnitude: float = Field(0.0, ge=0, lt=1, description="fall of price and fundamental")
+    crash_asset: str | None = Field(None, min_length=1,
+                                    description="the asset class the crash hits (None: all)")
     default_step: int | None = Field(None, ge=1, description="step of forced defaults")
     default_count: int = Field(0, ge=0, description="number of banks forced into default")
     default_target: Target = Field("largest", description="which banks are forced to default")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from finsim_mesa.errors import ShockError
+from finsim_mesa.errors import ConfigError, ShockError
 from finsim_mesa.market import set_prices
 from finsim_mesa.scenarios import Scenario
 
@@ -41,6 +41,7 @@ class Shock:
     magnitude: float = 0.0
     banks: np.ndarray | None = None
     source: str = field(default="scenario")
+    asset: str | None = None  # a price crash on one asset class (None: all)
 
 
 def _pick(target: str, count: int, candidates: np.ndarray, size: np.ndarray,
@@ -59,7 +60,11 @@ def _pick(target: str, count: int, candidates: np.ndarray, size: np.ndarray,
 class ShockEngine:
     """Draws each step's shocks for a scenario from the model's generator."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, assets: Sequence[str] | None = None) -> None:
+        if assets is not None and scenario.crash_asset not in (None, *assets):
+            raise ConfigError(f"scenario {scenario.name!r}: crash_asset = "
+                              f"{scenario.crash_asset!r} is not an asset class of this model "
+                              f"({', '.join(assets)})")
         self.scenario = scenario
 
     def draw(self, step: int, active: np.ndarray, size: np.ndarray,
@@ -72,7 +77,7 @@ class ShockEngine:
             shocks.append(Shock("default", 1.0,
                                 _pick(sc.default_target, sc.default_count, alive, size, rng)))
         if sc.crash_step == step:
-            shocks.append(Shock("price_crash", sc.crash_magnitude))
+            shocks.append(Shock("price_crash", sc.crash_magnitude, asset=sc.crash_asset))
         if sc.funding_active(step) and alive.size:
             hit = alive[rng.random(alive.size) < sc.funding_stress_probability]
             if hit.size:
@@ -85,7 +90,8 @@ class ShockEngine:
 
 
 def make_shock(kind: str, magnitude: Any = 0.0, banks: Sequence[int] | np.ndarray | None = None,
-               n_banks: int = 0) -> Shock:
+               n_banks: int = 0, asset: str | None = None,
+               assets: Sequence[str] = ()) -> Shock:
     """A user's shock, checked: ``kind`` in :data:`SHOCK_KINDS`, ``magnitude`` in
     its range (:data:`SHOCK_LIMITS`), ``banks`` ids in ``0..n_banks-1`` (None =
     all active banks; required for ``loss`` and ``default``).
@@ -112,7 +118,10 @@ def make_shock(kind: str, magnitude: Any = 0.0, banks: Sequence[int] | np.ndarra
             raise ShockError(f"bank ids must lie in 0..{n_banks - 1}, got {idx.tolist()}")
     elif kind in ("loss", "default"):
         raise ShockError(f"a {kind} shock needs banks=[...]")
-    return Shock(kind, m, idx, source="user")
+    if asset is not None and (kind != "price_crash" or asset not in assets):
+        raise ShockError(f"asset = {asset!r}: a price_crash can hit one of the asset classes "
+                         f"{', '.join(assets)} (or all, with no asset)")
+    return Shock(kind, m, idx, source="user", asset=asset)
 
 
 def apply_shock(shock: Shock, L: Ledger, market: Market, withdrawals: np.ndarray, t: int
@@ -123,7 +132,8 @@ def apply_shock(shock: Shock, L: Ledger, market: Market, withdrawals: np.ndarray
     banks = np.flatnonzero(L.active) if shock.banks is None else shock.banks
     banks = banks[L.active[banks]]
     if shock.kind == "price_crash":
-        set_prices(L, market, market.crash_prices(shock.magnitude))
+        which = None if shock.asset is None else [market.names.index(shock.asset)]
+        set_prices(L, market, market.crash_prices(shock.magnitude, which))
     elif shock.kind == "funding_withdrawal":
         withdrawals[banks] = np.minimum(withdrawals[banks] + shock.magnitude * L.deposits[banks],
                                         L.deposits[banks])
@@ -132,4 +142,4 @@ def apply_shock(shock: Shock, L: Ledger, market: Market, withdrawals: np.ndarray
     elif shock.kind == "default":
         L.mark_default(banks, max(t, 0))
     return {"step": t, "kind": shock.kind, "magnitude": shock.magnitude,
-            "banks": banks.tolist(), "source": shock.source}
+            "banks": banks.tolist(), "source": shock.source, "asset": shock.asset}
