@@ -9,11 +9,16 @@ import numpy as np
 import torch
 
 from finsim_mesa.agents.brains import Brain
-from finsim_mesa.learning.checkpoint import CheckpointError, ModelCheckpointer, load_folder
+from finsim_mesa.learning.checkpoint import (
+    CheckpointError,
+    ModelCheckpointer,
+    confine,
+    load_folder,
+)
 from finsim_mesa.learning.mappo import Actor
 from finsim_mesa.observation import INFRA_OBS_DIM, OBS_DIM
 
-__all__ = ["PolicyBrain"]
+__all__ = ["PolicyBrain", "actor_shape"]
 
 
 class PolicyBrain(Brain):
@@ -57,21 +62,65 @@ class PolicyBrain(Brain):
         return self.rng.beta(a, b)
 
     @classmethod
-    def load(cls, path: str | Path, version: str = "best", deterministic: bool = True
-             ) -> PolicyBrain:
+    def load(cls, path: str | Path, version: str = "best", deterministic: bool = True,
+             root: str | Path | None = None) -> PolicyBrain:
         """From a checkpoint folder (``.../model_id/vK``) or a model folder
-        (``.../model_id``, picking ``version``)."""
+        (``.../model_id``, picking ``version``).
+
+        With ``root`` (a server's models folder), ``path`` and everything read
+        through it must resolve inside ``root`` (no ``..``, no symlink out)."""
         path = Path(path)
+        if root is not None:
+            confine(path, root)
         if (path / "index.json").exists():
             weights, meta = ModelCheckpointer(path.parent).load_checkpoint(path.name, version)
         else:
-            weights, meta = load_folder(path)
-        obs_dim, hidden = int(meta["obs_dim"]), int(meta["mappo"]["hidden"])
-        actor = Actor(obs_dim, hidden,
-                      normalize_obs=bool(meta["mappo"].get("normalize_obs", False)))
+            weights, meta = load_folder(path, root=root)
+        obs_dim, hidden, normalize = actor_shape(meta, path)
+        first = weights.get("actor.body.0.weight")  # checked first: no huge allocation
+        if first is None or tuple(first.shape) != (hidden, obs_dim):
+            found = "missing" if first is None else f"{tuple(first.shape)}"
+            raise CheckpointError(
+                f"{path}: weights do not fit the actor: meta.json says obs_dim={obs_dim}, "
+                f"hidden={hidden} (first layer ({hidden}, {obs_dim})), the weights' first "
+                f"layer is {found}")
         try:
+            actor = Actor(obs_dim, hidden, normalize_obs=normalize)
             actor.load_state_dict({k[6:]: v for k, v in weights.items()
                                    if k.startswith("actor.")})
-        except RuntimeError as err:
+        except (RuntimeError, ValueError, TypeError) as err:
             raise CheckpointError(f"{path}: weights do not fit the actor: {err}") from None
         return cls(actor, obs_dim, deterministic, meta)
+
+
+def actor_shape(meta: dict[str, Any], where: str | Path) -> tuple[int, int, bool]:
+    """(obs_dim, hidden, normalize_obs) from a checkpoint's metadata, or a
+    :class:`CheckpointError` naming the missing or ill-typed field."""
+    def bad(field: str, value: Any, want: str) -> CheckpointError:
+        if value is _MISSING:
+            return CheckpointError(f"{where}: meta.json has no {field!r} ({want}); the "
+                                   "checkpoint was not written by finsim or is damaged")
+        return CheckpointError(f"{where}: meta.json {field!r} must be {want}, got {value!r}")
+
+    def positive_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{where}: meta.json must be a JSON object, got a "
+                              f"{type(meta).__name__}")
+    obs_dim = meta.get("obs_dim", _MISSING)
+    if not positive_int(obs_dim):
+        raise bad("obs_dim", obs_dim, "a positive integer (the observation width)")
+    mappo = meta.get("mappo", _MISSING)
+    if not isinstance(mappo, dict):
+        raise bad("mappo", mappo, "an object (the MAPPO settings)")
+    hidden = mappo.get("hidden", _MISSING)
+    if not positive_int(hidden):
+        raise bad("mappo.hidden", hidden, "a positive integer (hidden units)")
+    normalize = mappo.get("normalize_obs", False)
+    if not isinstance(normalize, bool):
+        raise bad("mappo.normalize_obs", normalize, "true or false")
+    return obs_dim, hidden, normalize
+
+
+_MISSING = object()
