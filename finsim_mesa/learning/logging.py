@@ -11,10 +11,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
+
+from finsim_mesa.learning.checkpoint import crash_point, remove_strays, write_text_atomic
 
 __all__ = ["EnvironmentLogger", "SystemMonitor", "TrainingLogger"]
 
@@ -22,12 +26,34 @@ log = logging.getLogger("finsim_mesa.learning")
 
 
 class TrainingLogger:
-    """Appends records to ``<log_dir>/training.csv`` and ``training.jsonl``."""
+    """Appends records to ``<log_dir>/training.csv`` and ``training.jsonl``.
+
+    Crash-safe: each record is appended to ``training.jsonl`` with one write and
+    fsynced; ``training.csv`` (whose header is the union of all keys) is
+    replaced atomically after each record. A logger opened on a folder that
+    already has a ``training.jsonl`` (a second run, or a run after a killed
+    one) keeps its records: the CSV shows them all (an unreadable line, e.g.
+    cut by a power loss, is skipped with a warning)."""
 
     def __init__(self, log_dir: str | Path, tensorboard: bool = True) -> None:
         self.dir = Path(log_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
+        remove_strays(self.dir, "training.csv.")
         self.records: list[dict[str, Any]] = []
+        self._newline = False  # the jsonl's last line was cut: start on a new line
+        jsonl = self.dir / "training.jsonl"
+        if jsonl.exists():
+            data = jsonl.read_bytes()
+            self._newline = bool(data) and not data.endswith(b"\n")
+            for k, line in enumerate(data.splitlines(), 1):
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    rec = None
+                if isinstance(rec, dict):
+                    self.records.append(rec)
+                elif line.strip():
+                    log.warning("%s line %d is not a JSON record; skipped", jsonl, k)
         self._writer = None
         if tensorboard:
             try:
@@ -40,15 +66,18 @@ class TrainingLogger:
     def log(self, record: dict[str, Any]) -> None:
         """Write one record (a flat dict of numbers and strings)."""
         self.records.append(record)
-        with open(self.dir / "training.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        line = ("\n" if self._newline else "") + json.dumps(record) + "\n"
+        _append(self.dir / "training.jsonl", line.encode(), sync=True)
+        self._newline = False
+        crash_point("log.appended")
         # records may gain keys (e.g. eval_reward every k updates): the CSV is
         # rewritten with the union of all keys so every row fits its header
         fields = list(dict.fromkeys(k for r in self.records for k in r))
-        with open(self.dir / "training.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            w.writerows(self.records)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=fields)
+        w.writeheader()
+        w.writerows(self.records)
+        write_text_atomic(self.dir / "training.csv", buf.getvalue(), point="log.csv")
         if self._writer is not None:
             step = int(record.get("episode", len(self.records)))
             for k, v in record.items():
@@ -60,9 +89,23 @@ class TrainingLogger:
             self._writer.close()
 
 
+def _append(path: Path, data: bytes, sync: bool) -> None:
+    """Append ``data`` with one ``write`` (a kill never leaves part of it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class EnvironmentLogger:
     """Step-level traces: ``record(model, episode)`` after each step writes the
-    model reporters of that step to ``<log_dir>/env_trace.csv``."""
+    model reporters of that step to ``<log_dir>/env_trace.csv`` (one append per
+    row, so a killed run leaves whole rows)."""
 
     def __init__(self, log_dir: str | Path, every_episodes: int = 50) -> None:
         self.path = Path(log_dir) / "env_trace.csv"
@@ -78,12 +121,12 @@ class EnvironmentLogger:
 
         row = {"episode": episode, "step": model.t} | {
             k: report(model, k) for k in MODEL_REPORTERS}
-        new = not self.path.exists()
-        with open(self.path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(row))
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            w.writeheader()
+        w.writerow(row)
+        _append(self.path, buf.getvalue().encode(), sync=False)
 
 
 class SystemMonitor:
