@@ -24,12 +24,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"\n{metric} (mean [95% CI]) over {args.episodes} seeds")
             print(res.wide(metric).to_string())
     for sc in dict.fromkeys(res.table.scenario):
+        if args.no_baselines:  # nothing to compare with
+            continue
         verdict = "beats" if res.beats("policy", sc) else "does not beat"
         print(f"\npolicy {verdict} every baseline on episode reward in '{sc}' "
               "(non-overlapping 95% intervals)")
-        pair = res.paired("policy", sc).sort_values("mean_difference")
+        pair = res.paired("policy", sc)
         if len(pair):
-            w = pair.iloc[0]
+            w = pair.sort_values("mean_difference").iloc[0]
             print(f"paired by seed, policy - {w.versus} (closest baseline): "
                   f"{w.mean_difference:+.4g} [95% CI {w.ci95_low:.4g}, {w.ci95_high:.4g}], "
                   f"policy better in {w.share_better:.0%} of {int(w.n)} seeds")

@@ -5,12 +5,18 @@ Training writes, under ``out_dir``: a versioned registry
 ``best`` and ``final`` (load with ``PolicyBrain.load("models/final")``), and
 logs (``logs/training.csv``, ``training.jsonl``, TensorBoard when installed,
 ``alerts.json``).
+
+Every write is crash-safe (see :mod:`finsim_mesa.learning.checkpoint`): a run
+killed at any point leaves ``best``/``final`` complete (the previous ones or
+the new ones), a registry that loads, and logs that parse, and a new run into
+the same folder works. One run at a time writes to an output folder (a second
+one is refused while the first runs).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,11 +24,22 @@ from typing import Any
 
 import numpy as np
 
+from finsim_mesa.errors import ConfigError
 from finsim_mesa.evaluation import EvaluationResult, evaluate_run, run_evaluation
-from finsim_mesa.learning.checkpoint import ModelCheckpointer, load_folder
+from finsim_mesa.learning.checkpoint import (
+    CheckpointError,
+    ModelCheckpointer,
+    NoCheckpoint,
+    crash_point,
+    install_folder,
+    load_folder,
+    locked,
+    repair_folder,
+    write_text_atomic,
+)
 from finsim_mesa.learning.logging import SystemMonitor, TrainingLogger
 from finsim_mesa.learning.mappo import MAPPOConfig
-from finsim_mesa.learning.policy_brain import PolicyBrain
+from finsim_mesa.learning.policy_brain import PolicyBrain, actor_shape
 from finsim_mesa.learning.trainer import Trainer, TrainerConfig
 
 __all__ = ["evaluate_policy", "train_policy"]
@@ -39,6 +56,70 @@ def _policy_reward(trainer: Trainer, scenarios: Sequence[str], seeds: Sequence[i
                           for s in scenarios for seed in seeds]))
 
 
+def _prepare_out(out: Path) -> None:
+    """Create the output folder and check it can be written, before training."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output folder {out} is a file; give a folder (--out)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise ConfigError(f"output folder {out} cannot be written: {err.strerror or err} "
+                          "(--out)") from None
+    for name in ("logs", "registry", "best", "final"):
+        if (out / name).exists() and not (out / name).is_dir():
+            raise ConfigError(f"{out / name} is a file where training writes a folder; move "
+                              "it away or choose another --out")
+
+
+def _load_resume(resume: str | Path) -> tuple[dict, dict]:
+    path = Path(resume)
+    try:
+        if (path / "index.json").exists():  # a registry model folder: its best version
+            return ModelCheckpointer(path.parent).load_checkpoint(path.name, "best")
+        return load_folder(path)
+    except CheckpointError as err:
+        raise CheckpointError(f"cannot resume (--resume {resume}): {err}") from None
+
+
+def _resume_into(trainer: Trainer, weights: dict, meta: dict, resume: str | Path) -> None:
+    """Load a checkpoint into the trainer, or a CheckpointError listing every
+    setting that differs (before any training)."""
+    obs_dim, hidden, normalize = actor_shape(meta, resume)
+    mine = trainer.agent.config
+    diffs = []
+    if obs_dim != trainer.env.obs_dim:
+        diffs.append(f"observation width {obs_dim} vs {trainer.env.obs_dim} (the "
+                     "infrastructure layer must be on or off in both)")
+    if hidden != mine.hidden:
+        diffs.append(f"hidden units {hidden} vs {mine.hidden} (--hidden {hidden})")
+    if normalize != mine.normalize_obs:
+        diffs.append(f"normalize_obs {normalize} vs {mine.normalize_obs} (--normalize-obs "
+                     f"{'on' if normalize else 'off'})")
+    saved_gs = meta["mappo"].get("global_state")
+    if isinstance(saved_gs, dict):
+        for key, value in mine.to_dict()["global_state"].items():
+            if key in saved_gs and saved_gs[key] != value:
+                diffs.append(f"global_state.{key} {saved_gs[key]!r} vs {value!r}")
+        if not saved_gs.get("use_attention", True):
+            env = meta.get("env") if isinstance(meta.get("env"), dict) else {}
+            if env.get("n_banks") not in (None, trainer.env.n_banks):
+                diffs.append(f"banks {env['n_banks']} vs {trainer.env.n_banks} (a critic "
+                             "without attention has one input per bank; --banks "
+                             f"{env['n_banks']})")
+    if diffs:
+        raise CheckpointError(f"cannot resume from {resume}: the checkpoint does not fit this "
+                              f"run's settings: {'; '.join(diffs)} (checkpoint vs this run); "
+                              "train with the checkpoint's settings or without --resume")
+    try:
+        trainer.agent.load_state_dict(weights)
+    except (RuntimeError, KeyError, ValueError, TypeError) as err:
+        first = str(err).strip().splitlines()[:3]
+        raise CheckpointError(f"cannot resume from {resume}: its weights do not fit this "
+                              f"run's networks: {' '.join(first)}") from None
+
+
 def train_policy(episodes: int = 2000, seed: int = 42, scenarios: Sequence[str] = ("normal",),
                  out_dir: str | Path = "models", eval_every: int = 200,
                  eval_seeds: Sequence[int] = (1001, 1002, 1003), progress: bool = True,
@@ -53,18 +134,35 @@ def train_policy(episodes: int = 2000, seed: int = 42, scenarios: Sequence[str] 
     ends early and the policy reached so far is evaluated and saved as
     ``final`` (summary ``stopped`` = True). ``on_record`` receives each update's
     log record and the trainer (the API's status and live weights use it).
+
+    The output folder, the resumed checkpoint and its fit with the settings are
+    checked before training (a :class:`FinsimError` saying what is wrong).
     """
+    out = Path(out_dir)
+    _prepare_out(out)
+    resumed = _load_resume(resume) if resume else None
+    with locked(out, wait=False, what=" (another training run writes there)"):
+        for name in ("best", "final"):  # finish or undo what a killed run left
+            repair_folder(out / name)
+        return _train(out, episodes, seed, scenarios, eval_every, eval_seeds, progress,
+                      resume, resumed, trainer_config, mappo_config, should_stop, on_record,
+                      env_params)
+
+
+def _train(out: Path, episodes: int, seed: int, scenarios: Sequence[str], eval_every: int,
+           eval_seeds: Sequence[int], progress: bool, resume: str | Path | None,
+           resumed: tuple[dict, dict] | None, trainer_config: dict | None,
+           mappo_config: dict | None, should_stop: Callable[[], bool] | None,
+           on_record: Callable[[dict[str, Any], Trainer], None] | None,
+           env_params: dict[str, Any]) -> dict[str, Any]:
     from tqdm import tqdm
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     tcfg = TrainerConfig(episodes=episodes, seed=seed, curriculum=list(scenarios),
                          **(trainer_config or {}))
     trainer = Trainer({"n_banks": 30, "steps": 50} | env_params, tcfg,
                       MAPPOConfig(**(mappo_config or {})))
-    if resume:
-        weights, _ = load_folder(resume)
-        trainer.agent.load_state_dict(weights)
+    if resumed is not None:
+        _resume_into(trainer, *resumed, resume)
     logger = TrainingLogger(out / "logs")
     monitor = SystemMonitor({"default_rate": 0.5})
     registry = ModelCheckpointer(out / "registry")
@@ -77,10 +175,10 @@ def train_policy(episodes: int = 2000, seed: int = 42, scenarios: Sequence[str] 
     def save(name: str, metric: float | None) -> Path:
         version = registry.save_checkpoint("mappo", trainer.agent.state_dict(),
                                            meta | {"episode": trainer.episode}, metric)
-        dest = out / name
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.copytree(registry.root / "mappo" / version, dest)
+        crash_point(f"train.saved_{name}")
+        # out is locked by this run: no second lock on it
+        dest = install_folder(registry.root / "mappo" / version, out / name, lock=False)
+        crash_point(f"train.installed_{name}")
         return dest
 
     def on_update(record: dict[str, Any]) -> None:
@@ -100,6 +198,7 @@ def train_policy(episodes: int = 2000, seed: int = 42, scenarios: Sequence[str] 
         bar.update(trainer.episode - bar.n)
         bar.set_postfix(reward=f"{record['reward']:.3f}", scenario=record["scenario"])
         last = time.perf_counter()
+        crash_point("train.update")
         if should_stop is not None and should_stop():
             raise _Stopped
 
@@ -117,7 +216,8 @@ def train_policy(episodes: int = 2000, seed: int = 42, scenarios: Sequence[str] 
         state["best"] = final_reward
         save("best", final_reward)
     logger.close()
-    (out / "logs" / "alerts.json").write_text(json.dumps(monitor.alerts, indent=2))
+    write_text_atomic(out / "logs" / "alerts.json", json.dumps(monitor.alerts, indent=2),
+                      point="alerts")
     steps = sum(h["steps"] for h in trainer.history)
     return {"final": str(final), "best": str(out / "best"), "best_eval_reward": state["best"],
             "final_eval_reward": final_reward, "episodes": trainer.episode,
@@ -134,7 +234,15 @@ def evaluate_policy(model: str | Path, episodes: int = 50, baselines: bool = Tru
     path = Path(model)
     if model in ("final", "best"):
         path = Path(models_dir) / str(model)
-    brain = PolicyBrain.load(path)
+    try:
+        brain = PolicyBrain.load(path)
+    except NoCheckpoint as err:
+        hint = (f"train one with `finsim train --out {models_dir}` (it writes best/ and "
+                "final/ there), or point --models at the folder a training wrote"
+                if model in ("final", "best") else
+                "give --model final, best or a checkpoint folder `finsim train` wrote")
+        raise NoCheckpoint(f"there is no trained model at {path}: {err.reason}; {hint}"
+                           ) from None
     env = dict(brain.meta.get("env", {}))
     env.pop("scenario", None)
     train_scenarios = brain.meta.get("trainer", {}).get("curriculum", ["normal"])
