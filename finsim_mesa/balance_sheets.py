@@ -115,7 +115,11 @@ def calibrate(
     deposits = deposits_for(illiquid)
     securities = cfg.marketable_share * illiquid
     w, prices = weights(cfg.asset_classes, cfg.n_assets), class_prices(cfg)
-    if w is None:  # alike classes
+    if cfg.portfolio_concentration is not None:  # each bank its own mix
+        base = np.full(cfg.n_assets, 1 / cfg.n_assets) if w is None else w
+        mix = rng.dirichlet(cfg.portfolio_concentration * base, size=n)
+        holdings = securities[:, None] * mix
+    elif w is None:  # alike classes
         holdings = np.repeat((securities / cfg.n_assets)[:, None], cfg.n_assets, axis=1)
     else:
         holdings = securities[:, None] * w[None, :]

@@ -203,6 +203,7 @@ def eisenberg_noe(
     alpha: float | np.ndarray = 1.0,
     beta: float | np.ndarray = 1.0,
     tol: float = 1e-9,
+    forced: np.ndarray | None = None,
 ) -> ClearingResult:
     """Greatest clearing payment vector of an interbank system.
 
@@ -218,6 +219,10 @@ def eisenberg_noe(
         beta: Rogers–Veraart share of interbank receipts a defaulter realises
             (a scalar, or shape (n,)).
         tol: relative tolerance of the default test (see module docstring).
+        forced: shape (n,), bool: institutions in default whatever their
+            resources (e.g. put in resolution): only ``α e + β Πᵀp`` of their
+            resources is realised, so default costs apply to them too — they pay
+            ``min(p̄, α e + β Πᵀp)`` (in full only if that covers ``p̄``).
 
     Returns:
         A :class:`ClearingResult` with the greatest clearing vector.
@@ -233,9 +238,12 @@ def eisenberg_noe(
     default_round = np.zeros(n, dtype=np.int64)
     rounds = 0
     scale = tol * np.maximum(1.0, pbar)
+    forced = np.zeros(n, dtype=bool) if forced is None else np.asarray(forced, dtype=bool)
     while True:
         inflow = PiT @ p
-        newly = ~D & (e + inflow < pbar - scale)
+        # a forced institution only realises the default-cost shares of its resources
+        resources = np.where(forced, alpha * e + beta * inflow, e + inflow)
+        newly = ~D & (resources < pbar - scale)
         if not newly.any():
             break
         rounds += 1
@@ -255,6 +263,7 @@ def fixed_point_clearing(
     beta: float | np.ndarray = 1.0,
     tol: float = 1e-12,
     max_iter: int = 1_000_000,
+    forced: np.ndarray | None = None,
 ) -> np.ndarray:
     """Reference method: monotone fixed-point (Picard) iteration from ``p = p̄``.
 
@@ -268,9 +277,10 @@ def fixed_point_clearing(
     PiT, pbar, e, alpha, beta = _prepare(liabilities, external_assets, external_liabilities,
                                          alpha, beta)
     p = pbar.copy()
+    forced = np.zeros(pbar.size, dtype=bool) if forced is None else np.asarray(forced, bool)
     for _ in range(max_iter):
         inflow = PiT @ p
-        solvent = e + inflow >= pbar
+        solvent = np.where(forced, alpha * e + beta * inflow, e + inflow) >= pbar
         new = np.where(solvent, pbar, np.minimum(pbar, alpha * e + beta * inflow))
         if np.max(np.abs(new - p), initial=0.0) <= tol * max(1.0, pbar.max(initial=0.0)):
             return new

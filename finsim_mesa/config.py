@@ -89,6 +89,10 @@ class ModelConfig(BaseModel):
     asset_classes: list[AssetClass] | None = _f(
         None, "asset classes: [{name, price, impact, depth, weight, liquidity_rank}, ...] "
         "(None: n_assets alike classes)", min_length=1, max_length=1000)
+    portfolio_concentration: float | None = _f(
+        None, "heterogeneous portfolios: each bank's class weights are drawn from a Dirichlet "
+        "with this concentration times the classes' weights (small: banks specialise; None: "
+        "every bank holds the classes' weights)", gt=0, le=1e6)
     deleveraging_rule: Literal["capital", "threshold", "leverage_targeting"] = _f(
         "capital", "capital: below capital_requirement (risk-weighted) sell back to it "
         "x (1 + deleveraging_buffer); threshold: below leverage_buffer sell to "

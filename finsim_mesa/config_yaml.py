@@ -23,8 +23,9 @@ SECTIONS: dict[str, list[str]] = {
         "loan_maturity", "funding_share", "balance_sheets",
     ],
     "Portfolios (asset classes) and deleveraging": [
-        "n_assets", "asset_classes", "deleveraging_rule", "leverage_min", "leverage_buffer",
-        "leverage_target", "sale_order", "repay_funding_first",
+        "n_assets", "asset_classes", "portfolio_concentration", "deleveraging_rule",
+        "leverage_min", "leverage_buffer", "leverage_target", "sale_order",
+        "repay_funding_first",
     ],
     "Market and rates": [
         "asset_return", "deposit_rate", "base_rate", "rate_stress_spread", "price_impact",

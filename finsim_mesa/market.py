@@ -166,23 +166,31 @@ def fire_sales(ledger: Ledger, market: Market, cfg: ModelConfig, units_sold: np.
     :func:`finsim_mesa.deleveraging.leverage_loop`. Returns (units sold per bank
     (n, k), rounds)."""
     if cfg.deleveraging_rule == "capital":
-        return fire_sale_loop(ledger, market, cfg, units_sold)
+        return fire_sale_loop(ledger, market, cfg, units_sold, t)
     return leverage_loop(ledger, market, cfg, units_sold, t, market.sale_ranks)
 
 
 def fire_sale_loop(
-    ledger: Ledger, market: Market, cfg: ModelConfig, units_sold: np.ndarray,
+    ledger: Ledger, market: Market, cfg: ModelConfig, units_sold: np.ndarray, t: int = 0,
 ) -> tuple[np.ndarray, int]:
-    """Price impact of this step's sales, then rounds of forced deleveraging.
+    """Price impact of this step's sales, then rounds of forced deleveraging on
+    risk-weighted capital (the Cifuentes–Ferrucci–Shin spiral).
 
-    Each round: prices fall with all units sold so far this step, holdings are
-    marked to market, banks below ``capital_requirement`` sell down to
-    ``capital_requirement × (1 + deleveraging_buffer)`` at the new price, and
-    their sales depress the price again (the Cifuentes–Ferrucci–Shin spiral).
+    Each round the market clears: prices fall with all units sold so far this
+    step (``p = p_start · exp(−impact · Σq / Q)``), holdings are marked to the
+    new prices, and the orders placed in the previous round execute at the mid
+    price of this clearing, ``(p_old + p_new) / 2`` — so a seller bears part of
+    the impact of its own sale, as in the reference stress-test model (selling
+    at the price before one's own impact let a bank that sold everything escape
+    the fall it caused). Then banks below ``capital_requirement`` place orders
+    to get back to ``capital_requirement × (1 + deleveraging_buffer)`` at the
+    new prices; a bank in breach with no equity left fails instead (resolution
+    sells its assets).
 
     Args:
         units_sold: shape (k,), units already sold this step (voluntary and
             liquidations), before any impact.
+        t: this step (the default step recorded).
 
     Returns:
         (forced units sold per bank, shape (n, k); number of deleveraging rounds).
@@ -190,29 +198,33 @@ def fire_sale_loop(
     start_prices = market.prices.copy()
     total = np.asarray(units_sold, dtype=float).copy()
     forced = np.zeros_like(ledger.holdings)
+    orders = np.zeros_like(ledger.holdings)
     target = cfg.capital_requirement * (1.0 + cfg.deleveraging_buffer)
     rounds = 0
     for _ in range(cfg.fire_sale_rounds + 1):
-        frac = total / market.units_outstanding
-        prices = np.maximum(start_prices * np.exp(-market.impact * frac), market.floor)
+        total += orders.sum(axis=0)
+        old = ledger.prices.copy()
+        prices = np.maximum(start_prices * np.exp(-market.impact * total
+                                                  / market.units_outstanding), market.floor)
         ledger.revalue(prices)
         market.set_prices(prices)
+        if orders.any():
+            ledger.sell_assets(orders, 0.5 * (old + prices), kind="forced_sales")
+            forced += orders
+            orders = np.zeros_like(orders)
         if not cfg.forced_deleveraging or rounds == cfg.fire_sale_rounds:
             break
         rwa = ledger.risk_weighted_assets(cfg.interbank_risk_weight)
         eq = ledger.equity
         ratio = np.divide(eq, rwa, out=np.full_like(eq, np.inf), where=rwa > 0)
-        # a bank with no equity left is insolvent: it defaults (resolution sells its
-        # assets), it does not sell at this round's price ahead of its own impact
-        breach = ledger.active & (ratio < cfg.capital_requirement) & (eq > 0)
+        breach = ledger.active & (ratio < cfg.capital_requirement)
+        ledger.mark_default(breach & (eq <= 0), t)
+        breach &= eq > 0
         if not breach.any():
             break
-        units = deleveraging_units(eq, rwa, ledger.holdings, prices, target, breach,
-                                   market.sale_ranks)
-        if units.sum() <= 1e-12:
+        orders = deleveraging_units(eq, rwa, ledger.holdings, prices, target, breach,
+                                    market.sale_ranks)
+        if orders.sum() <= 1e-12:
             break
-        ledger.sell_assets(units, prices, kind="forced_sales")
-        forced += units
-        total += units.sum(axis=0)
         rounds += 1
     return forced, rounds

@@ -87,10 +87,22 @@ def _reader(path: str) -> Any:
     return read
 
 
-def make_reporters(infrastructure: bool) -> dict[str, Any]:
-    """Model reporters for Mesa's DataCollector (column -> function of the model)."""
+def _class_price(j: int) -> Any:
+    def read(model: Any) -> float:
+        market = model.market
+        return float(market.prices[j] / market.initial_prices[j])
+
+    return read
+
+
+def make_reporters(infrastructure: bool, classes: list[str] | None = None) -> dict[str, Any]:
+    """Model reporters for Mesa's DataCollector (column -> function of the model);
+    with several asset ``classes``, ``price_<class>`` (price / initial price) each."""
     table = MODEL_REPORTERS | (INFRA_REPORTERS if infrastructure else {})
-    return {column: _reader(path) for column, path in table.items()}
+    out = {column: _reader(path) for column, path in table.items()}
+    if classes and len(classes) > 1:
+        out |= {f"price_{name}": _class_price(j) for j, name in enumerate(classes)}
+    return out
 
 
 class _Banks:

@@ -144,7 +144,7 @@ class FinancialModel(mesa.Model):
         self.network = network.Adjacency.from_graph(graph, n)
 
         # --- run-time state (declared in finsim_mesa.state)
-        obs_dim = observation.OBS_DIM + (observation.INFRA_OBS_DIM if cfg.infrastructure else 0)
+        obs_dim = len(observation.observation_names(cfg, self.market.names))
         self.sheets = Sheets()
         self.flows = StepFlows(withdrawals=np.zeros(n), units_sold=np.zeros(cfg.n_assets),
                                price_prev=self.market.price_index)
@@ -186,7 +186,8 @@ class FinancialModel(mesa.Model):
         collect = cfg.agent_collect_every
         types = {Exchange: Exchange.REPORTERS, CentralCounterparty: CentralCounterparty.REPORTERS}
         self.datacollector = measures.FinsimDataCollector(
-            agent_every=collect, model_reporters=measures.make_reporters(cfg.infrastructure),
+            agent_every=collect,
+            model_reporters=measures.make_reporters(cfg.infrastructure, self.market.names),
             agent_reporters=dict(Bank.REPORTERS) if collect else None,
             agenttype_reporters=types if collect and cfg.infrastructure else None)
         self.datacollector.collect(self)
@@ -218,18 +219,10 @@ class FinancialModel(mesa.Model):
         self.refresh()
 
     def observe(self) -> np.ndarray:
-        """Stage 2: the observation matrix, shape (n_banks, obs_dim); see ``OBS_FIELDS``."""
-        L, infra = self.ledger, self.router is not None
-        o = observation.bank_observations(
-            L, self.sheets, self.market, self.measures, self.flows.withdrawals, self.network,
-            self.reference.size0, self.config, self.t, (L.loans.ccp < 0) if infra else slice(None))
-        if infra:
-            ta = self.sheets.total_assets
-            o = np.hstack([o, observation.infrastructure_observations(
-                L, np.where(ta > 0, ta, 1.0), self.exchanges, self.ccps, self.router,
-                self.margin_rate, self.config)])
-        self.decisions.observations = o
-        return o
+        """Stage 2: the observation matrix, shape (n_banks, obs_dim); columns in
+        ``observation.observation_names`` (``OBS_FIELDS`` first)."""
+        self.decisions.observations = observation.observe(self)
+        return self.decisions.observations
 
     def decide(self, observations: np.ndarray) -> np.ndarray:
         """Stage 3: each distinct brain acts once on the rows of its active banks.

@@ -40,10 +40,13 @@ def barabasi_albert(n: int, m: int, rng: np.random.Generator) -> nx.Graph:
     return nx.barabasi_albert_graph(n, m, seed=_seed(rng))
 
 
-def erdos_renyi(n: int, mean_degree: float, rng: np.random.Generator) -> nx.Graph:
-    """Random network with link probability ``mean_degree / (n - 1)``."""
+def erdos_renyi(n: int, mean_degree: float, rng: np.random.Generator,
+                directed: bool = False) -> nx.Graph:
+    """Random network with link probability ``mean_degree / (n - 1)``: undirected
+    (mean degree ``mean_degree``), or directed lender → borrower (mean out-degree
+    and in-degree ``mean_degree``, as in Gai & Kapadia 2010)."""
     p = min(1.0, mean_degree / max(n - 1, 1))
-    return nx.fast_gnp_random_graph(n, p, seed=_seed(rng))
+    return nx.fast_gnp_random_graph(n, p, seed=_seed(rng), directed=directed)
 
 
 def core_periphery(
@@ -77,7 +80,7 @@ def build_topology(cfg: ModelConfig, rng: np.random.Generator) -> nx.Graph:
     if cfg.topology == "barabasi_albert":
         return barabasi_albert(cfg.n_banks, cfg.edges_per_node, rng)
     if cfg.topology == "erdos_renyi":
-        return erdos_renyi(cfg.n_banks, cfg.mean_degree, rng)
+        return erdos_renyi(cfg.n_banks, cfg.mean_degree, rng, cfg.directed)
     return core_periphery(cfg.n_banks, cfg.core_fraction, cfg.core_density, cfg.edges_per_node,
                           rng)
 

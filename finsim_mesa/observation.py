@@ -2,7 +2,8 @@
 
 ``OBS_FIELDS`` lists the columns in order with their meaning and scale; brains
 index columns by name through ``OBS``. With the infrastructure layer on, the
-8 columns of ``INFRA_OBS_FIELDS`` follow (observation width 24).
+8 columns of ``INFRA_OBS_FIELDS`` follow (observation width 24); with several
+asset classes, one ``price_<class>`` column per class comes last.
 :func:`bank_observations` and :func:`infrastructure_observations` build them
 (the observe stage), writing each column by its name.
 """
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from finsim_mesa.infrastructure import CentralCounterparty, Exchange, InfrastructureRouter
     from finsim_mesa.ledger import Ledger
     from finsim_mesa.market import Market
+    from finsim_mesa.model import FinancialModel
     from finsim_mesa.network import Adjacency
     from finsim_mesa.state import Measures, Sheets
 
@@ -169,3 +171,39 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
     else:
         o[:, OBS["default_fund_health"] - i] = 1.0
     return o
+
+
+def class_observations(market: Market, n: int) -> np.ndarray:
+    """With several asset classes, each class's price relative to its initial
+    price (clipped to [0, 2]), the same for every bank: shape (n, k)."""
+    rel = np.clip(market.prices / market.initial_prices, 0, 2)
+    return np.broadcast_to(rel, (n, rel.size)).copy()
+
+
+def observation_names(cfg: ModelConfig, classes: list[str]) -> list[str]:
+    """Names of the observation columns of a model: :data:`OBS_FIELDS`, then the
+    infrastructure columns when the layer is on, then ``price_<class>`` for each
+    asset class when there are several."""
+    names = [name for name, _ in OBS_FIELDS]
+    if cfg.infrastructure:
+        names += [name for name, _ in INFRA_OBS_FIELDS]
+    if len(classes) > 1:
+        names += [f"price_{c}" for c in classes]
+    return names
+
+
+def observe(model: FinancialModel) -> np.ndarray:
+    """The observation matrix of a model now, shape (n_banks, obs_dim)."""
+    L, infra = model.ledger, model.router is not None
+    o = bank_observations(L, model.sheets, model.market, model.measures,
+                          model.flows.withdrawals, model.network, model.reference.size0,
+                          model.config, model.t, (L.loans.ccp < 0) if infra else slice(None))
+    parts = [o]
+    if infra:
+        ta = model.sheets.total_assets
+        parts.append(infrastructure_observations(
+            L, np.where(ta > 0, ta, 1.0), model.exchanges, model.ccps, model.router,
+            model.margin_rate, model.config))
+    if model.config.n_assets > 1:
+        parts.append(class_observations(model.market, L.n))
+    return np.hstack(parts) if len(parts) > 1 else o

@@ -42,9 +42,8 @@ Sell = Callable[[np.ndarray, np.ndarray, str], None]
 
 
 def insolvent(L: Ledger) -> np.ndarray:
-    """shape (n,), bool: no equity left (zero or negative, to round-off of the
-    bank's initial equity)."""
-    return L.equity <= 1e-9 * np.maximum(1.0, L.equity0)
+    """shape (n,), bool: equity below zero (beyond round-off): losses exceed capital."""
+    return L.equity < -1e-9 * np.maximum(1.0, L.equity0)
 
 
 def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell: Sell,
@@ -110,7 +109,8 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     ones = np.ones(C)
     res = eisenberg_noe(liab, e, np.concatenate([ext_due, np.zeros(C)]),
                         alpha=np.concatenate([np.full(n, cfg.default_cost_alpha), ones]),
-                        beta=np.concatenate([np.full(n, cfg.default_cost_beta), ones]))
+                        beta=np.concatenate([np.full(n, cfg.default_cost_beta), ones]),
+                        forced=np.concatenate([resolving, np.zeros(C, dtype=bool)]))
     rec = res.recovery
     b_paid = np.zeros(len(lb))
     l_paid = np.zeros(len(lb))

@@ -37,7 +37,8 @@ def expected_links(cfg: ModelConfig) -> float:
     if cfg.topology == "barabasi_albert":
         return float(cfg.edges_per_node) * max(n - cfg.edges_per_node, 0)
     if cfg.topology == "erdos_renyi":
-        return min(cfg.mean_degree * n / 2, n * (n - 1) / 2)
+        directed = 2 if cfg.directed else 1
+        return min(cfg.mean_degree * n / 2 * directed, n * (n - 1) / 2 * directed)
     core = max(1, min(n, round(cfg.core_fraction * n)))
     return core * (core - 1) / 2 * cfg.core_density + (n - core) * min(cfg.edges_per_node, core)
 

@@ -9,7 +9,7 @@ asset classes, mixed brains, user shocks between steps — runs it to the end an
 after every step checks the ledger's own check *and* these invariants,
 computed here from the raw arrays (not with the model's helpers):
 
-1. every array of state is finite;  2. assets − liabilities = equity per bank;
+1. every array of state is finite;  2. assets − liabilities (deposits, funding, interbank) = equity per bank;
 3. money is conserved (cash of banks, CCPs, exchanges vs recorded flows);
 4. no negative holdings, other assets, loans, margin or fund (beyond round-off);
 5. prices positive and at or above the floor; 6. a default is final;
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from finsim_mesa import FinancialModel
-from finsim_mesa.observation import INFRA_OBS_FIELDS, OBS_FIELDS
+from finsim_mesa.observation import INFRA_OBS_FIELDS, OBS_FIELDS, observation_names
 from finsim_mesa.scenarios import Scenario
 
 # documented range of each observation column (observation.OBS_FIELDS)
@@ -75,7 +75,29 @@ def random_config(seed: int) -> tuple[dict[str, Any], dict[int, list[tuple]]]:
         agent_collect_every=int(r.integers(0, 3)), rng=seed)
     if topology == "barabasi_albert" and kw["edges_per_node"] >= n:
         kw["topology"] = "erdos_renyi"
-    if r.random() < 0.5:
+    kw["directed"] = bool(r.random() < 0.3)
+    kw["funding_share"] = float(r.uniform(0, 1)) if r.random() < 0.3 else 0.0
+    if r.random() < 0.4:  # portfolios: several classes, their own impacts, specialised banks
+        k = kw["n_assets"]
+        kw["asset_classes"] = [
+            {"name": f"c{j}", "price": float(r.uniform(0.5, 2)),
+             "impact": float(r.exponential(1.0)) if r.random() < 0.5 else None,
+             "weight": float(r.uniform(0.1, 1)), "liquidity_rank": int(r.integers(0, 3))}
+            for j in range(k)]
+        kw["portfolio_concentration"] = float(r.uniform(0.2, 5)) if r.random() < 0.5 else None
+        kw["sale_order"] = str(r.choice(["pro_rata", "liquidity"]))
+    if r.random() < 0.4:
+        lo = float(r.uniform(0, 0.05))
+        kw |= dict(deleveraging_rule=str(r.choice(["threshold", "leverage_targeting"])),
+                   leverage_min=lo, leverage_buffer=lo + float(r.uniform(0.001, 0.05)),
+                   leverage_target=lo + float(r.uniform(0.001, 0.08)),
+                   repay_funding_first=bool(r.random() < 0.7))
+    if r.random() < 0.05:  # the EBA sample: its own balance sheets, no network
+        for key in ("asset_classes", "portfolio_concentration", "n_assets", "topology",
+                    "n_exchanges", "n_ccps"):
+            kw.pop(key, None)
+        kw["balance_sheets"] = "eba2018"
+    if r.random() < 0.5 and "balance_sheets" not in kw:
         x = int(r.integers(1, min(3, n) + 1))
         kw |= dict(n_exchanges=x, n_ccps=int(r.integers(0, min(2, n) + 1)),
                    venue_rule=str(r.choice(["size", "round_robin", "random"])),
@@ -116,7 +138,8 @@ def check_invariants(m: FinancialModel, was_defaulted: np.ndarray) -> None:
     """Raise AssertionError naming the first invariant that does not hold."""
     L, t = m.ledger, m.t
     m.check()
-    arrays = dict(cash=L.cash, holdings=L.holdings, deposits=L.deposits, equity=L.equity,
+    arrays = dict(cash=L.cash, holdings=L.holdings, deposits=L.deposits, funding=L.funding,
+                  equity=L.equity,
                   other=L.other_assets, prices=L.prices, margin=L.margin, fund=L.fund,
                   ccp_cash=L.ccp_cash, ccp_capital=L.ccp_capital, xcash=L.exchange_cash,
                   principal=L.loans.principal, accrued=L.loans.accrued)
@@ -129,13 +152,13 @@ def check_invariants(m: FinancialModel, was_defaulted: np.ndarray) -> None:
     ib_l = np.bincount(lb.borrower, weights=lb.principal + lb.accrued, minlength=L.n)
     assets = (L.cash + (L.holdings * L.prices).sum(axis=1) + L.other_assets + ib_a
               + L.margin.sum(axis=1) + L.fund.sum(axis=1))
-    gap = np.abs(assets - L.deposits - ib_l - L.equity)
+    gap = np.abs(assets - L.deposits - L.funding - ib_l - L.equity)
     assert gap.max(initial=0) <= tol, f"2: identity gap {gap.max():.3e} at bank {gap.argmax()}"
     flows = sum(L.external_in.values()) - sum(L.external_out.values())
     cash = L.cash.sum() + L.ccp_cash.sum() + L.exchange_cash.sum()
     assert abs(cash - L.initial_cash_total - flows) <= 1e-7 * max(1, L.initial_cash_total), \
         "3: money not conserved"
-    for name in ("holdings", "other", "principal", "accrued", "margin", "fund"):
+    for name in ("holdings", "other", "principal", "accrued", "margin", "fund", "funding"):
         assert arrays[name].min(initial=0) >= -tol, f"4: negative {name}"
     assert L.deposits.min(initial=0) >= -tol and L.cash.min(initial=0) >= -tol, "4: negative"
     floor = m.config.price_floor * m.market.initial_prices
@@ -159,9 +182,10 @@ def check_invariants(m: FinancialModel, was_defaulted: np.ndarray) -> None:
     assert 0 <= ms.liquidity_index <= 100, "10: liquidity index"
     obs = m.decisions.observations
     assert np.all(np.isfinite(obs)), "11: observation not finite"
-    names = [n for n, _ in OBS_FIELDS + INFRA_OBS_FIELDS][:obs.shape[1]]
+    names = observation_names(m.config, m.market.names)
+    assert len(names) == obs.shape[1], "11: observation width"
     for j, name in enumerate(names):
-        lo, hi = OBS_RANGE[name]
+        lo, hi = OBS_RANGE.get(name, (0, 2) if name.startswith("price_") else (None, None))
         col = obs[L.active, j] if L.active.any() else obs[:0, j]
         assert col.min(initial=lo) >= lo - 1e-9 and col.max(initial=hi) <= hi + 1e-9, \
             f"11: {name} outside [{lo}, {hi}]"

@@ -146,6 +146,38 @@ def test_matches_fixed_point_with_default_costs(system, alpha, beta):
     np.testing.assert_allclose(r.payments, p, atol=1e-7)
 
 
+@settings(max_examples=100, deadline=None)
+@given(systems(), st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.integers(0, 2**31 - 1))
+def test_forced_defaults_bear_default_costs(system, alpha, beta, seed):
+    """Institutions put in default whatever their resources (resolution) realise
+    only α e + β Πᵀp: the fictitious-default algorithm equals the independent
+    fixed-point iteration with the same rule, and a forced institution never
+    pays more than it would without being forced."""
+    L, e, ext = system
+    forced = np.random.default_rng(seed).random(len(e)) < 0.3
+    r = eisenberg_noe(L, e, ext, alpha=alpha, beta=beta, forced=forced)
+    p = fixed_point_clearing(L, e, ext, alpha=alpha, beta=beta, forced=forced)
+    np.testing.assert_allclose(r.payments, p, atol=1e-7)
+    free = eisenberg_noe(L, e, ext, alpha=alpha, beta=beta)
+    assert np.all(r.payments <= free.payments + 1e-9)
+    pbar = L.sum(1) + ext
+    Pi = np.divide(L, pbar[:, None], out=np.zeros_like(L), where=pbar[:, None] > 0)
+    realisable = alpha * e + beta * (Pi.T @ r.payments)
+    np.testing.assert_allclose(r.payments[forced], np.minimum(pbar, realisable)[forced],
+                               atol=1e-7)
+
+
+def test_a_forced_default_pays_its_creditors_less_when_defaults_cost():
+    """A solvent bank put in resolution pays in full without default costs, and
+    alpha e + beta inflow with them (a 2-bank case by hand)."""
+    L = np.array([[0.0, 10.0], [0.0, 0.0]])  # bank 0 owes bank 1 10
+    e = np.array([12.0, 1.0])
+    plain = eisenberg_noe(L, e, forced=np.array([True, False]))
+    assert plain.payments[0] == 10.0
+    costly = eisenberg_noe(L, e, alpha=0.5, beta=1.0, forced=np.array([True, False]))
+    assert costly.payments[0] == pytest.approx(6.0) and costly.defaulted[0]
+
+
 def test_greatest_among_fixed_points():
     # Any other clearing vector is below the returned one: check against the
     # LP's optimum and the zero-payment fixed point of a closed cycle.

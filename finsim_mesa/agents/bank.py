@@ -15,14 +15,12 @@ from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import mesa
 
-from finsim_mesa.observation import ACTION_NAMES, OBS
+from finsim_mesa.observation import ACTION_NAMES, observation_names
 
 if TYPE_CHECKING:
     from finsim_mesa.model import FinancialModel
 
 __all__ = ["Action", "Bank"]
-
-_OBS_NAMES = tuple(OBS)
 
 
 class Action(NamedTuple):
@@ -116,9 +114,10 @@ class Bank(mesa.Agent):
     def observation(self) -> Mapping[str, float]:
         """This step's observation of the bank, by column name (read-only; columns
         and scales in :data:`~finsim_mesa.observation.OBS_FIELDS`)."""
-        row = self.model.decisions.observations[self.bank_id]
-        return MappingProxyType({name: float(v) for name, v in zip(_OBS_NAMES, row,
-                                                                   strict=False)})
+        m = self.model
+        names = observation_names(m.config, m.market.names)
+        row = m.decisions.observations[self.bank_id]
+        return MappingProxyType({name: float(v) for name, v in zip(names, row, strict=True)})
 
     @property
     def last_action(self) -> Action:
