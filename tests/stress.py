@@ -9,7 +9,8 @@ asset classes, mixed brains, user shocks between steps — runs it to the end an
 after every step checks the ledger's own check *and* these invariants,
 computed here from the raw arrays (not with the model's helpers):
 
-1. every array of state is finite;  2. assets − liabilities (deposits, funding, interbank) = equity per bank;
+1. every array of state is finite;
+2. assets − liabilities (deposits, funding, interbank) = equity per bank;
 3. money is conserved (cash of banks, CCPs, exchanges vs recorded flows);
 4. no negative holdings, other assets, loans, margin or fund (beyond round-off);
 5. prices positive and at or above the floor; 6. a default is final;
