@@ -15,8 +15,9 @@ or fixed actions for some banks (``actions={bank: [lend, hoard, sell, borrow]}``
 
 Outcomes per run (after ``steps`` steps): ``defaults`` (new defaults),
 ``loss`` (equity of all banks lost, money; defaulted banks count as 0),
-``debtrank`` (DebtRank total distress), and for ``bank``: its ``bank_equity``
-(0 if it defaulted) and ``bank_defaulted``.
+``debtrank`` (DebtRank total distress), ``price`` (price index; with several
+asset classes also ``price_<class>``, each relative to its initial price), and
+for ``bank``: its ``bank_equity`` (0 if it defaulted) and ``bank_defaulted``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CANDIDATES", "Recommendation", "WhatIfResult", "recommend", "what_if"]
 
-OUTCOMES = ("defaults", "loss", "debtrank", "bank_equity", "bank_defaulted")
+OUTCOMES = ("defaults", "loss", "debtrank", "price", "bank_equity", "bank_defaulted")
 
 # The default grid of candidate actions for a recommendation (lend, hoard, sell,
 # borrow in [0, 1]; see finsim_mesa.observation.ACTIONS). "own_brain" (no
@@ -102,7 +103,10 @@ class _Scratch:
         m.measure()  # the full measures (DebtRank) once, at the end of the run
         out = {"defaults": float(L.defaulted.sum() - defaults0),
                "loss": float(eq0 - np.maximum(np.where(L.defaulted, 0.0, L.equity), 0.0).sum()),
-               "debtrank": m.measures.debtrank_total}
+               "debtrank": m.measures.debtrank_total, "price": m.market.price_index}
+        if len(m.market.names) > 1:  # each asset class's price / its initial price
+            rel = m.market.prices / m.market.initial_prices
+            out |= {f"price_{c}": float(v) for c, v in zip(m.market.names, rel, strict=True)}
         if bank is not None:
             out["bank_equity"] = 0.0 if L.defaulted[bank] else float(L.equity[bank])
             out["bank_defaulted"] = float(L.defaulted[bank])
@@ -236,7 +240,7 @@ def what_if(model: FinancialModel, steps: int = 10, seeds: int | Sequence[int] =
     finally:
         base.rebind()
     runs = pd.DataFrame(rows)
-    cols = [c for c in OUTCOMES if c in runs]
+    cols = [c for c in runs.columns if c in OUTCOMES or c.startswith("price_")]
     wide = runs.pivot(index="seed", columns="variant", values=cols)
     diff = pd.DataFrame({"variant": "difference", "seed": wide.index,
                          **{c: (wide[c]["hypothetical"] - wide[c]["baseline"]).to_numpy()

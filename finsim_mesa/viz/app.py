@@ -160,6 +160,8 @@ def make_page(model: FinancialModel | None = None) -> Any:
         make_plot_component("price"),
         make_plot_component({"debtrank_total": "tab:red", "systemic_risk_index": "tab:purple"}),
         make_plot_component("liquidity_index"),
+        *([make_plot_component([f"price_{c}" for c in model.market.names])]
+          if len(model.market.names) > 1 else []),  # one line per asset class
         InfrastructureCharts,
         ShockControl,
         BankInspector,

@@ -48,8 +48,13 @@ def _frame(data: FinancialModel | pd.DataFrame) -> pd.DataFrame:
 
 
 def _plot_series(axes: np.ndarray, df: pd.DataFrame, label: str | None = None) -> None:
+    classes = [c for c in df.columns if c.startswith("price_")]
     for ax, (col, title) in zip(axes.ravel(), SERIES, strict=False):
         ax.plot(df.index, df[col], label=label)
+        if col == "price" and classes and not label:  # one line per asset class
+            for c in classes:
+                ax.plot(df.index, df[c], lw=0.9, alpha=0.8, label=c.removeprefix("price_"))
+            ax.legend(["index", *(c.removeprefix("price_") for c in classes)], fontsize=7)
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
         if col == "systemic_risk_index" and "debtrank_total" in df:
