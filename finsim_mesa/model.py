@@ -95,7 +95,8 @@ class FinancialModel(mesa.Model):
         exposures: a user exposure matrix, shape (n, n): ``[i, j]`` = what *j*
             owes *i* (money); sets the network and the interbank loans.
         rng: seed or ``numpy.random.Generator`` (Mesa's argument).
-        **params: any other ModelConfig field.
+        **kwargs: any other ModelConfig field (named ``kwargs``: Mesa 3.3's SolaraViz
+            accepts a catch-all keyword parameter only under that name).
 
     Raises:
         ConfigError: invalid or unknown parameters, naming each one.
@@ -115,13 +116,13 @@ class FinancialModel(mesa.Model):
         graph: nx.Graph | None = None,
         exposures: np.ndarray | sp.spmatrix | None = None,
         rng: Any = None,
-        **params: Any,
+        **kwargs: Any,
     ) -> None:
         super().__init__(rng=check_rng(rng))
         explicit = explicit_params(dict(
             n_banks=n_banks, topology=topology, edges_per_node=edges_per_node,
             core_fraction=core_fraction, mean_degree=mean_degree, steps=steps,
-            scenario=scenario, brain=brain), params)
+            scenario=scenario, brain=brain), kwargs)
         graph, self.node_labels, exposures = network.user_network(graph, exposures, explicit)
         cfg, graph, table = balance_sheets.with_table(resolve_config(config, explicit), graph)
         self.config = cfg

@@ -432,3 +432,23 @@ def test_run_figure_is_dashboard_plus_network(crisis):
     assert fig.axes[5].get_ylabel() == "capital ratio"
     for ax, col in zip(fig.axes[:4], SERIES_COLUMNS, strict=True):
         np.testing.assert_allclose(_ydata(ax), df[col])
+
+
+def test_the_usual_mesa_pattern_works_with_a_plain_model():
+    """SolaraViz(FinancialModel(...), model_params=...) — Mesa 3.3 refused a model
+    whose catch-all keyword parameter was not literally named ``kwargs``."""
+    import inspect
+
+    from mesa.visualization import solara_viz
+
+    from finsim_mesa import FinancialModel
+
+    check = getattr(solara_viz, "_check_model_params", None)
+    if check is not None:  # Mesa 3.3 checks the model's parameters this way
+        check(FinancialModel.__init__, app.model_params)
+    params = inspect.signature(FinancialModel.__init__).parameters
+    catch_all = [p for p in params.values() if p.kind == p.VAR_KEYWORD]
+    assert [p.name for p in catch_all] == ["kwargs"]
+    page = solara_viz.SolaraViz(FinancialModel(n_banks=8, rng=1),
+                                model_params=app.model_params)
+    solara.render(page, handle_error=False)
