@@ -275,16 +275,20 @@ class Recommendation:
 
 
 def recommend(model: FinancialModel, bank: int, candidates: Mapping[str, Any] | None = None,
-              steps: int = 10, seeds: int | Sequence[int] = 10) -> Recommendation:
+              steps: int = 10, seeds: int | Sequence[int] = 10, *,
+              shock: Mapping[str, Any] | None = None) -> Recommendation:
     """Evaluate candidate actions for ``bank`` by lookahead and return the best.
 
     Objective: the bank's expected equity after ``steps`` steps, counting a
     default as zero equity (ties: the lower default probability). Each
     candidate holds its action fixed over the horizon; ``own_brain`` leaves the
-    bank's current brain in charge. All candidates use the same seeds.
+    bank's current brain in charge. All candidates use the same seeds. With
+    ``shock`` (as in :func:`what_if`), every candidate starts from the state
+    after that shock: the recommendation is for the hypothetical.
 
     Raises:
-        ConfigError: unknown bank, bad horizon, seeds or candidate actions.
+        ConfigError / ShockError: unknown bank, bad horizon, seeds, candidate
+            actions or shock.
     """
     bank = _bank(model, bank)
     if model.ledger.defaulted[bank]:
@@ -292,6 +296,9 @@ def recommend(model: FinancialModel, bank: int, candidates: Mapping[str, Any] | 
     grid = dict(CANDIDATES if candidates is None else candidates)
     if not grid:
         raise ConfigError("candidates: give at least one candidate action")
+    _validate(model, steps, shock, None)
+    if shock is not None:
+        make_shock(**shock, n_banks=model.n_banks, assets=model.market.names)
     for name, vec in grid.items():
         try:
             _validate(model, steps, None, {bank: vec})
@@ -304,7 +311,7 @@ def recommend(model: FinancialModel, bank: int, candidates: Mapping[str, Any] | 
     try:
         for name, vec in [("own_brain", None), *grid.items()]:
             fixed = {} if vec is None else {bank: np.asarray(vec, dtype=float)}
-            res = [scratch.run(state, s, steps, None, fixed, bank) for s in seed_list]
+            res = [scratch.run(state, s, steps, shock, fixed, bank) for s in seed_list]
             mean, std, low, high = ci95(np.array([r["bank_equity"] for r in res]))
             if len(res) < 2:
                 low = high = mean  # one seed: no spread to report
@@ -324,7 +331,7 @@ def recommend(model: FinancialModel, bank: int, candidates: Mapping[str, Any] | 
               f"(95% CI {best.ci95_low:.3g}..{best.ci95_high:.3g}) after {steps} steps and "
               f"default risk {best.default_probability:.0%}, against "
               f"{own.expected_equity:.3g} and {own.default_probability:.0%} with its "
-              f"current brain")
+              f"current brain" + (f", after the shock {dict(shock)}" if shock else ""))
     vec = None if name == "own_brain" else tuple(float(v) for v in grid[name])
     return Recommendation(bank, name, vec, float(best.expected_equity),
                           (float(best.ci95_low), float(best.ci95_high)),

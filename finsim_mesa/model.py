@@ -444,12 +444,13 @@ class FinancialModel(mesa.Model):
         return what_if(self, steps, seeds, **hypothetical)
 
     def recommend(self, bank_id: int, candidates: Mapping[str, Any] | None = None,
-                  steps: int = 10, seeds: int | Sequence[int] = 10) -> Any:
-        """The best candidate action for one bank by lookahead. See
-        :func:`finsim_mesa.decision.recommend`."""
+                  steps: int = 10, seeds: Any = 10, shock: Mapping[str, Any] | None = None
+                  ) -> Any:
+        """The best candidate action for one bank by lookahead (after ``shock``, if
+        given). See :func:`finsim_mesa.decision.recommend`."""
         from finsim_mesa.decision import recommend
 
-        return recommend(self, bank_id, candidates, steps, seeds)
+        return recommend(self, bank_id, candidates, steps, seeds, shock=shock)
 
     # ============================================================ running and reading
     def run_for(self, steps: int) -> None:

@@ -136,3 +136,22 @@ def test_default_grid_is_documented_and_valid():
     assert len(CANDIDATES) + 1 == 10  # nine fixed actions plus the bank's own brain
     for vec in CANDIDATES.values():
         assert len(vec) == 4 and all(0 <= v <= 1 for v in vec)
+
+
+def test_recommendation_under_a_shock_is_for_the_shocked_state():
+    """finsim whatif --shock ... --recommend recommended for the state without the
+    shock; now each candidate starts after it: the own-brain row equals the
+    what-if of the same shock on the same seeds, and differs from no shock."""
+    m = live(n_banks=20, rng=3)
+    shock = {"kind": "price_crash", "magnitude": 0.3}
+    rec = m.recommend(5, steps=3, seeds=[1, 2, 3], shock=shock)
+    wi = m.what_if(steps=3, seeds=[1, 2, 3], shock=shock, bank=5)
+    hyp = wi.runs[wi.runs.variant == "hypothetical"]
+    own = rec.table[rec.table.action == "own_brain"].iloc[0]
+    assert own.expected_equity == pytest.approx(hyp.bank_equity.mean(), rel=1e-12)
+    calm = m.recommend(5, steps=3, seeds=[1, 2, 3])
+    calm_own = calm.table[calm.table.action == "own_brain"].iloc[0]
+    assert calm_own.expected_equity > own.expected_equity + 1e-6
+    assert "after the shock" in rec.reason
+    with pytest.raises(ShockError):
+        m.recommend(5, steps=3, seeds=2, shock={"kind": "meteor"})

@@ -63,7 +63,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         print(res)
     if args.recommend:
         t0 = time.perf_counter()
-        rec = model.recommend(args.bank, steps=args.horizon, seeds=args.seeds)
+        rec = model.recommend(args.bank, steps=args.horizon, seeds=args.seeds, shock=shock)
         print(f"\nrecommendation ({time.perf_counter() - t0:.2f} s): {rec.reason}\n")
         with __import__("pandas").option_context("display.width", 140):
             print(rec.table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
