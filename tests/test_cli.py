@@ -221,3 +221,64 @@ def test_simulate_plot_and_sweep_command(tmp_path, capsys):
     assert "4 runs x 4 steps" in capsys.readouterr().out
     assert main(["sweep", "--param", "scenario", "-q"]) == 2
     assert main(["sweep", "--param", "n_banks=10", "--out", "x.txt", "-q"]) == 2
+
+
+@pytest.mark.slow
+def test_killing_finsim_viz_takes_its_server_down(tmp_path):
+    """SIGTERM of `finsim viz` used to orphan the `solara run` child, which kept the
+    port: the next `finsim viz` failed with 'address already in use'."""
+    import os
+    import signal
+    import socket
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    finsim = Path(sys.executable).with_name("finsim")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([str(finsim), "viz", "--port", str(port)], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 90
+        while True:
+            assert proc.poll() is None, "finsim viz exited"
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline, "the server did not come up"
+                time.sleep(0.5)
+        children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                    and _parent(p) == proc.pid]
+        assert children, "no server child found"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 128 + signal.SIGTERM
+        for pid in children:  # the child is gone with it
+            deadline = time.time() + 10
+            while Path(f"/proc/{pid}").exists() and _state(pid) != "Z":
+                assert time.time() < deadline, f"server {pid} outlived finsim viz"
+                time.sleep(0.2)
+        with socket.socket() as s:  # and the port is free again
+            s.bind(("127.0.0.1", port))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.system(f"pkill -f 'solara run finsim_mesa.viz.app --host 127.0.0.1 --port {port}'")
+
+
+def _parent(proc_dir) -> int:
+    try:
+        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def _state(pid: int) -> str:
+    try:
+        from pathlib import Path
+
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

@@ -12,7 +12,6 @@ from finsim_mesa.errors import FinsimError
 def cmd_viz(args: argparse.Namespace) -> int:
     """Serve the Solara app (``solara run finsim_mesa.viz.app``)."""
     import shutil
-    import subprocess
 
     solara = shutil.which("solara") or str(Path(sys.executable).with_name("solara"))
     if not Path(solara).exists():
@@ -21,7 +20,39 @@ def cmd_viz(args: argparse.Namespace) -> int:
     if not args.open:
         cmd.append("--no-open")
     print(f"serving the finsim-mesa app on http://{args.host}:{args.port}/ (Ctrl-C to stop)")
-    return subprocess.call(cmd)
+    return _run_child(cmd)
+
+
+def _run_child(cmd: list[str]) -> int:
+    """Run the server as a child and take it down with us: on SIGTERM or SIGHUP
+    (``kill``, a closed terminal) as on Ctrl-C, the child is stopped (killed if
+    it has not gone 10 s later) and waited for, so it never keeps the port after
+    this process has gone. Returns the child's exit status, or 128 + signal."""
+    import signal
+    import subprocess
+    import time
+
+    child = subprocess.Popen(cmd)
+    asked: list[tuple[int, float]] = []  # (signal, when): the handler only records it
+
+    def on_signal(signum: int, _frame: object) -> None:
+        asked.append((signum, time.monotonic()))
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    while True:
+        try:
+            code = child.wait(timeout=0.2)
+            return 128 + asked[0][0] if asked else code
+        except subprocess.TimeoutExpired:
+            pass
+        except KeyboardInterrupt:
+            asked.append((signal.SIGINT, time.monotonic()))
+        if asked:
+            if time.monotonic() - asked[0][1] > 10:
+                child.kill()
+            elif child.poll() is None:
+                child.terminate()
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
