@@ -1,8 +1,12 @@
 """The real server: `finsim serve` on 127.0.0.1 and a bounded load test with
-concurrent clients on several simulations (no step lost, no state mixed)."""
+concurrent clients on several simulations (no step lost, no state mixed);
+what only a real connection shows: a run whose client goes away, WebSocket
+clients that vanish or whose simulation is deleted, bodies over the limit
+(declared or streamed)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -117,3 +121,119 @@ def test_serve_bad_flags(flags, words, capsys):
 
     assert main(["serve", *flags]) == 2
     assert words in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- robustness over the wire
+def _steps(server: str, sid: str) -> int:
+    return httpx.get(f"{server}/metrics", params={"sim_id": sid}, timeout=30).json()["step"]
+
+
+def test_a_run_stops_when_its_client_goes_away(server):
+    """A /simulation/run kept stepping after its client disconnected (and another
+    client's step timed out meanwhile)."""
+    with httpx.Client(base_url=server, timeout=60) as c:
+        sid = c.post("/simulation/init", json={"num_banks": 300, "seed": 3,
+                                               "steps": 50_000}).json()["sim_id"]
+    with pytest.raises(httpx.TimeoutException):  # the client gives up after 1 s
+        httpx.post(f"{server}/simulation/run", params={"sim_id": sid, "num_steps": 5000},
+                   timeout=1.0)
+    deadline = time.time() + 10
+    while True:  # the run stops within a step or two of the disconnect
+        before = _steps(server, sid)
+        time.sleep(0.5)
+        after = _steps(server, sid)
+        if after == before or time.time() > deadline:
+            break
+    assert after == before and 0 < after < 5000, (before, after)
+    t0 = time.perf_counter()  # the simulation is free for the next client at once
+    r = httpx.post(f"{server}/simulation/step", params={"sim_id": sid}, timeout=5)
+    assert r.status_code == 200 and r.json()["step"] == after + 1
+    assert time.perf_counter() - t0 < 5
+
+
+def _ws_url(server: str, query: str) -> str:
+    return server.replace("http", "ws") + f"/simulation/stream?{query}"
+
+
+def test_streams_of_vanished_clients_end(server):
+    """WebSocket streams whose clients vanished never ended (30 of 30 leaked,
+    each polling every 20 ms)."""
+    ws_client = pytest.importorskip("websockets.sync.client",
+                                    reason="WebSockets need uvicorn[standard] (api extra)")
+    sid = httpx.post(f"{server}/simulation/init", json={"num_banks": 5, "seed": 1},
+                     timeout=60).json()["sim_id"]
+    base = httpx.get(f"{server}/health").json()["streams"]
+    conns = [ws_client.connect(_ws_url(server, f"sim_id={sid}")) for _ in range(6)]
+    deadline = time.time() + 10
+    while httpx.get(f"{server}/health").json()["streams"] < base + 6:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    for ws in conns:  # gone without a goodbye: the TCP connection just closes
+        ws.socket.close()
+    deadline = time.time() + 15
+    while (n := httpx.get(f"{server}/health").json()["streams"]) > base:
+        assert time.time() < deadline, f"{n - base} streams still open"
+        time.sleep(0.1)
+
+
+def test_a_stream_ends_when_its_simulation_is_deleted(server):
+    ws_client = pytest.importorskip("websockets.sync.client",
+                                    reason="WebSockets need uvicorn[standard] (api extra)")
+    from websockets.exceptions import ConnectionClosed
+
+    sid = httpx.post(f"{server}/simulation/init", json={"num_banks": 5, "seed": 1},
+                     timeout=60).json()["sim_id"]
+    with ws_client.connect(_ws_url(server, f"sim_id={sid}")) as ws:
+        assert httpx.delete(f"{server}/simulation", params={"sim_id": sid}).status_code == 200
+        msg = json.loads(ws.recv(timeout=10))
+        assert "deleted" in msg["error"]
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+        assert closed.value.rcvd.code == 4410
+
+
+def _raw_response(sock: socket.socket, timeout: float) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return data
+
+
+def test_a_huge_body_is_refused_without_being_read(server):
+    """A 100 MB body was read in full before the 422; now 413 from its length."""
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /simulation/init HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{")
+        head = _raw_response(sock, 10)
+    assert head.startswith(b"HTTP/1.1 413"), head[:200]
+
+
+def test_a_streamed_body_is_cut_off_past_the_limit(server):
+    """Without a length (chunked), the server stops reading once past the limit."""
+    import select
+
+    host, port = server.removeprefix("http://").split(":")
+    sent, head = 0, b""
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /scenarios/shock HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b" " * 65536
+        try:
+            while sent < 8 * 2**20:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+                if select.select([sock], [], [], 0.01)[0]:
+                    break
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        head = _raw_response(sock, 10)
+    assert head.startswith(b"HTTP/1.1 413"), head[:200]
+    assert sent < 4 * 2**20  # answered soon after the 1 MiB limit, not after 8 MiB

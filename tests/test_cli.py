@@ -127,7 +127,10 @@ def test_scenarios_lists_descriptions(capsys):
         desc = [line.strip() for line in blocks[name] if not line.startswith("      ")]
         assert " ".join(desc) == " ".join(sc.description.split()), name
         params = sc.model_dump(exclude={"name", "description"})
-        assert blocks[name][len(desc):] == [f"      {k}: {v}" for k, v in params.items()]
+        fields = type(sc).model_fields  # each parameter with its meaning and unit
+        assert blocks[name][len(desc):] == [f"      {k} = {v}  ({fields[k].description})"
+                                            for k, v in params.items()]
+        assert all(fields[k].description for k in params)
     assert main(["scenarios"]) == 0
     short = capsys.readouterr().out
     assert [line for line in short.splitlines() if not line.startswith(" ")] == \

@@ -15,6 +15,6 @@ except ImportError as err:  # pragma: no cover - depends on the install
         from err
 
 from finsim_mesa.api.app import create_app, create_app_from_env
-from finsim_mesa.api.sessions import ApiLimits
+from finsim_mesa.api.limits import ApiLimits
 
 __all__ = ["ApiLimits", "create_app", "create_app_from_env"]

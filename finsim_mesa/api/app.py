@@ -5,12 +5,14 @@ metrics.
 Every endpoint that acts on a simulation takes ``?sim_id=...``; without it, it
 acts on the most recently created simulation. Start with ``finsim serve`` or
 ``uvicorn --factory finsim_mesa.api.app:create_app_from_env``. Handlers that
-simulate are plain functions, so FastAPI runs them in its thread pool and a
+simulate are plain functions (or hand their work to a worker thread), so a
 long run never blocks other clients.
 
 The endpoints live in :mod:`finsim_mesa.api.routes` (one router per area);
-this module builds the application: its state, its routers and the mapping
-of errors to status codes.
+this module builds the application: its state, its routers, its middleware
+(OPTIONS, body size), the mapping of errors to status codes
+(:mod:`finsim_mesa.api.errors`) and its OpenAPI document
+(:mod:`finsim_mesa.api.openapi`).
 """
 
 from __future__ import annotations
@@ -18,34 +20,21 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 import finsim_mesa
+from finsim_mesa.api.docs import install_docs
+from finsim_mesa.api.errors import ERROR_STATUS, MethodTable, install_error_handlers
+from finsim_mesa.api.limits import ApiLimits
+from finsim_mesa.api.middleware import BodyLimit, Options
+from finsim_mesa.api.openapi import DESCRIPTION, install_openapi
 from finsim_mesa.api.routes import ROUTERS
-from finsim_mesa.api.sessions import ApiLimits, Conflict, NotFound, SessionStore
-from finsim_mesa.api.training import LearnMissing, TrainingManager, learn_available
-from finsim_mesa.errors import FinsimError
+from finsim_mesa.api.scenario_table import ScenarioTable
+from finsim_mesa.api.sessions import SessionStore
+from finsim_mesa.api.training import TrainingManager, learn_available
 from finsim_mesa.scenarios import list_scenarios
 
 __all__ = ["ERROR_STATUS", "create_app", "create_app_from_env"]
-
-# exceptions a handler may raise and the status they are answered with (the
-# most specific class wins: LearnMissing is a FinsimError); the body is
-# {"detail": message}
-ERROR_STATUS: dict[type[Exception], int] = {
-    NotFound: 404,
-    FileNotFoundError: 404,
-    Conflict: 409,
-    LearnMissing: 503,
-    FinsimError: 422,
-}
-
-
-def _error(status: int):
-    async def handler(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=status, content={"detail": str(exc).strip("'\"")})
-    return handler
 
 
 def create_app(models_dir: str = "models", limits: ApiLimits | None = None,
@@ -60,25 +49,30 @@ def create_app(models_dir: str = "models", limits: ApiLimits | None = None,
     """
     limits = limits or ApiLimits()
     app = FastAPI(title="finsim-mesa", version=finsim_mesa.__version__,
-                  description="Financial contagion simulations (Mesa) over HTTP. Endpoints "
-                              "that act on a simulation take ?sim_id=...; without it they act "
-                              "on the most recently created one.")
+                  description=DESCRIPTION, docs_url=None, redoc_url=None)
     app.state.store = SessionStore(limits)
     app.state.training = TrainingManager(models_dir, available=learn)
     app.state.limits = limits
+    app.state.streams = 0  # WebSocket streams open now (routes/stream.py counts them)
     # scenarios known to this service: the registered ones when it starts plus
     # those POSTed to /scenarios/set (kept here, not in the process-wide registry)
-    app.state.scenarios = dict(list_scenarios())
-    for exc, status in ERROR_STATUS.items():
-        app.add_exception_handler(exc, _error(status))
+    app.state.scenarios = ScenarioTable(list_scenarios(), limits.max_scenarios)
+    install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    install_docs(app)
+    install_openapi(app, limits)
+    app.state.methods = MethodTable([route for router in ROUTERS for route in router.routes]
+                                    + list(app.router.routes))
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(Options, methods=app.state.methods.allowed)  # outermost
     return app
 
 
 def create_app_from_env() -> FastAPI:
-    """``create_app`` configured by ``FINSIM_MODELS_DIR`` and ``FINSIM_MAX_*``
-    variables (``finsim serve`` sets them; uvicorn's ``--reload`` needs a factory)."""
+    """``create_app`` configured by ``FINSIM_MODELS_DIR``, ``FINSIM_MAX_*`` and
+    ``FINSIM_IDLE_TTL_S`` (``finsim serve`` sets them; uvicorn's ``--reload``
+    needs a factory)."""
     limits = ApiLimits()
     for field in ("max_banks", "max_steps_per_request", "max_simulations"):
         raw = os.environ.get(f"FINSIM_{field.upper()}")

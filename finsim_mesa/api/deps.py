@@ -14,9 +14,10 @@ from typing import Annotated
 from fastapi import Depends, Query
 from starlette.requests import HTTPConnection
 
-from finsim_mesa.api.sessions import ApiLimits, SessionStore
+from finsim_mesa.api.limits import ApiLimits
+from finsim_mesa.api.scenario_table import ScenarioTable
+from finsim_mesa.api.sessions import SessionStore
 from finsim_mesa.api.training import TrainingManager
-from finsim_mesa.scenarios import Scenario
 
 __all__ = ["Limits", "Scenarios", "Seeds", "SimId", "Steps", "Store", "Training"]
 
@@ -36,7 +37,7 @@ async def get_limits(conn: HTTPConnection) -> ApiLimits:
     return conn.app.state.limits
 
 
-async def get_scenarios(conn: HTTPConnection) -> dict[str, Scenario]:
+async def get_scenarios(conn: HTTPConnection) -> ScenarioTable:
     """Scenarios known to this service: the registered ones when it started plus
     those POSTed to ``/scenarios/set`` (never the process-wide registry)."""
     return conn.app.state.scenarios
@@ -45,9 +46,12 @@ async def get_scenarios(conn: HTTPConnection) -> dict[str, Scenario]:
 Store = Annotated[SessionStore, Depends(get_store)]
 Training = Annotated[TrainingManager, Depends(get_training)]
 Limits = Annotated[ApiLimits, Depends(get_limits)]
-Scenarios = Annotated[dict[str, Scenario], Depends(get_scenarios)]
+Scenarios = Annotated[ScenarioTable, Depends(get_scenarios)]
 
 SimId = Annotated[str | None, Query(max_length=64, description="simulation id (default: the "
                                                                  "most recent simulation)")]
-Steps = Annotated[int, Query(ge=1, le=1000, description="lookahead horizon in steps")]
-Seeds = Annotated[int, Query(ge=1, le=1000, description="Monte-Carlo seeds")]
+# lookahead query parameters: their bounds and defaults come from the server's
+# work limit (finsim_mesa.api.openapi.lookahead_limits), None means the default
+Steps = Annotated[int | None, Query(ge=1, description="lookahead horizon in steps (bounded by "
+                                                      "the server's work limit)")]
+Seeds = Annotated[int | None, Query(ge=1, description="Monte-Carlo seeds (bounded alike)")]

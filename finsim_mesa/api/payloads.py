@@ -69,6 +69,8 @@ def topology_payload(m: Any) -> dict[str, list[dict[str, Any]]]:
             edges.append({"source": b, "target": int(m.exchanges[x].node), "type": "member",
                           "exposure": 0.0})
         for x, c in enumerate(m.router.exchange_ccp):
+            if c < 0:  # exchanges without a CCP settle bilaterally: no clearing link
+                continue
             edges.append({"source": int(m.exchanges[x].node), "target": int(m.ccps[c].node),
                           "type": "clears_at", "exposure": 0.0})
         owed = L.loans.owed

@@ -1,49 +1,82 @@
 """Request and response models of the REST API (validated by FastAPI, shown in
-the OpenAPI document at ``/docs``)."""
+the OpenAPI document at ``/docs``).
+
+Requests are strict (see :mod:`finsim_mesa.api.strict`). Bounds that depend on
+the server's limits (banks, steps, lookahead work, training size) are written
+into the schema when the application is built (:mod:`finsim_mesa.api.openapi`);
+the bounds here are the fixed ones.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
 
+from finsim_mesa.api.strict import (
+    TOPOLOGIES,
+    BankId,
+    BankKey,
+    BrainName,
+    Name,
+    SimulationConfig,
+    Strict,
+    drop_defaults,
+)
 from finsim_mesa.measures import MODEL_REPORTERS
+from finsim_mesa.scenarios import Scenario
 from finsim_mesa.scenarios.engine import SHOCK_KINDS
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class InitRequest(_Strict):
+# ---------------------------------------------------------------- simulation
+class InitRequest(Strict):
     """A new simulation. Any other ModelConfig field goes in ``config``."""
 
-    num_banks: int = Field(30, ge=2, description="number of banks (server limit applies)")
-    scenario: str = Field("normal", description="a name from GET /scenarios")
-    seed: int | None = Field(None, ge=0, le=2**63 - 1,
+    model_config = ConfigDict(json_schema_extra=drop_defaults("n_banks", "num_banks"))
+
+    n_banks: int = Field(None, ge=2, description="number of banks (default 30, or the "
+                                                 "server's limit if lower; the limit is the "
+                                                 "maximum)")
+    num_banks: int = Field(None, ge=2, deprecated=True,
+                           description="old name of n_banks, still accepted; giving both "
+                                       "with different values is refused")
+    scenario: str = Field("normal", min_length=1, max_length=64,
+                          description="a name from GET /scenarios")
+    seed: int | None = Field(None, ge=0, le=2**53 - 1,
                              description="seed of the model's generator; omitted: drawn and "
                                          "returned")
-    steps: int | None = Field(None, ge=1, le=1_000_000,
-                              description="episode length in steps (default: the config's)")
-    brain: str = Field("rule_based", description="baseline brain of every bank")
-    topology: str | None = Field(None, description="barabasi_albert, core_periphery or "
-                                                   "erdos_renyi")
-    n_exchanges: int = Field(0, ge=0, le=64, description="exchanges (infrastructure layer)")
-    n_ccps: int = Field(0, ge=0, le=64, description="central counterparties")
-    config: dict[str, Any] = Field(default_factory=dict,
-                                   description="other ModelConfig fields (finsim config lists "
-                                               "them)")
+    steps: int | None = Field(None, ge=1, description="episode length in steps (default: "
+                                                      "the config's; the server bounds it)")
+    brain: BrainName = Field("rule_based", description="baseline brain of every bank")
+    topology: Literal[TOPOLOGIES] | None = Field(  # type: ignore[valid-type]
+        None, description="interbank network generator (default barabasi_albert)")
+    n_exchanges: int = Field(0, ge=0, le=64, description="exchanges (infrastructure layer; "
+                                                         "at most n_banks)")
+    n_ccps: int = Field(0, ge=0, le=64, description="central counterparties (need an "
+                                                    "exchange)")
+    config: SimulationConfig = Field(  # type: ignore[valid-type]
+        default_factory=SimulationConfig, description="other ModelConfig fields")
+
+    @model_validator(mode="after")
+    def _one_bank_count(self) -> InitRequest:
+        if self.num_banks is not None:
+            if self.n_banks is not None and self.n_banks != self.num_banks:
+                raise ValueError(f"n_banks = {self.n_banks} and num_banks = {self.num_banks} "
+                                 "differ; give n_banks only (num_banks is its old name)")
+            self.n_banks = self.num_banks
+        return self
 
 
-class ResetRequest(_Strict):
-    seed: int | None = Field(None, ge=0, le=2**63 - 1,
+class ResetRequest(Strict):
+    seed: int | None = Field(None, ge=0, le=2**53 - 1,
                              description="new seed (omitted: the simulation's own seed)")
 
 
 class SimulationInfo(BaseModel):
     sim_id: str
     seed: int
-    num_banks: int
+    n_banks: int
+    num_banks: int = Field(description="the same as n_banks (its old name)")
     scenario: str
     brain: str
     policy: str | None = Field(None, description="trained policy loaded with /models/load")
@@ -52,6 +85,9 @@ class SimulationInfo(BaseModel):
     running: bool
     n_exchanges: int
     n_ccps: int
+    links: int = Field(description="interbank links of the network")
+    memory_mb_estimate: float = Field(description="memory the simulation may need, as "
+                                                  "estimated when it was made")
     created: float = Field(description="Unix time")
     idle_seconds: float
 
@@ -71,7 +107,8 @@ Metrics = create_model("Metrics", __doc__="Model-level figures after the last st
 class StepResponse(BaseModel):
     sim_id: str
     steps_requested: int
-    steps_run: int = Field(description="fewer than requested when the episode ended")
+    steps_run: int = Field(description="fewer than requested when the episode ended or the "
+                                       "client went away")
     step: int
     running: bool
     metrics: Metrics  # type: ignore[valid-type]
@@ -80,15 +117,16 @@ class StepResponse(BaseModel):
 class RiskResponse(BaseModel):
     sim_id: str
     step: int
-    debtrank: float = Field(description="DebtRank of the current distress (impact, [0, 1])")
-    debtrank_total: float = Field(description="total distress, [0, 1]")
-    systemic_risk_index: float
-    liquidity_index: float
-    stress_index: float
+    debtrank: float | None = Field(description="DebtRank of the current distress (impact, "
+                                               "[0, 1])")
+    debtrank_total: float | None = Field(description="total distress, [0, 1]")
+    systemic_risk_index: float | None
+    liquidity_index: float | None
+    stress_index: float | None
     contagion_depth: int
     n_defaults: int
-    default_rate: float
-    most_systemic: list[dict[str, float | int]] = Field(
+    default_rate: float | None
+    most_systemic: list[dict[str, float | int | None]] = Field(
         description="top banks by DebtRank if each defaulted alone")
 
 
@@ -99,35 +137,107 @@ class BankResponse(BaseModel):
     brain: str
     defaulted: bool
     default_step: int | None
-    balance_sheet: dict[str, float] = Field(description="money; capital_ratio a ratio")
-    equity_initial: float
-    debtrank: float = Field(description="DebtRank if this bank defaulted alone now")
-    last_action: dict[str, float] = Field(description="lend, hoard, sell, borrow in [0, 1]")
-    last_reward: float
-    observation: dict[str, float]
+    balance_sheet: dict[str, float | None] = Field(description="money; capital_ratio a ratio")
+    equity_initial: float | None
+    debtrank: float | None = Field(description="DebtRank if this bank defaulted alone now")
+    last_action: dict[str, float | None] = Field(description="lend, hoard, sell, borrow in "
+                                                             "[0, 1]")
+    last_reward: float | None
+    observation: dict[str, float | None]
 
 
+# ---------------------------------------------------------------- scenarios
 class ScenarioInfo(BaseModel):
     name: str
     description: str
     parameters: dict[str, Any]
 
 
-class ScenarioSetRequest(_Strict):
-    scenario: str | None = Field(None, description="a name from GET /scenarios")
-    definition: dict[str, Any] | None = Field(
-        None, description="a new scenario (fields as in GET /scenarios); registered by name")
+class ScenarioDefinition(Scenario):
+    """A scenario defined by a client (the fields of GET /scenarios). Also
+    refused: ``funding_end`` before ``funding_start``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True,
+                              json_schema_extra={"allOf": [
+                                  {"if": {"required": ["crash_step"],
+                                          "properties": {"crash_step": {"type": "integer"}}},
+                                   "then": {"required": ["crash_magnitude"],
+                                            "properties": {"crash_magnitude": {
+                                                "exclusiveMinimum": 0}}}},
+                                  {"if": {"required": ["default_count"],
+                                          "properties": {"default_count": {
+                                              "exclusiveMinimum": 0}}},
+                                   "then": {"required": ["default_step"],
+                                            "properties": {"default_step": {
+                                                "type": "integer"}}}}]})
+
+    name: Name = Field(description="unique name (letters, digits, '_', '-', '.')")
+    description: str = Field("", max_length=1000, description="what it represents")
+
+    def as_scenario(self) -> Scenario:
+        return Scenario(**self.model_dump())
+
+
+def _one_of_scenario(schema: dict[str, Any]) -> None:
+    drop_defaults("scenario", "definition")(schema)
+    schema["oneOf"] = [{"required": ["scenario"]}, {"required": ["definition"]}]
+
+
+class ScenarioSetRequest(Strict):
+    """Exactly one of ``scenario`` and ``definition``."""
+
+    model_config = ConfigDict(json_schema_extra=lambda s: _one_of_scenario(s))
+
+    scenario: str = Field(None, min_length=1, max_length=64,
+                          description="a name from GET /scenarios")
+    definition: ScenarioDefinition = Field(
+        None, description="a new scenario, registered under its name (the server keeps a "
+                          "bounded number)")
     restart: bool = Field(False, description="start the simulation again under it (same seed) "
                                              "instead of switching from the next step on")
 
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ScenarioSetRequest:
+        if (self.scenario is None) == (self.definition is None):
+            raise ValueError("give exactly one of 'scenario' (a name from GET /scenarios) or "
+                             "'definition' (a new scenario)")
+        return self
 
-class ShockRequest(_Strict):
-    kind: Literal[tuple(SHOCK_KINDS)] = Field(description="; ".join(  # type: ignore[valid-type]
-        f"{k}: {v}" for k, v in SHOCK_KINDS.items()))
-    magnitude: float = Field(0.0, description="size of the shock (meaning per kind)")
-    banks: list[int] | None = Field(None, max_length=100_000,
-                                    description="bank ids hit (None: all; required for loss "
-                                                "and default)")
+
+Banks = Annotated[list[BankId], Field(min_length=1, max_length=100_000)]
+
+
+class _Shock(Strict):
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "magnitude": self.magnitude, "banks": self.banks}
+
+
+class PriceCrash(_Shock):
+    kind: Literal["price_crash"] = Field(description=SHOCK_KINDS["price_crash"])
+    magnitude: float = Field(0.0, ge=0, lt=1)
+    banks: Banks | None = Field(None, description="bank ids hit (null or omitted: all)")
+
+
+class FundingWithdrawal(_Shock):
+    kind: Literal["funding_withdrawal"] = Field(description=SHOCK_KINDS["funding_withdrawal"])
+    magnitude: float = Field(0.0, ge=0, le=1)
+    banks: Banks | None = Field(None, description="bank ids hit (null or omitted: all)")
+
+
+class Loss(_Shock):
+    kind: Literal["loss"] = Field(description=SHOCK_KINDS["loss"])
+    magnitude: float = Field(0.0, ge=0, le=10)
+    banks: Banks = Field(description="bank ids hit")
+
+
+class Default(_Shock):
+    kind: Literal["default"] = Field(description=SHOCK_KINDS["default"])
+    magnitude: float = Field(0.0, description="not used")
+    banks: Banks = Field(description="bank ids put in default")
+
+
+ShockRequest = Annotated[PriceCrash | FundingWithdrawal | Loss | Default,
+                         Field(discriminator="kind")]
 
 
 class ShockResponse(BaseModel):
@@ -137,14 +247,25 @@ class ShockResponse(BaseModel):
     metrics: Metrics  # type: ignore[valid-type]
 
 
-class WhatIfRequest(_Strict):
-    steps: int = Field(10, ge=1, le=1000, description="horizon in steps")
-    seeds: int = Field(10, ge=1, le=1000, description="Monte-Carlo runs per variant")
+# ---------------------------------------------------------------- decisions
+Action = Annotated[list[Annotated[float, Field(ge=0, le=1)]],
+                   Field(min_length=4, max_length=4)]
+
+
+class WhatIfRequest(Strict):
+    model_config = ConfigDict(json_schema_extra=drop_defaults("steps", "seeds"))
+
+    steps: int = Field(None, ge=1, description="horizon in steps (bounds and default from the "
+                                               "server's work limit)")
+    seeds: int = Field(None, ge=1, description="Monte-Carlo runs per variant (bounded alike)")
     shock: ShockRequest | None = None
-    brains: dict[str, str] | None = Field(None, description="{bank_id: brain name}")
-    actions: dict[str, list[float]] | None = Field(
+    brains: Annotated[dict[BankKey, BrainName], Field(
+        max_length=100_000, json_schema_extra={"additionalProperties": False})] | None = Field(
+        None, description="{bank_id: brain name}")
+    actions: Annotated[dict[BankKey, Action], Field(
+        max_length=100_000, json_schema_extra={"additionalProperties": False})] | None = Field(
         None, description="{bank_id: [lend, hoard, sell, borrow]} held fixed")
-    bank: int | None = Field(None, description="bank whose own outcome is reported")
+    bank: BankId | None = Field(None, description="bank whose own outcome is reported")
 
 
 class WhatIfResponse(BaseModel):
@@ -153,7 +274,7 @@ class WhatIfResponse(BaseModel):
     horizon: int
     seeds: list[int]
     summary: list[dict[str, Any]] = Field(description="per variant and outcome: mean, std, "
-                                                      "95% CI")
+                                                      "95% CI (null with one seed)")
     difference: list[dict[str, Any]] = Field(description="hypothetical - baseline, paired")
 
 
@@ -163,9 +284,9 @@ class RecommendationResponse(BaseModel):
     bank_id: int
     action: str
     vector: list[float] | None
-    expected_equity: float
-    ci95: list[float]
-    default_probability: float
+    expected_equity: float | None
+    ci95: list[float | None]
+    default_probability: float | None
     reason: str
     table: list[dict[str, Any]]
 
@@ -175,17 +296,37 @@ class RecommendationsResponse(BaseModel):
     step: int
     recommendations: list[RecommendationResponse]
     skipped: list[int] = Field(description="banks in default (nothing to recommend)")
+    next_start: int | None = Field(
+        description="the banks from this id on did not fit in one request's work limit: ask "
+                    "again with start=next_start (null: every bank is answered)")
 
 
-class TrainRequest(_Strict):
-    episodes: int = Field(200, ge=1, description="training episodes (server limit applies)")
+# ---------------------------------------------------------------- training and models
+class TrainRequest(Strict):
+    model_config = ConfigDict(json_schema_extra=drop_defaults("episodes", "n_banks",
+                                                               "num_banks"))
+
+    episodes: int = Field(None, ge=1, description="training episodes (default 200, or the "
+                                                  "server's limit if lower)")
     scenarios: list[str] = Field(["normal"], min_length=1, max_length=8,
                                  description="curriculum, in order")
-    num_banks: int = Field(30, ge=2)
+    n_banks: int = Field(None, ge=2, description="banks (default 30, or the server's limit "
+                                                 "if lower)")
+    num_banks: int = Field(None, ge=2, deprecated=True,
+                           description="old name of n_banks, still accepted")
     steps: int = Field(50, ge=1, le=1000, description="episode length")
     seed: int = Field(42, ge=0, le=2**32 - 1)
     eval_every: int = Field(200, ge=1, description="episodes between evaluations")
     eval_seeds: int = Field(3, ge=1, le=50, description="evaluation episodes each time")
+
+    @model_validator(mode="after")
+    def _one_bank_count(self) -> TrainRequest:
+        if self.num_banks is not None:
+            if self.n_banks is not None and self.n_banks != self.num_banks:
+                raise ValueError(f"n_banks = {self.n_banks} and num_banks = {self.num_banks} "
+                                 "differ; give n_banks only (num_banks is its old name)")
+            self.n_banks = self.num_banks
+        return self
 
 
 class TrainStatus(BaseModel):
@@ -195,17 +336,18 @@ class TrainStatus(BaseModel):
     job_id: str | None = None
 
 
-class ModelSaveRequest(_Strict):
-    name: str = Field("api", description="registry id; each save adds a version vK")
+class ModelSaveRequest(Strict):
+    name: Name = Field("api", description="registry id; each save adds a version vK")
     metric: float | None = Field(None, description="score used to pick 'best' (default: the "
                                                    "job's last evaluation reward)")
 
 
-class ModelLoadRequest(_Strict):
-    model: str = Field(description="a name from GET /models ('api', 'api/v2', 'final', ...)")
+class ModelLoadRequest(Strict):
+    model: Annotated[str, StringConstraints(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}){0,7}$")] \
+        = Field(description="a name from GET /models ('api', 'api/v2', 'final', ...)")
     version: str = Field("best", pattern=r"^(best|latest|v[0-9]{1,6})$")
-    banks: list[int] | None = Field(None, max_length=100_000,
-                                    description="banks it decides for (None: all)")
+    banks: Banks | None = Field(None, description="banks it decides for (null: all)")
     deterministic: bool = Field(True, description="act with the mean action, or sample")
 
 
@@ -217,6 +359,8 @@ class ModelInfo(BaseModel):
     metric: float | None
     created: str | None
     episode: int | None
+    error: str | None = Field(None, description="why this model cannot be loaded (a damaged "
+                                                "or incomplete checkpoint); null when fine")
 
 
 class TopologyResponse(BaseModel):
@@ -232,5 +376,6 @@ class Health(BaseModel):
     status: Literal["ok"]
     version: str
     simulations: int
+    streams: int = Field(description="WebSocket streams open now")
     learn_available: bool
     training: str

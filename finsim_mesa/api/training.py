@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import re
 import threading
 import time
@@ -74,7 +75,7 @@ class TrainingManager:
 
     # ------------------------------------------------------------ training
     def start(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Start a job (``episodes``, ``scenarios``, ``num_banks``, ``steps``,
+        """Start a job (``episodes``, ``scenarios``, ``n_banks``, ``steps``,
         ``seed``, ``eval_every``). Raises RuntimeError if one is running."""
         self.require()
         with self._lock:
@@ -122,7 +123,7 @@ class TrainingManager:
                 out_dir=job["out_dir"], eval_every=req["eval_every"],
                 eval_seeds=tuple(range(1001, 1001 + req["eval_seeds"])), progress=False,
                 should_stop=self._stop.is_set, on_record=on_record,
-                n_banks=req["num_banks"], steps=req["steps"])
+                n_banks=req["n_banks"], steps=req["steps"])
             with self._lock:
                 job.update(state="stopped" if summary["stopped"] else "finished",
                            summary=summary, finished=time.time())
@@ -176,31 +177,40 @@ class TrainingManager:
                 "path": str(self.models_dir / "registry" / name / version)}
 
     def list(self) -> list[dict[str, Any]]:
-        """Registry versions and plain model folders (``best``, ``final``, jobs)."""
+        """Registry versions and plain model folders (``best``, ``final``, jobs).
+
+        A checkpoint that cannot be read (a damaged or incomplete ``meta.json``
+        or index) is listed with ``error`` saying why, never failing the list."""
         self.require()
+        out: list[dict[str, Any]] = []
+        reg = self.models_dir / "registry"
+        if reg.is_dir():
+            for folder in sorted(p for p in reg.iterdir() if p.is_dir()
+                                 and not p.name.startswith(".")):
+                out.extend(self._registry_entries(folder))
+        if self.models_dir.is_dir():
+            for meta in sorted(self.models_dir.glob("**/meta.json")):
+                rel = meta.parent.relative_to(self.models_dir).as_posix()
+                if rel == "." or rel.startswith("registry/") or "/registry/" in rel:
+                    continue
+                out.append(_entry(rel, "folder", *_read_meta(meta)))
+        return out
+
+    def _registry_entries(self, folder: Path) -> list[dict[str, Any]]:
         from finsim_mesa.learning.checkpoint import ModelCheckpointer
 
-        out: list[dict[str, Any]] = []
-        reg = ModelCheckpointer(self.models_dir / "registry")
-        if reg.root.exists():
-            for m in reg.list_checkpoints():
-                out.append({"name": f"{m['model_id']}/{m['version']}", "kind": "registry",
-                            "model_id": m["model_id"], "version": m["version"],
-                            "metric": m.get("metric"), "created": m.get("created"),
-                            "episode": m.get("episode")})
-        if self.models_dir.exists():
-            for meta in sorted(self.models_dir.glob("**/meta.json")):
-                folder = meta.parent
-                rel = folder.relative_to(self.models_dir).as_posix()
-                if rel.startswith("registry/") or "/registry/" in rel:
-                    continue
-                try:
-                    m = json.loads(meta.read_text())
-                except (OSError, json.JSONDecodeError):
-                    m = {}  # listed anyway; loading it gives the precise error
-                out.append({"name": rel, "kind": "folder", "model_id": m.get("model_id"),
-                            "version": m.get("version"), "metric": m.get("metric"),
-                            "created": m.get("created"), "episode": m.get("episode")})
+        try:
+            found = ModelCheckpointer(folder.parent).list_checkpoints(folder.name)
+        except Exception as err:  # a damaged index: listed, not fatal
+            return [_entry(folder.name, "registry", {"model_id": folder.name},
+                           f"cannot be read: {err}")]
+        out = []
+        for m in found:
+            m = m if isinstance(m, dict) else {}
+            version = m.get("version")
+            name = f"{folder.name}/{version}" if isinstance(version, str) else folder.name
+            out.append(_entry(name, "registry", m | {"model_id": folder.name},
+                              m.get("error")))
         return out
 
     def resolve(self, name: str, version: str) -> Any:
@@ -217,10 +227,58 @@ class TrainingManager:
             check_name(p, "model name part")
         reg = self.models_dir / "registry"
         if (reg / parts[0] / "index.json").exists() and len(parts) <= 2:
-            return PolicyBrain.load(reg / parts[0], version=parts[1] if len(parts) == 2
-                                    else version)
+            return _load(PolicyBrain, name, reg / parts[0], self.models_dir,
+                         version=parts[1] if len(parts) == 2 else version)
         folder = self.models_dir / name
         if (folder / "meta.json").exists():
-            return PolicyBrain.load(folder)
+            return _load(PolicyBrain, name, folder, self.models_dir)
         raise FileNotFoundError(f"model {name!r} not found under {self.models_dir}; "
                                 "GET /models lists what can be loaded")
+
+
+def _load(policy_brain: Any, name: str, path: Path, root: Path, **kw: Any) -> Any:
+    """``PolicyBrain.load``, with any failure to read the checkpoint as a
+    CheckpointError naming the model (a 422, never a server error)."""
+    import inspect
+
+    from finsim_mesa.learning.checkpoint import CheckpointError
+
+    if "root" in inspect.signature(policy_brain.load).parameters:
+        kw["root"] = root  # everything read must resolve inside the models folder
+    try:
+        return policy_brain.load(path, **kw)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError,
+            OSError) as err:
+        what = f"field {err}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
+        raise CheckpointError(f"model {name!r} cannot be loaded: its checkpoint is damaged "
+                              f"or incomplete ({what})") from None
+
+
+def _read_meta(path: Path) -> tuple[dict[str, Any], str | None]:
+    """A folder's meta.json as a dict, or ({}, why it cannot be read)."""
+    try:
+        meta = json.loads(path.read_bytes())
+    except (OSError, ValueError) as err:
+        return {}, f"{path.name} cannot be read: {err}"
+    if not isinstance(meta, dict):
+        return {}, f"{path.name} must be a JSON object, not a {type(meta).__name__}"
+    return meta, None
+
+
+def _entry(name: str, kind: str, meta: dict[str, Any], error: str | None) -> dict[str, Any]:
+    """A row of GET /models, every field of the type the schema says (a
+    hand-edited meta.json may hold anything)."""
+    def text(v: Any) -> str | None:
+        return v if isinstance(v, str) else None
+
+    metric = meta.get("metric")
+    metric = float(metric) if isinstance(metric, int | float) and not isinstance(
+        metric, bool) and math.isfinite(metric) else None
+    episode = meta.get("episode")
+    return {"name": name, "kind": kind, "model_id": text(meta.get("model_id")),
+            "version": text(meta.get("version")), "metric": metric,
+            "created": text(meta.get("created")),
+            "episode": episode if isinstance(episode, int) and not isinstance(episode, bool)
+            else None, "error": text(error)}

@@ -13,8 +13,9 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
         print(name)
         print(textwrap.indent(textwrap.fill(sc.description, 76), "    "))
         if args.verbose:
+            fields = type(sc).model_fields
             for k, v in sc.model_dump(exclude={"name", "description"}).items():
-                print(f"      {k}: {v}")
+                print(f"      {k} = {v}  ({fields[k].description})")
     return 0
 
 

@@ -36,28 +36,42 @@ class Scenario(BaseModel):
 
     name: str = Field(min_length=1, description="unique name")
     description: str = Field("", description="what the scenario represents")
-    price_volatility: float = Field(0.01, ge=0, le=1, description="sigma of log price per step")
-    shock_probability: float = Field(0.0, ge=0, le=1,
-                                     description="chance per step of a bank-specific loss event")
-    shock_fraction: float = Field(0.0, ge=0, le=1, description="share of banks hit by an event")
-    shock_magnitude: float = Field(0.0, ge=0, le=10,
-                                   description="loss as a multiple of the bank's equity")
-    shock_target: Target = Field("random", description="which banks losses hit")
-    funding_stress: float = Field(0.0, ge=0, le=1,
-                                  description="share of deposits withdrawn from a bank in a run")
-    funding_stress_probability: float = Field(0.0, ge=0, le=1,
-                                              description="chance per step and bank of a run")
-    funding_start: int = Field(1, ge=1, description="first step of the funding stress")
-    funding_end: int | None = Field(None, ge=1, description="last step (None: to the end)")
-    crash_step: int | None = Field(None, ge=1, description="step of the price crash")
-    crash_magnitude: float = Field(0.0, ge=0, lt=1, description="fall of price and fundamental")
-    crash_asset: str | None = Field(None, min_length=1,
-                                    description="the asset class the crash hits (None: all)")
-    default_step: int | None = Field(None, ge=1, description="step of forced defaults")
-    default_count: int = Field(0, ge=0, description="number of banks forced into default")
-    default_target: Target = Field("largest", description="which banks are forced to default")
-    stress_level: float = Field(0.0, ge=0, le=1,
-                                description="market stress perceived by banks (raises rates)")
+    price_volatility: float = Field(
+        0.01, ge=0, le=1,
+        description="standard deviation of the log price change per step (0.01 = about 1%)")
+    shock_probability: float = Field(
+        0.0, ge=0, le=1, description="probability per step of a loss event (0-1)")
+    shock_fraction: float = Field(
+        0.0, ge=0, le=1, description="share of the active banks a loss event hits (0-1)")
+    shock_magnitude: float = Field(
+        0.0, ge=0, le=10,
+        description="loss of a hit bank, as a multiple of its equity (1 = all of it)")
+    shock_target: Target = Field(
+        "random", description="which banks losses hit: random, largest or smallest")
+    funding_stress: float = Field(
+        0.0, ge=0, le=1, description="share of a bank's deposits withdrawn in a run (0-1)")
+    funding_stress_probability: float = Field(
+        0.0, ge=0, le=1, description="probability per step and bank of a run (0-1)")
+    funding_start: int = Field(
+        1, ge=1, description="first step of the funding stress (steps count from 1)")
+    funding_end: int | None = Field(
+        None, ge=1, description="last step of the funding stress (None: to the end)")
+    crash_step: int | None = Field(
+        None, ge=1, description="step of the price crash (None: no crash)")
+    crash_magnitude: float = Field(
+        0.0, ge=0, lt=1,
+        description="share the price and its fundamental lose at the crash (0-1)")
+    crash_asset: str | None = Field(
+        None, min_length=1, description="the asset class the crash hits (None: all)")
+    default_step: int | None = Field(
+        None, ge=1, description="step at which banks are forced into default (None: none)")
+    default_count: int = Field(
+        0, ge=0, description="number of banks forced into default (banks)")
+    default_target: Target = Field(
+        "largest", description="which banks are forced to default: random, largest or smallest")
+    stress_level: float = Field(
+        0.0, ge=0, le=1,
+        description="market stress banks perceive (0-1; raises the interbank rate)")
 
     @model_validator(mode="after")
     def _check(self) -> Scenario:

@@ -8,14 +8,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from finsim_mesa.api.deps import SimId, Store
+from finsim_mesa.api.errors import NotFound, responses
 from finsim_mesa.api.payloads import clean
+from finsim_mesa.api.routing import FinsimRoute
 from finsim_mesa.api.schemas import BankResponse, Metrics, RiskResponse
-from finsim_mesa.api.sessions import NotFound
 from finsim_mesa.observation import ACTION_NAMES, INFRA_OBS_FIELDS, OBS_FIELDS
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(route_class=FinsimRoute, responses=responses(404, 422))
 
 
 @router.get("/metrics", response_model=Metrics, tags=["metrics"])
@@ -44,11 +45,12 @@ def risk_metrics(store: Store, sim_id: SimId = None,
     with session.state_lock:
         m, r = session.model, session.model.measures
         return RiskResponse(
-            sim_id=session.sim_id, step=m.t, debtrank=r.debtrank,
-            debtrank_total=r.debtrank_total, systemic_risk_index=r.systemic_risk_index,
-            liquidity_index=r.liquidity_index, stress_index=r.stress_index,
+            sim_id=session.sim_id, step=m.t, debtrank=clean(r.debtrank),
+            debtrank_total=clean(r.debtrank_total),
+            systemic_risk_index=clean(r.systemic_risk_index),
+            liquidity_index=clean(r.liquidity_index), stress_index=clean(r.stress_index),
             contagion_depth=int(m.flows.contagion_depth), n_defaults=int(r.n_defaults),
-            default_rate=r.default_rate, most_systemic=clean(m.systemic_ranking(top)))
+            default_rate=clean(r.default_rate), most_systemic=clean(m.systemic_ranking(top)))
 
 
 @router.get("/metrics/bank/{bank_id}", response_model=BankResponse, tags=["metrics"])
@@ -68,9 +70,10 @@ def bank_metrics(bank_id: Annotated[int, Path(ge=0)], store: Store, sim_id: SimI
             brain=m.brains.names[bank_id], defaulted=bool(L.defaulted[bank_id]),
             default_step=int(L.default_step[bank_id]) if L.defaulted[bank_id] else None,
             balance_sheet=clean(m.banks[bank_id].balance_sheet()),
-            equity_initial=float(L.equity0[bank_id]),
-            debtrank=float(m.debtrank_per_bank()[bank_id]),
-            last_action=dict(zip(ACTION_NAMES, map(float, m.decisions.actions[bank_id]),
-                                 strict=True)),
-            last_reward=float(m.reward.per_bank[bank_id]),
-            observation={name: float(v) for (name, _), v in zip(fields, obs, strict=False)})
+            equity_initial=clean(float(L.equity0[bank_id])),
+            debtrank=clean(float(m.debtrank_per_bank()[bank_id])),
+            last_action=clean(dict(zip(ACTION_NAMES, map(float, m.decisions.actions[bank_id]),
+                                       strict=True))),
+            last_reward=clean(float(m.reward.per_bank[bank_id])),
+            observation=clean({name: float(v)
+                               for (name, _), v in zip(fields, obs, strict=False)}))

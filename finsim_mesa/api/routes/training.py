@@ -8,7 +8,11 @@ from typing import Any
 from fastapi import APIRouter
 
 from finsim_mesa.api.deps import Limits, SimId, Store, Training
-from finsim_mesa.api.payloads import bank_ids
+from finsim_mesa.api.errors import Conflict, responses
+from finsim_mesa.api.limits import ApiLimits
+from finsim_mesa.api.openapi import default_train
+from finsim_mesa.api.payloads import bank_ids, clean
+from finsim_mesa.api.routing import FinsimRoute
 from finsim_mesa.api.schemas import (
     ModelInfo,
     ModelLoadRequest,
@@ -17,36 +21,42 @@ from finsim_mesa.api.schemas import (
     TrainRequest,
     TrainStatus,
 )
-from finsim_mesa.api.sessions import ApiLimits, Conflict
 from finsim_mesa.errors import FinsimError
 from finsim_mesa.scenarios import list_scenarios
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(route_class=FinsimRoute, responses=responses(503))
 
 
-def _check_job(req: TrainRequest, limits: ApiLimits) -> None:
-    if req.episodes > limits.max_train_episodes:
-        raise FinsimError(f"episodes = {req.episodes}: at most "
+def _job(req: TrainRequest, limits: ApiLimits) -> dict[str, Any]:
+    """The job a request asks for (defaults filled in), checked against the limits."""
+    episodes, n_banks = default_train(limits)
+    job = req.model_dump(exclude={"num_banks"}) | {
+        "episodes": episodes if req.episodes is None else req.episodes,
+        "n_banks": n_banks if req.n_banks is None else req.n_banks}
+    if job["episodes"] > limits.max_train_episodes:
+        raise FinsimError(f"episodes = {job['episodes']}: at most "
                           f"{limits.max_train_episodes} per job")
-    if req.num_banks > limits.max_train_banks:
-        raise FinsimError(f"num_banks = {req.num_banks}: at most "
+    if job["n_banks"] > limits.max_train_banks:
+        raise FinsimError(f"n_banks = {job['n_banks']}: at most "
                           f"{limits.max_train_banks} for training")
     bad = [s for s in req.scenarios if s not in list_scenarios()]
     if bad:
         raise FinsimError(f"scenarios {bad} are unknown for training; choose from "
                           f"{', '.join(list_scenarios())}")
+    return job
 
 
 # ------------------------------------------------------------ training
-@router.post("/train/start", response_model=TrainStatus, tags=["training"])
+@router.post("/train/start", response_model=TrainStatus, tags=["training"],
+             responses=responses(409, 413, 422))
 def train_start(req: TrainRequest, training: Training, limits: Limits) -> Any:
     """Start a MAPPO training job in the background (one at a time)."""
     training.require()
-    _check_job(req, limits)
+    job = _job(req, limits)
     try:
-        return training.start(req.model_dump())
+        return clean(training.start(job))
     except RuntimeError as err:
         raise Conflict(str(err)) from None
 
@@ -54,14 +64,15 @@ def train_start(req: TrainRequest, training: Training, limits: Limits) -> Any:
 @router.get("/train/status", response_model=TrainStatus, tags=["training"])
 def train_status(training: Training) -> Any:
     """State, progress, latest rewards and evaluation of the current job."""
-    return training.status()
+    return clean(training.status())
 
 
-@router.post("/train/stop", response_model=TrainStatus, tags=["training"])
+@router.post("/train/stop", response_model=TrainStatus, tags=["training"],
+             responses=responses(409))
 def train_stop(training: Training) -> Any:
     """Ask the job to stop after the current update (its policy is saved)."""
     try:
-        return training.stop()
+        return clean(training.stop())
     except RuntimeError as err:
         raise Conflict(str(err)) from None
 
@@ -69,11 +80,13 @@ def train_stop(training: Training) -> Any:
 # ------------------------------------------------------------ models
 @router.get("/models", response_model=list[ModelInfo], tags=["models"])
 def models(training: Training) -> Any:
-    """Saved policies: registry versions and model folders."""
+    """Saved policies: registry versions and model folders (a damaged one is
+    listed with ``error``)."""
     return training.list()
 
 
-@router.post("/models/save", response_model=ModelInfo, tags=["models"])
+@router.post("/models/save", response_model=ModelInfo, tags=["models"],
+             responses=responses(409, 413, 422))
 def models_save(req: ModelSaveRequest, training: Training) -> Any:
     """Save the training job's latest policy as a new registry version."""
     try:
@@ -84,26 +97,20 @@ def models_save(req: ModelSaveRequest, training: Training) -> Any:
     except RuntimeError as err:
         raise Conflict(str(err)) from None
     return ModelInfo(name=f"{saved['model']}/{saved['version']}", kind="registry",
-                     model_id=saved["model"], version=saved["version"], metric=metric,
+                     model_id=saved["model"], version=saved["version"], metric=clean(metric),
                      created=None, episode=None)
 
 
-@router.post("/models/load", response_model=SimulationInfo, tags=["models"])
+@router.post("/models/load", response_model=SimulationInfo, tags=["models"],
+             responses=responses(404, 413, 422))
 def models_load(req: ModelLoadRequest, store: Store, training: Training,
                 sim_id: SimId = None) -> SimulationInfo:
     """Let a saved policy decide for the simulation's banks from the next step."""
     training.require()
     session = store.get(sim_id)
+    if req.banks is not None:
+        bank_ids({str(b): b for b in req.banks}, session.model.n_banks, "banks")
     brain = training.resolve(req.model, req.version)
     brain.deterministic = req.deterministic
-    with session.op_lock, session.state_lock:
-        m = session.model
-        if req.banks is None:
-            spec: Any = brain
-        else:
-            ids = bank_ids({str(b): brain for b in req.banks}, m.n_banks, "banks")
-            current = dict(enumerate(m.brains.per_bank))
-            spec = [ids.get(i, current[i]) for i in range(m.n_banks)]
-        m.set_brains(spec)
-        session.brain_spec, session.policy = spec, req.model
+    session.set_brains(brain, req.banks, req.model)
     return SimulationInfo(**session.info())

@@ -1,0 +1,112 @@
+"""ASGI middleware of the service, outermost first: the OPTIONS answer and
+the request-size cap.
+
+- :class:`Options`: ``OPTIONS`` on a known path answers 204 with ``Allow``
+  listing the methods of every route on that path.
+- :class:`BodyLimit`: a body whose ``Content-Length`` is over the limit is
+  answered 413 without reading it; a body sent without a length (chunked) is
+  cut off with 413 as soon as it passes the limit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["BodyLimit", "Options"]
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any],
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(data)).encode()), *(headers or [])]})
+    await send({"type": "http.response.body", "body": data})
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value
+    return None
+
+
+class Options:
+    """Answer ``OPTIONS`` on a known path with ``Allow`` (204)."""
+
+    def __init__(self, app: ASGIApp, methods: Any) -> None:
+        self.app = app
+        self.methods = methods  # callable: path -> allowed methods ([] if no route)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "OPTIONS":
+            allow = self.methods(scope["path"])
+            if allow:
+                await send({"type": "http.response.start", "status": 204,
+                            "headers": [(b"allow", ", ".join(allow).encode())]})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        await self.app(scope, receive, send)
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while a body is read past the limit (FastAPI passes an
+    HTTPException raised by ``receive`` on to the error handlers: 413)."""
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with 413, reading no more than that."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _detail(self, size: str) -> dict[str, str]:
+        return {"detail": f"request body {size} is over this server's limit of "
+                          f"{self.max_bytes:,} bytes"}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = _header(scope, b"content-length")
+        if length is not None:
+            try:
+                size = int(length)
+            except ValueError:
+                await _send_json(send, 400, {"detail": "Content-Length is not a number"})
+                return
+            if size > self.max_bytes:
+                await _send_json(send, 413, self._detail(f"of {size:,} bytes"),
+                                 [(b"connection", b"close")])
+                return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLarge(413, self._detail("(sent without a length)")["detail"],
+                                       headers={"Connection": "close"})
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await _send_json(send, 413, self._detail("(sent without a length)"),
+                             [(b"connection", b"close")])
