@@ -54,9 +54,10 @@ created one.
 
 **Errors** all have one shape: `{"detail": "<message>"}`; an invalid request
 (422) adds `"errors": [{"loc": [...], "msg": "...", "type": "..."}]`, one entry
-per problem (the values sent are never echoed). Statuses: 404 unknown simulation, bank or model, 405 method not allowed
-(with `Allow`), 409 the request does not fit the current state, 413 body too
-large, 422 invalid request, 503 training without the `learn` extra.
+per problem (the values sent are never echoed). Statuses: 404 unknown
+simulation, bank or model, 405 method not allowed (with `Allow`), 409 the
+request does not fit the current state, 413 body too large, 422 invalid
+request, 503 training without the `learn` extra.
 
 **Limits** of this server are the `maximum`s of the schema (banks, steps per
 request, lookahead steps and seeds, training size); the size of a network
