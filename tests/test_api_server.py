@@ -2,11 +2,12 @@
 concurrent clients on several simulations (no step lost, no state mixed);
 what only a real connection shows: a run whose client goes away, WebSocket
 clients that vanish or whose simulation is deleted, bodies over the limit
-(declared or streamed)."""
+(declared or streamed), and a server started with a token."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -31,10 +32,11 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "FINSIM_API_TOKEN"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "finsim_mesa.cli", "serve", "--port", str(port), "--models",
          str(tmp_path_factory.mktemp("models")), "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while True:
@@ -237,3 +239,39 @@ def test_a_streamed_body_is_cut_off_past_the_limit(server):
         head = _raw_response(sock, 10)
     assert head.startswith(b"HTTP/1.1 413"), head[:200]
     assert sent < 4 * 2**20  # answered soon after the 1 MiB limit, not after 8 MiB
+
+
+@pytest.fixture(scope="module")
+def token_server(tmp_path_factory):
+    port = free_port()
+    env = dict(os.environ, FINSIM_API_TOKEN="wire-token")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finsim_mesa.cli", "serve", "--port", str(port), "--models",
+         str(tmp_path_factory.mktemp("models")), "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"server did not start: {proc.stdout.read()}")
+        time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_a_server_with_a_token_needs_it(token_server):
+    assert httpx.get(f"{token_server}/health").status_code == 200
+    r = httpx.get(f"{token_server}/simulations")
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+    assert httpx.get(f"{token_server}/simulations",
+                     headers={"Authorization": "Bearer nope"}).status_code == 401
+    ok = httpx.get(f"{token_server}/simulations",
+                   headers={"Authorization": "Bearer wire-token"})
+    assert ok.status_code == 200 and ok.json() == []

@@ -10,7 +10,7 @@ long run never blocks other clients.
 
 The endpoints live in :mod:`finsim_mesa.api.routes` (one router per area);
 this module builds the application: its state, its routers, its middleware
-(OPTIONS, body size), the mapping of errors to status codes
+(token, OPTIONS, body size), the mapping of errors to status codes
 (:mod:`finsim_mesa.api.errors`) and its OpenAPI document
 (:mod:`finsim_mesa.api.openapi`).
 """
@@ -26,19 +26,22 @@ import finsim_mesa
 from finsim_mesa.api.docs import install_docs
 from finsim_mesa.api.errors import ERROR_STATUS, MethodTable, install_error_handlers
 from finsim_mesa.api.limits import ApiLimits
-from finsim_mesa.api.middleware import BodyLimit, Options
+from finsim_mesa.api.middleware import BearerAuth, BodyLimit, Options
 from finsim_mesa.api.openapi import DESCRIPTION, install_openapi
 from finsim_mesa.api.routes import ROUTERS
 from finsim_mesa.api.scenario_table import ScenarioTable
 from finsim_mesa.api.sessions import SessionStore
 from finsim_mesa.api.training import TrainingManager, learn_available
+from finsim_mesa.errors import ConfigError
 from finsim_mesa.scenarios import list_scenarios
 
-__all__ = ["ERROR_STATUS", "create_app", "create_app_from_env"]
+__all__ = ["ERROR_STATUS", "TOKEN_ENV", "create_app", "create_app_from_env"]
+
+TOKEN_ENV = "FINSIM_API_TOKEN"
 
 
 def create_app(models_dir: str = "models", limits: ApiLimits | None = None,
-               learn: Any = learn_available) -> FastAPI:
+               learn: Any = learn_available, token: str | None = None) -> FastAPI:
     """Build the service.
 
     Args:
@@ -46,8 +49,12 @@ def create_app(models_dir: str = "models", limits: ApiLimits | None = None,
             API's training jobs and registry.
         limits: server limits (sizes, steps per request, expiry).
         learn: callable telling whether the ``learn`` extra is installed.
+        token: if given, every request but ``GET /health`` needs
+            ``Authorization: Bearer <token>``.
     """
     limits = limits or ApiLimits()
+    if token is not None and not token.strip():
+        raise ConfigError("token: give a non-empty token (or none)")
     app = FastAPI(title="finsim-mesa", version=finsim_mesa.__version__,
                   description=DESCRIPTION, docs_url=None, redoc_url=None)
     app.state.store = SessionStore(limits)
@@ -61,18 +68,20 @@ def create_app(models_dir: str = "models", limits: ApiLimits | None = None,
     for router in ROUTERS:
         app.include_router(router)
     install_docs(app)
-    install_openapi(app, limits)
+    install_openapi(app, limits, token)
     app.state.methods = MethodTable([route for router in ROUTERS for route in router.routes]
                                     + list(app.router.routes))
+    # added last = outermost: the token is checked before anything else
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
-    app.add_middleware(Options, methods=app.state.methods.allowed)  # outermost
+    app.add_middleware(Options, methods=app.state.methods.allowed)
+    app.add_middleware(BearerAuth, token=token)
     return app
 
 
 def create_app_from_env() -> FastAPI:
-    """``create_app`` configured by ``FINSIM_MODELS_DIR``, ``FINSIM_MAX_*`` and
-    ``FINSIM_IDLE_TTL_S`` (``finsim serve`` sets them; uvicorn's ``--reload``
-    needs a factory)."""
+    """``create_app`` configured by ``FINSIM_MODELS_DIR``, ``FINSIM_MAX_*``,
+    ``FINSIM_IDLE_TTL_S`` and ``FINSIM_API_TOKEN`` (``finsim serve`` sets them;
+    uvicorn's ``--reload`` needs a factory)."""
     limits = ApiLimits()
     for field in ("max_banks", "max_steps_per_request", "max_simulations"):
         raw = os.environ.get(f"FINSIM_{field.upper()}")
@@ -81,4 +90,5 @@ def create_app_from_env() -> FastAPI:
     raw = os.environ.get("FINSIM_IDLE_TTL_S")
     if raw:
         limits.idle_ttl_s = float(raw)
-    return create_app(os.environ.get("FINSIM_MODELS_DIR", "models"), limits)
+    return create_app(os.environ.get("FINSIM_MODELS_DIR", "models"), limits,
+                      token=os.environ.get(TOKEN_ENV) or None)

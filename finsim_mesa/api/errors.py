@@ -76,6 +76,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
 
 _DESCRIPTIONS = {
     400: "The body could not be read (e.g. it is not UTF-8)",
+    401: "Missing or wrong bearer token (Authorization: Bearer ...)",
     404: "No such simulation (never created, deleted or expired), bank or model",
     409: "The request does not fit the current state (episode over, a job running, a "
          "server table full)",

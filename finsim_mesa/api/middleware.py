@@ -1,6 +1,9 @@
-"""ASGI middleware of the service, outermost first: the OPTIONS answer and
-the request-size cap.
+"""ASGI middleware of the service, outermost first: the bearer token, the
+OPTIONS answer and the request-size cap.
 
+- :class:`BearerAuth`: with a token set, every request but ``GET /health``
+  (HTTP and WebSocket) needs ``Authorization: Bearer <token>``; the token is
+  compared in constant time; a refusal is 401 with ``WWW-Authenticate``.
 - :class:`Options`: ``OPTIONS`` on a known path answers 204 with ``Allow``
   listing the methods of every route on that path.
 - :class:`BodyLimit`: a body whose ``Content-Length`` is over the limit is
@@ -10,13 +13,16 @@ the request-size cap.
 
 from __future__ import annotations
 
+import hmac
 import json
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodyLimit", "Options"]
+__all__ = ["BearerAuth", "BodyLimit", "Options"]
+
+PUBLIC_PATHS = frozenset({"/health"})
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any],
@@ -33,6 +39,41 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
         if key.lower() == name:
             return value
     return None
+
+
+class BearerAuth:
+    """Require ``Authorization: Bearer <token>`` (``token`` None: nothing required)."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+
+    def allowed(self, scope: Scope) -> bool:
+        if self.token is None or scope["path"] in PUBLIC_PATHS:
+            return True
+        raw = _header(scope, b"authorization") or b""
+        scheme, _, given = raw.partition(b" ")
+        # compare_digest on equal-length bytes takes the same time wherever they differ
+        return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or self.allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        detail = ("this server needs a bearer token: send 'Authorization: Bearer <token>' "
+                  "(the token finsim serve was given)")
+        if scope["type"] == "websocket":
+            if "websocket.http.response" in scope.get("extensions", {}):
+                data = json.dumps({"detail": detail}).encode()
+                await send({"type": "websocket.http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"www-authenticate", b"Bearer")]})
+                await send({"type": "websocket.http.response.body", "body": data})
+            else:
+                await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized"})
+            return
+        await _send_json(send, 401, {"detail": detail},
+                         [(b"www-authenticate", b'Bearer realm="finsim"')])
 
 
 class Options:

@@ -7,7 +7,8 @@ what depends on how the server was started:
   ``num_steps``, lookahead ``steps`` and ``seeds``, training size), so a
   request the schema allows is never refused for size;
 - links from ``POST /simulation/init`` to every operation that takes
-  ``sim_id`` (clients and stateful testers follow them).
+  ``sim_id`` (clients and stateful testers follow them);
+- the bearer-token security scheme and the 401 answer when a token is set.
 """
 
 from __future__ import annotations
@@ -54,10 +55,10 @@ created one.
 
 **Errors** all have one shape: `{"detail": "<message>"}`; an invalid request
 (422) adds `"errors": [{"loc": [...], "msg": "...", "type": "..."}]`, one entry
-per problem (the values sent are never echoed). Statuses: 404 unknown
-simulation, bank or model, 405 method not allowed (with `Allow`), 409 the
-request does not fit the current state, 413 body too large, 422 invalid
-request, 503 training without the `learn` extra.
+per problem (the values sent are never echoed). Statuses: 401 missing or
+wrong token, 404 unknown simulation, bank or model, 405 method not allowed
+(with `Allow`), 409 the request does not fit the current state, 413 body too
+large, 422 invalid request, 503 training without the `learn` extra.
 
 **Limits** of this server are the `maximum`s of the schema (banks, steps per
 request, lookahead steps and seeds, training size); the size of a network
@@ -131,8 +132,26 @@ def add_links(doc: dict[str, Any]) -> None:
     doc["paths"]["/simulation/init"]["post"]["responses"]["200"]["links"] = links
 
 
-def install_openapi(app: FastAPI, limits: ApiLimits) -> None:
-    """Make ``app.openapi()`` return the document with limits and links."""
+def add_security(doc: dict[str, Any]) -> None:
+    """Bearer-token security on every operation but ``GET /health``."""
+    comps = doc["components"]
+    comps.setdefault("securitySchemes", {})["bearer"] = {
+        "type": "http", "scheme": "bearer",
+        "description": "the server's token (finsim serve --token or FINSIM_API_TOKEN)"}
+    doc["security"] = [{"bearer": []}]
+    for path, item in doc["paths"].items():
+        for op in item.values():
+            if path == "/health":
+                op["security"] = []
+                continue
+            op["responses"].setdefault("401", {
+                "description": "Missing or wrong bearer token",
+                "content": {"application/json": {"schema": {
+                    "$ref": "#/components/schemas/ErrorResponse"}}}})
+
+
+def install_openapi(app: FastAPI, limits: ApiLimits, token: str | None) -> None:
+    """Make ``app.openapi()`` return the document with limits, links and security."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -140,6 +159,8 @@ def install_openapi(app: FastAPI, limits: ApiLimits) -> None:
                               description=app.description, routes=app.routes)
             apply_limits(doc, limits)
             add_links(doc)
+            if token:
+                add_security(doc)
             app.openapi_schema = doc
         return app.openapi_schema
 

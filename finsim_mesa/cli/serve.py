@@ -1,10 +1,31 @@
-"""``finsim serve``: the REST API with uvicorn (needs the api extra)."""
+"""``finsim serve``: the REST API with uvicorn (needs the api extra).
+
+On the loopback interface (127.0.0.1, ::1, localhost) the API may run
+without a token. Any other ``--host`` makes it reachable from other machines,
+so the server refuses to start unless a token is set (``--token`` or the
+``FINSIM_API_TOKEN`` environment variable, which keeps it out of the process
+list); with a token every request but ``GET /health`` needs
+``Authorization: Bearer <token>``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 
 from finsim_mesa.errors import FinsimError
+
+TOKEN_ENV = "FINSIM_API_TOKEN"  # the same name as finsim_mesa.api.app.TOKEN_ENV
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -23,13 +44,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise FinsimError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be >= 1")
     if args.idle_ttl <= 0:
         raise FinsimError(f"--idle-ttl {args.idle_ttl}: must be > 0 seconds")
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
+    if token is not None and not token.strip():
+        raise FinsimError(f"--token / {TOKEN_ENV} is empty: give a token (e.g. the output of "
+                          "python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    if not token and not is_loopback(args.host):
+        raise FinsimError(
+            f"--host {args.host} makes the API reachable from other machines, and it has no "
+            f"authentication without a token: set {TOKEN_ENV} (or --token) to a secret, "
+            "or serve on 127.0.0.1")
     import uvicorn
 
     os.environ.update({"FINSIM_MODELS_DIR": args.models, "FINSIM_MAX_BANKS": str(args.max_banks),
                        "FINSIM_MAX_STEPS_PER_REQUEST": str(args.max_steps),
                        "FINSIM_MAX_SIMULATIONS": str(args.max_simulations),
                        "FINSIM_IDLE_TTL_S": str(args.idle_ttl)})
-    print(f"finsim-mesa API on http://{args.host}:{args.port}/ (OpenAPI docs at /docs; "
+    if token:
+        os.environ[TOKEN_ENV] = token  # read by create_app_from_env (a factory: --reload)
+    auth = "bearer token required" if token else "no token (loopback only)"
+    print(f"finsim-mesa API on http://{args.host}:{args.port}/ ({auth}; OpenAPI docs at /docs; "
           "Ctrl-C to stop)", flush=True)
     uvicorn.run("finsim_mesa.api.app:create_app_from_env", factory=True, host=args.host,
                 port=args.port, reload=args.reload, log_level=args.log_level)
@@ -38,8 +71,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     sv = sub.add_parser("serve", help="serve the REST API (needs the api extra)")
-    sv.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="interface (default 127.0.0.1; any other needs a token)")
     sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("--token", default=None,
+                    help=f"bearer token clients must send (default: ${TOKEN_ENV}; prefer the "
+                         "variable, a flag shows in the process list)")
     sv.add_argument("--reload", action="store_true", help="restart on code changes (dev)")
     sv.add_argument("--models", default="models", help="folder of trained models")
     sv.add_argument("--max-banks", type=int, default=2000, help="most banks per simulation")
