@@ -14,7 +14,8 @@ as :meth:`FinancialModel.apply_shock`), a policy change (``brains={bank: brain}`
 or fixed actions for some banks (``actions={bank: [lend, hoard, sell, borrow]}``).
 
 Outcomes per run (after ``steps`` steps): ``defaults`` (new defaults),
-``loss`` (equity of all banks lost, money; defaulted banks count as 0),
+``equity_change`` (equity of all banks after minus before, money: negative is
+a loss; defaulted banks count as 0),
 ``debtrank`` (DebtRank total distress), ``price`` (price index; with several
 asset classes also ``price_<class>``, each relative to its initial price), and
 for ``bank``: its ``bank_equity`` (0 if it defaulted) and ``bank_defaulted``.
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CANDIDATES", "Recommendation", "WhatIfResult", "recommend", "what_if"]
 
-OUTCOMES = ("defaults", "loss", "debtrank", "price", "bank_equity", "bank_defaulted")
+OUTCOMES = ("defaults", "equity_change", "debtrank", "price", "bank_equity", "bank_defaulted")
 
 # The default grid of candidate actions for a recommendation (lend, hoard, sell,
 # borrow in [0, 1]; see finsim_mesa.observation.ACTIONS). "own_brain" (no
@@ -102,7 +103,8 @@ class _Scratch:
             m.step()
         m.measure()  # the full measures (DebtRank) once, at the end of the run
         out = {"defaults": float(L.defaulted.sum() - defaults0),
-               "loss": float(eq0 - np.maximum(np.where(L.defaulted, 0.0, L.equity), 0.0).sum()),
+               "equity_change": float(np.maximum(np.where(L.defaulted, 0.0, L.equity),
+                                                 0.0).sum() - eq0),
                "debtrank": m.measures.debtrank_total, "price": m.market.price_index}
         if len(m.market.names) > 1:  # each asset class's price / its initial price
             rel = m.market.prices / m.market.initial_prices

@@ -239,14 +239,20 @@ def sweep_figure(df: pd.DataFrame, by: Sequence[str], outcome: str = "default_ra
     others = by[1:]
     groups = summary.groupby(others) if others else [((), summary)]
     categorical = not pd.api.types.is_numeric_dtype(summary[x])
-    for key, g in groups:
+    groups = list(groups)
+    for j, (key, g) in enumerate(groups):
         label = ", ".join(f"{o}={v}" for o, v in zip(others, np.atleast_1d(key),
                                                      strict=False)) or outcome
-        xs = np.arange(len(g)) if categorical else g[x].to_numpy()
-        ax.plot(xs, g["mean"], marker="o", label=label)
-        ax.fill_between(xs, g["low"], g["high"], alpha=0.2)
-        if categorical:
-            ax.set_xticks(xs, g[x].astype(str))
+        if categorical:  # categories are not a scale: points with error bars, side by side
+            xs = np.arange(len(g)) + (j - (len(groups) - 1) / 2) * 0.12
+            err = np.vstack([g["mean"] - g["low"], g["high"] - g["mean"]]).clip(min=0)
+            ax.errorbar(xs, g["mean"], yerr=np.nan_to_num(err), fmt="o", capsize=4,
+                        label=label)
+            ax.set_xticks(np.arange(len(g)), g[x].astype(str))
+        else:
+            xs = g[x].to_numpy()
+            ax.plot(xs, g["mean"], marker="o", label=label)
+            ax.fill_between(xs, g["low"], g["high"], alpha=0.2)
     ax.set_xlabel(x)
     ax.set_ylabel(f"final {outcome} (mean, 95% band)")
     ax.legend(fontsize=8)

@@ -173,10 +173,10 @@ def test_simulate_with_infrastructure_and_comparison(capsys):
     assert main(["simulate", "--compare-infrastructure", "--banks", "20", "--steps", "15",
                  "--seed", "2", "--scenario", "systemic", "-q"]) == 0
     text = capsys.readouterr().out
-    assert "without infrastructure" in text and "with 2 exchanges, 1 CCPs" in text
+    assert "without infrastructure" in text and "with 2 exchanges, 1 CCP" in text
     assert "difference" in text and "defaults" in text
     cells = _table_rows(text, ["without", "infrastructure", "with", "2", "exchanges,", "1",
-                               "CCPs", "difference"], ncells=3)
+                               "CCP", "difference"], ncells=3)
     assert list(cells) == ["defaults", "default_rate", "equity_lost", "price",
                            "debtrank_peak", "sri_peak", "sri_mean"]
     off = _direct_run(2, n_banks=20, steps=15, scenario="systemic")
@@ -285,3 +285,46 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_summary_numbers_are_never_in_scientific_notation():
+    from finsim_mesa.cli.common import fmt, plural
+
+    assert fmt(3.864e-09) == "0.0000" and fmt(-2e-7) == "-0.0000"
+    assert fmt(0.6051) == "0.6051" and fmt(1.4391) == "1.439" and fmt(123456.7) == "123,457"
+    assert fmt(0.0) == "0.0000"
+    assert "e-" not in fmt(1e-300) and "e+" not in fmt(1e12)
+    assert plural(1, "CCP") == "1 CCP" and plural(2, "CCP") == "2 CCPs"
+    assert plural(1, "exchange") == "1 exchange"
+
+
+def test_compare_flags_write_what_they_say(tmp_path, capsys):
+    out, plot = tmp_path / "cmp.csv", tmp_path / "cmp.png"
+    assert main(["simulate", "--compare", "--banks", "10", "--steps", "4", "--seed", "1",
+                 "-q", "--out", str(out), "--plot", str(plot)]) == 0
+    table = pd.read_csv(out, index_col=0)
+    assert list(table.index) == list(list_scenarios())
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out2, plot2 = tmp_path / "infra.csv", tmp_path / "infra.png"
+    assert main(["simulate", "--compare-infrastructure", "--banks", "10", "--steps", "4",
+                 "--seed", "1", "-q", "--ccps", "1", "--exchanges", "1", "--out", str(out2),
+                 "--plot", str(plot2)]) == 0
+    text = capsys.readouterr().out
+    assert "with 1 exchange, 1 CCP" in text and "1 CCPs" not in text
+    table = pd.read_csv(out2, index_col=0)
+    assert list(table.columns) == ["without infrastructure", "with 1 exchange, 1 CCP",
+                                   "difference"]
+    assert plot2.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_whatif_help_documents_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["whatif", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag, default in (("--warmup", "20"), ("--horizon", "10"), ("--seeds", "10")):
+        assert f"{flag} {flag[2:].upper()}" in text and f"(default: {default})" in text
+    from finsim_mesa.cli import build_parser
+
+    whatif = build_parser()._subparsers._group_actions[0].choices["whatif"]
+    for action in whatif._actions:
+        assert action.help, action.dest  # no option without a description

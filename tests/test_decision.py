@@ -32,8 +32,8 @@ def test_baseline_lookahead_equals_the_real_continuation(infra, brain):
     row = res.runs[res.runs.variant == "baseline"].iloc[0]
     assert row.defaults == b.ledger.defaulted.sum() - d0
     L = b.ledger
-    assert row.loss == pytest.approx(eq0 - np.maximum(np.where(L.defaulted, 0, L.equity),
-                                                      0).sum(), rel=1e-12, abs=1e-9)
+    assert row.equity_change == pytest.approx(
+        np.maximum(np.where(L.defaulted, 0, L.equity), 0).sum() - eq0, rel=1e-12, abs=1e-9)
     assert row.bank_equity == pytest.approx(0.0 if L.defaulted[2] else L.equity[2])
     assert row.debtrank == pytest.approx(b.measures.debtrank_total)
 
@@ -70,10 +70,11 @@ def test_same_seeds_same_results_and_paired_differences():
     pd.testing.assert_frame_equal(a.runs, b.runs)
     base = a.runs[a.runs.variant == "baseline"].set_index("seed")
     hypo = a.runs[a.runs.variant == "hypothetical"].set_index("seed")
-    diff = a.difference[a.difference.outcome == "loss"].iloc[0]
-    assert diff["mean"] == pytest.approx((hypo.loss - base.loss).mean())
-    assert diff["mean"] > 0  # a crash costs equity
-    s = a.summary[(a.summary.variant == "baseline") & (a.summary.outcome == "loss")].iloc[0]
+    diff = a.difference[a.difference.outcome == "equity_change"].iloc[0]
+    assert diff["mean"] == pytest.approx((hypo.equity_change - base.equity_change).mean())
+    assert diff["mean"] < 0  # a crash costs equity: the change is negative
+    s = a.summary[(a.summary.variant == "baseline")
+                  & (a.summary.outcome == "equity_change")].iloc[0]
     assert s.ci95_low <= s["mean"] <= s.ci95_high
 
 
@@ -81,10 +82,10 @@ def test_policy_change_and_fixed_actions_matter():
     m = live(scenario="normal")
     res = m.what_if(steps=8, seeds=3, brains={i: "greedy" for i in range(30)})
     d = res.difference.set_index("outcome")
-    assert d.loc["loss", "std"] >= 0 and not res.runs.empty
+    assert d.loc["equity_change", "std"] >= 0 and not res.runs.empty
     hypo = res.runs[res.runs.variant == "hypothetical"]
     base = res.runs[res.runs.variant == "baseline"]
-    assert not np.allclose(hypo.loss.to_numpy(), base.loss.to_numpy())
+    assert not np.allclose(hypo.equity_change.to_numpy(), base.equity_change.to_numpy())
 
 
 def obvious_case():

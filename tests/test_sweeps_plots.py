@@ -86,7 +86,9 @@ def test_summary_bands_and_figure(tmp_path):
     out = tmp_path / "s.png"
     fig.savefig(out)
     assert out.stat().st_size > 10_000
-    assert len(fig.axes[0].lines) == 2  # one line per capital ratio
+    # one error-bar series per capital ratio, no connecting line across the categories
+    bars = fig.axes[0].containers
+    assert len(bars) == 2 and all(b.lines[0].get_linestyle() == "None" for b in bars)
 
 
 def _non_empty(fig, path):
@@ -118,3 +120,17 @@ def test_static_figures(tmp_path):
     _non_empty(fig, tmp_path / "cmp.png")
     assert len(fig.axes[0].lines) == 2
     _non_empty(plots.run_figure(m), tmp_path / "run.png")
+
+
+def test_sweep_figure_does_not_join_categories_with_a_line():
+    from finsim_mesa.sweeps import run_sweep, sweep_figure
+
+    df = run_sweep({"scenario": ["normal", "systemic"]}, seeds=2, steps=3)
+    ax = sweep_figure(df, ["scenario"]).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["normal", "systemic"]
+    assert ax.get_lines() and all(line.get_linestyle() == "None" for line in ax.get_lines())
+    assert not ax.collections or all(c.__class__.__name__ == "LineCollection"
+                                     for c in ax.collections)  # error bars, no band
+    numeric = run_sweep({"n_banks": [5, 8]}, seeds=2, steps=3)
+    ax = sweep_figure(numeric, ["n_banks"]).axes[0]
+    assert any(line.get_linestyle() == "-" for line in ax.get_lines())  # a scale: a line

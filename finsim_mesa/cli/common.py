@@ -80,12 +80,21 @@ def learning_run() -> Any:
 
 
 def fmt(v: Any) -> str:
-    """A summary value as printed: yes/no, 4 significant digits, or as is."""
+    """A summary value as printed: yes/no; a float with 4 significant digits, never
+    in scientific notation (below 0.0001 it prints 0.0000; above 10,000 as a whole
+    number with separators); anything else as is."""
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
-        return f"{v:.4g}"
+        if abs(v) >= 1e4:
+            return f"{v:,.0f}"
+        return f"{v:.4f}" if abs(v) < 1e-4 else f"{v:.4g}"
     return str(v)
+
+
+def plural(k: int, word: str, many: str | None = None) -> str:
+    """``1 CCP``, ``2 CCPs``."""
+    return f"{k} {word if k == 1 else (many or word + 's')}"
 
 
 def print_summary(model: Any, seed: int, out: Any = None) -> None:

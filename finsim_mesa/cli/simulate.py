@@ -4,9 +4,16 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from finsim_mesa.agents.brains import BRAINS
-from finsim_mesa.cli.common import config_from_args, print_summary, run_model, seed_from_args
+from finsim_mesa.cli.common import (
+    config_from_args,
+    plural,
+    print_summary,
+    run_model,
+    seed_from_args,
+)
 from finsim_mesa.config import TOPOLOGIES, ModelConfig, make_config
 from finsim_mesa.files import atomic_write, check_writable
 from finsim_mesa.scenarios import list_scenarios
@@ -20,9 +27,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if path:
             check_writable(path, flag)  # before the run, not after it
     if args.compare:
-        return _compare(cfg, seed, progress, args.out)
+        return _compare(cfg, seed, progress, args.out, args.plot)
     if args.compare_infrastructure:
-        return _compare_infrastructure(cfg, seed, progress)
+        return _compare_infrastructure(cfg, seed, progress, args.out, args.plot)
     model = run_model(cfg, seed, progress, f"{cfg.scenario}")
     print_summary(model, seed)
     if args.plot:
@@ -39,15 +46,30 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare(cfg: ModelConfig, seed: int, progress: bool, out: str | None) -> int:
+def _write_comparison(frames: dict[str, Any], out: str | None, plot: str | None,
+                      table: Any) -> None:
+    """The comparison table (CSV) and figure (every run's time series), if asked."""
+    if out:
+        atomic_write(out, table.to_csv)
+        print(f"\ncomparison written to {out}")
+    if plot:
+        from finsim_mesa.viz.plots import scenario_comparison
+
+        fig = scenario_comparison(frames)
+        atomic_write(plot, lambda p: fig.savefig(p, dpi=110, format="png"))
+        print(f"figure written to {plot}")
+
+
+def _compare(cfg: ModelConfig, seed: int, progress: bool, out: str | None,
+             plot: str | None) -> int:
     import pandas as pd
 
-    rows = []
+    rows, frames = [], {}
     for name in list_scenarios():
         model = run_model(make_config(cfg.model_dump(), scenario=name), seed, progress, name,
                           leave=False)
         s = model.summary(top=1)
-        df = model.datacollector.get_model_vars_dataframe()
+        df = frames[name] = model.datacollector.get_model_vars_dataframe()
         rows.append({
             "scenario": name, "steps": s["steps"], "defaults": s["defaults"],
             "default_rate": s["default_rate"], "price": s["price"],
@@ -62,21 +84,21 @@ def _compare(cfg: ModelConfig, seed: int, progress: bool, out: str | None) -> in
           f"up to {cfg.steps} steps\n")
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(table.to_string(float_format=lambda v: f"{v:.4g}"))
-    if out:
-        atomic_write(out, table.to_csv)
-        print(f"\ncomparison written to {out}")
+    _write_comparison(frames, out, plot, table)
     return 0
 
 
-def _compare_infrastructure(cfg: ModelConfig, seed: int, progress: bool) -> int:
+def _compare_infrastructure(cfg: ModelConfig, seed: int, progress: bool, out: str | None,
+                            plot: str | None) -> int:
     """Same scenario and seed with and without the exchange / CCP layer."""
     on = cfg if cfg.infrastructure else make_config(cfg.model_dump(), n_exchanges=2, n_ccps=1)
     off = make_config(cfg.model_dump(), n_exchanges=0, n_ccps=0)
-    rows = {}
+    rows, frames = {}, {}
     for label, c in (("without infrastructure", off),
-                     (f"with {on.n_exchanges} exchanges, {on.n_ccps} CCPs", on)):
+                     (f"with {plural(on.n_exchanges, 'exchange')}, "
+                      f"{plural(on.n_ccps, 'CCP')}", on)):
         model = run_model(c, seed, progress, label, leave=False)
-        df = model.datacollector.get_model_vars_dataframe()
+        df = frames[label] = model.datacollector.get_model_vars_dataframe()
         loss = model.ledger.equity0.sum() - max(model.measures.total_equity, 0.0)
         rows[label] = {
             "defaults": model.measures.n_defaults, "default_rate": model.measures.default_rate,
@@ -93,6 +115,7 @@ def _compare_infrastructure(cfg: ModelConfig, seed: int, progress: bool) -> int:
           f"up to {cfg.steps} steps\n")
     with pd.option_context("display.width", 160):
         print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+    _write_comparison(frames, out, plot, table)
     return 0
 
 

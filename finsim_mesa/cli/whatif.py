@@ -70,20 +70,43 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     return 0
 
 
+class _WithDefaults(argparse.HelpFormatter):
+    """Help that states each option's default where it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    wi = sub.add_parser("whatif", help="look ahead from a model state under a hypothetical; "
-                        "recommend an action for a bank")
-    for flag, kw in (("--scenario", {}), ("--brain", {}), ("--banks", {"type": int}),
-                     ("--topology", {"choices": TOPOLOGIES}), ("--seed", {"type": int}),
-                     ("--config", {}), ("--exchanges", {"type": int}),
-                     ("--ccps", {"type": int})):
+    wi = sub.add_parser(
+        "whatif", help="look ahead from a model state under a hypothetical; recommend an "
+        "action for a bank", formatter_class=_WithDefaults,
+        description="Build a model, run it --warmup steps, then simulate --horizon steps "
+        "ahead on --seeds Monte-Carlo seeds, with and without --shock (paired by seed), and "
+        "print both with 95% intervals; with --recommend, also the best fixed action for "
+        "--bank (after the shock, if one is given) by its expected equity.")
+    for flag, kw in (
+            ("--scenario", {"help": "scenario name or YAML file (config default: normal)"}),
+            ("--brain", {"help": "brain of every bank (config default: rule_based)"}),
+            ("--banks", {"type": int, "help": "number of banks (config default: 30)"}),
+            ("--topology", {"choices": TOPOLOGIES, "help": "interbank network (config "
+                            "default: barabasi_albert)"}),
+            ("--seed", {"type": int, "help": "seed of the model (default: a fresh one, "
+                        "printed)"}),
+            ("--config", {"help": "YAML config file (see `finsim config`)"}),
+            ("--exchanges", {"type": int, "help": "number of exchanges (config default: 0)"}),
+            ("--ccps", {"type": int, "help": "number of CCPs (config default: 0)"})):
         wi.add_argument(flag, **kw)
-    wi.add_argument("--set", action="append", metavar="KEY=VALUE")
+    wi.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="any config parameter, e.g. --set capital_ratio=0.12 (repeatable)")
     wi.add_argument("--warmup", type=int, default=20, help="steps to run before looking ahead")
     wi.add_argument("--shock", help="KIND[:MAGNITUDE[:BANK,BANK...]], e.g. price_crash:0.2, "
-                    "funding_withdrawal:0.3:4, default::3,7")
+                    "funding_withdrawal:0.3:4, default::3,7 (default: no shock)")
     wi.add_argument("--horizon", type=int, default=10, help="steps to look ahead")
     wi.add_argument("--seeds", type=int, default=10, help="Monte-Carlo seeds")
-    wi.add_argument("--bank", type=int, help="bank whose own outcome to report")
+    wi.add_argument("--bank", type=int, help="bank whose own outcome to report (default: none)")
     wi.add_argument("--recommend", action="store_true", help="recommend an action for --bank")
     wi.set_defaults(func=cmd_whatif, steps=None)
