@@ -285,6 +285,9 @@ def with_table(cfg: ModelConfig, graph: Any) -> tuple[ModelConfig, Any, BankTabl
     from finsim_mesa.config import make_config
 
     table = read_table(cfg.balance_sheets)
+    if "n_banks" in cfg.model_fields_set and cfg.n_banks != len(table.names):
+        raise ConfigError(f"balance_sheets {cfg.balance_sheets!r} has {len(table.names)} banks "
+                          f"but n_banks={cfg.n_banks}; leave n_banks out (the table sets it)")
     data = cfg.model_dump() | {"n_banks": len(table.names), "topology": "user"}
     if cfg.asset_classes is None:
         data |= {"asset_classes": EBA_CLASSES, "n_assets": 2}

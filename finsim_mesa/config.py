@@ -227,7 +227,8 @@ class ModelConfig(BaseModel):
         if self.n_ccps > 0 and self.n_exchanges == 0:
             raise ValueError(f"n_ccps = {self.n_ccps} needs n_exchanges >= 1: trades reach a "
                              "CCP through an exchange")
-        if self.topology == "barabasi_albert" and self.edges_per_node >= self.n_banks:
+        if (self.topology == "barabasi_albert" and self.balance_sheets is None
+                and self.edges_per_node >= self.n_banks):
             raise ValueError(
                 f"edges_per_node ({self.edges_per_node}) must be below n_banks "
                 f"({self.n_banks}) for a Barabasi-Albert network"

@@ -103,6 +103,9 @@ def test_a_user_table_in_the_same_format_loads(tmp_path):
         FinancialModel(balance_sheets=str(tmp_path / "none.csv"), rng=1)
     with pytest.raises(ConfigError, match="without an interbank network"):
         FinancialModel(balance_sheets="eba2018", graph=nx.empty_graph(48), rng=1)
+    with pytest.raises(ConfigError, match="has 2 banks but n_banks=5; leave n_banks out"):
+        FinancialModel(balance_sheets=str(path), n_banks=5, rng=1)
+    assert FinancialModel(balance_sheets=str(path), n_banks=2, rng=1).n_banks == 2
 
 
 # ----------------------------------------------------------------- asset classes
