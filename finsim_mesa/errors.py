@@ -27,3 +27,17 @@ class ShockError(FinsimError, ValueError):
 
 class AccountingError(FinsimError, AssertionError):
     """An accounting identity of the ledger does not hold (a bug, never user input)."""
+
+
+class CheckpointError(FinsimError):
+    """A checkpoint or a user file cannot be written or read (missing, corrupted,
+    incompatible, or its folder in use by another writer)."""
+
+
+class NoCheckpoint(CheckpointError):
+    """There is no checkpoint at a path (the folder is missing or empty);
+    ``reason`` says which."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
