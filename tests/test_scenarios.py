@@ -43,7 +43,12 @@ def test_bad_scenario_file(tmp_path, content, needle):
         get_scenario(str(path))
 
 
-def test_register_scenario_and_duplicate():
+def test_register_scenario_and_duplicate(monkeypatch):
+    import finsim_mesa.scenarios as registry
+
+    # a private copy of the registry: the scenario must not leak into other tests
+    # (the Solara controls list every registered scenario)
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     sc = register_scenario({"name": "test_only_calm", "price_volatility": 0.0}, overwrite=True)
     assert get_scenario("test_only_calm") is sc
     with pytest.raises(ConfigError, match="already exists"):
