@@ -308,24 +308,62 @@ def test_initial_action_mean_per_action(init):
     torch.testing.assert_close(a / (a + b), expected, atol=1e-4, rtol=0)
 
 
-def test_team_reward_shares_the_reward_and_logs_the_environment_reward():
-    params = {"n_banks": 8, "steps": 6, "scenario": "systemic"}
+class _Replay:
+    """Plays recorded actions, row t at step t (for the banks still active)."""
+
+    def __init__(self, actions):
+        self.actions, self.t = actions, 0
+
+    def act(self, obs):
+        out = self.actions[self.t][self.active]
+        self.t += 1
+        return out
+
+    def setup(self, model):
+        self.model = model
+
+    @property
+    def active(self):
+        return self.model.ledger.active
+
+
+def test_fixed_horizon_rewards_team_share_and_logged_score():
+    """The learner's rewards and the logged score, recomputed by replaying the
+    episode's actions in a plain model: own reward (clipped), minus the
+    discounted default penalty of every remaining step for a bank that defaults;
+    the team share is the mean step score (defaulted banks -alpha each step);
+    the logged episode reward is the fixed-horizon score."""
+    params = {"n_banks": 8, "steps": 24, "scenario": "systemic"}
     eps = {}
     for team in (0.0, 1.0, 0.5):
         tr = Trainer(params, TrainerConfig(episodes=1, curriculum=["systemic"], seed=3,
                                            team_reward=team))
         eps[team] = tr.collect_episode()
         eps[team]["logged"] = tr.last_episode_reward
-    own = eps[0.0]["rewards"]
-    # the same seed and initial policy: the same episode, only the learner's reward differs
+        gamma, seed = tr.agent.config.gamma, tr.last_seed
+    assert eps[0.0]["rewards"].shape[0] == 24  # a collapse does not cut the episode short
     np.testing.assert_array_equal(eps[1.0]["actions"], eps[0.0]["actions"])
-    team = own.sum(axis=1, keepdims=True) / own.shape[1]  # defaulted banks count 0
-    np.testing.assert_allclose(eps[1.0]["rewards"], np.broadcast_to(team, own.shape),
-                               rtol=1e-6)
-    np.testing.assert_allclose(eps[0.5]["rewards"], 0.5 * own + 0.5 * team, rtol=1e-6)
-    # what is logged is the environment's episode reward (what evaluation scores)
-    ref = float((own * eps[0.0]["alive"]).sum()) / own.shape[1]
-    assert eps[1.0]["logged"] == pytest.approx(ref) == eps[0.0]["logged"]
+    replay = FinancialModel(n_banks=8, steps=24, scenario="systemic", collapse_threshold=1.0,
+                            brain=_Replay(eps[0.0]["actions"]), rng=seed)
+    alpha = replay.config.reward_default_penalty
+    own, team, total, was = [], [], 0.0, np.zeros(8, bool)
+    for t in range(1, 25):
+        replay.step()
+        L = replay.ledger
+        r = np.clip(replay.reward.per_bank, -10, 10)
+        newly = L.defaulted & ~was
+        lump = newly * alpha * gamma * (1 - gamma ** (24 - t)) / (1 - gamma)
+        s = np.where(was, -alpha, replay.reward.per_bank)
+        own.append(r - lump)
+        team.append(np.full(8, s.mean()) - lump)
+        total += s.mean()
+        was = L.defaulted.copy()
+    assert was.sum() >= 2  # the scenario's defaults happened: the lump was tested
+    np.testing.assert_allclose(eps[0.0]["rewards"], own, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(eps[1.0]["rewards"], team, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(eps[0.5]["rewards"],
+                               0.5 * np.array(own) + 0.5 * np.array(team), rtol=1e-5, atol=1e-6)
+    assert eps[1.0]["logged"] == pytest.approx(total) == eps[0.0]["logged"]
 
 
 def test_observation_normalisation_statistics_and_checkpoint(tmp_path):

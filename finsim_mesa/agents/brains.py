@@ -29,6 +29,7 @@ __all__ = [
     "BrainLike",
     "BrainSet",
     "ConservativeBrain",
+    "ConstantBrain",
     "GreedyBrain",
     "MyopicBrain",
     "PassiveBrain",
@@ -164,6 +165,48 @@ class ConservativeBrain(_RequirementAware):
         return a
 
 
+class ConstantBrain(Brain):
+    """Plays one fixed action vector whatever it observes: a *stance*. Written
+    ``"constant:lend,hoard,sell,borrow"`` as a brain name (e.g. ``"constant:0,1,1,0"``).
+
+    Args:
+        action: 4 numbers in [0, 1]: lend, hoard, sell, borrow.
+
+    Raises:
+        ConfigError: not 4 finite numbers in [0, 1].
+    """
+
+    name = "constant"
+
+    def __init__(self, action: Sequence[float]) -> None:
+        try:
+            a = np.asarray(action, dtype=float).reshape(-1)
+        except (TypeError, ValueError):
+            raise ConfigError(f"constant brain: action {action!r} is not 4 numbers "
+                              "(lend, hoard, sell, borrow)") from None
+        if a.size != 4 or not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 1:
+            raise ConfigError(f"constant brain: action {list(np.atleast_1d(action))!r} must be "
+                              "4 numbers in [0, 1] (lend, hoard, sell, borrow), e.g. "
+                              "'constant:0,1,1,0'")
+        self.action = a
+        self.name = "constant:" + ",".join(f"{v:.4g}" for v in a)
+
+    @classmethod
+    def parse(cls, spec: str) -> ConstantBrain:
+        """``"constant:0,1,1,0"`` -> ConstantBrain([0, 1, 1, 0])."""
+        body = spec.partition(":")[2]
+        try:
+            values = [float(v) for v in body.split(",")]
+        except ValueError:
+            raise ConfigError(f"brain = {spec!r}: write a constant stance as "
+                              "'constant:lend,hoard,sell,borrow' with 4 numbers in [0, 1], "
+                              "e.g. 'constant:0,1,1,0'") from None
+        return cls(values)
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.action, (len(observations), 4)).copy()
+
+
 BRAINS: dict[str, type[Brain]] = {
     cls.name: cls
     for cls in (RandomBrain, RuleBasedBrain, MyopicBrain, GreedyBrain, ConservativeBrain,
@@ -178,6 +221,8 @@ def make_brain(spec: str | BrainLike) -> BrainLike:
         ConfigError: unknown name or an object without ``act``.
     """
     if isinstance(spec, str):
+        if spec.startswith("constant:"):
+            return ConstantBrain.parse(spec)
         if spec not in BRAINS:
             raise ConfigError(f"brain = {spec!r}: unknown brain; choose one of "
                               f"{', '.join(BRAINS)} or pass an object with act(observations)")

@@ -83,9 +83,15 @@ class FinancialEnv(ParallelEnv):
 
     def reset(self, seed: int | None = None, options: dict | None = None
               ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
-        """New model seeded with ``seed`` (``options`` may override model parameters)."""
+        """New model seeded with ``seed`` (``options={"model_params": {...}}`` overrides
+        model parameters for this episode; another ``n_banks`` changes
+        ``possible_agents`` until the next reset)."""
         params = dict(self.model_params) | dict((options or {}).get("model_params", {}))
         self.model = FinancialModel(brain=self.brain, rng=seed, **params)
+        if self.model.n_banks != self.n_banks:  # another size this episode (a mixture)
+            self.n_banks = self.model.n_banks
+            self.possible_agents = [f"bank_{i}" for i in range(self.n_banks)]
+            self.agent_index = {a: i for i, a in enumerate(self.possible_agents)}
         self.agents = list(self.possible_agents)
         obs = self._obs()
         return ({a: obs[self.agent_index[a]] for a in self.agents},

@@ -60,6 +60,11 @@ class MAPPOConfig:
     # start the Beta means here: one value for all actions or one per action
     # (lend, hoard, sell, borrow); None: 0.5
     init_action_mean: float | Sequence[float] | None = None
+    # starting concentration alpha + beta of each Beta (None: the smaller of the two is
+    # 1 + softplus(0) ~ 1.69, i.e. very noisy actions). Large values start with little
+    # exploration noise: with a shared team reward, the other banks' noise is what
+    # buries each bank's own contribution
+    init_concentration: float | None = None
     # standardise each observation column by running mean/std (stored with the
     # actor's weights) before the actor and the critic see it
     normalize_obs: bool = False
@@ -136,7 +141,8 @@ class Actor(nn.Module):
 
     def __init__(self, obs_dim: int, hidden: int = 64, n_actions: int = 4,
                  init_action_mean: float | Sequence[float] | None = None,
-                 normalize_obs: bool = False) -> None:
+                 normalize_obs: bool = False,
+                 init_concentration: float | None = None) -> None:
         super().__init__()
         self.normalize_obs = normalize_obs
         if normalize_obs:  # buffers: saved and loaded with the weights
@@ -146,14 +152,19 @@ class Actor(nn.Module):
         self.body = nn.Sequential(layer_init(nn.Linear(obs_dim, hidden)), nn.Tanh(),
                                   layer_init(nn.Linear(hidden, hidden)), nn.Tanh())
         self.head = layer_init(nn.Linear(hidden, 2 * n_actions), std=0.01)
-        if init_action_mean is not None:
-            # the smaller of α, β is 1 + softplus(0); the other makes the mean
-            # α / (α + β) equal m
-            m = np.clip(np.broadcast_to(np.asarray(init_action_mean, dtype=float),
-                                        (n_actions,)), 0.02, 0.98)
+        if init_action_mean is not None or init_concentration is not None:
+            # the smaller of α, β is 1 + softplus(0) (or α + β = init_concentration,
+            # both above 1.05); the other makes the mean α / (α + β) equal m
+            m = np.clip(np.broadcast_to(np.asarray(
+                0.5 if init_action_mean is None else init_action_mean, dtype=float),
+                (n_actions,)), 0.02, 0.98)
             low = 1.0 + np.log(2.0)
-            alpha = np.where(m <= 0.5, low, low * m / (1 - m))
-            beta = np.where(m <= 0.5, low * (1 - m) / m, low)
+            if init_concentration is not None:
+                alpha = np.maximum(init_concentration * m, 1.05)
+                beta = np.maximum(init_concentration * (1 - m), 1.05)
+            else:
+                alpha = np.where(m <= 0.5, low, low * m / (1 - m))
+                beta = np.where(m <= 0.5, low * (1 - m) / m, low)
             with torch.no_grad():
                 self.head.bias[:n_actions] = torch.as_tensor(
                     np.log(np.expm1(np.maximum(alpha - 1.0, 1e-3))), dtype=torch.float32)
@@ -274,6 +285,7 @@ class MAPPO:
         self.num_agents, self.obs_dim = num_agents, obs_dim
         self.actor = Actor(obs_dim, self.config.hidden,
                            init_action_mean=self.config.init_action_mean,
+                           init_concentration=self.config.init_concentration,
                            normalize_obs=self.config.normalize_obs)
         self.critic = Critic(num_agents, obs_dim, self.config)
         self.optimizer = torch.optim.Adam(

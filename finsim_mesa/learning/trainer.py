@@ -12,7 +12,17 @@ PPO update. Around it:
 * entropy schedule: the entropy coefficient falls linearly from ``ent_start``
   to ``ent_end`` over training;
 * numerical-stability guard: observation, reward and gradient clipping and a
-  clear error on non-finite values.
+  clear error on non-finite values;
+* a mixture of conditions (``conditions``): scenario, bank count, topology and
+  capital ratio drawn per episode instead of the curriculum (episodes of
+  different sizes are padded to one batch; padded rows are masked);
+* a fixed horizon (:mod:`finsim_mesa.scoring`): episodes are not cut short by
+  a collapse, and a bank that defaults receives, on top of that step's
+  reward, the discounted sum of the default penalty for every remaining step
+  (``-α Σ_{k=1..R} γ^k``), so the learner maximises the score evaluation ranks.
+
+Training seeds are drawn from ``[TRAIN_SEEDS, 2**31)``; evaluation and selection
+seeds below ``TRAIN_SEEDS`` are never trained on.
 """
 
 from __future__ import annotations
@@ -25,10 +35,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from finsim_mesa.conditions import Conditions
+from finsim_mesa.errors import ConfigError
 from finsim_mesa.learning.env import FinancialEnv
 from finsim_mesa.learning.mappo import MAPPO, MAPPOConfig, NumericalStabilityGuard, StabilityConfig
+from finsim_mesa.scoring import EpisodeScore, fixed_horizon_params
 
-__all__ = ["Trainer", "TrainerConfig", "gae"]
+__all__ = ["TRAIN_SEEDS", "Trainer", "TrainerConfig", "gae", "pad_banks"]
+
+TRAIN_SEEDS = 1_000_000  # training seeds are >= this; test/selection seeds lie below
 
 
 @dataclass
@@ -47,6 +62,13 @@ class TrainerConfig:
     # banks, defaulted = 0: what evaluation scores); 0 = own reward only. The
     # environment's rewards are not changed; only what the learner maximises.
     team_reward: float = 0.0
+    # a mixture of conditions drawn per episode (Conditions.to_dict() form); None:
+    # the curriculum's scenario with the environment's parameters
+    conditions: dict[str, Any] | None = None
+    # standardise advantages per episode ("episode": calm and crisis episodes weigh
+    # alike although their rewards differ by orders of magnitude) or over the
+    # whole batch ("batch", the usual PPO)
+    advantage_norm: str = "batch"
     ent_start: float = 0.01
     ent_end: float = 0.0
     seed: int = 0
@@ -57,6 +79,20 @@ class TrainerConfig:
         d = asdict(self)
         d["curriculum"] = list(self.curriculum)
         return d
+
+
+def pad_banks(arrays: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """An episode's arrays (T, n_i, ...) padded to ``n`` banks: padded banks are
+    not alive, not trained on and done."""
+    have = arrays["obs"].shape[1]
+    if have == n:
+        return arrays
+    fill = {"alive": False, "train_mask": False, "dones": 1.0}
+    out = {}
+    for k, v in arrays.items():
+        pad = np.full((v.shape[0], n - have, *v.shape[2:]), fill.get(k, 0), dtype=v.dtype)
+        out[k] = np.concatenate([v, pad], axis=1)
+    return out
 
 
 def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_value: np.ndarray,
@@ -97,11 +133,17 @@ class Trainer:
                  mappo: MAPPOConfig | None = None) -> None:
         self.config = config or TrainerConfig()
         self.env_params = dict(env_params)
-        self.env = FinancialEnv(**self.env_params)
+        self.conditions = (Conditions.from_dict(self.config.conditions)
+                           if self.config.conditions else None)
+        self.env = FinancialEnv(**fixed_horizon_params(self.env_params))
         torch.manual_seed(self.config.seed)
         torch.set_num_threads(self.config.torch_threads)
         self.guard = NumericalStabilityGuard(self.config.stability)
         self.agent = MAPPO(self.env.n_banks, self.env.obs_dim, mappo, self.guard)
+        if (self.conditions is not None and self.conditions.n_banks[0] != self.conditions.n_banks[1]
+                and not self.agent.config.global_state.use_attention):
+            raise ConfigError("a mixture of bank counts needs the attention critic "
+                              "(global_state.use_attention = True)")
         self.rng = np.random.default_rng(self.config.seed)
         self.episode = 0
         self.stage = 0
@@ -112,8 +154,8 @@ class Trainer:
 
     @property
     def scenario(self) -> str:
-        """The curriculum's current scenario."""
-        return list(self.config.curriculum)[self.stage]
+        """The curriculum's current scenario ("mixture" when conditions are drawn)."""
+        return "mixture" if self.conditions else list(self.config.curriculum)[self.stage]
 
     def entropy_coef(self) -> float:
         """Linear schedule from ent_start to ent_end over all episodes."""
@@ -125,14 +167,18 @@ class Trainer:
         if cfg.freeze_fraction <= 0 or self.episode % cfg.freeze_interval:
             return
         self.frozen_actor = copy.deepcopy(self.agent.actor)
-        k = round(cfg.freeze_fraction * self.env.n_banks)
-        self.frozen_mask = np.zeros(self.env.n_banks, dtype=bool)
-        self.frozen_mask[self.rng.choice(self.env.n_banks, size=k, replace=False)] = True
+        self._draw_frozen(self.env.n_banks)
+
+    def _draw_frozen(self, n: int) -> None:
+        """Which of ``n`` banks act with the frozen actor (a share of them)."""
+        k = round(self.config.freeze_fraction * n)
+        self.frozen_mask = np.zeros(n, dtype=bool)
+        self.frozen_mask[self.rng.choice(n, size=k, replace=False)] = True
 
     def _maybe_promote(self) -> None:
         cfg = self.config
         stages = len(cfg.curriculum)
-        if self.stage >= stages - 1:
+        if self.conditions is not None or self.stage >= stages - 1:
             return
         limit = cfg.max_episodes_per_stage or max(1, cfg.episodes // stages)
         done_here = self.episode - self.stage_start
@@ -144,31 +190,53 @@ class Trainer:
             self.stage += 1
             self.stage_start = self.episode
 
+    def episode_params(self) -> dict[str, Any]:
+        """This episode's model parameters: a draw from the mixture, or the
+        curriculum's scenario."""
+        if self.conditions is not None:
+            return self.conditions.draw(self.rng)
+        return {"scenario": self.scenario}
+
     def collect_episode(self) -> dict[str, np.ndarray]:
-        """One whole episode with the current policy (frozen banks use the frozen actor)."""
-        seed = int(self.rng.integers(2**31 - 1))
-        self.env.reset(seed=seed, options={"model_params": {"scenario": self.scenario}})
+        """One whole episode (the fixed horizon) with the current policy; frozen
+        banks use the frozen actor."""
+        seed = int(self.rng.integers(TRAIN_SEEDS, 2**31 - 1))
+        params = self.episode_params()
+        self.env.reset(seed=seed, options={"model_params": params})
+        model = self.env.model
+        n = model.n_banks
+        if self.frozen_actor is not None and self.frozen_mask.size != n:
+            self._draw_frozen(n)
+        frozen = self.frozen_mask if self.frozen_actor is not None else np.zeros(n, bool)
+        score = EpisodeScore(model)  # the horizon: the model's steps
+        gamma, alpha = self.agent.config.gamma, score.alpha
         obs_l, act_l, logp_l, rew_l, alive_l, done_l = [], [], [], [], [], []
         obs = self.guard.clip_observations(self.env.observation_matrix())
-        alive = ~self.env.model.ledger.defaulted
-        raw_total = 0.0  # episode reward as evaluation scores it (environment rewards)
+        alive = ~model.ledger.defaulted
         while True:
             actions, logp = self.agent.act(obs)
-            if self.frozen_actor is not None and self.frozen_mask.any():
+            if frozen.any():
                 with torch.no_grad():
-                    d = self.frozen_actor.distribution(torch.as_tensor(obs[self.frozen_mask]))
-                    actions[self.frozen_mask] = d.sample().clamp(1e-6, 1 - 1e-6).numpy()
+                    d = self.frozen_actor.distribution(torch.as_tensor(obs[frozen]))
+                    actions[frozen] = d.sample().clamp(1e-6, 1 - 1e-6).numpy()
             nxt, rewards, defaulted, ended = self.env.step_array(actions)
-            raw_total += float((rewards * alive).sum()) / rewards.size
+            step_scores = score.step_scores()
+            score.add_step()
+            if self.config.team_reward:
+                w = self.config.team_reward
+                rewards = (1.0 - w) * rewards + w * float(step_scores.mean())
+            rewards = self.guard.clip_rewards(rewards)
+            newly = defaulted & alive
+            if newly.any():  # the default penalty of every remaining step, discounted
+                remaining = max(score.horizon - model.t, 0)
+                rewards = rewards - newly * (alpha * gamma * (1 - gamma**remaining)
+                                             / (1 - gamma))
             obs_l.append(obs)
             act_l.append(actions)
             logp_l.append(logp)
-            if self.config.team_reward:
-                w = self.config.team_reward
-                rewards = (1.0 - w) * rewards + w * rewards.sum() / rewards.size
-            rew_l.append(self.guard.clip_rewards(rewards))
+            rew_l.append(rewards.astype(np.float32))
             alive_l.append(alive)
-            done_l.append((defaulted & alive) | ended)
+            done_l.append(newly | ended)
             alive = alive & ~defaulted
             obs = self.guard.clip_observations(nxt)
             if ended or not alive.any():
@@ -176,8 +244,9 @@ class Trainer:
         ep = {"obs": np.stack(obs_l), "actions": np.stack(act_l), "logp": np.stack(logp_l),
               "rewards": np.stack(rew_l), "alive": np.stack(alive_l),
               "dones": np.stack(done_l).astype(np.float32)}
-        ep["train_mask"] = ep["alive"] & ~self.frozen_mask[None, :]
-        self.last_episode_reward = raw_total
+        ep["train_mask"] = ep["alive"] & ~frozen[None, :]
+        self.last_episode_reward = score.finish()
+        self.last_params, self.last_seed = params, seed
         return ep
 
     def train(self, callback: Callable[[dict[str, Any]], None] | None = None
@@ -193,16 +262,24 @@ class Trainer:
                 ep = self.collect_episode()
                 values = self.agent.values(ep["obs"], ep["alive"])
                 adv, ret = gae(ep["rewards"], values, ep["dones"],
-                               np.zeros(self.env.n_banks), mcfg.gamma, mcfg.gae_lambda)
+                               np.zeros(ep["obs"].shape[1]), mcfg.gamma, mcfg.gae_lambda)
+                if cfg.advantage_norm == "episode":
+                    sel = adv[ep["train_mask"]]
+                    if sel.size > 1:
+                        adv = (adv - sel.mean()) / (sel.std() + 1e-8)
                 ep["advantages"], ep["returns"] = adv, ret
                 episodes.append(ep)
                 reward = self.last_episode_reward
                 defaults = float(self.env.model.measures.default_rate)
-                self.history.append({"episode": self.episode, "scenario": self.scenario,
+                self.history.append({"episode": self.episode,
+                                     "scenario": self.last_params.get("scenario", self.scenario),
+                                     "n_banks": int(ep["obs"].shape[1]),
                                      "reward": reward, "default_rate": defaults,
                                      "steps": int(ep["rewards"].shape[0])})
                 self.episode += 1
                 self._maybe_promote()
+            width = max(e["obs"].shape[1] for e in episodes)
+            episodes = [pad_banks(e, width) for e in episodes]
             batch = {k: np.concatenate([e[k] for e in episodes]) for k in episodes[0]}
             stats = self.agent.update(batch, ent_coef=self.entropy_coef())
             # after the update, so a batch is collected and trained on with the same
