@@ -36,6 +36,7 @@ __all__ = [
     "MODEL_REPORTERS",
     "FinsimDataCollector",
     "debtrank_per_bank",
+    "initial_debtrank",
     "liquidity",
     "make_reporters",
     "refresh_sheets",
@@ -239,14 +240,33 @@ def debtrank_per_bank(L: Ledger, assets0: np.ndarray, bilateral_only: bool) -> n
                                   value=assets0)
 
 
+def initial_debtrank(model: FinancialModel) -> np.ndarray:
+    """Each bank's DebtRank if it alone defaulted on the *initial* network (initial
+    exposures and equity), shape (n,); computed once per model and kept."""
+    ref = model.reference
+    if ref.debtrank0 is None:
+        ref.debtrank0 = risk.debtrank_per_bank(ref.exposures0, model.ledger.equity0,
+                                               value=ref.assets0)
+    return ref.debtrank0
+
+
 def systemic_ranking(model: FinancialModel, top: int = 5) -> list[dict[str, float]]:
-    """The ``top`` most systemically important active banks by DebtRank."""
-    scores = model.debtrank_per_bank()
+    """The ``top`` most systemically important surviving banks.
+
+    Ranked by ``debtrank``: the share of the system's initial economic value
+    (initial total assets) that would be lost in distress if the bank alone
+    defaulted on the *initial* network (initial exposures and equity), ties
+    broken by size. The initial network keeps the ranking informative in a
+    crisis, when interbank exposures have been called in and today's DebtRank
+    is near 0 for everybody; ``debtrank_now`` gives that current figure."""
+    scores = initial_debtrank(model).copy()
     scores[model.ledger.defaulted] = -1.0
+    now = model.debtrank_per_bank()
     ta = model.sheets.total_assets
     order = risk.rank_systemic(scores, ta, top=top)
-    return [{"bank": int(i), "debtrank": float(scores[i]), "total_assets": float(ta[i]),
-             "degree": int(model.network.degree[i])} for i in order if scores[i] >= 0]
+    return [{"bank": int(i), "debtrank": float(scores[i]), "debtrank_now": float(now[i]),
+             "total_assets": float(ta[i]), "degree": int(model.network.degree[i])}
+            for i in order if scores[i] >= 0]
 
 
 def summary(model: FinancialModel, top: int = 5) -> dict[str, Any]:

@@ -181,6 +181,7 @@ class FinancialModel(mesa.Model):
         self.reward.equity_prev = self.ledger.equity.copy()
         assets0 = self.ledger.total_assets()
         self.reference.assets0, self.reference.size0 = assets0, float(assets0.mean())
+        self.reference.exposures0 = self.ledger.exposure_matrix(bilateral_only=cfg.infrastructure)
         self.refresh()
         self.reference.liquidity0 = measures.liquidity(self.ledger, self.sheets)
         self.measure()
@@ -487,7 +488,8 @@ class FinancialModel(mesa.Model):
                                           bilateral_only=self.router is not None)
 
     def systemic_ranking(self, top: int = 5) -> list[dict[str, float]]:
-        """The ``top`` most systemically important active banks by DebtRank."""
+        """The ``top`` most systemically important surviving banks, by DebtRank on
+        the initial network (see :func:`finsim_mesa.measures.systemic_ranking`)."""
         return measures.systemic_ranking(self, top)
 
     def summary(self, top: int = 5) -> dict[str, Any]:

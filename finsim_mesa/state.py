@@ -166,11 +166,17 @@ class Reference:
         assets0: shape (n,), initial total assets (DebtRank's economic value).
         size0: initial mean total assets (scale of the ``size`` observation).
         liquidity0: initial liquidity index (scale of illiquidity).
+        exposures0: the initial interbank exposure matrix (n, n) (sparse; what the
+            systemic-importance ranking propagates on).
+        debtrank0: shape (n,), each bank's DebtRank on the initial network,
+            computed on first use (``None`` before).
     """
 
     assets0: np.ndarray = field(default_factory=_empty)
     size0: float = 1.0
     liquidity0: float = 0.0
+    exposures0: Any = None
+    debtrank0: np.ndarray | None = None
 
 
 def _copy(value: Any) -> Any:

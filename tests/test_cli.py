@@ -42,7 +42,7 @@ def test_simulate_prints_summary_and_writes_csv(tmp_path, capsys):
     text = capsys.readouterr().out
     for needle in ("20 banks", "asset_crash", "greedy", "seed 3", "defaults",
                    "asset price", "DebtRank", "systemic-risk index", "capital ratio",
-                   "most systemically important banks"):
+                   "most systemically important surviving banks"):
         assert needle in text
     df = pd.read_csv(out)
     assert len(df) == 16 and "debtrank_total" in df.columns

@@ -126,7 +126,8 @@ def print_summary(model: Any, seed: int, out: Any = None) -> None:
         w(f"  {name:<{width}}  {val}\n")
     if model.config.infrastructure:
         print_infrastructure(s, w)
-    w("\nmost systemically important banks (DebtRank if each defaulted alone):\n")
+    w("\nmost systemically important surviving banks (DebtRank: share of the system's "
+      "value lost\nif the bank alone defaulted on the initial network):\n")
     if not s["most_systemic"]:
         w("  (no surviving bank)\n")
     else:
