@@ -1,11 +1,17 @@
 """Multi-seed comparison of brains across scenarios, with confidence intervals.
 
 Every brain × every scenario × N seeds (the same seeds for every brain). Per
-run: ``episode_reward`` (sum over steps of the banks' mean reward, a defaulted
-bank counting 0 — what the trainer logs), ``default_rate`` (final),
-``final_equity`` (equity of the survivors / initial equity of all banks) and
-``debtrank`` (final DebtRank total distress). The table gives mean, standard
-deviation and 95% t-intervals; :func:`evaluation_figure` draws them.
+run: ``episode_reward`` (the fixed-horizon score of :mod:`finsim_mesa.scoring`:
+the run lasts the full ``steps`` whatever happens, and a defaulted bank keeps
+its default penalty every remaining step, so a collapse is never cheaper than
+surviving), ``default_rate`` (final), ``final_equity`` (equity of the
+survivors / initial equity of all banks) and ``debtrank`` (final DebtRank
+total distress). The table gives mean, standard deviation and 95%
+t-intervals; :func:`evaluation_figure` draws them.
+
+A scenario named ``"mixture"`` draws, per seed, a scenario, bank count,
+topology and capital ratio from :data:`finsim_mesa.conditions.MIXTURE` (the
+same draw for every brain on that seed).
 """
 
 from __future__ import annotations
@@ -19,25 +25,36 @@ import numpy as np
 import pandas as pd
 
 from finsim_mesa.agents.brains import BRAINS
+from finsim_mesa.conditions import MIXTURE, condition_params
 from finsim_mesa.errors import ConfigError
 from finsim_mesa.intervals import ci95
 from finsim_mesa.model import FinancialModel
 from finsim_mesa.scenarios import list_scenarios
+from finsim_mesa.scoring import fixed_horizon_params, score_episode
 
 __all__ = ["EvaluationResult", "evaluate_run", "evaluation_figure", "run_evaluation",
-           "run_quick_evaluation"]
+           "run_params", "run_quick_evaluation"]
 
 METRICS = ("episode_reward", "default_rate", "final_equity", "debtrank")
 
 
+def run_params(scenario: str, seed: int, **model_params: Any) -> dict[str, Any]:
+    """The model parameters of one evaluation run: ``scenario`` (or, for
+    ``"mixture"``, the seed's draw from :data:`MIXTURE`, which overrides the
+    scenario, bank count, topology and capital ratio) on a fixed horizon."""
+    if scenario == "mixture":
+        params = dict(model_params) | condition_params(MIXTURE, seed)
+    else:
+        params = dict(model_params) | {"scenario": scenario}
+    return fixed_horizon_params(params)
+
+
 def evaluate_run(brain: Any, scenario: str, seed: int, **model_params: Any) -> dict[str, float]:
-    """One episode of ``brain`` (name or object) in ``scenario`` with ``seed``."""
-    m = FinancialModel(scenario=scenario, brain=brain, rng=seed, agent_collect_every=0,
-                       **model_params)
-    total = 0.0
-    while m.running:
-        m.step()
-        total += float(m.reward.per_bank.sum()) / m.n_banks
+    """One episode of ``brain`` (name or object) in ``scenario`` (or
+    ``"mixture"``) with ``seed``: the fixed-horizon score and the outcome."""
+    m = FinancialModel(brain=brain, rng=seed, agent_collect_every=0,
+                       **run_params(scenario, seed, **model_params))
+    total = score_episode(m).total
     eq0 = float(m.ledger.equity0.sum())
     return {"episode_reward": total, "default_rate": m.measures.default_rate,
             "final_equity": max(m.measures.total_equity, 0.0) / eq0 if eq0 > 0 else 0.0,
@@ -106,7 +123,8 @@ def run_evaluation(
     **model_params: Any,
 ) -> EvaluationResult:
     """Evaluate brains (name → brain spec; default: every built-in brain) on
-    scenarios (default: all) over the same seeds; optionally write ``runs.csv``,
+    scenarios (default: all; ``"mixture"`` draws the conditions per seed) over
+    the same seeds; optionally write ``runs.csv``,
     ``table.csv`` and ``evaluation.png`` to ``out_dir``."""
     if brains is None:
         brains = {name: name for name in BRAINS}

@@ -13,14 +13,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run = learning_run()
     if args.episodes < 2:
         raise FinsimError(f"--episodes {args.episodes}: need at least 2 for intervals")
+    constants = [_numbers(c, 4, "--constant") for c in args.constant or []]
+    budget = None
+    if args.best_constant:
+        n_sel, iters, pop = (int(v) for v in _numbers(args.best_constant, 3, "--best-constant"))
+        if n_sel < 1 or iters < 1 or pop < 2:
+            raise FinsimError(f"--best-constant {args.best_constant}: give SEEDS,ITERATIONS,"
+                              "POPULATION with at least 1 seed, 1 iteration, 2 candidates")
+        budget = (n_sel, iters, pop)
     res = run.evaluate_policy(args.model, episodes=args.episodes,
                               baselines=not args.no_baselines,
                               scenarios=args.scenario.split(",") if args.scenario else None,
-                              out_dir=args.out, models_dir=args.models, progress=not args.quiet)
+                              out_dir=args.out, models_dir=args.models, progress=not args.quiet,
+                              constants=constants, best_constant_budget=budget)
     import pandas as pd
 
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
-        for metric in ("episode_reward", "default_rate", "final_equity"):
+        for metric in ("episode_reward", "default_rate", "final_equity", "debtrank"):
             print(f"\n{metric} (mean [95% CI]) over {args.episodes} seeds")
             print(res.wide(metric).to_string())
     for sc in dict.fromkeys(res.table.scenario):
@@ -47,12 +56,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _numbers(text: str, count: int, flag: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) != count:
+        raise FinsimError(f"{flag} {text!r}: give {count} comma-separated numbers")
+    return vals
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("evaluate", help="trained policy vs every baseline brain")
-    ev.add_argument("--model", default="final", help="final, best or a checkpoint folder")
+    ev.add_argument("--model", default="final",
+                    help="final, best (in --models), shipped (the package's policy) or a "
+                         "checkpoint folder")
     ev.add_argument("--models", default="models", help="folder of final/ and best/")
     ev.add_argument("--episodes", type=int, default=50, help="evaluation seeds")
-    ev.add_argument("--scenario", help="scenarios (default: the training ones)")
+    ev.add_argument("--scenario", help="scenarios, comma-separated; 'mixture' draws scenario, "
+                    "banks, topology and capital ratio per seed (default: the training ones)")
+    ev.add_argument("--constant", action="append", metavar="L,H,S,B",
+                    help="add a constant stance (lend,hoard,sell,borrow in [0, 1]) as a "
+                         "baseline; repeatable")
+    ev.add_argument("--best-constant", metavar="SEEDS,ITERATIONS,POPULATION",
+                    help="also search the best constant by the cross-entropy method on "
+                         "SEEDS selection seeds from 20000 (disjoint from the test seeds "
+                         "10000...), e.g. 8,6,12")
     ev.add_argument("--no-baselines", action="store_true")
     ev.add_argument("--out", help="folder for runs.csv, table.csv, evaluation.png")
     ev.add_argument("-q", "--quiet", action="store_true")

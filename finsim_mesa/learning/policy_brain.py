@@ -5,10 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from finsim_mesa.agents.brains import Brain
+from finsim_mesa.agents.actor import ActorBrain
 from finsim_mesa.learning.checkpoint import (
     CheckpointError,
     ModelCheckpointer,
@@ -16,20 +13,21 @@ from finsim_mesa.learning.checkpoint import (
     load_folder,
 )
 from finsim_mesa.learning.mappo import Actor
-from finsim_mesa.observation import INFRA_OBS_DIM, OBS_DIM
 
 __all__ = ["PolicyBrain", "actor_shape"]
 
 
-class PolicyBrain(Brain):
+class PolicyBrain(ActorBrain):
     """Acts with a trained actor: the Beta mean (``deterministic``) or a sample
-    drawn from the model's generator.
+    drawn from the model's generator. Inference runs in numpy
+    (:class:`~finsim_mesa.agents.actor.ActorBrain`): no torch threads.
 
     Args:
         actor: the trained actor network.
         obs_dim: the observation width it was trained on.
         deterministic: act with the mean (default) or sample.
-        meta: the checkpoint's metadata.
+        meta: the checkpoint's metadata (its ``obs_fields``, if present, name the
+            columns the policy reads).
     """
 
     name = "policy"
@@ -37,29 +35,17 @@ class PolicyBrain(Brain):
     def __init__(self, actor: Actor, obs_dim: int, deterministic: bool = True,
                  meta: dict[str, Any] | None = None) -> None:
         self.actor = actor.eval()
-        self.obs_dim = obs_dim
-        self.deterministic = deterministic
-        self.meta = meta or {}
-        self.rng: np.random.Generator | None = None
-
-    def setup(self, model: Any) -> None:
-        width = OBS_DIM + (INFRA_OBS_DIM if model.config.infrastructure else 0)
-        if width != self.obs_dim:
-            raise CheckpointError(
-                f"policy was trained on {self.obs_dim} observation columns, this model has "
-                f"{width} (infrastructure layer {'on' if width > 16 else 'off'}); use a model "
-                "with the same layer setting")
-        self.rng = model.rng
-
-    @torch.no_grad()
-    def act(self, observations: np.ndarray) -> np.ndarray:
-        obs = torch.as_tensor(np.clip(observations, -10, 10), dtype=torch.float32)
-        dist = self.actor.distribution(obs)
-        if self.deterministic:
-            return dist.mean.numpy().astype(float)
-        # sample with the model's generator (reproducible): inverse of Beta via numpy
-        a, b = dist.concentration1.numpy(), dist.concentration0.numpy()
-        return self.rng.beta(a, b)
+        weights = {k: v.detach().cpu().numpy() for k, v in actor.state_dict().items()
+                   if k != "obs_count"}
+        if not actor.normalize_obs:
+            weights.pop("obs_mean", None)
+            weights.pop("obs_var", None)
+        fields = (meta or {}).get("obs_fields")
+        super().__init__(weights, fields if isinstance(fields, list) else None,
+                         deterministic, meta)
+        if self.obs_dim != obs_dim:
+            raise CheckpointError(f"actor takes {self.obs_dim} columns, metadata says "
+                                  f"{obs_dim}")
 
     @classmethod
     def load(cls, path: str | Path, version: str = "best", deterministic: bool = True,

@@ -45,6 +45,16 @@ from finsim_mesa.learning.trainer import Trainer, TrainerConfig
 __all__ = ["evaluate_policy", "train_policy"]
 
 
+def _obs_fields(env_params: dict[str, Any]) -> list[str]:
+    """The observation column names of a model built with ``env_params``
+    (stored in the metadata: a policy reads its columns by name)."""
+    from finsim_mesa.model import FinancialModel
+    from finsim_mesa.observation import observation_names
+
+    m = FinancialModel(**(dict(env_params) | {"agent_collect_every": 0}))
+    return observation_names(m.config, m.market.names)
+
+
 class _Stopped(Exception):
     """Raised from the update callback when the caller asks training to stop."""
 
@@ -167,7 +177,8 @@ def _train(out: Path, episodes: int, seed: int, scenarios: Sequence[str], eval_e
     monitor = SystemMonitor({"default_rate": 0.5})
     registry = ModelCheckpointer(out / "registry")
     meta = {"obs_dim": trainer.env.obs_dim, "mappo": trainer.agent.config.to_dict(),
-            "trainer": tcfg.to_dict(), "env": trainer.env_params}
+            "trainer": tcfg.to_dict(), "env": trainer.env_params,
+            "obs_fields": _obs_fields(trainer.env_params)}
     state = {"best": -np.inf, "next_eval": eval_every, "collect": 0.0, "update": 0.0}
     bar = tqdm(total=episodes, desc="training", unit="ep", disable=not progress)
     last = time.perf_counter()
@@ -227,30 +238,62 @@ def _train(out: Path, episodes: int, seed: int, scenarios: Sequence[str], eval_e
 
 def evaluate_policy(model: str | Path, episodes: int = 50, baselines: bool = True,
                     scenarios: Sequence[str] | None = None, out_dir: str | Path | None = None,
-                    models_dir: str | Path = "models", progress: bool = True
+                    models_dir: str | Path = "models", progress: bool = True,
+                    constants: Sequence[Sequence[float]] = (),
+                    best_constant_budget: tuple[int, int, int] | None = None
                     ) -> EvaluationResult:
-    """Compare a trained policy (``final``, ``best`` or a path) with the baselines
-    on its training scenarios (or ``scenarios``) over ``episodes`` seeds."""
-    path = Path(model)
-    if model in ("final", "best"):
-        path = Path(models_dir) / str(model)
-    try:
-        brain = PolicyBrain.load(path)
-    except NoCheckpoint as err:
-        hint = (f"train one with `finsim train --out {models_dir}` (it writes best/ and "
-                "final/ there), or point --models at the folder a training wrote"
-                if model in ("final", "best") else
-                "give --model final, best or a checkpoint folder `finsim train` wrote")
-        raise NoCheckpoint(f"there is no trained model at {path}: {err.reason}; {hint}"
-                           ) from None
+    """Compare a trained policy (``final``, ``best``, ``shipped`` or a path) with
+    the baselines on its training scenarios (or ``scenarios``; ``"mixture"``
+    allowed) over ``episodes`` test seeds from 10000.
+
+    ``constants``: fixed action vectors added as ``constant:...`` baselines.
+    ``best_constant_budget``: (selection seeds, CEM iterations, population): also
+    search the best constant on selection seeds (from 20000, disjoint from the
+    test seeds) and add it as ``best_constant``."""
+    if str(model) == "shipped":
+        from finsim_mesa.policies import shipped_brain
+
+        brain = shipped_brain()
+    else:
+        path = Path(model)
+        if model in ("final", "best"):
+            path = Path(models_dir) / str(model)
+        try:
+            brain = PolicyBrain.load(path)
+        except NoCheckpoint as err:
+            hint = (f"train one with `finsim train --out {models_dir}` (it writes best/ and "
+                    "final/ there), or point --models at the folder a training wrote"
+                    if model in ("final", "best") else
+                    "give --model final, best, shipped or a checkpoint folder `finsim train` "
+                    "wrote")
+            raise NoCheckpoint(f"there is no trained model at {path}: {err.reason}; {hint}"
+                               ) from None
     env = dict(brain.meta.get("env", {}))
     env.pop("scenario", None)
-    train_scenarios = brain.meta.get("trainer", {}).get("curriculum", ["normal"])
+    trainer = brain.meta.get("trainer", {})
+    train_scenarios = (["mixture"] if trainer.get("conditions")
+                       else trainer.get("curriculum", ["normal"]))
     brains: dict[str, Any] = {"policy": brain}
     if baselines:
         from finsim_mesa.agents.brains import BRAINS
 
-        brains |= {name: name for name in BRAINS}
+        # every built-in brain (the shipped "mappo" too, unless it is the policy)
+        brains |= {name: name for name in BRAINS if not (name == "mappo"
+                                                         and str(model) == "shipped")}
+    from finsim_mesa.agents.brains import ConstantBrain
+
+    for c in constants:
+        b = ConstantBrain(c)
+        brains[b.name] = b
+    scen = list(scenarios or train_scenarios)
+    if best_constant_budget is not None:
+        from finsim_mesa.search import best_constant
+
+        n_sel, iters, pop = best_constant_budget
+        found = best_constant(scen, n_sel, iterations=iters, population=pop, **env)
+        brains["best_constant"] = ConstantBrain(found.best)
+        if progress:
+            print(f"best constant on {n_sel} selection seeds: {found.best.tolist()} "
+                  f"(score {found.value:.4g}, {found.evaluations} candidates)")
     seeds = list(range(10_000, 10_000 + episodes))
-    return run_evaluation(brains, scenarios or train_scenarios, seeds, out_dir=out_dir,
-                          progress=progress, **env)
+    return run_evaluation(brains, scen, seeds, out_dir=out_dir, progress=progress, **env)
