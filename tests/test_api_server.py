@@ -35,7 +35,8 @@ def server(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k != "FINSIM_API_TOKEN"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "finsim_mesa.cli", "serve", "--port", str(port), "--models",
-         str(tmp_path_factory.mktemp("models")), "--log-level", "warning"],
+         str(tmp_path_factory.mktemp("models")), "--data", str(tmp_path_factory.mktemp("data")),
+         "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -117,12 +118,26 @@ def test_websocket_stream_over_the_wire(server):
 
 @pytest.mark.parametrize("flags, words", [(["--port", "70000"], "--port"),
                                           (["--max-banks", "0"], "--max-banks"),
-                                          (["--idle-ttl", "-1"], "--idle-ttl")])
-def test_serve_bad_flags(flags, words, capsys):
+                                          (["--idle-ttl", "-1"], "--idle-ttl"),
+                                          (["--idle-ttl", "0"], "--idle-ttl"),
+                                          (["--idle-ttl", "nan"], "--idle-ttl nan"),
+                                          (["--idle-ttl", "inf"], "--idle-ttl inf"),
+                                          (["--idle-ttl=-inf"], "--idle-ttl -inf"),
+                                          (["--data", " "], "--data")])
+def test_serve_bad_flags(flags, words, capsys, monkeypatch):
+    """Refused before anything starts (``--idle-ttl nan`` was taken: nothing
+    ever expired)."""
     from finsim_mesa.cli import main
 
+    def no_server(*args, **kwargs):
+        raise AssertionError("the server was started")
+
+    monkeypatch.setattr("uvicorn.run", no_server)
     assert main(["serve", *flags]) == 2
-    assert words in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert words in err
+    if "--idle-ttl" in words:
+        assert "finite number of seconds > 0" in err
 
 
 # ---------------------------------------------------------------- robustness over the wire
@@ -247,7 +262,8 @@ def token_server(tmp_path_factory):
     env = dict(os.environ, FINSIM_API_TOKEN="wire-token")
     proc = subprocess.Popen(
         [sys.executable, "-m", "finsim_mesa.cli", "serve", "--port", str(port), "--models",
-         str(tmp_path_factory.mktemp("models")), "--log-level", "warning"],
+         str(tmp_path_factory.mktemp("models")), "--data", str(tmp_path_factory.mktemp("data")),
+         "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from finsim_mesa.errors import FinsimError
+from finsim_mesa.measures import INFRA_REPORTERS, MODEL_REPORTERS, report
 
-__all__ = ["bank_ids", "clean", "records", "topology_payload"]
+__all__ = ["bank_ids", "clean", "metrics_of", "records", "topology_payload"]
 
 
 def clean(v: Any) -> Any:
@@ -24,6 +25,27 @@ def clean(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
+
+
+def metrics_of(model: Any) -> dict[str, Any]:
+    """The model-level figures of the current step (what ``GET /metrics`` returns):
+    the reporters of :data:`MODEL_REPORTERS` (and of the infrastructure layer),
+    and ``prices``: each asset class's price relative to its initial price, by
+    class name (the DataCollector's ``price_<class>`` columns; ``price`` is their
+    mean)."""
+    market = model.market
+    out: dict[str, Any] = {"step": model.t, "running": bool(model.running),
+                           "collapsed": bool(model.collapsed), "scenario": model.scenario_name,
+                           "prices": {name: clean(float(p / p0)) for name, p, p0 in zip(
+                               market.names, market.prices, market.initial_prices,
+                               strict=True)}}
+    for key in MODEL_REPORTERS:
+        out[key] = clean(report(model, key))
+    if model.config.infrastructure:
+        out["infrastructure"] = {k: clean(report(model, k)) for k in INFRA_REPORTERS}
+    else:
+        out["infrastructure"] = None
+    return out
 
 
 def records(df: Any) -> list[dict[str, Any]]:

@@ -96,6 +96,9 @@ _metric_fields: dict[str, Any] = {
     "sim_id": (str, ...), "step": (int, ...), "running": (bool, ...),
     "collapsed": (bool, ...), "scenario": (str, ...),
     "infrastructure": (dict[str, float | int | None] | None, None),
+    "prices": (dict[str, float | None], Field(
+        None, description="price / initial price of each asset class, by name (the "
+                          "DataCollector's price_<class> columns; price is their mean)")),
 }
 for _name in MODEL_REPORTERS:
     _metric_fields[_name] = (float | int | None, None)

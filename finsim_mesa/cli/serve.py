@@ -6,12 +6,18 @@ so the server refuses to start unless a token is set (``--token`` or the
 ``FINSIM_API_TOKEN`` environment variable, which keeps it out of the process
 list); with a token every request but ``GET /health`` needs
 ``Authorization: Bearer <token>``.
+
+Simulations survive a restart (a kill included): every change is journaled
+in the data folder (``--data``, default ``finsim-data`` in the current
+folder) and replayed when the server starts (:mod:`finsim_mesa.api.journal`);
+``--no-journal`` keeps them in memory only. One server per data folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 
 from finsim_mesa.errors import FinsimError
 
@@ -42,8 +48,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for name in ("max_banks", "max_steps", "max_simulations"):
         if getattr(args, name) < 1:
             raise FinsimError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be >= 1")
-    if args.idle_ttl <= 0:
-        raise FinsimError(f"--idle-ttl {args.idle_ttl}: must be > 0 seconds")
+    if not math.isfinite(args.idle_ttl) or args.idle_ttl <= 0:
+        raise FinsimError(f"--idle-ttl {args.idle_ttl}: give a finite number of seconds > 0 "
+                          "(e.g. 3600)")
     token = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
     if token is not None and not token.strip():
         raise FinsimError(f"--token / {TOKEN_ENV} is empty: give a token (e.g. the output of "
@@ -53,19 +60,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"--host {args.host} makes the API reachable from other machines, and it has no "
             f"authentication without a token: set {TOKEN_ENV} (or --token) to a secret, "
             "or serve on 127.0.0.1")
+    if not args.no_journal and not args.data.strip():
+        raise FinsimError("--data is empty: give a folder (or --no-journal)")
     import uvicorn
 
+    data = "" if args.no_journal else args.data
     os.environ.update({"FINSIM_MODELS_DIR": args.models, "FINSIM_MAX_BANKS": str(args.max_banks),
                        "FINSIM_MAX_STEPS_PER_REQUEST": str(args.max_steps),
                        "FINSIM_MAX_SIMULATIONS": str(args.max_simulations),
-                       "FINSIM_IDLE_TTL_S": str(args.idle_ttl)})
+                       "FINSIM_IDLE_TTL_S": str(args.idle_ttl), "FINSIM_DATA_DIR": data})
     if token:
         os.environ[TOKEN_ENV] = token  # read by create_app_from_env (a factory: --reload)
+    app: object = "finsim_mesa.api.app:create_app_from_env"
+    if not args.reload:  # built here: a refusal (data folder in use) is a clear exit 2
+        from finsim_mesa.api.app import create_app_from_env
+
+        app = create_app_from_env()
+        if app.state.replay is not None:
+            print(f"{app.state.replay.summary()} (data folder {data})", flush=True)
     auth = "bearer token required" if token else "no token (loopback only)"
-    print(f"finsim-mesa API on http://{args.host}:{args.port}/ ({auth}; OpenAPI docs at /docs; "
-          "Ctrl-C to stop)", flush=True)
-    uvicorn.run("finsim_mesa.api.app:create_app_from_env", factory=True, host=args.host,
-                port=args.port, reload=args.reload, log_level=args.log_level)
+    kept = f"journal in {data}" if data else "no journal: simulations end with the server"
+    print(f"finsim-mesa API on http://{args.host}:{args.port}/ ({auth}; {kept}; OpenAPI docs "
+          "at /docs; Ctrl-C to stop)", flush=True)
+    try:
+        uvicorn.run(app, factory=args.reload, host=args.host, port=args.port,
+                    reload=args.reload, log_level=args.log_level)
+    finally:
+        journal = getattr(getattr(app, "state", None), "journal", None)
+        if journal is not None:
+            journal.close()  # idempotent: the app's shutdown closed it already
     return 0
 
 
@@ -79,11 +102,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "variable, a flag shows in the process list)")
     sv.add_argument("--reload", action="store_true", help="restart on code changes (dev)")
     sv.add_argument("--models", default="models", help="folder of trained models")
+    sv.add_argument("--data", default="finsim-data",
+                    help="data folder: the journal that brings simulations back after a "
+                         "restart (default finsim-data; one server per folder)")
+    sv.add_argument("--no-journal", action="store_true",
+                    help="keep simulations in memory only (lost when the server stops)")
     sv.add_argument("--max-banks", type=int, default=2000, help="most banks per simulation")
     sv.add_argument("--max-steps", type=int, default=5000, help="most steps per request")
     sv.add_argument("--max-simulations", type=int, default=32, help="most live simulations")
     sv.add_argument("--idle-ttl", type=float, default=3600.0,
-                    help="seconds before an idle simulation is dropped")
+                    help="seconds before an idle simulation is dropped (and its journal "
+                         "deleted); default 3600")
     sv.add_argument("--log-level", default="info",
                     choices=["critical", "error", "warning", "info", "debug"])
     sv.set_defaults(func=cmd_serve)

@@ -112,5 +112,6 @@ def models_load(req: ModelLoadRequest, store: Store, training: Training,
         bank_ids({str(b): b for b in req.banks}, session.model.n_banks, "banks")
     brain = training.resolve(req.model, req.version)
     brain.deterministic = req.deterministic
-    session.set_brains(brain, req.banks, req.model)
+    source = training.source(brain, req.model, req.version, req.deterministic)
+    session.set_brains(brain, req.banks, req.model, source)
     return SimulationInfo(**session.info())
