@@ -410,3 +410,24 @@ def test_a_model_folder_that_links_outside_the_store_is_refused(tmp_path):
         assert c.post("/models/load", json={"model": "inside"}).status_code == 200
         r = c.post("/models/load", json={"model": "escape"})
         assert r.status_code == 422 and "outside the model store" in r.json()["detail"], r.text
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="trained models need the learn extra (torch)")
+def test_a_policy_that_does_not_fit_the_observation_is_refused_at_load(tmp_path):
+    """A 16-column policy loaded into a 3-asset simulation (19 columns) was accepted
+    (PolicyBrain.setup does not count the per-class price columns) and every
+    step after it failed in the matrix product."""
+    from finsim_mesa.learning.checkpoint import ModelCheckpointer
+    from finsim_mesa.learning.mappo import Actor
+
+    ModelCheckpointer(tmp_path / "models" / "registry").save_checkpoint(
+        "pol", {f"actor.{k}": v for k, v in Actor(16, 8).state_dict().items()},
+        {"obs_dim": 16, "mappo": {"hidden": 8}}, metric=1.0)
+    with app_client(tmp_path) as c:
+        init(c, n_banks=6, seed=1, config={"n_assets": 3})
+        r = c.post("/models/load", json={"model": "pol"})
+        assert r.status_code == 422 and "observe 19" in r.json()["detail"], r.text
+        assert c.post("/simulation/step").status_code == 200  # nothing was changed
+        init(c, n_banks=6, seed=1)
+        assert c.post("/models/load", json={"model": "pol"}).status_code == 200
+        assert c.post("/simulation/step").status_code == 200
