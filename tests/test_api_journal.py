@@ -395,7 +395,9 @@ def test_finsim_serve_killed_with_sigkill_comes_back_identical(tmp_path):
 
         t = threading.Thread(target=stepper)
         t.start()
+        deadline = time.time() + 120
         while len(acked) < 10:
+            assert t.is_alive() and time.time() < deadline, acked
             time.sleep(0.005)
         kill(proc)
         stop.set()
@@ -411,7 +413,9 @@ def test_finsim_serve_killed_with_sigkill_comes_back_identical(tmp_path):
         run = threading.Thread(target=lambda: answered.append(_long_run(url, ids["a"])))
         run.start()
         with httpx.Client(base_url=url, timeout=120) as c:
+            deadline = time.time() + 120
             while ok(c.get("/metrics", params={"sim_id": ids["a"]}))["step"] < a_step + 100:
+                assert run.is_alive() and time.time() < deadline
                 time.sleep(0.01)
         assert not answered
         kill(proc)

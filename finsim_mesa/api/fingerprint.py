@@ -50,6 +50,9 @@ def _feed(h: Any, v: Any) -> None:
             _feed(h, v[k])
     elif isinstance(v, list | tuple):
         h.update(b"l%d[" % len(v))
+        if all(type(x) is int for x in v):  # e.g. the 625 words of random's state: at once
+            h.update(",".join(map(str, v)).encode() + b"]")
+            return
         for x in v:
             _feed(h, x)
     elif dataclasses.is_dataclass(v):

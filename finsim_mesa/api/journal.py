@@ -55,6 +55,9 @@ __all__ = ["FORMAT", "Journal", "JournalError", "Record", "SimJournal", "fingerp
 
 FORMAT = 1  # the journal's format version (meta table)
 SUFFIX = ".sqlite"
+# how rows reach the disk (see the module's docstring; benchmarks/bench_journal.py
+# compares the alternatives): WAL, and every commit fsynced before it returns
+JOURNAL_MODE, SYNCHRONOUS = "WAL", "FULL"
 log = logging.getLogger("finsim_mesa.api")
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -124,7 +127,7 @@ def read_journal(path: Path) -> tuple[dict[str, str], list[Record]]:
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5)
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
     return conn
 
 
@@ -164,7 +167,7 @@ class SimJournal:
             placed = True
             fsync_dir(folder)
             conn = _connect(path)
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA journal_mode={JOURNAL_MODE}")
         except (sqlite3.Error, OSError, TypeError, ValueError) as err:
             for leftover in (tmp, path) if placed else (tmp,):  # no journal without its sim
                 with contextlib.suppress(OSError):
@@ -178,7 +181,7 @@ class SimJournal:
     def open(cls, path: Path) -> SimJournal:
         """An existing journal (replayed already), open for appending."""
         conn = _connect(path)
-        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA journal_mode={JOURNAL_MODE}")
         return cls(path, conn)
 
     def append(self, op: str, args: dict[str, Any], step: int, fp: str) -> None:
