@@ -449,3 +449,48 @@ def _long_run(url: str, sid: str) -> dict | None:
                           timeout=300).json()
     except httpx.TransportError:
         return None
+
+
+# ---------------------------------------------------------------- finsim serve and the benchmark
+def test_finsim_serve_restores_the_data_folder_and_says_so(tmp_path, capsys, monkeypatch):
+    """``finsim serve --data`` builds the app (replay included) before uvicorn
+    starts, prints what it restored, and closes the journal when uvicorn
+    returns (the lock goes: a second app on the folder is accepted)."""
+    from finsim_mesa.cli import main
+
+    data, models = tmp_path / "data", str(tmp_path / "models")
+    with TestClient(create_app(models, data_dir=data)) as c:
+        sid = play(c, SCRIPTS["a"])
+    served = {}
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: served.setdefault("app", app))
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items()
+                                        if not k.startswith("FINSIM_")})
+    assert main(["serve", "--data", str(data), "--models", models]) == 0
+    out = capsys.readouterr().out
+    assert f"restoring the simulations journaled in {data} ..." in out
+    assert "journal: 1 simulation(s) restored" in out and f"journal in {data}" in out
+    assert served["app"].state.store.get(sid).model.t == 50
+    with TestClient(create_app(models, data_dir=data)) as c:  # the folder was let go
+        assert ok(c.get("/metrics", params={"sim_id": sid}))["step"] == 50
+    # --no-journal: the folder is neither read nor written
+    assert main(["serve", "--no-journal", "--data", str(tmp_path / "unused"),
+                 "--models", models]) == 0
+    assert "no journal: simulations end with the server" in capsys.readouterr().out
+    assert not (tmp_path / "unused").exists()
+
+
+def test_the_journal_benchmark_runs_and_reports_its_figures(tmp_path):
+    """A tiny run of benchmarks/bench_journal.py (it checks each replay
+    reaches the journaled step); the figures themselves are not asserted."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    out = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "bench_journal.py"), "--banks", "5",
+         "--steps", "20", "--repeats", "1", "--requests", "5", "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    for line in ("load average", "21 rows (1-step requests, 20 steps",
+                 "journal off", "WAL    + synchronous=FULL", "x; the choice",
+                 "per step of a 100-step request: journal off"):
+        assert line in out.stdout, (line, out.stdout)
+    assert list(tmp_path.iterdir()) == []  # its temporary data folders are gone

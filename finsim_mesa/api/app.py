@@ -18,6 +18,7 @@ this module builds the application: its state, its routers, its middleware
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -118,6 +119,8 @@ def create_app_from_env() -> FastAPI:
     raw = os.environ.get("FINSIM_IDLE_TTL_S")
     if raw:
         limits.idle_ttl_s = float(raw)
+        if not math.isfinite(limits.idle_ttl_s) or limits.idle_ttl_s <= 0:
+            raise ConfigError(f"FINSIM_IDLE_TTL_S={raw}: give a finite number of seconds > 0")
     return create_app(os.environ.get("FINSIM_MODELS_DIR", "models"), limits,
                       token=os.environ.get(TOKEN_ENV) or None,
                       data_dir=os.environ.get("FINSIM_DATA_DIR") or None)
