@@ -33,7 +33,7 @@ import numpy as np
 from finsim_mesa.agents.brains import BRAINS
 from finsim_mesa.api.errors import Conflict, NotFound
 from finsim_mesa.api.limits import ApiLimits, NetworkEstimate, estimate_network
-from finsim_mesa.api.payloads import clean, metrics_of
+from finsim_mesa.api.payloads import asset_classes_of, clean, metrics_of
 from finsim_mesa.errors import ConfigError
 from finsim_mesa.model import FinancialModel
 from finsim_mesa.scenarios import Scenario
@@ -229,7 +229,9 @@ class Session:
         return twin
 
     def info(self) -> dict[str, Any]:
-        m = self.model
+        with self.state_lock:  # a consistent view: at most one step's wait
+            m = self.model
+            classes = asset_classes_of(m)
         return {"sim_id": self.sim_id, "seed": self.seed, "n_banks": m.n_banks,
                 "num_banks": m.n_banks, "scenario": m.scenario_name,
                 "brain": str(self.params.get("brain")), "policy": self.policy, "step": m.t,
@@ -237,6 +239,9 @@ class Session:
                 "n_exchanges": m.config.n_exchanges, "n_ccps": m.config.n_ccps,
                 "links": int(m.graph.number_of_edges()),
                 "memory_mb_estimate": round(self.estimate.memory_mb, 3),
+                "asset_classes": classes, "balance_sheets": m.config.balance_sheets,
+                "deleveraging_rule": m.config.deleveraging_rule,
+                "sale_order": m.config.sale_order,
                 "created": self.created,
                 "idle_seconds": round(time.time() - self.last_used, 3)}
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 
 from finsim_mesa.api.deps import SimId, Store
 from finsim_mesa.api.errors import NotFound, responses
-from finsim_mesa.api.payloads import clean
+from finsim_mesa.api.payloads import clean, holdings_of
 from finsim_mesa.api.routing import FinsimRoute
 from finsim_mesa.api.schemas import BankResponse, Metrics, RiskResponse
 from finsim_mesa.observation import ACTION_NAMES, observation_names
@@ -75,4 +75,5 @@ def bank_metrics(bank_id: Annotated[int, Path(ge=0)], store: Store, sim_id: SimI
             last_action=clean(dict(zip(ACTION_NAMES, map(float, m.decisions.actions[bank_id]),
                                        strict=True))),
             last_reward=clean(float(m.reward.per_bank[bank_id])),
-            observation=clean({name: float(v) for name, v in zip(names, obs, strict=True)}))
+            observation=clean({name: float(v) for name, v in zip(names, obs, strict=True)}),
+            holdings=holdings_of(m, bank_id))

@@ -13,11 +13,11 @@ from finsim_mesa.api.limits import ApiLimits
 from finsim_mesa.api.openapi import default_train
 from finsim_mesa.api.payloads import bank_ids, clean
 from finsim_mesa.api.routing import FinsimRoute
-from finsim_mesa.api.schemas import (
+from finsim_mesa.api.schemas import SimulationInfo
+from finsim_mesa.api.training_schemas import (
     ModelInfo,
     ModelLoadRequest,
     ModelSaveRequest,
-    SimulationInfo,
     TrainRequest,
     TrainStatus,
 )
