@@ -465,8 +465,12 @@ def test_finsim_serve_restores_the_data_folder_and_says_so(tmp_path, capsys, mon
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: served.setdefault("app", app))
     monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items()
                                         if not k.startswith("FINSIM_")})
+    time.sleep(0.05)
+    t0 = time.time()
     assert main(["serve", "--data", str(data), "--models", models]) == 0
     out = capsys.readouterr().out
+    restored = {s.sim_id: s for s in served["app"].state.store.all()}  # all() touches none
+    assert restored[sid].last_used >= t0  # idle time counts from the restart
     assert f"restoring the simulations journaled in {data} ..." in out
     assert "journal: 1 simulation(s) restored" in out and f"journal in {data}" in out
     assert served["app"].state.store.get(sid).model.t == 50
@@ -489,7 +493,7 @@ def test_the_journal_benchmark_runs_and_reports_its_figures(tmp_path):
          "--steps", "20", "--repeats", "1", "--requests", "5", "--dir", str(tmp_path)],
         capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr
-    for line in ("load average", "21 rows (1-step requests, 20 steps",
+    for line in ("load average", "21 rows (1-step requests",
                  "journal off", "WAL    + synchronous=FULL", "x; the choice",
                  "per step of a 100-step request: journal off"):
         assert line in out.stdout, (line, out.stdout)
