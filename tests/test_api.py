@@ -391,3 +391,63 @@ def test_health(client):
     h = client.get("/health").json()
     assert h["status"] == "ok" and h["simulations"] == 0 and h["training"] == "idle"
     assert client.get("/openapi.json").json()["info"]["title"] == "finsim-mesa"
+
+
+# ---------------------------------------------------------------- portfolios over HTTP (issue 13)
+def test_per_class_prices_equal_the_datacollectors_columns(client):
+    sid = init(client, n_banks=12, seed=4, config={"n_assets": 3, "price_impact": 0.2})
+    client.post("/simulation/run", params={"num_steps": 6})
+    m = FinancialModel(n_banks=12, n_assets=3, price_impact=0.2, rng=4, agent_collect_every=0)
+    m.run_for(6)
+    df = m.datacollector.get_model_vars_dataframe()
+    names = [f"asset_{j}" for j in range(3)]
+    hist = client.get("/metrics/history", params={"sim_id": sid}).json()
+    assert [h["step"] for h in hist] == list(range(1, 7))
+    for h, (_, row) in zip(hist, df.iloc[1:].iterrows(), strict=True):  # row 0: step 0
+        assert list(h["prices"]) == names
+        for name in names:
+            assert h["prices"][name] == row[f"price_{name}"]
+        assert h["price"] == pytest.approx(np.mean(list(h["prices"].values())), rel=1e-12)
+    assert client.get("/metrics").json()["prices"] == hist[-1]["prices"]
+    assert len(set(hist[-1]["prices"].values())) == 3  # the classes moved apart
+
+
+def test_bank_observation_is_named_by_observation_names(client):
+    from finsim_mesa.observation import observation_names
+
+    sid = init(client, seed=2, config={"balance_sheets": "eba2018"})
+    client.post("/simulation/step", params={"sim_id": sid})
+    m = FinancialModel(balance_sheets="eba2018", rng=2, agent_collect_every=0)
+    m.step()
+    obs = client.get("/metrics/bank/5", params={"sim_id": sid}).json()["observation"]
+    names = observation_names(m.config, m.market.names)
+    assert list(obs) == names and names[-2:] == ["price_corporate_bonds",
+                                                 "price_government_bonds"]
+    assert list(obs.values()) == [float(v) for v in m.decisions.observations[5]]
+
+
+def test_balance_sheets_are_a_choice_of_shipped_tables_never_a_path(client, tmp_path):
+    from finsim_mesa.api.strict import BALANCE_SHEET_TABLES
+    from finsim_mesa.balance_sheets import read_table
+
+    assert all(read_table(name).names for name in BALANCE_SHEET_TABLES)
+    config = client.get("/openapi.json").json()["components"]["schemas"]["SimulationConfig"]
+    choice = config["properties"]["balance_sheets"]["anyOf"][0]
+    assert choice.get("enum", [choice.get("const")]) == ["eba2018"]
+    r = client.post("/simulation/init", json={"seed": 1, "config": {"balance_sheets":
+                                                                    "eba2018"}})
+    assert r.status_code == 200, r.text
+    info = r.json()
+    assert info["n_banks"] == 48 and info["links"] == 0
+    prices = client.get("/metrics").json()["prices"]
+    assert prices == {"corporate_bonds": 1.0, "government_bonds": 1.0}
+    table = tmp_path / "mine.csv"  # a valid table on the server's disk: still refused
+    table.write_text("bank_id,cet1,leverage_pct,debt_securities,government_bonds\n"
+                     "A,10,5,50,20\nB,8,4,40,10\n")
+    for name in (str(table), "/etc/passwd", "eba2018.csv", "../data/eba2018", "EBA2018"):
+        r = client.post("/simulation/init", json={"config": {"balance_sheets": name}})
+        assert r.status_code == 422, (name, r.text)
+        assert r.json()["errors"][0]["loc"] == ["body", "config", "balance_sheets"]
+    r = client.post("/simulation/init", json={"n_banks": 30, "config": {"balance_sheets":
+                                                                        "eba2018"}})
+    assert r.status_code == 422 and "48 banks" in r.json()["detail"]

@@ -135,9 +135,11 @@ def _env_without_token():
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1"])
-def test_serve_beyond_loopback_refuses_to_start_without_a_token(host, capsys, monkeypatch):
+def test_serve_beyond_loopback_refuses_to_start_without_a_token(host, capsys, monkeypatch,
+                                                               tmp_path):
     from finsim_mesa.cli import main
 
+    monkeypatch.chdir(tmp_path)  # the default data folder goes here
     monkeypatch.delenv("FINSIM_API_TOKEN", raising=False)
     started = []
     monkeypatch.setattr("uvicorn.run", lambda *a, **k: started.append(a))

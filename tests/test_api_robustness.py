@@ -353,3 +353,81 @@ def test_what_if_bank_ids_and_brains_are_checked_against_the_simulation(tmp_path
         assert rec.status_code == 200
         assert all(v is None or np.isfinite(v) for v in strict_json(rec.text)["ci95"])
         assert np.isfinite(rec.json()["expected_equity"])
+
+
+# ---------------------------------------------------------------- the model store behind the API
+def test_model_names_are_matched_whole(tmp_path):
+    """``check_name`` used ``re.match`` with ``$``, which matches before a trailing
+    newline: "api\\n" passed."""
+    from finsim_mesa.api.training import check_name
+    from finsim_mesa.errors import FinsimError
+
+    assert check_name("api", "model name") == "api"
+    for bad in ("api\n", "api\r\n", "\napi", "a/b", "..", ".hidden", "a" * 65, ""):
+        with pytest.raises(FinsimError, match="model name"):
+            check_name(bad, "model name")
+    with app_client(tmp_path) as c:
+        init(c, n_banks=5, seed=1)
+        for path, body in (("/models/save", {"name": "api\n"}),
+                           ("/models/load", {"model": "api\n"})):
+            r = c.post(path, json=body)
+            assert r.status_code == 422 and r.json()["errors"], (path, r.text)
+
+
+def test_the_models_list_skips_hidden_folders(tmp_path):
+    """Temporary folders of a save in progress (or left by a kill) are not models."""
+    from finsim_mesa.api.training import TrainingManager
+
+    models = tmp_path / "models"
+    meta = json.dumps({"format_version": 1, "obs_dim": 16, "mappo": {"hidden": 8}})
+    for rel in ("final", "jobs/job-1/best", ".best.new-0123abcd", "jobs/job-1/.best.old-0a1b2c3d",
+                ".trash/final"):
+        (models / rel).mkdir(parents=True)
+        (models / rel / "meta.json").write_text(meta)
+    names = [m["name"] for m in TrainingManager(models, available=lambda: True).list()]
+    assert names == ["final", "jobs/job-1/best"]
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="trained models need the learn extra (torch)")
+def test_a_model_folder_that_links_outside_the_store_is_refused(tmp_path):
+    """/models/load reads only inside the models folder (symlinks resolved)."""
+    import torch
+
+    from finsim_mesa.learning.mappo import Actor
+
+    outside = tmp_path / "elsewhere" / "final"
+    _checkpoint(outside, {"format_version": 1, "obs_dim": 16, "mappo": {"hidden": 8}}, torch)
+    from safetensors.torch import save_file
+
+    save_file({f"actor.{k}": v for k, v in Actor(16, 8).state_dict().items()},
+              str(outside / "weights.safetensors"))
+    import shutil
+
+    shutil.copytree(outside, tmp_path / "models" / "inside")  # the same checkpoint, inside
+    (tmp_path / "models" / "escape").symlink_to(outside, target_is_directory=True)
+    with app_client(tmp_path) as c:
+        init(c, n_banks=5, seed=1)
+        assert c.post("/models/load", json={"model": "inside"}).status_code == 200
+        r = c.post("/models/load", json={"model": "escape"})
+        assert r.status_code == 422 and "outside the model store" in r.json()["detail"], r.text
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="trained models need the learn extra (torch)")
+def test_a_policy_that_does_not_fit_the_observation_is_refused_at_load(tmp_path):
+    """A 16-column policy loaded into a 3-asset simulation (19 columns) was accepted
+    (PolicyBrain.setup does not count the per-class price columns) and every
+    step after it failed in the matrix product."""
+    from finsim_mesa.learning.checkpoint import ModelCheckpointer
+    from finsim_mesa.learning.mappo import Actor
+
+    ModelCheckpointer(tmp_path / "models" / "registry").save_checkpoint(
+        "pol", {f"actor.{k}": v for k, v in Actor(16, 8).state_dict().items()},
+        {"obs_dim": 16, "mappo": {"hidden": 8}}, metric=1.0)
+    with app_client(tmp_path) as c:
+        init(c, n_banks=6, seed=1, config={"n_assets": 3})
+        r = c.post("/models/load", json={"model": "pol"})
+        assert r.status_code == 422 and "observe 19" in r.json()["detail"], r.text
+        assert c.post("/simulation/step").status_code == 200  # nothing was changed
+        init(c, n_banks=6, seed=1)
+        assert c.post("/models/load", json={"model": "pol"}).status_code == 200
+        assert c.post("/simulation/step").status_code == 200

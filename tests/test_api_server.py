@@ -35,7 +35,8 @@ def server(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k != "FINSIM_API_TOKEN"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "finsim_mesa.cli", "serve", "--port", str(port), "--models",
-         str(tmp_path_factory.mktemp("models")), "--log-level", "warning"],
+         str(tmp_path_factory.mktemp("models")), "--data", str(tmp_path_factory.mktemp("data")),
+         "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -115,14 +116,71 @@ def test_websocket_stream_over_the_wire(server):
     assert [m["step"] for m in msgs] == [1, 2, 3] and {m["sim_id"] for m in msgs} == {sid}
 
 
-@pytest.mark.parametrize("flags, words", [(["--port", "70000"], "--port"),
-                                          (["--max-banks", "0"], "--max-banks"),
-                                          (["--idle-ttl", "-1"], "--idle-ttl")])
-def test_serve_bad_flags(flags, words, capsys):
+@pytest.mark.parametrize("flags, words", [
+    (["--port", "70000"], "argument --port: 70000 is out of range: give a port in 1..65535"),
+    (["--max-banks", "0"], "argument --max-banks: 0 is out of range: give a whole number >= 1"),
+    (["--max-simulations", "x"], "argument --max-simulations: 'x' is not a number"),
+    (["--idle-ttl", "-1"], "argument --idle-ttl: -1 is out of range"),
+    (["--idle-ttl", "0"], "argument --idle-ttl: 0 is out of range"),
+    (["--idle-ttl", "nan"], "argument --idle-ttl: nan is out of range"),
+    (["--idle-ttl", "inf"], "argument --idle-ttl: inf is out of range"),
+    (["--idle-ttl", "1e400"], "argument --idle-ttl: 1e400 is out of range"),  # overflows to inf
+    (["--idle-ttl=-inf"], "argument --idle-ttl: -inf is out of range"),
+    (["--idle-ttl", "soon"], "argument --idle-ttl: 'soon' is not a number")])
+def test_serve_bad_flags_are_usage_errors(flags, words, capsys, monkeypatch):
+    """Refused by the parser (usage, the flag, the allowed range; exit 2)
+    before anything starts (``--idle-ttl nan`` was once taken: nothing ever
+    expired)."""
     from finsim_mesa.cli import main
 
-    assert main(["serve", *flags]) == 2
-    assert words in capsys.readouterr().err
+    def no_server(*args, **kwargs):
+        raise AssertionError("the server was started")
+
+    monkeypatch.setattr("uvicorn.run", no_server)
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--no-journal", *flags])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: finsim serve" in err and words in err and "Traceback" not in err
+    if "--idle-ttl" in words:
+        assert "give a finite number of seconds > 0" in err
+
+
+def test_serve_good_idle_ttl_reaches_the_server(tmp_path, capsys, monkeypatch):
+    """The accepted value is the one the server expires simulations with."""
+    import os
+
+    from finsim_mesa.cli import main
+
+    seen = {}
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: seen.setdefault("app", app))
+    # finsim serve passes its settings as FINSIM_* variables: on a copy here
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items()
+                                        if not k.startswith("FINSIM_")})
+    assert main(["serve", "--no-journal", "--models", str(tmp_path), "--idle-ttl", "2.5",
+                 "--max-simulations", "3"]) == 0
+    limits = seen["app"].state.limits
+    assert (limits.idle_ttl_s, limits.max_simulations) == (2.5, 3)
+    assert "no journal: simulations end with the server" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "0", "-5"])
+def test_an_idle_ttl_from_the_environment_is_checked_too(raw, monkeypatch):
+    from finsim_mesa.api.app import create_app_from_env
+    from finsim_mesa.errors import ConfigError
+
+    monkeypatch.setenv("FINSIM_IDLE_TTL_S", raw)
+    monkeypatch.setenv("FINSIM_DATA_DIR", "")
+    with pytest.raises(ConfigError, match=r"FINSIM_IDLE_TTL_S.*finite number of seconds > 0"):
+        create_app_from_env()
+
+
+def test_serve_empty_data_folder_is_refused(capsys, monkeypatch):
+    from finsim_mesa.cli import main
+
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: pytest.fail("the server was started"))
+    assert main(["serve", "--data", " "]) == 2
+    assert "--data is empty" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- robustness over the wire
@@ -247,7 +305,8 @@ def token_server(tmp_path_factory):
     env = dict(os.environ, FINSIM_API_TOKEN="wire-token")
     proc = subprocess.Popen(
         [sys.executable, "-m", "finsim_mesa.cli", "serve", "--port", str(port), "--models",
-         str(tmp_path_factory.mktemp("models")), "--log-level", "warning"],
+         str(tmp_path_factory.mktemp("models")), "--data", str(tmp_path_factory.mktemp("data")),
+         "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60

@@ -60,9 +60,10 @@ class ErrorResponse(BaseModel):
 
 
 def _late_imports() -> dict[type[Exception], int]:
+    from finsim_mesa.api.journal import JournalError
     from finsim_mesa.api.training import LearnMissing
 
-    return {LearnMissing: 503}
+    return {LearnMissing: 503, JournalError: 503}
 
 
 # exceptions a handler may raise and the status they are answered with (the
@@ -83,7 +84,9 @@ _DESCRIPTIONS = {
     413: "The request body is larger than the server accepts",
     422: "Invalid request: a field out of range, an unknown name, a value the model "
          "refuses, or work beyond the server's limits",
-    503: "Training and trained models need the 'learn' extra, which this server lacks",
+    503: "Training and trained models need the 'learn' extra, which this server lacks; or "
+         "the server's journal could not record a change (its data folder is full or not "
+         "writable; the message names the file)",
 }
 
 

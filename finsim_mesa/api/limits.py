@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from finsim_mesa.balance_sheets import with_table
 from finsim_mesa.config import ModelConfig, resolve_config
 from finsim_mesa.resources import estimate_memory, expected_links
 
@@ -117,6 +118,8 @@ def estimate_network(params: dict[str, Any]) -> NetworkEstimate:
     cfg = resolve_config(None, {k: v for k, v in params.items()
                                 if k in ModelConfig.model_fields and k != "scenario"})
     links = expected_links(cfg)
+    if cfg.balance_sheets is not None:  # the table sets the banks; no interbank network
+        cfg, links = with_table(cfg, None)[0], 0.0
     mem = (estimate_memory(cfg, links) + BYTES_PER_HOLDING * cfg.n_banks * cfg.n_assets
            + BYTES_PER_STEP_RECORD * cfg.steps)
     return NetworkEstimate(cfg.n_banks, round(links), mem / 1e6)

@@ -58,7 +58,12 @@ created one.
 per problem (the values sent are never echoed). Statuses: 401 missing or
 wrong token, 404 unknown simulation, bank or model, 405 method not allowed
 (with `Allow`), 409 the request does not fit the current state, 413 body too
-large, 422 invalid request, 503 training without the `learn` extra.
+large, 422 invalid request, 503 training without the `learn` extra, or a
+change the server's journal could not record.
+
+**Restarts**: a server started with a data folder (`finsim serve --data`,
+the default) journals every change of every simulation and brings them back,
+bit-identical, when it restarts (a kill included).
 
 **Limits** of this server are the `maximum`s of the schema (banks, steps per
 request, lookahead steps and seeds, training size); the size of a network

@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 
 from finsim_mesa.errors import FinsimError
+from finsim_mesa.measures import INFRA_REPORTERS, MODEL_REPORTERS, report
 
-__all__ = ["bank_ids", "clean", "records", "topology_payload"]
+__all__ = ["asset_classes_of", "bank_ids", "clean", "holdings_of", "metrics_of",
+           "records", "topology_payload"]
 
 
 def clean(v: Any) -> Any:
@@ -24,6 +26,56 @@ def clean(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
+
+
+def metrics_of(model: Any) -> dict[str, Any]:
+    """The model-level figures of the current step (what ``GET /metrics`` returns):
+    the reporters of :data:`MODEL_REPORTERS` (and of the infrastructure layer),
+    and ``prices``: each asset class's price relative to its initial price, by
+    class name (the DataCollector's ``price_<class>`` columns; ``price`` is their
+    mean)."""
+    market = model.market
+    out: dict[str, Any] = {"step": model.t, "running": bool(model.running),
+                           "collapsed": bool(model.collapsed), "scenario": model.scenario_name,
+                           "prices": {name: clean(float(p / p0)) for name, p, p0 in zip(
+                               market.names, market.prices, market.initial_prices,
+                               strict=True)}}
+    for key in MODEL_REPORTERS:
+        out[key] = clean(report(model, key))
+    if model.config.infrastructure:
+        out["infrastructure"] = {k: clean(report(model, k)) for k in INFRA_REPORTERS}
+    else:
+        out["infrastructure"] = None
+    return out
+
+
+def asset_classes_of(model: Any) -> list[dict[str, Any]]:
+    """Each asset class of ``model``, in the order of the holdings' columns:
+    ``name``, ``initial_price`` and ``price`` (money per unit),
+    ``relative_price`` (price / initial price, as in ``prices`` of the
+    metrics), ``price_impact`` (``p <- p exp(-impact q / Q)``), ``market_depth``
+    ``Q`` and ``units_held`` (units, by all banks now) and ``liquidity_rank``
+    (order of sale under ``sale_order = "liquidity"``; null without
+    ``asset_classes``)."""
+    market, classes = model.market, model.config.asset_classes
+    held = model.ledger.holdings.sum(axis=0)
+    return [clean({"name": name, "initial_price": float(market.initial_prices[j]),
+                   "price": float(market.prices[j]),
+                   "relative_price": float(market.prices[j] / market.initial_prices[j]),
+                   "price_impact": float(market.impact[j]),
+                   "market_depth": float(market.units_outstanding[j]),
+                   "units_held": float(held[j]),
+                   "liquidity_rank": classes[j].liquidity_rank if classes else None})
+            for j, name in enumerate(market.names)]
+
+
+def holdings_of(model: Any, bank: int) -> dict[str, dict[str, Any]]:
+    """One bank's securities by asset class name: ``units`` and ``value``
+    (units x price now, money; they add up to the balance sheet's
+    ``securities``)."""
+    units, prices = model.ledger.holdings[bank], model.market.prices
+    return {name: clean({"units": float(units[j]), "value": float(units[j] * prices[j])})
+            for j, name in enumerate(model.market.names)}
 
 
 def records(df: Any) -> list[dict[str, Any]]:

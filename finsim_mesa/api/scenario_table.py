@@ -5,13 +5,15 @@ The table is copy-on-write: readers take the current mapping (a plain dict
 that is never changed once published) without a lock; a definition builds a
 new mapping under a lock and publishes it. Client definitions are bounded in
 number (``ApiLimits.max_scenarios``) and in size (the request schema bounds
-every field: name and description lengths, numbers).
+every field: name and description lengths, numbers). With a data folder,
+each new definition is kept on disk (``on_add``, the journal) before it is
+published, so it survives a restart.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from finsim_mesa.api.errors import Conflict
 from finsim_mesa.errors import FinsimError
@@ -34,6 +36,7 @@ class ScenarioTable:
         self._builtin = frozenset(builtin)
         self.max_defined = max_defined
         self._lock = threading.Lock()
+        self.on_add: Callable[[Scenario], None] | None = None  # keeps a new definition
 
     def snapshot(self) -> Mapping[str, Scenario]:
         """The table now (a mapping no one changes; safe to iterate)."""
@@ -81,5 +84,7 @@ class ScenarioTable:
             if self.defined() >= self.max_defined:
                 raise Conflict(f"the server holds {self.defined()} client-defined scenarios, "
                                "its limit; use one of them by name")
+            if self.on_add is not None:
+                self.on_add(spec)  # JournalError: not added
             self._current = self._current | {spec.name: spec}
             return spec

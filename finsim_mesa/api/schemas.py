@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from finsim_mesa.api.strict import (
     TOPOLOGIES,
@@ -72,6 +72,22 @@ class ResetRequest(Strict):
                              description="new seed (omitted: the simulation's own seed)")
 
 
+class AssetClassInfo(BaseModel):
+    """One asset class of a simulation (GET /simulation)."""
+
+    name: str = Field(description="the class's name: the key of 'prices' in the metrics and "
+                                  "of 'holdings' of a bank")
+    initial_price: float = Field(description="money per unit at step 0")
+    price: float | None = Field(description="money per unit now")
+    relative_price: float | None = Field(description="price / initial_price")
+    price_impact: float = Field(description="impact of sales: p <- p exp(-impact q / Q)")
+    market_depth: float = Field(description="Q: units the market absorbs at that impact")
+    units_held: float = Field(description="units all banks hold now")
+    liquidity_rank: int | None = Field(description="order of sale under sale_order = "
+                                                   "'liquidity' (0 first); null without "
+                                                   "asset_classes")
+
+
 class SimulationInfo(BaseModel):
     sim_id: str
     seed: int
@@ -88,6 +104,13 @@ class SimulationInfo(BaseModel):
     links: int = Field(description="interbank links of the network")
     memory_mb_estimate: float = Field(description="memory the simulation may need, as "
                                                   "estimated when it was made")
+    asset_classes: list[AssetClassInfo] = Field(
+        description="the marketable securities banks hold, one entry per class (config "
+                    "n_assets or asset_classes; two for balance_sheets 'eba2018')")
+    balance_sheets: str | None = Field(description="shipped table of real balance sheets "
+                                                   "(null: generated ones)")
+    deleveraging_rule: str
+    sale_order: str
     created: float = Field(description="Unix time")
     idle_seconds: float
 
@@ -96,6 +119,9 @@ _metric_fields: dict[str, Any] = {
     "sim_id": (str, ...), "step": (int, ...), "running": (bool, ...),
     "collapsed": (bool, ...), "scenario": (str, ...),
     "infrastructure": (dict[str, float | int | None] | None, None),
+    "prices": (dict[str, float | None], Field(
+        None, description="price / initial price of each asset class, by name (the "
+                          "DataCollector's price_<class> columns; price is their mean)")),
 }
 for _name in MODEL_REPORTERS:
     _metric_fields[_name] = (float | int | None, None)
@@ -144,6 +170,9 @@ class BankResponse(BaseModel):
                                                              "[0, 1]")
     last_reward: float | None
     observation: dict[str, float | None]
+    holdings: dict[str, dict[str, float | None]] = Field(
+        description="securities by asset class name: units and value (money, at today's "
+                    "price; they add up to balance_sheet.securities)")
 
 
 # ---------------------------------------------------------------- scenarios
@@ -299,68 +328,6 @@ class RecommendationsResponse(BaseModel):
     next_start: int | None = Field(
         description="the banks from this id on did not fit in one request's work limit: ask "
                     "again with start=next_start (null: every bank is answered)")
-
-
-# ---------------------------------------------------------------- training and models
-class TrainRequest(Strict):
-    model_config = ConfigDict(json_schema_extra=drop_defaults("episodes", "n_banks",
-                                                               "num_banks"))
-
-    episodes: int = Field(None, ge=1, description="training episodes (default 200, or the "
-                                                  "server's limit if lower)")
-    scenarios: list[str] = Field(["normal"], min_length=1, max_length=8,
-                                 description="curriculum, in order")
-    n_banks: int = Field(None, ge=2, description="banks (default 30, or the server's limit "
-                                                 "if lower)")
-    num_banks: int = Field(None, ge=2, deprecated=True,
-                           description="old name of n_banks, still accepted")
-    steps: int = Field(50, ge=1, le=1000, description="episode length")
-    seed: int = Field(42, ge=0, le=2**32 - 1)
-    eval_every: int = Field(200, ge=1, description="episodes between evaluations")
-    eval_seeds: int = Field(3, ge=1, le=50, description="evaluation episodes each time")
-
-    @model_validator(mode="after")
-    def _one_bank_count(self) -> TrainRequest:
-        if self.num_banks is not None:
-            if self.n_banks is not None and self.n_banks != self.num_banks:
-                raise ValueError(f"n_banks = {self.n_banks} and num_banks = {self.num_banks} "
-                                 "differ; give n_banks only (num_banks is its old name)")
-            self.n_banks = self.num_banks
-        return self
-
-
-class TrainStatus(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    state: Literal["idle", "running", "stopping", "stopped", "finished", "failed"]
-    job_id: str | None = None
-
-
-class ModelSaveRequest(Strict):
-    name: Name = Field("api", description="registry id; each save adds a version vK")
-    metric: float | None = Field(None, description="score used to pick 'best' (default: the "
-                                                   "job's last evaluation reward)")
-
-
-class ModelLoadRequest(Strict):
-    model: Annotated[str, StringConstraints(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}){0,7}$")] \
-        = Field(description="a name from GET /models ('api', 'api/v2', 'final', ...)")
-    version: str = Field("best", pattern=r"^(best|latest|v[0-9]{1,6})$")
-    banks: Banks | None = Field(None, description="banks it decides for (null: all)")
-    deterministic: bool = Field(True, description="act with the mean action, or sample")
-
-
-class ModelInfo(BaseModel):
-    name: str
-    kind: Literal["registry", "folder"]
-    model_id: str | None
-    version: str | None
-    metric: float | None
-    created: str | None
-    episode: int | None
-    error: str | None = Field(None, description="why this model cannot be loaded (a damaged "
-                                                "or incomplete checkpoint); null when fine")
 
 
 class TopologyResponse(BaseModel):

@@ -21,7 +21,6 @@ see every change (a journal, say).
 from __future__ import annotations
 
 import copy
-import itertools
 import secrets
 import threading
 import time
@@ -34,31 +33,19 @@ import numpy as np
 from finsim_mesa.agents.brains import BRAINS
 from finsim_mesa.api.errors import Conflict, NotFound
 from finsim_mesa.api.limits import ApiLimits, NetworkEstimate, estimate_network
-from finsim_mesa.api.payloads import clean
+from finsim_mesa.api.payloads import asset_classes_of, clean, metrics_of
 from finsim_mesa.errors import ConfigError
-from finsim_mesa.measures import INFRA_REPORTERS, MODEL_REPORTERS, report
 from finsim_mesa.model import FinancialModel
 from finsim_mesa.scenarios import Scenario
 
 __all__ = ["ApiLimits", "Conflict", "Listener", "NotFound", "Session", "SessionStore",
            "metrics_of"]
 
-# called after every change: (session, operation, arguments); operations are
-# "init", "step", "reset", "scenario", "shock", "brains" and "delete"
+# called after every change, while the change is held (``op_lock``): (session,
+# operation, arguments); operations are "init", "step", "reset", "scenario",
+# "shock", "brains" and "delete". A listener that raises fails the request (the
+# change is made; the journal then refuses further changes, see journal.py).
 Listener = Callable[["Session", str, dict[str, Any]], None]
-
-
-def metrics_of(model: FinancialModel) -> dict[str, Any]:
-    """The model-level figures of the current step (what ``GET /metrics`` returns)."""
-    out: dict[str, Any] = {"step": model.t, "running": bool(model.running),
-                           "collapsed": bool(model.collapsed), "scenario": model.scenario_name}
-    for key in MODEL_REPORTERS:
-        out[key] = clean(report(model, key))
-    if model.config.infrastructure:
-        out["infrastructure"] = {k: clean(report(model, k)) for k in INFRA_REPORTERS}
-    else:
-        out["infrastructure"] = None
-    return out
 
 
 def _detached_brains(model: FinancialModel) -> list[Any]:
@@ -95,6 +82,7 @@ class Session:
         self.steps_total = 0  # steps taken since init, across resets (streams use it)
         self.policy: str | None = None
         self.brain_spec: Any = None  # brains set after init (a loaded policy); kept on reset
+        self.refusal: Exception | None = None  # set: every change is refused with it
         self._changed = changed
         self.model = self._build(seed)
         self.latest = metrics_of(self.model)
@@ -107,6 +95,15 @@ class Session:
 
     def touch(self) -> None:
         self.last_used = time.time()
+
+    def set_listener(self, changed: Listener | None) -> None:
+        """Who is told of this simulation's changes (None: nobody, e.g. while a
+        journal is replayed into it)."""
+        self._changed = changed
+
+    def _writable(self) -> None:
+        if self.refusal is not None:
+            raise self.refusal
 
     def changed(self, op: str, **args: Any) -> None:
         """Tell the store's listeners that ``op`` changed this simulation."""
@@ -124,6 +121,7 @@ class Session:
             Conflict: the episode is already over.
         """
         with self.op_lock:
+            self._writable()
             if not self.model.running:
                 raise Conflict(f"simulation {self.sim_id} has ended at step {self.model.t} "
                                "(episode length or collapse); POST /simulation/reset to start "
@@ -151,6 +149,7 @@ class Session:
     def reset(self, seed: int | None = None) -> None:
         """A fresh model with the same parameters and brains (and seed unless given)."""
         with self.op_lock:
+            self._writable()
             self._reset(seed)
             self.changed("reset", seed=self.seed)
 
@@ -169,6 +168,7 @@ class Session:
         fit the model (e.g. names an asset class it lacks) is refused here and
         changes nothing."""
         with self.op_lock:
+            self._writable()
             params = self.params | {"scenario": spec}
             fresh = self._build(self.seed, params)  # ConfigError: nothing changed
             self.params = params
@@ -178,30 +178,38 @@ class Session:
                 with self.state_lock:
                     self.model.set_scenario(spec)
                     self.latest = self.latest | {"scenario": spec.name}
-            self.changed("scenario", scenario=spec.model_dump(), restart=restart)
+            self.changed("scenario", scenario=spec, restart=restart)
 
     def shock(self, kind: str, magnitude: float, banks: list[int] | None) -> dict[str, Any]:
         """Apply a shock now (resolved at the next clearing); returns what was applied."""
-        with self.op_lock, self.state_lock:
-            m = self.model
-            m.apply_shock(kind, magnitude, banks)
-            self.latest = metrics_of(m)
-            applied = clean(m.shock_log[-1])
-        self.changed("shock", kind=kind, magnitude=magnitude, banks=banks)
+        with self.op_lock:
+            self._writable()
+            with self.state_lock:
+                m = self.model
+                m.apply_shock(kind, magnitude, banks)
+                self.latest = metrics_of(m)
+                applied = clean(m.shock_log[-1])
+            self.changed("shock", kind=kind, magnitude=magnitude, banks=banks)
         return applied
 
-    def set_brains(self, brain: Any, banks: list[int] | None, policy: str) -> None:
-        """Hand ``banks`` (None: all) to ``brain`` from the next step; a reset keeps it."""
-        with self.op_lock, self.state_lock:
-            m = self.model
-            if banks is None:
-                spec: Any = brain
-            else:
-                chosen = set(banks)
-                spec = [brain if i in chosen else b for i, b in enumerate(m.brains.per_bank)]
-            m.set_brains(spec)
-            self.brain_spec, self.policy = spec, policy
-        self.changed("brains", policy=policy, banks=banks)
+    def set_brains(self, brain: Any, banks: list[int] | None, policy: str,
+                   source: dict[str, Any] | None = None) -> None:
+        """Hand ``banks`` (None: all) to ``brain`` from the next step; a reset keeps it.
+        ``source`` says how to load ``brain`` again (model, version, deterministic,
+        weights digest: what the journal needs to rebuild it)."""
+        with self.op_lock:
+            self._writable()
+            with self.state_lock:
+                m = self.model
+                if banks is None:
+                    spec: Any = brain
+                else:
+                    chosen = set(banks)
+                    spec = [brain if i in chosen else b
+                            for i, b in enumerate(m.brains.per_bank)]
+                m.set_brains(spec)
+                self.brain_spec, self.policy = spec, policy
+            self.changed("brains", policy=policy, banks=banks, source=source)
 
     # ------------------------------------------------------------ reading
     def lookahead_model(self) -> FinancialModel:
@@ -221,7 +229,9 @@ class Session:
         return twin
 
     def info(self) -> dict[str, Any]:
-        m = self.model
+        with self.state_lock:  # a consistent view: at most one step's wait
+            m = self.model
+            classes = asset_classes_of(m)
         return {"sim_id": self.sim_id, "seed": self.seed, "n_banks": m.n_banks,
                 "num_banks": m.n_banks, "scenario": m.scenario_name,
                 "brain": str(self.params.get("brain")), "policy": self.policy, "step": m.t,
@@ -229,6 +239,9 @@ class Session:
                 "n_exchanges": m.config.n_exchanges, "n_ccps": m.config.n_ccps,
                 "links": int(m.graph.number_of_edges()),
                 "memory_mb_estimate": round(self.estimate.memory_mb, 3),
+                "asset_classes": classes, "balance_sheets": m.config.balance_sheets,
+                "deleveraging_rule": m.config.deleveraging_rule,
+                "sale_order": m.config.sale_order,
                 "created": self.created,
                 "idle_seconds": round(time.time() - self.last_used, 3)}
 
@@ -240,7 +253,7 @@ class SessionStore:
     def __init__(self, limits: ApiLimits) -> None:
         self.limits = limits
         self._sessions: dict[str, Session] = {}
-        self._order = itertools.count(1)
+        self._next = 1  # number of the next simulation id (sim-N-xxxxxx)
         self._lock = threading.Lock()
         self._building_mb = 0.0  # memory of simulations being built now
         self.latest_id: str | None = None
@@ -296,20 +309,41 @@ class SessionStore:
                     f"the live simulations need about {held:,.0f} MB and this one about "
                     f"{est.memory_mb:,.0f} MB, more than the server's "
                     f"{self.limits.max_total_model_mb:,.0f} MB in all; delete one first")
-            sim_id = f"sim-{next(self._order)}-{secrets.token_hex(3)}"
+            sim_id = f"sim-{self._next}-{secrets.token_hex(3)}"
+            self._next += 1
             self._building_mb += est.memory_mb
         try:
             if seed is None:
                 seed = int(np.random.SeedSequence().entropy % 2**32)  # reported to the client
             session = Session(sim_id, params, seed, self.limits.history, est, self._notify)
+            with session.op_lock:  # recorded (journal) before anyone can reach it
+                session.changed("init", params=params, seed=seed)
             with self._lock:
                 self._sessions[sim_id] = session
                 self.latest_id = sim_id
         finally:
             with self._lock:
                 self._building_mb -= est.memory_mb
-        session.changed("init", params=params, seed=seed)
         return session
+
+    def reserve(self, sim_id: str) -> None:
+        """Never hand out ``sim_id`` (or a lower number): an id found in the data
+        folder, served again or not."""
+        head, _, rest = sim_id.partition("-")
+        number = rest.partition("-")[0]
+        if head == "sim" and number.isdigit():
+            with self._lock:
+                self._next = max(self._next, int(number) + 1)
+
+    def adopt(self, session: Session) -> None:
+        """Serve a simulation rebuilt from its journal (start-up), under its own id;
+        from now on its changes reach the listeners."""
+        self.reserve(session.sim_id)
+        session.set_listener(self._notify)
+        session.touch()
+        with self._lock:
+            self._sessions[session.sim_id] = session
+            self.latest_id = session.sim_id
 
     def get(self, sim_id: str | None) -> Session:
         self.expire()

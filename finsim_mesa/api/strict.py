@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_mod
 from finsim_mesa.agents.brains import BRAINS
 from finsim_mesa.config import ModelConfig
 
-__all__ = ["SERVER_SET", "TOPLEVEL", "TOPOLOGIES", "BankId", "BankKey", "BrainName", "Name",
-           "SimulationConfig", "Strict", "drop_defaults"]
+__all__ = ["BALANCE_SHEET_TABLES", "SERVER_SET", "TOPLEVEL", "TOPOLOGIES", "BankId", "BankKey",
+           "BrainName", "Name", "SimulationConfig", "Strict", "drop_defaults"]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
@@ -32,6 +32,10 @@ TOPOLOGIES = tuple(t for t in get_args(ModelConfig.model_fields["topology"].anno
 # server sets agent_collect_every (0: the API reads agent state live)
 TOPLEVEL = ("n_banks", "topology", "scenario", "brain", "steps", "n_exchanges", "n_ccps")
 SERVER_SET = ("agent_collect_every",)
+# ``balance_sheets`` over HTTP: the names of the tables shipped with the package
+# (``finsim_mesa.balance_sheets.read_table`` knows them by name), never a path
+# on the server
+BALANCE_SHEET_TABLES = ("eba2018",)
 
 
 def drop_defaults(*names: str):
@@ -78,8 +82,14 @@ def _plain(annotation: Any) -> bool:
 def _config_model() -> type[BaseModel]:
     """The ModelConfig fields a client may set: numbers, flags and choices.
     Fields that take text (a file path, say) or nested objects are not
-    offered over HTTP; nor are the top-level ones and those the server sets."""
-    fields: dict[str, Any] = {}
+    offered over HTTP (``balance_sheets`` only as a choice of the shipped
+    tables); nor are the top-level ones and those the server sets."""
+    fields: dict[str, Any] = {"balance_sheets": (
+        Literal[BALANCE_SHEET_TABLES] | None,  # type: ignore[valid-type]
+        Field(None, description="real balance sheets: a table shipped with finsim ('eba2018': "
+                                "the EBA 2018 stress-test sample, 48 banks, 2 asset classes); "
+                                "it sets the banks (leave n_banks out) and has no interbank "
+                                "network"))}
     for name, info in ModelConfig.model_fields.items():
         if name in TOPLEVEL or name in SERVER_SET or not _plain(info.annotation):
             continue

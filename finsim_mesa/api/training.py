@@ -24,12 +24,13 @@ from typing import Any
 
 from finsim_mesa.errors import FinsimError
 
-__all__ = ["LEARN_MISSING", "LearnMissing", "TrainingManager", "learn_available"]
+__all__ = ["LEARN_MISSING", "LearnMissing", "TrainingManager", "check_name", "learn_available",
+           "weights_digest"]
 
 LEARN_MISSING = ("training and trained models need the 'learn' extra (torch, pettingzoo, "
                  "safetensors), which this server does not have: pip install "
                  "'finsim-mesa[learn]' and restart the server")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # the whole name (fullmatch)
 
 
 class LearnMissing(FinsimError):
@@ -43,7 +44,12 @@ def learn_available() -> bool:
 
 
 def check_name(name: str, what: str) -> str:
-    if not _NAME.match(name) or ".." in name:
+    """``name`` if it is a plain name (a trailing newline is refused too).
+
+    Raises:
+        FinsimError: naming ``what`` and the characters allowed.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise FinsimError(f"{what} {name!r}: use letters, digits, '_', '-' or '.' (at most 64 "
                           "characters, not starting with '.')")
     return name
@@ -177,7 +183,8 @@ class TrainingManager:
                 "path": str(self.models_dir / "registry" / name / version)}
 
     def list(self) -> list[dict[str, Any]]:
-        """Registry versions and plain model folders (``best``, ``final``, jobs).
+        """Registry versions and plain model folders (``best``, ``final``, jobs);
+        hidden folders (``.name``: temporary folders of a save) are not models.
 
         A checkpoint that cannot be read (a damaged or incomplete ``meta.json``
         or index) is listed with ``error`` saying why, never failing the list."""
@@ -193,6 +200,8 @@ class TrainingManager:
                 rel = meta.parent.relative_to(self.models_dir).as_posix()
                 if rel == "." or rel.startswith("registry/") or "/registry/" in rel:
                     continue
+                if any(part.startswith(".") for part in rel.split("/")):
+                    continue  # a temporary folder (a save in progress, or one a kill left)
                 out.append(_entry(rel, "folder", *_read_meta(meta)))
         return out
 
@@ -235,18 +244,44 @@ class TrainingManager:
         raise FileNotFoundError(f"model {name!r} not found under {self.models_dir}; "
                                 "GET /models lists what can be loaded")
 
+    def source(self, brain: Any, name: str, version: str, deterministic: bool
+               ) -> dict[str, Any]:
+        """How to load ``brain`` (resolved from ``name`` and ``version``) again:
+        the version it resolved to (``best`` moves when a better one is
+        saved), the mode and a digest of its weights (the journal keeps it)."""
+        found = brain.meta.get("version") if isinstance(brain.meta, dict) else None
+        if "/" not in name and isinstance(found, str) and re.fullmatch(r"v[0-9]{1,6}", found) \
+                and (self.models_dir / "registry" / name / "index.json").exists():
+            version = found
+        return {"model": name, "version": version, "deterministic": bool(deterministic),
+                "weights": weights_digest(brain)}
+
+    def brain_for(self, source: dict[str, Any]) -> Any:
+        """The policy brain a :meth:`source` describes, checked against its digest.
+
+        Raises:
+            CheckpointError: the model's weights are no longer those loaded then.
+        """
+        from finsim_mesa.learning.checkpoint import CheckpointError
+
+        brain = self.resolve(source["model"], source["version"])
+        brain.deterministic = bool(source["deterministic"])
+        if weights_digest(brain) != source["weights"]:
+            raise CheckpointError(f"model {source['model']!r} ({source['version']}) has other "
+                                  "weights than when it was loaded into this simulation (it "
+                                  "was replaced or retrained)")
+        return brain
+
 
 def _load(policy_brain: Any, name: str, path: Path, root: Path, **kw: Any) -> Any:
-    """``PolicyBrain.load``, with any failure to read the checkpoint as a
-    CheckpointError naming the model (a 422, never a server error)."""
-    import inspect
-
+    """``PolicyBrain.load`` confined to ``root`` (the models folder: nothing read
+    may resolve outside it, symlinks included), with any failure to read the
+    checkpoint as a CheckpointError naming the model (a 422, never a server
+    error)."""
     from finsim_mesa.learning.checkpoint import CheckpointError
 
-    if "root" in inspect.signature(policy_brain.load).parameters:
-        kw["root"] = root  # everything read must resolve inside the models folder
     try:
-        return policy_brain.load(path, **kw)
+        return policy_brain.load(path, root=root, **kw)
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError,
@@ -254,6 +289,18 @@ def _load(policy_brain: Any, name: str, path: Path, root: Path, **kw: Any) -> An
         what = f"field {err}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
         raise CheckpointError(f"model {name!r} cannot be loaded: its checkpoint is damaged "
                               f"or incomplete ({what})") from None
+
+
+def weights_digest(brain: Any) -> str:
+    """SHA-256 (hex) of a policy brain's actor weights (names, dtypes, shapes, bits)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, tensor in sorted(brain.actor.state_dict().items()):
+        array = tensor.detach().cpu().contiguous().numpy()
+        h.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
+        h.update(array.tobytes())
+    return h.hexdigest()
 
 
 def _read_meta(path: Path) -> tuple[dict[str, Any], str | None]:

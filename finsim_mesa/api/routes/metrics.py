@@ -9,10 +9,10 @@ from fastapi import APIRouter, Path, Query
 
 from finsim_mesa.api.deps import SimId, Store
 from finsim_mesa.api.errors import NotFound, responses
-from finsim_mesa.api.payloads import clean
+from finsim_mesa.api.payloads import clean, holdings_of
 from finsim_mesa.api.routing import FinsimRoute
 from finsim_mesa.api.schemas import BankResponse, Metrics, RiskResponse
-from finsim_mesa.observation import ACTION_NAMES, INFRA_OBS_FIELDS, OBS_FIELDS
+from finsim_mesa.observation import ACTION_NAMES, observation_names
 
 __all__ = ["router"]
 
@@ -63,7 +63,7 @@ def bank_metrics(bank_id: Annotated[int, Path(ge=0)], store: Store, sim_id: SimI
         if bank_id >= m.n_banks:
             raise NotFound(f"bank {bank_id} does not exist (ids 0..{m.n_banks - 1})")
         L = m.ledger
-        fields = OBS_FIELDS + (INFRA_OBS_FIELDS if m.config.infrastructure else ())
+        names = observation_names(m.config, m.market.names)
         obs = m.decisions.observations[bank_id]
         return BankResponse(
             sim_id=session.sim_id, step=m.t, bank_id=bank_id,
@@ -75,5 +75,5 @@ def bank_metrics(bank_id: Annotated[int, Path(ge=0)], store: Store, sim_id: SimI
             last_action=clean(dict(zip(ACTION_NAMES, map(float, m.decisions.actions[bank_id]),
                                        strict=True))),
             last_reward=clean(float(m.reward.per_bank[bank_id])),
-            observation=clean({name: float(v)
-                               for (name, _), v in zip(fields, obs, strict=False)}))
+            observation=clean({name: float(v) for name, v in zip(names, obs, strict=True)}),
+            holdings=holdings_of(m, bank_id))

@@ -33,7 +33,7 @@ def scenarios(known: Scenarios) -> list[ScenarioInfo]:
 
 
 @router.post("/scenarios/set", response_model=SimulationInfo, tags=["scenarios"],
-             responses=responses(404, 409, 413, 422))
+             responses=responses(404, 409, 413, 422, 503))
 def set_scenario(req: ScenarioSetRequest, store: Store, known: Scenarios,
                  sim_id: SimId = None) -> SimulationInfo:
     """Switch the simulation to a scenario (by name, or a new definition that
@@ -51,7 +51,7 @@ def set_scenario(req: ScenarioSetRequest, store: Store, known: Scenarios,
 
 
 @router.post("/scenarios/shock", response_model=ShockResponse, tags=["scenarios"],
-             responses=responses(404, 413, 422))
+             responses=responses(404, 413, 422, 503))
 def shock(req: Annotated[ShockRequest, Body()], store: Store, sim_id: SimId = None
           ) -> ShockResponse:
     """Apply a shock now; it is resolved at the next clearing. Bank ids must

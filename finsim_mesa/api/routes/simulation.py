@@ -82,13 +82,15 @@ def simulations(store: Store) -> list[SimulationInfo]:
 
 # ------------------------------------------------------------ simulation
 @router.post("/simulation/init", response_model=SimulationInfo, tags=["simulation"],
-             responses=responses(409, 413, 422))
+             responses=responses(409, 413, 422, 503))
 def init(req: InitRequest, store: Store, limits: Limits, known: Scenarios) -> SimulationInfo:
     """Create a simulation; its id works on every endpoint (``?sim_id=``).
 
     Refused (422) over the server's limits, with the estimate: banks, links of
     the network (topology, ``mean_degree``, ``edges_per_node``, core settings)
     and memory; 409 when the server holds its most simulations or memory."""
+    config = req.config.model_dump(exclude_unset=True)
+    table = config.get("balance_sheets") is not None  # the table sets the banks
     n_banks = default_banks(limits) if req.n_banks is None else req.n_banks
     if n_banks > limits.max_banks:
         raise FinsimError(f"n_banks = {n_banks}: this server allows at most "
@@ -96,9 +98,10 @@ def init(req: InitRequest, store: Store, limits: Limits, known: Scenarios) -> Si
     if req.steps is not None and req.steps > limits.max_episode_steps:
         raise FinsimError(f"steps = {req.steps}: episodes on this server are at most "
                           f"{limits.max_episode_steps} steps")
-    params = {"n_banks": n_banks, "scenario": known.get(req.scenario), "brain": req.brain,
-              "n_exchanges": req.n_exchanges, "n_ccps": req.n_ccps,
-              "agent_collect_every": 0} | req.config.model_dump(exclude_unset=True)
+    params = ({} if table and req.n_banks is None else {"n_banks": n_banks}) | {
+        "scenario": known.get(req.scenario), "brain": req.brain,
+        "n_exchanges": req.n_exchanges, "n_ccps": req.n_ccps,
+        "agent_collect_every": 0} | config
     for key in ("steps", "topology"):
         if getattr(req, key) is not None:
             params[key] = getattr(req, key)
@@ -121,7 +124,7 @@ def delete(sim_id: Annotated[str, Query(max_length=64)], store: Store) -> Simula
 
 
 @router.post("/simulation/reset", response_model=SimulationInfo, tags=["simulation"],
-             responses=responses(404, 413, 422))
+             responses=responses(404, 413, 422, 503))
 def reset(store: Store, sim_id: SimId = None,
           req: Annotated[ResetRequest | None, Body()] = None) -> SimulationInfo:
     """Start the simulation again from step 0 (same parameters and brains)."""
@@ -131,7 +134,7 @@ def reset(store: Store, sim_id: SimId = None,
 
 
 @router.post("/simulation/step", response_model=StepResponse, tags=["simulation"],
-             responses=responses(404, 409, 422))
+             responses=responses(404, 409, 422, 503))
 async def step(request: Request, store: Store, limits: Limits, sim_id: SimId = None,
                num_steps: Annotated[int, Query(ge=1, description="steps to take")] = 1
                ) -> StepResponse:
@@ -140,7 +143,7 @@ async def step(request: Request, store: Store, limits: Limits, sim_id: SimId = N
 
 
 @router.post("/simulation/run", response_model=StepResponse, tags=["simulation"],
-             responses=responses(404, 409, 422))
+             responses=responses(404, 409, 422, 503))
 async def run(request: Request,
               num_steps: Annotated[int, Query(ge=1, description="steps to run")],
               store: Store, limits: Limits, sim_id: SimId = None) -> StepResponse:

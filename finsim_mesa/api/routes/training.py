@@ -13,15 +13,16 @@ from finsim_mesa.api.limits import ApiLimits
 from finsim_mesa.api.openapi import default_train
 from finsim_mesa.api.payloads import bank_ids, clean
 from finsim_mesa.api.routing import FinsimRoute
-from finsim_mesa.api.schemas import (
+from finsim_mesa.api.schemas import SimulationInfo
+from finsim_mesa.api.training_schemas import (
     ModelInfo,
     ModelLoadRequest,
     ModelSaveRequest,
-    SimulationInfo,
     TrainRequest,
     TrainStatus,
 )
 from finsim_mesa.errors import FinsimError
+from finsim_mesa.observation import observation_names
 from finsim_mesa.scenarios import list_scenarios
 
 __all__ = ["router"]
@@ -111,6 +112,15 @@ def models_load(req: ModelLoadRequest, store: Store, training: Training,
     if req.banks is not None:
         bank_ids({str(b): b for b in req.banks}, session.model.n_banks, "banks")
     brain = training.resolve(req.model, req.version)
+    m = session.model
+    width = len(observation_names(m.config, m.market.names))
+    if brain.obs_dim != width:  # PolicyBrain.setup does not count per-class price columns
+        raise FinsimError(f"policy {req.model!r} was trained on {brain.obs_dim} observation "
+                          f"columns; this simulation's banks observe {width} (infrastructure "
+                          f"layer {'on' if m.config.infrastructure else 'off'}, "
+                          f"{m.config.n_assets} asset class(es)); use a simulation like the "
+                          "one it was trained on")
     brain.deterministic = req.deterministic
-    session.set_brains(brain, req.banks, req.model)
+    source = training.source(brain, req.model, req.version, req.deterministic)
+    session.set_brains(brain, req.banks, req.model, source)
     return SimulationInfo(**session.info())
