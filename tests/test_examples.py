@@ -79,7 +79,9 @@ def test_first_run(tmp_path):
     assert m, out[10]
     top = [int(x) for x in m[1].split(",")]
     assert top == [r["bank"] for r in model.systemic_ranking(top=3)]
-    scores = model.debtrank_per_bank()
+    from finsim_mesa.measures import initial_debtrank
+
+    scores = initial_debtrank(model)  # the ranking's measure: DebtRank on the initial network
     assert not model.ledger.defaulted[top].any()
     assert scores[top[0]] == scores[alive].max()
     assert len(out) == 11
