@@ -251,6 +251,12 @@ def test_new_defaults_are_marked_for_one_step_and_keep_their_size():
     nodes = json.loads(run.datasets["nodes"])
     assert {r["id"] for r in nodes if r["new"]} == fresh
     assert all(nodes[i]["st"] == "defaulted this step" for i in fresh)
+    assert [run.default_step[i] for i in sorted(fresh)] == [15] * len(fresh)
+    assert run.default_step.count(-1) == m.n_banks - int(m.ledger.defaulted.sum())
+    n_def = int(m.ledger.defaulted.sum())
+    assert run.headline == (f"{n_def} of 30 banks defaulted · price index "
+                            f"{m.measures.asset_price:.3f} · DebtRank "
+                            f"{m.datacollector.model_vars['debtrank_total'][-1]:.3f}")
     m.step()
     nodes = json.loads(view.frame().datasets["nodes"])
     assert not any(nodes[i]["new"] for i in fresh)  # one step only
@@ -272,7 +278,7 @@ def test_series_rows_are_the_datacollector_columns(crisis):
 def test_charts_name_their_axes_in_words():
     cols = series_columns(app.FinancialModelViz(n_banks=10, rng=1))
     spec = specs.dashboard_spec(cols, steps=100, compare=False)
-    titles = [c["title"] for c in spec["concat"]]
+    titles = [c["title"]["text"] for c in spec["concat"]]
     assert titles == ["Defaults", "Asset prices", "DebtRank", "Systemic-risk index",
                       "Liquidity"]  # no exchange/CCP charts without the layer
     axes = [c["layer"][0]["encoding"]["y"]["title"] for c in spec["concat"]]
@@ -466,6 +472,8 @@ def test_clicking_a_bank_selects_it_for_the_shock_and_the_inspector(render):
     _apply(form, kind="default")
     assert np.flatnonzero(m.ledger.defaulted).tolist() == [6]
     assert "Applied default on bank 6 at step 0" in _texts(rc)
+    assert "<td>state</td><td>defaulted at step 0</td>" in _texts(rc)  # the inspector
+    assert "1 of 10 banks defaulted" in _texts(rc)  # the headline over the network
     charts["network 0"].vue_vega_click({"id": None, "kind": "CCP"})  # not a bank: no change
     assert form.bank == "6"
 

@@ -87,6 +87,7 @@ CSS = """
 .finsim-subtitle { font-size: 17px; margin: 0 0 6px 2px; color: #37474f; }
 .finsim-subtitle b { color: #000; }
 .finsim-muted { color: #78909c; font-size: 15px; }
+.finsim-headline { font-size: 15px; color: #263238; margin-left: 4px; }
 .finsim-sidebar { width: 300px; flex: 0 0 300px; }
 .finsim-status { display: block; margin-top: 6px; }
 .finsim-sheet { border-collapse: collapse; font-size: 15px; margin-bottom: 6px; }
@@ -94,6 +95,8 @@ CSS = """
 .finsim-sheet td:first-child, .finsim-sheet th:first-child { text-align: left; }
 .finsim-legend { font-size: 14px; color: #37474f; max-width: 470px; margin-top: 30px; }
 .finsim-sidebar .v-label, .finsim-sidebar .v-select__selection { font-size: 15px; }
+/* Solara's "This website runs on Solara" corner banner covers the charts on a projector */
+#app div:has(> b > a[href="https://solara.dev"]) { display: none; }
 """
 
 
@@ -168,7 +171,7 @@ def Networks(frame: solara.Reactive[Frame], selected: solara.Reactive[int],
     views = session.views
     spec = solara.use_memo(lambda: [specs.network_spec(
         v.exposure_max, v.model.config.capital_requirement, v.model.config.capital_ratio,
-        v.model.router is not None, width, height, title=v.label or None) for v in views],
+        v.model.router is not None, width, height) for v in views],
         [f.generation])
 
     def click(datum: dict[str, Any]) -> None:
@@ -181,8 +184,11 @@ def Networks(frame: solara.Reactive[Frame], selected: solara.Reactive[int],
             ring = dumps([] if b is None else [{"x": float(view.pos[b, 0]),
                                                 "y": float(view.pos[b, 1]),
                                                 "a": float(view.area[b])}])
-            VegaChart(spec[k], {**run.datasets, "selected": ring}, f"{f.stamp}-{b}",
-                      title=f"network {k}", on_click=click)
+            with solara.Column(gap="0px", style=f"flex: 0 0 auto; width: {width + 10}px"):
+                solara.HTML(tag="div", classes=["finsim-headline"], unsafe_innerHTML=(
+                    f"<b>{escape(run.label)}</b>: " if run.label else "") + escape(run.headline))
+                VegaChart(spec[k], {**run.datasets, "selected": ring}, f"{f.stamp}-{b}",
+                          title=f"network {k}", on_click=click)
     solara.HTML(tag="div", classes=["finsim-legend"], unsafe_innerHTML=(
         "circle area = bank's total assets at the start · colour = capital ratio · "
         "<b>grey with ✕</b> = defaulted · <b style='color:#ff6d00'>orange ring</b> = "
@@ -198,7 +204,8 @@ def Inspector(frame: solara.Reactive[Frame], selected: solara.Reactive[int],
     b = _bank(selected.value, f)
     compare = len(f.runs) > 1
     spec = solara.use_memo(lambda: specs.history_spec(
-        int(session.models[0].config.steps), compare), [f.generation])
+        int(session.models[0].config.steps), compare, runs=[v.label for v in session.views]),
+        [f.generation])
     if b is None:
         n = len(f.runs[0].defaulted)
         with solara.Card(f"No bank {selected.value}", margin=0, style="width: 350px"):
@@ -206,7 +213,8 @@ def Inspector(frame: solara.Reactive[Frame], selected: solara.Reactive[int],
                         "a bank in the network.")
         return
     head = "".join(f"<th>{r.label}</th>" for r in f.runs) if compare else "<th></th>"
-    state = "".join(f"<td>{'defaulted' if r.defaulted[b] else 'active'}</td>" for r in f.runs)
+    state = "".join(f"<td>defaulted at step {r.default_step[b]}</td>" if r.defaulted[b]
+                    else "<td>active</td>" for r in f.runs)
     rows = [f"<tr><td>state</td>{state}</tr>"]
     for key, words in SHEET_FIELDS.items():
         cells = "".join(f"<td>{r.sheets[key][b]:.1%}</td>" if key == "cr"
@@ -227,7 +235,8 @@ def Dashboard(frame: solara.Reactive[Frame], session: Session) -> Any:
     f = frame.value
     spec = solara.use_memo(lambda: specs.dashboard_spec(
         session.views[0].columns, int(session.models[0].config.steps), len(f.runs) > 1,
-        columns_per_row=3, congestion=session.models[0].config.congestion_threshold),
+        congestion=session.models[0].config.congestion_threshold,
+        runs=[v.label for v in session.views]),
         [f.generation])
     VegaChart(spec, {"series": f.series}, f.stamp, title="charts")
 

@@ -82,6 +82,8 @@ class RunFrame:
     sheets: dict[str, list[float]]  # SHEET_FIELDS key -> shape (n,) values
     defaulted: tuple[bool, ...]
     history: tuple[tuple[int, np.ndarray, np.ndarray], ...]  # (step, equity, cash) per record
+    default_step: tuple[int, ...] = ()  # the step each bank defaulted at (-1: active)
+    headline: str = ""          # defaults, price index and DebtRank now, in words
 
 
 @dataclass(frozen=True)
@@ -186,11 +188,17 @@ class ModelView:
         self._history[m.t] = (L.equity.copy(), L.cash.copy())
         datasets = {"nodes": dumps(self._nodes(sheets, new)), "edges": dumps(self._edges()),
                     "links": self.links, "infra": dumps(self._infra())}
-        return RunFrame(self.label, m.t, bool(m.running), int(L.defaulted.sum()),
+        n_def = int(L.defaulted.sum())
+        headline = (f"{n_def} of {m.n_banks} banks defaulted · price index "
+                    f"{m.market.price_index:.3f} · DebtRank {m.measures.debtrank_total:.3f}")
+        return RunFrame(self.label, m.t, bool(m.running), n_def,
                         tuple(int(i) for i in new), datasets, sheets,
                         tuple(bool(d) for d in L.defaulted),
                         tuple((t, e, c) for t, (e, c) in sorted(self._history.items())
-                              if t <= m.t))
+                              if t <= m.t),
+                        tuple(int(k) if d else -1
+                              for k, d in zip(L.default_step, L.defaulted, strict=True)),
+                        headline)
 
     def _nodes(self, sheets: dict[str, list[float]], new: np.ndarray) -> list[dict[str, Any]]:
         L, n = self.model.ledger, self.model.n_banks

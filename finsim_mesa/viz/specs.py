@@ -13,6 +13,7 @@ Fonts are sized for a projector (1280×720): labels 13 px, titles 14-15 px.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from finsim_mesa.viz.frames import SHEET_FIELDS
@@ -76,24 +77,34 @@ def _label_expr(words: dict[str, str]) -> str:
 
 
 def _line_chart(title: str, axis: str, words: dict[str, str], steps: int, compare: bool,
-                width: int, height: int, threshold: float | None = None) -> dict[str, Any]:
+                width: int, height: int, threshold: float | None = None,
+                runs: Sequence[str] = ()) -> dict[str, Any]:
+    """One time-series chart: a line per column (``words``: column -> legend words)
+    and, in compare mode, per run (``runs``: the runs' labels in the order shown).
+    The y axis title (``axis``) is written horizontally above the axis, where a
+    long title in words fits."""
     several = len(words) > 1
+    legend = {"orient": "bottom", "direction": "horizontal", "columns": 2, "title": None,
+              "labelLimit": 200, "symbolType": "stroke", "symbolStrokeWidth": 2.5}
     enc: dict[str, Any] = {
         "x": {"field": "step", "type": "quantitative", "title": "step",
               "scale": {"domain": [0, steps], "nice": False}},
-        "y": {"field": "value", "type": "quantitative", "title": axis},
-        "tooltip": [{"field": "run", "title": "run"} if compare else {"field": "step"},
+        "y": {"field": "value", "type": "quantitative", "title": axis,
+              "axis": {"titleAngle": 0, "titleAlign": "left", "titleAnchor": "end",
+                       "titleBaseline": "bottom", "titleX": -34, "titleY": -10,
+                       "titleLimit": width + 30}},
+        "tooltip": [*([{"field": "run", "title": "run"}] if compare else []),
                     {"field": "step", "title": "step"},
                     {"field": "series", "title": "series"},
                     {"field": "value", "title": "value", "format": ",.4~f"}],
     }
     if several:
-        enc["color"] = {"field": "series", "type": "nominal", "title": None,
-                        "legend": {"orient": "top", "direction": "horizontal"}}
+        enc["color"] = {"field": "series", "type": "nominal", "legend": legend,
+                        "scale": {"domain": list(words.values())}}
     if compare:
         channel = "strokeDash" if several else "color"
-        enc[channel] = {"field": "run", "type": "nominal", "title": None,
-                        "legend": {"orient": "top", "direction": "horizontal"}}
+        enc[channel] = {"field": "run", "type": "nominal", "legend": legend,
+                        **({"scale": {"domain": list(runs)}} if runs else {})}
     if not several and not compare:
         enc["color"] = {"value": "#c62828" if "default" in axis else "#1565c0"}
     line = {"mark": {"type": "line", "strokeWidth": 2.5, "interpolate": "linear"},
@@ -103,19 +114,20 @@ def _line_chart(title: str, axis: str, words: dict[str, str], steps: int, compar
         layers.append({"data": {"values": [{"y": threshold}]},
                        "mark": {"type": "rule", "strokeDash": [6, 4], "color": "#e53935"},
                        "encoding": {"y": {"field": "y", "type": "quantitative"}}})
-    return {"title": title, "width": width, "height": height,
+    return {"title": {"text": title, "offset": 26}, "width": width, "height": height,
             "transform": [{"fold": list(words), "as": ["key", "value"]},
                           {"calculate": _label_expr(words), "as": "series"}],
             "layer": layers}
 
 
-def dashboard_spec(columns: list[str], steps: int, compare: bool, columns_per_row: int = 2,
-                   width: int = 250, height: int = 125,
-                   congestion: float | None = None) -> dict[str, Any]:
+def dashboard_spec(columns: list[str], steps: int, compare: bool, columns_per_row: int = 3,
+                   width: int = 220, height: int = 120,
+                   congestion: float | None = None, runs: Sequence[str] = ()) -> dict[str, Any]:
     """All time-series charts in one view over the dataset ``series`` (rows of
-    ``step``, ``run`` and the DataCollector ``columns``); x from 0 to ``steps``."""
+    ``step``, ``run`` and the DataCollector ``columns``); x from 0 to ``steps``;
+    ``runs``: the runs' labels in compare mode."""
     charts = [_line_chart(title, axis, words, steps, compare, width, height,
-                          congestion if title == "Exchanges" else None)
+                          congestion if title == "Exchanges" else None, runs)
               for title, axis, words in chart_list(columns)]
     return {"$schema": SCHEMA, "data": {"name": "series"}, "concat": charts,
             "columns": columns_per_row, "config": CONFIG,
@@ -179,20 +191,22 @@ def network_spec(exposure_max: float, requirement: float, capital0: float,
                                            "format": ".0%", "gradientLength": 240,
                                            "titleLimit": 460}},
                       "tooltip": _bank_tooltip()}},
-        {"data": {"name": "nodes"}, "transform": [{"filter": "datum.st !== 'active'"},
+        # marks named nopointer_* let the pointer through to the bank under them
+        # (vega.py's style): hover and click always reach the bank's circle
+        {"name": "nopointer_cross",
+         "data": {"name": "nodes"}, "transform": [{"filter": "datum.st !== 'active'"},
                                                   {"calculate": "datum.a * 0.4", "as": "xa"}],
          "mark": {"type": "point", "shape": "cross", "filled": True, "color": "white",
-                  "opacity": 0.95, "cursor": "pointer", "angle": 45},
-         "encoding": {**xy, "size": {"field": "xa", "type": "quantitative", "scale": None},
-                      "tooltip": _bank_tooltip()}},
-        {"data": {"name": "nodes"}, "transform": [{"filter": "datum.new"},
+                  "opacity": 0.95, "angle": 45},
+         "encoding": {**xy, "size": {"field": "xa", "type": "quantitative", "scale": None}}},
+        {"name": "nopointer_new",
+         "data": {"name": "nodes"}, "transform": [{"filter": "datum.new"},
                                                   {"calculate": "datum.a * 2.4 + 200",
                                                    "as": "ring"}],
          "mark": {"type": "point", "filled": False, "shape": "circle", "stroke": NEW_RING,
                   "strokeWidth": 4},
-         "encoding": {**xy, "size": {"field": "ring", "type": "quantitative", "scale": None},
-                      "tooltip": _bank_tooltip()}},
-        {"data": {"name": "selected"},
+         "encoding": {**xy, "size": {"field": "ring", "type": "quantitative", "scale": None}}},
+        {"name": "nopointer_selected", "data": {"name": "selected"},
          "transform": [{"calculate": "datum.a * 3 + 320", "as": "ring"}],
          "mark": {"type": "point", "filled": False, "shape": "circle",
                   "stroke": SELECTED_RING, "strokeWidth": 3.5},
@@ -229,11 +243,12 @@ def network_spec(exposure_max: float, requirement: float, capital0: float,
     return spec
 
 
-def history_spec(steps: int, compare: bool, width: int = 270, height: int = 140
-                 ) -> dict[str, Any]:
+def history_spec(steps: int, compare: bool, width: int = 270, height: int = 140,
+                 runs: Sequence[str] = ()) -> dict[str, Any]:
     """The selected bank's equity and cash over time (dataset ``history``: rows of
     ``step``, ``run``, ``equity``, ``cash``)."""
     chart = _line_chart("", "money (currency units)", {"equity": "equity", "cash": "cash"},
-                        steps, compare, width, height)
+                        steps, compare, width, height, runs=runs)
     chart.pop("title")
+    chart["layer"][0]["mark"]["point"] = {"filled": True, "size": 20}  # step 0 shows too
     return {"$schema": SCHEMA, "data": {"name": "history"}, **chart, "config": CONFIG}

@@ -140,6 +140,7 @@ module.exports = {
 #vg-tooltip-element { font-size: 15px; line-height: 1.35; max-width: 460px; }
 #vg-tooltip-element table tr td.key { color: #444; padding-right: 8px; }
 .finsim-vega svg { display: block; }
+.finsim-vega g[class*="nopointer"] { pointer-events: none; }
 </style>
 """
 
