@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -95,7 +95,6 @@ class Frame:
     runs: tuple[RunFrame, ...]
     series: str                 # JSON rows of all runs' time series
     message: str = ""           # what the last action did, in words
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def t(self) -> int:

@@ -162,10 +162,6 @@ class Session:
             self.latest = frame
             return frame
 
-    def describe_params(self) -> str:
-        """The running models' parameters in words (for "press Reset to apply")."""
-        return ", ".join(f"{k} = {v}" for k, v in self.params.items())
-
 
 def page_connected(context: Any = None) -> bool:
     """Whether the Solara page of ``context`` (a kernel context; default: the current
