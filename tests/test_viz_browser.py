@@ -192,8 +192,13 @@ def test_a_shock_while_playing_applies_what_the_form_shows(server, browser):
     tab.button(PLAY).click()
     tab.page.wait_for_function(
         "() => /Step:\\s*([3-9]|\\d\\d)/.test(document.body.innerText)", timeout=30_000)
-    last, when = "", {}
+    last = ""
     for kind, bank in [("default", 3), ("loss", 5), ("default", 11), ("loss", 8)]:
+        if not tab.button(PAUSE).is_visible():  # the 100 steps ran out (a slow machine)
+            tab.button(re.compile("^reset$", re.I)).click()
+            tab.step_text(0).wait_for(timeout=30_000)
+            tab.button(PLAY).click()
+            tab.step_text(2).wait_for(timeout=30_000)
         tab.choose(re.compile(r"^Shock( kind)?$"), kind)
         tab.bank_input().fill(str(bank))
         tab.button(re.compile("apply shock", re.I)).click()  # at once, while playing
@@ -204,14 +209,13 @@ def test_a_shock_while_playing_applies_what_the_form_shows(server, browser):
         got = APPLIED.search(last)
         assert got, repr(last)
         assert (got.group(1), int(got.group(2))) == (kind, bank), last
-        when[bank] = int(re.search(r"at step (\d+)", last).group(1))
-    assert tab.button(PAUSE).is_visible()  # it played all along
-    tab.button(PAUSE).click()
-    for bank in (3, 11):  # defaulted by the shock, at the step the message named
-        tab.bank_input().fill(str(bank))
-        tab.bank_input().press("Enter")
-        tab.page.get_by_text(f"Bank {bank}", exact=True).wait_for(timeout=10_000)
-        assert tab.inspector()["state"] == f"defaulted at step {when[bank]}"
+        assert tab.button(PAUSE).is_visible() or tab.steps() == 100  # it was playing
+        if kind == "default":  # the inspector shows the bank, defaulted at the step named
+            step = int(re.search(r"at step (\d+)", last).group(1))
+            tab.page.get_by_text(f"Bank {bank}", exact=True).wait_for(timeout=10_000)
+            assert tab.inspector()["state"] == f"defaulted at step {step}"
+    if tab.button(PAUSE).is_visible():
+        tab.button(PAUSE).click()
     tab.close()
 
 
