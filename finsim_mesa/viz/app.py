@@ -224,7 +224,7 @@ def Inspector(frame: solara.Reactive[Frame], selected: solara.Reactive[int],
                       "cash": round(float(cash[b]), 3)}
                      for r in f.runs for t, eq, cash in r.history])
     with solara.Card(f"Bank {b}", margin=0, style="width: 350px"):
-        solara.HTML(tag="table", classes=["finsim-sheet"],
+        solara.HTML(tag="table", classes=["finsim-sheet", f"finsim-bank-{b}"],
                     unsafe_innerHTML=f"<tr><th>money units</th>{head}</tr>" + "".join(rows))
         VegaChart(spec, {"history": history}, f"{f.stamp}-{b}", title="bank history")
 
