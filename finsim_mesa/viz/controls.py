@@ -60,7 +60,8 @@ def RunControls(session: Session, frame: solara.Reactive[Frame],
 
     def step() -> None:
         if not playing.value:
-            frame.set(session.step())
+            with session.lock:  # shown before any later frame (as the player does)
+                frame.set(session.step())
 
     with solara.Card("Run", margin=0, style="margin-bottom: 8px"):
         with solara.Row(gap="6px"):

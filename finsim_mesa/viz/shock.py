@@ -118,7 +118,8 @@ def ShockControl(session: Session, frame: solara.Reactive[Frame],
         kind, size, bank, asset = parsed
         if bank is not None:
             selected.set(bank)
-        frame.set(session.shock(kind, size, bank, asset))
+        with session.lock:  # a frame the player publishes next is newer: it stays shown
+            frame.set(session.shock(kind, size, bank, asset))
 
     kinds = [{"text": SHOCK_WORDS[k][0], "value": k} for k in SHOCK_KINDS]
     with solara.Card("Shock", margin=0, style="margin-bottom: 8px"):
