@@ -93,6 +93,7 @@ CSS = """
 .finsim-sheet { border-collapse: collapse; font-size: 15px; margin-bottom: 6px; }
 .finsim-sheet td, .finsim-sheet th { padding: 2px 10px 2px 0; text-align: right; }
 .finsim-sheet td:first-child, .finsim-sheet th:first-child { text-align: left; }
+.finsim-sheet td + td { white-space: nowrap; }
 .finsim-legend { font-size: 14px; color: #37474f; max-width: 470px; margin-top: 30px; }
 .finsim-sidebar .v-label, .finsim-sidebar .v-select__selection { font-size: 15px; }
 /* Solara's "This website runs on Solara" corner banner covers the charts on a projector */
