@@ -170,6 +170,12 @@ def test_hover_shows_the_bank_and_a_click_selects_it(server, browser):
     url, _ = server
     tab = Tab(browser, url, "n_banks=100")
     assert "finsim-mesa" in tab.page.title()  # the tab has a name
+    # on a 1280x720 projector the network and the shock control show together, unscrolled
+    net = tab.page.locator('.finsim-vega[data-title="network 0"] svg').bounding_box()
+    apply = tab.button(re.compile("apply shock", re.I)).bounding_box()
+    for box in (net, apply):
+        assert box["x"] >= 0 and box["y"] >= 0, box
+        assert box["x"] + box["width"] <= 1280 and box["y"] + box["height"] <= 720, box
     tab.bank(7).hover()
     tip = tab.page.locator("#vg-tooltip-element")
     tip.wait_for(state="visible", timeout=10_000)
