@@ -1,11 +1,14 @@
-"""The Solara app without a browser: the page element, its components rendered
-with solara's test renderer (widgets driven by setting values and clicking),
-and the static figures of ``finsim_mesa.viz.plots`` checked against the model's
-data."""
+"""The live view without a browser: the page rendered with solara's test renderer
+(widgets driven by setting values and clicking), the session and player that
+change the models, the frames and Vega-Lite specs checked against the model's
+own data, the scenario's words; and the static figures of
+``finsim_mesa.viz.plots``."""
 
 from __future__ import annotations
 
-import re
+import json
+import threading
+import time
 import warnings
 from typing import Any
 
@@ -20,22 +23,32 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from finsim_mesa.agents.brains import BRAINS  # noqa: E402
 from finsim_mesa.config import TOPOLOGIES  # noqa: E402
-from finsim_mesa.measures import MODEL_REPORTERS  # noqa: E402
-from finsim_mesa.scenarios import list_scenarios  # noqa: E402
+from finsim_mesa.errors import FinsimError  # noqa: E402
+from finsim_mesa.scenarios import Scenario, list_scenarios  # noqa: E402
 from finsim_mesa.scenarios.engine import SHOCK_KINDS  # noqa: E402
 
 with warnings.catch_warnings():  # Mesa's ComponentsView trips solara's rules-of-hooks check
     warnings.simplefilter("ignore", UserWarning)
-    from mesa.visualization.solara_viz import ModelController, ModelCreator, SolaraViz
-    from mesa.visualization.utils import force_update
-
-    from finsim_mesa.viz import app, plots
+    from finsim_mesa.viz import app, plots, specs
+    from finsim_mesa.viz.describe import (
+        describe_scenario,
+        describe_shock,
+        percent,
+        scenario_events,
+    )
+    from finsim_mesa.viz.frames import SHEET_FIELDS, ModelView, series_columns
+    from finsim_mesa.viz.session import COMPARISONS, Player, Session
+    from finsim_mesa.viz.shock import ShockForm
+    from finsim_mesa.viz.vega import LiveVega
 
 
 PARAMS = {"n_banks", "topology", "scenario", "brain", "infrastructure", "rng"}
 SERIES_TITLES = ["asset price (start = 1)", "defaults", "systemic-risk index",
                  "liquidity index"]
 SERIES_COLUMNS = ["price", "n_defaults", "systemic_risk_index", "liquidity_index"]
+SHEET_KEYS = {"ta": "total_assets", "cash": "cash", "sec": "securities",
+              "oth": "other_assets", "iba": "interbank_assets", "dep": "deposits",
+              "ibl": "interbank_liabilities", "eq": "equity", "cr": "capital_ratio"}
 
 
 # ------------------------------------------------------------------ helpers
@@ -65,16 +78,8 @@ def render():
         rc.close()
 
 
-def _markdown(rc) -> str:
-    """The HTML of the solara.Markdown widgets under ``rc``, joined."""
-    templates = [t.widget.template for t in rc.find(vw.VuetifyTemplate)]
-    return "\n".join(t for t in templates if isinstance(t, str) and "solara-markdown" in t)
-
-
-def _table(html: str) -> dict[str, float]:
-    """The bank inspector's two-column table as {item: value}."""
-    cells = re.findall(r"<td>([^<]*)</td>\s*<td>([^<]*)</td>", html)
-    return {k: float(v.replace(",", "")) for k, v in cells}
+def _button(rc, label: str):
+    return rc.find(vw.Btn, children=[label]).widget
 
 
 def _enter(text_field, value: Any) -> None:
@@ -83,25 +88,36 @@ def _enter(text_field, value: Any) -> None:
     text_field.fire_event("keyup.enter", None)
 
 
-def _button(rc, label: str):
-    return rc.find(vw.Btn, children=[label]).widget
+def _charts(rc) -> dict[str, LiveVega]:
+    return {w.widget.title: w.widget for w in rc.find(LiveVega)}
 
 
-def _figures(monkeypatch) -> list[Figure]:
-    """Record every figure handed to solara.FigureMatplotlib from now on."""
-    seen: list[Figure] = []
-    original = solara.FigureMatplotlib
+def _rows(widget: LiveVega, name: str) -> list[dict[str, Any]]:
+    return json.loads(widget.datasets[name])
 
-    def spy(figure, *args, **kwargs):
-        seen.append(figure)
-        return original(figure, *args, **kwargs)
 
-    monkeypatch.setattr(solara, "FigureMatplotlib", spy)
-    return seen
+def _texts(rc) -> str:
+    """Every text the page shows (Text, HTML and alert widgets), joined."""
+    out = []
+    for w in rc.find(vw.Html):
+        out += [c for c in w.widget.children if isinstance(c, str)]
+    for w in rc.find(solara.widgets.HTML):
+        out.append(w.widget.unsafe_innerHTML or "")
+    for w in rc.find(vw.Alert):
+        out += [c for c in w.widget.children if isinstance(c, str)]
+    return "\n".join(out)
 
 
 def _ydata(ax, n: int = 0) -> np.ndarray:
     return np.asarray(ax.lines[n].get_ydata(), dtype=float)
+
+
+def _wait(condition, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
 
 
 # ------------------------------------------------------- parameters, model
@@ -118,7 +134,7 @@ def test_model_params_declare_the_controls():
     # what was registered when it was built, built-ins included
     assert set(p["scenario"]["values"]) <= set(list_scenarios())
     assert {"normal", "liquidity_crisis", "asset_crash", "systemic"} <= set(p["scenario"]["values"])
-    assert p["brain"]["values"] == app.brain_choices()
+    assert p["brain"]["values"] == app.brain_choices() == list(BRAINS)
     for key in ("topology", "scenario", "brain"):
         assert p[key]["value"] in p[key]["values"]
     for key in ("n_banks", "rng"):
@@ -127,221 +143,449 @@ def test_model_params_declare_the_controls():
     assert p["infrastructure"]["value"] is False
 
 
-def test_brain_choices_are_the_builtin_brains():
-    choices = app.brain_choices()
-    assert choices == list(BRAINS)
-    assert len(set(choices)) == len(choices)
-    assert {"rule_based", "greedy", "passive", "random"} <= set(choices)
-
-
-def test_app_params_build_valid_models():
-    defaults = {k: v["value"] for k, v in app.model_params.items()}
-    m = app.FinancialModelViz(**defaults)
-    assert m.n_banks == 30 and m.router is None
-    assert m.config.topology == "barabasi_albert" and m.config.scenario == "normal"
-    assert m.exchanges == [] and m.ccps == []
-    for key in ("topology", "scenario", "brain"):
-        for value in app.model_params[key]["values"]:
-            x = app.FinancialModelViz(**(defaults | {key: value, "n_banks": 10}))
-            assert x.n_banks == 10 and getattr(x.config, key) == value
-
-
 def test_infrastructure_switch_builds_two_exchanges_and_one_ccp():
     on = app.FinancialModelViz(infrastructure=True, n_banks=10, rng=1)
     assert on.router is not None
     assert len(on.exchanges) == 2 and len(on.ccps) == 1
-    assert [type(a).__name__ for a in on.agents].count("Bank") == 10
-    # explicit counts win over the switch's defaults
     three = app.FinancialModelViz(infrastructure=True, n_exchanges=3, n_banks=10, rng=1)
-    assert len(three.exchanges) == 3 and len(three.ccps) == 1
+    assert len(three.exchanges) == 3 and len(three.ccps) == 1  # explicit counts win
     off = app.FinancialModelViz(infrastructure=False, n_banks=10, rng=1)
-    assert off.router is None and len(off.exchanges) == 0 and len(off.ccps) == 0
+    assert off.router is None and off.exchanges == [] and off.ccps == []
 
 
-# ------------------------------------------------------------- the page
+def test_url_parameters_preset_the_form():
+    params, compare, notes = app.params_from_query(
+        "n_banks=100&scenario=systemic&infrastructure=true&compare=fire+sales+on+/+off")
+    assert params == {"n_banks": 100, "topology": "barabasi_albert", "scenario": "systemic",
+                      "brain": "rule_based", "infrastructure": True, "rng": 42}
+    assert compare == "fire sales on / off" and notes == []
+    params, compare, notes = app.params_from_query(
+        "n_banks=100000&topology=star&rng=x&colour=red&compare=nonsense")
+    assert params == app.params_from_query("")[0]  # every bad value left at its default
+    assert compare == "" and len(notes) == 5
+    assert "n_banks='100000' ignored: must lie in 5..200" in notes[0]
+    assert "topology='star' ignored: choose one of barabasi_albert" in notes[1]
+    assert "colour='red' ignored: unknown" in notes[3]
 
 
-def test_make_page_is_a_solaraviz_for_the_model():
-    m = app.FinancialModelViz(n_banks=10, rng=1)
-    page = app.make_page(m)
-    assert page.component.f is SolaraViz.f
-    assert page.args[0] is m
-    assert page.kwargs["model_params"] is app.model_params
-    assert page.kwargs["name"] == "finsim-mesa: financial contagion"
-    comps = page.kwargs["components"]
-    assert len(comps) == 8
-    assert comps[0] is app.NetworkView
-    assert comps[5] is app.InfrastructureCharts
-    assert comps[6] is app.ShockControl and comps[7] is app.BankInspector
-    # the four live charts: Mesa plot components on page 0 for these measures
-    measures = []
-    for fn, page_index in comps[1:5]:
-        assert page_index == 0
-        measures.append(fn(m).args[1])  # PlotMatplotlib(model, measure)
-    assert measures == ["n_defaults", "price",
-                        {"debtrank_total": "tab:red", "systemic_risk_index": "tab:purple"},
-                        "liquidity_index"]
-    for measure in measures:
-        assert set([measure] if isinstance(measure, str) else measure) <= set(MODEL_REPORTERS)
-    # the module-level page is built from the app's defaults
-    assert isinstance(app.page.args[0], app.FinancialModelViz)
-    assert app.page.args[0].n_banks == app.model_params["n_banks"]["value"]
+# ------------------------------------------------------------ words
 
 
-def test_page_renders_every_component(render):
+def test_scenario_timeline_is_derived_from_the_fields():
+    spec = Scenario(name="drill", crash_step=30, crash_magnitude=0.1, default_step=5,
+                    default_count=3, default_target="smallest", funding_stress=0.02,
+                    funding_stress_probability=0.5, funding_start=12, price_volatility=0.02)
+    assert scenario_events(spec) == ["three smallest banks fail at step 5",
+                                     "funding run from step 12",
+                                     "10% price crash at step 30"]  # in step order
+    assert describe_scenario(spec) == (
+        "drill: three smallest banks fail at step 5, funding run from step 12, "
+        "10% price crash at step 30; in the run each bank has a 50% chance a step to lose "
+        "2% of deposits, price noise 2% a step")
+    one = Scenario(name="one", default_step=2, default_count=1, default_target="random")
+    assert scenario_events(one) == ["a random bank fails at step 2"]
+    calm = Scenario(name="calm", price_volatility=0.005)
+    assert describe_scenario(calm) == "calm: no scheduled events; price noise 0.5% a step"
+    systemic = list_scenarios()["systemic"]
+    assert describe_scenario(systemic).startswith(
+        "systemic: two largest banks fail at step 15, funding run steps 15–70, "
+        "5% price crash at step 20;")
+
+
+def test_shock_records_in_words():
+    assert percent(0.05) == "5%" and percent(0.125) == "12.5%" and percent(1e-9) == "0%"
+    assert describe_shock({"step": 4, "kind": "default", "magnitude": 0.0, "banks": [3],
+                           "asset": None}) == "default on bank 3 at step 4"
+    assert describe_shock({"step": 7, "kind": "price_crash", "magnitude": 0.3,
+                           "banks": [0, 1], "asset": "bonds"}) == (
+        "price crash of 30% of the price on bonds at step 7")
+    assert describe_shock({"step": 1, "kind": "loss", "magnitude": 0.5, "banks": [],
+                           "asset": None}) == (
+        "loss of 50% of equity (no active bank: nothing changed) at step 1")
+
+
+# ------------------------------------------------------------ frames, specs
+
+
+def test_frame_shows_every_bank_as_the_model_has_it(crisis):
+    view = ModelView(crisis)
+    run = view.frame()
+    nodes = json.loads(run.datasets["nodes"])
+    assert [r["id"] for r in nodes] == list(range(crisis.n_banks))
+    for bank, rec in zip(crisis.banks, nodes, strict=True):
+        sheet = bank.balance_sheet()
+        for key, name in SHEET_KEYS.items():
+            assert rec[key] == pytest.approx(sheet[name], abs=0.006), (bank.bank_id, key)
+        assert (rec["st"] != "active") == bank.defaulted
+        assert rec["name"] == f"bank {bank.bank_id}"
+    assert set(SHEET_FIELDS) == set(SHEET_KEYS)
+    # size = total assets at the start: the largest bank has the largest symbol
+    areas = np.array([r["a"] for r in nodes])
+    assert int(np.argmax(areas)) == int(np.argmax(crisis.reference.assets0))
+    assert np.all(np.diff(areas[np.argsort(crisis.reference.assets0)]) >= -0.1)
+    # loan edges: one per exposure, width = the exposure
+    edges = json.loads(run.datasets["edges"])
+    exp = crisis.ledger.exposure_matrix().tocoo()
+    assert len(edges) == exp.nnz
+    np.testing.assert_allclose(sorted(e["w"] for e in edges), sorted(exp.data), atol=6e-4)
+    # membership: every bank to its exchange, each exchange to the CCP (the Mesa grid)
+    links = json.loads(run.datasets["links"])
+    kinds = [link["kind"] for link in links]
+    assert kinds.count("member of an exchange") == crisis.n_banks
+    assert kinds.count("exchange clears through a CCP") == len(crisis.exchanges) == 2
+    infra = json.loads(run.datasets["infra"])
+    assert [r["kind"] for r in infra] == ["exchange", "exchange", "CCP"]
+    assert sum(r["members"] for r in infra[:2]) == crisis.n_banks
+    assert infra[2]["margin"] == pytest.approx(crisis.ccps[0].margin_held, abs=0.006)
+
+
+def test_new_defaults_are_marked_for_one_step_and_keep_their_size():
+    m = app.FinancialModelViz(n_banks=30, scenario="systemic", rng=3)
+    view = ModelView(m)
+    area0 = [r["a"] for r in json.loads(view.frame().datasets["nodes"])]
+    m.run_for(15)  # the scenario defaults the two largest banks at step 15
+    run = view.frame()
+    largest = set(np.argsort(-m.reference.assets0)[:2].tolist())
+    fresh = set(np.flatnonzero(m.ledger.default_step == 15).tolist())
+    assert largest <= fresh and set(run.new_defaults) == fresh
+    nodes = json.loads(run.datasets["nodes"])
+    assert {r["id"] for r in nodes if r["new"]} == fresh
+    assert all(nodes[i]["st"] == "defaulted this step" for i in fresh)
+    assert [run.default_step[i] for i in sorted(fresh)] == [15] * len(fresh)
+    assert run.default_step.count(-1) == m.n_banks - int(m.ledger.defaulted.sum())
+    n_def = int(m.ledger.defaulted.sum())
+    assert run.headline == (f"{n_def} of 30 banks defaulted · price index "
+                            f"{m.measures.asset_price:.3f} · DebtRank "
+                            f"{m.datacollector.model_vars['debtrank_total'][-1]:.3f}")
+    m.step()
+    nodes = json.loads(view.frame().datasets["nodes"])
+    assert not any(nodes[i]["new"] for i in fresh)  # one step only
+    assert all(nodes[i]["st"] == "defaulted" for i in fresh)
+    assert [r["a"] for r in nodes] == area0  # defaulted banks keep their size
+
+
+def test_series_rows_are_the_datacollector_columns(crisis):
+    view = ModelView(crisis, label="A")
+    rows = view.series_rows()
+    df = crisis.datacollector.get_model_vars_dataframe()
+    assert [r["step"] for r in rows] == list(range(len(df))) == list(range(crisis.t + 1))
+    assert {r["run"] for r in rows} == {"A"}
+    for col in series_columns(crisis):
+        np.testing.assert_allclose([r[col] for r in rows], df[col], atol=1e-5)
+    assert "exchange_utilisation" in view.columns and "margin_posted" in view.columns
+
+
+def test_charts_name_their_axes_in_words():
+    cols = series_columns(app.FinancialModelViz(n_banks=10, rng=1))
+    spec = specs.dashboard_spec(cols, steps=100, compare=False)
+    titles = [c["title"]["text"] for c in spec["concat"]]
+    assert titles == ["Defaults", "Asset prices", "DebtRank", "Systemic-risk index",
+                      "Liquidity"]  # no exchange/CCP charts without the layer
+    axes = [c["layer"][0]["encoding"]["y"]["title"] for c in spec["concat"]]
+    assert axes[0] == "defaults (banks)"
+    assert axes[2] == "DebtRank (share of system value lost)"
+    assert all(c["layer"][0]["encoding"]["x"]["title"] == "step" for c in spec["concat"])
+    assert spec["data"] == {"name": "series"} and "v5" in spec["$schema"]
+    with_classes = specs.chart_list([*cols, "price_bonds", "price_loans"])
+    prices = next(words for title, _, words in with_classes if title == "Asset prices")
+    assert prices == {"price": "price index", "price_bonds": "bonds", "price_loans": "loans"}
+
+
+def test_several_asset_classes_get_a_price_line_each():
+    m = app.FinancialModelViz(n_banks=12, rng=1, n_assets=3)
+    names = m.market.names
+    assert len(names) == 3
+    view = ModelView(m)
+    assert [c for c in view.columns if c.startswith("price_")] == [f"price_{c}"
+                                                                  for c in names]
+    m.apply_shock("price_crash", 0.5, asset=names[1])
+    m.step()
+    last = view.series_rows()[-1]
+    assert last[f"price_{names[1]}"] < 0.7 < last[f"price_{names[0]}"]
+
+
+# ------------------------------------------------------------ session, player
+
+
+def _session(**params: Any) -> Session:
+    return Session(app.FinancialModelViz, {"n_banks": 12, "rng": 5} | params)
+
+
+def test_session_steps_and_shocks_exactly_what_it_is_told():
+    s = _session()
+    f0 = s.latest
+    f1 = s.step()
+    assert f1.t == 1 == s.models[0].t and f1.stamp > f0.stamp
+    f2 = s.shock("default", 0.0, 4)
+    assert s.models[0].shock_log[-1] == {"step": 1, "kind": "default", "magnitude": 0.0,
+                                         "banks": [4], "source": "user", "asset": None}
+    assert np.flatnonzero(s.models[0].ledger.defaulted).tolist() == [4]
+    assert f2.message.startswith("Applied default on bank 4 at step 1 — 1 defaults now")
+    assert f2.runs[0].defaulted[4] and f2.t == 1  # the frame shows it before the next step
+    f3 = s.shock("loss", 0.3, 99)  # no such bank: refused, nothing changes
+    assert f3.message.startswith("Shock refused: bank ids must lie in 0..11")
+    assert len(s.models[0].shock_log) == 1
+    assert s.step().message == s.latest.message  # the last message stays while stepping
+
+
+def test_price_crash_hits_the_price_by_the_size_shown():
+    s = _session()
+    before = s.models[0].market.price_index
+    f = s.shock("price_crash", 0.25, None)
+    assert s.models[0].market.price_index == pytest.approx(0.75 * before)
+    assert "price crash of 25% of the price on all asset classes at step 0" in f.message
+
+
+def test_compare_builds_twins_that_differ_in_one_parameter():
+    s = Session(app.FinancialModelViz, {"n_banks": 15, "rng": 9, "scenario": "systemic"},
+                compare="fire sales on / off")
+    a, b = s.models
+    assert a.config.forced_deleveraging and not b.config.forced_deleveraging
+    diff = {k for k, v in a.config.model_dump().items() if b.config.model_dump()[k] != v}
+    assert diff == {"forced_deleveraging"}
+    assert set(a.graph.edges()) == set(b.graph.edges())  # same seed: same network
+    np.testing.assert_array_equal(a.ledger.equity, b.ledger.equity)
+    assert s.views[0].pos is s.views[1].pos  # drawn the same way
+    assert [r.label for r in s.latest.runs] == ["fire sales on", "fire sales off"]
+    for _ in range(3):
+        s.step()
+    assert a.t == b.t == 3
+    s.shock("default", 0.0, 2)
+    assert a.ledger.defaulted[2] and b.ledger.defaulted[2]  # both models are hit
+    rows = json.loads(s.latest.series)
+    assert [r["run"] for r in rows] == ["fire sales on"] * 4 + ["fire sales off"] * 4
+    infra = Session(app.FinancialModelViz, {"n_banks": 10, "rng": 1},
+                    compare="with / without exchanges and CCP")
+    assert [m.router is not None for m in infra.models] == [False, True]
+    assert [r.label for r in infra.latest.runs] == ["without exchanges and CCP",
+                                                    "with exchanges and CCP"]
+    with pytest.raises(FinsimError, match="compare = 'x': choose one of"):
+        s.reset({"n_banks": 10}, compare="x")
+    assert set(COMPARISONS) >= {"fire sales on / off", "with / without exchanges and CCP"}
+
+
+def test_player_steps_until_told_and_publishes_under_the_lock():
+    s = _session()
+    seen: list[tuple[int, bool]] = []
+
+    def publish(frame):
+        seen.append((frame.t, s.lock._is_owned()))
+
+    p = Player(s, publish, connected=lambda: True, steps_per_second=50).start()
+    _wait(lambda: len(seen) >= 5)
+    p.stop()
+    p.join(5)
+    assert not p.alive and p.reason == "paused"
+    assert [t for t, _ in seen] == list(range(1, len(seen) + 1))
+    assert all(locked for _, locked in seen)
+
+
+def test_player_stops_when_the_page_is_gone():
+    s = _session()
+    page = threading.Event()
+    page.set()
+    reasons: list[str] = []
+    p = Player(s, lambda f: None, connected=page.is_set, on_stop=reasons.append,
+               steps_per_second=100).start()
+    _wait(lambda: s.models[0].t >= 3)
+    page.clear()  # the tab closed
+    p.join(5)
+    t = s.models[0].t
+    time.sleep(0.1)
+    assert not p.alive and reasons == ["the page is gone"] and s.models[0].t == t
+
+
+def test_player_stops_at_reset_and_at_the_end_of_the_episode():
+    s = _session(steps=4)
+    p = Player(s, lambda f: None, connected=lambda: True, steps_per_second=100).start()
+    p.join(5)
+    assert p.reason == "the episode is over" and s.models[0].t == 4
+    s = _session()
+    frames = []
+    p = Player(s, frames.append, connected=lambda: True, steps_per_second=20).start()
+    _wait(lambda: len(frames) >= 2)
+    s.reset({"n_banks": 10, "rng": 1})
+    p.join(5)
+    assert p.reason == "reset" and all(f.generation == 1 for f in frames)
+    assert s.models[0].t == 0 and s.generation == 2
+
+
+# ------------------------------------------------------------ the page
+
+
+def test_page_shows_network_charts_inspector_and_controls(render):
     m = app.FinancialModelViz(n_banks=10, rng=1)
     rc = render(app.make_page(m))
-    titles = [c.widget.children for c in rc.find(vw.CardTitle)]
-    assert titles == [["Shock"], ["Bank 0"]]
-    grid = rc.find(vw.VuetifyTemplate, events=["layout_updated"]).widget
-    assert len(grid.items) == 8  # one cell per component
-    images = [w for w in grid.items if type(w).__name__ == "Image"]
-    assert len(images) == 5  # network + four charts
-    assert all(len(w.value) > 1000 for w in images)
-    markdown = [w.template for w in grid.items if type(w).__name__ == "VuetifyTemplate"]
-    assert len(markdown) == 1 and "Exchanges and CCPs are off" in markdown[0]
-    assert _button(rc, "Apply shock") is not None
+    charts = _charts(rc)
+    assert set(charts) == {"network 0", "bank history", "charts"}
+    nodes = _rows(charts["network 0"], "nodes")
+    assert len(nodes) == 10 and nodes[3]["eq"] == pytest.approx(m.banks[3].equity, abs=0.006)
+    spec = json.loads(charts["charts"].spec)
+    assert spec["concat"][0]["layer"][0]["encoding"]["y"]["title"] == "defaults (banks)"
+    assert [c.widget.children for c in rc.find(vw.CardTitle)] == [["Run"], ["Shock"],
+                                                                   ["Model"], ["Bank 0"]]
+    sliders = [s.widget.label for s in rc.find(vw.Slider)]
+    assert sliders == ["Speed: 10 steps/s", "Banks: 10", "Seed: 42"]
+    form = rc.find(ShockForm).widget
+    assert [k["value"] for k in form.kinds] == list(SHOCK_KINDS)
+    assert [k["text"] for k in form.kinds] == ["price crash", "funding run", "loss", "default"]
+    assert form.assets == []  # one asset class: no asset menu
+    text = _texts(rc)
+    assert "Step: 0 of 100" in text
+    assert "<b>normal</b>: no scheduled events" in text  # the line under the title
+    assert "press Reset" not in text
 
 
-def test_controls_reset_builds_the_chosen_model(render):
-    """Mesa's parameter inputs and Reset button, fed with the app's model_params."""
-    model = solara.reactive(app.FinancialModelViz(n_banks=10, rng=1))
-
-    @solara.component
-    def Controls():
-        params = solara.use_reactive({})
-        ModelController(model, model_parameters=params,  # wired as SolaraViz does
-                        play_interval=solara.use_reactive(100),
-                        render_interval=solara.use_reactive(1),
-                        use_threads=solara.use_reactive(False))
-        ModelCreator(model, app.model_params, model_parameters=params)
-
-    rc = render(Controls())
-    sliders = {s.widget.label: s.widget for s in rc.find(vw.Slider)}
-    assert set(sliders) == {"Banks", "Seed"}
-    selects = {s.widget.label: s.widget for s in rc.find(vw.Select)}
-    assert {k: v.items for k, v in selects.items()} == {
-        "Topology": list(TOPOLOGIES), "Scenario": list(list_scenarios()),
-        "Brain": app.brain_choices()}
-    box = rc.find(vw.Checkbox).widget
-    assert box.label == "Exchanges and CCP (2 + 1)" and box.v_model is False
-
+def test_step_sends_new_data_not_a_new_chart(render):
+    m = app.FinancialModelViz(n_banks=10, rng=1)
+    rc = render(app.make_page(m))
+    before = {k: (w.spec, dict(w.datasets)) for k, w in _charts(rc).items()}
     _button(rc, "Step").click()
-    assert model.value.t == 1
-
-    sliders["Banks"].v_model = 15
-    selects["Topology"].v_model = "erdos_renyi"
-    box.v_model = True
-    _button(rc, "Reset").click()
-    new = model.value
-    assert isinstance(new, app.FinancialModelViz) and new.t == 0
-    assert new.n_banks == 15 and new.config.topology == "erdos_renyi"
-    assert len(new.exchanges) == 2 and len(new.ccps) == 1
+    assert m.t == 1 and "Step: 1 of 100" in _texts(rc)
+    for title, w in _charts(rc).items():
+        spec, data = before[title]
+        assert w.spec == spec  # the chart is not rebuilt...
+        assert w.datasets["__stamp"] != data["__stamp"]  # ...its data are new
+    series = _rows(_charts(rc)["charts"], "series")
+    assert [r["step"] for r in series] == [0, 1]
+    assert series[1]["price"] == pytest.approx(m.measures.asset_price, abs=1e-5)
 
 
-# ------------------------------------------------------------ components
+def _apply(form: ShockForm, **values: Any) -> None:
+    """Click Apply as the browser does: with the values the form shows."""
+    shown = {"kind": form.kind, "size": form.size, "bank": form.bank, "asset": form.asset}
+    form.vue_apply(shown | values)
 
 
-def test_network_view_draws_the_model(crisis):
-    el = app.NetworkView(crisis)
-    assert el.component.f is solara.FigureMatplotlib.f
-    fig = el.args[0]
-    assert fig.axes[0].get_title().startswith(f"step {crisis.t}: "
-                                              f"{int(crisis.ledger.defaulted.sum())} defaults")
-
-
-def test_infrastructure_charts(crisis):
-    off = app.InfrastructureCharts(app.FinancialModelViz(n_banks=10, rng=1))
-    assert off.component.f is solara.Markdown.f
-    assert "off" in off.args[0]
-
-    el = app.InfrastructureCharts(crisis)
-    assert el.component.f is solara.FigureMatplotlib.f
-    fig = el.args[0]
-    df = crisis.datacollector.get_model_vars_dataframe()
-    ex, cc = fig.axes
-    assert ex.get_title() == "exchanges" and cc.get_title() == "central counterparties"
-    np.testing.assert_allclose(_ydata(ex, 0), df["exchange_utilisation"])
-    assert list(ex.lines[1].get_ydata()) == [crisis.config.congestion_threshold] * 2
-    assert [ln.get_label() for ln in cc.lines] == ["margin posted", "default fund used",
-                                                   "uncovered loss"]
-    for n, col in enumerate(["margin_posted", "default_fund_used", "uncovered_loss"]):
-        np.testing.assert_allclose(_ydata(cc, n), df[col])
-    assert df["margin_posted"].iloc[1:].gt(0).any()  # the CCP was actually used
-
-
-def test_shock_control_defaults_the_chosen_bank(render):
+def test_clicking_a_bank_selects_it_for_the_shock_and_the_inspector(render):
     m = app.FinancialModelViz(n_banks=10, rng=1)
-    rc = render(app.ShockControl(m))
-    kind = rc.find(vw.Select).widget
-    assert kind.items == list(SHOCK_KINDS) and kind.v_model == "price_crash"
-    assert rc.find(vw.Slider).widget.v_model == 0.2
+    rc = render(app.make_page(m))
+    charts = _charts(rc)
+    charts["network 0"].vue_vega_click({"id": 6, "kind": None})  # what the browser sends
+    form = rc.find(ShockForm).widget
+    assert form.bank == "6"  # the shock control shows the selected bank
+    assert [c.widget.children for c in rc.find(vw.CardTitle)][-1] == ["Bank 6"]
+    ring = _rows(_charts(rc)["network 0"], "selected")
+    node = _rows(_charts(rc)["network 0"], "nodes")[6]
+    assert (ring[0]["x"], ring[0]["y"]) == pytest.approx((node["x"], node["y"]), abs=1e-4)
+    assert f"{m.banks[6].equity:,.2f}" in _texts(rc)
+    _apply(form, kind="default")
+    assert np.flatnonzero(m.ledger.defaulted).tolist() == [6]
+    assert "Applied default on bank 6 at step 0" in _texts(rc)
+    assert "<td>state</td><td>defaulted at step 0</td>" in _texts(rc)  # the inspector
+    assert "1 of 10 banks defaulted" in _texts(rc)  # the headline over the network
+    charts["network 0"].vue_vega_click({"id": None, "kind": "CCP"})  # not a bank: no change
+    assert form.bank == "6"
 
-    kind.v_model = "default"
-    _enter(rc.find(vw.TextField).widget, 3)
-    _button(rc, "Apply shock").click()
-    assert np.flatnonzero(m.ledger.defaulted).tolist() == [3]
-    assert m.banks[3].defaulted
-    assert "Applied default (magnitude 0.2, bank 3) at step 0: 1 defaults now" in _markdown(rc)
 
-    m.step()  # resolved at the next clearing: the measures see it
-    assert m.ledger.defaulted[3] and m.measures.n_defaults >= 1
-
-
-def test_shock_control_price_crash_and_refusal(render):
+def test_shock_applies_what_the_form_shows(render):
     m = app.FinancialModelViz(n_banks=10, rng=1)
-    rc = render(app.ShockControl(m))
-    rc.find(vw.Slider).widget.v_model = 0.3
-    _button(rc, "Apply shock").click()
+    rc = render(app.make_page(m))
+    form = rc.find(ShockForm).widget
+    form.bank = "3"  # typed in the browser: the bank is selected
+    assert [c.widget.children for c in rc.find(vw.CardTitle)][-1] == ["Bank 3"]
+    equity = m.ledger.equity[3]
+    # the click carries the form: loss, 50 %, bank 5 (typed just before the click,
+    # not yet synced) -- that is what is applied
+    _apply(form, kind="loss", size=0.5, bank="5")
+    assert m.shock_log[-1] | {"step": 0} == {"step": 0, "kind": "loss", "magnitude": 0.5,
+                                             "banks": [5], "source": "user", "asset": None}
+    assert m.ledger.equity[3] == equity
+    assert "Applied loss of 50% of equity on bank 5 at step 0" in _texts(rc)
+    assert [c.widget.children for c in rc.find(vw.CardTitle)][-1] == ["Bank 5"]
+    _apply(form, kind="default", bank="42")  # no such bank: refused, inspector says so
+    assert "Shock refused: bank ids must lie in 0..9" in _texts(rc)
+    assert [c.widget.children for c in rc.find(vw.CardTitle)][-1] == ["No bank 42"]
+    _apply(form, kind="default", bank="two")
+    assert "Shock refused: bank 'two' is not a bank number" in _texts(rc)
+    _apply(form, kind="price_crash", size=0.3, bank="two")  # a crash needs no bank
     assert m.market.price_index == pytest.approx(0.7)
-    assert m.measures.asset_price == pytest.approx(0.7)
-    assert "Applied price_crash (magnitude 0.3) at step 0" in _markdown(rc)
-    assert "price 0.700" in _markdown(rc)
-
-    rc.find(vw.Select).widget.v_model = "default"
-    _enter(rc.find(vw.TextField).widget, 99)  # no such bank: refused, nothing changes
-    _button(rc, "Apply shock").click()
-    assert "Shock refused:" in _markdown(rc)
-    assert not m.ledger.defaulted.any()
+    assert len(m.shock_log) == 2
 
 
-def test_bank_inspector_shows_the_chosen_bank(render, monkeypatch):
-    seen = _figures(monkeypatch)
+def test_changed_parameters_wait_for_reset(render):
+    rc = render(app.make_page(app.FinancialModelViz(n_banks=10, rng=1)))
+    sliders = {s.widget.label: s.widget for s in rc.find(vw.Slider)}
+    sliders["Banks: 10"].v_model = 15
+    rc.find(vw.Select, label="Topology").widget.v_model = "erdos_renyi"
+    assert "Changed: Banks, Topology — press Reset to apply." in _texts(rc)
+    assert _rows(_charts(rc)["network 0"], "nodes")[-1]["id"] == 9  # not yet
+    _button(rc, "Reset").click()
+    assert "press Reset" not in _texts(rc)
+    nodes = _rows(_charts(rc)["network 0"], "nodes")
+    assert len(nodes) == 15 and "Step: 0 of 100" in _texts(rc)
+    rc.find(vw.Select, label="Compare side by side").widget.v_model = "fire sales on / off"
+    assert "Changed: compare — press Reset to apply." in _texts(rc)
+    _button(rc, "Reset").click()
+    assert set(_charts(rc)) == {"network 0", "network 1", "bank history", "charts"}
+    assert "comparing <b>fire sales on vs fire sales off</b>" in _texts(rc)
+
+
+def test_play_steps_in_the_background_and_pause_stops_it(render):
     m = app.FinancialModelViz(n_banks=10, rng=1)
-    rc = render(app.BankInspector(m))
-    assert rc.find(vw.CardTitle).widget.children == ["Bank 0"]
-    table = _table(_markdown(rc))
-    sheet = m.banks[0].balance_sheet()
-    assert list(table) == list(sheet)
-    for k, v in sheet.items():
-        assert table[k] == pytest.approx(v, abs=5e-4)
-    assert table["cash"] == pytest.approx(float(m.banks[0].cash), abs=5e-4)
-    assert seen == []  # no history before the first step
+    rc = render(app.make_page(m))
+    _button(rc, "▶ Play").click()
+    _wait(lambda: m.t >= 3)
+    _wait(lambda: "Step: 3" in _texts(rc) or m.t > 3)
+    _button(rc, "❚❚ Pause").click()
+    time.sleep(0.3)
+    t = m.t
+    time.sleep(0.3)
+    assert m.t == t  # paused: no more steps
+    _wait(lambda: f"Step: {t} of 100" in _texts(rc))
 
-    _enter(rc.find(vw.TextField, label="Bank id").widget, 4)
-    assert rc.find(vw.CardTitle).widget.children == ["Bank 4"]
-    table = _table(_markdown(rc))
-    assert table["equity"] == pytest.approx(m.banks[4].balance_sheet()["equity"], abs=5e-4)
-    assert table["cash"] != pytest.approx(m.banks[0].balance_sheet()["cash"], abs=5e-4)
 
-    _enter(rc.find(vw.TextField, label="Bank id").widget, 999)  # clipped to the last bank
-    assert rc.find(vw.CardTitle).widget.children == [f"Bank {m.n_banks - 1}"]
+def test_closing_the_page_stops_its_player(render):
+    m = app.FinancialModelViz(n_banks=10, rng=1)
+    rc = render(app.make_page(m))
+    _button(rc, "▶ Play").click()
+    _wait(lambda: m.t >= 2)
+    rc.close()  # what Solara does when the tab's session closes
+    time.sleep(0.3)
+    t = m.t
+    time.sleep(0.3)
+    assert m.t == t
 
-    # after some steps and a redraw: the bank's equity and cash over time
-    _enter(rc.find(vw.TextField, label="Bank id").widget, 4)
-    m.run_for(5)
-    force_update()
-    assert seen, "no history figure after stepping"
-    ax = seen[-1].axes[0]
-    assert [ln.get_label() for ln in ax.lines] == ["equity", "cash"]
-    assert list(ax.lines[0].get_xdata()) == list(range(6))
-    bank = m.banks[4].balance_sheet()
-    assert _ydata(ax, 0)[-1] == pytest.approx(bank["equity"])
-    assert _ydata(ax, 1)[-1] == pytest.approx(bank["cash"])
-    hist = m.datacollector.get_agent_vars_dataframe().xs(m.banks[4].unique_id,
-                                                        level="AgentID")
-    np.testing.assert_allclose(_ydata(ax, 0), hist["equity"])
-    assert _table(_markdown(rc))["equity"] == pytest.approx(bank["equity"], abs=5e-4)
+
+def test_each_page_gets_its_own_model(render):
+    """``solara run`` renders ``Page`` once per browser tab: each has its own session."""
+    sessions = []
+    original = app.LiveView
+
+    def spy(session, *args, **kwargs):
+        sessions.append(session)
+        return original(session, *args, **kwargs)
+
+    app.LiveView = spy
+    try:
+        rc1, rc2 = render(app.Page()), render(app.Page())
+    finally:
+        app.LiveView = original
+    a, b = sessions[0], sessions[-1]
+    assert a is not b and a.models[0] is not b.models[0]
+    _button(rc1, "Step").click()
+    assert a.models[0].t == 1 and b.models[0].t == 0
+    assert "Step: 0 of 100" in _texts(rc2)
+
+
+def test_the_usual_mesa_pattern_works_with_a_plain_model():
+    """SolaraViz(FinancialModel(...), model_params=...) — Mesa 3.3 refused a model
+    whose catch-all keyword parameter was not literally named ``kwargs``."""
+    import inspect
+
+    from mesa.visualization import solara_viz
+
+    from finsim_mesa import FinancialModel
+
+    check = getattr(solara_viz, "_check_model_params", None)
+    if check is not None:  # Mesa 3.3 checks the model's parameters this way
+        check(FinancialModel.__init__, app.model_params)
+    params = inspect.signature(FinancialModel.__init__).parameters
+    catch_all = [p for p in params.values() if p.kind == p.VAR_KEYWORD]
+    assert [p.name for p in catch_all] == ["kwargs"]
+    page = solara_viz.SolaraViz(FinancialModel(n_banks=8, rng=1),
+                                model_params=app.model_params)
+    solara.render(page, handle_error=False)
 
 
 # ------------------------------------------------------- static figures
@@ -434,21 +678,20 @@ def test_run_figure_is_dashboard_plus_network(crisis):
         np.testing.assert_allclose(_ydata(ax), df[col])
 
 
-def test_the_usual_mesa_pattern_works_with_a_plain_model():
-    """SolaraViz(FinancialModel(...), model_params=...) — Mesa 3.3 refused a model
-    whose catch-all keyword parameter was not literally named ``kwargs``."""
-    import inspect
 
-    from mesa.visualization import solara_viz
 
-    from finsim_mesa import FinancialModel
-
-    check = getattr(solara_viz, "_check_model_params", None)
-    if check is not None:  # Mesa 3.3 checks the model's parameters this way
-        check(FinancialModel.__init__, app.model_params)
-    params = inspect.signature(FinancialModel.__init__).parameters
-    catch_all = [p for p in params.values() if p.kind == p.VAR_KEYWORD]
-    assert [p.name for p in catch_all] == ["kwargs"]
-    page = solara_viz.SolaraViz(FinancialModel(n_banks=8, rng=1),
-                                model_params=app.model_params)
-    solara.render(page, handle_error=False)
+def test_a_typed_bank_survives_redraws_while_playing(render):
+    """Defect 1's mechanism: each redraw while playing re-sent every widget's value,
+    putting back the bank number the user had just replaced."""
+    m = app.FinancialModelViz(n_banks=10, rng=1)
+    rc = render(app.make_page(m))
+    form = rc.find(ShockForm).widget
+    _button(rc, "▶ Play").click()
+    _wait(lambda: m.t >= 2)
+    form.bank = "3"  # what the browser sends as the user types
+    start = m.t
+    _wait(lambda: m.t >= start + 3)  # several redraws later
+    assert form.bank == "3"
+    _apply(form, kind="default")
+    _button(rc, "❚❚ Pause").click()
+    assert m.shock_log[-1]["banks"] == [3] and m.ledger.defaulted[3]
