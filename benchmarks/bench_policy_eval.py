@@ -13,8 +13,8 @@ import os
 import time
 
 import numpy as np
-
 from _util import median_time
+
 from finsim_mesa import FinancialModel
 from finsim_mesa.agents.actor import MappoBrain
 
@@ -66,7 +66,7 @@ def main() -> None:
     obs = FinancialModel(n_banks=a.banks, rng=0).observe()
     rows = [("numpy (brain='mappo')", MappoBrain)]
     try:
-        import torch  # noqa: F401
+        import torch
 
         default_threads = torch.get_num_threads()
         rows += [(f"torch, {default_threads} threads (default)",

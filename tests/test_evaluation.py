@@ -114,7 +114,8 @@ def test_constant_brain_plays_its_action_and_refuses_bad_ones():
     m = FinancialModel(n_banks=10, steps=3, brain="constant:0,1,0.25,0", rng=1)
     m.step()
     live = ~m.ledger.defaulted
-    np.testing.assert_array_equal(m.decisions.actions[live], np.tile([0, 1, 0.25, 0], (live.sum(), 1)))
+    np.testing.assert_array_equal(m.decisions.actions[live],
+                                  np.tile([0, 1, 0.25, 0], (live.sum(), 1)))
     for bad in ("constant:1,2,3", "constant:a,b,c,d", "constant:0,0,0,1.5",
                 "constant:nan,0,0,0"):
         with pytest.raises(ConfigError, match="constant"):
@@ -132,7 +133,7 @@ def test_cem_finds_a_known_optimum():
     np.testing.assert_allclose(res.best, [0.2, 0.7, 1.0, 0.1], atol=0.03)
     assert res.evaluations == 25 * 20
     assert res.history[-1]["best_value"] == res.value
-    with pytest.raises(ConfigError, match="non-finite|objective returned"):
+    with pytest.raises(ConfigError, match="objective returned nan"):
         cem(lambda x: float("nan"), 2, iterations=1, population=2)
 
 
