@@ -215,3 +215,39 @@ def test_an_external_script_is_a_strict_build_failure(
         hooks.on_post_page(other, SimpleNamespace(file=SimpleNamespace(src_uri="index.md")), {})
     # mkdocs --strict turns every warning into a failed build
     assert any("outside the site" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_formulas_are_typeset_in_a_browser(site: Path) -> None:
+    """Opened from the disk in Chromium, with no network: MathJax (from the site)
+    typesets the pages' formulas and the notebooks' Markdown math, without errors."""
+    import shutil
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    counts: dict[str, tuple[int, int]] = {}
+    outside: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu",
+                                          "--disable-dev-shm-usage"])
+        page = browser.new_page()
+        page.route("http*://**", lambda route: (outside.append(route.request.url),
+                                                 route.abort()))
+        for name in ("model/clearing.html", "model/risk.html", "parameters.html",
+                     "notebooks/02_contagion_by_hand.html"):
+            page.goto((site / name).as_uri())
+            page.wait_for_function("window.MathJax && MathJax.startup && MathJax.startup.promise"
+                                   " && document.querySelector('mjx-container')",
+                                   timeout=30_000)
+            page.evaluate("MathJax.startup.promise")
+            counts[name] = page.evaluate(
+                "[document.querySelectorAll('mjx-container').length,"
+                " document.querySelectorAll('mjx-merror, [data-mjx-error]').length]")
+        browser.close()
+    assert not outside, outside
+    for name, (typeset, errors) in counts.items():
+        assert errors == 0, (name, errors)
+        assert typeset >= (2 if name == "parameters.html" else 20), (name, typeset)

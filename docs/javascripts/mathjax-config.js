@@ -1,7 +1,12 @@
 // MathJax 3 (SVG output) for the site, loaded from the site itself (assets/mathjax, copied at
 // build time from the django-static-mathjax package): no CDN.
-// Pages: pymdownx.arithmatex (generic) wraps formulas in .arithmatex.
-// Notebooks: their Markdown cells keep $...$ and $$...$$ (.jp-MarkdownOutput).
+// Only two kinds of element are typeset, so a "$" anywhere else is left alone:
+// * pages: pymdownx.arithmatex (generic) wraps each formula in .arithmatex, as \( \) or \[ \];
+// * notebooks: their Markdown cells (.jp-MarkdownOutput) keep $...$ and $$...$$.
+// (A class filter such as ignoreHtmlClass ".*|" would also skip the <p> inside a notebook's
+// Markdown cell: MathJax applies it to every descendant.)
+const FINSIM_MATH = [".arithmatex", ".jp-MarkdownOutput"];
+
 window.MathJax = {
   tex: {
     inlineMath: [["\\(", "\\)"], ["$", "$"]],
@@ -9,9 +14,8 @@ window.MathJax = {
     processEscapes: true,
     processEnvironments: true
   },
-  options: {
-    ignoreHtmlClass: ".*|",
-    processHtmlClass: "arithmatex|jp-MarkdownOutput|jp-RenderedMarkdown"
+  startup: {
+    elements: FINSIM_MATH
   }
 };
 
@@ -24,7 +28,7 @@ if (typeof document$ !== "undefined") {
       }
       MathJax.typesetClear();
       MathJax.texReset();
-      MathJax.typesetPromise();
+      MathJax.typesetPromise(FINSIM_MATH.flatMap((s) => [...document.querySelectorAll(s)]));
     }
   });
 }
