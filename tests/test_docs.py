@@ -251,3 +251,15 @@ def test_formulas_are_typeset_in_a_browser(site: Path) -> None:
     for name, (typeset, errors) in counts.items():
         assert errors == 0, (name, errors)
         assert typeset >= (2 if name == "parameters.html" else 20), (name, typeset)
+
+
+def test_readme_links_the_site_pages_and_the_notebooks() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(((?:docs|notebooks)/[^)#\s]*)\)", readme)
+    broken = [link for link in links if not (ROOT / link).exists()]
+    assert not broken, broken
+    for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        assert f"notebooks/{nb.name}" in links, f"README does not link {nb.name}"
+    for page in ("getting-started", "parameters", "scenarios", "cli", "rest-api", "brains",
+                 "model/clearing", "model/market", "model/risk", "model/rewards"):
+        assert f"docs/{page}.md" in links, f"README does not link docs/{page}.md"
