@@ -263,3 +263,23 @@ def test_readme_links_the_site_pages_and_the_notebooks() -> None:
     for page in ("getting-started", "parameters", "scenarios", "cli", "rest-api", "brains",
                  "model/clearing", "model/market", "model/risk", "model/rewards"):
         assert f"docs/{page}.md" in links, f"README does not link docs/{page}.md"
+
+
+@pytest.mark.slow
+def test_the_python_examples_on_the_pages_run(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ```python block of the students' pages runs (the blocks of one page in
+    order, in one namespace, in an empty folder); docs/design.md is the developers'."""
+    import finsim_mesa.scenarios as registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # pages register some
+    monkeypatch.chdir(tmp_path)
+    pages = sorted(p for p in (ROOT / "docs").rglob("*.md") if p.name != "design.md")
+    ran = 0
+    for page in pages:
+        namespace: dict[str, Any] = {"__name__": "__docs__"}
+        for i, block in enumerate(re.findall(r"```python\n(.*?)```", page.read_text("utf-8"),
+                                             re.S)):
+            exec(compile(block, f"{page.relative_to(ROOT)} block {i}", "exec"), namespace)
+            ran += 1
+    assert ran >= 5
