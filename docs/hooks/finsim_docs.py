@@ -2,7 +2,7 @@
 
 * The pages document this checkout: its root goes first on ``sys.path``.
 * ``<!-- finsim: NAME -->`` in a page is replaced by the generated table NAME
-  (:mod:`reference_tables`: parameters, scenarios, CLI, REST API, ...).
+  (:mod:`reference_tables`: parameters, scenarios, ...; :mod:`interface_tables`: CLI, REST API).
 * The notebooks of ``notebooks/`` become pages under ``notebooks/``: the copies
   executed by the tests when ``FINSIM_EXECUTED_NOTEBOOKS`` names their folder
   (so CI runs each notebook once), else the stored notebooks without outputs.
