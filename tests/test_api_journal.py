@@ -498,3 +498,21 @@ def test_the_journal_benchmark_runs_and_reports_its_figures(tmp_path):
                  "per step of a 100-step request: journal off"):
         assert line in out.stdout, (line, out.stdout)
     assert list(tmp_path.iterdir()) == []  # its temporary data folders are gone
+
+
+def test_fingerprint_covers_the_initial_network_and_ignores_the_ranking_cache():
+    """Asking for the systemic ranking computes the initial-network DebtRank once
+    and keeps it: not a change of state (a replayed simulation that was never
+    asked must fingerprint the same); the initial exposure matrix is state."""
+    from finsim_mesa.api.fingerprint import fingerprint
+    from finsim_mesa.model import FinancialModel
+
+    a = FinancialModel(n_banks=15, rng=3, agent_collect_every=0)
+    b = FinancialModel(n_banks=15, rng=3, agent_collect_every=0)
+    a.run_for(3)
+    b.run_for(3)
+    a.systemic_ranking()
+    assert a.reference.debtrank0 is not None and b.reference.debtrank0 is None
+    assert fingerprint(a) == fingerprint(b)
+    b.reference.exposures0 = b.reference.exposures0 * 2.0
+    assert fingerprint(a) != fingerprint(b)

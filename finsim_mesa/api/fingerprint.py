@@ -6,7 +6,9 @@ is bit-identical to the one before. The state is what
 ``FinancialModel.snapshot()`` holds (ledger, market, the generators, the
 run-time dataclasses, shock log, brains, router, exchanges, CCPs), fed to the
 hash with type tags, lengths, shapes, dtypes and exact bits, so two states
-with equal fingerprints are equal bit for bit.
+with equal fingerprints are equal bit for bit. Dataclass fields marked
+``metadata={"cache": True}`` (values computed on demand from other fields, e.g.
+the initial-network DebtRank) are left out: asking for a figure is not a change.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import struct
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from finsim_mesa.state import snapshot_model
 
@@ -55,9 +58,16 @@ def _feed(h: Any, v: Any) -> None:
             return
         for x in v:
             _feed(h, x)
+    elif sp.issparse(v):
+        m = v.tocsr()
+        h.update(f"S{m.shape}".encode())
+        for part in (m.data, m.indices, m.indptr):
+            _feed(h, part)
     elif dataclasses.is_dataclass(v):
         h.update(type(v).__name__.encode())
         for f in dataclasses.fields(v):
+            if f.metadata.get("cache"):  # derived on demand from other fields: not state
+                continue
             _feed(h, f.name)
             _feed(h, getattr(v, f.name))
     else:
