@@ -539,3 +539,17 @@ def test_the_journal_benchmark_runs_and_reports_its_figures(tmp_path):
                  "per step of a 100-step request: journal off"):
         assert line in out.stdout, (line, out.stdout)
     assert list(tmp_path.iterdir()) == []  # its temporary data folders are gone
+
+
+def test_a_simulation_of_the_shipped_policy_comes_back(tmp_path):
+    """brain='mappo' (numpy actor shipped with the package): journaled by
+    name, replayed bit-identical, no learn extra needed."""
+    data, models = tmp_path / "data", str(tmp_path / "models")
+    with TestClient(create_app(models, data_dir=data, learn=lambda: False)) as c:
+        sid = play(c, [("post", "/simulation/init", {}, {"n_banks": 10, "seed": 3,
+                                                         "brain": "mappo"}),
+                       ("post", "/simulation/run", {"num_steps": 6}, None)])
+        before = state(c, sid)
+    with TestClient(create_app(models, data_dir=data, learn=lambda: False)) as c:
+        assert c.app.state.replay.skipped == [] and state(c, sid) == before
+        assert before["info"]["brain"] == "mappo" and before["info"]["step"] == 6
