@@ -176,7 +176,7 @@ class Reference:
     size0: float = 1.0
     liquidity0: float = 0.0
     exposures0: Any = None
-    debtrank0: np.ndarray | None = field(default=None, metadata={"cache": True})
+    debtrank0: np.ndarray | None = None
 
 
 def _copy(value: Any) -> Any:

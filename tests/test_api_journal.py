@@ -130,6 +130,47 @@ def test_the_fingerprint_sees_one_bit_of_any_state():
         assert fingerprint(a) == fingerprint(b)  # and back
 
 
+def test_the_fingerprint_sees_the_initial_network_and_not_the_caches_a_read_fills():
+    import numpy as np
+
+    from finsim_mesa.api.fingerprint import fingerprint
+    from finsim_mesa.measures import initial_debtrank
+
+    a, b = (FinancialModel(rng=4, n_banks=12, agent_collect_every=0) for _ in range(2))
+    assert fingerprint(a) == fingerprint(b)
+    initial_debtrank(b)  # a read (GET /metrics/risk) fills reference.debtrank0
+    assert b.reference.debtrank0 is not None and fingerprint(a) == fingerprint(b)
+    exp = b.reference.exposures0.copy()  # the sparse initial network, one bit off
+    exp.data[0] = np.nextafter(exp.data[0], np.inf)
+    b.reference.exposures0 = exp
+    assert fingerprint(a) != fingerprint(b)
+
+
+def test_reads_between_changes_leave_the_journal_replayable(tmp_path):
+    """Reads between step requests (risk, bank, topology, what-if,
+    recommendations) change nothing a replay would have to repeat."""
+    from finsim_mesa.api.fingerprint import fingerprint
+
+    data, models = tmp_path / "data", str(tmp_path / "models")
+    with TestClient(create_app(models, data_dir=data)) as c:
+        sid = play(c, SCRIPTS["a"][:2])
+        model = c.app.state.store.get(sid).model
+        before = fingerprint(model)
+        q = {"sim_id": sid}
+        for path in ("/metrics/risk", "/metrics/bank/3", "/network/topology",
+                     "/recommendations/2?steps=2&seeds=2"):
+            ok(c.get(path, params=q))
+        ok(c.post("/what_if", params=q, json={"steps": 2, "seeds": 2,
+                                              "shock": {"kind": "loss", "magnitude": 0.1,
+                                                        "banks": [1]}}))
+        assert fingerprint(model) == before
+        ok(c.post("/simulation/run", params=q | {"num_steps": 5}))
+        after = state(c, sid)
+    with TestClient(create_app(models, data_dir=data)) as c:
+        assert c.app.state.replay.skipped == []
+        assert state(c, sid) == after
+
+
 def test_a_restart_brings_every_simulation_back_bit_identical(tmp_path):
     data, models = tmp_path / "data", str(tmp_path / "models")
     with TestClient(create_app(models, data_dir=data)) as c:
@@ -516,3 +557,17 @@ def test_fingerprint_covers_the_initial_network_and_ignores_the_ranking_cache():
     assert fingerprint(a) == fingerprint(b)
     b.reference.exposures0 = b.reference.exposures0 * 2.0
     assert fingerprint(a) != fingerprint(b)
+
+
+def test_a_simulation_of_the_shipped_policy_comes_back(tmp_path):
+    """brain='mappo' (numpy actor shipped with the package): journaled by
+    name, replayed bit-identical, no learn extra needed."""
+    data, models = tmp_path / "data", str(tmp_path / "models")
+    with TestClient(create_app(models, data_dir=data, learn=lambda: False)) as c:
+        sid = play(c, [("post", "/simulation/init", {}, {"n_banks": 10, "seed": 3,
+                                                         "brain": "mappo"}),
+                       ("post", "/simulation/run", {"num_steps": 6}, None)])
+        before = state(c, sid)
+    with TestClient(create_app(models, data_dir=data, learn=lambda: False)) as c:
+        assert c.app.state.replay.skipped == [] and state(c, sid) == before
+        assert before["info"]["brain"] == "mappo" and before["info"]["step"] == 6

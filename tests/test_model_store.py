@@ -32,6 +32,7 @@ pytest.importorskip("safetensors")
 from safetensors.torch import save_file  # noqa: E402
 
 from finsim_mesa.cli import main  # noqa: E402
+from finsim_mesa.errors import FinsimError  # noqa: E402
 from finsim_mesa.learning.checkpoint import (  # noqa: E402
     CheckpointError,
     ModelCheckpointer,
@@ -623,6 +624,6 @@ def test_api_models_listing_and_loading_with_a_damaged_store(tmp_path):
         training._weights, training._meta = weights(0.2), dict(META)
         r = c.post("/models/save", json={"name": "api\n"})
         assert r.status_code == 422, r.text
-        with pytest.raises(CheckpointError, match="plain name"):  # the manager's own check
-            training.save("api\n", None)                           # lets it through
+        with pytest.raises(FinsimError, match="use letters, digits"):  # the manager's own
+            training.save("api\n", None)  # check matches the whole name (it once let it through)
         assert not (models / "registry" / "api\n").exists()

@@ -4,11 +4,10 @@ The journal (:mod:`finsim_mesa.api.journal`) stores one with every row and
 replay compares them, so a simulation is served after a restart only if it
 is bit-identical to the one before. The state is what
 ``FinancialModel.snapshot()`` holds (ledger, market, the generators, the
-run-time dataclasses, shock log, brains, router, exchanges, CCPs), fed to the
-hash with type tags, lengths, shapes, dtypes and exact bits, so two states
-with equal fingerprints are equal bit for bit. Dataclass fields marked
-``metadata={"cache": True}`` (values computed on demand from other fields, e.g.
-the initial-network DebtRank) are left out: asking for a figure is not a change.
+run-time dataclasses, shock log, brains, router, exchanges, CCPs; sparse
+matrices by their CSR arrays), fed to the hash with type tags, lengths,
+shapes, dtypes and exact bits, so two states with equal fingerprints are
+equal bit for bit. Caches a read fills (:data:`DERIVED`) are left out.
 """
 
 from __future__ import annotations
@@ -25,6 +24,12 @@ from finsim_mesa.state import snapshot_model
 
 __all__ = ["fingerprint"]
 
+# caches filled on first read and derived from state that is fingerprinted
+# (DebtRank on the initial network: reference.exposures0, equity0, assets0):
+# left out, so a read (GET /metrics/risk) never changes a fingerprint and a
+# replay, which does not repeat reads, still matches
+DERIVED = {("Reference", "debtrank0")}
+
 
 def _feed(h: Any, v: Any) -> None:
     """Feed ``v`` to the hash ``h`` unambiguously (type tags, lengths, exact bits)."""
@@ -35,6 +40,11 @@ def _feed(h: Any, v: Any) -> None:
             return
         h.update(f"A{v.dtype.str}{v.shape}".encode())
         h.update(np.ascontiguousarray(v).tobytes())
+    elif sp.issparse(v):  # e.g. reference.exposures0, as stored (CSR arrays)
+        m = v.tocsr()
+        h.update(f"S{m.shape}".encode())
+        for part in (m.data, m.indices, m.indptr):
+            _feed(h, part)
     elif isinstance(v, np.generic):
         _feed(h, v.item())
     elif v is None or isinstance(v, bool):
@@ -58,15 +68,11 @@ def _feed(h: Any, v: Any) -> None:
             return
         for x in v:
             _feed(h, x)
-    elif sp.issparse(v):
-        m = v.tocsr()
-        h.update(f"S{m.shape}".encode())
-        for part in (m.data, m.indices, m.indptr):
-            _feed(h, part)
     elif dataclasses.is_dataclass(v):
-        h.update(type(v).__name__.encode())
+        name = type(v).__name__
+        h.update(name.encode())
         for f in dataclasses.fields(v):
-            if f.metadata.get("cache"):  # derived on demand from other fields: not state
+            if (name, f.name) in DERIVED:
                 continue
             _feed(h, f.name)
             _feed(h, getattr(v, f.name))
