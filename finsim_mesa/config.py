@@ -96,7 +96,8 @@ class ModelConfig(BaseModel):
     deleveraging_rule: Literal["capital", "threshold", "leverage_targeting"] = _f(
         "capital", "capital: below capital_requirement (risk-weighted) sell back to it "
         "x (1 + deleveraging_buffer); threshold: below leverage_buffer sell to "
-        "leverage_target; leverage_targeting: always sell to leverage_target")
+        "leverage_target; leverage_targeting: always sell to leverage_target (default "
+        "threshold when balance_sheets is given)")
     leverage_min: float = _f(0.03, "leverage (equity / total assets) below which a bank "
                              "defaults (leverage rules)", ge=0, lt=1)
     leverage_buffer: float = _f(0.04, "leverage below which a bank deleverages (threshold "
@@ -196,6 +197,12 @@ class ModelConfig(BaseModel):
     def _count_classes(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("asset_classes") and "n_assets" not in data:
             data = dict(data, n_assets=len(data["asset_classes"]))
+        if (isinstance(data, dict) and data.get("balance_sheets")
+                and "deleveraging_rule" not in data):
+            # real balance sheets come with the leverage rule of the stress tests they
+            # are from: under the risk-weighted capital rule (whose requirement is set
+            # for generated sheets) most EBA banks would start in breach and fire-sell
+            data = dict(data, deleveraging_rule="threshold")
         return data
 
     @model_validator(mode="after")
