@@ -14,8 +14,9 @@ A clearing vector solves ``p_i = p̄_i`` if ``e_i + (Πᵀp)_i ≥ p̄_i`` and
 ``p_i = α e_i + β (Πᵀp)_i`` otherwise (Rogers & Veraart 2013). With
 ``α = β = 1`` this is ``p = min(p̄, e + Πᵀp)`` (Eisenberg & Noe 2001).
 
-Algorithm: the greatest clearing vector is found by the fictitious-default
-algorithm (Eisenberg & Noe 2001, §3; Rogers & Veraart's "GA"): start with
+Algorithm (:mod:`finsim_mesa.clearing_rounds`): the greatest clearing vector is
+found by the fictitious-default algorithm (Eisenberg & Noe 2001, §3; Rogers &
+Veraart's "GA"): start with
 everyone paying in full; each round declares in default the banks that cannot
 pay given the others' current payments, then solves the *linear* system for
 the defaulters' payments exactly (sparse LU), holding solvent banks at p̄.
@@ -42,29 +43,30 @@ rounds; in general a bank's wave is at least its round.
 Tolerance: a bank is declared in default when
 ``e_i + (Πᵀp)_i < p̄_i − tol · max(1, p̄_i)`` (``tol = 1e-9`` by default); the
 payments of defaulters solve their linear system to a residual of at most
-``1e-12`` relative to the largest obligation (exact LU below 300 defaulters).
+``1e-12`` relative to the largest obligation (exact LU below 300 defaulters;
+on the fast path, the residual of the returned iterate).
+
+:func:`clear_legs` is the same clearing for callers whose inputs are valid by
+construction (the model's clear stage): no validation, and no matrix at all
+when nobody is short even if everybody pays in full.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.linalg import MatrixRankWarning, bicgstab, spsolve
 
 from finsim_mesa.clearing_picard import picard_clearing
+from finsim_mesa.clearing_rounds import RESIDUAL_TOL, fictitious_default
 
-__all__ = ["FAST_PATH_MIN_N", "METHODS", "ClearingResult", "eisenberg_noe",
+__all__ = ["FAST_PATH_MIN_N", "METHODS", "ClearingResult", "clear_legs", "eisenberg_noe",
            "fixed_point_clearing"]
 
 FAST_PATH_MIN_N = 5000  # method="auto" takes the fast path from this many institutions
 METHODS = ("auto", "rounds", "picard")
 
-_DENSE_SOLVE_MAX = 300  # below this many defaulters a dense solve is faster than iterating
-_NEUMANN_STEPS = 200  # monotone iterations tried before BiCGSTAB on large default sets
-_RESIDUAL_TOL = 1e-12  # relative residual accepted for the defaulters' linear system
 
 
 @dataclass(frozen=True)
@@ -208,71 +210,6 @@ def _prepare_fast(
     return PiT, pbar, e, alpha_arr, beta_arr
 
 
-def _solve_defaulters(
-    PiT: sp.csr_matrix, D: np.ndarray, p: np.ndarray, e: np.ndarray, pbar: np.ndarray,
-    alpha: np.ndarray, beta: np.ndarray,
-) -> np.ndarray:
-    """Solve ``(I − β Πᵀ_DD) p_D = α e_D + β Πᵀ_DN p_N`` for the defaulters' payments.
-
-    Small systems are solved directly (dense LU). Large ones are solved by the
-    monotone iteration ``x ← rhs + βΠᵀ_DD x`` started from the current payments
-    (which lie above the solution, since payments only fall from round to
-    round), accelerated by BiCGSTAB when it is slow, and checked by residual;
-    sparse LU is the last resort (it suffers heavy fill-in on random graphs).
-    """
-    idx = np.flatnonzero(D)
-    rows = PiT[idx]
-    beta = beta[idx]
-    A_DD = sp.diags(beta) @ rows[:, idx]  # β folded into the rows
-    rhs = alpha[idx] * e[idx] + beta * (rows @ np.where(D, 0.0, p))
-    k = idx.size
-    upper = pbar[idx]
-    scale = _RESIDUAL_TOL * max(1.0, float(np.abs(rhs).max(initial=0.0)), float(upper.max()))
-    M = sp.identity(k, format="csr") - A_DD
-
-    def ok(x: np.ndarray | None) -> bool:
-        return x is not None and bool(np.all(np.isfinite(x))) and \
-            float(np.abs(M @ x - rhs).max(initial=0.0)) <= scale
-
-    x: np.ndarray | None = None
-    if k <= _DENSE_SOLVE_MAX:
-        try:
-            x = np.linalg.solve(M.toarray(), rhs)
-        except np.linalg.LinAlgError:
-            x = None
-    else:
-        # The step of this iteration is exactly its residual, so it stops for free
-        # as soon as the residual meets the tolerance.
-        x = np.minimum(p[idx], upper)
-        for _ in range(_NEUMANN_STEPS):
-            new = rhs + A_DD @ x
-            step = float(np.abs(new - x).max(initial=0.0))
-            x = new
-            if step <= 0.5 * scale:
-                break
-        if not ok(x):
-            x, _info = bicgstab(M, rhs, x0=x, rtol=_RESIDUAL_TOL * 0.1, atol=0.0,
-                                maxiter=10 * k)
-        if not ok(x):
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", MatrixRankWarning)
-                try:
-                    x = spsolve(M.tocsc(), rhs, permc_spec="COLAMD")
-                except (MatrixRankWarning, RuntimeError):
-                    x = None
-    if not ok(x):
-        # Singular system: a closed group of defaulters that owes only itself. The
-        # greatest solution is the limit of the monotone iteration from p̄.
-        x = upper.copy()
-        for _ in range(1_000_000):
-            new = np.minimum(upper, rhs + A_DD @ x)
-            if np.max(np.abs(new - x), initial=0.0) <= scale * 1e-2:
-                x = new
-                break
-            x = new
-    return np.clip(x, 0.0, upper)
-
-
 def eisenberg_noe(
     liabilities: np.ndarray | sp.spmatrix | sp.sparray,
     external_assets: np.ndarray,
@@ -327,7 +264,7 @@ def eisenberg_noe(
                                                       external_liabilities, alpha, beta)
         scale = tol * np.maximum(1.0, pbar)
         out = picard_clearing(PiT, pbar, e, alpha_a, beta_a, forced_arr, scale,
-                              _RESIDUAL_TOL * max(1.0, float(pbar.max(initial=0.0))))
+                              RESIDUAL_TOL * max(1.0, float(pbar.max(initial=0.0))))
         if out is not None:
             p, D, wave, _iterations = out
             recovery = np.divide(p, pbar, out=np.ones(pbar.size), where=pbar > 0)
@@ -335,30 +272,68 @@ def eisenberg_noe(
                                   "picard")
     PiT, pbar, e, alpha_a, beta_a = _prepare(liabilities, external_assets,
                                              external_liabilities, alpha, beta)
-    return _fictitious_default(PiT, pbar, e, alpha_a, beta_a, forced_arr, tol)
+    p, D, default_round, rounds = fictitious_default(PiT, pbar, e, alpha_a, beta_a,
+                                                     forced_arr, tol)
+    recovery = np.divide(p, pbar, out=np.ones(pbar.size), where=pbar > 0)
+    return ClearingResult(p, pbar, D, default_round, rounds, recovery)
 
 
-def _fictitious_default(PiT: sp.csr_matrix, pbar: np.ndarray, e: np.ndarray,
-                        alpha: np.ndarray, beta: np.ndarray, forced: np.ndarray,
-                        tol: float) -> ClearingResult:
-    """The fictitious-default algorithm (module docstring) on prepared inputs."""
-    n = pbar.size
-    p = pbar.copy()
-    D = np.zeros(n, dtype=bool)
-    default_round = np.zeros(n, dtype=np.int64)
-    rounds = 0
-    scale = tol * np.maximum(1.0, pbar)
-    while True:
-        inflow = PiT @ p
-        # a forced institution only realises the default-cost shares of its resources
-        resources = np.where(forced, alpha * e + beta * inflow, e + inflow)
-        newly = ~D & (resources < pbar - scale)
-        if not newly.any():
-            break
-        rounds += 1
-        D |= newly
-        default_round[newly] = rounds
-        p[D] = _solve_defaulters(PiT, D, p, e, pbar, alpha, beta)
+def clear_legs(
+    debtor: np.ndarray, creditor: np.ndarray, amount: np.ndarray, external_assets: np.ndarray,
+    external_liabilities: np.ndarray, alpha: np.ndarray, beta: np.ndarray,
+    forced: np.ndarray, tol: float = 1e-9,
+) -> ClearingResult:
+    """:func:`eisenberg_noe` (``method="auto"``) of obligations given as legs, for
+    inputs valid by construction: nothing is checked.
+
+    Args:
+        debtor, creditor: shape (m,), int, the two ends of each leg (no self-legs).
+        amount: shape (m,), what each debtor owes on it (money, finite, ≥ 0);
+            legs between the same pair add up.
+        external_assets, external_liabilities: shape (n,), as in :func:`eisenberg_noe`.
+        alpha, beta: shape (n,), Rogers–Veraart shares in [0, 1].
+        forced: shape (n,), bool, institutions in forced default.
+        tol: relative tolerance of the default test.
+
+    When no institution is forced and each one's resources, with everybody
+    paying in full, clear its obligations by more than the round-off of
+    computing them, everybody pays in full and no matrix is built; the result
+    is then bit for bit what :func:`eisenberg_noe` returns (it would find
+    nobody short in its first test). Otherwise the legs become ``Πᵀ`` as in
+    :func:`eisenberg_noe` (the same sums in the same order) and it clears.
+    """
+    n = external_assets.size
+    pbar = np.bincount(debtor, weights=amount, minlength=n) + external_liabilities
+    thresh = pbar - tol * np.maximum(1.0, pbar)
+    if not forced.any():
+        # the exact inflows; eisenberg_noe's differ by the round-off of sums of
+        # (amount / p̄) · p̄: at most a few ulps per term, bounded by ``slack``
+        inflow = np.bincount(creditor, weights=amount, minlength=n)
+        terms = np.bincount(creditor, minlength=n)
+        resources = external_assets + inflow
+        slack = (8.0 * np.finfo(float).eps) * (terms + 4) * resources
+        if np.all(resources - slack >= thresh):
+            return ClearingResult(pbar.copy(), pbar, np.zeros(n, dtype=bool),
+                                  np.zeros(n, dtype=np.int64), 0,
+                                  np.ones(n), "rounds" if n < FAST_PATH_MIN_N else "picard")
+    keep = amount > 0
+    row, col, data = debtor[keep], creditor[keep], amount[keep]
+    if n >= FAST_PATH_MIN_N:
+        order = np.argsort(row, kind="stable")  # Πᵀ's columns are the debtors
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row, minlength=n), out=indptr[1:])
+        PiT = sp.csc_matrix(((data / pbar[row])[order], col[order], indptr), shape=(n, n))
+        out = picard_clearing(PiT, pbar, external_assets, alpha, beta, forced,
+                              tol * np.maximum(1.0, pbar),
+                              RESIDUAL_TOL * max(1.0, float(pbar.max(initial=0.0))))
+        if out is not None:
+            p, D, wave, _iterations = out
+            recovery = np.divide(p, pbar, out=np.ones(n), where=pbar > 0)
+            return ClearingResult(p, pbar, D, wave, int(wave.max(initial=0)), recovery,
+                                  "picard")
+    PiT = sp.csr_matrix((data / pbar[row], (col, row)), shape=(n, n))
+    p, D, default_round, rounds = fictitious_default(PiT, pbar, external_assets, alpha, beta,
+                                                     forced, tol)
     recovery = np.divide(p, pbar, out=np.ones(n), where=pbar > 0)
     return ClearingResult(p, pbar, D, default_round, rounds, recovery)
 
