@@ -198,7 +198,7 @@ class Ledger:
         lb.principal *= 1.0 - share
         lb.accrued *= 1.0 - share
         lb.append(out["lender"], out["borrower"], out["amount"], new_rate,
-                  np.full(out["amount"].size, maturity), out["ccp"])
+                  np.full(out["amount"].size, maturity), out["ccp"], lb.link_ids(False)[pick])
         return out
 
     def accrue_interest(self) -> np.ndarray:
