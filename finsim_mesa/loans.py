@@ -88,6 +88,22 @@ class LinkTable:
         return by_id[self._ids]
 
 
+class _Buffers:
+    """Capacity buffers of a loan book: each row array is a view of the start of
+    its buffer, so appending and merging loans write in place instead of
+    reallocating the book. Not state: only the first ``len(book)`` rows mean
+    anything, and they are the book's row arrays."""
+
+    __slots__ = ("arrays", "views")
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+        self.views: dict[str, np.ndarray] = {}  # the views handed out, to spot replaced rows
+
+    def __repr__(self) -> str:
+        return "<loan book buffers>"
+
+
 @dataclass
 class LoanBook:
     """Outstanding interbank loans, one row per loan (struct of arrays, shape (m,)).
@@ -108,6 +124,8 @@ class LoanBook:
     ccp: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     link: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
     links: LinkTable = field(default_factory=LinkTable, repr=False, compare=False)
+    _spare: _Buffers = field(default_factory=lambda: _Buffers(), init=False, repr=False,
+                             compare=False)
 
     _FIELDS = ("lender", "borrower", "principal", "accrued", "rate", "maturity", "ccp")
     _ROWS = (*_FIELDS, "link")  # per-loan arrays; ``link``: id in ``links`` (−1: not yet)
@@ -128,10 +146,35 @@ class LoanBook:
         ccp = np.full(len(amount), -1) if ccp is None else np.broadcast_to(ccp, len(amount))
         link = np.full(len(amount), -1) if link is None else link
         new = (lender, borrower, amount, np.zeros(len(amount)), rate, maturity, ccp, link)
-        self.link_ids(assign=False)
+        m, k = len(self), len(amount)
+        bufs = self._room(m + k)
         for name, arr in zip(self._ROWS, new, strict=True):
-            setattr(self, name, np.concatenate([getattr(self, name), np.asarray(arr)]).astype(
-                getattr(self, name).dtype, copy=False))
+            bufs[name][m:m + k] = arr
+        self._rows(m + k)
+
+    def _room(self, size: int) -> dict[str, np.ndarray]:
+        """The buffers, holding the current rows at their start and room for
+        ``size`` rows (grown by half when full; a row array replaced from
+        outside is copied back in)."""
+        self.link_ids(assign=False)
+        m, spare = len(self), self._spare
+        for name in self._ROWS:
+            arr, buf = getattr(self, name), spare.arrays.get(name)
+            if buf is None or buf.size < size or buf.dtype != arr.dtype:
+                grown = np.empty(max(size, 16, 0 if buf is None else buf.size * 3 // 2),
+                                 dtype=arr.dtype)
+                grown[:m] = arr
+                spare.arrays[name] = grown
+            elif spare.views.get(name) is not arr:
+                buf[:m] = arr
+        return spare.arrays
+
+    def _rows(self, size: int) -> None:
+        """The row arrays become the first ``size`` rows of the buffers."""
+        for name in self._ROWS:
+            view = self._spare.arrays[name][:size]
+            setattr(self, name, view)
+            self._spare.views[name] = view
 
     def consolidate(self, start: int) -> None:
         """Merge the loans from row ``start`` on that share lender, borrower and CCP
@@ -163,14 +206,21 @@ class LoanBook:
             "principal": np.bincount(inverse, weights=self.principal[t]),
             "accrued": np.bincount(inverse, weights=self.accrued[t]),
         }
+        bufs = self._room(len(self))
         for name in self._ROWS:
-            setattr(self, name, np.concatenate([getattr(self, name)[:start], merged[name]]))
+            bufs[name][start:start + uniq.size] = merged[name]
+        self._rows(start + uniq.size)
 
     def keep(self, mask: np.ndarray) -> None:
-        """Keep only the loans where ``mask`` is True."""
-        self.link_ids(assign=False)
-        for name in self._ROWS:
-            setattr(self, name, getattr(self, name)[mask])
+        """Keep only the loans where ``mask`` (shape (m,), bool) is True."""
+        keep = np.flatnonzero(mask)
+        m, k = len(self), keep.size
+        if k == m:
+            return
+        bufs = self._room(m)
+        for name in self._ROWS:  # compacted in place: row keep[j] >= j is read before j is written
+            np.take(bufs[name][:m], keep, out=bufs[name][:k], mode="clip")
+        self._rows(k)
 
     def copy(self) -> LoanBook:
         """Deep copy of the arrays and the link table."""
@@ -212,8 +262,12 @@ class LoanBook:
         present = self.links.in_csr_order(np.bincount(link, minlength=size)) > 0
         return E, present
 
-    def __setstate__(self, state: dict) -> None:  # books pickled before links existed
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_spare"}
+
+    def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        if "links" not in state:
+        self._spare = _Buffers()
+        if "links" not in state:  # pickled before link ids existed
             self.links = LinkTable()
             self.link = np.full(self.lender.size, -1, dtype=np.int64)

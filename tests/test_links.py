@@ -218,3 +218,55 @@ def test_model_matches_the_former_csr_paths_over_the_property_configs(data):
     if params["n_exchanges"] == 0:
         params["n_ccps"] = 0
     assert_same_run(params, 25)
+
+
+# ------------------------------------------------------------ capacity buffers
+def test_book_with_capacity_buffers_equals_a_book_of_fresh_arrays():
+    """Random appends, merges, repayments and a row array replaced from outside
+    (as the infrastructure layer does with ``ccp``): the rows are those of the
+    same operations on plain concatenated arrays, and appends within capacity
+    write into the same buffer."""
+    rng = np.random.default_rng(3)
+    lb = LoanBook()
+    ref = {f: [] for f in LoanBook._FIELDS}
+    for step in range(40):
+        k = int(rng.integers(0, 30))
+        new = dict(lender=rng.integers(0, 6, k), borrower=rng.integers(0, 6, k),
+                   principal=rng.random(k), accrued=np.zeros(k), rate=np.full(k, 0.01),
+                   maturity=np.full(k, step + 3), ccp=np.full(k, -1))
+        start = len(lb)
+        buffer_before = lb.lender.base
+        lb.append(new["lender"], new["borrower"], new["principal"], new["rate"],
+                  new["maturity"])
+        if 0 < start and buffer_before is not None and len(lb) <= buffer_before.size:
+            assert lb.lender.base is buffer_before  # no reallocation
+        for f in LoanBook._FIELDS:
+            ref[f] = np.concatenate([np.asarray(ref[f], dtype=getattr(lb, f).dtype), new[f]])
+        lb.consolidate(start)
+        # the reference merge: the same rule on a fresh book of the new rows
+        fresh = LoanBook()
+        fresh.append(*(ref[f][start:] for f in ("lender", "borrower", "principal", "rate",
+                                                 "maturity", "ccp")))
+        fresh.consolidate(0)
+        for f in LoanBook._FIELDS:
+            ref[f] = np.concatenate([ref[f][:start], getattr(fresh, f)])
+        if step % 7 == 3:
+            keep = rng.random(len(lb)) < 0.7
+            lb.keep(keep)
+            ref = {f: v[keep] for f, v in ref.items()}
+        if step % 11 == 5:
+            lb.ccp = np.where(rng.random(len(lb)) < 0.5, 0, -1)
+            ref["ccp"] = lb.ccp.copy()
+        lb.principal *= 1.001  # in place, as interest and roll-overs do
+        ref["principal"] = ref["principal"] * 1.001
+        for f in LoanBook._FIELDS:
+            np.testing.assert_array_equal(getattr(lb, f), ref[f])
+        assert lb.link.size == len(lb)
+    assert lb._spare.arrays["lender"].size < 4 * max(len(lb), 16) + 64
+    snap = lb.copy()
+    lb.append(A([1]), A([2]), A([5.0]), A([0.01]), A([99]))
+    assert len(snap) == len(lb) - 1 and 99 not in snap.maturity
+    again = pickle.loads(pickle.dumps(lb))
+    assert "arrays" not in vars(again) and len(again) == len(lb)
+    again.append(A([2]), A([1]), A([1.0]), A([0.01]), A([7]))
+    assert again.maturity[-2:].tolist() == [99, 7]
