@@ -30,7 +30,7 @@ class LinkTable:
         self.keys = np.zeros(0, dtype=np.int64)  # lender << 32 | borrower, by id
         self._sorted = self.keys  # the keys sorted; _ids[k]: the id of _sorted[k]
         self._ids = np.zeros(0, dtype=np.int64)
-        self._pattern: tuple[int, np.ndarray, np.ndarray] | None = None  # n, indices, indptr
+        self._pattern: tuple[int, sp.csr_matrix] | None = None  # (n, pattern with zeros)
         self._edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -72,15 +72,17 @@ class LinkTable:
 
     def csr(self, n: int, by_id: np.ndarray) -> sp.csr_matrix:
         """(n, n) CSR with one stored entry per link (explicit zeros included):
-        link ``i``'s entry is ``by_id[i]``."""
+        link ``i``'s entry is ``by_id[i]``. The pattern arrays are shared
+        between calls (read-only use)."""
         if self._pattern is None or self._pattern[0] != n:
             indptr = np.zeros(n + 1, dtype=np.int64)
             np.cumsum(np.bincount(self._sorted >> 32, minlength=n), out=indptr[1:])
-            self._pattern = (n, self._sorted & 0xFFFFFFFF, indptr)
-        _, indices, indptr = self._pattern
-        out = sp.csr_matrix((self.in_csr_order(by_id), indices, indptr), shape=(n, n),
-                            copy=False)
-        out.has_sorted_indices = True
+            template = sp.csr_matrix((np.zeros(len(self)), self._sorted & 0xFFFFFFFF, indptr),
+                                     shape=(n, n))
+            template.has_sorted_indices = True
+            self._pattern = (n, template)
+        out = sp.csr_matrix(self._pattern[1], copy=False)  # a new matrix on the same pattern
+        out.data = self.in_csr_order(by_id).astype(float, copy=False)
         return out
 
     def in_csr_order(self, by_id: np.ndarray) -> np.ndarray:

@@ -46,8 +46,8 @@ def impact_matrix(exposures: np.ndarray | sp.spmatrix, equity: np.ndarray,
     data = np.where(denom > 0, np.minimum(1.0, E.data / np.where(denom > 0, denom, 1.0)), 1.0)
     if present is not None:
         data[~present] = 0.0
-        W = sp.csr_matrix((data, E.indices, E.indptr), shape=E.shape, copy=False)
-        W.has_sorted_indices = True
+        W = sp.csr_matrix(E, copy=False)  # a new matrix on the same pattern
+        W.data = data
         return W
     W = sp.csr_matrix((data, E.indices.copy(), E.indptr.copy()), shape=E.shape)
     W.eliminate_zeros()
