@@ -9,7 +9,9 @@ duration of a ``with`` block and puts them back after:
   (through their ``openblas_set_num_threads``; forked workers inherit the
   setting, and the elementwise and sparse work of a step never needed more);
 * the environment variables ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and
-  ``MKL_NUM_THREADS``, which spawned workers read before importing NumPy;
+  ``MKL_NUM_THREADS``, which spawned workers read before importing NumPy
+  (``mesa.batch_run`` starts its pool by spawn: ``mesa.batchrunner`` forces
+  that start method);
 * torch's intra-op threads, when torch is already imported.
 
 Dask workers are pinned by Dask itself (``distributed.nanny.pre-spawn-environ``
