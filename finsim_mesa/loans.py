@@ -124,13 +124,16 @@ class LoanBook:
     rate: np.ndarray = field(default_factory=lambda: np.zeros(0))
     maturity: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     ccp: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    link: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
-    links: LinkTable = field(default_factory=LinkTable, repr=False, compare=False)
-    _spare: _Buffers = field(default_factory=lambda: _Buffers(), init=False, repr=False,
-                             compare=False)
 
     _FIELDS = ("lender", "borrower", "principal", "accrued", "rate", "maturity", "ccp")
     _ROWS = (*_FIELDS, "link")  # per-loan arrays; ``link``: id in ``links`` (−1: not yet)
+
+    def __post_init__(self) -> None:
+        # derived, not fields: the state is the seven columns above (what
+        # snapshots, fingerprints and comparisons walk)
+        self.link = np.full(self.lender.size, -1, dtype=np.int64)
+        self.links = LinkTable()
+        self._spare = _Buffers()
 
     def __len__(self) -> int:
         return int(self.lender.size)
@@ -227,8 +230,9 @@ class LoanBook:
     def copy(self) -> LoanBook:
         """Deep copy of the arrays and the link table."""
         self.link_ids(assign=False)
-        return LoanBook(*(getattr(self, name).copy() for name in self._ROWS),
-                        links=self.links.copy())
+        out = LoanBook(*(getattr(self, name).copy() for name in self._FIELDS))
+        out.link, out.links = self.link.copy(), self.links.copy()
+        return out
 
     # ------------------------------------------------------------ links
     def link_ids(self, assign: bool = True) -> np.ndarray:
