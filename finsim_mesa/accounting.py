@@ -18,7 +18,17 @@ from finsim_mesa.errors import AccountingError
 if TYPE_CHECKING:
     from finsim_mesa.ledger import Ledger
 
-__all__ = ["cash_gap", "check"]
+__all__ = ["cash_gap", "check", "values"]
+
+
+def values(units: np.ndarray, prices: np.ndarray) -> np.ndarray:
+    """Value of each row of ``units`` (shape (n, k)) at ``prices`` (shape (k,)),
+    shape (n,). With one asset class it is an elementwise product — bit for bit
+    the one-term sums of ``units @ prices``, without a (threaded) BLAS call that
+    at 100,000 banks costs ten times as much."""
+    if units.shape[1] == 1:
+        return units[:, 0] * prices[0]
+    return units @ prices
 
 
 def cash_gap(L: Ledger) -> float:

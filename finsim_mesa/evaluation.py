@@ -31,6 +31,7 @@ from finsim_mesa.intervals import ci95
 from finsim_mesa.model import FinancialModel
 from finsim_mesa.scenarios import list_scenarios
 from finsim_mesa.scoring import fixed_horizon_params, score_episode
+from finsim_mesa.threads import single_threaded
 
 __all__ = ["EvaluationResult", "evaluate_run", "evaluation_figure", "run_evaluation",
            "run_params", "run_quick_evaluation"]
@@ -114,6 +115,7 @@ def _table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@single_threaded()  # one BLAS / torch thread while evaluating (issue 15)
 def run_evaluation(
     brains: Mapping[str, Any] | Sequence[str] | None = None,
     scenarios: Sequence[str] | None = None,

@@ -60,7 +60,7 @@ class Ledger:
         self.status = np.full(self.n, ACTIVE, dtype=np.int8)
         self.default_step = np.full(self.n, -1, dtype=np.int64)
         self.resolved = np.zeros(self.n, dtype=bool)
-        self.equity = (self.cash + self.holdings @ self.prices + self.other_assets
+        self.equity = (self.cash + accounting.values(self.holdings, self.prices) + self.other_assets
                        - self.deposits - self.funding)
         self.external_in: defaultdict[str, float] = defaultdict(float)
         self.external_out: defaultdict[str, float] = defaultdict(float)
@@ -96,7 +96,7 @@ class Ledger:
 
     def asset_values(self) -> np.ndarray:
         """shape (n,): market value of illiquid holdings."""
-        return self.holdings @ self.prices
+        return accounting.values(self.holdings, self.prices)
 
     def interbank_assets(self) -> np.ndarray:
         """shape (n,): loans receivable incl. accrued interest."""
@@ -198,7 +198,7 @@ class Ledger:
         lb.principal *= 1.0 - share
         lb.accrued *= 1.0 - share
         lb.append(out["lender"], out["borrower"], out["amount"], new_rate,
-                  np.full(out["amount"].size, maturity), out["ccp"])
+                  np.full(out["amount"].size, maturity), out["ccp"], lb.link_ids(False)[pick])
         return out
 
     def accrue_interest(self) -> np.ndarray:
@@ -242,8 +242,8 @@ class Ledger:
 
         The difference to the mark price is a realised loss. Returns cash raised (n,).
         """
-        proceeds = units @ exec_prices
-        marked = units @ self.prices
+        proceeds = accounting.values(units, exec_prices)
+        marked = accounting.values(units, self.prices)
         self.holdings -= units
         np.maximum(self.holdings, 0.0, out=self.holdings)
         self.cash += proceeds
@@ -254,7 +254,7 @@ class Ledger:
     def revalue(self, new_prices: np.ndarray) -> np.ndarray:
         """Mark holdings to ``new_prices`` (k,); the gain or loss goes to equity."""
         new_prices = np.asarray(new_prices, dtype=float)
-        change = self.holdings @ (new_prices - self.prices)
+        change = accounting.values(self.holdings, new_prices - self.prices)
         self.equity += change
         self.prices = new_prices.copy()
         return change

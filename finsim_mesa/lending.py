@@ -69,7 +69,7 @@ def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray
     if src.size == 0 or not offer.any() or not request.any():
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(0)
-    held = np.asarray(L.exposure_matrix()[src, dst]).reshape(-1)
+    held = L.loans.held_on(src, dst)  # = exposure_matrix()[src, dst], without building it
     room = np.maximum(cfg.large_exposure_limit * np.maximum(L.equity[src], 0.0) - held, 0.0)
     x = match_lending(offer, request, src, dst, room)
     ok = x > MIN_LOAN

@@ -1,6 +1,13 @@
 """The interbank loan book: one row per loan, as a struct of arrays.
 
 Shapes: ``m`` outstanding loans. Money in currency units; rates per step.
+
+Every loan also carries a *link* id: its (lender, borrower) pair's row in the
+book's :class:`LinkTable`, which only grows and is seeded with the network's
+edges by the act stage. What each lender is owed on each edge is then a
+``bincount`` over the loans (:meth:`LoanBook.held_on`, no sparse matrix to
+build), and DebtRank reuses one sparsity pattern (:meth:`LoanBook.exposures`)
+whose data it refills. The loans of one pair are summed in book order.
 """
 
 from __future__ import annotations
@@ -8,8 +15,95 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
-__all__ = ["LoanBook"]
+__all__ = ["LinkTable", "LoanBook"]
+
+
+class LinkTable:
+    """Directed (lender, borrower) pairs, each with a fixed id (ids are handed
+    out as pairs are added, a batch in pair order, and never change), and their
+    CSR pattern (rows = lenders, sorted columns), rebuilt only when pairs are
+    added."""
+
+    def __init__(self) -> None:
+        self.keys = np.zeros(0, dtype=np.int64)  # lender << 32 | borrower, by id
+        self._sorted = self.keys  # the keys sorted; _ids[k]: the id of _sorted[k]
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._pattern: tuple[int, sp.csr_matrix] | None = None  # (n, pattern with zeros)
+        self._edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return int(self.keys.size)
+
+    def copy(self) -> LinkTable:
+        """An independent table: its arrays are never changed in place (adding
+        pairs replaces them), so they are shared, caches included."""
+        out = LinkTable.__new__(LinkTable)
+        out.__dict__.update(self.__dict__)
+        return out
+
+    def ids(self, lender: np.ndarray, borrower: np.ndarray) -> np.ndarray:
+        """The id of each (lender, borrower) pair, shape (p,); new pairs are
+        added. Bank indices must be below 2**31."""
+        keys = (np.asarray(lender, dtype=np.int64) << 32) | np.asarray(borrower, dtype=np.int64)
+        if keys.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if self._sorted.size:
+            pos = np.minimum(np.searchsorted(self._sorted, keys), self._sorted.size - 1)
+            found = self._sorted[pos] == keys
+            if found.all():
+                return self._ids[pos]
+            keys_new = keys[~found]
+        else:
+            keys_new = keys
+        self.keys = np.concatenate([self.keys, np.unique(keys_new)])
+        self._ids = np.argsort(self.keys, kind="stable")
+        self._sorted = self.keys[self._ids]
+        self._pattern = None
+        return self.ids(lender, borrower)
+
+    def edge_ids(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """:meth:`ids` of the network's directed edges ``src[e] → dst[e]``,
+        computed once for the same arrays (ids never change)."""
+        if self._edges is None or self._edges[0] is not src or self._edges[1] is not dst:
+            self._edges = (src, dst, self.ids(src, dst))
+        return self._edges[2]
+
+    def csr(self, n: int, by_id: np.ndarray) -> sp.csr_matrix:
+        """(n, n) CSR with one stored entry per link (explicit zeros included):
+        link ``i``'s entry is ``by_id[i]``. The pattern arrays are shared
+        between calls (read-only use)."""
+        if self._pattern is None or self._pattern[0] != n:
+            indptr = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(np.bincount(self._sorted >> 32, minlength=n), out=indptr[1:])
+            template = sp.csr_matrix((np.zeros(len(self)), self._sorted & 0xFFFFFFFF, indptr),
+                                     shape=(n, n))
+            template.has_sorted_indices = True
+            self._pattern = (n, template)
+        out = sp.csr_matrix(self._pattern[1], copy=False)  # a new matrix on the same pattern
+        out.data = self.in_csr_order(by_id).astype(float, copy=False)
+        return out
+
+    def in_csr_order(self, by_id: np.ndarray) -> np.ndarray:
+        """Values given per link id, reordered as the stored entries of :meth:`csr`."""
+        return by_id[self._ids]
+
+
+class _Buffers:
+    """Capacity buffers of a loan book: each row array is a view of the start of
+    its buffer, so appending and merging loans write in place instead of
+    reallocating the book. Not state: only the first ``len(book)`` rows mean
+    anything, and they are the book's row arrays."""
+
+    __slots__ = ("arrays", "views")
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+        self.views: dict[str, np.ndarray] = {}  # the views handed out, to spot replaced rows
+
+    def __repr__(self) -> str:
+        return "<loan book buffers>"
 
 
 @dataclass
@@ -32,6 +126,14 @@ class LoanBook:
     ccp: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     _FIELDS = ("lender", "borrower", "principal", "accrued", "rate", "maturity", "ccp")
+    _ROWS = (*_FIELDS, "link")  # per-loan arrays; ``link``: id in ``links`` (−1: not yet)
+
+    def __post_init__(self) -> None:
+        # derived, not fields: the state is the seven columns above (what
+        # snapshots, fingerprints and comparisons walk)
+        self.link = np.full(self.lender.size, -1, dtype=np.int64)
+        self.links = LinkTable()
+        self._spare = _Buffers()
 
     def __len__(self) -> int:
         return int(self.lender.size)
@@ -42,13 +144,42 @@ class LoanBook:
         return self.principal + self.accrued
 
     def append(self, lender: np.ndarray, borrower: np.ndarray, amount: np.ndarray,
-               rate: np.ndarray, maturity: np.ndarray, ccp: np.ndarray | None = None) -> None:
-        """Add loans (arrays of equal length; ``ccp`` −1 or omitted = bilateral)."""
+               rate: np.ndarray, maturity: np.ndarray, ccp: np.ndarray | None = None,
+               link: np.ndarray | None = None) -> None:
+        """Add loans (arrays of equal length; ``ccp`` −1 or omitted = bilateral;
+        ``link``: their link ids if known)."""
         ccp = np.full(len(amount), -1) if ccp is None else np.broadcast_to(ccp, len(amount))
-        new = (lender, borrower, amount, np.zeros(len(amount)), rate, maturity, ccp)
-        for name, arr in zip(self._FIELDS, new, strict=True):
-            setattr(self, name, np.concatenate([getattr(self, name), np.asarray(arr)]).astype(
-                getattr(self, name).dtype, copy=False))
+        link = np.full(len(amount), -1) if link is None else link
+        new = (lender, borrower, amount, np.zeros(len(amount)), rate, maturity, ccp, link)
+        m, k = len(self), len(amount)
+        bufs = self._room(m + k)
+        for name, arr in zip(self._ROWS, new, strict=True):
+            bufs[name][m:m + k] = arr
+        self._rows(m + k)
+
+    def _room(self, size: int) -> dict[str, np.ndarray]:
+        """The buffers, holding the current rows at their start and room for
+        ``size`` rows (grown by half when full; a row array replaced from
+        outside is copied back in)."""
+        self.link_ids(assign=False)
+        m, spare = len(self), self._spare
+        for name in self._ROWS:
+            arr, buf = getattr(self, name), spare.arrays.get(name)
+            if buf is None or buf.size < size or buf.dtype != arr.dtype:
+                grown = np.empty(max(size, 16, 0 if buf is None else buf.size * 3 // 2),
+                                 dtype=arr.dtype)
+                grown[:m] = arr
+                spare.arrays[name] = grown
+            elif spare.views.get(name) is not arr:
+                buf[:m] = arr
+        return spare.arrays
+
+    def _rows(self, size: int) -> None:
+        """The row arrays become the first ``size`` rows of the buffers."""
+        for name in self._ROWS:
+            view = self._spare.arrays[name][:size]
+            setattr(self, name, view)
+            self._spare.views[name] = view
 
     def consolidate(self, start: int) -> None:
         """Merge the loans from row ``start`` on that share lender, borrower and CCP
@@ -76,17 +207,73 @@ class LoanBook:
         merged = {
             "lender": self.lender[t][first], "borrower": self.borrower[t][first],
             "rate": rate[first], "maturity": mat[first], "ccp": self.ccp[t][first],
+            "link": self.link_ids(assign=False)[t][first],
             "principal": np.bincount(inverse, weights=self.principal[t]),
             "accrued": np.bincount(inverse, weights=self.accrued[t]),
         }
-        for name in self._FIELDS:
-            setattr(self, name, np.concatenate([getattr(self, name)[:start], merged[name]]))
+        bufs = self._room(len(self))
+        for name in self._ROWS:
+            bufs[name][start:start + uniq.size] = merged[name]
+        self._rows(start + uniq.size)
 
     def keep(self, mask: np.ndarray) -> None:
-        """Keep only the loans where ``mask`` is True."""
-        for name in self._FIELDS:
-            setattr(self, name, getattr(self, name)[mask])
+        """Keep only the loans where ``mask`` (shape (m,), bool) is True."""
+        keep = np.flatnonzero(mask)
+        m, k = len(self), keep.size
+        if k == m:
+            return
+        bufs = self._room(m)
+        for name in self._ROWS:  # compacted in place: row keep[j] >= j is read before j is written
+            np.take(bufs[name][:m], keep, out=bufs[name][:k], mode="clip")
+        self._rows(k)
 
     def copy(self) -> LoanBook:
-        """Deep copy of the arrays."""
-        return LoanBook(*(getattr(self, name).copy() for name in self._FIELDS))
+        """Deep copy of the arrays and the link table."""
+        self.link_ids(assign=False)
+        out = LoanBook(*(getattr(self, name).copy() for name in self._FIELDS))
+        out.link, out.links = self.link.copy(), self.links.copy()
+        return out
+
+    # ------------------------------------------------------------ links
+    def link_ids(self, assign: bool = True) -> np.ndarray:
+        """Each loan's link id, shape (m,); ``assign``: look up the missing ones
+        (−1) first. Ids are reset if the arrays were replaced from outside."""
+        if self.link.size != self.lender.size:
+            self.link = np.full(self.lender.size, -1, dtype=np.int64)
+        if assign:
+            todo = self.link < 0
+            if todo.any():
+                self.link[todo] = self.links.ids(self.lender[todo], self.borrower[todo])
+        return self.link
+
+    def held_on(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """What ``src[e]`` is owed by ``dst[e]`` now over all loans, shape (e,):
+        ``exposure_matrix()[src, dst]`` without building it (the loans of a
+        pair are summed in book order)."""
+        edges = self.links.edge_ids(src, dst)
+        return np.bincount(self.link_ids(), weights=self.owed, minlength=len(self.links))[edges]
+
+    def exposures(self, n: int, bilateral_only: bool = False
+                  ) -> tuple[sp.csr_matrix, np.ndarray]:
+        """The exposure matrix on the link table's fixed pattern: (n, n) CSR with
+        ``[i, j]`` = what *j* owes *i* (explicit zeros on links without loans),
+        and which stored entries carry a loan (shape (nnz,), CSR order). With
+        ``bilateral_only`` loans novated to a CCP are left out."""
+        link, owed = self.link_ids(), self.owed
+        if bilateral_only:
+            keep = self.ccp < 0
+            link, owed = link[keep], owed[keep]
+        size = len(self.links)
+        E = self.links.csr(n, np.bincount(link, weights=owed, minlength=size))
+        present = self.links.in_csr_order(np.bincount(link, minlength=size)) > 0
+        return E, present
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_spare"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._spare = _Buffers()
+        if "links" not in state:  # pickled before link ids existed
+            self.links = LinkTable()
+            self.link = np.full(self.lender.size, -1, dtype=np.int64)

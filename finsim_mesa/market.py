@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from finsim_mesa.accounting import values
 from finsim_mesa.config import ModelConfig
 from finsim_mesa.deleveraging import leverage_loop, sale_units
 from finsim_mesa.ledger import Ledger
@@ -150,12 +151,12 @@ def deleveraging_units(
     Sales are pro rata across asset classes (or by ``rank``, lowest first).
     Returns shape (n, k).
     """
-    values = holdings @ prices
-    need = np.where(equity > 0, rwa - equity / target, values)
-    need = np.clip(need, 0.0, values) * eligible
+    worth = values(holdings, prices)
+    need = np.where(equity > 0, rwa - equity / target, worth)
+    need = np.clip(need, 0.0, worth) * eligible
     if rank is not None:  # the most liquid classes first
         return sale_units(holdings, prices, need, rank)
-    frac = np.divide(need, values, out=np.zeros_like(need), where=values > 0)
+    frac = np.divide(need, worth, out=np.zeros_like(need), where=worth > 0)
     return holdings * frac[:, None]
 
 

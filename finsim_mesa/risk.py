@@ -29,14 +29,26 @@ __all__ = [
 ]
 
 
-def impact_matrix(exposures: np.ndarray | sp.spmatrix, equity: np.ndarray) -> sp.csr_matrix:
+def impact_matrix(exposures: np.ndarray | sp.spmatrix, equity: np.ndarray,
+                  present: np.ndarray | None = None) -> sp.csr_matrix:
     """``W[i, j] = min(1, exposures[i, j] / equity[i])``: the share of *i*'s equity
-    lost when *j* is fully distressed (1 where *i* has no positive equity)."""
+    lost when *j* is fully distressed (1 where *i* has no positive equity).
+
+    ``present`` (shape (nnz,), for a canonical CSR ``exposures``): which stored
+    entries are claims; the others get 0 and stay stored, so ``W`` has the
+    pattern of ``exposures`` (a pattern fixed by the network, reused every step)
+    and its products are bit for bit those of the pattern without them.
+    """
     E = sp.csr_matrix(exposures, dtype=float)
     eq = np.asarray(equity, dtype=float)
     rows = np.repeat(np.arange(E.shape[0]), np.diff(E.indptr))
     denom = eq[rows]
     data = np.where(denom > 0, np.minimum(1.0, E.data / np.where(denom > 0, denom, 1.0)), 1.0)
+    if present is not None:
+        data[~present] = 0.0
+        W = sp.csr_matrix(E, copy=False)  # a new matrix on the same pattern
+        W.data = data
+        return W
     W = sp.csr_matrix((data, E.indices.copy(), E.indptr.copy()), shape=E.shape)
     W.eliminate_zeros()
     return W
@@ -89,6 +101,7 @@ def debtrank(
     initial_distress: np.ndarray,
     value: np.ndarray | None = None,
     max_steps: int | None = None,
+    present: np.ndarray | None = None,
 ) -> DebtRankResult:
     """DebtRank of an initial distress pattern.
 
@@ -101,6 +114,8 @@ def debtrank(
             (its creditors' total claims on it), as in Battiston et al.
         max_steps: cap on propagation steps (default n + 1; the process ends
             after at most n steps since each bank propagates once).
+        present: for a CSR ``exposures`` on a fixed pattern, which stored
+            entries are claims (see :func:`impact_matrix`).
 
     Returns:
         :class:`DebtRankResult`.
@@ -108,7 +123,7 @@ def debtrank(
     h0 = np.clip(np.asarray(initial_distress, dtype=float), 0.0, 1.0)
     n = h0.shape[0]
     v = _values(exposures, value, n)
-    W = impact_matrix(exposures, equity)
+    W = impact_matrix(exposures, equity, present)
     h, steps = _propagate(W, h0, max_steps or n + 1)
     total = float(v @ h)
     return DebtRankResult(h, total - float(v @ h0), total, steps)

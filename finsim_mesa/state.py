@@ -71,7 +71,9 @@ class StepFlows:
         exchange_fees: fees paid to exchanges this step.
         margin_called: margin called by CCPs this step.
         fire_sale_volume: value (at pre-impact prices) of all units sold this step.
-        contagion_depth: default rounds of this step's clearings.
+        contagion_depth: default rounds of this step's clearings (from 5,000
+            institutions, the clearing's fast path: default waves; see
+            :mod:`finsim_mesa.clearing`).
     """
 
     withdrawals: np.ndarray = field(default_factory=_empty)

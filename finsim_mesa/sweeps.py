@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import itertools
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from finsim_mesa.config import ModelConfig, read_yaml
 from finsim_mesa.errors import ConfigError
 from finsim_mesa.intervals import ci95
 from finsim_mesa.model import FinancialModel
+from finsim_mesa.threads import single_threaded
 
 __all__ = ["load_grid", "run_sweep", "summarise_sweep", "sweep_figure"]
 
@@ -84,9 +86,12 @@ def _batch(parameters: dict[str, list], seeds: list[int], steps: int, processes:
     else:
         params["rng"] = seeds
     model_cls = FinancialModel if _RECORDS_STEPS else SweepModel
-    rows = mesa.batch_run(model_cls, parameters=params, number_processes=processes,
-                          max_steps=steps, data_collection_period=every,
-                          display_progress=progress, **kwargs)
+    # one BLAS / torch thread per worker: n processes x n BLAS threads on n cores
+    # oversubscribe them (issue 15)
+    with single_threaded() if processes > 1 else nullcontext():
+        rows = mesa.batch_run(model_cls, parameters=params, number_processes=processes,
+                              max_steps=steps, data_collection_period=every,
+                              display_progress=progress, **kwargs)
     for r in rows:
         if "rng" not in r:  # Mesa >= 3.4 reports the seed by its position
             r["rng"] = seeds[r["iteration"]]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import networkx as nx
 import numpy as np
 
+from finsim_mesa.accounting import values
 from finsim_mesa.infrastructure.ccp import CentralCounterparty
 from finsim_mesa.infrastructure.exchange import Exchange, ExchangeQueue
 from finsim_mesa.infrastructure.router import OUTCOMES, InfrastructureRouter, assign_venues
@@ -158,7 +159,7 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     short = np.maximum(need - L.cash, 0.0)
     if short.any():
         fire_price = L.prices * (1 - cfg.liquidation_discount)
-        liquid = L.holdings @ fire_price
+        liquid = values(L.holdings, fire_price)
         sell(L.holdings * capped_share(short, liquid)[:, None], fire_price, "margin_sales")
     frac = capped_share(L.cash, need)
     pay = call * frac[:, None]

@@ -1,0 +1,229 @@
+"""Issue 15's targets beside the measured figures, in one table.
+
+    python benchmarks/bench_issue15.py [--base main] [--no-base] [--big] [--rounds 1] [--only ...]
+
+Each workload runs in a fresh process (``PYTHONPATH`` = the tree measured),
+first on this working tree and then, for the ratio, on ``--base`` (exported
+with ``git archive`` into a temporary folder, nothing checked out), alternating
+``--rounds`` times; the table gives the medians. Step workloads run with
+``OPENBLAS_NUM_THREADS=1`` (one thread, as the issue's 100,000-bank target
+says); the sweep rows do not, so that the base shows what the thread pinning
+of the sweep workers changes. ``--big`` adds ``step()`` at 100,000 banks (a
+minute more; peak memory from ``ru_maxrss``). The load average (1 minute) is
+printed before and after: on a shared machine, quote figures taken when it is
+lowest; the process CPU time printed beside each wall time is what a single-
+threaded workload would take on a quiet machine, give or take cache effects.
+MAPPO collection is measured by ``bench_learning.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+
+STEP = """
+import statistics, time
+from finsim_mesa import FinancialModel
+m = FinancialModel(n_banks={n}, brain="rule_based", agent_collect_every={collect},
+                   steps=10**9, rng=1{extra})
+m.run_for(3)
+times, cpu = [], []
+for _ in range({steps}):
+    t0, c0 = time.perf_counter(), time.process_time(); m.step()
+    times.append(time.perf_counter() - t0); cpu.append(time.process_time() - c0)
+import resource
+print(statistics.median(times), statistics.median(cpu),
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+"""
+
+CLEAR = """
+import sys, statistics, time
+sys.path.insert(0, {here!r})
+from bench_clearing import hard, system
+from finsim_mesa.clearing import eisenberg_noe
+L, e, ext = {net}
+eisenberg_noe(L, e, ext)
+times, cpu = [], []
+for _ in range(5):
+    t0, c0 = time.perf_counter(), time.process_time(); r = eisenberg_noe(L, e, ext)
+    times.append(time.perf_counter() - t0); cpu.append(time.process_time() - c0)
+print(statistics.median(times), statistics.median(cpu), r.n_defaults / L.shape[0])
+"""
+
+RECOMMEND = """
+import statistics, time
+from finsim_mesa import FinancialModel
+m = FinancialModel(n_banks=100, scenario="liquidity_crisis", rng=1{extra})
+m.run_for(15)
+times, cpu = [], []
+for _ in range(3):
+    t0, c0 = time.perf_counter(), time.process_time(); m.recommend(3, steps=10, seeds=10)
+    times.append(time.perf_counter() - t0); cpu.append(time.process_time() - c0)
+print(statistics.median(times), statistics.median(cpu), 0)
+"""
+
+SWEEP = """
+import time
+from finsim_mesa.sweeps import run_sweep
+grid = {{"scenario": ["normal", "liquidity_crisis", "asset_crash", "systemic"],
+        "n_banks": [100]}}
+t0 = time.perf_counter()
+run_sweep(grid, seeds={seeds}, steps=100, progress=False, {kw})
+print(time.perf_counter() - t0, 0, 0)
+"""
+
+# (row label, workload name(s), target text, how the figure is formed)
+STEPS = {30: 300, 100: 300, 1000: 100, 10_000: 20}
+
+
+def workloads(big: bool, seeds: int) -> dict[str, tuple[str, bool]]:
+    """name -> (code, pinned to one BLAS thread by the environment)."""
+    w: dict[str, tuple[str, bool]] = {}
+    w["EN hard 77%"] = (CLEAR.format(here=str(HERE), net="hard(100_000, 0.13)"), True)
+    w["EN bench 73%"] = (CLEAR.format(here=str(HERE), net="system(100_000, 0.7, 0.01)"), True)
+    w["EN bench 36%"] = (CLEAR.format(here=str(HERE), net="system(100_000, 0.3, 1.0)"), True)
+    for n, steps in STEPS.items():
+        w[f"step {n}"] = (STEP.format(n=n, collect=0, steps=steps, extra=""), True)
+    for n in (1000, 10_000):
+        w[f"step {n} agents"] = (STEP.format(n=n, collect=1, steps=STEPS[n], extra=""), True)
+    w["step 1000 infra"] = (STEP.format(n=1000, collect=0, steps=100,
+                                        extra=", n_exchanges=2, n_ccps=1"), True)
+    if big:
+        w["step 100000"] = (STEP.format(n=100_000, collect=0, steps=8, extra=""), True)
+    w["recommend"] = (RECOMMEND.format(extra=""), True)
+    w["recommend infra"] = (RECOMMEND.format(extra=", n_exchanges=2, n_ccps=1"), True)
+    for label, kw in (("sweep 1", "processes=1"), ("sweep 2", "processes=2"),
+                      ("sweep dask", "workers=2")):
+        w[label] = (SWEEP.format(seeds=seeds, kw=kw), False)
+    return w
+
+
+def run(tree: Path, code: str, pinned: bool) -> tuple[float, float, float]:
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    if pinned:
+        env |= dict(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    else:
+        for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.pop(k, None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tree, check=True,
+                         capture_output=True, text=True)
+    wall, cpu, extra = out.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu), float(extra)
+
+
+def export(rev: str, into: Path) -> Path:
+    """The package at ``rev`` in ``into`` (git archive: no worktree, no checkout)."""
+    arch = into / "base.tar"
+    with arch.open("wb") as f:
+        subprocess.run(["git", "-C", str(ROOT), "archive", rev, "finsim_mesa"], stdout=f,
+                       check=True)
+    with tarfile.open(arch) as t:
+        t.extractall(into, filter="data")
+    return into
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", default="main", help="git revision for the ratio column")
+    ap.add_argument("--no-base", action="store_true", help="measure this tree only")
+    ap.add_argument("--big", action="store_true", help="add step() at 100,000 banks")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--seeds", type=int, default=5, help="seeds per scenario in the sweeps")
+    ap.add_argument("--only", nargs="*", help="substrings of workload names to run")
+    args = ap.parse_args()
+    load0 = os.getloadavg()
+    work = {k: v for k, v in workloads(args.big, args.seeds).items()
+            if not args.only or any(o in k for o in args.only)}
+    head: dict[str, list] = {k: [] for k in work}
+    base: dict[str, list] = {k: [] for k in work}
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = None if args.no_base else export(args.base, Path(tmp))
+        for _ in range(args.rounds):
+            for name, (code, pinned) in work.items():
+                head[name].append(run(ROOT, code, pinned))
+                if tree is not None:
+                    base[name].append(run(tree, code, pinned))
+    med = {k: statistics.median(x[0] for x in v) for k, v in head.items() if v}
+    cpu = {k: statistics.median(x[1] for x in v) for k, v in head.items() if v}
+    bmed = {k: statistics.median(x[0] for x in v) for k, v in base.items() if v}
+    bcpu = {k: statistics.median(x[1] for x in v) for k, v in base.items() if v}
+    extra = {k: v[-1][2] for k, v in head.items() if v}
+
+    def row(measure: str, target: str, value: str, ok: bool | None, ratio: str) -> None:
+        flag = "" if ok is None else ("yes" if ok else "no")
+        print(f"| {measure} | {target} | {value} | {flag} | {ratio} |")
+
+    def ratio(name: str) -> str:
+        if name not in bmed or name not in med:
+            return "-"
+        return f"{med[name] / bmed[name]:.2f} (CPU {cpu[name] / bcpu[name]:.2f})"
+
+    def fmt_ms(name: str) -> str:
+        return f"{med[name] * 1e3:.2f} ms (CPU {cpu[name] * 1e3:.2f})"
+
+    print(f"issue 15 targets; medians of {args.rounds} rounds, fresh process each; load "
+          f"average before {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, after "
+          "{:.2f} {:.2f} {:.2f}; ratio = this tree / {}".format(
+              *os.getloadavg(), "-" if args.no_base else args.base))
+    print("| measure | target | measured (wall; CPU) | met (wall) | ratio wall (CPU) |")
+    print("|---|---|---|---|---|")
+    if "EN hard 77%" in med:
+        row(f"exact EN, 100k, hard (no external debt, {extra['EN hard 77%']:.0%} default)",
+            "< 50 ms", fmt_ms("EN hard 77%"), med["EN hard 77%"] < 0.05, ratio("EN hard 77%"))
+    for k in ("EN bench 73%", "EN bench 36%"):
+        if k in med:
+            row(f"exact EN, 100k, benchmark network ({extra[k]:.0%} default)", "< 20 ms",
+                fmt_ms(k), med[k] < 0.02, ratio(k))
+    for n, target in ((30, 0.4e-3), (100, 0.5e-3), (1000, 1.0e-3), (10_000, 6e-3)):
+        k = f"step {n}"
+        if k in med:
+            row(f"step(), {n:,} banks", f"<= {target * 1e3:g} ms",
+                f"{fmt_ms(k)}, {1 / med[k]:,.0f}/s", med[k] <= target, ratio(k))
+    if "step 100000" in med:
+        k = "step 100000"
+        row("step(), 100,000 banks, one BLAS thread", "<= 50 ms, < 1 GB",
+            f"{fmt_ms(k)}, peak {extra[k]:.2f} GB", med[k] <= 0.05 and extra[k] < 1,
+            ratio(k))
+    for n in (1000, 10_000):
+        a, b = f"step {n} agents", f"step {n}"
+        if a in med and b in med:
+            r = med[a] / med[b]
+            base_r = f"{bmed[a] / bmed[b]:.2f}x on base" if a in bmed and b in bmed else "-"
+            r_cpu = f" (CPU {cpu[a] / cpu[b]:.2f}x)"
+            row(f"agent data every step, {n:,} banks (x model-only)", "<= 1.2x",
+                f"{r:.2f}x{r_cpu}", r <= 1.2, base_r)
+    if "step 1000 infra" in med and "step 1000" in med:
+        r = med["step 1000 infra"] / med["step 1000"]
+        base_r = (f"{bmed['step 1000 infra'] / bmed['step 1000']:.2f}x on base"
+                  if "step 1000 infra" in bmed and "step 1000" in bmed else "-")
+        r_cpu = cpu["step 1000 infra"] / cpu["step 1000"]
+        row("2 exchanges + 1 CCP, 1,000 banks (x layer off)", "<= 1.3x",
+            f"{r:.2f}x (CPU {r_cpu:.2f}x)", r <= 1.3, base_r)
+    for k, label in (("recommend", ""), ("recommend infra", " (2 + 1)")):
+        if k in med:
+            row(f"recommendation, 100 banks, 10 x 10 x 10{label}", "< 0.5 s",
+                f"{med[k]:.2f} s (CPU {cpu[k]:.2f})", med[k] < 0.5, ratio(k))
+    if "sweep 1" in med:
+        for k, target, goal in (("sweep 2", ">= 90%", 0.9), ("sweep dask", ">= 85%", 0.85)):
+            if k in med:
+                eff = med["sweep 1"] / med[k] / 2
+                beff = (f"{bmed['sweep 1'] / bmed[k] / 2:.0%} on base"
+                        if k in bmed and "sweep 1" in bmed else "-")
+                row(f"sweep efficiency, {'2 processes' if k == 'sweep 2' else '2 Dask workers'}"
+                    f" (4 x {args.seeds} runs, 1 process {med['sweep 1']:.1f} s)", target,
+                    f"{eff:.0%}", eff >= goal, beff)
+    row("MAPPO collection, 100 banks", ">= 60k agent-steps/s", "see bench_learning.py", None,
+        "-")
+
+
+if __name__ == "__main__":
+    main()
