@@ -231,10 +231,12 @@ def test_a_shock_while_playing_applies_what_the_form_shows(server, browser):
     tab.close()
 
 
-def _server_says(log: Path, pattern: str, timeout: float) -> str:
+def _server_says(log: Path, pattern: str, timeout: float, since: int = 0) -> str:
+    """Wait until the server log says ``pattern`` after its first ``since``
+    characters (what an earlier test or step logged does not count)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        found = re.search(pattern, log.read_text())
+        found = re.search(pattern, log.read_text()[since:])
         if found:
             return found.group(0)
         time.sleep(0.25)
@@ -262,13 +264,14 @@ def test_two_tabs_have_their_own_models_and_a_closed_tab_stops(server, browser):
     a.bank(2).click()
     a.page.get_by_text("Bank 2", exact=True).wait_for(timeout=10_000)
     a.expect_row(2, "state", "active")  # A's bank 2 is not B's
-    before = log.read_text().count("playing stopped")
+    text = log.read_text()
+    before, since = text.count("playing stopped"), len(text)
     a.button(PLAY).click()
     a.page.wait_for_function("() => /Step:\\s*([6-9]|\\d\\d)/.test(document.body.innerText)",
                              timeout=30_000)
     a.page.close()  # no goodbye: only the connection goes
     said = _server_says(log, r"playing stopped after \d+ steps at step \d+: the page is gone",
-                        timeout=20)
+                        timeout=20, since=since)
     assert log.read_text().count("playing stopped") == before + 1, said
     b.button(STEP).click()
     b.step_text(1).wait_for(timeout=30_000)  # B is still served
