@@ -62,7 +62,10 @@ def server():
     port = s.getsockname()[1]
     s.close()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log, config = ARTIFACTS / "solara-server.log", ARTIFACTS / "solara-log-config.json"
+    # one log per server: under xdist each worker that runs this module starts its
+    # own server, and two servers writing one file overwrite each other's lines
+    log = ARTIFACTS / f"solara-server-{port}.log"
+    config = ARTIFACTS / f"solara-log-config-{port}.json"
     config.write_text(json.dumps(LOG_CONFIG))
     solara = Path(sys.executable).with_name("solara")
     env = os.environ | {"PYTHONPATH": os.pathsep.join(
