@@ -8,7 +8,8 @@ says where each DataCollector column is read from, by name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Callable, Mapping
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
@@ -119,9 +120,14 @@ class FinsimDataCollector(DataCollector):
     reports a column it has no meaning for), and agent data only every
     ``agent_every`` steps."""
 
-    def __init__(self, agent_every: int = 1, **kwargs: Any) -> None:
+    def __init__(self, agent_every: int = 1,
+                 agent_columns: Mapping[str, Callable[[Any], np.ndarray]] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.agent_every = agent_every
+        # rows built from arrays when every agent reporter has a column function
+        self._columns = (list(agent_columns.values()) if agent_columns is not None
+                         and list(agent_columns) == list(self.agent_reporters) else None)
 
     def add_agent_type(self, agent_type: type, reporters: Mapping[str, Any]) -> None:
         """Collect ``reporters`` (column -> attribute or function) for ``agent_type``."""
@@ -147,7 +153,17 @@ class FinsimDataCollector(DataCollector):
 
     def _record_agents(self, model: mesa.Model) -> Any:
         # Mesa applies agent reporters to model.agents; here they are the banks'
-        return super()._record_agents(_Banks(model.banks))
+        banks = model.banks
+        if self._columns is None or not banks:
+            return super()._record_agents(_Banks(banks))
+        # Mesa's own row for the first bank gives the step key of this Mesa
+        # version (``model.steps`` in 3.3, ``model.time`` in 3.5); the other rows
+        # are the same tuples built from the ledger's arrays (``tolist`` gives the
+        # Python floats and bools the properties return)
+        step = next(iter(super()._record_agents(_Banks(banks[:1]))))[0]
+        ids = [b.unique_id for b in banks]
+        return zip(itertools.repeat(step, len(ids)), ids,
+                   *(column(model).tolist() for column in self._columns), strict=True)
 
     def collect(self, model: mesa.Model) -> None:
         """Model data every call; agent data when ``model.t % agent_every == 0``."""

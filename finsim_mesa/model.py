@@ -191,6 +191,7 @@ class FinancialModel(mesa.Model):
             agent_every=collect,
             model_reporters=measures.make_reporters(cfg.infrastructure, self.market.names),
             agent_reporters=dict(Bank.REPORTERS) if collect else None,
+            agent_columns=Bank.COLUMNS,
             agenttype_reporters=types if collect and cfg.infrastructure else None)
         self.datacollector.collect(self)
 

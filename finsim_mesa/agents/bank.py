@@ -9,11 +9,12 @@ network, :attr:`Bank.observation` by column name and :attr:`Bank.last_action`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import mesa
+import numpy as np
 
 from finsim_mesa.observation import ACTION_NAMES, observation_names
 
@@ -49,6 +50,15 @@ class Bank(mesa.Agent):
     #: agent-type reporters (column -> attribute) for Mesa's DataCollector
     REPORTERS: ClassVar[dict[str, str]] = {
         name: name for name in ("equity", "cash", "capital_ratio", "defaulted")}
+    #: the same columns for all banks at once, shape (n_banks,) in ``bank_id``
+    #: order: ``column(model).tolist()[i]`` equals the property of bank ``i``
+    #: (what lets the DataCollector build its rows from the ledger's arrays)
+    COLUMNS: ClassVar[dict[str, Callable[[Any], np.ndarray]]] = {
+        "equity": lambda m: m.ledger.equity,
+        "cash": lambda m: m.ledger.cash,
+        "capital_ratio": lambda m: m.sheets.capital_ratio,
+        "defaulted": lambda m: m.ledger.status.astype(bool),
+    }
 
     def __init__(self, model: FinancialModel, bank_id: int) -> None:
         super().__init__(model)
