@@ -36,6 +36,16 @@ def state_of(obj, seen=None, depth=0):
     return repr(obj)
 
 
+def random_network(rng: np.random.Generator, n: int, m: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random obligations among ``n`` banks: ``m`` (debtor, creditor) pairs drawn
+    uniformly, self-pairs dropped, repeated pairs kept; amounts ~ Exp(1) (money).
+    Returns (debtor, creditor, amount), each of shape (k,), k <= m."""
+    i, j = rng.integers(0, n, m), rng.integers(0, n, m)
+    keep = i != j
+    return i[keep], j[keep], rng.exponential(1.0, keep.sum())
+
+
 # attributes that do not change as the model runs (or are Mesa's, or output)
 STATIC = {"config", "graph", "node_labels", "network", "grid", "banks", "brains",
           "shock_engine", "scenario_spec", "datacollector", "collect_data",
