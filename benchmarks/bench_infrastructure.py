@@ -9,21 +9,15 @@ Target: the layer costs at most 2x the step time of the same model without it.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+
+from _util import median_step_time
 
 from finsim_mesa import FinancialModel
 
 
 def per_step(steps: int, **kw: object) -> tuple[float, FinancialModel]:
     m = FinancialModel(agent_collect_every=0, steps=10**9, rng=1, **kw)
-    m.run_for(3)
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        m.step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), m
+    return median_step_time(m, steps), m
 
 
 def main() -> None:

@@ -22,6 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "replications"))
 
+from _util import median_step_time
+
 from finsim_mesa import FinancialModel
 
 
@@ -39,13 +41,7 @@ def per_step(n: int, k: int, steps: int) -> float:
     extra = {"n_assets": k, "portfolio_concentration": 1.0} if k > 1 else {}
     m = FinancialModel(n_banks=n, scenario="systemic", brain="rule_based", steps=10**9,
                        agent_collect_every=0, rng=1, **extra)
-    m.run_for(3)
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        m.step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_step_time(m, steps)
 
 
 def main() -> None:

@@ -10,10 +10,9 @@ Prints the median time per step and steps per second, and the ratio.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
+from _util import median_step_time
 
 from finsim_mesa import FinancialModel
 from finsim_mesa.agents.brains import check_actions
@@ -42,13 +41,7 @@ class LoopModel(FinancialModel):
 
 def per_step(cls: type[FinancialModel], n: int, steps: int, collect: int) -> float:
     m = cls(n_banks=n, brain="rule_based", agent_collect_every=collect, steps=10**9, rng=1)
-    m.run_for(3)  # warm up
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        m.step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_step_time(m, steps)
 
 
 def main() -> None:

@@ -210,6 +210,31 @@ def _prepare_fast(
     return PiT, pbar, e, alpha_arr, beta_arr
 
 
+def _picard_result(
+    PiT: sp.csc_matrix, pbar: np.ndarray, e: np.ndarray, alpha: np.ndarray, beta: np.ndarray,
+    forced: np.ndarray, tol: float,
+) -> ClearingResult | None:
+    """The fast path on validated inputs (Πᵀ as CSC, p̄, e, α, β, forced as from
+    :func:`_prepare_fast`); None when it would converge too slowly."""
+    out = picard_clearing(PiT, pbar, e, alpha, beta, forced, tol * np.maximum(1.0, pbar),
+                          RESIDUAL_TOL * max(1.0, float(pbar.max(initial=0.0))))
+    if out is None:
+        return None
+    p, D, wave, _iterations = out
+    recovery = np.divide(p, pbar, out=np.ones(pbar.size), where=pbar > 0)
+    return ClearingResult(p, pbar, D, wave, int(wave.max(initial=0)), recovery, "picard")
+
+
+def _rounds_result(
+    PiT: sp.csr_matrix, pbar: np.ndarray, e: np.ndarray, alpha: np.ndarray, beta: np.ndarray,
+    forced: np.ndarray, tol: float,
+) -> ClearingResult:
+    """Fictitious default on validated inputs (Πᵀ as CSR, as from :func:`_prepare`)."""
+    p, D, default_round, rounds = fictitious_default(PiT, pbar, e, alpha, beta, forced, tol)
+    recovery = np.divide(p, pbar, out=np.ones(pbar.size), where=pbar > 0)
+    return ClearingResult(p, pbar, D, default_round, rounds, recovery)
+
+
 def eisenberg_noe(
     liabilities: np.ndarray | sp.spmatrix | sp.sparray,
     external_assets: np.ndarray,
@@ -262,20 +287,12 @@ def eisenberg_noe(
     if method == "picard" or (method == "auto" and n_in >= FAST_PATH_MIN_N):
         PiT, pbar, e, alpha_a, beta_a = _prepare_fast(liabilities, external_assets,
                                                       external_liabilities, alpha, beta)
-        scale = tol * np.maximum(1.0, pbar)
-        out = picard_clearing(PiT, pbar, e, alpha_a, beta_a, forced_arr, scale,
-                              RESIDUAL_TOL * max(1.0, float(pbar.max(initial=0.0))))
-        if out is not None:
-            p, D, wave, _iterations = out
-            recovery = np.divide(p, pbar, out=np.ones(pbar.size), where=pbar > 0)
-            return ClearingResult(p, pbar, D, wave, int(wave.max(initial=0)), recovery,
-                                  "picard")
+        result = _picard_result(PiT, pbar, e, alpha_a, beta_a, forced_arr, tol)
+        if result is not None:
+            return result
     PiT, pbar, e, alpha_a, beta_a = _prepare(liabilities, external_assets,
                                              external_liabilities, alpha, beta)
-    p, D, default_round, rounds = fictitious_default(PiT, pbar, e, alpha_a, beta_a,
-                                                     forced_arr, tol)
-    recovery = np.divide(p, pbar, out=np.ones(pbar.size), where=pbar > 0)
-    return ClearingResult(p, pbar, D, default_round, rounds, recovery)
+    return _rounds_result(PiT, pbar, e, alpha_a, beta_a, forced_arr, tol)
 
 
 def clear_legs(
@@ -323,19 +340,11 @@ def clear_legs(
         indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(row, minlength=n), out=indptr[1:])
         PiT = sp.csc_matrix(((data / pbar[row])[order], col[order], indptr), shape=(n, n))
-        out = picard_clearing(PiT, pbar, external_assets, alpha, beta, forced,
-                              tol * np.maximum(1.0, pbar),
-                              RESIDUAL_TOL * max(1.0, float(pbar.max(initial=0.0))))
-        if out is not None:
-            p, D, wave, _iterations = out
-            recovery = np.divide(p, pbar, out=np.ones(n), where=pbar > 0)
-            return ClearingResult(p, pbar, D, wave, int(wave.max(initial=0)), recovery,
-                                  "picard")
+        result = _picard_result(PiT, pbar, external_assets, alpha, beta, forced, tol)
+        if result is not None:
+            return result
     PiT = sp.csr_matrix((data / pbar[row], (col, row)), shape=(n, n))
-    p, D, default_round, rounds = fictitious_default(PiT, pbar, external_assets, alpha, beta,
-                                                     forced, tol)
-    recovery = np.divide(p, pbar, out=np.ones(n), where=pbar > 0)
-    return ClearingResult(p, pbar, D, default_round, rounds, recovery)
+    return _rounds_result(PiT, pbar, external_assets, alpha, beta, forced, tol)
 
 
 def fixed_point_clearing(

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 
 def state_of(obj, seen=None, depth=0):
@@ -28,6 +36,16 @@ def state_of(obj, seen=None, depth=0):
     return repr(obj)
 
 
+def random_network(rng: np.random.Generator, n: int, m: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random obligations among ``n`` banks: ``m`` (debtor, creditor) pairs drawn
+    uniformly, self-pairs dropped, repeated pairs kept; amounts ~ Exp(1) (money).
+    Returns (debtor, creditor, amount), each of shape (k,), k <= m."""
+    i, j = rng.integers(0, n, m), rng.integers(0, n, m)
+    keep = i != j
+    return i[keep], j[keep], rng.exponential(1.0, keep.sum())
+
+
 # attributes that do not change as the model runs (or are Mesa's, or output)
 STATIC = {"config", "graph", "node_labels", "network", "grid", "banks", "brains",
           "shock_engine", "scenario_spec", "datacollector", "collect_data",
@@ -47,3 +65,42 @@ def model_state(m):
         out[f"agent{agent.unique_id}"] = state_of({k: v for k, v in vars(agent).items()
                                                    if k not in ("model", "pos", "unique_id")})
     return out
+
+
+# ---------------------------------------------------------------- a real server
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(data: Path, models: Path, *, token: str | None = None,
+          timeout: float = 60) -> tuple[subprocess.Popen, str]:
+    """Start ``finsim serve`` on 127.0.0.1 (a free port) with this data and models
+    folder, and wait until ``/health`` answers 200 (at most ``timeout`` seconds;
+    the test fails with the server's output if it exits or does not answer).
+    ``token``: FINSIM_API_TOKEN of the server (None: none, even if set here).
+    Returns the process (stdout and stderr piped) and its base URL."""
+    import httpx  # the 'api' extra; the tests that call this skip without it
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "FINSIM_API_TOKEN"}
+    if token is not None:
+        env["FINSIM_API_TOKEN"] = token
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finsim_mesa.cli", "serve", "--port", str(port), "--data",
+         str(data), "--models", str(models), "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"server did not start: {proc.stdout.read()}")
+        time.sleep(0.1)

@@ -14,7 +14,6 @@ import importlib.util
 import json
 import logging
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +28,7 @@ httpx = pytest.importorskip("httpx", reason="the REST API needs the 'api' extra"
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 from fastapi.testclient import TestClient  # noqa: E402
+from support import free_port, serve  # noqa: E402
 
 from finsim_mesa.api import ApiLimits, create_app  # noqa: E402
 from finsim_mesa.api.journal import JournalError  # noqa: E402
@@ -376,33 +376,6 @@ def test_a_loaded_policy_comes_back_by_its_version_and_weights(tmp_path, caplog)
 
 
 # ---------------------------------------------------------------- a real kill
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(data: Path, models: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "FINSIM_API_TOKEN"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "finsim_mesa.cli", "serve", "--port", str(port), "--data",
-         str(data), "--models", str(models), "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"server did not start: {proc.stdout.read()}")
-        time.sleep(0.1)
-
-
 def kill(proc: subprocess.Popen) -> None:
     proc.kill()  # SIGKILL: no shutdown handler runs
     proc.wait(30)
@@ -417,7 +390,7 @@ def test_finsim_serve_killed_with_sigkill_comes_back_identical(tmp_path):
         _policy(models, "pol", seed=1, metric=1.0)
         scripts["a"] += [("post", "/models/load", {}, {"model": "pol", "banks": [0, 1, 2]}),
                          ("post", "/simulation/run", {"num_steps": 4}, None)]
-    proc, url = serve(data, models)
+    proc, url = serve(data, models, timeout=120)
     try:
         with httpx.Client(base_url=url, timeout=120) as c:
             ids = {k: play(c, s) for k, s in scripts.items()}
@@ -443,7 +416,7 @@ def test_finsim_serve_killed_with_sigkill_comes_back_identical(tmp_path):
         kill(proc)
         stop.set()
         t.join(60)
-        proc, url = serve(data, models)
+        proc, url = serve(data, models, timeout=120)
         with httpx.Client(base_url=url, timeout=120) as c:
             b_step = ok(c.get("/metrics", params={"sim_id": ids["b"]}))["step"]
             # every acknowledged step is there; at most the unanswered one beyond
@@ -462,7 +435,7 @@ def test_finsim_serve_killed_with_sigkill_comes_back_identical(tmp_path):
         kill(proc)
         run.join(60)
         assert answered == [None]  # the client got no answer
-        proc, url = serve(data, models)
+        proc, url = serve(data, models, timeout=120)
         # a second server on the same data folder is refused with a message
         second = subprocess.run(
             [sys.executable, "-m", "finsim_mesa.cli", "serve", "--port", str(free_port()),

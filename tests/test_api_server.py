@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -19,37 +17,16 @@ import pytest
 pytest.importorskip("fastapi", reason="the REST API needs the 'api' extra")
 httpx = pytest.importorskip("httpx", reason="the REST API needs the 'api' extra")
 
+from support import serve  # noqa: E402
+
 from finsim_mesa.measures import MODEL_REPORTERS, report  # noqa: E402
 from finsim_mesa.model import FinancialModel  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "FINSIM_API_TOKEN"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "finsim_mesa.cli", "serve", "--port", str(port), "--models",
-         str(tmp_path_factory.mktemp("models")), "--data", str(tmp_path_factory.mktemp("data")),
-         "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"server did not start: {proc.stdout.read()}")
-        time.sleep(0.1)
+    models = tmp_path_factory.mktemp("models")
+    proc, url = serve(tmp_path_factory.mktemp("data"), models)
     yield url
     proc.terminate()
     proc.wait(10)
@@ -148,7 +125,6 @@ def test_serve_bad_flags_are_usage_errors(flags, words, capsys, monkeypatch):
 
 def test_serve_good_idle_ttl_reaches_the_server(tmp_path, capsys, monkeypatch):
     """The accepted value is the one the server expires simulations with."""
-    import os
 
     from finsim_mesa.cli import main
 
@@ -301,25 +277,8 @@ def test_a_streamed_body_is_cut_off_past_the_limit(server):
 
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory):
-    port = free_port()
-    env = dict(os.environ, FINSIM_API_TOKEN="wire-token")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "finsim_mesa.cli", "serve", "--port", str(port), "--models",
-         str(tmp_path_factory.mktemp("models")), "--data", str(tmp_path_factory.mktemp("data")),
-         "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"server did not start: {proc.stdout.read()}")
-        time.sleep(0.1)
+    models = tmp_path_factory.mktemp("models")
+    proc, url = serve(tmp_path_factory.mktemp("data"), models, token="wire-token")
     yield url
     proc.terminate()
     proc.wait(10)

@@ -7,6 +7,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
+from support import random_network
 
 from finsim_mesa.clearing import eisenberg_noe, fixed_point_clearing
 
@@ -189,10 +190,8 @@ def test_greatest_among_fixed_points():
 def test_sparse_equals_dense_and_large_iterative_path():
     rng = np.random.default_rng(5)
     n = 2000  # above the dense-solve threshold: exercises the iterative solver
-    i = rng.integers(0, n, 4 * n)
-    j = rng.integers(0, n, 4 * n)
-    keep = i != j
-    L = sp.csr_matrix((rng.exponential(1, keep.sum()), (i[keep], j[keep])), shape=(n, n))
+    i, j, v = random_network(rng, n, 4 * n)
+    L = sp.csr_matrix((v, (i, j)), shape=(n, n))
     e = rng.exponential(0.8, n)
     ext = rng.exponential(1.0, n)
     r_sparse = eisenberg_noe(L, e, ext)

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
+from support import random_network
 from test_clearing import lp_clearing, systems
 
 from finsim_mesa.clearing import FAST_PATH_MIN_N, eisenberg_noe
@@ -228,11 +229,9 @@ def test_a_large_system_with_a_nearly_closed_loop_falls_back_and_stays_exact():
 def test_fast_path_leaves_the_input_alone_and_sums_duplicates():
     rng = np.random.default_rng(3)
     n, m = 300, 1500
-    i, j = rng.integers(0, n, m), rng.integers(0, n, m)
-    keep = i != j
-    v = rng.exponential(1.0, keep.sum())
+    i, j, v = random_network(rng, n, m)
     v[::7] = 0.0  # explicit zeros, also in rows that owe nothing else
-    coo = sp.coo_matrix((v, (i[keep], j[keep])), shape=(n, n))  # with duplicates
+    coo = sp.coo_matrix((v, (i, j)), shape=(n, n))  # with duplicates
     csr = sp.csr_matrix(coo)
     data = csr.data.copy()
     e = rng.exponential(0.5, n)

@@ -10,7 +10,9 @@ ReDoc's web fonts are not loaded).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
@@ -49,20 +51,25 @@ def install_docs(app: FastAPI) -> None:
     (the application must be built with ``docs_url=None, redoc_url=None``)."""
     app.mount(STATIC_URL, StaticFiles(directory=static_dir()), name="docs-static")
 
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{root}{STATIC_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{STATIC_URL}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{STATIC_URL}/favicon.png",
-            swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": False})
+    _page(app, "/docs", "swagger_ui", get_swagger_ui_html, "Swagger UI",
+          {"swagger_js_url": "swagger-ui-bundle.js", "swagger_css_url": "swagger-ui.css",
+           "swagger_favicon_url": "favicon.png"},
+          swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": False})
+    _page(app, "/redoc", "redoc", get_redoc_html, "ReDoc",
+          {"redoc_js_url": "redoc.standalone.js", "redoc_favicon_url": "favicon.png"},
+          with_google_fonts=False)
 
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc(request: Request) -> HTMLResponse:
+
+def _page(app: FastAPI, path: str, name: str, build: Callable[..., HTMLResponse], title: str,
+          files: dict[str, str], **options: Any) -> None:
+    """Add ``GET path`` (route ``name``, not in the OpenAPI document): the page
+    ``build`` makes of ``app``'s OpenAPI document, titled "<app title> - title",
+    with each keyword of ``files`` the URL of that file under :data:`STATIC_URL`
+    (behind the request's root path, as the document's URL), and ``options``."""
+    async def view(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_redoc_html(
-            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{root}{STATIC_URL}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{STATIC_URL}/favicon.png", with_google_fonts=False)
+        return build(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - {title}",
+                     **{key: f"{root}{STATIC_URL}/{file}" for key, file in files.items()},
+                     **options)
+
+    app.get(path, include_in_schema=False, name=name)(view)

@@ -19,6 +19,7 @@ from finsim_mesa.api.strict import (
     BankKey,
     BrainName,
     Name,
+    OneBankCount,
     SimulationConfig,
     Strict,
     drop_defaults,
@@ -29,7 +30,7 @@ from finsim_mesa.scenarios.engine import SHOCK_KINDS
 
 
 # ---------------------------------------------------------------- simulation
-class InitRequest(Strict):
+class InitRequest(OneBankCount):
     """A new simulation. Any other ModelConfig field goes in ``config``."""
 
     model_config = ConfigDict(json_schema_extra=drop_defaults("n_banks", "num_banks"))
@@ -56,15 +57,6 @@ class InitRequest(Strict):
                                                     "exchange)")
     config: SimulationConfig = Field(  # type: ignore[valid-type]
         default_factory=SimulationConfig, description="other ModelConfig fields")
-
-    @model_validator(mode="after")
-    def _one_bank_count(self) -> InitRequest:
-        if self.num_banks is not None:
-            if self.n_banks is not None and self.n_banks != self.num_banks:
-                raise ValueError(f"n_banks = {self.n_banks} and num_banks = {self.num_banks} "
-                                 "differ; give n_banks only (num_banks is its old name)")
-            self.n_banks = self.num_banks
-        return self
 
 
 class ResetRequest(Strict):

@@ -18,7 +18,7 @@ from finsim_mesa.agents.brains import BRAINS
 from finsim_mesa.config import ModelConfig
 
 __all__ = ["BALANCE_SHEET_TABLES", "SERVER_SET", "TOPLEVEL", "TOPOLOGIES", "BankId", "BankKey",
-           "BrainName", "Name", "SimulationConfig", "Strict", "drop_defaults"]
+           "BrainName", "Name", "OneBankCount", "SimulationConfig", "Strict", "drop_defaults"]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
@@ -66,6 +66,21 @@ class Strict(BaseModel):
     @classmethod
     def _json_numbers(cls, data: Any) -> Any:
         return _integral(data)
+
+
+class OneBankCount(Strict):
+    """A strict request with ``n_banks`` and its old name ``num_banks`` (both
+    declared by the subclass): ``num_banks`` is copied to ``n_banks``, and
+    giving both with different values is refused."""
+
+    @model_validator(mode="after")
+    def _one_bank_count(self) -> OneBankCount:
+        if self.num_banks is not None:
+            if self.n_banks is not None and self.n_banks != self.num_banks:
+                raise ValueError(f"n_banks = {self.n_banks} and num_banks = {self.num_banks} "
+                                 "differ; give n_banks only (num_banks is its old name)")
+            self.n_banks = self.num_banks
+        return self
 
 
 def _plain(annotation: Any) -> bool:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from finsim_mesa.api.schemas import Banks
-from finsim_mesa.api.strict import Name, Strict, drop_defaults
+from finsim_mesa.api.strict import Name, OneBankCount, Strict, drop_defaults
 
 __all__ = ["ModelInfo", "ModelLoadRequest", "ModelSaveRequest", "TrainRequest", "TrainStatus"]
 
 
-class TrainRequest(Strict):
+class TrainRequest(OneBankCount):
     model_config = ConfigDict(json_schema_extra=drop_defaults("episodes", "n_banks",
                                                                "num_banks"))
 
@@ -29,15 +29,6 @@ class TrainRequest(Strict):
     seed: int = Field(42, ge=0, le=2**32 - 1)
     eval_every: int = Field(200, ge=1, description="episodes between evaluations")
     eval_seeds: int = Field(3, ge=1, le=50, description="evaluation episodes each time")
-
-    @model_validator(mode="after")
-    def _one_bank_count(self) -> TrainRequest:
-        if self.num_banks is not None:
-            if self.n_banks is not None and self.n_banks != self.num_banks:
-                raise ValueError(f"n_banks = {self.n_banks} and num_banks = {self.num_banks} "
-                                 "differ; give n_banks only (num_banks is its old name)")
-            self.n_banks = self.num_banks
-        return self
 
 
 class TrainStatus(BaseModel):
