@@ -37,6 +37,22 @@ def test_sweep_keeps_the_collapse_step():
     assert df.step.max() == m.t and df.default_rate.iloc[-1] == m.measures.default_rate
 
 
+def test_local_processes_are_forked_and_give_the_one_process_rows(monkeypatch):
+    import multiprocessing
+
+    from finsim_mesa import sweeps
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform: Mesa's own (spawn) pool runs")
+    methods, real = [], multiprocessing.get_context
+    monkeypatch.setattr(sweeps.multiprocessing, "get_context",
+                        lambda method=None: methods.append(method) or real(method))
+    grid = {"scenario": ["systemic"], "n_banks": [10, 12]}
+    two = run_sweep(grid, seeds=[3, 4], steps=5, processes=2, progress=False)
+    assert methods == ["fork"]  # not Mesa's spawn pool, whose workers import everything again
+    pd.testing.assert_frame_equal(two, run_sweep(grid, seeds=[3, 4], steps=5, progress=False))
+
+
 @pytest.mark.slow
 def test_processes_and_dask_give_identical_results():
     pytest.importorskip("distributed", reason="the distributed extra (Dask) is not installed")
