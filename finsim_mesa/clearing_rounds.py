@@ -20,6 +20,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import MatrixRankWarning, bicgstab, spsolve
 
+from finsim_mesa.fastmath import clip
+
 __all__ = ["RESIDUAL_TOL", "fictitious_default"]
 
 _DENSE_SOLVE_MAX = 300  # below this many defaulters a dense solve is faster than iterating
@@ -89,7 +91,7 @@ def _solve_defaulters(
                 x = new
                 break
             x = new
-    return np.clip(x, 0.0, upper)
+    return clip(x, 0.0, upper)
 
 
 def fictitious_default(PiT: sp.csr_matrix, pbar: np.ndarray, e: np.ndarray,

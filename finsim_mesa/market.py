@@ -23,6 +23,7 @@ import numpy as np
 from finsim_mesa.accounting import values
 from finsim_mesa.config import ModelConfig
 from finsim_mesa.deleveraging import leverage_loop, sale_units
+from finsim_mesa.fastmath import clip, mean
 from finsim_mesa.ledger import Ledger
 from finsim_mesa.portfolios import class_names, depths, impacts
 
@@ -93,7 +94,7 @@ class Market:
     @property
     def price_index(self) -> float:
         """Mean price relative to the initial price (1 = unchanged)."""
-        return float(np.mean(self.prices / self.initial_prices))
+        return mean(self.prices / self.initial_prices)
 
     def exogenous_prices(self, volatility: float, rng: np.random.Generator) -> np.ndarray:
         """Next prices from mean reversion and volatility, shape (k,) (not applied)."""
@@ -135,7 +136,7 @@ class Market:
 
     def interbank_rate(self, stress: float) -> float:
         """Interbank rate per step at market ``stress`` in [0, 1]."""
-        self.rate = self.cfg.base_rate + self.cfg.rate_stress_spread * float(np.clip(stress, 0, 1))
+        self.rate = self.cfg.base_rate + self.cfg.rate_stress_spread * float(clip(stress, 0, 1))
         return self.rate
 
 
@@ -153,7 +154,7 @@ def deleveraging_units(
     """
     worth = values(holdings, prices)
     need = np.where(equity > 0, rwa - equity / target, worth)
-    need = np.clip(need, 0.0, worth) * eligible
+    need = clip(need, 0.0, worth) * eligible
     if rank is not None:  # the most liquid classes first
         return sale_units(holdings, prices, need, rank)
     frac = np.divide(need, worth, out=np.zeros_like(need), where=worth > 0)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from finsim_mesa import risk
+from finsim_mesa.fastmath import clip
 
 if TYPE_CHECKING:
     from finsim_mesa.config import ModelConfig
@@ -113,25 +114,25 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
           else np.bincount(lb.lender[bilateral], weights=lb.owed[bilateral], minlength=n))
     rate_scale = cfg.base_rate + cfg.rate_stress_spread
     o = np.empty((n, OBS_DIM))
-    o[:, OBS["capital_ratio"]] = np.clip(sheets.capital_ratio, -1, 1)
-    o[:, OBS["leverage"]] = np.clip(L.equity / safe, -1, 1)
-    o[:, OBS["cash_ratio"]] = np.clip(L.cash / safe, 0, 1)
-    o[:, OBS["liquidity_coverage"]] = np.clip(
+    o[:, OBS["capital_ratio"]] = clip(sheets.capital_ratio, -1, 1)
+    o[:, OBS["leverage"]] = clip(L.equity / safe, -1, 1)
+    o[:, OBS["cash_ratio"]] = clip(L.cash / safe, 0, 1)
+    o[:, OBS["liquidity_coverage"]] = clip(
         np.divide(L.cash, need, out=np.full(n, 5.0), where=need > 0), 0, 5) / 5
-    o[:, OBS["interbank_assets"]] = np.clip(ib / safe, 0, 1)
-    o[:, OBS["interbank_liabilities"]] = np.clip(sheets.interbank_liabilities / safe, 0, 1)
-    o[:, OBS["deposit_funding"]] = np.clip(L.deposits / safe, 0, 1)
-    o[:, OBS["due_next"]] = np.clip(due_next / safe, 0, 1)
+    o[:, OBS["interbank_assets"]] = clip(ib / safe, 0, 1)
+    o[:, OBS["interbank_liabilities"]] = clip(sheets.interbank_liabilities / safe, 0, 1)
+    o[:, OBS["deposit_funding"]] = clip(L.deposits / safe, 0, 1)
+    o[:, OBS["due_next"]] = clip(due_next / safe, 0, 1)
     o[:, OBS["counterparty_stress"]] = np.divide(at_risk, ib, out=np.zeros(n), where=ib > 0)
     o[:, OBS["neighbour_defaults"]] = np.divide(
         network.matrix @ L.defaulted.astype(float), network.degree, out=np.zeros(n),
         where=network.degree > 0)
-    o[:, OBS["price"]] = np.clip(market.price_index, 0, 2)
-    o[:, OBS["price_trend"]] = np.clip(10 * measures.price_return, -1, 1)
+    o[:, OBS["price"]] = clip(market.price_index, 0, 2)
+    o[:, OBS["price_trend"]] = clip(10 * measures.price_return, -1, 1)
     o[:, OBS["interbank_rate"]] = market.rate / rate_scale if rate_scale > 0 else 0.0
     o[:, OBS["market_stress"]] = measures.market_stress
     o[:, OBS["own_distress"]] = h
-    o[:, OBS["size"]] = np.clip(np.log(np.maximum(ta, 1e-12) / size0) / 3, -1, 1)
+    o[:, OBS["size"]] = clip(np.log(np.maximum(ta, 1e-12) / size0) / 3, -1, 1)
     return o
 
 
@@ -152,12 +153,12 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
     delay = np.array([e.mean_delay for e in exchanges])
     o = np.zeros((L.n, INFRA_OBS_DIM))
     i = OBS_DIM  # infrastructure columns follow the bank columns in OBS
-    o[:, OBS["exchange_congestion"] - i] = np.clip(util[x], 0, 2) / 2
+    o[:, OBS["exchange_congestion"] - i] = clip(util[x], 0, 2) / 2
     base = max(cfg.exchange_base_fee, 1e-12)
-    o[:, OBS["exchange_fee_level"] - i] = np.clip(
+    o[:, OBS["exchange_fee_level"] - i] = clip(
         (fee[x] / base - 1) / max(cfg.exchange_fee_slope, 1e-12), 0, 1)
-    o[:, OBS["queue_backlog"] - i] = np.clip(backlog[x] / cap[x], 0, 3) / 3
-    o[:, OBS["expected_delay"] - i] = np.clip(delay[x] / max(cfg.max_order_wait, 1), 0, 1)
+    o[:, OBS["queue_backlog"] - i] = clip(backlog[x] / cap[x], 0, 3) / 3
+    o[:, OBS["expected_delay"] - i] = clip(delay[x] / max(cfg.max_order_wait, 1), 0, 1)
     if ccps:
         lb = L.loans
         m = lb.ccp >= 0
@@ -165,9 +166,9 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
                        - np.bincount(lb.borrower[m], weights=lb.owed[m], minlength=L.n))
         health = np.array([c.default_fund_health for c in ccps])
         o[:, OBS["ccp_margin_rate"] - i] = margin_rate
-        o[:, OBS["posted_margin"] - i] = np.clip(L.margin.sum(axis=1) / total_assets, 0, 1)
-        o[:, OBS["net_ccp_exposure"] - i] = np.clip(cleared_net / total_assets, -1, 1)
-        o[:, OBS["default_fund_health"] - i] = np.clip(health[router.bank_ccp], 0, 1)
+        o[:, OBS["posted_margin"] - i] = clip(L.margin.sum(axis=1) / total_assets, 0, 1)
+        o[:, OBS["net_ccp_exposure"] - i] = clip(cleared_net / total_assets, -1, 1)
+        o[:, OBS["default_fund_health"] - i] = clip(health[router.bank_ccp], 0, 1)
     else:
         o[:, OBS["default_fund_health"] - i] = 1.0
     return o
@@ -176,7 +177,7 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
 def class_observations(market: Market, n: int) -> np.ndarray:
     """With several asset classes, each class's price relative to its initial
     price (clipped to [0, 2]), the same for every bank: shape (n, k)."""
-    rel = np.clip(market.prices / market.initial_prices, 0, 2)
+    rel = clip(market.prices / market.initial_prices, 0, 2)
     return np.broadcast_to(rel, (n, rel.size)).copy()
 
 

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from finsim_mesa.fastmath import mean
+
 if TYPE_CHECKING:
     from finsim_mesa.config import ModelConfig
     from finsim_mesa.ledger import Ledger
@@ -56,6 +58,7 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
                   - cfg.reward_system_risk_weight * sri)
     r.equity_prev = L.equity.copy()
     live = ~was_out
-    r.mean = float(r.per_bank[live].mean()) if live.any() else 0.0
+    any_live = bool(live.any())
+    r.mean = mean(r.per_bank[live]) if any_live else 0.0
     for name, v in comps.items():
-        setattr(r, name, float(v[live].mean()) if live.any() else 0.0)
+        setattr(r, name, mean(v[live]) if any_live else 0.0)

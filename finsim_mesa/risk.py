@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from finsim_mesa.fastmath import clip
+
 __all__ = [
     "DebtRankResult",
     "debtrank",
@@ -120,7 +122,7 @@ def debtrank(
     Returns:
         :class:`DebtRankResult`.
     """
-    h0 = np.clip(np.asarray(initial_distress, dtype=float), 0.0, 1.0)
+    h0 = clip(np.asarray(initial_distress, dtype=float), 0.0, 1.0)
     n = h0.shape[0]
     v = _values(exposures, value, n)
     W = impact_matrix(exposures, equity, present)
@@ -176,14 +178,14 @@ def stress_index(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray,
     banks), weights default to initial equity. In [0, 1]."""
     h = distress(equity, equity0, defaulted)
     w = np.asarray(equity0 if weights is None else weights, dtype=float)
-    w = np.clip(w, 0, None)
+    w = np.maximum(w, 0)
     # clipped: the weighted mean of values in [0, 1] can round to 1 + 2e-16
-    return float(np.clip(w @ h / w.sum(), 0.0, 1.0)) if w.sum() > 0 else float(h.mean())
+    return float(clip(w @ h / w.sum(), 0.0, 1.0)) if w.sum() > 0 else float(h.mean())
 
 
 def distress(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray) -> np.ndarray:
     """Relative equity loss ``clip(1 − E / E0, 0, 1)``; 1 for defaulted banks. Shape (n,)."""
-    h = np.clip(1.0 - np.divide(equity, equity0, out=np.zeros_like(equity, dtype=float),
+    h = clip(1.0 - np.divide(equity, equity0, out=np.zeros_like(equity, dtype=float),
                                 where=equity0 > 0), 0.0, 1.0)
     h[np.asarray(defaulted, dtype=bool)] = 1.0
     return h
@@ -207,7 +209,7 @@ def systemic_risk_index(debtrank_total: float, default_rate: float, stress: floa
     }
     # np.sum, not sum(): Python 3.12's sum() of floats is compensated, 3.11's is not,
     # and the two CI legs must give identical figures
-    return float(np.sum([SRI_WEIGHTS[k] * float(np.clip(v, 0.0, 1.0)) for k, v in parts.items()]))
+    return float(np.sum([SRI_WEIGHTS[k] * float(clip(v, 0.0, 1.0)) for k, v in parts.items()]))
 
 
 def rank_systemic(scores: np.ndarray, size: np.ndarray | None = None,

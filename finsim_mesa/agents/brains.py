@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from finsim_mesa.errors import BrainError, ConfigError
+from finsim_mesa.fastmath import clip
 from finsim_mesa.observation import OBS
 
 __all__ = [
@@ -117,11 +118,11 @@ class RuleBasedBrain(_RequirementAware):
         cr = o[:, OBS["capital_ratio"]]
         headroom = cr / max(self.capital_requirement, 1e-9)
         a = np.empty((len(o), 4))
-        calm = np.clip(0.8 - stress - o[:, OBS["own_distress"]], 0.0, 1.0)
-        a[:, 0] = calm * np.clip(coverage - 1.0, 0.0, 1.0)  # lend only liquidity to spare
-        a[:, 1] = np.clip(0.5 * stress + o[:, OBS["own_distress"]] - 0.1, 0.0, 1.0)
-        a[:, 2] = np.clip(1.5 - headroom, 0.0, 1.0)
-        a[:, 3] = np.clip(1.0 - coverage, 0.0, 1.0)  # borrow only when short
+        calm = clip(0.8 - stress - o[:, OBS["own_distress"]], 0.0, 1.0)
+        a[:, 0] = calm * clip(coverage - 1.0, 0.0, 1.0)  # lend only liquidity to spare
+        a[:, 1] = clip(0.5 * stress + o[:, OBS["own_distress"]] - 0.1, 0.0, 1.0)
+        a[:, 2] = clip(1.5 - headroom, 0.0, 1.0)
+        a[:, 3] = clip(1.0 - coverage, 0.0, 1.0)  # borrow only when short
         return a
 
 
@@ -161,7 +162,7 @@ class ConservativeBrain(_RequirementAware):
         a[:, 0] = 0.1
         a[:, 1] = 0.5
         headroom = observations[:, OBS["capital_ratio"]] / max(self.capital_requirement, 1e-9)
-        a[:, 2] = np.clip(2.0 - headroom, 0.0, 1.0)
+        a[:, 2] = clip(2.0 - headroom, 0.0, 1.0)
         return a
 
 
@@ -266,7 +267,7 @@ def check_actions(brain: Any, out: Any, rows: int) -> np.ndarray:
     if arr.min() < -1e-6 or arr.max() > 1 + 1e-6:
         raise BrainError(f"brain '{name}' returned actions outside [0, 1] "
                          f"(min {arr.min():g}, max {arr.max():g})")
-    return np.clip(arr, 0.0, 1.0)
+    return clip(arr, 0.0, 1.0)
 
 
 class BrainSet:

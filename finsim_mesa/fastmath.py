@@ -1,0 +1,30 @@
+"""Two NumPy reductions without NumPy's Python wrappers (issue 15).
+
+At 30–100 banks a step is a few hundred NumPy calls on arrays of a few dozen
+entries, where ``np.clip``'s and ``np.mean``'s Python layers (argument
+handling in ``fromnumeric`` and ``_methods``) cost 3–5 µs a call, several
+times the arithmetic. These give the same values bit for bit: NumPy's clip
+loop is ``min(max(x, lo), hi)`` (NaN in ``x`` propagates through both), and
+``mean`` is the pairwise sum divided by the count, exactly as ``np.mean``
+computes it (``tests/test_fastmath.py`` checks both against NumPy).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["clip", "mean"]
+
+_maximum, _minimum = np.maximum, np.minimum
+
+
+def clip(x: Any, lo: Any, hi: Any) -> Any:
+    """``np.clip(x, lo, hi)`` for ``lo <= hi`` (arrays or scalars, same shape rules)."""
+    return _minimum(_maximum(x, lo), hi)
+
+
+def mean(x: np.ndarray) -> float:
+    """``float(np.mean(x))`` of a non-empty float array (any shape)."""
+    return float(x.sum() / x.size)
