@@ -73,3 +73,53 @@ def test_other_reporters_use_mesas_path():
     assert dc._columns is None
     dc = FinsimDataCollector(agent_reporters=dict(Bank.REPORTERS), agent_columns=Bank.COLUMNS)
     assert dc._columns is not None
+
+
+def test_stored_rows_are_compact_and_behave_as_mesas_lists():
+    import pickle
+
+    from finsim_mesa.measures import AgentRows
+
+    m = FinancialModel(n_banks=12, scenario="systemic", rng=2)
+    m.run_for(4)
+    key = max(m.datacollector._agent_records)
+    rows = m.datacollector._agent_records[key]
+    assert isinstance(rows, AgentRows)  # columns kept, tuples made when read
+    mesa_rows = list(m.datacollector._record_agents(m))  # the same state, Mesa's shape
+    _same(list(rows), mesa_rows)
+    assert len(rows) == 12 and rows == mesa_rows
+    _same([rows[0], rows[-1]], [mesa_rows[0], mesa_rows[-1]])
+    _same(rows[2:5], mesa_rows[2:5])
+    _same(list(pickle.loads(pickle.dumps(rows))), mesa_rows)
+    m.step()  # later steps do not change a stored step's rows (arrays copied)
+    _same(list(m.datacollector._agent_records[key]), mesa_rows)
+
+
+class _MesaRows(FinancialModel):
+    """The same model with Mesa's generic agent rows (the reference)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.datacollector._columns = None
+
+
+def test_batch_run_agent_rows_equal_mesas_generic_rows():
+    import inspect
+
+    import mesa
+
+    def rows(model_cls):
+        params = {"n_banks": [10], "scenario": ["systemic"], "steps": [6]}
+        kw = {}
+        if "rng" in inspect.signature(mesa.batch_run).parameters:
+            kw["rng"] = [4, 5]
+        else:
+            params["rng"] = [4, 5]
+        out = mesa.batch_run(model_cls, parameters=params, number_processes=1, max_steps=6,
+                             data_collection_period=1, display_progress=False, **kw)
+        return sorted((r["iteration"], r["Step"], r["AgentID"], r["equity"], r["cash"],
+                       r["capital_ratio"], r["defaulted"]) for r in out)
+
+    got, want = rows(FinancialModel), rows(_MesaRows)
+    assert len(got) == len(want) > 10 * 6
+    assert got == want
