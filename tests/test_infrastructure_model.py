@@ -305,3 +305,15 @@ def test_docs_list_the_infrastructure_observation_columns():
     doc = (Path(__file__).parent.parent / "docs" / "design.md").read_text()
     for i, (name, meaning) in enumerate(INFRA_OBS_FIELDS):
         assert f"| {OBS_DIM + i} | `{name}` | {meaning} |" in doc
+
+
+def test_transactions_per_step_count_the_audit_rows_of_that_step():
+    m = FinancialModel(n_banks=30, n_exchanges=2, n_ccps=1, scenario="liquidity_crisis", rng=8)
+    m.run_for(12)
+    audit = m.router.audit()
+    per_step = audit.groupby("step").size()
+    assert per_step.sum() == m.router.transactions() == len(audit) > 0
+    for t in range(0, m.t + 2):
+        assert m.router.transactions(t) == int(per_step.get(t, 0))
+    # the model's reporter is the count of the step just run
+    assert m.measures.routed_transactions == int(per_step.get(m.t, 0))

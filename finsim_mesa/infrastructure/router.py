@@ -152,19 +152,15 @@ class InfrastructureRouter:
         k = amount.size
         if not k:
             return
-        out = (np.full(k, OUTCOMES.index(outcome)) if isinstance(outcome, str)
-               else np.asarray(outcome))
+        out = OUTCOMES.index(outcome) if isinstance(outcome, str) else outcome
         self._audit.append({
             "step": np.full(k, step, dtype=np.int32),
             "kind": np.full(k, KINDS.index(kind), dtype=np.int8),
-            "sender": np.broadcast_to(sender, k).astype(np.int32),
-            "receiver": np.broadcast_to(receiver, k).astype(np.int32),
-            "amount": amount, "received": np.broadcast_to(received, k).astype(float),
-            "exchange": np.broadcast_to(exchange, k).astype(np.int16),
-            "ccp": np.broadcast_to(ccp, k).astype(np.int16),
-            "fee": np.broadcast_to(fee, k).astype(float),
-            "delay": np.broadcast_to(delay, k).astype(np.int16),
-            "outcome": out.astype(np.int8),
+            "sender": _column(sender, k, np.int32), "receiver": _column(receiver, k, np.int32),
+            "amount": amount, "received": _column(received, k, float),
+            "exchange": _column(exchange, k, np.int16), "ccp": _column(ccp, k, np.int16),
+            "fee": _column(fee, k, float), "delay": _column(delay, k, np.int16),
+            "outcome": _column(out, k, np.int8),
         })
 
     def audit(self) -> pd.DataFrame:
@@ -184,4 +180,23 @@ class InfrastructureRouter:
         """Number of audit records (of one step, or all)."""
         if step is None:
             return sum(a["step"].size for a in self._audit)
-        return sum(int((a["step"] == step).sum()) for a in self._audit[-50:])
+        # each record is one step's, appended in step order: read back to the step
+        count = 0
+        for a in reversed(self._audit):
+            at = int(a["step"][0])
+            if at < step:
+                break
+            if at == step:
+                count += a["step"].size
+        return count
+
+
+def _column(value: Any, k: int, dtype: Any) -> np.ndarray:
+    """An audit column of ``k`` entries of ``dtype``: a copy of an array, or a
+    scalar repeated (what ``np.broadcast_to(value, k).astype(dtype)`` gives,
+    without its Python layers)."""
+    if isinstance(value, np.ndarray) and value.shape == (k,):
+        return value.astype(dtype)
+    if np.ndim(value) == 0:
+        return np.full(k, value, dtype=dtype)
+    return np.broadcast_to(value, k).astype(dtype)
