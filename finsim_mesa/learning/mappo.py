@@ -192,10 +192,13 @@ class Actor(nn.Module):
         self.obs_var.copy_(var.float())
         self.obs_count.fill_(total)
 
-    def distribution(self, obs: torch.Tensor) -> Beta:
-        """Beta(α, β) with α, β = 1 + softplus(·) > 1 (unimodal)."""
+    def distribution(self, obs: torch.Tensor, validate: bool = True) -> Beta:
+        """Beta(α, β) with α, β = 1 + softplus(·) > 1 (unimodal). ``validate=False``
+        skips torch's argument checks (the same numbers; a third of the cost of
+        acting, when α, β and the samples are valid by construction)."""
         a, b = self.head(self.body(self.normalize(obs))).chunk(2, dim=-1)
-        return Beta(1.0 + nn.functional.softplus(a), 1.0 + nn.functional.softplus(b))
+        return Beta(1.0 + nn.functional.softplus(a), 1.0 + nn.functional.softplus(b),
+                    validate_args=validate)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic action: the Beta mean."""
@@ -298,7 +301,10 @@ class MAPPO:
     def act(self, obs: np.ndarray, deterministic: bool = False
             ) -> tuple[np.ndarray, np.ndarray]:
         """Actions and log-probabilities for all banks in one pass: obs (n, obs_dim)."""
-        dist = self.actor.distribution(torch.as_tensor(obs, dtype=torch.float32))
+        # α, β > 1 by construction and samples are clamped inside (0, 1): the
+        # checks are skipped while collecting (the update keeps them)
+        dist = self.actor.distribution(torch.as_tensor(obs, dtype=torch.float32),
+                                       validate=False)
         a = dist.mean if deterministic else dist.sample()
         a = a.clamp(1e-6, 1 - 1e-6)
         return a.numpy(), dist.log_prob(a).sum(-1).numpy()
