@@ -216,7 +216,9 @@ def _dask_runs(grid: dict[str, list], seeds: list[int], steps: int, scheduler: s
         # forked workers inherit the imported package (see the module's docstring):
         # a spawned worker spends ~1.7 s importing it before its first run
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with dask.config.set({"distributed.worker.multiprocessing-method": method}):
+        # forked workers keep the parent's BLAS thread pools: pin them first
+        with single_threaded(), \
+                dask.config.set({"distributed.worker.multiprocessing-method": method}):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None)
         client = Client(cluster)
