@@ -102,16 +102,16 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     safe = np.where(ta > 0, ta, 1.0)
     lb = L.loans
     n = L.n
-    due2 = np.bincount(lb.borrower[lb.maturity <= t + 1], minlength=n,
-                       weights=lb.owed[lb.maturity <= t + 1])
-    due_next = np.bincount(lb.borrower[lb.maturity <= t], minlength=n,
-                           weights=lb.owed[lb.maturity <= t])
+    owed = lb.owed
+    within2, within1 = lb.maturity <= t + 1, lb.maturity <= t
+    due2 = np.bincount(lb.borrower[within2], minlength=n, weights=owed[within2])
+    due_next = np.bincount(lb.borrower[within1], minlength=n, weights=owed[within1])
     need = due2 + withdrawals + RUNOFF * L.deposits
     h = risk.distress(L.equity, L.equity0, L.defaulted)
-    at_risk = np.bincount(lb.lender[bilateral], weights=(lb.owed * h[lb.borrower])[bilateral],
+    at_risk = np.bincount(lb.lender[bilateral], weights=(owed * h[lb.borrower])[bilateral],
                           minlength=n)
     ib = (sheets.interbank_assets if isinstance(bilateral, slice)
-          else np.bincount(lb.lender[bilateral], weights=lb.owed[bilateral], minlength=n))
+          else np.bincount(lb.lender[bilateral], weights=owed[bilateral], minlength=n))
     rate_scale = cfg.base_rate + cfg.rate_stress_spread
     o = np.empty((n, OBS_DIM))
     o[:, OBS["capital_ratio"]] = clip(sheets.capital_ratio, -1, 1)
