@@ -1,0 +1,149 @@
+"""The state-reading initial search (finsim_mesa.learning.evolve): the actor it
+writes plays the intended table, the search finds a known state-dependent
+optimum, the exported actor reproduces the searched policy, and the
+``finsim train --init-search`` path."""
+
+import json
+
+import numpy as np
+import pytest
+
+from finsim_mesa.agents.actor import ActorBrain, load_actor_folder
+from finsim_mesa.conditions import MIXTURE, condition_params
+from finsim_mesa.errors import ConfigError
+from finsim_mesa.learning.evolve import (
+    binned_actor,
+    evolve_binned,
+    save_actor,
+    stratified_seeds,
+    stress_cuts,
+)
+
+LEVELS = (0.0, 0.3, 0.5, 0.8)  # the stress_level of normal, asset_crash, liquidity, systemic
+
+
+def _rows(rng, n, levels=LEVELS, col=13, d=16):
+    """Observation rows, column ``col`` set to each level in turn; other columns noise."""
+    obs = rng.normal(0.0, 2.0, (n * len(levels), d))
+    obs[:, col] = np.repeat(levels, n)
+    return obs, np.repeat(np.arange(len(levels)), n)
+
+
+def test_cut_points_are_midpoints_of_the_scenarios_stress_levels():
+    # the scenarios' YAML files: normal 0, asset_crash 0.3, liquidity_crisis 0.5, systemic 0.8
+    assert stress_cuts(MIXTURE.scenarios) == pytest.approx([0.15, 0.4, 0.65])
+    assert stress_cuts(["systemic", "normal"]) == pytest.approx([0.4])
+
+
+def test_stratified_seeds_take_the_first_seeds_of_each_scenario():
+    seeds = stratified_seeds(5000, 3)
+    drawn = [condition_params(MIXTURE, s)["scenario"] for s in seeds]
+    assert sorted(drawn) == sorted(list(MIXTURE.scenarios) * 3)
+    # nothing skipped: every seed below the last one not taken is a 4th-or-later
+    # draw of its scenario
+    skipped = [s for s in range(5000, seeds[-1]) if s not in seeds]
+    for s in skipped:
+        sc = condition_params(MIXTURE, s)["scenario"]
+        assert sum(1 for t in seeds if t < s and drawn[seeds.index(t)] == sc) == 3
+    with pytest.raises(ConfigError, match="at least 1"):
+        stratified_seeds(0, 0)
+
+
+def test_binned_actor_plays_its_table_in_each_bin():
+    rng = np.random.default_rng(3)
+    table = rng.uniform(0, 1, (4, 4))
+    table[0, :2], table[3, 2] = 0.0, 1.0  # the box's edges: kept at 0.002 / 0.998
+    brain = ActorBrain(binned_actor(table, [0.15, 0.4, 0.65], 13, 16))
+    obs, b = _rows(rng, 50)
+    np.testing.assert_allclose(brain.act(obs), np.clip(table, 0.002, 0.998)[b], atol=2e-5)
+    # the Beta concentration is as asked where the mean allows (alpha + beta = 20)
+    a, bb = brain.distribution(obs[b == 1])
+    ok = np.minimum(table[1], 1 - table[1]) * 20 > 1.05
+    np.testing.assert_allclose((a + bb)[:, ok], 20.0, rtol=1e-4)
+    # between the cut points only the read column matters
+    moved = obs.copy()
+    moved[:, 13] += 0.05
+    np.testing.assert_allclose(brain.act(moved), brain.act(obs), atol=2e-5)
+    with pytest.raises(ConfigError, match="increase"):
+        binned_actor(table, [0.4, 0.15, 0.65], 13, 16)
+    with pytest.raises(ConfigError, match="shape"):
+        binned_actor(table[:3], [0.15, 0.4, 0.65], 13, 16)
+
+
+def test_search_finds_a_known_state_dependent_optimum():
+    """A problem whose best rule is known: score = -(squared distance of the
+    action from a target that depends on the stress bin). No constant can
+    reach it; the search must find every bin's target."""
+    rng = np.random.default_rng(0)
+    target = np.array([[0.0, 0.0, 0.0, 0.1], [0.2, 0.5, 0.0, 0.3],
+                       [0.1, 1.0, 0.0, 0.2], [0.0, 0.5, 0.6, 0.9]])
+    obs, b = _rows(rng, 20)
+
+    def objective(brain):
+        return -float(np.mean((brain.act(obs) - target[b]) ** 2))
+
+    res = evolve_binned([0.5] * 4, [], iterations=60, population=40, seed=1,
+                        objective=objective, steps=3)
+    assert res.cuts == pytest.approx([0.15, 0.4, 0.65])
+    assert np.abs(res.actions - target).max() < 0.05
+    best_constant = -float(np.mean((target[b] - target.mean(0)) ** 2))
+    assert res.value > best_constant + 0.05
+
+
+def test_exported_actor_reproduces_the_searched_policy(tmp_path):
+    from finsim_mesa.learning.ship import check_scores, export_policy
+
+    rng = np.random.default_rng(5)
+    obs, _ = _rows(rng, 10)
+    res = evolve_binned([0.1, 0.5, 0.1, 0.1], [30_000], iterations=1, population=2,
+                        objective=lambda brain: float(brain.act(obs)[:, 1].mean()), steps=3)
+    meta = save_actor(res, tmp_path / "evolved", "finsim train --mixture ...", {"steps": 3})
+    saved = load_actor_folder(tmp_path / "evolved")
+    np.testing.assert_array_equal(saved.act(obs), ActorBrain(res.weights).act(obs))
+    assert meta["evolve"]["actions"] == res.actions.tolist()
+    assert meta["check"]["scores"] == check_scores(saved, {"steps": 3})
+    shipped = export_policy(tmp_path / "evolved", tmp_path / "ship", "finsim train --x")
+    again = load_actor_folder(tmp_path / "ship")
+    np.testing.assert_array_equal(again.act(obs), saved.act(obs))
+    assert shipped["command"] == "finsim train --x" and "evolve" in shipped
+    assert shipped["check"]["scores"] == meta["check"]["scores"]
+
+
+def test_train_init_search_command(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from finsim_mesa.cli import main
+
+    out = tmp_path / "m"
+    args = ["train", "--mixture", "--init-search", "1,1,2", "--init-action",
+            "0.1,0.5,0.1,0.1", "--episodes", "0", "--steps", "3", "--out", str(out), "-q"]
+    assert main(args) == 0
+    meta = json.loads((out / "evolved" / "meta.json").read_text())
+    assert meta["command"].startswith("finsim train --mixture --init-search 1,1,2")
+    assert meta["evolve"]["cuts"] == pytest.approx([0.15, 0.4, 0.65])
+    assert len(meta["evolve"]["seeds"]) == 4 and min(meta["evolve"]["seeds"]) >= 1_000_000
+    assert '"search_score"' in capsys.readouterr().out
+    no_mixture = [a for a in args if a != "--mixture"]
+    for argv, msg in ((no_mixture, "add --mixture"), ([*args, "--normalize-obs"],
+                      "normalize-obs"), ([*args, "--init-search", "8,10"], "comma-separated")):
+        assert main(argv) == 2
+        assert msg in capsys.readouterr().err
+
+
+def test_mappo_fine_tuning_starts_from_the_searched_actor(tmp_path):
+    torch = pytest.importorskip("torch")
+    from finsim_mesa.learning.run import _start_from_actor
+    from finsim_mesa.learning.trainer import Trainer, TrainerConfig
+
+    rng = np.random.default_rng(2)
+    res = evolve_binned([0.1, 0.5, 0.1, 0.1], [], iterations=1, population=2,
+                        objective=lambda brain: 0.0, steps=3)
+    res.actions = rng.uniform(0.1, 0.9, (4, 4))
+    res.weights = binned_actor(res.actions, res.cuts, res.obs_fields.index("market_stress"),
+                               len(res.obs_fields))
+    save_actor(res, tmp_path / "evolved", "finsim train", {"steps": 3})
+    trainer = Trainer({"n_banks": 10, "steps": 3}, TrainerConfig(episodes=1))
+    _start_from_actor(trainer, tmp_path / "evolved")
+    obs, b = _rows(rng, 5, col=res.obs_fields.index("market_stress"))
+    with torch.no_grad():
+        mean = trainer.agent.actor.distribution(torch.as_tensor(obs, dtype=torch.float32)).mean
+    np.testing.assert_allclose(mean.numpy(), res.actions[b], atol=1e-4)
