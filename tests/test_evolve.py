@@ -123,8 +123,10 @@ def test_train_init_search_command(tmp_path, capsys):
     assert len(meta["evolve"]["seeds"]) == 4 and min(meta["evolve"]["seeds"]) >= 1_000_000
     assert '"search_score"' in capsys.readouterr().out
     no_mixture = [a for a in args if a != "--mixture"]
-    for argv, msg in ((no_mixture, "add --mixture"), ([*args, "--normalize-obs"],
-                      "normalize-obs"), ([*args, "--init-search", "8,10"], "comma-separated")):
+    for argv, msg in ((no_mixture, "add --mixture"),
+                      ([*args, "--normalize-obs"], "normalize-obs"),
+                      ([*args, "--init-search", "8,10"], "SWEEPS"),
+                      ([*args, "--init-search", "a"], "comma-separated")):
         assert main(argv) == 2
         assert msg in capsys.readouterr().err
 
@@ -147,3 +149,26 @@ def test_mappo_fine_tuning_starts_from_the_searched_actor(tmp_path):
     with torch.no_grad():
         mean = trainer.agent.actor.distribution(torch.as_tensor(obs, dtype=torch.float32)).mean
     np.testing.assert_allclose(mean.numpy(), res.actions[b], atol=1e-4)
+
+
+def test_a_run_that_never_sees_a_bin_does_not_depend_on_its_actions():
+    """The premise of the block search's reuse of scores: a seed whose run never
+    observes the read column in bin k scores the same whatever bin k plays."""
+    from finsim_mesa.evaluation import evaluate_run
+    from finsim_mesa.learning.evolve import _obs_fields, _Recorder
+
+    names = _obs_fields({"steps": 8})
+    j = names.index("market_stress")
+    seed = next(s for s in range(40_000, 40_100)
+                if condition_params(MIXTURE, s)["scenario"] == "normal")
+    table = np.full((4, 4), 0.3)
+    scores, seen = [], []
+    for calm_lend, crisis in ((0.3, 0.0), (0.3, 0.9), (0.8, 0.9)):
+        table[0, 0], table[3] = calm_lend, crisis
+        rec = _Recorder(binned_actor(table, [0.15, 0.4, 0.65], j, len(names)), names, j,
+                        [0.15, 0.4, 0.65], 0.05)
+        scores.append(evaluate_run(rec, "mixture", seed, steps=8)["episode_reward"])
+        seen.append(rec.seen)
+    assert seen[0] == seen[1] and 3 not in seen[0] and 0 in seen[0]
+    assert scores[0] == scores[1]  # bin 3 (systemic stress) never seen: no effect
+    assert scores[2] != scores[0]  # bin 0 is what this run reads

@@ -101,16 +101,17 @@ def _init_search(args: argparse.Namespace) -> str:
     if args.normalize_obs:
         raise FinsimError("--init-search writes an actor on raw observations: leave out "
                           "--normalize-obs")
-    per, iters, pop = (int(v) for v in _floats(args.init_search, 3, "--init-search"))
-    if per < 1 or iters < 1 or pop < 2:
+    budget = [int(v) for v in _floats(args.init_search, None, "--init-search")]
+    per, iters, pop, sweeps = [*budget, 1][:4] if len(budget) in (3, 4) else (0, 0, 0, 0)
+    if per < 1 or iters < 1 or pop < 2 or sweeps < 1:
         raise FinsimError(f"--init-search {args.init_search}: give SEEDS_PER_SCENARIO,"
-                          "ITERATIONS,POPULATION with >= 1 seed, >= 1 iteration, >= 2 "
-                          "candidates")
+                          "ITERATIONS,POPULATION[,SWEEPS] with >= 1 seed, >= 1 iteration, "
+                          ">= 2 candidates, >= 1 sweep")
     init = _floats(args.init_action, 4, "--init-action (4 numbers with --init-search)")
     cuts = _floats(args.init_cuts, None, "--init-cuts") if args.init_cuts else None
     env = {"n_banks": args.banks, "steps": args.steps}
     res = evolve_binned(init, stratified_seeds(SEARCH_SEEDS, per), cuts, args.init_field,
-                        iterations=iters, population=pop, seed=args.seed,
+                        iterations=iters, population=pop, sweeps=sweeps, seed=args.seed,
                         hidden=args.hidden, progress=not args.quiet, **env)
     folder = Path(args.out) / "evolved"
     meta = save_actor(res, folder, _command(args), env)
@@ -166,12 +167,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "beta is 1.69")
     tr.add_argument("--advantage-norm", choices=("batch", "episode"), default="batch",
                     help="standardise advantages over the batch or per episode")
-    tr.add_argument("--init-search", metavar="SEEDS,ITERATIONS,POPULATION",
+    tr.add_argument("--init-search", metavar="SEEDS,ITERATIONS,POPULATION[,SWEEPS]",
                     help="first search a state-reading actor by the cross-entropy method "
                          "(piecewise constant in --init-field, every piece starting at "
-                         "--init-action) on SEEDS training seeds per scenario; written to "
-                         "OUT/evolved, then fine-tuned by MAPPO for --episodes (0: search "
-                         "only). Needs --mixture, e.g. 8,10,16")
+                         "--init-action; one piece at a time, SWEEPS times, default 1) on "
+                         "SEEDS training seeds per scenario; written to OUT/evolved, then "
+                         "fine-tuned by MAPPO for --episodes (0: search only). Needs "
+                         "--mixture, e.g. 12,6,12")
     tr.add_argument("--init-cuts", metavar="C1,C2,...",
                     help="cut points of --init-field (default: midpoints between the "
                          "scenarios' stress levels, 0.15,0.4,0.65)")

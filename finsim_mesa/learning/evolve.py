@@ -12,18 +12,25 @@ and writes the result as an ordinary actor (``weights.safetensors`` +
 The family: *piecewise-constant in one observation column* (default
 ``market_stress``). Cut points ``c_1 < … < c_K`` split the column into K + 1
 bins; bin b plays the action vector ``A[b]`` (lend, hoard, sell, borrow). The
-actor MLP (:mod:`finsim_mesa.agents.actor`) realises it exactly, up to tanh
-saturation, with hidden units j < K:
+actor MLP (:mod:`finsim_mesa.agents.actor`) realises it exactly with K + 2
+first-layer and K + 1 second-layer units (every other weight is 0):
 
-    h1_j = tanh(s (x_f - c_j)),   h2_j = tanh(g h1_j)  (= ±τ, τ = tanh g)
-    u = u_0 + Σ_j W_j h2_j  with  W_j = (u_{j+1} - u_j) / (2τ),  bias = u_0 + τ Σ_j W_j
+    h1_0 = +1,  h1_j = tanh(s (x_f - c_j)) (= ±1),  h1_{K+1} = -1
+    h2_b = tanh(a (h1_b - h1_{b+1}))  = tanh(2a) in bin b, exactly 0 elsewhere
+    head = Σ_b (u_b / tanh 2a) h2_b   = u_b in bin b
 
-so in bin b the head's output is ``u_b``, the Beta logits whose mean
-α / (α + β) is ``A[b]`` (α = κ m, β = κ (1 - m), α, β > 1). Every other weight
-is 0. The default cut points are the midpoints between the stress levels of
-the training scenarios (normal 0, asset_crash 0.3, liquidity_crisis 0.5,
-systemic 0.8: :func:`stress_cuts`): the policy reads the stress it observes,
-never the scenario's name.
+with ``u_b`` the Beta logits whose mean α / (α + β) is ``A[b]`` (α = κ m,
+β = κ (1 - m), both > 1). In float32, tanh(y) = ±1 exactly for |y| > 9, so
+beyond 9/s of every cut point the action depends on its own bin's parameters
+only (closer, on the two neighbours'). The default cut points are the
+midpoints between the stress levels of the training scenarios (normal 0,
+asset_crash 0.3, liquidity_crisis 0.5, systemic 0.8: :func:`stress_cuts`):
+the policy reads the stress it observes, never the scenario's name.
+
+The search (:func:`evolve_binned`): block coordinates, a CEM over one bin's
+four actions at a time, every bin starting at a given constant (e.g. the best
+constant), reusing the incumbent's score of every seed whose run never saw
+the bin (exactly the same run, by the locality above).
 
 Seeds: the search scores candidates on *training* seeds (from 1,000,000, as
 :mod:`finsim_mesa.learning.trainer`), stratified so every scenario of the
@@ -43,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from finsim_mesa.agents.actor import ActorBrain
 from finsim_mesa.conditions import MIXTURE, Conditions, condition_params
 from finsim_mesa.errors import ConfigError
 
@@ -51,6 +59,8 @@ __all__ = ["SEARCH_SEEDS", "EvolveResult", "binned_actor", "evolve_binned", "sav
 
 SEARCH_SEEDS = 1_000_000  # = learning.trainer.TRAIN_SEEDS (not imported: no torch here)
 N_ACTIONS = 4
+STEEPNESS = 200.0  # per unit of the read column
+MARGIN = 10.0 / STEEPNESS  # within this of a cut point a step is not yet exact
 
 
 def stress_cuts(scenarios: Sequence[str]) -> list[float]:
@@ -89,7 +99,7 @@ def _beta_logits(m: np.ndarray, concentration: float) -> tuple[np.ndarray, np.nd
 
 
 def binned_actor(actions: np.ndarray, cuts: Sequence[float], field_index: int, obs_dim: int,
-                 hidden: int = 64, steepness: float = 100.0, gain: float = 3.0,
+                 hidden: int = 64, steepness: float = STEEPNESS, gain: float = 3.0,
                  concentration: float = 20.0) -> dict[str, np.ndarray]:
     """Actor weights (the :class:`~finsim_mesa.agents.actor.ActorBrain` names)
     that play ``actions[b]`` where column ``field_index`` lies in bin b.
@@ -99,35 +109,36 @@ def binned_actor(actions: np.ndarray, cuts: Sequence[float], field_index: int, o
         cuts: increasing cut points, in the column's units.
         field_index: the column read.
         obs_dim: observation width d.
-        hidden: hidden units (>= len(cuts); 64 as MAPPO's default, so it can be
+        hidden: hidden units (>= len(cuts) + 2; 64 as MAPPO's default, so it can be
             fine-tuned).
-        steepness: s, per unit of the column: the width of a step is about 3/s.
-        gain: g of the second layer.
+        steepness: s, per unit of the column: a step is exact (float32 tanh = ±1)
+            beyond 9/s of its cut point.
+        gain: a of the second layer.
         concentration: Beta α + β where the mean allows (higher: less noise when
             the actor samples).
     """
     A = np.asarray(actions, dtype=float)
     K = len(cuts)
-    if A.shape != (K + 1, N_ACTIONS) or hidden < K or not 0 <= field_index < obs_dim:
+    if A.shape != (K + 1, N_ACTIONS) or hidden < K + 2 or not 0 <= field_index < obs_dim:
         raise ConfigError(f"binned_actor: need actions of shape ({K + 1}, {N_ACTIONS}), "
-                          f"hidden >= {K} and 0 <= field_index < {obs_dim}")
+                          f"hidden >= {K + 2} and 0 <= field_index < {obs_dim}")
     if K and np.any(np.diff(cuts) <= 0):
         raise ConfigError(f"binned_actor: cut points must increase, got {list(cuts)}")
     u, v = _beta_logits(A, concentration)
     out = np.hstack([u, v])  # (K + 1, 8): the head's output in each bin
-    tau = np.tanh(gain)
-    W = np.diff(out, axis=0) / (2 * tau)  # (K, 8)
     w1, b1 = np.zeros((hidden, obs_dim)), np.zeros(hidden)
-    w1[np.arange(K), field_index] = steepness
-    b1[:K] = -steepness * np.asarray(cuts, dtype=float)
-    w2 = np.zeros((hidden, hidden))
-    w2[np.arange(K), np.arange(K)] = gain
+    w1[np.arange(1, K + 1), field_index] = steepness  # steps at the cut points
+    b1[1:K + 1] = -steepness * np.asarray(cuts, dtype=float)
+    b1[0], b1[K + 1] = 20.0, -20.0  # constant +1 and -1 (float32 tanh(20) = 1)
+    w2 = np.zeros((hidden, hidden))  # h2_b = tanh(a (h1_b - h1_{b+1})): tanh(2a) or 0
+    w2[np.arange(K + 1), np.arange(K + 1)] = gain
+    w2[np.arange(K + 1), np.arange(1, K + 2)] = -gain
     w3 = np.zeros((2 * N_ACTIONS, hidden))
-    w3[:, :K] = W.T
-    b3 = out[0] + tau * W.sum(axis=0)
+    w3[:, :K + 1] = out.T / np.tanh(2 * gain)
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     return {"body.0.weight": f32(w1), "body.0.bias": f32(b1), "body.2.weight": f32(w2),
-            "body.2.bias": f32(np.zeros(hidden)), "head.weight": f32(w3), "head.bias": f32(b3)}
+            "body.2.bias": f32(np.zeros(hidden)), "head.weight": f32(w3),
+            "head.bias": f32(np.zeros(2 * N_ACTIONS))}
 
 
 @dataclass
@@ -146,6 +157,8 @@ class EvolveResult:
     evaluations: int
     wall_seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    episodes: int = 0
+    method: str = "blocks"
 
 
 def _obs_fields(env: dict[str, Any]) -> list[str]:
@@ -156,20 +169,48 @@ def _obs_fields(env: dict[str, Any]) -> list[str]:
     return list(observation_names(m.config, m.market.names))
 
 
+class _Recorder(ActorBrain):
+    """An :class:`ActorBrain` that notes which bins of the read column its
+    observations fell in (within ``margin`` of a cut point: both neighbours)."""
+
+    def __init__(self, weights: dict[str, np.ndarray], names: list[str], col: int,
+                 cuts: Sequence[float], margin: float) -> None:
+        super().__init__(weights, names)
+        self.col, self.cuts, self.margin = col, np.asarray(cuts, dtype=float), margin
+        self.seen: set[int] = set()
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        obs = observations if self.columns is None else observations[:, self.columns]
+        x = np.asarray(obs[:, self.col], dtype=float)
+        for shift in (-self.margin, self.margin):
+            self.seen.update(np.unique(np.searchsorted(self.cuts, x + shift)).tolist())
+        return super().act(observations)
+
+
 def evolve_binned(init_action: Sequence[float], seeds: Sequence[int],
                   cuts: Sequence[float] | None = None, field_name: str = "market_stress",
                   iterations: int = 8, population: int = 16, seed: int = 0,
                   init_std: float = 0.25, hidden: int = 64, progress: bool = False,
-                  objective: Callable[[Any], float] | None = None,
-                  **env: Any) -> EvolveResult:
+                  objective: Callable[[Any], float] | None = None, method: str = "blocks",
+                  sweeps: int = 1, **env: Any) -> EvolveResult:
     """Search the per-bin actions by CEM, every bin starting at ``init_action``.
 
     Candidates are scored by their mean fixed-horizon score on the mixture
     condition of each of ``seeds`` (common random numbers; or by
-    ``objective(brain)``, higher is better, if given); the answer is the best
-    candidate scored. ``env``: fixed model parameters (e.g. ``steps``).
+    ``objective(brain)``, higher is better, if given). ``env``: fixed model
+    parameters (e.g. ``steps``).
+
+    ``method="joint"``: one CEM over all bins × 4 actions (``iterations`` ×
+    ``population`` candidates). ``method="blocks"`` (default): block
+    coordinates, ``sweeps`` times over the bins, a CEM over one bin's 4 actions
+    at a time with the others fixed. A seed whose run with the incumbent never
+    observed the column in that bin (nor within 10/steepness of its cut points)
+    runs the same with every candidate, so its incumbent score is reused and
+    only the seeds that visit the bin are run; the bin's selection is then not
+    drowned by the noise of the other bins' seeds (joint CEM on the mixture
+    settled near the constant: docs/design.md). Every accepted incumbent is
+    re-scored on all seeds.
     """
-    from finsim_mesa.agents.actor import ActorBrain
     from finsim_mesa.evaluation import evaluate_run
     from finsim_mesa.search import cem
 
@@ -177,31 +218,76 @@ def evolve_binned(init_action: Sequence[float], seeds: Sequence[int],
     names = _obs_fields(env)
     if field_name not in names:
         raise ConfigError(f"no observation column {field_name!r}; columns: {', '.join(names)}")
+    if method not in ("blocks", "joint") or sweeps < 1:
+        raise ConfigError(f"method {method!r}, sweeps {sweeps}: give 'blocks' or 'joint' "
+                          "and sweeps >= 1")
     j, bins = names.index(field_name), len(cuts) + 1
     init = np.clip(np.asarray(init_action, dtype=float), 0, 1)
     if init.shape != (N_ACTIONS,):
         raise ConfigError(f"init_action: give {N_ACTIONS} numbers, got {init.tolist()}")
-    seeds = [int(s) for s in seeds]
+    seed_list: list[int | None] = [int(s) for s in seeds] if objective is None else [None]
+    counts = {"episodes": 0, "candidates": 0}
 
-    def brain(x: np.ndarray) -> ActorBrain:
-        w = binned_actor(x.reshape(bins, N_ACTIONS), cuts, j, len(names), hidden)
-        return ActorBrain(w, names)
+    def weights(x: np.ndarray) -> dict[str, np.ndarray]:
+        return binned_actor(x.reshape(bins, N_ACTIONS), cuts, j, len(names), hidden)
 
-    def score(x: np.ndarray) -> float:
-        b = brain(x)
-        v = float(objective(b) if objective is not None else
-                  np.mean([evaluate_run(b, "mixture", s, **env)["episode_reward"]
-                           for s in seeds]))
+    def run(w: dict[str, np.ndarray], s: int | None) -> tuple[float, set[int]]:
+        b = _Recorder(w, names, j, cuts, MARGIN)
+        if s is None:
+            return float(objective(b)), set(range(bins))  # type: ignore[misc]
+        counts["episodes"] += 1
+        return float(evaluate_run(b, "mixture", s, **env)["episode_reward"]), b.seen
+
+    def say(x: np.ndarray, v: float) -> None:
+        counts["candidates"] += 1
         if progress:
             print(f"  candidate {np.round(x, 3).tolist()}: {v:.4f}", flush=True)
-        return v
 
     t0 = time.perf_counter()
-    res = cem(score, bins * N_ACTIONS, iterations=iterations, population=population,
-              seed=seed, init_mean=np.tile(init, bins), init_std=init_std)
-    actions = res.best.reshape(bins, N_ACTIONS)
-    return EvolveResult(field_name, cuts, actions, brain(res.best).weights, names, res.value,
-                        seeds, res.evaluations, time.perf_counter() - t0, res.history)
+    x = np.tile(init, bins)
+    history: list[dict[str, Any]] = []
+    if method == "joint":
+        def score(y: np.ndarray) -> float:
+            w = weights(y)
+            v = float(np.mean([run(w, s)[0] for s in seed_list]))
+            say(y, v)
+            return v
+
+        res = cem(score, bins * N_ACTIONS, iterations=iterations, population=population,
+                  seed=seed, init_mean=x, init_std=init_std)
+        x, value, history = res.best, res.value, res.history
+    else:
+        inc = {s: run(weights(x), s) for s in seed_list}
+        value = float(np.mean([v for v, _ in inc.values()]))
+        for sweep in range(sweeps):
+            for k in range(bins):
+                active = [s for s in seed_list if k in inc[s][1]]
+                if not active:
+                    continue  # no run observes this bin: nothing to learn about it
+                rest = sum(inc[s][0] for s in seed_list if s not in active)
+
+                def block(y: np.ndarray, k: int = k, active: list = active,
+                          rest: float = rest) -> float:
+                    z = x.copy()
+                    z[k * N_ACTIONS:(k + 1) * N_ACTIONS] = y
+                    w = weights(z)
+                    v = (rest + sum(run(w, s)[0] for s in active)) / len(seed_list)
+                    say(z, v)
+                    return v
+
+                res = cem(block, N_ACTIONS, iterations=iterations, population=population,
+                          seed=seed + 1000 * sweep + k, init_std=init_std,
+                          init_mean=x[k * N_ACTIONS:(k + 1) * N_ACTIONS])
+                if res.value > value:
+                    x[k * N_ACTIONS:(k + 1) * N_ACTIONS] = res.best
+                    inc = {s: run(weights(x), s) for s in seed_list}  # re-scored in full
+                    value = float(np.mean([v for v, _ in inc.values()]))
+                history.append({"sweep": sweep, "bin": k, "seeds": len(active),
+                                "block_best": res.value, "value": value,
+                                "actions": x.reshape(bins, N_ACTIONS)[k].tolist()})
+    return EvolveResult(field_name, cuts, x.reshape(bins, N_ACTIONS), weights(x), names,
+                        value, [s for s in seed_list if s is not None], counts["candidates"],
+                        time.perf_counter() - t0, history, counts["episodes"], method)
 
 
 def save_actor(result: EvolveResult, dest: str | Path, command: str = "",
@@ -211,7 +297,6 @@ def save_actor(result: EvolveResult, dest: str | Path, command: str = "",
     the check seeds' scores); returns the metadata."""
     from safetensors.numpy import save
 
-    from finsim_mesa.agents.actor import ActorBrain
     from finsim_mesa.files import write_bytes_atomic, write_text_atomic
     from finsim_mesa.learning.ship import CHECK_SEEDS, check_scores
 
@@ -225,6 +310,7 @@ def save_actor(result: EvolveResult, dest: str | Path, command: str = "",
             "evolve": {"field": result.field, "cuts": result.cuts,
                        "actions": result.actions.tolist(), "value": result.value,
                        "seeds": result.seeds, "evaluations": result.evaluations,
+                       "method": result.method, "episodes": result.episodes,
                        "wall_seconds": result.wall_seconds, "history": result.history},
             "check": {"condition": "mixture", "seeds": list(CHECK_SEEDS),
                       "scores": check_scores(brain, env)}}
