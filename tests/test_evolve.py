@@ -70,6 +70,24 @@ def test_binned_actor_plays_its_table_in_each_bin():
         binned_actor(table[:3], [0.15, 0.4, 0.65], 13, 16)
 
 
+def test_extra_columns_shift_the_logits_above_their_cut():
+    rng = np.random.default_rng(4)
+    table = rng.uniform(0.1, 0.9, (4, 4))
+    shifts = np.array([[1.0, -2.0, 0.0, 3.0]])
+    plain = ActorBrain(binned_actor(table, [0.15, 0.4, 0.65], 13, 16))
+    brain = ActorBrain(binned_actor(table, [0.15, 0.4, 0.65], 13, 16, extras=[(0, 0.12)],
+                                    shifts=shifts))
+    obs, _ = _rows(rng, 30)
+    low, high = obs.copy(), obs.copy()
+    low[:, 0], high[:, 0] = 0.10, 0.14
+    np.testing.assert_allclose(brain.act(low), plain.act(low), atol=1e-6)
+    a0, b0 = plain.distribution(high)
+    softplus_inv = lambda y: np.log(np.expm1(y))  # noqa: E731
+    alpha = 1 + np.log1p(np.exp(softplus_inv(a0 - 1.0) + shifts[0]))
+    beta = 1 + np.log1p(np.exp(softplus_inv(b0 - 1.0) - shifts[0]))
+    np.testing.assert_allclose(brain.act(high), alpha / (alpha + beta), rtol=1e-4)
+
+
 def test_search_finds_a_known_state_dependent_optimum():
     """A problem whose best rule is known: score = -(squared distance of the
     action from a target that depends on the stress bin). No constant can
@@ -115,11 +133,15 @@ def test_train_init_search_command(tmp_path, capsys):
 
     out = tmp_path / "m"
     args = ["train", "--mixture", "--init-search", "1,1,2", "--init-action",
-            "0.1,0.5,0.1,0.1", "--episodes", "0", "--steps", "3", "--out", str(out), "-q"]
+            "0.1,0.5,0.1,0.1", "--episodes", "0", "--steps", "3", "--out", str(out), "-q",
+            "--init-extra", "capital_ratio:0.12"]
     assert main(args) == 0
     meta = json.loads((out / "evolved" / "meta.json").read_text())
     assert meta["command"].startswith("finsim train --mixture --init-search 1,1,2")
     assert meta["evolve"]["cuts"] == pytest.approx([0.15, 0.4, 0.65])
+    assert meta["evolve"]["extras"] == [["capital_ratio", 0.12]]
+    assert np.shape(meta["evolve"]["shifts"]) == (1, 4)
+    assert "--init-extra capital_ratio:0.12" in meta["command"]
     assert len(meta["evolve"]["seeds"]) == 4 and min(meta["evolve"]["seeds"]) >= 1_000_000
     assert '"search_score"' in capsys.readouterr().out
     no_mixture = [a for a in args if a != "--mixture"]

@@ -79,6 +79,8 @@ def _command(args: argparse.Namespace) -> str:
         parts.append(f"--init-cuts {args.init_cuts}")
     if args.init_field != "market_stress":
         parts.append(f"--init-field {args.init_field}")
+    if args.init_extra:
+        parts.append(f"--init-extra {args.init_extra}")
     return " ".join([*parts, f"--out {args.out}"])
 
 
@@ -109,10 +111,14 @@ def _init_search(args: argparse.Namespace) -> str:
                           ">= 2 candidates, >= 1 sweep")
     init = _floats(args.init_action, 4, "--init-action (4 numbers with --init-search)")
     cuts = _floats(args.init_cuts, None, "--init-cuts") if args.init_cuts else None
+    extras = []
+    for item in (args.init_extra.split(",") if args.init_extra else []):
+        name, _, cut = item.partition(":")
+        extras.append((name, _floats(cut, 1, f"--init-extra {item!r}: FIELD:CUT, cut")[0]))
     env = {"n_banks": args.banks, "steps": args.steps}
     res = evolve_binned(init, stratified_seeds(SEARCH_SEEDS, per), cuts, args.init_field,
                         iterations=iters, population=pop, sweeps=sweeps, seed=args.seed,
-                        hidden=args.hidden, progress=not args.quiet, **env)
+                        hidden=args.hidden, progress=not args.quiet, extras=extras, **env)
     folder = Path(args.out) / "evolved"
     meta = save_actor(res, folder, _command(args), env)
     print(json.dumps({"evolved": str(folder), "field": res.field, "cuts": res.cuts,
@@ -179,6 +185,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "scenarios' stress levels, 0.15,0.4,0.65)")
     tr.add_argument("--init-field", default="market_stress",
                     help="observation column the searched actor reads")
+    tr.add_argument("--init-extra", metavar="FIELD:CUT,...",
+                    help="further columns the searched actor reads: above CUT a searched "
+                         "shift of every action, e.g. capital_ratio:0.123")
     tr.add_argument("--resume", help="checkpoint folder to continue from")
     tr.add_argument("--out", default="models", help="where checkpoints and logs go")
     tr.add_argument("-q", "--quiet", action="store_true")

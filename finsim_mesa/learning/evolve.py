@@ -61,6 +61,8 @@ SEARCH_SEEDS = 1_000_000  # = learning.trainer.TRAIN_SEEDS (not imported: no tor
 N_ACTIONS = 4
 STEEPNESS = 200.0  # per unit of the read column
 MARGIN = 10.0 / STEEPNESS  # within this of a cut point a step is not yet exact
+EXTRA_STEEPNESS = 2000.0  # steps of the extra columns (exact beyond 0.0045 of the cut)
+SHIFT = 4.0  # the extra columns' logit shifts lie in [-SHIFT, SHIFT]
 
 
 def stress_cuts(scenarios: Sequence[str]) -> list[float]:
@@ -100,7 +102,8 @@ def _beta_logits(m: np.ndarray, concentration: float) -> tuple[np.ndarray, np.nd
 
 def binned_actor(actions: np.ndarray, cuts: Sequence[float], field_index: int, obs_dim: int,
                  hidden: int = 64, steepness: float = STEEPNESS, gain: float = 3.0,
-                 concentration: float = 20.0) -> dict[str, np.ndarray]:
+                 concentration: float = 20.0, extras: Sequence[tuple[int, float]] = (),
+                 shifts: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Actor weights (the :class:`~finsim_mesa.agents.actor.ActorBrain` names)
     that play ``actions[b]`` where column ``field_index`` lies in bin b.
 
@@ -116,12 +119,18 @@ def binned_actor(actions: np.ndarray, cuts: Sequence[float], field_index: int, o
         gain: a of the second layer.
         concentration: Beta α + β where the mean allows (higher: less noise when
             the actor samples).
+        extras: (column, cut point) pairs: where column > cut, ``shifts[e]`` (shape
+            (len(extras), 4), in logits) is added to α's logit and taken from β's
+            (a step at ``EXTRA_STEEPNESS``).
     """
     A = np.asarray(actions, dtype=float)
-    K = len(cuts)
-    if A.shape != (K + 1, N_ACTIONS) or hidden < K + 2 or not 0 <= field_index < obs_dim:
+    K, E = len(cuts), len(extras)
+    D = np.zeros((E, N_ACTIONS)) if shifts is None else np.asarray(shifts, dtype=float)
+    if (A.shape != (K + 1, N_ACTIONS) or D.shape != (E, N_ACTIONS) or hidden < K + 2 + E
+            or not all(0 <= c < obs_dim for c in [field_index, *(c for c, _ in extras)])):
         raise ConfigError(f"binned_actor: need actions of shape ({K + 1}, {N_ACTIONS}), "
-                          f"hidden >= {K + 2} and 0 <= field_index < {obs_dim}")
+                          f"shifts of shape ({E}, {N_ACTIONS}), hidden >= {K + 2 + E} and "
+                          f"columns in [0, {obs_dim})")
     if K and np.any(np.diff(cuts) <= 0):
         raise ConfigError(f"binned_actor: cut points must increase, got {list(cuts)}")
     u, v = _beta_logits(A, concentration)
@@ -130,14 +139,19 @@ def binned_actor(actions: np.ndarray, cuts: Sequence[float], field_index: int, o
     w1[np.arange(1, K + 1), field_index] = steepness  # steps at the cut points
     b1[1:K + 1] = -steepness * np.asarray(cuts, dtype=float)
     b1[0], b1[K + 1] = 20.0, -20.0  # constant +1 and -1 (float32 tanh(20) = 1)
+    b2 = np.zeros(hidden)
     w2 = np.zeros((hidden, hidden))  # h2_b = tanh(a (h1_b - h1_{b+1})): tanh(2a) or 0
     w2[np.arange(K + 1), np.arange(K + 1)] = gain
     w2[np.arange(K + 1), np.arange(1, K + 2)] = -gain
     w3 = np.zeros((2 * N_ACTIONS, hidden))
     w3[:, :K + 1] = out.T / np.tanh(2 * gain)
+    for e, (col, cut) in enumerate(extras):  # h2 = tanh(a (h1 + 1)): tanh(2a) above the cut
+        w1[K + 2 + e, col], b1[K + 2 + e] = EXTRA_STEEPNESS, -EXTRA_STEEPNESS * cut
+        w2[K + 1 + e, K + 2 + e], b2[K + 1 + e] = gain, gain
+        w3[:, K + 1 + e] = np.concatenate([D[e], -D[e]]) / np.tanh(2 * gain)
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     return {"body.0.weight": f32(w1), "body.0.bias": f32(b1), "body.2.weight": f32(w2),
-            "body.2.bias": f32(np.zeros(hidden)), "head.weight": f32(w3),
+            "body.2.bias": f32(b2), "head.weight": f32(w3),
             "head.bias": f32(np.zeros(2 * N_ACTIONS))}
 
 
@@ -159,6 +173,8 @@ class EvolveResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     episodes: int = 0
     method: str = "blocks"
+    extras: list[tuple[str, float]] = field(default_factory=list)
+    shifts: np.ndarray | None = None  # (len(extras), 4) logit shifts above each cut
 
 
 def _obs_fields(env: dict[str, Any]) -> list[str]:
@@ -192,7 +208,8 @@ def evolve_binned(init_action: Sequence[float], seeds: Sequence[int],
                   iterations: int = 8, population: int = 16, seed: int = 0,
                   init_std: float = 0.25, hidden: int = 64, progress: bool = False,
                   objective: Callable[[Any], float] | None = None, method: str = "blocks",
-                  sweeps: int = 1, **env: Any) -> EvolveResult:
+                  sweeps: int = 1, extras: Sequence[tuple[str, float]] = (),
+                  **env: Any) -> EvolveResult:
     """Search the per-bin actions by CEM, every bin starting at ``init_action``.
 
     Candidates are scored by their mean fixed-horizon score on the mixture
@@ -210,6 +227,10 @@ def evolve_binned(init_action: Sequence[float], seeds: Sequence[int],
     drowned by the noise of the other bins' seeds (joint CEM on the mixture
     settled near the constant: docs/design.md). Every accepted incumbent is
     re-scored on all seeds.
+
+    ``extras``: (column, cut point) pairs read besides: above its cut point each
+    adds a searched shift (in [-SHIFT, SHIFT] logits per action) to every bin's
+    action; its block is scored on all seeds.
     """
     from finsim_mesa.evaluation import evaluate_run
     from finsim_mesa.search import cem
@@ -221,7 +242,11 @@ def evolve_binned(init_action: Sequence[float], seeds: Sequence[int],
     if method not in ("blocks", "joint") or sweeps < 1:
         raise ConfigError(f"method {method!r}, sweeps {sweeps}: give 'blocks' or 'joint' "
                           "and sweeps >= 1")
-    j, bins = names.index(field_name), len(cuts) + 1
+    lost = [f for f, _ in extras if f not in names]
+    if lost:
+        raise ConfigError(f"no observation column {', '.join(lost)}; columns: {', '.join(names)}")
+    ex = [(names.index(f), float(c)) for f, c in extras]
+    j, bins, n_blocks = names.index(field_name), len(cuts) + 1, len(cuts) + 1 + len(extras)
     init = np.clip(np.asarray(init_action, dtype=float), 0, 1)
     if init.shape != (N_ACTIONS,):
         raise ConfigError(f"init_action: give {N_ACTIONS} numbers, got {init.tolist()}")
@@ -229,7 +254,9 @@ def evolve_binned(init_action: Sequence[float], seeds: Sequence[int],
     counts = {"episodes": 0, "candidates": 0}
 
     def weights(x: np.ndarray) -> dict[str, np.ndarray]:
-        return binned_actor(x.reshape(bins, N_ACTIONS), cuts, j, len(names), hidden)
+        blocks = x.reshape(n_blocks, N_ACTIONS)
+        return binned_actor(blocks[:bins], cuts, j, len(names), hidden, extras=ex,
+                            shifts=SHIFT * (2 * blocks[bins:] - 1))
 
     def run(w: dict[str, np.ndarray], s: int | None) -> tuple[float, set[int]]:
         b = _Recorder(w, names, j, cuts, MARGIN)
@@ -244,7 +271,7 @@ def evolve_binned(init_action: Sequence[float], seeds: Sequence[int],
             print(f"  candidate {np.round(x, 3).tolist()}: {v:.4f}", flush=True)
 
     t0 = time.perf_counter()
-    x = np.tile(init, bins)
+    x = np.concatenate([np.tile(init, bins), np.full(len(ex) * N_ACTIONS, 0.5)])
     history: list[dict[str, Any]] = []
     if method == "joint":
         def score(y: np.ndarray) -> float:
@@ -253,15 +280,15 @@ def evolve_binned(init_action: Sequence[float], seeds: Sequence[int],
             say(y, v)
             return v
 
-        res = cem(score, bins * N_ACTIONS, iterations=iterations, population=population,
+        res = cem(score, n_blocks * N_ACTIONS, iterations=iterations, population=population,
                   seed=seed, init_mean=x, init_std=init_std)
         x, value, history = res.best, res.value, res.history
     else:
         inc = {s: run(weights(x), s) for s in seed_list}
         value = float(np.mean([v for v, _ in inc.values()]))
         for sweep in range(sweeps):
-            for k in range(bins):
-                active = [s for s in seed_list if k in inc[s][1]]
+            for k in range(n_blocks):  # the bins, then the extra columns (all seeds)
+                active = [s for s in seed_list if k >= bins or k in inc[s][1]]
                 if not active:
                     continue  # no run observes this bin: nothing to learn about it
                 rest = sum(inc[s][0] for s in seed_list if s not in active)
@@ -284,10 +311,12 @@ def evolve_binned(init_action: Sequence[float], seeds: Sequence[int],
                     value = float(np.mean([v for v, _ in inc.values()]))
                 history.append({"sweep": sweep, "bin": k, "seeds": len(active),
                                 "block_best": res.value, "value": value,
-                                "actions": x.reshape(bins, N_ACTIONS)[k].tolist()})
-    return EvolveResult(field_name, cuts, x.reshape(bins, N_ACTIONS), weights(x), names,
+                                "params": x.reshape(n_blocks, N_ACTIONS)[k].tolist()})
+    blocks = x.reshape(n_blocks, N_ACTIONS)
+    return EvolveResult(field_name, cuts, blocks[:bins], weights(x), names,
                         value, [s for s in seed_list if s is not None], counts["candidates"],
-                        time.perf_counter() - t0, history, counts["episodes"], method)
+                        time.perf_counter() - t0, history, counts["episodes"], method,
+                        [(f, float(c)) for f, c in extras], SHIFT * (2 * blocks[bins:] - 1))
 
 
 def save_actor(result: EvolveResult, dest: str | Path, command: str = "",
@@ -311,6 +340,8 @@ def save_actor(result: EvolveResult, dest: str | Path, command: str = "",
                        "actions": result.actions.tolist(), "value": result.value,
                        "seeds": result.seeds, "evaluations": result.evaluations,
                        "method": result.method, "episodes": result.episodes,
+                       "extras": [list(e) for e in result.extras],
+                       "shifts": [] if result.shifts is None else result.shifts.tolist(),
                        "wall_seconds": result.wall_seconds, "history": result.history},
             "check": {"condition": "mixture", "seeds": list(CHECK_SEEDS),
                       "scores": check_scores(brain, env)}}
