@@ -144,6 +144,14 @@ def test_train_init_search_command(tmp_path, capsys):
     assert "--init-extra capital_ratio:0.12" in meta["command"]
     assert len(meta["evolve"]["seeds"]) == 4 and min(meta["evolve"]["seeds"]) >= 1_000_000
     assert '"search_score"' in capsys.readouterr().out
+    # continue it: the start is the first search's table, so it scores no worse
+    out2 = tmp_path / "m2"
+    assert main([*args[:-5], "--out", str(out2), "-q", "--init-extra", "capital_ratio:0.12",
+                 "--init-from", str(out / "evolved"), "--seed", "1"]) == 0
+    meta2 = json.loads((out2 / "evolved" / "meta.json").read_text())
+    assert f"--init-from {out / 'evolved'}" in meta2["command"]
+    assert meta2["evolve"]["value"] >= meta["evolve"]["value"]
+    capsys.readouterr()
     no_mixture = [a for a in args if a != "--mixture"]
     for argv, msg in ((no_mixture, "add --mixture"),
                       ([*args, "--normalize-obs"], "normalize-obs"),
@@ -194,3 +202,32 @@ def test_a_run_that_never_sees_a_bin_does_not_depend_on_its_actions():
     assert seen[0] == seen[1] and 3 not in seen[0] and 0 in seen[0]
     assert scores[0] == scores[1]  # bin 3 (systemic stress) never seen: no effect
     assert scores[2] != scores[0]  # bin 0 is what this run reads
+
+
+def test_a_search_continues_from_the_actor_it_wrote(tmp_path):
+    """--init-from: the saved table (actions and extra shifts) is the start, so
+    when the start is the optimum the search keeps it exactly."""
+    rng = np.random.default_rng(6)
+    obs, _ = _rows(rng, 10)
+    obs[:, 0] = rng.uniform(0.08, 0.16, len(obs))
+    res = evolve_binned([0.1, 0.5, 0.1, 0.1], [], iterations=1, population=2,
+                        objective=lambda brain: 0.0, steps=3, extras=[("capital_ratio", 0.12)])
+    res.actions = rng.uniform(0.1, 0.9, (4, 4))
+    res.shifts = np.array([[1.0, -1.0, 2.0, 0.0]])
+    names = res.obs_fields
+    res.weights = binned_actor(res.actions, res.cuts, names.index("market_stress"), len(names),
+                               extras=[(names.index("capital_ratio"), 0.12)], shifts=res.shifts)
+    meta = save_actor(res, tmp_path / "evolved", "finsim train", {"steps": 3})
+    goal = ActorBrain(res.weights).act(obs)
+
+    def objective(brain):
+        return -float(np.abs(brain.act(obs) - goal).max())
+
+    again = evolve_binned([0.5] * 4, [], iterations=2, population=4, objective=objective,
+                          steps=3, extras=[("capital_ratio", 0.12)], start=meta["evolve"])
+    np.testing.assert_allclose(again.actions, res.actions, atol=1e-12)
+    np.testing.assert_allclose(again.shifts, res.shifts, atol=1e-9)
+    assert again.value > -1e-5
+    with pytest.raises(ConfigError, match="other cut points"):
+        evolve_binned([0.5] * 4, [], iterations=1, population=2, objective=objective, steps=3,
+                      start=meta["evolve"])

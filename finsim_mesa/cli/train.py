@@ -81,6 +81,8 @@ def _command(args: argparse.Namespace) -> str:
         parts.append(f"--init-field {args.init_field}")
     if args.init_extra:
         parts.append(f"--init-extra {args.init_extra}")
+    if args.init_from:
+        parts.append(f"--init-from {args.init_from}")
     return " ".join([*parts, f"--out {args.out}"])
 
 
@@ -116,9 +118,18 @@ def _init_search(args: argparse.Namespace) -> str:
         name, _, cut = item.partition(":")
         extras.append((name, _floats(cut, 1, f"--init-extra {item!r}: FIELD:CUT, cut")[0]))
     env = {"n_banks": args.banks, "steps": args.steps}
+    start = None
+    if args.init_from:
+        from finsim_mesa.agents.actor import load_actor_folder
+
+        start = load_actor_folder(args.init_from).meta.get("evolve")
+        if start is None:
+            raise FinsimError(f"--init-from {args.init_from}: not a folder --init-search wrote "
+                              "(its meta.json has no 'evolve' record)")
     res = evolve_binned(init, stratified_seeds(SEARCH_SEEDS, per), cuts, args.init_field,
                         iterations=iters, population=pop, sweeps=sweeps, seed=args.seed,
-                        hidden=args.hidden, progress=not args.quiet, extras=extras, **env)
+                        hidden=args.hidden, progress=not args.quiet, extras=extras,
+                        start=start, **env)
     folder = Path(args.out) / "evolved"
     meta = save_actor(res, folder, _command(args), env)
     print(json.dumps({"evolved": str(folder), "field": res.field, "cuts": res.cuts,
@@ -188,6 +199,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--init-extra", metavar="FIELD:CUT,...",
                     help="further columns the searched actor reads: above CUT a searched "
                          "shift of every action, e.g. capital_ratio:0.123")
+    tr.add_argument("--init-from", metavar="FOLDER",
+                    help="continue an earlier --init-search (its OUT/evolved) with the same "
+                         "cut points and extra columns")
     tr.add_argument("--resume", help="checkpoint folder to continue from")
     tr.add_argument("--out", default="models", help="where checkpoints and logs go")
     tr.add_argument("-q", "--quiet", action="store_true")
