@@ -156,7 +156,8 @@ def test_train_init_search_command(tmp_path, capsys):
     for argv, msg in ((no_mixture, "add --mixture"),
                       ([*args, "--normalize-obs"], "normalize-obs"),
                       ([*args, "--init-search", "8,10"], "SWEEPS"),
-                      ([*args, "--init-search", "a"], "comma-separated")):
+                      ([*args, "--init-search", "a"], "comma-separated"),
+                      ([*args, "--out", str(out / "evolved" / "meta.json")], "cannot create")):
         assert main(argv) == 2
         assert msg in capsys.readouterr().err
 

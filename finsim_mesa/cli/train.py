@@ -117,6 +117,12 @@ def _init_search(args: argparse.Namespace) -> str:
     for item in (args.init_extra.split(",") if args.init_extra else []):
         name, _, cut = item.partition(":")
         extras.append((name, _floats(cut, 1, f"--init-extra {item!r}: FIELD:CUT, cut")[0]))
+    folder = Path(args.out) / "evolved"
+    try:  # before a search of many minutes, not after it
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FinsimError(f"--out {args.out}: cannot create {folder}: {err.strerror or err}"
+                          ) from None
     env = {"n_banks": args.banks, "steps": args.steps}
     start = None
     if args.init_from:
@@ -130,7 +136,6 @@ def _init_search(args: argparse.Namespace) -> str:
                         iterations=iters, population=pop, sweeps=sweeps, seed=args.seed,
                         hidden=args.hidden, progress=not args.quiet, extras=extras,
                         start=start, **env)
-    folder = Path(args.out) / "evolved"
     meta = save_actor(res, folder, _command(args), env)
     print(json.dumps({"evolved": str(folder), "field": res.field, "cuts": res.cuts,
                       "actions": meta["evolve"]["actions"], "search_score": res.value,
