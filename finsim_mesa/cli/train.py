@@ -31,8 +31,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         from finsim_mesa.scenarios import get_scenario
 
         get_scenario(sc)
-    if args.episodes < 1:
-        raise FinsimError(f"--episodes {args.episodes}: must be >= 1")
+    if args.episodes < (0 if args.init_search else 1):
+        raise FinsimError(f"--episodes {args.episodes}: must be >= 1 (>= 0 with --init-search)")
     checks = {"--team-reward": 0.0 <= args.team_reward <= 1.0, "--gamma": 0 < args.gamma <= 1,
               "--lr": args.lr > 0, "--hidden": args.hidden >= 1,
               "--ent-start": args.ent_start >= 0, "--ent-end": args.ent_end >= 0,
@@ -50,10 +50,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         from finsim_mesa.conditions import MIXTURE
 
         conditions = MIXTURE.to_dict()
+    init_actor = _init_search(args) if args.init_search else None
+    if init_actor is not None and args.episodes == 0:
+        return 0
     summary = run.train_policy(
         episodes=args.episodes, seed=args.seed, scenarios=scenarios, out_dir=args.out,
         eval_every=args.eval_every, eval_seeds=tuple(range(1001, 1001 + args.eval_seeds)),
         progress=not args.quiet, resume=args.resume, n_banks=args.banks, steps=args.steps,
+        init_actor=init_actor,
         trainer_config={"team_reward": args.team_reward, "ent_start": args.ent_start,
                         "ent_end": args.ent_end,
                         "episodes_per_update": args.episodes_per_update,
@@ -64,6 +68,90 @@ def cmd_train(args: argparse.Namespace) -> int:
                       "init_concentration": args.init_concentration})
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The ``finsim train`` command line that reproduces this search (metadata)."""
+    parts = ["finsim train --mixture", f"--init-search {args.init_search}",
+             f"--init-action {args.init_action}", f"--episodes {args.episodes}",
+             f"--seed {args.seed}", f"--banks {args.banks}", f"--steps {args.steps}"]
+    if args.init_cuts:
+        parts.append(f"--init-cuts {args.init_cuts}")
+    if args.init_field != "market_stress":
+        parts.append(f"--init-field {args.init_field}")
+    if args.init_extra:
+        parts.append(f"--init-extra {args.init_extra}")
+    if args.init_from:
+        parts.append(f"--init-from {args.init_from}")
+    return " ".join([*parts, f"--out {args.out}"])
+
+
+def _init_search(args: argparse.Namespace) -> str:
+    """Run the state-reading initial search (:mod:`finsim_mesa.learning.evolve`)
+    and write its actor to ``OUT/evolved``; returns that folder."""
+    from pathlib import Path
+
+    from finsim_mesa.learning.evolve import (
+        SEARCH_SEEDS,
+        evolve_binned,
+        save_actor,
+        stratified_seeds,
+    )
+
+    if not args.mixture:
+        raise FinsimError("--init-search searches on the mixture of conditions: add --mixture")
+    if args.resume:
+        raise FinsimError("--init-search starts a new policy: leave out --resume")
+    if args.normalize_obs:
+        raise FinsimError("--init-search writes an actor on raw observations: leave out "
+                          "--normalize-obs")
+    budget = [int(v) for v in _floats(args.init_search, None, "--init-search")]
+    per, iters, pop, sweeps = [*budget, 1][:4] if len(budget) in (3, 4) else (0, 0, 0, 0)
+    if per < 1 or iters < 1 or pop < 2 or sweeps < 1:
+        raise FinsimError(f"--init-search {args.init_search}: give SEEDS_PER_SCENARIO,"
+                          "ITERATIONS,POPULATION[,SWEEPS] with >= 1 seed, >= 1 iteration, "
+                          ">= 2 candidates, >= 1 sweep")
+    init = _floats(args.init_action, 4, "--init-action (4 numbers with --init-search)")
+    cuts = _floats(args.init_cuts, None, "--init-cuts") if args.init_cuts else None
+    extras = []
+    for item in (args.init_extra.split(",") if args.init_extra else []):
+        name, _, cut = item.partition(":")
+        extras.append((name, _floats(cut, 1, f"--init-extra {item!r}: FIELD:CUT, cut")[0]))
+    folder = Path(args.out) / "evolved"
+    try:  # before a search of many minutes, not after it
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FinsimError(f"--out {args.out}: cannot create {folder}: {err.strerror or err}"
+                          ) from None
+    env = {"n_banks": args.banks, "steps": args.steps}
+    start = None
+    if args.init_from:
+        from finsim_mesa.agents.actor import load_actor_folder
+
+        start = load_actor_folder(args.init_from).meta.get("evolve")
+        if start is None:
+            raise FinsimError(f"--init-from {args.init_from}: not a folder --init-search wrote "
+                              "(its meta.json has no 'evolve' record)")
+    res = evolve_binned(init, stratified_seeds(SEARCH_SEEDS, per), cuts, args.init_field,
+                        iterations=iters, population=pop, sweeps=sweeps, seed=args.seed,
+                        hidden=args.hidden, progress=not args.quiet, extras=extras,
+                        start=start, **env)
+    meta = save_actor(res, folder, _command(args), env)
+    print(json.dumps({"evolved": str(folder), "field": res.field, "cuts": res.cuts,
+                      "actions": meta["evolve"]["actions"], "search_score": res.value,
+                      "candidates": res.evaluations, "wall_seconds": res.wall_seconds},
+                     indent=2))
+    return str(folder)
+
+
+def _floats(text: str, count: int | None, flag: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        vals = []
+    if not vals or (count is not None and len(vals) != count):
+        raise FinsimError(f"{flag} {text!r}: give {count or 'some'} comma-separated numbers")
+    return vals
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -101,6 +189,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "beta is 1.69")
     tr.add_argument("--advantage-norm", choices=("batch", "episode"), default="batch",
                     help="standardise advantages over the batch or per episode")
+    tr.add_argument("--init-search", metavar="SEEDS,ITERATIONS,POPULATION[,SWEEPS]",
+                    help="first search a state-reading actor by the cross-entropy method "
+                         "(piecewise constant in --init-field, every piece starting at "
+                         "--init-action; one piece at a time, SWEEPS times, default 1) on "
+                         "SEEDS training seeds per scenario; written to OUT/evolved, then "
+                         "fine-tuned by MAPPO for --episodes (0: search only). Needs "
+                         "--mixture, e.g. 12,6,12")
+    tr.add_argument("--init-cuts", metavar="C1,C2,...",
+                    help="cut points of --init-field (default: midpoints between the "
+                         "scenarios' stress levels, 0.15,0.4,0.65)")
+    tr.add_argument("--init-field", default="market_stress",
+                    help="observation column the searched actor reads")
+    tr.add_argument("--init-extra", metavar="FIELD:CUT,...",
+                    help="further columns the searched actor reads: above CUT a searched "
+                         "shift of every action, e.g. capital_ratio:0.123")
+    tr.add_argument("--init-from", metavar="FOLDER",
+                    help="continue an earlier --init-search (its OUT/evolved) with the same "
+                         "cut points and extra columns")
     tr.add_argument("--resume", help="checkpoint folder to continue from")
     tr.add_argument("--out", default="models", help="where checkpoints and logs go")
     tr.add_argument("-q", "--quiet", action="store_true")

@@ -130,6 +130,26 @@ def _resume_into(trainer: Trainer, weights: dict, meta: dict, resume: str | Path
                               f"run's networks: {' '.join(first)}") from None
 
 
+def _start_from_actor(trainer: Trainer, folder: str | Path) -> None:
+    """Load an actor folder's weights into the trainer's actor (same shapes)."""
+    import torch
+
+    from finsim_mesa.agents.actor import load_actor_folder
+
+    brain = load_actor_folder(folder)
+    actor = trainer.agent.actor
+    if brain.obs_fields is not None and brain.obs_fields != _obs_fields(trainer.env_params):
+        raise CheckpointError(f"initial actor {folder} reads other observation columns "
+                              "than this run's model")
+    try:
+        actor.load_state_dict({k: torch.as_tensor(v) for k, v in brain.weights.items()},
+                              strict=not actor.normalize_obs)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[:2]
+        raise CheckpointError(f"initial actor {folder} does not fit this run's actor "
+                              f"(--hidden, --normalize-obs): {' '.join(first)}") from None
+
+
 def train_policy(episodes: int = 2000, seed: int = 42, scenarios: Sequence[str] = ("normal",),
                  out_dir: str | Path = "models", eval_every: int = 200,
                  eval_seeds: Sequence[int] = (1001, 1002, 1003), progress: bool = True,
@@ -137,6 +157,7 @@ def train_policy(episodes: int = 2000, seed: int = 42, scenarios: Sequence[str] 
                  mappo_config: dict | None = None,
                  should_stop: Callable[[], bool] | None = None,
                  on_record: Callable[[dict[str, Any], Trainer], None] | None = None,
+                 init_actor: str | Path | None = None,
                  **env_params: Any) -> dict[str, Any]:
     """Train MAPPO; returns a summary (paths, best evaluation reward, throughput).
 
@@ -144,6 +165,9 @@ def train_policy(episodes: int = 2000, seed: int = 42, scenarios: Sequence[str] 
     ends early and the policy reached so far is evaluated and saved as
     ``final`` (summary ``stopped`` = True). ``on_record`` receives each update's
     log record and the trainer (the API's status and live weights use it).
+    ``init_actor``: an actor folder (``weights.safetensors`` + ``meta.json``, as
+    :mod:`finsim_mesa.learning.evolve` writes) whose weights the actor starts
+    from (the critic starts fresh).
 
     The output folder, the resumed checkpoint and its fit with the settings are
     checked before training (a :class:`FinsimError` saying what is wrong).
@@ -151,12 +175,14 @@ def train_policy(episodes: int = 2000, seed: int = 42, scenarios: Sequence[str] 
     out = Path(out_dir)
     _prepare_out(out)
     resumed = _load_resume(resume) if resume else None
+    if init_actor is not None and resume:
+        raise ConfigError("give an initial actor or --resume, not both")
     with locked(out, wait=False, what=" (another training run writes there)"):
         for name in ("best", "final"):  # finish or undo what a killed run left
             repair_folder(out / name)
         return _train(out, episodes, seed, scenarios, eval_every, eval_seeds, progress,
                       resume, resumed, trainer_config, mappo_config, should_stop, on_record,
-                      env_params)
+                      env_params, init_actor)
 
 
 def _train(out: Path, episodes: int, seed: int, scenarios: Sequence[str], eval_every: int,
@@ -164,7 +190,8 @@ def _train(out: Path, episodes: int, seed: int, scenarios: Sequence[str], eval_e
            resumed: tuple[dict, dict] | None, trainer_config: dict | None,
            mappo_config: dict | None, should_stop: Callable[[], bool] | None,
            on_record: Callable[[dict[str, Any], Trainer], None] | None,
-           env_params: dict[str, Any]) -> dict[str, Any]:
+           env_params: dict[str, Any], init_actor: str | Path | None = None
+           ) -> dict[str, Any]:
     from tqdm import tqdm
 
     tcfg = TrainerConfig(episodes=episodes, seed=seed, curriculum=list(scenarios),
@@ -173,6 +200,8 @@ def _train(out: Path, episodes: int, seed: int, scenarios: Sequence[str], eval_e
                       MAPPOConfig(**(mappo_config or {})))
     if resumed is not None:
         _resume_into(trainer, *resumed, resume)
+    if init_actor is not None:
+        _start_from_actor(trainer, init_actor)
     logger = TrainingLogger(out / "logs")
     monitor = SystemMonitor({"default_rate": 0.5})
     registry = ModelCheckpointer(out / "registry")

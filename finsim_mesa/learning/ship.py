@@ -2,6 +2,7 @@
 
     python -m finsim_mesa.learning.ship models/best --command "finsim train ..."
 
+(or an actor folder as ``finsim train --init-search`` writes, ``OUT/evolved``)
 writes ``finsim_mesa/policies/mappo/weights.safetensors`` (the actor's tensors
 only: what acting needs, a few tens of kB) and ``meta.json`` (the training
 command and settings, the observation fields the actor reads, and the
@@ -37,14 +38,26 @@ def check_scores(brain: Any, env: dict[str, Any], seeds: tuple[int, ...] = CHECK
 def export_policy(checkpoint: str | Path, dest: str | Path = SHIPPED, command: str = ""
                   ) -> dict[str, Any]:
     """Write the actor of ``checkpoint`` (a folder with weights.safetensors and
-    meta.json, as ``finsim train`` writes) to ``dest``; returns the new metadata."""
+    meta.json, as ``finsim train`` writes: a training checkpoint, or an actor
+    folder such as ``OUT/evolved``) to ``dest``; returns the new metadata."""
     from safetensors.numpy import save
 
-    from finsim_mesa.learning.folders import load_folder
+    from finsim_mesa.agents.actor import load_actor_folder
 
-    weights, meta = load_folder(Path(checkpoint))
-    actor = {k: v.detach().cpu().numpy() for k, v in weights.items()
-             if k.startswith("actor.") and k != "actor.obs_count"}
+    checkpoint = Path(checkpoint)
+    try:
+        is_actor = "format_version" not in json.loads((checkpoint / "meta.json").read_text())
+    except (OSError, ValueError):
+        is_actor = False  # load_folder says what is wrong
+    if is_actor:  # numpy actor tensors already
+        found = load_actor_folder(checkpoint)
+        actor, meta = {f"actor.{k}": v for k, v in found.weights.items()}, found.meta
+    else:
+        from finsim_mesa.learning.folders import load_folder
+
+        weights, meta = load_folder(checkpoint)
+        actor = {k: v.detach().cpu().numpy() for k, v in weights.items()
+                 if k.startswith("actor.") and k != "actor.obs_count"}
     if not meta.get("mappo", {}).get("normalize_obs"):
         actor.pop("actor.obs_mean", None)
         actor.pop("actor.obs_var", None)
@@ -53,6 +66,7 @@ def export_policy(checkpoint: str | Path, dest: str | Path = SHIPPED, command: s
     out = {"obs_dim": brain.obs_dim, "obs_fields": meta.get("obs_fields"),
            "mappo": meta.get("mappo"), "trainer": meta.get("trainer"), "env": env,
            "episode": meta.get("episode"), "command": command,
+           **({"evolve": meta["evolve"]} if "evolve" in meta else {}),
            "check": {"condition": "mixture", "seeds": list(CHECK_SEEDS),
                      "scores": check_scores(brain, env)}}
     dest = Path(dest)
