@@ -3,10 +3,13 @@
 At 30–100 banks a step is a few hundred NumPy calls on arrays of a few dozen
 entries, where ``np.clip``'s and ``np.mean``'s Python layers (argument
 handling in ``fromnumeric`` and ``_methods``) cost 3–5 µs a call, several
-times the arithmetic. These give the same values bit for bit: NumPy's clip
-loop is ``min(max(x, lo), hi)`` (NaN in ``x`` propagates through both), and
-``mean`` is the pairwise sum divided by the count, exactly as ``np.mean``
-computes it (``tests/test_fastmath.py`` checks both against NumPy).
+times the arithmetic. These give the same values: NumPy's clip loop is
+``min(max(x, lo), hi)`` (NaN in ``x`` propagates through both), and ``mean``
+is the pairwise sum divided by the count, exactly as ``np.mean`` computes it,
+bit for bit (``tests/test_fastmath.py`` checks both against NumPy). One
+difference: the sign of a zero at a bound (``np.clip(-0.0, 0, 1)`` is −0.0,
+``clip`` gives +0.0); the two compare equal, and no caller divides by a
+clipped zero.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from finsim_mesa.errors import CheckpointError, ConfigError
 
-__all__ = ["CRASH_ENV", "atomic_write", "check_writable", "crash_point", "fsync_dir", "locked",
+__all__ = ["CRASH_ENV", "atomic_write", "check_writable", "crash_point", "fsync_dir",
+           "install_files", "locked",
            "remove_strays", "write_bytes_atomic", "write_text_atomic"]
 
 TEMP = re.compile(r"\..+\.(tmp|new|old|deleted)-[0-9a-f]{8}")  # our temporary names
@@ -185,3 +186,23 @@ def locked(folder: str | Path, wait: bool = True, what: str = "") -> Iterator[No
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def install_files(dest: Path, files: dict[str, bytes]) -> None:
+    """Put ``files`` in the folder ``dest`` as one change: written complete into a
+    hidden sibling, then renamed in place of ``dest`` (an old ``dest`` is renamed
+    aside first and removed last: a kill between the renames leaves it whole as
+    ``.NAME.old-*``): files written together (e.g. weights and their metadata)
+    never mix two versions. ``files``: {file name: bytes}."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tag = token()
+    new, old = dest.parent / f".{dest.name}.new-{tag}", dest.parent / f".{dest.name}.old-{tag}"
+    new.mkdir()
+    for name, data in files.items():
+        write_new(new / name, data)
+    fsync_dir(new)
+    if dest.exists():
+        os.rename(dest, old)
+    os.rename(new, dest)
+    fsync_dir(dest.parent)
+    shutil.rmtree(old, ignore_errors=True)

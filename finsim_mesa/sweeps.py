@@ -23,6 +23,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import multiprocessing
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
@@ -186,11 +187,13 @@ def _forked_runs(grid: dict[str, list], seeds: list[int], steps: int, processes:
     rows: list[dict[str, Any]] = []
     with single_threaded():
         with warnings.catch_warnings():
-            # Python >= 3.12 warns on fork() while other OS threads exist (here:
-            # OpenBLAS's idle pool, pinned to one thread above); the workers run
-            # only the model's NumPy / SciPy code and take no lock another thread holds
-            warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
-                                    category=DeprecationWarning)
+            # Python >= 3.12 warns on fork() while other OS threads exist. With no
+            # other Python thread they are OpenBLAS's idle pool (pinned to one
+            # thread above), which holds no lock a worker needs: quiet then. With
+            # Python threads (a Jupyter kernel, a server) the warning stays.
+            if threading.active_count() == 1:
+                warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
+                                        category=DeprecationWarning)
             pool = multiprocessing.get_context("fork").Pool(min(processes, len(tasks)))
         with pool:
             for part in tqdm(pool.imap_unordered(_one_task, tasks), total=len(tasks),

@@ -157,6 +157,14 @@ def test_train_init_search_command(tmp_path, capsys):
                       ([*args, "--normalize-obs"], "normalize-obs"),
                       ([*args, "--init-search", "8,10"], "SWEEPS"),
                       ([*args, "--init-search", "a"], "comma-separated"),
+                      ([*args, "--init-search", "inf,6,12"], "whole numbers"),
+                      ([*args, "--init-search", "nan,6,12"], "whole numbers"),
+                      ([*args, "--init-search", "1.9,2,3"], "whole numbers"),
+                      ([*args, "--init-action", "nan,0.5,0.1,0.1"], "in [0, 1]"),
+                      ([*args, "--init-action", "0.1,1.5,0.1,0.1"], "in [0, 1]"),
+                      ([*args, "--init-extra", "capital_ratio:nan"], "finite"),
+                      ([*args, "--init-cuts", "0.1,inf"], "finite"),
+                      ([*args, "--init-cuts", "0.1,0.15"], "apart"),
                       ([*args, "--out", str(out / "evolved" / "meta.json")], "cannot create")):
         assert main(argv) == 2
         assert msg in capsys.readouterr().err
@@ -232,3 +240,33 @@ def test_a_search_continues_from_the_actor_it_wrote(tmp_path):
     with pytest.raises(ConfigError, match="other cut points"):
         evolve_binned([0.5] * 4, [], iterations=1, population=2, objective=objective, steps=3,
                       start=meta["evolve"])
+    # a saved search with another number of cut points, or a damaged table: clear errors
+    with pytest.raises(ConfigError, match="other cut points"):
+        evolve_binned([0.5] * 4, [], iterations=1, population=2, objective=objective, steps=3,
+                      cuts=[0.15, 0.4], extras=[("capital_ratio", 0.12)], start=meta["evolve"])
+    bad = dict(meta["evolve"], actions=meta["evolve"]["actions"][:3])
+    with pytest.raises(ConfigError, match="actions"):
+        evolve_binned([0.5] * 4, [], iterations=1, population=2, objective=objective, steps=3,
+                      extras=[("capital_ratio", 0.12)], start=bad)
+    # the folder was replaced as a whole: no half-written sibling left beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evolved"]
+    assert sorted(p.name for p in (tmp_path / "evolved").iterdir()) == [
+        "meta.json", "weights.safetensors"]
+
+
+def test_the_recorder_notes_every_bin_within_its_margin():
+    from finsim_mesa.learning.evolve import _Recorder
+
+    names = [f"c{i}" for i in range(16)]
+    cuts = [0.1, 0.2, 0.5]
+    rec = _Recorder(binned_actor(np.full((4, 4), 0.5), cuts, 0, 16), names, 0, cuts, 0.05)
+    obs = np.zeros((3, 16))
+    obs[:, 0] = [0.15, 0.35, 0.9]  # mid-band 1 (its margin reaches both cuts), 2, deep in 3
+    rec.act(obs[:1])
+    assert {0, 1} <= rec.seen <= {0, 1, 2}  # its own band 1 always, with the neighbours
+    rec.seen.clear()
+    rec.act(obs[1:])
+    assert rec.seen == {2, 3}
+    with pytest.raises(ConfigError, match="apart"):
+        evolve_binned([0.5] * 4, [], cuts=[0.1, 0.15], iterations=1, population=2,
+                      objective=lambda brain: 0.0, steps=3)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
+
 from finsim_mesa.cli.common import learning_run
 from finsim_mesa.errors import FinsimError
 
@@ -105,18 +107,29 @@ def _init_search(args: argparse.Namespace) -> str:
     if args.normalize_obs:
         raise FinsimError("--init-search writes an actor on raw observations: leave out "
                           "--normalize-obs")
-    budget = [int(v) for v in _floats(args.init_search, None, "--init-search")]
+    raw = _floats(args.init_search, None, "--init-search")
+    if not all(np.isfinite(v) and v == int(v) for v in raw):
+        raise FinsimError(f"--init-search {args.init_search}: give whole numbers "
+                          "SEEDS_PER_SCENARIO,ITERATIONS,POPULATION[,SWEEPS]")
+    budget = [int(v) for v in raw]
     per, iters, pop, sweeps = [*budget, 1][:4] if len(budget) in (3, 4) else (0, 0, 0, 0)
     if per < 1 or iters < 1 or pop < 2 or sweeps < 1:
         raise FinsimError(f"--init-search {args.init_search}: give SEEDS_PER_SCENARIO,"
                           "ITERATIONS,POPULATION[,SWEEPS] with >= 1 seed, >= 1 iteration, "
                           ">= 2 candidates, >= 1 sweep")
     init = _floats(args.init_action, 4, "--init-action (4 numbers with --init-search)")
+    if not all(0 <= v <= 1 for v in init):  # NaN fails too
+        raise FinsimError(f"--init-action {args.init_action}: give 4 numbers in [0, 1]")
     cuts = _floats(args.init_cuts, None, "--init-cuts") if args.init_cuts else None
+    if cuts is not None and not all(np.isfinite(cuts)):
+        raise FinsimError(f"--init-cuts {args.init_cuts}: give finite cut points")
     extras = []
     for item in (args.init_extra.split(",") if args.init_extra else []):
         name, _, cut = item.partition(":")
-        extras.append((name, _floats(cut, 1, f"--init-extra {item!r}: FIELD:CUT, cut")[0]))
+        value = _floats(cut, 1, f"--init-extra {item!r}: FIELD:CUT, cut")[0]
+        if not np.isfinite(value):
+            raise FinsimError(f"--init-extra {item!r}: the cut must be a finite number")
+        extras.append((name, value))
     folder = Path(args.out) / "evolved"
     try:  # before a search of many minutes, not after it
         folder.mkdir(parents=True, exist_ok=True)

@@ -204,8 +204,10 @@ class _Recorder(ActorBrain):
     def act(self, observations: np.ndarray) -> np.ndarray:
         obs = observations if self.columns is None else observations[:, self.columns]
         x = np.asarray(obs[:, self.col], dtype=float)
-        for shift in (-self.margin, self.margin):
-            self.seen.update(np.unique(np.searchsorted(self.cuts, x + shift)).tolist())
+        lo = np.searchsorted(self.cuts, x - self.margin)
+        hi = np.searchsorted(self.cuts, x + self.margin)
+        for a, b in set(zip(lo.tolist(), hi.tolist(), strict=True)):
+            self.seen.update(range(a, b + 1))  # every bin the margin reaches
         return super().act(observations)
 
 
@@ -245,7 +247,10 @@ def evolve_binned(init_action: Sequence[float], seeds: Sequence[int],
     from finsim_mesa.evaluation import evaluate_run
     from finsim_mesa.search import cem
 
-    cuts = list(stress_cuts(MIXTURE.scenarios) if cuts is None else cuts)
+    cuts = [float(c) for c in (stress_cuts(MIXTURE.scenarios) if cuts is None else cuts)]
+    if not all(np.isfinite(cuts)) or any(b - a < 2 * MARGIN for a, b in itertools.pairwise(cuts)):
+        raise ConfigError(f"cut points {cuts}: give finite, increasing cut points at least "
+                          f"{2 * MARGIN:g} apart (a band narrower than that is never exact)")
     names = _obs_fields(env)
     if field_name not in names:
         raise ConfigError(f"no observation column {field_name!r}; columns: {', '.join(names)}")
@@ -257,9 +262,12 @@ def evolve_binned(init_action: Sequence[float], seeds: Sequence[int],
         raise ConfigError(f"no observation column {', '.join(lost)}; columns: {', '.join(names)}")
     ex = [(names.index(f), float(c)) for f, c in extras]
     j, bins, n_blocks = names.index(field_name), len(cuts) + 1, len(cuts) + 1 + len(extras)
-    init = np.clip(np.asarray(init_action, dtype=float), 0, 1)
-    if init.shape != (N_ACTIONS,):
-        raise ConfigError(f"init_action: give {N_ACTIONS} numbers, got {init.tolist()}")
+    init = np.asarray(init_action, dtype=float)
+    if init.shape != (N_ACTIONS,) or not np.all((init >= 0) & (init <= 1)):
+        raise ConfigError(f"init_action: give {N_ACTIONS} numbers in [0, 1], got "
+                          f"{init.ravel().tolist()}")
+    if not all(np.isfinite(c) for _, c in extras):
+        raise ConfigError(f"extras {list(extras)}: cut points must be finite numbers")
     seed_list: list[int | None] = [int(s) for s in seeds] if objective is None else [None]
     counts = {"episodes": 0, "candidates": 0}
 
@@ -283,13 +291,20 @@ def evolve_binned(init_action: Sequence[float], seeds: Sequence[int],
     t0 = time.perf_counter()
     x = np.concatenate([np.tile(init, bins), np.full(len(ex) * N_ACTIONS, 0.5)])
     if start is not None:
-        same = (np.allclose(start.get("cuts", []), cuts) and start.get("field") == field_name
+        saved_cuts = list(start.get("cuts", []))
+        same = (len(saved_cuts) == len(cuts) and np.allclose(saved_cuts, cuts)
+                and start.get("field") == field_name
                 and [tuple(e) for e in start.get("extras", [])] == [tuple(e) for e in extras])
         if not same:
             raise ConfigError("the search to continue used other cut points, column or extra "
                               f"columns ({start.get('field')}, cuts {start.get('cuts')}, extras "
                               f"{start.get('extras')}); give the same settings")
         shifts = np.asarray(start.get("shifts") or np.zeros((0, N_ACTIONS)), dtype=float)
+        if (np.shape(start.get("actions")) != (bins, N_ACTIONS)
+                or shifts.shape != (len(extras), N_ACTIONS)):
+            raise ConfigError(f"the search to continue has {np.shape(start.get('actions'))} "
+                              f"actions and {shifts.shape} shifts; this search needs "
+                              f"({bins}, {N_ACTIONS}) and ({len(extras)}, {N_ACTIONS})")
         x = np.concatenate([np.asarray(start["actions"], dtype=float).ravel(),
                             (shifts.ravel() / SHIFT + 1) / 2])
     history: list[dict[str, Any]] = []
@@ -346,7 +361,7 @@ def save_actor(result: EvolveResult, dest: str | Path, command: str = "",
     the check seeds' scores); returns the metadata."""
     from safetensors.numpy import save
 
-    from finsim_mesa.files import write_bytes_atomic, write_text_atomic
+    from finsim_mesa.files import install_files
     from finsim_mesa.learning.ship import CHECK_SEEDS, check_scores
 
     env = {"n_banks": 30, "steps": 50} | dict(env or {})
@@ -365,9 +380,8 @@ def save_actor(result: EvolveResult, dest: str | Path, command: str = "",
                        "wall_seconds": result.wall_seconds, "history": result.history},
             "check": {"condition": "mixture", "seeds": list(CHECK_SEEDS),
                       "scores": check_scores(brain, env)}}
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(dest / "weights.safetensors",
-                       save({f"actor.{k}": v for k, v in result.weights.items()}))
-    write_text_atomic(dest / "meta.json", json.dumps(meta, indent=1) + "\n")
+    install_files(Path(dest), {
+        "weights.safetensors": save({f"actor.{k}": v for k, v in result.weights.items()}),
+        "meta.json": (json.dumps(meta, indent=1) + "\n").encode()})
     return meta
+

@@ -142,8 +142,13 @@ def _start_from_actor(trainer: Trainer, folder: str | Path) -> None:
         raise CheckpointError(f"initial actor {folder} reads other observation columns "
                               "than this run's model")
     try:
-        actor.load_state_dict({k: torch.as_tensor(v) for k, v in brain.weights.items()},
-                              strict=not actor.normalize_obs)
+        got = actor.load_state_dict({k: torch.as_tensor(v) for k, v in brain.weights.items()},
+                                    strict=False)
+        # only the normaliser's statistics may be missing (an actor on raw observations)
+        allowed = {"obs_mean", "obs_var", "obs_count"} if actor.normalize_obs else set()
+        wrong = [*got.unexpected_keys, *(k for k in got.missing_keys if k not in allowed)]
+        if wrong:
+            raise RuntimeError(f"tensors missing or unexpected: {', '.join(wrong)}")
     except RuntimeError as err:
         first = str(err).strip().splitlines()[:2]
         raise CheckpointError(f"initial actor {folder} does not fit this run's actor "
