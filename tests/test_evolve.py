@@ -142,6 +142,7 @@ def test_train_init_search_command(tmp_path, capsys):
     assert meta["evolve"]["extras"] == [["capital_ratio", 0.12]]
     assert np.shape(meta["evolve"]["shifts"]) == (1, 4)
     assert "--init-extra capital_ratio:0.12" in meta["command"]
+    assert "--hidden" not in meta["command"]  # the default is left out
     assert len(meta["evolve"]["seeds"]) == 4 and min(meta["evolve"]["seeds"]) >= 1_000_000
     assert '"search_score"' in capsys.readouterr().out
     # continue it: the start is the first search's table, so it scores no worse

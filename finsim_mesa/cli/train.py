@@ -85,6 +85,8 @@ def _command(args: argparse.Namespace) -> str:
         parts.append(f"--init-extra {args.init_extra}")
     if args.init_from:
         parts.append(f"--init-from {args.init_from}")
+    if args.hidden != 64:
+        parts.append(f"--hidden {args.hidden}")
     return " ".join([*parts, f"--out {args.out}"])
 
 
