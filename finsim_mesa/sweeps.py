@@ -13,7 +13,8 @@ platform can fork: ``mesa.batchrunner`` forces the ``spawn`` start method, whose
 workers import the package again (about 1.7 s each, as long as a 20-run sweep
 of 100 banks takes), so two spawned workers ran slower than one process
 (issue 15); forked workers inherit the imported modules and start in
-milliseconds. Elsewhere (no ``fork``) Mesa's own pool runs. On Dask
+milliseconds. Elsewhere (no ``fork``, or other threads running in this
+process, e.g. a Jupyter kernel's) Mesa's own pool runs. On Dask
 (``scheduler=ADDRESS`` for a running cluster, or ``workers=N`` for a local one)
 each run is likewise one task, so a worker runs exactly what a local sweep runs.
 """
@@ -166,7 +167,7 @@ def run_sweep(
     if processes < 1:
         raise ConfigError(f"processes = {processes}: must be >= 1")
     if scheduler is None and workers is None:
-        if processes > 1 and "fork" in multiprocessing.get_all_start_methods():
+        if processes > 1 and _can_fork():
             return _tidy(_forked_runs(grid, seed_list, steps, processes, progress, every), grid)
         return _tidy(_batch(grid, seed_list, steps, processes, progress, every), grid)
     return _tidy(_dask_runs(grid, seed_list, steps, scheduler, workers, progress, every), grid)
@@ -174,6 +175,16 @@ def run_sweep(
 
 def _one_task(task: tuple[dict[str, Any], int, int, int]) -> list[dict[str, Any]]:
     return _one_run(*task)
+
+
+def _can_fork() -> bool:
+    """Whether a pool may fork here: the platform has ``fork`` and no thread but
+    the main one runs, except tqdm's monitor (``tqdm_monitor``, started by any
+    progress bar, even a disabled one), whose only lock is held across the fork
+    (see :func:`_forked_runs`). Another thread (a Jupyter kernel's, a server's)
+    may hold a lock at the fork: then Mesa's spawn pool runs instead."""
+    return "fork" in multiprocessing.get_all_start_methods() and all(
+        t is threading.main_thread() or t.name == "tqdm_monitor" for t in threading.enumerate())
 
 
 def _forked_runs(grid: dict[str, list], seeds: list[int], steps: int, processes: int,
@@ -187,14 +198,14 @@ def _forked_runs(grid: dict[str, list], seeds: list[int], steps: int, processes:
     rows: list[dict[str, Any]] = []
     with single_threaded():
         with warnings.catch_warnings():
-            # Python >= 3.12 warns on fork() while other OS threads exist. With no
-            # other Python thread they are OpenBLAS's idle pool (pinned to one
-            # thread above), which holds no lock a worker needs: quiet then. With
-            # Python threads (a Jupyter kernel, a server) the warning stays.
-            if threading.active_count() == 1:
-                warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
-                                        category=DeprecationWarning)
-            pool = multiprocessing.get_context("fork").Pool(min(processes, len(tasks)))
+            # Python >= 3.12 warns on fork() while other OS threads exist; with no
+            # other Python thread (checked by the caller) they are OpenBLAS's idle
+            # pool (pinned to one thread above), which holds no lock a worker needs
+            warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
+                                    category=DeprecationWarning)
+            # tqdm's lock held while forking: its monitor thread cannot be inside it
+            with tqdm.get_lock():
+                pool = multiprocessing.get_context("fork").Pool(min(processes, len(tasks)))
         with pool:
             for part in tqdm(pool.imap_unordered(_one_task, tasks), total=len(tasks),
                              disable=not progress, desc="sweep"):
@@ -205,7 +216,6 @@ def _forked_runs(grid: dict[str, list], seeds: list[int], steps: int, processes:
 def _dask_runs(grid: dict[str, list], seeds: list[int], steps: int, scheduler: str | None,
                workers: int | None, progress: bool, every: int) -> list[dict[str, Any]]:
     try:
-        import dask
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError:
         raise ConfigError("Dask sweeps need the `distributed` extra: "
@@ -216,12 +226,11 @@ def _dask_runs(grid: dict[str, list], seeds: list[int], steps: int, scheduler: s
         raise ConfigError(f"workers = {workers}: must be >= 1")
     cluster = None
     if scheduler is None:
-        # forked workers inherit the imported package (see the module's docstring):
-        # a spawned worker spends ~1.7 s importing it before its first run
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        # forked workers keep the parent's BLAS thread pools: pin them first
-        with single_threaded(), \
-                dask.config.set({"distributed.worker.multiprocessing-method": method}):
+        # Dask's own start method (spawn): its nanny forks from a process whose
+        # event-loop thread may hold locks (a forked start failed in CI when
+        # filelock refused os.fork mid-transition); spawned workers import the
+        # package again (~1.7 s), the price of a local cluster's start-up
+        with single_threaded():
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None)
         client = Client(cluster)

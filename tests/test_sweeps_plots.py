@@ -44,13 +44,30 @@ def test_local_processes_are_forked_and_give_the_one_process_rows(monkeypatch):
 
     if "fork" not in multiprocessing.get_all_start_methods():
         pytest.skip("no fork on this platform: Mesa's own (spawn) pool runs")
+    import threading
+
     methods, real = [], multiprocessing.get_context
     monkeypatch.setattr(sweeps.multiprocessing, "get_context",
                         lambda method=None: methods.append(method) or real(method))
     grid = {"scenario": ["systemic"], "n_banks": [10, 12]}
+    one = run_sweep(grid, seeds=[3, 4], steps=5, progress=False)
+    alone = sweeps._can_fork()  # (another test may have left a thread running)
     two = run_sweep(grid, seeds=[3, 4], steps=5, processes=2, progress=False)
-    assert methods == ["fork"]  # not Mesa's spawn pool, whose workers import everything again
-    pd.testing.assert_frame_equal(two, run_sweep(grid, seeds=[3, 4], steps=5, progress=False))
+    # forked, not Mesa's spawn pool whose workers import everything again
+    assert methods == (["fork"] if alone else [])
+    pd.testing.assert_frame_equal(two, one)
+    # with another thread running, no fork (it could hold a lock): Mesa's pool, same rows
+    methods.clear()
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        three = run_sweep(grid, seeds=[3, 4], steps=5, processes=2, progress=False)
+    finally:
+        stop.set()
+        other.join()
+    assert methods == []
+    pd.testing.assert_frame_equal(three, one)
 
 
 @pytest.mark.slow

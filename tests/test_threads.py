@@ -119,16 +119,3 @@ def test_forked_sweep_workers_inherit_one_thread(three_blas_threads, monkeypatch
     assert sorted(r["seed"] for r in rows) == [0, 1, 2]
     assert all(set(r["threads"]) == {1} for r in rows)
     assert set(blas_threads()) == {3}  # the caller's pools put back
-
-
-@needs_openblas
-@pytest.mark.slow
-def test_forked_dask_workers_inherit_one_thread(three_blas_threads, monkeypatch):
-    pytest.importorskip("distributed", reason="the distributed extra (Dask) is not installed")
-    if "fork" not in mp.get_all_start_methods():
-        pytest.skip("no fork here")
-    monkeypatch.setattr(sweeps, "_one_run", _threads_row)
-    rows = sweeps._dask_runs({"n_banks": [10]}, [0, 1], 2, None, 2, False, 1)
-    assert sorted(r["seed"] for r in rows) == [0, 1]
-    assert all(set(r["threads"]) == {1} for r in rows)
-    assert set(blas_threads()) == {3}
