@@ -37,9 +37,10 @@ configs = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(configs)
-def test_identities_hold_after_every_step(params):
+def valid_config(params: dict) -> dict:
+    """A drawn config made consistent: capital requirement half the capital ratio,
+    liquid + interbank shares within 0.95, BA edges below the bank count, no CCP
+    without an exchange."""
     params = dict(params)
     params["capital_requirement"] = params["capital_ratio"] / 2
     params["liquidity_share"] = min(params["liquidity_share"], 0.95 - params["interbank_share"])
@@ -47,6 +48,13 @@ def test_identities_hold_after_every_step(params):
         params["edges_per_node"] = min(2, params["n_banks"] - 1)
     if params["n_exchanges"] == 0:
         params["n_ccps"] = 0
+    return params
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configs)
+def test_identities_hold_after_every_step(params):
+    params = valid_config(params)
     m = FinancialModel(steps=25, **params)
     m.check()
     for _ in range(25):

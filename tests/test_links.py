@@ -16,7 +16,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_invariants import configs
+from test_invariants import configs, valid_config
 
 from finsim_mesa import FinancialModel, risk
 from finsim_mesa.loans import LinkTable, LoanBook
@@ -210,14 +210,7 @@ def test_model_matches_the_former_csr_paths(params):
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_model_matches_the_former_csr_paths_over_the_property_configs(data):
-    params = dict(data.draw(configs))
-    params["capital_requirement"] = params["capital_ratio"] / 2
-    params["liquidity_share"] = min(params["liquidity_share"], 0.95 - params["interbank_share"])
-    if params["topology"] == "barabasi_albert":
-        params["edges_per_node"] = min(2, params["n_banks"] - 1)
-    if params["n_exchanges"] == 0:
-        params["n_ccps"] = 0
-    assert_same_run(params, 25)
+    assert_same_run(valid_config(data.draw(configs)), 25)
 
 
 # ------------------------------------------------------------ capacity buffers
