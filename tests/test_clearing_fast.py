@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog
 from support import random_network
-from test_clearing import lp_clearing, systems
+from test_clearing import BAD_INPUTS, lp_clearing, systems
 
 from finsim_mesa.clearing import FAST_PATH_MIN_N, eisenberg_noe
 
@@ -246,13 +246,8 @@ def test_fast_path_leaves_the_input_alone_and_sums_duplicates():
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"liabilities": np.ones(3)}, "2-D"),
-    ({"liabilities": np.ones((2, 3))}, "square"),
-    ({"external_assets": np.ones(3)}, "shape"),
-    ({"external_assets": np.array([1.0, np.nan])}, "NaN"),
-    ({"liabilities": np.array([[0, -1.0], [0, 0]])}, "non-negative"),
+    *BAD_INPUTS,
     ({"liabilities": sp.csr_matrix(np.array([[1.0, 1.0], [0, 0]]))}, "diagonal"),
-    ({"alpha": 1.5}, "alpha"),
     ({"forced": np.ones(3, bool)}, "forced"),
     ({"method": "newton"}, "method"),
 ])
