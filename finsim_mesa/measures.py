@@ -129,6 +129,11 @@ class AgentRows(Sequence):
     def __init__(self, step: Any, ids: Sequence[Any], columns: list[np.ndarray]) -> None:
         self._step, self._ids, self._columns = step, ids, columns
 
+    @property
+    def step(self) -> Any:
+        """The step key of these rows (Mesa's ``model.steps`` or ``model.time``)."""
+        return self._step
+
     def __len__(self) -> int:
         return len(self._ids)
 
@@ -189,14 +194,17 @@ class FinsimDataCollector(DataCollector):
         banks = model.banks
         if self._columns is None or not banks:
             return super()._record_agents(_Banks(banks))
-        # Mesa's own row for the first bank gives the step key of this Mesa
-        # version (``model.steps`` in 3.3, ``model.time`` in 3.5); the other rows
-        # are the same tuples built from the ledger's arrays (``tolist`` gives the
-        # Python floats and bools the properties return)
+        return self._agent_rows(model)
+
+    def _agent_rows(self, model: mesa.Model) -> AgentRows:
+        """The banks' rows now, from the column functions (arrays copied). Mesa's
+        own row for the first bank gives this Mesa's step key (``model.steps``
+        in 3.3, ``model.time`` in 3.5)."""
+        banks = model.banks
         step = next(iter(super()._record_agents(_Banks(banks[:1]))))[0]
-        ids = [b.unique_id for b in banks]
-        return zip(itertools.repeat(step, len(ids)), ids,
-                   *(column(model).tolist() for column in self._columns), strict=True)
+        if len(getattr(self, "_ids", ())) != len(banks):
+            self._ids = tuple(b.unique_id for b in banks)
+        return AgentRows(step, self._ids, [np.array(c(model)) for c in self._columns])
 
     def collect(self, model: mesa.Model) -> None:
         """Model data every call; agent data when ``model.t % agent_every == 0``
@@ -215,15 +223,8 @@ class FinsimDataCollector(DataCollector):
         finally:
             self.agent_reporters, self.agenttype_reporters = saved
         if lazy:
-            banks = model.banks
-            # Mesa's own row for the first bank gives this Mesa's step key
-            # (``model.steps`` in 3.3, ``model.time`` in 3.5)
-            step = next(iter(super()._record_agents(_Banks(banks[:1]))))[0]
-            if len(getattr(self, "_ids", ())) != len(banks):
-                self._ids = tuple(b.unique_id for b in banks)
-            self._agent_records[step] = AgentRows(
-                step, self._ids, [np.array(c(model)) for c in self._columns])
-
+            rows = self._agent_rows(model)
+            self._agent_records[rows.step] = rows
 
 def refresh_sheets(s: Sheets, L: Ledger, interbank_weight: float) -> None:
     """Recompute the derived balance-sheet figures ``s`` from the ledger."""
