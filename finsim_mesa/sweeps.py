@@ -82,9 +82,14 @@ def _check_grid(parameters: Mapping[str, Any]) -> dict[str, list]:
             raise ConfigError(f"sweep parameter {key!r} has no values")
         grid[key] = vals
     # validate every combination before running anything
-    for combo in itertools.product(*grid.values()):
-        ModelConfig.from_dict(dict(zip(grid, combo, strict=True)))
+    for combo in _combinations(grid):
+        ModelConfig.from_dict(combo)
     return grid
+
+
+def _combinations(grid: dict[str, list]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, as {parameter: value}."""
+    return [dict(zip(grid, c, strict=True)) for c in itertools.product(*grid.values())]
 
 
 def _batch(parameters: dict[str, list], seeds: list[int], steps: int, processes: int,
@@ -193,8 +198,7 @@ def _forked_runs(grid: dict[str, list], seeds: list[int], steps: int, processes:
     with one BLAS / torch thread (set before the fork, so inherited)."""
     from tqdm import tqdm
 
-    combos = [dict(zip(grid, c, strict=True)) for c in itertools.product(*grid.values())]
-    tasks = [(combo, seed, steps, every) for combo in combos for seed in seeds]
+    tasks = [(combo, seed, steps, every) for combo in _combinations(grid) for seed in seeds]
     rows: list[dict[str, Any]] = []
     with single_threaded():
         with warnings.catch_warnings():
@@ -240,9 +244,8 @@ def _dask_runs(grid: dict[str, list], seeds: list[int], steps: int, scheduler: s
         except OSError as err:
             raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
     try:
-        combos = [dict(zip(grid, c, strict=True)) for c in itertools.product(*grid.values())]
         futures = [client.submit(_one_run, combo, seed, steps, every, pure=False)
-                   for combo in combos for seed in seeds]
+                   for combo in _combinations(grid) for seed in seeds]
         rows: list[dict[str, Any]] = []
         for fut in tqdm(as_completed(futures), total=len(futures), disable=not progress,
                         desc="sweep (dask)"):
