@@ -32,6 +32,7 @@ class LinkTable:
         self._ids = np.zeros(0, dtype=np.int64)
         self._pattern: tuple[int, sp.csr_matrix] | None = None  # (n, pattern with zeros)
         self._edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._entries: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return int(self.keys.size)
@@ -88,6 +89,14 @@ class LinkTable:
     def in_csr_order(self, by_id: np.ndarray) -> np.ndarray:
         """Values given per link id, reordered as the stored entries of :meth:`csr`."""
         return by_id[self._ids]
+
+    def csr_entries(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cols) of :meth:`csr`'s stored entries, in CSR order, shape (links,)
+        each (lenders, borrowers); shared between calls (read-only use)."""
+        cached = getattr(self, "_entries", None)  # absent in tables pickled before it
+        if cached is None or cached[0] is not self._sorted:
+            self._entries = (self._sorted, self._sorted >> 32, self._sorted & 0xFFFFFFFF)
+        return self._entries[1], self._entries[2]
 
 
 class _Buffers:
@@ -259,14 +268,28 @@ class LoanBook:
         ``[i, j]`` = what *j* owes *i* (explicit zeros on links without loans),
         and which stored entries carry a loan (shape (nnz,), CSR order). With
         ``bilateral_only`` loans novated to a CCP are left out."""
+        owed, count = self._per_link(bilateral_only)
+        return self.links.csr(n, owed), self.links.in_csr_order(count) > 0
+
+    def exposure_entries(self, bilateral_only: bool = False
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The stored entries of :meth:`exposures` without building the matrix:
+        (rows = lenders, cols = borrowers, exposure (money), carries a loan),
+        each shape (links,), in CSR order."""
+        owed, count = self._per_link(bilateral_only)
+        rows, cols = self.links.csr_entries()
+        return (rows, cols, self.links.in_csr_order(owed).astype(float, copy=False),
+                self.links.in_csr_order(count) > 0)
+
+    def _per_link(self, bilateral_only: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(amount owed, number of loans) on each link, by link id."""
         link, owed = self.link_ids(), self.owed
         if bilateral_only:
             keep = self.ccp < 0
             link, owed = link[keep], owed[keep]
         size = len(self.links)
-        E = self.links.csr(n, np.bincount(link, weights=owed, minlength=size))
-        present = self.links.in_csr_order(np.bincount(link, minlength=size)) > 0
-        return E, present
+        return (np.bincount(link, weights=owed, minlength=size),
+                np.bincount(link, minlength=size))
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_spare"}

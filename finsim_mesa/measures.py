@@ -268,8 +268,8 @@ def update_full(m: Measures, L: Ledger, sheets: Sheets, assets0: np.ndarray,
     h = risk.distress(L.equity, L.equity0, L.defaulted)
     # economic value v = share of total assets at the start (a stable weight)
     # on the loan book's fixed link pattern (data refilled, no matrix built)
-    E, present = L.loans.exposures(L.n, bilateral_only=bilateral_only)
-    dr = risk.debtrank(E, L.equity0, h, value=assets0, present=present)
+    rows, cols, E, present = L.loans.exposure_entries(bilateral_only=bilateral_only)
+    dr = risk.debtrank_entries(rows, cols, E, L.equity0, h, value=assets0, present=present)
     m.debtrank, m.debtrank_total = float(dr.debtrank), float(dr.total)
     m.total_equity = float(L.equity[act].sum())
     cr = sheets.capital_ratio[act]
