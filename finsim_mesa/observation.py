@@ -83,8 +83,8 @@ ACTION_NAMES = tuple(a for a, _ in ACTIONS)
 
 def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measures,
                       withdrawals: np.ndarray, network: Adjacency, size0: float,
-                      cfg: ModelConfig, t: int, bilateral: np.ndarray | slice
-                      ) -> np.ndarray:
+                      cfg: ModelConfig, t: int, bilateral: np.ndarray | slice,
+                      out: np.ndarray | None = None) -> np.ndarray:
     """The 16 bank columns of :data:`OBS_FIELDS` for all banks, shape (n, 16).
 
     Args:
@@ -97,6 +97,8 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
         t: this step.
         bilateral: mask over the loan book of loans with a bank counterparty
             (``slice(None)``: all), for counterparty stress and interbank assets.
+        out: shape (n, 16), where to write them (e.g. the first columns of the
+            full observation matrix); a new array if omitted.
     """
     ta = sheets.total_assets
     safe = np.where(ta > 0, ta, 1.0)
@@ -113,7 +115,7 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     ib = (sheets.interbank_assets if isinstance(bilateral, slice)
           else np.bincount(lb.lender[bilateral], weights=owed[bilateral], minlength=n))
     rate_scale = cfg.base_rate + cfg.rate_stress_spread
-    o = np.empty((n, OBS_DIM))
+    o = np.empty((n, OBS_DIM)) if out is None else out
     o[:, OBS["capital_ratio"]] = clip(sheets.capital_ratio, -1, 1)
     o[:, OBS["leverage"]] = clip(L.equity / safe, -1, 1)
     o[:, OBS["cash_ratio"]] = clip(L.cash / safe, 0, 1)
@@ -138,12 +140,15 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
 
 def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: list[Exchange],
                                 ccps: list[CentralCounterparty], router: InfrastructureRouter,
-                                margin_rate: float, cfg: ModelConfig) -> np.ndarray:
+                                margin_rate: float, cfg: ModelConfig,
+                                out: np.ndarray | None = None) -> np.ndarray:
     """The 8 columns of :data:`INFRA_OBS_FIELDS`, shape (n, 8).
 
     Args:
         total_assets: shape (n,), total assets with zeros replaced by 1.
         margin_rate: the CCPs' margin per unit of cleared borrowing now.
+        out: shape (n, INFRA_OBS_DIM), where to write them (every column is
+            written); a new array if omitted.
     """
     x = router.bank_exchange
     util = np.array([e.utilisation for e in exchanges])
@@ -151,7 +156,7 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
     cap = np.array([e.queue.max_throughput for e in exchanges])
     backlog = np.array([e.backlog for e in exchanges])
     delay = np.array([e.mean_delay for e in exchanges])
-    o = np.zeros((L.n, INFRA_OBS_DIM))
+    o = np.empty((L.n, INFRA_OBS_DIM)) if out is None else out
     i = OBS_DIM  # infrastructure columns follow the bank columns in OBS
     o[:, OBS["exchange_congestion"] - i] = clip(util[x], 0, 2) / 2
     base = max(cfg.exchange_base_fee, 1e-12)
@@ -162,14 +167,17 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
     if ccps:
         lb = L.loans
         m = lb.ccp >= 0
-        cleared_net = (np.bincount(lb.lender[m], weights=lb.owed[m], minlength=L.n)
-                       - np.bincount(lb.borrower[m], weights=lb.owed[m], minlength=L.n))
+        owed = lb.owed[m]
+        cleared_net = (np.bincount(lb.lender[m], weights=owed, minlength=L.n)
+                       - np.bincount(lb.borrower[m], weights=owed, minlength=L.n))
         health = np.array([c.default_fund_health for c in ccps])
         o[:, OBS["ccp_margin_rate"] - i] = margin_rate
         o[:, OBS["posted_margin"] - i] = clip(L.margin.sum(axis=1) / total_assets, 0, 1)
         o[:, OBS["net_ccp_exposure"] - i] = clip(cleared_net / total_assets, -1, 1)
         o[:, OBS["default_fund_health"] - i] = clip(health[router.bank_ccp], 0, 1)
     else:
+        for name in ("ccp_margin_rate", "posted_margin", "net_ccp_exposure"):
+            o[:, OBS[name] - i] = 0.0
         o[:, OBS["default_fund_health"] - i] = 1.0
     return o
 
@@ -194,17 +202,19 @@ def observation_names(cfg: ModelConfig, classes: list[str]) -> list[str]:
 
 
 def observe(model: FinancialModel) -> np.ndarray:
-    """The observation matrix of a model now, shape (n_banks, obs_dim)."""
-    L, infra = model.ledger, model.router is not None
-    o = bank_observations(L, model.sheets, model.market, model.measures,
-                          model.flows.withdrawals, model.network, model.reference.size0,
-                          model.config, model.t, (L.loans.ccp < 0) if infra else slice(None))
-    parts = [o]
+    """The observation matrix of a model now, shape (n_banks, obs_dim): each
+    part written into its columns of one array."""
+    L, infra, k = model.ledger, model.router is not None, model.config.n_assets
+    width = OBS_DIM + (INFRA_OBS_DIM if infra else 0) + (k if k > 1 else 0)
+    o = np.empty((L.n, width))
+    bank_observations(L, model.sheets, model.market, model.measures, model.flows.withdrawals,
+                      model.network, model.reference.size0, model.config, model.t,
+                      (L.loans.ccp < 0) if infra else slice(None), out=o[:, :OBS_DIM])
     if infra:
         ta = model.sheets.total_assets
-        parts.append(infrastructure_observations(
-            L, np.where(ta > 0, ta, 1.0), model.exchanges, model.ccps, model.router,
-            model.margin_rate, model.config))
-    if model.config.n_assets > 1:
-        parts.append(class_observations(model.market, L.n))
-    return np.hstack(parts) if len(parts) > 1 else o
+        infrastructure_observations(L, np.where(ta > 0, ta, 1.0), model.exchanges, model.ccps,
+                                    model.router, model.margin_rate, model.config,
+                                    out=o[:, OBS_DIM:OBS_DIM + INFRA_OBS_DIM])
+    if k > 1:
+        o[:, width - k:] = class_observations(model.market, L.n)
+    return o

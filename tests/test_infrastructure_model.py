@@ -317,3 +317,35 @@ def test_transactions_per_step_count_the_audit_rows_of_that_step():
         assert m.router.transactions(t) == int(per_step.get(t, 0))
     # the model's reporter is the count of the step just run
     assert m.measures.routed_transactions == int(per_step.get(m.t, 0))
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"n_exchanges": 2, "n_ccps": 1}, {"n_exchanges": 2, "n_ccps": 0},
+    {"n_exchanges": 1, "n_ccps": 1, "n_assets": 3}, {"n_assets": 2}])
+def test_observation_parts_are_written_into_one_matrix(params):
+    """observe() writes each part into its columns of one array: the same matrix
+    as the parts computed on their own and put side by side (every column
+    written, none left from the allocation); without CCPs their three columns
+    are 0 and the fund health is 1."""
+    from finsim_mesa import observation as ob
+
+    m = FinancialModel(n_banks=25, rng=4, scenario="systemic", **params)
+    for _ in range(6):
+        m.step()
+        L, infra = m.ledger, m.router is not None
+        parts = [ob.bank_observations(L, m.sheets, m.market, m.measures, m.flows.withdrawals,
+                                      m.network, m.reference.size0, m.config, m.t,
+                                      (L.loans.ccp < 0) if infra else slice(None))]
+        if infra:
+            ta = m.sheets.total_assets
+            parts.append(ob.infrastructure_observations(
+                L, np.where(ta > 0, ta, 1.0), m.exchanges, m.ccps, m.router, m.margin_rate,
+                m.config))
+        if m.config.n_assets > 1:
+            parts.append(ob.class_observations(m.market, L.n))
+        got = ob.observe(m)
+        np.testing.assert_array_equal(got, np.hstack(parts))
+        assert got.shape[1] == len(ob.observation_names(m.config, m.market.names))
+        if infra and not m.ccps:
+            np.testing.assert_array_equal(got[:, OBS_DIM + 4:OBS_DIM + 8],
+                                          np.tile([0.0, 0.0, 0.0, 1.0], (L.n, 1)))
