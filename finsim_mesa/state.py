@@ -216,21 +216,41 @@ def restore_state(target: Any, saved: Any) -> None:
         setattr(target, name, _copy(getattr(saved, name)))
 
 
-def snapshot_model(model: Any) -> dict[str, Any]:
+def log_state(log: list, shallow: bool) -> list | tuple[list, int]:
+    """A snapshot of an append-only log (a list only ever appended to): a copy,
+    or with ``shallow`` the list itself and its length, O(1) instead of O(len)
+    (what a step's transaction takes: the log grows by a few entries a step, so
+    copying it would make each step cost more than the one before)."""
+    return (log, len(log)) if shallow else list(log)
+
+
+def log_restore(saved: list | tuple[list, int]) -> list:
+    """The log a :func:`log_state` saved, as a new list."""
+    if isinstance(saved, tuple):
+        log, length = saved
+        return log[:length]
+    return list(saved)
+
+
+def snapshot_model(model: Any, shallow_logs: bool = False) -> dict[str, Any]:
     """Copies of everything that changes as a FinancialModel runs: the clock and its
     generators, the ledger, the market, the dataclasses of :data:`MODEL_STATE`,
     the shock log, the brains' own generators, the router, exchanges and CCPs.
     Each component copies itself (``snapshot()``); nothing holds a reference
-    into the live model."""
+    into the live model, except with ``shallow_logs`` (the step's transaction):
+    the append-only logs (shock log, exchange histories, the router's audit)
+    are then held with their length (:func:`log_state`)."""
     return {
         "t": model.t, "running": model.running, "collapsed": model.collapsed,
         "rng": model.rng.bit_generator.state, "random": model.random.getstate(),
         "ledger": model.ledger.snapshot(), "market": model.market.snapshot(),
         "state": {name: copy_state(getattr(model, name)) for name in MODEL_STATE},
-        "shock_log": list(model.shock_log), "sib_scores": copy_state(model.sib_scores),
+        "shock_log": log_state(model.shock_log, shallow_logs),
+        "sib_scores": copy_state(model.sib_scores),
         "brains": model.brains.snapshot(model.rng),
-        "router": model.router.snapshot() if model.router is not None else None,
-        "exchanges": [e.snapshot() for e in model.exchanges],
+        "router": (model.router.snapshot(shallow_logs) if model.router is not None
+                   else None),
+        "exchanges": [e.snapshot(shallow_logs) for e in model.exchanges],
         "ccps": [c.snapshot() for c in model.ccps],
     }
 
@@ -250,7 +270,7 @@ def restore_model(model: Any, snap: Mapping[str, Any]) -> None:
     model.market.restore(snap["market"])
     for name in MODEL_STATE:
         restore_state(getattr(model, name), snap["state"][name])
-    model.shock_log = list(snap["shock_log"])
+    model.shock_log = log_restore(snap["shock_log"])
     model.sib_scores = copy_state(snap["sib_scores"])
     model.brains.restore(snap["brains"])
     if model.router is not None:
@@ -279,7 +299,7 @@ def transaction(model: Any) -> Iterator[None]:
     :func:`snapshot_model`), its DataCollector records and Mesa's clock are put
     back as they were before, and the exception goes on. Use it around the
     body of ``step()``."""
-    snap = snapshot_model(model)
+    snap = snapshot_model(model, shallow_logs=True)
     mark = model.datacollector.mark()
     try:
         yield

@@ -99,6 +99,42 @@ def test_a_failed_step_leaves_the_model_exactly_as_before(kw, brain_cls, error):
         assert m.time == twin.time
 
 
+@pytest.mark.parametrize("stage", ["clear", "price", "record"])
+def test_a_step_failing_after_the_logs_grew_rolls_them_back(stage, monkeypatch):
+    """A failure late in a step, after the shock log, the exchanges' histories
+    and the router's audit have grown (the transaction holds these append-only
+    logs by their length): all three are back to their length before the step,
+    and the retried step gives what a model that never failed gives."""
+    kw = dict(n_banks=16, scenario="systemic", n_exchanges=2, n_ccps=1, rng=5)
+    m, twin = FinancialModel(**kw), FinancialModel(**kw)
+    m.run_for(4)
+    twin.run_for(4)
+    before = model_state(m)
+    logs = (len(m.shock_log), [len(e.queue.history) for e in m.exchanges],
+            m.router.transactions())
+    real = getattr(m, stage)
+
+    def late_failure():
+        real()
+        m.apply_shock("price_crash", 0.05)  # a shock inside the step: the log grows
+        assert len(m.shock_log) > logs[0] and m.router.transactions() > logs[2]
+        raise RuntimeError("late")
+
+    monkeypatch.setattr(m, stage, late_failure)
+    with pytest.raises(RuntimeError, match="late"):
+        m.step()
+    assert (len(m.shock_log), [len(e.queue.history) for e in m.exchanges],
+            m.router.transactions()) == logs
+    monkeypatch.undo()  # the stage is the model's own again
+    assert model_state(m) == before
+    m.run_for(6)
+    twin.run_for(6)
+    assert len(m.shock_log) == len(twin.shock_log)
+    assert m.router.audit().equals(twin.router.audit())
+    assert m.datacollector.get_model_vars_dataframe().equals(
+        twin.datacollector.get_model_vars_dataframe())
+
+
 def test_a_failure_while_recording_data_is_rolled_back():
     m = FinancialModel(n_banks=10, rng=1)
     m.run_for(3)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import mesa
 import numpy as np
 
+from finsim_mesa.state import log_restore, log_state
+
 if TYPE_CHECKING:
     from finsim_mesa.model import FinancialModel
 
@@ -145,17 +147,18 @@ class ExchangeQueue:
         self.history.append(stats)
         return processed, gone, stats
 
-    def snapshot(self) -> dict[str, Any]:
-        """Copies of the queue's state (orders, history, capacity, next order id)."""
+    def snapshot(self, shallow_logs: bool = False) -> dict[str, Any]:
+        """Copies of the queue's state (orders, history, capacity, next order id);
+        ``shallow_logs``: the append-only history by length (:func:`log_state`)."""
         return {"max_throughput": self.max_throughput,
                 "orders": {k: v.copy() for k, v in self.orders.items()},
-                "history": list(self.history), "next_id": self._next_id}
+                "history": log_state(self.history, shallow_logs), "next_id": self._next_id}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Put a :meth:`snapshot` back."""
         self.max_throughput = state["max_throughput"]
         self.orders = {k: v.copy() for k, v in state["orders"].items()}
-        self.history = list(state["history"])
+        self.history = log_restore(state["history"])
         self._next_id = state["next_id"]
 
 
@@ -218,9 +221,9 @@ class Exchange(mesa.Agent):
                 "ccp": ccp, "fee_rate": np.full(k, stats.fee_rate),
                 "delay": t - done["submitted"]}
 
-    def snapshot(self) -> dict[str, Any]:
-        """Copies of the exchange's state (its queue)."""
-        return {"queue": self.queue.snapshot(), "ccp_id": self.ccp_id}
+    def snapshot(self, shallow_logs: bool = False) -> dict[str, Any]:
+        """Copies of the exchange's state (its queue; see :meth:`ExchangeQueue.snapshot`)."""
+        return {"queue": self.queue.snapshot(shallow_logs), "ccp_id": self.ccp_id}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Put a :meth:`snapshot` back."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finsim_mesa.errors import ConfigError
+from finsim_mesa.state import log_restore, log_state
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -120,17 +121,19 @@ class InfrastructureRouter:
                 ids[m] = ex.submit(sender[m], receiver[m], amount[m], rate[m], step)
         return ids
 
-    def snapshot(self) -> dict[str, Any]:
-        """Copies of the routing table and the audit records."""
+    def snapshot(self, shallow_logs: bool = False) -> dict[str, Any]:
+        """Copies of the routing table and the audit records (``shallow_logs``: the
+        append-only audit by length, :func:`~finsim_mesa.state.log_state`)."""
         return {"bank_exchange": self.bank_exchange.copy(), "bank_ccp": self.bank_ccp.copy(),
-                "exchange_ccp": self.exchange_ccp.copy(), "audit": list(self._audit)}
+                "exchange_ccp": self.exchange_ccp.copy(),
+                "audit": log_state(self._audit, shallow_logs)}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Put a :meth:`snapshot` back (audit records are immutable once written)."""
         self.bank_exchange = state["bank_exchange"].copy()
         self.bank_ccp = state["bank_ccp"].copy()
         self.exchange_ccp = state["exchange_ccp"].copy()
-        self._audit = list(state["audit"])
+        self._audit = log_restore(state["audit"])
 
     # ---------------------------------------------------------------- audit
     def record_rollovers(self, rolled: dict[str, np.ndarray], step: int) -> None:
