@@ -367,6 +367,40 @@ def test_consolidate_edge_cases():
     assert len(lb) == 2 and lb.lender.tolist() == [1, 0]
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_consolidate_against_grouping_row_by_row(seed):
+    """Random blocks (repeated pairs, CCP-novated rows, alike terms per pair):
+    the merged rows are the groups of (lender, borrower, CCP) in sorted order,
+    each with its first row's terms and link id, principal and accrued
+    interest summed row by row in book order (bit for bit)."""
+    rng = np.random.default_rng(seed)
+    n, k = 7, 60
+    lender = rng.integers(0, n, k)
+    borrower = (lender + rng.integers(1, n, k)) % n
+    ccp = np.where(rng.random(k) < 0.3, rng.integers(0, 2, k), -1)
+    rate = 0.01 * (1 + borrower)  # alike terms within each pair
+    principal, accrued = rng.random(k) * 10, rng.random(k)
+    lb = LoanBook()
+    lb.append(A([0]), A([1]), A([9.0]), A([0.5]), A([3]))  # a row before start
+    lb.append(lender, borrower, principal, rate, np.full(k, 8), ccp)
+    lb.accrued[1:] = accrued
+    link = lb.link_ids()[1:].copy()
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    for j in range(k):
+        groups.setdefault((int(lender[j]), int(borrower[j]), int(ccp[j])), []).append(j)
+    lb.consolidate(1)
+    assert len(lb) == 1 + len(groups) < 1 + k
+    assert (lb.principal[0], lb.accrued[0]) == (9.0, 0.0)
+    for r, key in enumerate(sorted(groups), start=1):
+        js = groups[key]
+        assert (lb.lender[r], lb.borrower[r], lb.ccp[r]) == key
+        assert (lb.link[r], lb.rate[r], lb.maturity[r]) == (link[js[0]], rate[js[0]], 8)
+        p = a = 0.0
+        for j in js:
+            p, a = p + principal[j], a + accrued[j]
+        assert (lb.principal[r], lb.accrued[r]) == (p, a)
+
+
 # -------------------------------------------------------- snapshot, exposures
 def test_snapshot_restore():
     L = base(ccp0=0, infra=(1, 1))

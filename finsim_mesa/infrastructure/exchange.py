@@ -125,6 +125,14 @@ class ExchangeQueue:
         """Process this step's orders: returns (processed, expired, stats); the
         first two are column dicts like :attr:`orders`."""
         o = self.orders
+        if not o["amount"].size:  # an empty queue (most steps): nothing moves
+            stats = ExchangeStats(
+                step=step, demand=0.0, processed=0.0, processed_orders=0, waiting=0.0,
+                waiting_orders=0, expired=0.0, expired_orders=0, utilisation=0.0,
+                congested=0.0 > self.congestion_threshold, fee_rate=self.fee_rate(0.0),
+                fees=0.0, mean_delay=0.0)
+            self.history.append(stats)
+            return o, o, stats  # empty columns, never written to
         demand = float(o["amount"].sum())
         utilisation = demand / self.max_throughput
         rate = self.fee_rate(utilisation)
@@ -143,7 +151,8 @@ class ExchangeQueue:
             expired=float(gone["amount"].sum()), expired_orders=int(expired.sum()),
             utilisation=utilisation, congested=utilisation > self.congestion_threshold,
             fee_rate=rate, fees=rate * used,
-            mean_delay=float(delays.mean()) if delays.size else 0.0)
+            # whole steps: the exact integer sum / count is np.mean's float
+            mean_delay=int(delays.sum()) / delays.size if delays.size else 0.0)
         self.history.append(stats)
         return processed, gone, stats
 
