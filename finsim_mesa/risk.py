@@ -147,7 +147,7 @@ def debtrank_entries(
     is most of the cost on small networks. Bit for bit :func:`debtrank` of the
     CSR matrix of these entries: each row's products are summed in the same
     order (``np.bincount`` adds them in entry order from 0, as SciPy's CSR
-    product does).
+    product does; the terms of undistressed columns, all +0.0, are skipped).
 
     Args:
         rows, cols: shape (nnz,), int: lender i, borrower j of each entry.
@@ -163,9 +163,11 @@ def debtrank_entries(
     v = _values(None, value, n)
     eq = np.asarray(equity, dtype=float)
     denom = eq[rows]
-    data = np.where(denom > 0, np.minimum(1.0, exposures / np.where(denom > 0, denom, 1.0)), 1.0)
+    pos = denom > 0
+    data = np.minimum(1.0, exposures / np.where(pos, denom, 1.0))
+    data[~pos] = 1.0
     if present is not None:
-        data[~present] = 0.0
+        data *= present  # x * 0 = +0.0 and x * 1 = x for the finite x >= 0 here
     h = h0.copy()
     distressed = h > 0
     inactive = np.zeros_like(distressed)
@@ -173,7 +175,10 @@ def debtrank_entries(
     for _ in range(n + 1):
         if not distressed.any():
             break
-        push = np.bincount(rows, weights=data * np.where(distressed, h, 0.0)[cols], minlength=n)
+        # only the entries of distressed columns: the others add +0.0, which
+        # changes no sum (all terms are >= 0), and the kept ones stay in order
+        sel = np.flatnonzero(distressed[cols])
+        push = np.bincount(rows[sel], weights=data[sel] * h[cols[sel]], minlength=n)
         inactive |= distressed
         h = np.minimum(1.0, h + push)
         distressed = (h > 0) & ~inactive
