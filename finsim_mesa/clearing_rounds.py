@@ -42,6 +42,10 @@ def _solve_defaulters(
     sparse LU is the last resort (it suffers heavy fill-in on random graphs).
     """
     idx = np.flatnonzero(D)
+    if idx.size <= _DENSE_SOLVE_MAX:
+        x_dense = _solve_dense(PiT, D, idx, p, e, pbar, alpha, beta)
+        if x_dense is not None:
+            return x_dense
     rows = PiT[idx]
     beta = beta[idx]
     A_DD = sp.diags(beta) @ rows[:, idx]  # β folded into the rows
@@ -91,6 +95,40 @@ def _solve_defaulters(
                 x = new
                 break
             x = new
+    return clip(x, 0.0, upper)
+
+
+def _solve_dense(PiT: sp.csr_matrix, D: np.ndarray, idx: np.ndarray, p: np.ndarray,
+                 e: np.ndarray, pbar: np.ndarray, alpha: np.ndarray, beta: np.ndarray
+                 ) -> np.ndarray | None:
+    """:func:`_solve_defaulters`' dense solve for a few defaulters (``idx``, at
+    most ``_DENSE_SOLVE_MAX``), its matrix and right-hand side built from
+    ``Πᵀ``'s stored entries with NumPy rather than SciPy's slicing and sums
+    (those took ~1 ms a round on a thousand banks): the same ``M`` and ``rhs``,
+    bit for bit, so the same solution. Returns None when the solve fails its
+    residual check (a singular or nearly singular system), for the sparse path
+    to handle exactly as before."""
+    k = idx.size
+    start, stop = PiT.indptr[idx], PiT.indptr[idx + 1]
+    count = stop - start
+    entry = np.repeat(stop - np.cumsum(count), count) + np.arange(int(count.sum()))
+    pos = np.full(D.size, -1)
+    pos[idx] = np.arange(k)
+    col = pos[PiT.indices[entry]]
+    row = np.repeat(np.arange(k), count)
+    keep = col >= 0
+    bD = beta[idx]
+    M = np.eye(k)  # I − diag(β_D) Πᵀ_DD (no self-legs: Πᵀ's diagonal is empty)
+    M[row[keep], col[keep]] -= bD[row[keep]] * PiT.data[entry[keep]]
+    rhs = alpha[idx] * e[idx] + bD * (PiT @ np.where(D, 0.0, p))[idx]
+    upper = pbar[idx]
+    scale = RESIDUAL_TOL * max(1.0, float(np.abs(rhs).max(initial=0.0)), float(upper.max()))
+    try:
+        x = np.linalg.solve(M, rhs)
+    except np.linalg.LinAlgError:
+        return None
+    if not np.all(np.isfinite(x)) or float(np.abs(M @ x - rhs).max(initial=0.0)) > scale:
+        return None
     return clip(x, 0.0, upper)
 
 

@@ -210,6 +210,44 @@ def test_singular_closed_group_falls_back_to_greatest_solution():
                                atol=1e-9)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_dense_defaulter_solve_equals_scipys(seed, monkeypatch):
+    """The few-defaulters solve builds ``I − βΠᵀ_DD`` and its right-hand side
+    from Πᵀ's entries with NumPy: against the same system built by SciPy's
+    slicing and products (the former code), the solution is bit for bit the
+    same; a singular system (a closed group owing only itself) still falls
+    back to the greatest solution by the sparse path."""
+    from finsim_mesa import clearing_rounds as cr
+
+    rng = np.random.default_rng(seed)
+    n = 40
+    debtor, creditor, amount = random_network(rng, n, 160)
+    pbar = np.bincount(debtor, weights=amount, minlength=n) + rng.exponential(0.3, n)
+    PiT = sp.csr_matrix((amount / pbar[debtor], (creditor, debtor)), shape=(n, n))
+    D = rng.random(n) < 0.3
+    p = pbar * rng.uniform(0.5, 1.0, n)
+    e, alpha, beta = rng.exponential(0.5, n), rng.uniform(0.5, 1, n), rng.uniform(0.5, 1, n)
+    got = cr._solve_defaulters(PiT, D, p, e, pbar, alpha, beta)
+    idx = np.flatnonzero(D)
+    rows = PiT[idx]
+    M = (sp.identity(idx.size, format="csr") - sp.diags(beta[idx]) @ rows[:, idx]).toarray()
+    rhs = alpha[idx] * e[idx] + beta[idx] * (rows @ np.where(D, 0.0, p))
+    want = np.clip(np.linalg.solve(M, rhs), 0.0, pbar[idx])
+    np.testing.assert_array_equal(got, want)
+    # singular: a closed pair owing only each other, nothing else
+    PiT2 = sp.csr_matrix(np.array([[0, 1.0, 0], [1.0, 0, 0], [0, 0, 0]]))
+    calls = []
+    monkeypatch.setattr(cr, "_solve_dense", lambda *a: calls.append(a) or None)
+    x = cr._solve_defaulters(PiT2, np.array([True, True, False]), np.array([4.0, 4.0, 0]),
+                             np.zeros(3), np.array([4.0, 4.0, 0]), np.ones(3), np.ones(3))
+    assert calls and x.shape == (2,)
+    monkeypatch.undo()
+    x2 = cr._solve_defaulters(PiT2, np.array([True, True, False]), np.array([4.0, 4.0, 0]),
+                              np.zeros(3), np.array([4.0, 4.0, 0]), np.ones(3), np.ones(3))
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_allclose(x2, [4.0, 4.0])  # the greatest solution: both pay in full
+
+
 #: bad inputs every clearing path refuses, with a word of the message
 BAD_INPUTS = [
     ({"liabilities": np.ones(3)}, "2-D"),
