@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from finsim_mesa import ConfigError, FinancialModel
-from finsim_mesa.infrastructure import CentralCounterparty, Exchange, multilateral_netting
+from finsim_mesa.infrastructure import CentralCounterparty, Exchange, layer, multilateral_netting
 from finsim_mesa.ledger import Ledger
 from finsim_mesa.observation import INFRA_OBS_FIELDS, OBS_DIM
 
@@ -349,3 +349,17 @@ def test_observation_parts_are_written_into_one_matrix(params):
         if infra and not m.ccps:
             np.testing.assert_array_equal(got[:, OBS_DIM + 4:OBS_DIM + 8],
                                           np.tile([0.0, 0.0, 0.0, 1.0], (L.n, 1)))
+
+
+def test_requirements_of_all_ccps_in_one_pass_equal_each_ccps_own():
+    """layer.requirements sums each (member, CCP) pair in one bincount over the
+    book: bit for bit each CCP's margin_requirement (its own pass over its
+    loans), at the start and after steps with defaults and novations."""
+    m = FinancialModel(n_banks=40, n_exchanges=2, n_ccps=3, ccp_clearing_share=0.7,
+                       scenario="systemic", rng=6)
+    for _ in range(4):
+        req = layer.requirements(m.ccps, m.margin_rate)
+        assert req.shape == (40, 3) and req.sum() > 0
+        for c, ccp in enumerate(m.ccps):
+            np.testing.assert_array_equal(req[:, c], ccp.margin_requirement(m.margin_rate))
+        m.run_for(3)

@@ -43,8 +43,22 @@ def margin_rate(cfg: ModelConfig, price_index: float) -> float:
 
 
 def requirements(ccps: list[CentralCounterparty], rate: float) -> np.ndarray:
-    """shape (n, C): margin each member must hold at each CCP."""
-    return np.column_stack([c.margin_requirement(rate) for c in ccps])
+    """shape (n, C): margin each member must hold at each CCP (each CCP's
+    :meth:`~CentralCounterparty.margin_requirement`, all in one pass over the
+    book: each (member, CCP) sum runs over the same loans in the same order)."""
+    if not ccps:
+        return np.zeros((0, 0))
+    model = ccps[0].model
+    lb, n = model.ledger.loans, model.n_banks
+    ids = np.array([c.ccp_id for c in ccps])
+    slot = np.full(int(max(ids.max(), lb.ccp.max(initial=-1))) + 2, -1)
+    slot[ids + 1] = np.arange(ids.size)  # column of each CCP id (+1: -1 is bilateral)
+    col = slot[lb.ccp + 1]
+    m = col >= 0
+    owed = lb.principal[m] + lb.accrued[m]
+    cleared = np.bincount(lb.borrower[m] * ids.size + col[m], weights=owed,
+                          minlength=n * ids.size).reshape(n, ids.size)
+    return rate * cleared
 
 
 def build(model: FinancialModel, space_graph: nx.Graph, size: np.ndarray) -> InfrastructureRouter:
@@ -117,11 +131,14 @@ def book_orders(L: Ledger, router: InfrastructureRouter,
     snd, rcv, amt = orders["sender"], orders["receiver"], orders["amount"]
     need = amt * (1.0 + orders["fee_rate"])
     order = np.argsort(snd, kind="stable")
-    cs = np.cumsum(need[order])
-    first = np.r_[True, snd[order][1:] != snd[order][:-1]]
-    within = cs - np.maximum.accumulate(np.where(first, cs - need[order], 0.0))
+    by_sender, need_o = snd[order], need[order]
+    cs = np.cumsum(need_o)
+    first = np.empty(snd.size, dtype=bool)  # a sender's first order in the sorted queue
+    first[:1] = True
+    np.not_equal(by_sender[1:], by_sender[:-1], out=first[1:])
+    within = cs - np.maximum.accumulate(np.where(first, cs - need_o, 0.0))
     affordable = np.empty(snd.size, dtype=bool)
-    affordable[order] = within <= L.cash[snd[order]] * (1 + 1e-12)
+    affordable[order] = within <= L.cash[by_sender] * (1 + 1e-12)
     ok = affordable & L.active[snd] & L.active[rcv]
     fee = amt[ok] * orders["fee_rate"][ok]
     L.lend(snd[ok], rcv[ok], amt[ok], orders["rate"][ok],
