@@ -189,10 +189,10 @@ class Ledger:
         lb = self.loans
         share = np.where(mask, np.clip(share, 0.0, 1.0), 0.0)
         roll = lb.owed * share
-        pick = roll > 0
+        pick = np.flatnonzero(roll > 0)  # one pass for the six gathers
         out = {"lender": lb.lender[pick], "borrower": lb.borrower[pick], "amount": roll[pick],
                "ccp": lb.ccp[pick]}
-        if not pick.any():
+        if not pick.size:
             return out
         new_rate = rate[pick]
         lb.principal *= 1.0 - share
@@ -312,9 +312,10 @@ class Ledger:
         Unpaid amounts are written off (lost by the creditor, extinguished for the debtor).
         """
         lb = self.loans
-        owed = lb.owed[loan_mask]
-        bp, lp = borrower_paid[loan_mask], lender_paid[loan_mask]
-        lend, borr, ccp = lb.lender[loan_mask], lb.borrower[loan_mask], lb.ccp[loan_mask]
+        settled = np.flatnonzero(loan_mask)  # one pass for the six gathers
+        owed = lb.principal[settled] + lb.accrued[settled]
+        bp, lp = borrower_paid[settled], lender_paid[settled]
+        lend, borr, ccp = lb.lender[settled], lb.borrower[settled], lb.ccp[settled]
         n = self.n
         self.cash -= np.bincount(borr, weights=bp, minlength=n)
         self.cash += np.bincount(lend, weights=lp, minlength=n)

@@ -73,7 +73,8 @@ def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray
     room = np.maximum(cfg.large_exposure_limit * np.maximum(L.equity[src], 0.0) - held, 0.0)
     x = match_lending(offer, request, src, dst, room)
     ok = x > MIN_LOAN
-    return src[ok], dst[ok], x[ok]
+    k = np.flatnonzero(ok)  # one pass for the three gathers
+    return src[k], dst[k], x[k]
 
 
 def roll_over(L: Ledger, hoard: np.ndarray, rate: float, spread: np.ndarray, t: int,

@@ -95,9 +95,11 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     leg = owed.copy()  # the borrower's leg, after set-off
     if C and cle.any():
         seized_m, seized_f, leg = layer.seize_collateral(L, lb, cle, resolving)
-    rows = np.concatenate([lb.borrower[bil], lb.borrower[cle], n + lb.ccp[cle]])
-    cols = np.concatenate([lb.lender[bil], n + lb.ccp[cle], lb.lender[cle]])
-    vals = np.concatenate([owed[bil], leg[cle], owed[cle]])
+    bi, ci = np.flatnonzero(bil), np.flatnonzero(cle)  # each mask's rows, found once
+    b_borrower, c_borrower, c_node = lb.borrower[bi], lb.borrower[ci], n + lb.ccp[ci]
+    rows = np.concatenate([b_borrower, c_borrower, c_node])
+    cols = np.concatenate([lb.lender[bi], c_node, lb.lender[ci]])
+    vals = np.concatenate([owed[bi], leg[ci], owed[ci]])
     fire_price = L.prices * (1 - cfg.liquidation_discount)
     liquid = values(L.holdings, fire_price)
     survivors_fund = np.where(resolving[:, None], 0.0, L.fund).sum(axis=0)
@@ -115,10 +117,9 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     rec = res.recovery
     b_paid = np.zeros(len(lb))
     l_paid = np.zeros(len(lb))
-    b_paid[bil] = owed[bil] * rec[lb.borrower[bil]]
-    l_paid[bil] = b_paid[bil]
-    b_paid[cle] = leg[cle] * rec[lb.borrower[cle]]
-    l_paid[cle] = owed[cle] * rec[n + lb.ccp[cle]]
+    b_paid[bi] = l_paid[bi] = owed[bi] * rec[b_borrower]
+    b_paid[ci] = leg[ci] * rec[c_borrower]
+    l_paid[ci] = owed[ci] * rec[c_node]
     inflow = np.bincount(lb.lender[due], weights=l_paid[due], minlength=n)
     pay = res.payments[:n]
     # cash short of what must be paid is raised by emergency sales at the
