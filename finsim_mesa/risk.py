@@ -158,6 +158,10 @@ def debtrank_entries(
         present: shape (nnz,), bool: which entries are claims (see
             :func:`impact_matrix`).
     """
+    if value is None:
+        raise ValueError("debtrank_entries needs value (shape (n,), each bank's economic "
+                         "value, e.g. its initial total assets); debtrank() can derive it "
+                         "from the exposures")
     h0 = clip(np.asarray(initial_distress, dtype=float), 0.0, 1.0)
     n = h0.shape[0]
     v = _values(None, value, n)

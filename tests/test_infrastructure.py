@@ -120,6 +120,23 @@ def test_exchange_delays_past_capacity_and_expires():
     assert [h.step for h in q.history] == [1, 2, 3, 4]
 
 
+def test_an_empty_queue_step_is_recorded_and_hands_out_its_own_columns():
+    """An empty queue (the short cut): the step is in the history with nothing
+    moved and the base fee, and the columns handed out stay empty when orders
+    arrive later (they are not the live queue's)."""
+    q = ExchangeQueue(max_throughput=10.0, congestion_threshold=0.8, base_fee=0.01,
+                      fee_slope=1.0, max_wait=2)
+    done, expired, s = q.process(1)
+    q.submit(np.arange(3), np.arange(1, 4), np.full(3, 2.0), step=1)
+    assert done["amount"].size == expired["amount"].size == 0
+    assert set(done) == set(q.orders) and done is not q.orders
+    assert (s.step, s.demand, s.processed, s.waiting, s.expired, s.fees) == (1, 0, 0, 0, 0, 0)
+    assert s.fee_rate == q.fee_rate(0.0) == 0.01 and not s.congested
+    done, _, s = q.process(2)
+    assert done["amount"].tolist() == [2.0, 2.0, 2.0] and s.mean_delay == 1.0
+    assert [h.step for h in q.history] == [1, 2]
+
+
 def test_exchange_rejects_bad_orders():
     q = ExchangeQueue(max_throughput=10.0)
     with pytest.raises(ValueError, match="> 0"):

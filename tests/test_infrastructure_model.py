@@ -319,36 +319,53 @@ def test_transactions_per_step_count_the_audit_rows_of_that_step():
     assert m.measures.routed_transactions == int(per_step.get(m.t, 0))
 
 
+def _bank_part(m, out=None):
+    from finsim_mesa import observation as ob
+
+    L = m.ledger
+    bilateral = (L.loans.ccp < 0) if m.router is not None else slice(None)
+    return ob.bank_observations(L, m.sheets, m.market, m.measures, m.flows.withdrawals,
+                                m.network, m.reference.size0, m.config, m.t, bilateral,
+                                out=out)
+
+
+def _infra_part(m, out=None):
+    from finsim_mesa import observation as ob
+
+    ta = m.sheets.total_assets
+    return ob.infrastructure_observations(m.ledger, np.where(ta > 0, ta, 1.0), m.exchanges,
+                                          m.ccps, m.router, m.margin_rate, m.config, out=out)
+
+
 @pytest.mark.parametrize("params", [
     {}, {"n_exchanges": 2, "n_ccps": 1}, {"n_exchanges": 2, "n_ccps": 0},
     {"n_exchanges": 1, "n_ccps": 1, "n_assets": 3}, {"n_assets": 2}])
 def test_observation_parts_are_written_into_one_matrix(params):
     """observe() writes each part into its columns of one array: the same matrix
-    as the parts computed on their own and put side by side (every column
-    written, none left from the allocation); without CCPs their three columns
-    are 0 and the fund health is 1."""
+    as the parts computed on their own and put side by side; each part writes
+    every one of its columns (nothing is left of a NaN-filled matrix); without
+    CCPs their three columns are 0 and the fund health is 1."""
     from finsim_mesa import observation as ob
 
     m = FinancialModel(n_banks=25, rng=4, scenario="systemic", **params)
     for _ in range(6):
         m.step()
-        L, infra = m.ledger, m.router is not None
-        parts = [ob.bank_observations(L, m.sheets, m.market, m.measures, m.flows.withdrawals,
-                                      m.network, m.reference.size0, m.config, m.t,
-                                      (L.loans.ccp < 0) if infra else slice(None))]
-        if infra:
-            ta = m.sheets.total_assets
-            parts.append(ob.infrastructure_observations(
-                L, np.where(ta > 0, ta, 1.0), m.exchanges, m.ccps, m.router, m.margin_rate,
-                m.config))
+        infra = m.router is not None
+        parts = [(_bank_part, _bank_part(m))] + ([(_infra_part, _infra_part(m))] if infra else [])
+        for fn, part in parts:
+            filled = np.full(part.shape, np.nan)
+            fn(m, out=filled)
+            assert not np.isnan(filled).any()
+            np.testing.assert_array_equal(filled, part)
+        blocks = [part for _, part in parts]
         if m.config.n_assets > 1:
-            parts.append(ob.class_observations(m.market, L.n))
+            blocks.append(ob.class_observations(m.market, m.n_banks))
         got = ob.observe(m)
-        np.testing.assert_array_equal(got, np.hstack(parts))
+        np.testing.assert_array_equal(got, np.hstack(blocks))
         assert got.shape[1] == len(ob.observation_names(m.config, m.market.names))
         if infra and not m.ccps:
             np.testing.assert_array_equal(got[:, OBS_DIM + 4:OBS_DIM + 8],
-                                          np.tile([0.0, 0.0, 0.0, 1.0], (L.n, 1)))
+                                          np.tile([0.0, 0.0, 0.0, 1.0], (m.n_banks, 1)))
 
 
 def test_requirements_of_all_ccps_in_one_pass_equal_each_ccps_own():

@@ -132,7 +132,7 @@ class ExchangeQueue:
                 congested=0.0 > self.congestion_threshold, fee_rate=self.fee_rate(0.0),
                 fees=0.0, mean_delay=0.0)
             self.history.append(stats)
-            return o, o, stats  # empty columns, never written to
+            return {k: v[:0] for k, v in o.items()}, {k: v[:0] for k, v in o.items()}, stats
         demand = float(o["amount"].sum())
         utilisation = demand / self.max_throughput
         rate = self.fee_rate(utilisation)
