@@ -313,8 +313,7 @@ class Ledger:
         """
         lb = self.loans
         settled = np.flatnonzero(loan_mask)  # one pass for the six gathers
-        owed = lb.principal[settled] + lb.accrued[settled]
-        bp, lp = borrower_paid[settled], lender_paid[settled]
+        owed, bp, lp = lb.owed[settled], borrower_paid[settled], lender_paid[settled]
         lend, borr, ccp = lb.lender[settled], lb.borrower[settled], lb.ccp[settled]
         n = self.n
         self.cash -= np.bincount(borr, weights=bp, minlength=n)

@@ -115,7 +115,7 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     ib = (sheets.interbank_assets if isinstance(bilateral, slice)
           else np.bincount(lb.lender[bilateral], weights=owed[bilateral], minlength=n))
     rate_scale = cfg.base_rate + cfg.rate_stress_spread
-    o = np.empty((n, OBS_DIM)) if out is None else out
+    o = np.empty((n, OBS_DIM), order="F") if out is None else out
     o[:, OBS["capital_ratio"]] = clip(sheets.capital_ratio, -1, 1)
     o[:, OBS["leverage"]] = clip(L.equity / safe, -1, 1)
     o[:, OBS["cash_ratio"]] = clip(L.cash / safe, 0, 1)
@@ -156,7 +156,7 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
     cap = np.array([e.queue.max_throughput for e in exchanges])
     backlog = np.array([e.backlog for e in exchanges])
     delay = np.array([e.mean_delay for e in exchanges])
-    o = np.empty((L.n, INFRA_OBS_DIM)) if out is None else out
+    o = np.empty((L.n, INFRA_OBS_DIM), order="F") if out is None else out
     i = OBS_DIM  # infrastructure columns follow the bank columns in OBS
     o[:, OBS["exchange_congestion"] - i] = clip(util[x], 0, 2) / 2
     base = max(cfg.exchange_base_fee, 1e-12)
@@ -202,11 +202,14 @@ def observation_names(cfg: ModelConfig, classes: list[str]) -> list[str]:
 
 
 def observe(model: FinancialModel) -> np.ndarray:
-    """The observation matrix of a model now, shape (n_banks, obs_dim): each
-    part written into its columns of one array."""
+    """The observation matrix of a model now, shape (n_banks, obs_dim), stored
+    column by column (Fortran order: each column contiguous; the values are
+    what a row-major array holds); each part written into its columns."""
     L, infra, k = model.ledger, model.router is not None, model.config.n_assets
     width = OBS_DIM + (INFRA_OBS_DIM if infra else 0) + (k if k > 1 else 0)
-    o = np.empty((L.n, width))
+    # column-major: each column is written (here) and read (by the brains) as
+    # one contiguous run; rows are what a bank sees
+    o = np.empty((L.n, width), order="F")
     bank_observations(L, model.sheets, model.market, model.measures, model.flows.withdrawals,
                       model.network, model.reference.size0, model.config, model.t,
                       (L.loans.ccp < 0) if infra else slice(None), out=o[:, :OBS_DIM])

@@ -48,7 +48,9 @@ def _softplus(x: np.ndarray) -> np.ndarray:
 def actor_forward(weights: dict[str, np.ndarray], obs: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Beta parameters (α, β), each shape (n, 4), for observations of shape (n, d)."""
-    x = np.clip(np.asarray(obs, dtype=np.float32), -10, 10)
+    # row-major, whatever the input's layout: the products below then sum in
+    # the order they always have (a column-major input changes BLAS's blocking)
+    x = np.clip(np.ascontiguousarray(obs, dtype=np.float32), -10, 10)
     if "obs_mean" in weights:
         x = np.clip((x - weights["obs_mean"]) / np.sqrt(weights["obs_var"] + np.float32(1e-8)),
                     -5.0, 5.0)

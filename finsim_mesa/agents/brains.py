@@ -328,13 +328,17 @@ class BrainSet:
             BrainError: a brain returned a wrong shape, NaN/inf or values outside [0, 1].
         """
         actions = np.zeros((observations.shape[0], 4))
+        # the brain's own copy of its rows, column by column when the matrix is
+        # stored so (a row gather would turn it row-major, every column strided)
+        by_column = observations.flags.f_contiguous and observations.ndim == 2
         for brain, idx in self.groups:
             rows = idx[active[idx]]
             if rows.size:
+                obs = observations.T[:, rows].T if by_column else observations[rows]
                 if getattr(brain, "per_bank", False):
-                    out = brain.act_banks([banks[i] for i in rows], observations[rows])
+                    out = brain.act_banks([banks[i] for i in rows], obs)
                 else:
-                    out = brain.act(observations[rows])
+                    out = brain.act(obs)
                 actions[rows] = check_actions(brain, out, rows.size)
         for bank, vec in overrides.items():
             if active[bank]:

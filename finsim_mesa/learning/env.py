@@ -79,7 +79,8 @@ class FinancialEnv(ParallelEnv):
         return spaces.Box(0.0, 1.0, shape=(4,), dtype=np.float32)
 
     def _obs(self) -> np.ndarray:
-        return np.clip(self.model.observe(), OBS_LOW, OBS_HIGH).astype(np.float32)
+        # row-major for the torch actor (the model stores the matrix by column)
+        return np.clip(self.model.observe(), OBS_LOW, OBS_HIGH).astype(np.float32, order="C")
 
     def reset(self, seed: int | None = None, options: dict | None = None
               ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
