@@ -354,3 +354,39 @@ def test_docs_list_every_observation_column_and_action():
         assert f"| {i} | `{name}` | {meaning} |" in doc
     for i, (name, meaning) in enumerate(ACTIONS):
         assert f"| {i} | `{name}` | {meaning} |" in doc
+
+
+class _Recorder(Brain):
+    """Passive, but keeps every observation matrix it is given."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.seen: list[np.ndarray] = []
+
+    def act(self, observations):
+        self.seen.append(observations)
+        return np.zeros((len(observations), 4))
+
+
+def test_each_brain_gets_its_active_banks_rows_in_order():
+    """The decide stage hands each brain a copy of its active banks' rows of the
+    model's observation matrix, in bank order (column by column in memory):
+    one brain for all banks, two brains on alternate banks, some in default."""
+    one = _Recorder()
+    m = FinancialModel(n_banks=20, brain=one, rng=3)
+    m.step()
+    np.testing.assert_array_equal(one.seen[-1], m.decisions.observations)
+    assert one.seen[-1] is not m.decisions.observations
+    even, odd = _Recorder(), _Recorder()
+    m = FinancialModel(n_banks=21, brain={**{i: even for i in range(0, 21, 2)},
+                                          "default": odd}, rng=3)
+    m.step()
+    m.apply_shock("default", banks=[2, 3, 8])
+    m.step()
+    obs, active = m.decisions.observations, m.ledger.active
+    for brain, start in ((even, 0), (odd, 1)):
+        rows = [i for i in range(start, 21, 2) if active[i]]
+        np.testing.assert_array_equal(brain.seen[-1], obs[rows])
+        assert brain.seen[-1].flags.f_contiguous
+    assert not active[[2, 3, 8]].any()

@@ -331,10 +331,16 @@ class BrainSet:
         # the brain's own copy of its rows, column by column when the matrix is
         # stored so (a row gather would turn it row-major, every column strided)
         by_column = observations.flags.f_contiguous and observations.ndim == 2
+        n = observations.shape[0]
         for brain, idx in self.groups:
             rows = idx[active[idx]]
             if rows.size:
-                obs = observations.T[:, rows].T if by_column else observations[rows]
+                if not by_column:
+                    obs = observations[rows]
+                elif rows.size == n and np.array_equal(rows, np.arange(n)):
+                    obs = observations.copy(order="F")  # every bank, in order
+                else:
+                    obs = observations.T.take(rows, axis=1).T
                 if getattr(brain, "per_bank", False):
                     out = brain.act_banks([banks[i] for i in rows], obs)
                 else:
