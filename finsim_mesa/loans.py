@@ -236,13 +236,17 @@ class LoanBook:
 
     def keep(self, mask: np.ndarray) -> None:
         """Keep only the loans where ``mask`` (shape (m,), bool) is True."""
-        keep = np.flatnonzero(mask)
-        m, k = len(self), keep.size
+        m, k = len(self), int(np.count_nonzero(mask))
         if k == m:
             return
         bufs = self._room(m)
-        for name in self._ROWS:  # compacted in place: row keep[j] >= j is read before j is written
-            np.take(bufs[name][:m], keep, out=bufs[name][:k], mode="clip")
+        if mask[m - k:].all():  # the first m - k rows go (the usual case: the book is
+            for name in self._ROWS:  # in maturity order, what is due comes first)
+                bufs[name][:k] = bufs[name][m - k:m]  # NumPy copies overlaps safely
+        else:
+            keep = np.flatnonzero(mask)
+            for name in self._ROWS:  # compacted in place: row keep[j] >= j is read first
+                np.take(bufs[name][:m], keep, out=bufs[name][:k], mode="clip")
         self._rows(k)
 
     def copy(self) -> LoanBook:

@@ -401,6 +401,31 @@ def test_consolidate_against_grouping_row_by_row(seed):
         assert (lb.principal[r], lb.accrued[r]) == (p, a)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_keep_drops_rows_as_boolean_indexing_does(seed):
+    """keep(mask) leaves the book that boolean indexing of every row array gives:
+    for masks that drop a first block of rows (the usual case, moved in place
+    by slices), for scattered masks, for all and for none."""
+    rng = np.random.default_rng(seed)
+    m = 50
+    lb = LoanBook()
+    lb.append(rng.integers(0, 9, m), rng.integers(0, 9, m), rng.random(m), rng.random(m),
+              np.sort(rng.integers(1, 9, m)), np.where(rng.random(m) < 0.3, 0, -1))
+    lb.accrued = rng.random(m)
+    lb.link_ids()
+    cut = int(rng.integers(0, m))
+    masks = [np.arange(m) >= cut, rng.random(m) < 0.6, np.ones(m, bool), np.zeros(m, bool)]
+    for mask in masks:
+        book = lb.copy()
+        book.append(A([1]), A([2]), A([1.0]), A([0.1]), A([9]))  # buffers with spare room
+        mask = np.append(mask, True)
+        want = {f: getattr(book, f)[mask].copy() for f in LoanBook._ROWS}
+        book.keep(mask)
+        assert len(book) == int(mask.sum())
+        for f in LoanBook._ROWS:
+            np.testing.assert_array_equal(getattr(book, f), want[f])
+
+
 # -------------------------------------------------------- snapshot, exposures
 def test_snapshot_restore():
     L = base(ccp0=0, infra=(1, 1))
