@@ -88,38 +88,45 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     n, C = L.n, L.ccp_cash.size
     lb = L.loans
     owed = lb.owed
-    cle = due & (lb.ccp >= 0)
-    bil = due & (lb.ccp < 0)
-    seized_m = np.zeros((n, C))
-    seized_f = np.zeros((n, C))
-    leg = owed.copy()  # the borrower's leg, after set-off
-    if C and cle.any():
-        seized_m, seized_f, leg = layer.seize_collateral(L, lb, cle, resolving)
-    bi, ci = np.flatnonzero(bil), np.flatnonzero(cle)  # each mask's rows, found once
-    b_borrower, c_borrower, c_node = lb.borrower[bi], lb.borrower[ci], n + lb.ccp[ci]
-    rows = np.concatenate([b_borrower, c_borrower, c_node])
-    cols = np.concatenate([lb.lender[bi], c_node, lb.lender[ci]])
-    vals = np.concatenate([owed[bi], leg[ci], owed[ci]])
     fire_price = L.prices * (1 - cfg.liquidation_discount)
     liquid = values(L.holdings, fire_price)
-    survivors_fund = np.where(resolving[:, None], 0.0, L.fund).sum(axis=0)
-    # clamp round-off (e.g. cash after a margin payment that used all of it)
-    e = np.maximum(np.concatenate([
-        L.cash + liquid,
-        L.ccp_capital + survivors_fund + (seized_m + seized_f).sum(axis=0)]), 0.0)
-    ones = np.ones(C)
+    alpha, beta = np.full(n, cfg.default_cost_alpha), np.full(n, cfg.default_cost_beta)
+    if not C:  # no CCPs: every leg is bilateral, the institutions are the banks
+        bi = np.flatnonzero(due)
+        leg = owed  # nothing set off
+        b_borrower = lb.borrower[bi]
+        # clamp round-off (e.g. cash after a margin payment that used all of it)
+        e = np.maximum(L.cash + liquid, 0.0)
+        rows, cols, vals, ext, forced = b_borrower, lb.lender[bi], owed[bi], ext_due, resolving
+    else:
+        cle = due & (lb.ccp >= 0)
+        seized_m, seized_f = np.zeros((n, C)), np.zeros((n, C))
+        leg = owed.copy()  # the borrower's leg, after set-off
+        if cle.any():
+            seized_m, seized_f, leg = layer.seize_collateral(L, lb, cle, resolving)
+        bi, ci = np.flatnonzero(due & (lb.ccp < 0)), np.flatnonzero(cle)
+        b_borrower, c_borrower, c_node = lb.borrower[bi], lb.borrower[ci], n + lb.ccp[ci]
+        rows = np.concatenate([b_borrower, c_borrower, c_node])
+        cols = np.concatenate([lb.lender[bi], c_node, lb.lender[ci]])
+        vals = np.concatenate([owed[bi], leg[ci], owed[ci]])
+        survivors_fund = np.where(resolving[:, None], 0.0, L.fund).sum(axis=0)
+        e = np.maximum(np.concatenate([
+            L.cash + liquid,
+            L.ccp_capital + survivors_fund + (seized_m + seized_f).sum(axis=0)]), 0.0)
+        ones = np.ones(C)
+        ext = np.concatenate([ext_due, np.zeros(C)])
+        alpha, beta = np.concatenate([alpha, ones]), np.concatenate([beta, ones])
+        forced = np.concatenate([resolving, np.zeros(C, dtype=bool)])
     # the ledger's legs are valid by construction: the trusted path, which also
     # skips the matrices when nobody is short (most clearings)
-    res = clear_legs(rows, cols, vals, e, np.concatenate([ext_due, np.zeros(C)]),
-                     alpha=np.concatenate([np.full(n, cfg.default_cost_alpha), ones]),
-                     beta=np.concatenate([np.full(n, cfg.default_cost_beta), ones]),
-                     forced=np.concatenate([resolving, np.zeros(C, dtype=bool)]))
+    res = clear_legs(rows, cols, vals, e, ext, alpha=alpha, beta=beta, forced=forced)
     rec = res.recovery
     b_paid = np.zeros(len(lb))
     l_paid = np.zeros(len(lb))
     b_paid[bi] = l_paid[bi] = owed[bi] * rec[b_borrower]
-    b_paid[ci] = leg[ci] * rec[c_borrower]
-    l_paid[ci] = owed[ci] * rec[c_node]
+    if C:
+        b_paid[ci] = leg[ci] * rec[c_borrower]
+        l_paid[ci] = owed[ci] * rec[c_node]
     inflow = np.bincount(lb.lender[due], weights=l_paid[due], minlength=n)
     pay = res.payments[:n]
     # cash short of what must be paid is raised by emergency sales at the
@@ -129,8 +136,8 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     sell(L.holdings * share[:, None], fire_price, "emergency_sales")
     cost = np.where(res.defaulted[:n], L.cash + inflow - pay, 0.0)
     cost[cost < 1e-12 * np.maximum(1.0, res.obligations[:n])] = 0.0
-    capital_used, charges = layer.run_waterfalls(L, ccps, cle, b_paid, seized_m, seized_f,
-                                                 resolving, t)
+    waterfalls = (layer.run_waterfalls(L, ccps, cle, b_paid, seized_m, seized_f, resolving, t)
+                  if C else None)
     if router is not None:  # audit before the settled rows leave the book
         d = np.flatnonzero(due)
         full = b_paid[d] >= leg[d] * (1 - 1e-12)
@@ -139,7 +146,8 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
                                     OUTCOMES.index("unpaid")))
         router.record("repayment", lb.borrower[d], lb.lender[d], b_paid[d], l_paid[d],
                       router.bank_exchange[lb.lender[d]], lb.ccp[d], 0.0, 0, outcome, t)
-    L.settle(due, b_paid, l_paid, ext_due, rec[:n], cost,
-             seized_m if C else None, seized_f if C else None,
-             capital_used if C else None, charges if C else None)
+    if waterfalls is None:
+        L.settle(due, b_paid, l_paid, ext_due, rec[:n], cost)
+    else:
+        L.settle(due, b_paid, l_paid, ext_due, rec[:n], cost, seized_m, seized_f, *waterfalls)
     return res
