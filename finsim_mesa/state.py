@@ -12,6 +12,7 @@ Shapes: ``n`` banks, ``k`` asset classes. Money in currency units.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -36,6 +37,9 @@ __all__ = [
 
 #: the model's attributes that hold the dataclasses below
 MODEL_STATE = ("sheets", "flows", "measures", "reward", "decisions", "reference")
+#: the ones a step never changes in place: each field gets a new value (flows'
+#: arrays, by contrast, are added to and zeroed in place)
+REPLACED_STATE = ("sheets", "measures", "reward", "decisions", "reference")
 
 T = TypeVar("T")
 
@@ -239,12 +243,16 @@ def snapshot_model(model: Any, shallow_logs: bool = False) -> dict[str, Any]:
     Each component copies itself (``snapshot()``); nothing holds a reference
     into the live model, except with ``shallow_logs`` (the step's transaction):
     the append-only logs (shock log, exchange histories, the router's audit)
-    are then held with their length (:func:`log_state`)."""
+    are then held with their length (:func:`log_state`), and the dataclasses a
+    step only ever *replaces* field by field (:data:`REPLACED_STATE`; tested:
+    their arrays are read-only through steps) by a shallow copy."""
     return {
         "t": model.t, "running": model.running, "collapsed": model.collapsed,
         "rng": model.rng.bit_generator.state, "random": model.random.getstate(),
         "ledger": model.ledger.snapshot(), "market": model.market.snapshot(),
-        "state": {name: copy_state(getattr(model, name)) for name in MODEL_STATE},
+        "state": {name: (copy.copy(getattr(model, name))
+                         if shallow_logs and name in REPLACED_STATE
+                         else copy_state(getattr(model, name))) for name in MODEL_STATE},
         "shock_log": log_state(model.shock_log, shallow_logs),
         "sib_scores": copy_state(model.sib_scores),
         "brains": model.brains.snapshot(model.rng),

@@ -135,6 +135,29 @@ def test_a_step_failing_after_the_logs_grew_rolls_them_back(stage, monkeypatch):
         twin.datacollector.get_model_vars_dataframe())
 
 
+@pytest.mark.parametrize("kw", [dict(scenario="systemic", brain="greedy"),
+                                dict(scenario="liquidity_crisis", n_exchanges=2, n_ccps=1),
+                                dict(n_assets=3, brain="random")])
+def test_the_state_a_step_replaces_is_never_changed_in_place(kw):
+    """A step's transaction holds the dataclasses of REPLACED_STATE by a shallow
+    copy, which is safe only if no stage writes into their arrays: with every
+    array in them made read-only before each step, steps run (a write would
+    raise), defaults and shocks included."""
+    from finsim_mesa.state import REPLACED_STATE
+
+    m = FinancialModel(n_banks=20, rng=3, **kw)
+    m.apply_shock("default", banks=[1, 2])
+    for _ in range(12):
+        for name in REPLACED_STATE:
+            for value in vars(getattr(m, name)).values():
+                arrays = value.values() if isinstance(value, dict) else [value]
+                for a in arrays:
+                    if isinstance(a, np.ndarray):
+                        a.flags.writeable = False
+        m.step()
+    assert m.t == 12 and m.measures.n_defaults >= 2
+
+
 def test_a_failure_while_recording_data_is_rolled_back():
     m = FinancialModel(n_banks=10, rng=1)
     m.run_for(3)
