@@ -179,25 +179,27 @@ class Ledger:
 
     def rollover(self, mask: np.ndarray, share: np.ndarray, rate: np.ndarray,
                  maturity: int) -> dict[str, np.ndarray]:
-        """Roll over ``share`` (shape (m,), in [0, 1]) of the loans in ``mask``.
-
-        The rolled part (principal plus accrued interest) becomes a new loan at
-        ``rate`` (per step, shape (m,)) due at step ``maturity``, with the same
-        CCP; the rest stays due. No cash moves and nothing is gained or lost.
-        Returns the renewed loans as columns (lender, borrower, amount, ccp).
-        """
+        """Roll over ``share`` (in [0, 1]) of the loans in ``mask`` (shape (m,)): the
+        rolled part (principal plus accrued interest) becomes a new loan at ``rate``
+        (per step) due at step ``maturity``, same CCP; the rest stays due; nothing
+        is gained or lost. ``share`` and ``rate``: per loan of the book (shape (m,))
+        or per loan in ``mask`` (in book order). Returns the renewed loans as
+        columns (lender, borrower, amount, ccp)."""
         lb = self.loans
-        share = np.where(mask, np.clip(share, 0.0, 1.0), 0.0)
-        roll = lb.owed * share
-        pick = np.flatnonzero(roll > 0)  # one pass for the six gathers
-        out = {"lender": lb.lender[pick], "borrower": lb.borrower[pick], "amount": roll[pick],
+        rows = np.flatnonzero(mask)
+        if np.shape(share)[0] != rows.size or np.shape(rate)[0] != rows.size:
+            share, rate = np.asarray(share)[rows], np.asarray(rate)[rows]
+        share = np.clip(share, 0.0, 1.0)
+        roll = (lb.principal[rows] + lb.accrued[rows]) * share
+        rolled = np.flatnonzero(roll > 0)
+        pick = rows[rolled]
+        out = {"lender": lb.lender[pick], "borrower": lb.borrower[pick], "amount": roll[rolled],
                "ccp": lb.ccp[pick]}
         if not pick.size:
             return out
-        new_rate = rate[pick]
-        lb.principal *= 1.0 - share
-        lb.accrued *= 1.0 - share
-        lb.append(out["lender"], out["borrower"], out["amount"], new_rate,
+        lb.principal[rows] *= 1.0 - share
+        lb.accrued[rows] *= 1.0 - share
+        lb.append(out["lender"], out["borrower"], out["amount"], rate[rolled],
                   np.full(out["amount"].size, maturity), out["ccp"], lb.link_ids(False)[pick])
         return out
 
@@ -285,11 +287,11 @@ class Ledger:
         self.external_in["liquidations"] += float(proceeds.sum())
         return float(proceeds.sum())
 
-    def settle(self, loan_mask: np.ndarray, borrower_paid: np.ndarray,
-               lender_paid: np.ndarray, ext_due: np.ndarray, ext_recovery: np.ndarray,
-               default_cost: np.ndarray, seized_margin: np.ndarray | None = None,
-               seized_fund: np.ndarray | None = None, capital_used: np.ndarray | None = None,
-               fund_charges: np.ndarray | None = None) -> None:
+    def settle(self, loan_mask: np.ndarray, borrower_paid: np.ndarray, lender_paid: np.ndarray,
+               ext_due: np.ndarray, ext_recovery: np.ndarray, default_cost: np.ndarray,
+               seized_margin: np.ndarray | None = None, seized_fund: np.ndarray | None = None,
+               capital_used: np.ndarray | None = None, fund_charges: np.ndarray | None = None
+               ) -> None:
         """Settle a clearing: the loans in ``loan_mask`` and the external dues are paid.
 
         Args:
@@ -302,12 +304,10 @@ class Ledger:
                 resolution deposits, then the funding loan).
             ext_recovery: shape (n,), share of ``ext_due`` actually paid.
             default_cost: shape (n,), cash lost to Rogers–Veraart default costs.
-            seized_margin, seized_fund: shape (n, C), a defaulted member's margin
-                and default-fund contribution the CCP took in payment (waterfall
-                layers 1 and 2).
+            seized_margin, seized_fund: shape (n, C), a defaulted member's margin and
+                default-fund contribution the CCP took in payment (layers 1 and 2).
             capital_used: shape (C,), the CCPs' own capital consumed (layer 3).
-            fund_charges: shape (n, C), surviving members' contributions consumed
-                (layer 4, mutualised).
+            fund_charges: shape (n, C), survivors' contributions consumed (layer 4).
 
         Unpaid amounts are written off (lost by the creditor, extinguished for the debtor).
         """

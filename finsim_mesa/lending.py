@@ -88,4 +88,6 @@ def roll_over(L: Ledger, hoard: np.ndarray, rate: float, spread: np.ndarray, t: 
     lb = L.loans
     active = L.active
     maturing = (lb.maturity <= t) & active[lb.lender] & active[lb.borrower]
-    return L.rollover(maturing, 1.0 - hoard[lb.lender], rate + spread[lb.borrower], maturity)
+    rows = np.flatnonzero(maturing)  # terms for these loans only, not the whole book
+    return L.rollover(maturing, 1.0 - hoard[lb.lender[rows]], rate + spread[lb.borrower[rows]],
+                      maturity)

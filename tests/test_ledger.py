@@ -125,6 +125,33 @@ def test_rollover():
     assert out["amount"].size == 0 and len(L.loans) == 4
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_rollover_terms_per_book_or_per_rolled_loan_give_the_same(seed):
+    """Terms given for every loan of the book or only for the loans in the mask
+    (what the act stage passes): the same renewals and the same book, and the
+    loans outside the mask are left exactly as they were."""
+    rng = np.random.default_rng(seed)
+    books = [base(ccp0=0), base(ccp0=0)]
+    for L in books:  # a longer book: a few more loans
+        L.lend(A([0, 1, 2]), A([1, 2, 0]), A([3.0, 4.0, 5.0]), A([0.01] * 3), A([2, 2, 2]))
+    m = len(books[0].loans)
+    mask = rng.random(m) < 0.6
+    share = rng.uniform(-0.2, 1.2, m) * (rng.random(m) < 0.8)  # some 0, some clipped
+    rate = rng.uniform(0.0, 0.1, m)
+    before = books[0].loans.copy()
+    out_full = books[0].rollover(mask, share, rate, maturity=7)
+    out_part = books[1].rollover(mask, share[mask], rate[mask], maturity=7)
+    for k in out_full:
+        np.testing.assert_array_equal(out_full[k], out_part[k])
+    for f in LoanBook._FIELDS:
+        np.testing.assert_array_equal(getattr(books[0].loans, f), getattr(books[1].loans, f))
+        np.testing.assert_array_equal(getattr(books[0].loans, f)[:m][~mask],
+                                      getattr(before, f)[~mask])
+    clipped = np.clip(share[mask], 0, 1)
+    np.testing.assert_array_equal(out_full["amount"], (before.owed[mask] * clipped)[clipped > 0])
+    ok(books[0])
+
+
 def test_accrue_interest():
     L = base()
     interest = L.accrue_interest()
