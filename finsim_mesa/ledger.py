@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from finsim_mesa import accounting
-from finsim_mesa.loans import LoanBook
+from finsim_mesa.loans import LoanBook, masked_terms
 
 __all__ = ["ACTIVE", "DEFAULTED", "Ledger", "LoanBook"]
 
@@ -182,14 +182,13 @@ class Ledger:
         """Roll over ``share`` (in [0, 1]) of the loans in ``mask`` (shape (m,)): the
         rolled part (principal plus accrued interest) becomes a new loan at ``rate``
         (per step) due at step ``maturity``, same CCP; the rest stays due; nothing
-        is gained or lost. ``share`` and ``rate``: per loan of the book (shape (m,))
-        or per loan in ``mask`` (in book order). Returns the renewed loans as
-        columns (lender, borrower, amount, ccp)."""
+        is gained or lost. ``share`` and ``rate``: one number, one per loan of the
+        book or one per loan in ``mask`` (:func:`~finsim_mesa.loans.masked_terms`).
+        Returns the renewed loans as columns (lender, borrower, amount, ccp)."""
         lb = self.loans
-        rows = np.flatnonzero(mask)
-        if np.shape(share)[0] != rows.size or np.shape(rate)[0] != rows.size:
-            share, rate = np.asarray(share)[rows], np.asarray(rate)[rows]
-        share = np.clip(share, 0.0, 1.0)
+        rows, m = np.flatnonzero(mask), len(lb)
+        share = np.clip(masked_terms(share, rows, m, "share"), 0.0, 1.0)
+        rate = masked_terms(rate, rows, m, "rate")
         roll = (lb.principal[rows] + lb.accrued[rows]) * share
         rolled = np.flatnonzero(roll > 0)
         pick = rows[rolled]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["LinkTable", "LoanBook"]
+__all__ = ["LinkTable", "LoanBook", "masked_terms"]
 
 
 class LinkTable:
@@ -97,6 +97,21 @@ class LinkTable:
         if cached is None or cached[0] is not self._sorted:
             self._entries = (self._sorted, self._sorted >> 32, self._sorted & 0xFFFFFFFF)
         return self._entries[1], self._entries[2]
+
+
+def masked_terms(x: np.ndarray | float, rows: np.ndarray, m: int, name: str) -> np.ndarray:
+    """``x`` for the loans ``rows`` (indices, in book order) of a book of ``m``
+    loans, given as one number, one value per loan of the book (shape (m,)) or
+    one per loan in ``rows``; shape (rows.size,), float."""
+    a = np.asarray(x, dtype=float)
+    if a.ndim == 0:
+        return np.full(rows.size, float(a))
+    if a.shape == (m,):
+        return a[rows]
+    if a.shape == (rows.size,):
+        return a
+    raise ValueError(f"{name} has shape {a.shape}: give one number, one per loan of the "
+                     f"book ({m},) or one per loan rolled over ({rows.size},)")
 
 
 class _Buffers:

@@ -152,6 +152,20 @@ def test_rollover_terms_per_book_or_per_rolled_loan_give_the_same(seed):
     ok(books[0])
 
 
+def test_rollover_terms_as_numbers_and_bad_shapes():
+    """One number for every rolled loan gives what a full array of it gives; a
+    shape that is neither the book's nor the rolled loans' is a clear error."""
+    a, b = base(ccp0=0), base(ccp0=0)
+    mask = A([True, True])
+    out_a = a.rollover(mask, 0.5, 0.03, maturity=9)
+    out_b = b.rollover(mask, A([0.5, 0.5]), A([0.03, 0.03]), maturity=9)
+    for k in out_a:
+        np.testing.assert_array_equal(out_a[k], out_b[k])
+    np.testing.assert_array_equal(a.loans.rate, b.loans.rate)
+    with pytest.raises(ValueError, match=r"share has shape \(3,\).*\(4,\).*\(2,\)"):
+        a.rollover(A([True, False, True, False]), A([0.5, 0.5, 0.5]), 0.03, maturity=9)
+
+
 def test_accrue_interest():
     L = base()
     interest = L.accrue_interest()

@@ -369,16 +369,24 @@ class _Recorder(Brain):
         return np.zeros((len(observations), 4))
 
 
-def test_each_brain_gets_its_active_banks_rows_in_order():
+class _ColumnRecorder(_Recorder):
+    reads_columns = True
+
+
+@pytest.mark.parametrize("recorder", [_Recorder, _ColumnRecorder])
+def test_each_brain_gets_its_active_banks_rows_in_order(recorder):
     """The decide stage hands each brain a copy of its active banks' rows of the
-    model's observation matrix, in bank order (column by column in memory):
-    one brain for all banks, two brains on alternate banks, some in default."""
-    one = _Recorder()
+    model's observation matrix, in bank order: row-major (a user's brain sees
+    the arrays it always did, so its matrix products give the same bits) or,
+    for a brain that reads columns, column-major. One brain for all banks,
+    two brains on alternate banks, some in default."""
+    layout = "F_CONTIGUOUS" if recorder.reads_columns else "C_CONTIGUOUS"
+    one = recorder()
     m = FinancialModel(n_banks=20, brain=one, rng=3)
     m.step()
     np.testing.assert_array_equal(one.seen[-1], m.decisions.observations)
-    assert one.seen[-1] is not m.decisions.observations
-    even, odd = _Recorder(), _Recorder()
+    assert one.seen[-1] is not m.decisions.observations and one.seen[-1].flags[layout]
+    even, odd = recorder(), recorder()
     m = FinancialModel(n_banks=21, brain={**{i: even for i in range(0, 21, 2)},
                                           "default": odd}, rng=3)
     m.step()
@@ -388,5 +396,5 @@ def test_each_brain_gets_its_active_banks_rows_in_order():
     for brain, start in ((even, 0), (odd, 1)):
         rows = [i for i in range(start, 21, 2) if active[i]]
         np.testing.assert_array_equal(brain.seen[-1], obs[rows])
-        assert brain.seen[-1].flags.f_contiguous
+        assert brain.seen[-1].flags[layout]
     assert not active[[2, 3, 8]].any()

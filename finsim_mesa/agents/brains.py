@@ -50,9 +50,16 @@ class BrainLike(Protocol):
 
 
 class Brain:
-    """Base class. ``setup(model)`` is called once when a model adopts the brain."""
+    """Base class. ``setup(model)`` is called once when a model adopts the brain.
+
+    ``act`` gets a row-major copy of its banks' observation rows; a brain that
+    only reads whole columns may set ``reads_columns = True`` to get a
+    column-major copy instead (the same values, each column contiguous: what
+    the built-in rule brains do).
+    """
 
     name = "brain"
+    reads_columns = False
 
     def setup(self, model: Any) -> None:
         """Bind to a model (e.g. take its random generator). Default: nothing."""
@@ -68,6 +75,7 @@ class PassiveBrain(Brain):
     """No behaviour at all (all zeros): for pure contagion studies."""
 
     name = "passive"
+    reads_columns = True
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         return np.zeros((len(observations), 4))
@@ -77,6 +85,7 @@ class RandomBrain(Brain):
     """Uniform random actions, drawn from the model's generator."""
 
     name = "random"
+    reads_columns = True
 
     def __init__(self) -> None:
         self.rng: np.random.Generator | None = None
@@ -92,6 +101,8 @@ class RandomBrain(Brain):
 
 class _RequirementAware(Brain):
     """A brain whose rules refer to the model's capital requirement."""
+
+    reads_columns = True
 
     def __init__(self, capital_requirement: float = 0.05) -> None:
         self.capital_requirement = capital_requirement
@@ -131,6 +142,7 @@ class MyopicBrain(Brain):
     (a sale realises a discount), borrows only when about to run out of cash."""
 
     name = "myopic"
+    reads_columns = True
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         a = np.zeros((len(observations), 4))
@@ -143,6 +155,7 @@ class GreedyBrain(Brain):
     """Maximal balance-sheet growth: lend all, borrow all, never hoard or sell."""
 
     name = "greedy"
+    reads_columns = True
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         a = np.zeros((len(observations), 4))
@@ -178,6 +191,7 @@ class ConstantBrain(Brain):
     """
 
     name = "constant"
+    reads_columns = True
 
     def __init__(self, action: Sequence[float]) -> None:
         try:
@@ -328,14 +342,15 @@ class BrainSet:
             BrainError: a brain returned a wrong shape, NaN/inf or values outside [0, 1].
         """
         actions = np.zeros((observations.shape[0], 4))
-        # the brain's own copy of its rows, column by column when the matrix is
-        # stored so (a row gather would turn it row-major, every column strided)
+        # each brain gets its own copy of its rows: row-major, as always, or
+        # column by column for the brains that read columns (the matrix is
+        # stored so; a row gather would leave every column strided)
         by_column = observations.flags.f_contiguous and observations.ndim == 2
         n = observations.shape[0]
         for brain, idx in self.groups:
             rows = idx[active[idx]]
             if rows.size:
-                if not by_column:
+                if not (by_column and getattr(brain, "reads_columns", False)):
                     obs = observations[rows]
                 elif rows.size == n and np.array_equal(rows, np.arange(n)):
                     obs = observations.copy(order="F")  # every bank, in order
