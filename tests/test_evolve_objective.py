@@ -148,3 +148,32 @@ def test_evaluate_takes_a_fresh_test_block_and_refuses_bad_ones(tmp_path, capsys
         assert main(["evaluate", "-q", "--model", "shipped", "--no-baselines", "--episodes",
                      "2", "--test-seeds", bad]) == 2
         assert "test seeds from" in capsys.readouterr().err
+
+
+def test_train_refine_writes_an_actor_with_its_command_and_refuses_bad_input(tmp_path, capsys):
+    from finsim_mesa.cli import main
+    from finsim_mesa.policies import SHIPPED as POLICY_DIR
+
+    out = tmp_path / "r"
+    args = ["train", "-q", "--refine", "1,1,2", "--init-from", str(POLICY_DIR), "--banks", "10",
+            "--steps", "3", "--refine-blocks", "0", "--refine-kappa", "4"]
+    assert main([*args, "--refine-sub", "1:cash_ratio:0.1:below", "--out", str(out)]) == 0
+    meta = json.loads((out / "evolved" / "meta.json").read_text())
+    assert meta["command"].startswith("finsim train --refine 1,1,2 --refine-kappa 4")
+    assert meta["evolve"]["subs"] == [[1, "cash_ratio", 0.1, "below"]]
+    assert meta["evolve"]["history"][0]["refine"]["kappa"] == 4.0
+    # only bin 0 was searched; the sub-bin starts at its bin's action and was not
+    # searched: above bin 0 (market_stress >= 0.2) the policy plays the shipped one's
+    shipped = load_actor_folder(POLICY_DIR)
+    obs = np.random.default_rng(1).uniform(0, 1, (200, 16))
+    obs[:, 13] = np.random.default_rng(2).uniform(0.2, 1, 200)
+    np.testing.assert_allclose(load_actor_folder(out / "evolved").act(obs), shipped.act(obs),
+                               atol=1e-5)
+    for extra, msg in [(["--refine", "1,1"], "SEEDS,ITERATIONS,POPULATION"),
+                       (["--refine-sub", "1:cash_ratio:x:below"], "BIN:FIELD:CUT:SIDE"),
+                       (["--refine-sub", "1:cash_ratio:0.1:under"], "above or below"),
+                       (["--refine-kappa", "-1"], "kappa")]:
+        assert main([*args, *extra, "--out", str(tmp_path / "bad")]) == 2
+        assert msg in capsys.readouterr().err
+    assert main(["train", "-q", "--refine", "1,1,2", "--out", str(tmp_path / "b")]) == 2
+    assert "--init-from" in capsys.readouterr().err
