@@ -160,7 +160,8 @@ def test_train_refine_writes_an_actor_with_its_command_and_refuses_bad_input(tmp
     assert main([*args, "--refine-sub", "1:cash_ratio:0.1:below", "--out", str(out)]) == 0
     meta = json.loads((out / "evolved" / "meta.json").read_text())
     assert meta["command"].startswith("finsim train --refine 1,1,2 --refine-kappa 4")
-    assert meta["evolve"]["subs"] == [[1, "cash_ratio", 0.1, "below"]]
+    before = json.loads((POLICY_DIR / "meta.json").read_text())["evolve"].get("subs", [])
+    assert meta["evolve"]["subs"] == [*before, [1, "cash_ratio", 0.1, "below"]]
     assert meta["evolve"]["history"][0]["refine"]["kappa"] == 4.0
     # only bin 0 was searched; the sub-bin starts at its bin's action and was not
     # searched: above bin 0 (market_stress >= 0.2) the policy plays the shipped one's
