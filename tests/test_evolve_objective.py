@@ -131,6 +131,7 @@ def test_refine_refuses_bad_settings(kwargs, match):
 
 
 def test_evaluate_takes_a_fresh_test_block_and_refuses_bad_ones(tmp_path, capsys):
+    pytest.importorskip("torch")  # finsim evaluate needs the learn extra
     from finsim_mesa.cli import main
 
     out = tmp_path / "ev"

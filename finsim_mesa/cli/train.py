@@ -25,6 +25,10 @@ def _init_action(text: str) -> float | list[float] | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.refine:  # numpy only: no torch needed
+        from finsim_mesa.cli.train_refine import refine
+
+        return refine(args)
     run = learning_run()
     scenarios = args.curriculum.split(",") if args.curriculum else [args.scenario]
     if args.mixture:
@@ -52,10 +56,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         from finsim_mesa.conditions import MIXTURE
 
         conditions = MIXTURE.to_dict()
-    if args.refine:
-        from finsim_mesa.cli.train_refine import refine
-
-        return refine(args)
     init_actor = _init_search(args) if args.init_search else None
     if init_actor is not None and args.episodes == 0:
         return 0
