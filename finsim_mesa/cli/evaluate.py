@@ -25,7 +25,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                               baselines=not args.no_baselines,
                               scenarios=args.scenario.split(",") if args.scenario else None,
                               out_dir=args.out, models_dir=args.models, progress=not args.quiet,
-                              constants=constants, best_constant_budget=budget)
+                              constants=constants, best_constant_budget=budget,
+                              test_seeds=args.test_seeds)
     import pandas as pd
 
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
@@ -82,6 +83,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="also search the best constant by the cross-entropy method on "
                          "SEEDS selection seeds from 20000 (disjoint from the test seeds "
                          "10000...), e.g. 8,6,12")
+    ev.add_argument("--test-seeds", type=int, default=10_000, metavar="START",
+                    help="first test seed (default 10000): the block START ... "
+                         "START+EPISODES-1, ending below the training seeds (1,000,000); "
+                         "a fresh block for a policy chosen after looking at 10000...")
     ev.add_argument("--no-baselines", action="store_true")
     ev.add_argument("--out", help="folder for runs.csv, table.csv, evaluation.png")
     ev.add_argument("-q", "--quiet", action="store_true")

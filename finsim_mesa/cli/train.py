@@ -25,6 +25,10 @@ def _init_action(text: str) -> float | list[float] | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.refine:  # numpy only: no torch needed
+        from finsim_mesa.cli.train_refine import refine
+
+        return refine(args)
     run = learning_run()
     scenarios = args.curriculum.split(",") if args.curriculum else [args.scenario]
     if args.mixture:
@@ -222,6 +226,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--init-from", metavar="FOLDER",
                     help="continue an earlier --init-search (its OUT/evolved) with the same "
                          "cut points and extra columns")
+    tr.add_argument("--refine", metavar="SEEDS,ITERATIONS,POPULATION",
+                    help="refine the searched actor of --init-from bin by bin on SEEDS "
+                         "training seeds of each scenario (30 banks; "
+                         "finsim_mesa.learning.evolve_objective); written to OUT/evolved")
+    tr.add_argument("--refine-kappa", type=float, default=0.0,
+                    help="search-time default penalty: a run is valued score - KAPPA x "
+                         "default rate (reported scores stay plain)")
+    tr.add_argument("--refine-blocks", metavar="K1,K2,...",
+                    help="blocks to refine in order: bins 0..3, extra columns, sub-bins "
+                         "(default: all)")
+    tr.add_argument("--refine-sub", metavar="BIN:FIELD:CUT:SIDE,...",
+                    help="add sub-bins: the part of BIN where FIELD is above/below CUT plays "
+                         "its own searched action, e.g. 1:liquidity_coverage:0.05:below")
     tr.add_argument("--resume", help="checkpoint folder to continue from")
     tr.add_argument("--out", default="models", help="where checkpoints and logs go")
     tr.add_argument("-q", "--quiet", action="store_true")

@@ -270,20 +270,35 @@ def _train(out: Path, episodes: int, seed: int, scenarios: Sequence[str], eval_e
             "alerts": len(monitor.alerts), "stopped": stopped}
 
 
+TEST_SEEDS = 10_000  # the default test block: 10000, 10001, ...
+
+
+def check_test_seeds(start: int, episodes: int) -> None:
+    """Refuse a test block that is not whole, starts below 0 or reaches the
+    training seeds (from 1,000,000)."""
+    if (isinstance(start, bool) or not isinstance(start, int | np.integer) or start < 0
+            or start + episodes > 1_000_000):
+        raise ConfigError(f"test seeds from {start!r} ({episodes} episodes): give a whole "
+                          "number >= 0 whose block ends below 1,000,000 (the training "
+                          "seeds), e.g. 10000 (the default) or 50000")
+
+
 def evaluate_policy(model: str | Path, episodes: int = 50, baselines: bool = True,
                     scenarios: Sequence[str] | None = None, out_dir: str | Path | None = None,
                     models_dir: str | Path = "models", progress: bool = True,
                     constants: Sequence[Sequence[float]] = (),
-                    best_constant_budget: tuple[int, int, int] | None = None
-                    ) -> EvaluationResult:
+                    best_constant_budget: tuple[int, int, int] | None = None,
+                    test_seeds: int = TEST_SEEDS) -> EvaluationResult:
     """Compare a trained policy (``final``, ``best``, ``shipped`` or a path) with
     the baselines on its training scenarios (or ``scenarios``; ``"mixture"``
-    allowed) over ``episodes`` test seeds from 10000.
+    allowed) over ``episodes`` test seeds from ``test_seeds`` (10000; a block
+    must end below the training seeds, 1,000,000).
 
     ``constants``: fixed action vectors added as ``constant:...`` baselines.
     ``best_constant_budget``: (selection seeds, CEM iterations, population): also
     search the best constant on selection seeds (from 20000, disjoint from the
     test seeds) and add it as ``best_constant``."""
+    check_test_seeds(test_seeds, episodes)
     if str(model) == "shipped":
         from finsim_mesa.policies import shipped_brain
 
@@ -329,5 +344,5 @@ def evaluate_policy(model: str | Path, episodes: int = 50, baselines: bool = Tru
         if progress:
             print(f"best constant on {n_sel} selection seeds: {found.best.tolist()} "
                   f"(score {found.value:.4g}, {found.evaluations} candidates)")
-    seeds = list(range(10_000, 10_000 + episodes))
+    seeds = list(range(test_seeds, test_seeds + episodes))
     return run_evaluation(brains, scen, seeds, out_dir=out_dir, progress=progress, **env)

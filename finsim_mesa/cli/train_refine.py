@@ -1,0 +1,81 @@
+"""``finsim train --refine``: the scenario-aware refinement of a searched actor
+(:mod:`finsim_mesa.learning.evolve_objective`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from finsim_mesa.errors import FinsimError
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this refinement (metadata)."""
+    parts = [f"finsim train --refine {args.refine}", f"--refine-kappa {args.refine_kappa:g}",
+             f"--init-from {args.init_from}", f"--seed {args.seed}", f"--banks {args.banks}",
+             f"--steps {args.steps}"]
+    if args.refine_blocks:
+        parts.append(f"--refine-blocks {args.refine_blocks}")
+    if args.refine_sub:
+        parts.append(f"--refine-sub {args.refine_sub}")
+    return " ".join([*parts, f"--out {args.out}"])
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        vals = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise FinsimError(f"{flag} {text!r}: give comma-separated whole numbers") from None
+    return vals
+
+
+def _subs(text: str | None) -> list[tuple[int, str, float, str]]:
+    out = []
+    for item in text.split(",") if text else []:
+        parts = item.split(":")
+        try:
+            b, f, c, side = int(parts[0]), parts[1], float(parts[2]), parts[3]
+        except (ValueError, IndexError):
+            raise FinsimError(f"--refine-sub {item!r}: give BIN:FIELD:CUT:SIDE, e.g. "
+                              "1:liquidity_coverage:0.05:below") from None
+        if len(parts) != 4 or not np.isfinite(c) or side not in ("above", "below"):
+            raise FinsimError(f"--refine-sub {item!r}: a finite CUT and SIDE above or below")
+        out.append((b, f, c, side))
+    return out
+
+
+def refine(args: argparse.Namespace) -> int:
+    """Run the refinement and write ``OUT/evolved``; returns the exit status."""
+    from finsim_mesa.agents.actor import load_actor_folder
+    from finsim_mesa.learning.evolve_objective import refine_scenarios, save_refined
+
+    budget = _ints(args.refine, "--refine")
+    if len(budget) != 3 or budget[0] < 1 or budget[1] < 1 or budget[2] < 2:
+        raise FinsimError(f"--refine {args.refine}: give SEEDS,ITERATIONS,POPULATION with >= 1 "
+                          "seed, >= 1 iteration, >= 2 candidates")
+    if not args.init_from:
+        raise FinsimError("--refine continues a searched actor: give --init-from FOLDER "
+                          "(an OUT/evolved folder, or the shipped finsim_mesa/policies/mappo)")
+    start = load_actor_folder(args.init_from).meta.get("evolve")
+    if start is None:
+        raise FinsimError(f"--init-from {args.init_from}: not a searched actor (its meta.json "
+                          "has no 'evolve' record)")
+    blocks = _ints(args.refine_blocks, "--refine-blocks") if args.refine_blocks else None
+    folder = Path(args.out) / "evolved"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FinsimError(f"--out {args.out}: cannot create {folder}: {err.strerror or err}"
+                          ) from None
+    env = {"n_banks": args.banks, "steps": args.steps}
+    res = refine_scenarios(start, budget[0], kappa=args.refine_kappa, blocks=blocks,
+                           iterations=budget[1], population=budget[2], seed=args.seed,
+                           progress=not args.quiet, subs=_subs(args.refine_sub), **env)
+    meta = save_refined(res, folder, _command(args), env)
+    print(json.dumps({"evolved": str(folder), "actions": meta["evolve"]["actions"],
+                      "subs": meta["evolve"]["subs"], "sub_actions": meta["evolve"]["sub_actions"],
+                      "search_value": res.value, "wall_seconds": res.wall_seconds}, indent=2))
+    return 0
