@@ -355,10 +355,12 @@ def evolve_binned(init_action: Sequence[float], seeds: Sequence[int],
 
 
 def save_actor(result: EvolveResult, dest: str | Path, command: str = "",
-               env: dict[str, Any] | None = None) -> dict[str, Any]:
+               env: dict[str, Any] | None = None,
+               evolve_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``result`` as an actor folder (``weights.safetensors``, tensors
     prefixed ``actor.``, and ``meta.json`` in the shipped policy's format, with
-    the check seeds' scores); returns the metadata."""
+    the check seeds' scores and ``evolve_extra`` added to its ``evolve`` record),
+    both files in one folder change; returns the metadata."""
     from safetensors.numpy import save
 
     from finsim_mesa.files import install_files
@@ -377,7 +379,8 @@ def save_actor(result: EvolveResult, dest: str | Path, command: str = "",
                        "method": result.method, "episodes": result.episodes,
                        "extras": [list(e) for e in result.extras],
                        "shifts": [] if result.shifts is None else result.shifts.tolist(),
-                       "wall_seconds": result.wall_seconds, "history": result.history},
+                       "wall_seconds": result.wall_seconds, "history": result.history}
+            | dict(evolve_extra or {}),
             "check": {"condition": "mixture", "seeds": list(CHECK_SEEDS),
                       "scores": check_scores(brain, env)}}
     install_files(Path(dest), {

@@ -29,7 +29,6 @@ practice); selection (20000…) and test seeds are never used.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -273,12 +272,9 @@ def save_refined(result: EvolveResult, dest: str | Path, command: str = "",
     """:func:`~finsim_mesa.learning.evolve.save_actor`, with the sub-bins of the
     refinement (``subs``, ``sub_actions``) added to the ``evolve`` record so
     that ``--init-from`` can continue from it."""
-    from finsim_mesa.files import write_text_atomic
     from finsim_mesa.learning.evolve import save_actor
 
-    meta = save_actor(result, dest, command, env)
     record = next((h["refine"] for h in result.history if "refine" in h), {})
-    meta["evolve"]["subs"] = record.get("subs", [])
-    meta["evolve"]["sub_actions"] = record.get("sub_actions", [])
-    write_text_atomic(Path(dest) / "meta.json", json.dumps(meta, indent=1) + "\n")
-    return meta
+    return save_actor(result, dest, command, env,  # weights and metadata in one change
+                      {"subs": record.get("subs", []),
+                       "sub_actions": record.get("sub_actions", [])})
