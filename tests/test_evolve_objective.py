@@ -4,7 +4,9 @@ search finds known optima and runs only the runs that can change, the
 refined actor's recorded value is what an independent re-run scores, and
 ``finsim evaluate --test-seeds``."""
 
+import importlib.util
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -179,3 +181,18 @@ def test_train_refine_writes_an_actor_with_its_command_and_refuses_bad_input(tmp
         assert msg in capsys.readouterr().err
     assert main(["train", "-q", "--refine", "1,1,2", "--out", str(tmp_path / "b")]) == 2
     assert "--init-from" in capsys.readouterr().err
+    assert main([*args, "--refine", "1.5,1,2", "--out", str(tmp_path / "c")]) == 2
+    assert "whole numbers" in capsys.readouterr().err
+    # an actor folder without a search record: refused by --refine and --init-search alike
+    plain = tmp_path / "plain"
+    shutil.copytree(POLICY_DIR, plain)
+    meta = json.loads((plain / "meta.json").read_text())
+    del meta["evolve"]
+    (plain / "meta.json").write_text(json.dumps(meta))
+    searches = [["train", "-q", "--refine", "1,1,2", "--init-from", str(plain)]]
+    if importlib.util.find_spec("torch") is not None:  # `finsim train` without --refine
+        searches.append(["train", "-q", "--mixture", "--init-search", "1,1,2", "--episodes",
+                         "0", "--init-from", str(plain)])
+    for argv in searches:
+        assert main([*argv, "--out", str(tmp_path / "d")]) == 2
+        assert "no 'evolve' record" in capsys.readouterr().err

@@ -1,12 +1,15 @@
 """Helpers shared by the ``finsim`` subcommands: ``--set`` parsing, the model
-configuration and seed from the flags, a run with a progress bar, the summary."""
+configuration and seed from the flags, a run with a progress bar, the summary,
+and the pieces the searches (``train --init-search`` / ``--refine``) share."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -155,3 +158,45 @@ def print_infrastructure(s: dict[str, Any], w: Any) -> None:
           f"{c['initial_default_fund']:.4g} (used {c['fund_used']:.4g}), capital used "
           f"{c['capital_used']:.4g}, member defaults {c['member_defaults_handled']}, "
           f"uncovered loss {c['uncovered_loss']:.4g}\n")
+
+
+def evolved_folder(out: str) -> Path:
+    """``OUT/evolved``, created now: before a search of many minutes, not after it."""
+    folder = Path(out) / "evolved"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FinsimError(f"--out {out}: cannot create {folder}: {err.strerror or err}"
+                          ) from None
+    return folder
+
+
+def searched_start(folder: str) -> dict:
+    """The ``evolve`` record of an actor folder that ``--init-search`` or
+    ``--refine`` wrote (or the shipped policy): where a search continues."""
+    from finsim_mesa.agents.actor import load_actor_folder
+
+    start = load_actor_folder(folder).meta.get("evolve")
+    if start is None:
+        raise FinsimError(f"--init-from {folder}: not an actor that --init-search or --refine "
+                          "wrote (its meta.json has no 'evolve' record)")
+    return start
+
+
+def whole_numbers(text: str, flag: str, form: str) -> list[int]:
+    """Comma-separated whole numbers (``form`` names them in the error)."""
+    raw = floats(text, None, flag)
+    if not all(math.isfinite(v) and v == int(v) for v in raw):
+        raise FinsimError(f"{flag} {text}: give whole numbers {form}")
+    return [int(v) for v in raw]
+
+
+def floats(text: str, count: int | None, flag: str) -> list[float]:
+    """``count`` (None: any number of) comma-separated numbers given to ``flag``."""
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        vals = []
+    if not vals or (count is not None and len(vals) != count):
+        raise FinsimError(f"{flag} {text!r}: give {count or 'some'} comma-separated numbers")
+    return vals

@@ -7,7 +7,13 @@ import json
 
 import numpy as np
 
-from finsim_mesa.cli.common import learning_run
+from finsim_mesa.cli.common import (
+    evolved_folder,
+    floats,
+    learning_run,
+    searched_start,
+    whole_numbers,
+)
 from finsim_mesa.errors import FinsimError
 
 
@@ -97,8 +103,6 @@ def _command(args: argparse.Namespace) -> str:
 def _init_search(args: argparse.Namespace) -> str:
     """Run the state-reading initial search (:mod:`finsim_mesa.learning.evolve`)
     and write its actor to ``OUT/evolved``; returns that folder."""
-    from pathlib import Path
-
     from finsim_mesa.learning.evolve import (
         SEARCH_SEEDS,
         evolve_binned,
@@ -113,44 +117,29 @@ def _init_search(args: argparse.Namespace) -> str:
     if args.normalize_obs:
         raise FinsimError("--init-search writes an actor on raw observations: leave out "
                           "--normalize-obs")
-    raw = _floats(args.init_search, None, "--init-search")
-    if not all(np.isfinite(v) and v == int(v) for v in raw):
-        raise FinsimError(f"--init-search {args.init_search}: give whole numbers "
-                          "SEEDS_PER_SCENARIO,ITERATIONS,POPULATION[,SWEEPS]")
-    budget = [int(v) for v in raw]
+    budget = whole_numbers(args.init_search, "--init-search",
+                           "SEEDS_PER_SCENARIO,ITERATIONS,POPULATION[,SWEEPS]")
     per, iters, pop, sweeps = [*budget, 1][:4] if len(budget) in (3, 4) else (0, 0, 0, 0)
     if per < 1 or iters < 1 or pop < 2 or sweeps < 1:
         raise FinsimError(f"--init-search {args.init_search}: give SEEDS_PER_SCENARIO,"
                           "ITERATIONS,POPULATION[,SWEEPS] with >= 1 seed, >= 1 iteration, "
                           ">= 2 candidates, >= 1 sweep")
-    init = _floats(args.init_action, 4, "--init-action (4 numbers with --init-search)")
+    init = floats(args.init_action, 4, "--init-action (4 numbers with --init-search)")
     if not all(0 <= v <= 1 for v in init):  # NaN fails too
         raise FinsimError(f"--init-action {args.init_action}: give 4 numbers in [0, 1]")
-    cuts = _floats(args.init_cuts, None, "--init-cuts") if args.init_cuts else None
+    cuts = floats(args.init_cuts, None, "--init-cuts") if args.init_cuts else None
     if cuts is not None and not all(np.isfinite(cuts)):
         raise FinsimError(f"--init-cuts {args.init_cuts}: give finite cut points")
     extras = []
     for item in (args.init_extra.split(",") if args.init_extra else []):
         name, _, cut = item.partition(":")
-        value = _floats(cut, 1, f"--init-extra {item!r}: FIELD:CUT, cut")[0]
+        value = floats(cut, 1, f"--init-extra {item!r}: FIELD:CUT, cut")[0]
         if not np.isfinite(value):
             raise FinsimError(f"--init-extra {item!r}: the cut must be a finite number")
         extras.append((name, value))
-    folder = Path(args.out) / "evolved"
-    try:  # before a search of many minutes, not after it
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise FinsimError(f"--out {args.out}: cannot create {folder}: {err.strerror or err}"
-                          ) from None
+    folder = evolved_folder(args.out)
     env = {"n_banks": args.banks, "steps": args.steps}
-    start = None
-    if args.init_from:
-        from finsim_mesa.agents.actor import load_actor_folder
-
-        start = load_actor_folder(args.init_from).meta.get("evolve")
-        if start is None:
-            raise FinsimError(f"--init-from {args.init_from}: not a folder --init-search wrote "
-                              "(its meta.json has no 'evolve' record)")
+    start = searched_start(args.init_from) if args.init_from else None
     res = evolve_binned(init, stratified_seeds(SEARCH_SEEDS, per), cuts, args.init_field,
                         iterations=iters, population=pop, sweeps=sweeps, seed=args.seed,
                         hidden=args.hidden, progress=not args.quiet, extras=extras,
@@ -161,16 +150,6 @@ def _init_search(args: argparse.Namespace) -> str:
                       "candidates": res.evaluations, "wall_seconds": res.wall_seconds},
                      indent=2))
     return str(folder)
-
-
-def _floats(text: str, count: int | None, flag: str) -> list[float]:
-    try:
-        vals = [float(v) for v in text.split(",")]
-    except ValueError:
-        vals = []
-    if not vals or (count is not None and len(vals) != count):
-        raise FinsimError(f"{flag} {text!r}: give {count or 'some'} comma-separated numbers")
-    return vals
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
+from finsim_mesa.cli.common import evolved_folder, searched_start, whole_numbers
 from finsim_mesa.errors import FinsimError
 
 
@@ -22,14 +22,6 @@ def _command(args: argparse.Namespace) -> str:
     if args.refine_sub:
         parts.append(f"--refine-sub {args.refine_sub}")
     return " ".join([*parts, f"--out {args.out}"])
-
-
-def _ints(text: str, flag: str) -> list[int]:
-    try:
-        vals = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise FinsimError(f"{flag} {text!r}: give comma-separated whole numbers") from None
-    return vals
 
 
 def _subs(text: str | None) -> list[tuple[int, str, float, str]]:
@@ -49,27 +41,19 @@ def _subs(text: str | None) -> list[tuple[int, str, float, str]]:
 
 def refine(args: argparse.Namespace) -> int:
     """Run the refinement and write ``OUT/evolved``; returns the exit status."""
-    from finsim_mesa.agents.actor import load_actor_folder
     from finsim_mesa.learning.evolve_objective import refine_scenarios, save_refined
 
-    budget = _ints(args.refine, "--refine")
+    budget = whole_numbers(args.refine, "--refine", "SEEDS,ITERATIONS,POPULATION")
     if len(budget) != 3 or budget[0] < 1 or budget[1] < 1 or budget[2] < 2:
         raise FinsimError(f"--refine {args.refine}: give SEEDS,ITERATIONS,POPULATION with >= 1 "
                           "seed, >= 1 iteration, >= 2 candidates")
     if not args.init_from:
         raise FinsimError("--refine continues a searched actor: give --init-from FOLDER "
                           "(an OUT/evolved folder, or the shipped finsim_mesa/policies/mappo)")
-    start = load_actor_folder(args.init_from).meta.get("evolve")
-    if start is None:
-        raise FinsimError(f"--init-from {args.init_from}: not a searched actor (its meta.json "
-                          "has no 'evolve' record)")
-    blocks = _ints(args.refine_blocks, "--refine-blocks") if args.refine_blocks else None
-    folder = Path(args.out) / "evolved"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise FinsimError(f"--out {args.out}: cannot create {folder}: {err.strerror or err}"
-                          ) from None
+    start = searched_start(args.init_from)
+    blocks = (whole_numbers(args.refine_blocks, "--refine-blocks", "K1,K2,...")
+              if args.refine_blocks else None)
+    folder = evolved_folder(args.out)
     env = {"n_banks": args.banks, "steps": args.steps}
     res = refine_scenarios(start, budget[0], kappa=args.refine_kappa, blocks=blocks,
                            iterations=budget[1], population=budget[2], seed=args.seed,
