@@ -45,16 +45,27 @@ def impact_matrix(exposures: np.ndarray | sp.spmatrix, equity: np.ndarray,
     E = sp.csr_matrix(exposures, dtype=float)
     eq = np.asarray(equity, dtype=float)
     rows = np.repeat(np.arange(E.shape[0]), np.diff(E.indptr))
-    denom = eq[rows]
-    data = np.where(denom > 0, np.minimum(1.0, E.data / np.where(denom > 0, denom, 1.0)), 1.0)
+    data = _impact_weights(E.data, eq[rows], present)
     if present is not None:
-        data[~present] = 0.0
         W = sp.csr_matrix(E, copy=False)  # a new matrix on the same pattern
         W.data = data
         return W
     W = sp.csr_matrix((data, E.indices.copy(), E.indptr.copy()), shape=E.shape)
     W.eliminate_zeros()
     return W
+
+
+def _impact_weights(exposures: np.ndarray, denom: np.ndarray,
+                    present: np.ndarray | None) -> np.ndarray:
+    """Stored entries of :func:`impact_matrix`: ``min(1, exposure / equity)`` of
+    the creditor (``denom``), 1 where it has no positive equity, 0 where not
+    ``present``."""
+    pos = denom > 0
+    data = np.minimum(1.0, exposures / np.where(pos, denom, 1.0))
+    data[~pos] = 1.0
+    if present is not None:
+        data *= present  # x * 0 = +0.0 and x * 1 = x for the finite x >= 0 here
+    return data
 
 
 @dataclass(frozen=True)
@@ -165,13 +176,7 @@ def debtrank_entries(
     h0 = clip(np.asarray(initial_distress, dtype=float), 0.0, 1.0)
     n = h0.shape[0]
     v = _values(None, value, n)
-    eq = np.asarray(equity, dtype=float)
-    denom = eq[rows]
-    pos = denom > 0
-    data = np.minimum(1.0, exposures / np.where(pos, denom, 1.0))
-    data[~pos] = 1.0
-    if present is not None:
-        data *= present  # x * 0 = +0.0 and x * 1 = x for the finite x >= 0 here
+    data = _impact_weights(exposures, np.asarray(equity, dtype=float)[rows], present)
     h = h0.copy()
     distressed = h > 0
     inactive = np.zeros_like(distressed)
