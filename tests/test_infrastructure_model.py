@@ -369,14 +369,21 @@ def test_observation_parts_are_written_into_one_matrix(params):
 
 
 def test_requirements_of_all_ccps_in_one_pass_equal_each_ccps_own():
-    """layer.requirements sums each (member, CCP) pair in one bincount over the
-    book: bit for bit each CCP's margin_requirement (its own pass over its
-    loans), at the start and after steps with defaults and novations."""
+    """layer.requirements sums each (member, CCP) pair in one pass over the
+    book: bit for bit a loan-by-loan sum in book order (times the margin rate),
+    and each CCP's own margin_requirement, at the start and after steps with
+    defaults and novations."""
     m = FinancialModel(n_banks=40, n_exchanges=2, n_ccps=3, ccp_clearing_share=0.7,
                        scenario="systemic", rng=6)
     for _ in range(4):
         req = layer.requirements(m.ccps, m.margin_rate)
+        lb = m.ledger.loans
+        owed = np.zeros((40, 3))
+        for j in range(len(lb)):
+            if lb.ccp[j] >= 0:
+                owed[lb.borrower[j], lb.ccp[j]] += lb.principal[j] + lb.accrued[j]
         assert req.shape == (40, 3) and req.sum() > 0
+        np.testing.assert_array_equal(req, m.margin_rate * owed)
         for c, ccp in enumerate(m.ccps):
             np.testing.assert_array_equal(req[:, c], ccp.margin_requirement(m.margin_rate))
         m.run_for(3)

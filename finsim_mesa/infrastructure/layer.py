@@ -20,7 +20,7 @@ import networkx as nx
 import numpy as np
 
 from finsim_mesa.accounting import values
-from finsim_mesa.infrastructure.ccp import CentralCounterparty
+from finsim_mesa.infrastructure.ccp import CentralCounterparty, cleared_by_ccp
 from finsim_mesa.infrastructure.exchange import Exchange, ExchangeQueue
 from finsim_mesa.infrastructure.router import OUTCOMES, InfrastructureRouter, assign_venues
 from finsim_mesa.market import capped_share
@@ -44,21 +44,11 @@ def margin_rate(cfg: ModelConfig, price_index: float) -> float:
 
 def requirements(ccps: list[CentralCounterparty], rate: float) -> np.ndarray:
     """shape (n, C): margin each member must hold at each CCP (each CCP's
-    :meth:`~CentralCounterparty.margin_requirement`, all in one pass over the
-    book: each (member, CCP) sum runs over the same loans in the same order)."""
+    :meth:`~CentralCounterparty.margin_requirement`, all in one pass over the book)."""
     if not ccps:
         return np.zeros((0, 0))
     model = ccps[0].model
-    lb, n = model.ledger.loans, model.n_banks
-    ids = np.array([c.ccp_id for c in ccps])
-    slot = np.full(int(max(ids.max(), lb.ccp.max(initial=-1))) + 2, -1)
-    slot[ids + 1] = np.arange(ids.size)  # column of each CCP id (+1: -1 is bilateral)
-    col = slot[lb.ccp + 1]
-    m = col >= 0
-    owed = lb.principal[m] + lb.accrued[m]
-    cleared = np.bincount(lb.borrower[m] * ids.size + col[m], weights=owed,
-                          minlength=n * ids.size).reshape(n, ids.size)
-    return rate * cleared
+    return rate * cleared_by_ccp(model.ledger.loans, [c.ccp_id for c in ccps], model.n_banks)
 
 
 def build(model: FinancialModel, space_graph: nx.Graph, size: np.ndarray) -> InfrastructureRouter:
