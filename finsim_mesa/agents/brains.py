@@ -352,8 +352,8 @@ class BrainSet:
             if rows.size:
                 if not (by_column and getattr(brain, "reads_columns", False)):
                     obs = observations[rows]
-                elif rows.size == n and np.array_equal(rows, np.arange(n)):
-                    obs = observations.copy(order="F")  # every bank, in order
+                elif rows.size == n:  # every bank (a group's indices are increasing)
+                    obs = observations.copy(order="F")
                 else:
                     obs = observations.T.take(rows, axis=1).T
                 if getattr(brain, "per_bank", False):
