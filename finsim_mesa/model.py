@@ -203,7 +203,7 @@ class FinancialModel(mesa.Model):
         with transaction(self) if self.collect_data else nullcontext():
             self.t += 1
             self.shock()
-            obs = self.observe()
+            obs = self.observe(self.brains.given_observations())
             actions = self.decide(obs)
             self.act(actions)
             self.settle()
@@ -221,10 +221,11 @@ class FinancialModel(mesa.Model):
             self._apply(shock)
         self.refresh()
 
-    def observe(self) -> np.ndarray:
+    def observe(self, given: np.ndarray | None = None) -> np.ndarray:
         """Stage 2: the observation matrix, shape (n_banks, obs_dim); columns in
-        ``observation.observation_names`` (``OBS_FIELDS`` first)."""
-        self.decisions.observations = observation.observe(self)
+        ``observation.observation_names`` (``OBS_FIELDS`` first). In a step, the
+        matrix an environment already gave the brains is taken ``given``."""
+        self.decisions.observations = observation.observe(self) if given is None else given
         return self.decisions.observations
 
     def decide(self, observations: np.ndarray) -> np.ndarray:

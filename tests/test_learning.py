@@ -80,6 +80,50 @@ def test_beta_policy_log_probability_is_exact():
     assert (dist.concentration1 > 1).all() and (dist.concentration0 > 1).all()
 
 
+@pytest.mark.parametrize("normalize", [False, True])
+def test_acting_sample_is_torch_betas_sample_and_log_probability(normalize):
+    actor = Actor(16, init_action_mean=[0.1, 0.5, 0.7, 0.2], normalize_obs=normalize)
+    if normalize:
+        actor.update_obs_stats(np.random.default_rng(1).normal(2, 3, (50, 16)))
+    obs = torch.randn(200, 16) * 3
+    for deterministic in (False, True):
+        torch.manual_seed(7)
+        a, logp = actor.sample(obs, deterministic)
+        torch.manual_seed(7)  # the reference: torch's own Beta, the same draws
+        dist = actor.distribution(obs)
+        ref = (dist.mean if deterministic else dist.sample()).clamp(1e-6, 1 - 1e-6)
+        assert torch.equal(a, ref) and torch.equal(logp, dist.log_prob(ref).sum(-1))
+        np.testing.assert_allclose(  # and an independent one for the density
+            logp.numpy(), stats.beta.logpdf(a.numpy(), dist.concentration1.detach().numpy(),
+                                            dist.concentration0.detach().numpy()).sum(-1),
+            rtol=1e-4, atol=1e-4)
+
+
+def test_env_steps_on_the_observations_it_handed_out():
+    """The model takes the matrix the environment gave the trainer as the step's
+    observations instead of observing again: the same trajectory, bit for bit,
+    as a model that observes itself, and what it records is what the agent saw."""
+    runs = []
+    for given in (True, False):
+        env = FinancialEnv(n_banks=12, steps=15, scenario="liquidity_crisis")
+        env.reset(seed=4)
+        rng, seen, recorded = np.random.default_rng(0), [], []
+        for _ in range(15):
+            seen.append(env.observation_matrix())
+            if not given:
+                env.brain.observed = None  # the model observes on its own
+            _, _, _, done = env.step_array(rng.random((12, 4)))
+            recorded.append(np.array(env.model.decisions.observations))
+            if done:
+                break
+        runs.append((env.model.datacollector.get_model_vars_dataframe(), seen, recorded))
+    (data, seen, recorded), (data2, _, observed) = runs
+    assert data.equals(data2) and len(seen) == 15
+    for s, r, o in zip(seen, recorded, observed, strict=True):
+        np.testing.assert_array_equal(r, s)  # the step recorded what the agent saw
+        assert o.shape == s.shape and o.dtype == np.float64  # its own, after the shock
+
+
 def test_attention_compressor_does_not_grow_with_banks():
     comp = GlobalStateCompressor(10, 16, GlobalStateConfig(compressed_dim=64))
     for n in (5, 10, 300):

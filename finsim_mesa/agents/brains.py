@@ -332,6 +332,14 @@ class BrainSet:
             if hasattr(b, "setup"):
                 b.setup(model)
 
+    def given_observations(self) -> np.ndarray | None:
+        """The observation matrix the actions were chosen on outside the model, when
+        one brain decides for every bank and brings it (``observed``, set by an
+        environment that observed the model itself); None otherwise."""
+        if len(self.groups) != 1:
+            return None
+        return getattr(self.groups[0][0], "observed", None)
+
     def decide(self, observations: np.ndarray, active: np.ndarray, banks: Sequence[Any],
                overrides: Mapping[int, np.ndarray]) -> np.ndarray:
         """Actions of all banks, shape (n, 4): each brain acts once on the rows of

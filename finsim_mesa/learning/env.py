@@ -18,6 +18,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
+from finsim_mesa import observation
 from finsim_mesa.agents.brains import Brain
 from finsim_mesa.model import FinancialModel
 
@@ -27,13 +28,19 @@ OBS_LOW, OBS_HIGH = -1.0, 2.0  # every observation column lies in this range
 
 
 class ExternalBrain(Brain):
-    """Returns actions set from outside (by the environment), one row per bank."""
+    """Returns actions set from outside (by the environment), one row per bank.
+
+    ``observed`` is the observation matrix the environment handed out after the
+    last step (or reset), on which the actions were chosen: the model records it
+    as the step's observations instead of observing a second time.
+    """
 
     name = "external"
 
     def __init__(self) -> None:
         self.actions: np.ndarray | None = None
         self.model: FinancialModel | None = None
+        self.observed: np.ndarray | None = None
 
     def setup(self, model: Any) -> None:
         self.model = model
@@ -80,7 +87,10 @@ class FinancialEnv(ParallelEnv):
 
     def _obs(self) -> np.ndarray:
         # row-major for the torch actor (the model stores the matrix by column)
-        return np.clip(self.model.observe(), OBS_LOW, OBS_HIGH).astype(np.float32, order="C")
+        obs = np.clip(observation.observe(self.model), OBS_LOW, OBS_HIGH).astype(
+            np.float32, order="C")
+        self.brain.observed = obs  # what the next step's actions are chosen on
+        return obs
 
     def reset(self, seed: int | None = None, options: dict | None = None
               ) -> tuple[dict[str, np.ndarray], dict[str, dict]]:

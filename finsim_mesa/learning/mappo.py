@@ -16,12 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Beta
+
+from finsim_mesa.learning.stability import (
+    NumericalStabilityGuard,
+    RunningMeanStd,
+    StabilityConfig,
+    merge_moments,
+)
 
 __all__ = ["MAPPO", "Actor", "Critic", "GlobalStateCompressor", "GlobalStateConfig",
            "MAPPOConfig", "NumericalStabilityGuard", "StabilityConfig"]
@@ -78,62 +84,6 @@ class MAPPOConfig:
         d = dict(d)
         d["global_state"] = GlobalStateConfig(**d.get("global_state", {}))
         return cls(**d)
-
-
-@dataclass
-class StabilityConfig:
-    """Limits of :class:`NumericalStabilityGuard`."""
-
-    max_grad_norm: float = 0.5
-    obs_clip: float = 10.0
-    reward_clip: float = 10.0
-
-
-class NumericalStabilityGuard:
-    """Clips observations, rewards and gradients, and stops with a clear message
-    on a non-finite loss or gradient (never a silent skip)."""
-
-    def __init__(self, config: StabilityConfig | None = None) -> None:
-        self.config = config or StabilityConfig()
-
-    def clip_observations(self, obs: np.ndarray) -> np.ndarray:
-        """Observations clipped to ±obs_clip; non-finite values are an error."""
-        obs = np.asarray(obs, dtype=np.float32)
-        if not np.all(np.isfinite(obs)):
-            raise FloatingPointError("non-finite observation from the environment")
-        return np.clip(obs, -self.config.obs_clip, self.config.obs_clip)
-
-    def clip_rewards(self, rewards: np.ndarray) -> np.ndarray:
-        """Rewards clipped to ±reward_clip; non-finite values are an error."""
-        rewards = np.asarray(rewards, dtype=np.float32)
-        if not np.all(np.isfinite(rewards)):
-            raise FloatingPointError("non-finite reward from the environment")
-        return np.clip(rewards, -self.config.reward_clip, self.config.reward_clip)
-
-    def check_loss(self, loss: torch.Tensor, name: str = "loss") -> None:
-        """Raise FloatingPointError if ``loss`` is NaN or infinite."""
-        if not torch.isfinite(loss).all():
-            raise FloatingPointError(f"{name} is not finite ({loss.item()}); lower the "
-                                     "learning rate or check the rewards")
-
-    def clip_gradients(self, params: list[torch.nn.Parameter]) -> float:
-        """Clip the gradient norm to max_grad_norm; a non-finite norm is an error."""
-        norm = nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
-        if not torch.isfinite(norm):
-            raise FloatingPointError(f"gradient norm is not finite ({norm.item()})")
-        return float(norm)
-
-
-def merge_moments(mean: Any, var: Any, count: float, batch_mean: Any, batch_var: Any,
-                  batch_count: int) -> tuple[Any, Any, float]:
-    """Mean and (population) variance of two samples merged, from their moments
-    (Chan et al.'s parallel formula); scalars, arrays or tensors alike."""
-    total = count + batch_count
-    delta = batch_mean - mean
-    new_mean = mean + delta * batch_count / total
-    new_var = (var * count + batch_var * batch_count
-               + delta**2 * count * batch_count / total) / total
-    return new_mean, new_var, total
 
 
 class Actor(nn.Module):
@@ -200,6 +150,27 @@ class Actor(nn.Module):
         return Beta(1.0 + nn.functional.softplus(a), 1.0 + nn.functional.softplus(b),
                     validate_args=validate)
 
+    @torch.no_grad()
+    def sample(self, obs: torch.Tensor, deterministic: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions, shape (n, n_actions), clamped to [1e-6, 1 − 1e-6], and their
+        summed log-probabilities, shape (n,): what :meth:`distribution`'s
+        ``sample`` (or ``mean``) and ``log_prob`` give, bit for bit, from the same
+        torch primitives in the same order without building the distribution
+        objects (the cost of acting at a few hundred banks is mostly those)."""
+        lin = nn.functional.linear
+        (l0, _, l1, _), head = self.body, self.head
+        x = torch.tanh(lin(torch.tanh(lin(self.normalize(obs), l0.weight, l0.bias)),
+                           l1.weight, l1.bias))
+        a, b = lin(x, head.weight, head.bias).chunk(2, dim=-1)
+        a, b = 1.0 + nn.functional.softplus(a), 1.0 + nn.functional.softplus(b)
+        conc = torch.stack([a, b], -1)  # Beta(a, b) is Dirichlet((a, b))'s first part
+        act = a / (a + b) if deterministic else torch._sample_dirichlet(conc).select(-1, 0)
+        act = act.clamp(1e-6, 1 - 1e-6)
+        logp = (torch.xlogy(conc - 1.0, torch.stack([act, 1.0 - act], -1)).sum(-1)
+                + torch.lgamma(conc.sum(-1)) - torch.lgamma(conc).sum(-1))
+        return act, logp.sum(-1)
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic action: the Beta mean."""
         return self.distribution(obs).mean
@@ -257,21 +228,6 @@ class Critic(nn.Module):
         return self.head(torch.cat([g, e], dim=-1)).squeeze(-1)
 
 
-class RunningMeanStd:
-    """Running mean and variance (value normalisation)."""
-
-    def __init__(self) -> None:
-        self.mean, self.var, self.count = 0.0, 1.0, 1e-4
-
-    def update(self, x: np.ndarray) -> None:
-        self.mean, self.var, self.count = merge_moments(
-            self.mean, self.var, self.count, float(np.mean(x)), float(np.var(x)), x.size)
-
-    @property
-    def std(self) -> float:
-        return float(np.sqrt(self.var) + 1e-8)
-
-
 class MAPPO:
     """Actor, critic and the PPO update.
 
@@ -301,13 +257,10 @@ class MAPPO:
     def act(self, obs: np.ndarray, deterministic: bool = False
             ) -> tuple[np.ndarray, np.ndarray]:
         """Actions and log-probabilities for all banks in one pass: obs (n, obs_dim)."""
-        # α, β > 1 by construction and samples are clamped inside (0, 1): the
-        # checks are skipped while collecting (the update keeps them)
-        dist = self.actor.distribution(torch.as_tensor(obs, dtype=torch.float32),
-                                       validate=False)
-        a = dist.mean if deterministic else dist.sample()
-        a = a.clamp(1e-6, 1 - 1e-6)
-        return a.numpy(), dist.log_prob(a).sum(-1).numpy()
+        # α, β > 1 by construction and samples are clamped inside (0, 1): no
+        # argument checks while collecting (the update keeps them)
+        a, logp = self.actor.sample(torch.as_tensor(obs, dtype=torch.float32), deterministic)
+        return a.numpy(), logp.numpy()
 
     @torch.no_grad()
     def values(self, obs: np.ndarray, alive: np.ndarray) -> np.ndarray:
