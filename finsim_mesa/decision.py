@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +33,7 @@ import pandas as pd
 
 from finsim_mesa.agents.brains import BRAINS
 from finsim_mesa.errors import ConfigError, ShockError
+from finsim_mesa.forked import check_workers, run_all
 from finsim_mesa.intervals import ci95
 from finsim_mesa.scenarios.engine import make_shock
 
@@ -205,7 +207,8 @@ def _validate(model: FinancialModel, steps: int, shock: Mapping[str, Any] | None
 
 def what_if(model: FinancialModel, steps: int = 10, seeds: int | Sequence[int] = 10, *,
             shock: Mapping[str, Any] | None = None, brains: Mapping[int, Any] | None = None,
-            actions: Mapping[int, Any] | None = None, bank: int | None = None) -> WhatIfResult:
+            actions: Mapping[int, Any] | None = None, bank: int | None = None,
+            workers: int = 1) -> WhatIfResult:
     """Simulate ``steps`` ahead under a hypothetical against the no-change baseline.
 
     Args:
@@ -218,6 +221,8 @@ def what_if(model: FinancialModel, steps: int = 10, seeds: int | Sequence[int] =
         actions: fixed actions ``{bank_id: [lend, hoard, sell, borrow]}`` held
             over the horizon.
         bank: the bank whose own equity and default to report.
+        workers: processes the runs are split between (see
+            :mod:`finsim_mesa.forked`; the same results as 1).
 
     Raises:
         ConfigError / ShockError: bad horizon, seeds, banks, actions or shock,
@@ -227,21 +232,21 @@ def what_if(model: FinancialModel, steps: int = 10, seeds: int | Sequence[int] =
     if bank is not None:
         bank = _bank(model, bank)
     seed_list = _seeds(seeds)
+    workers = check_workers(workers)
     if shock is not None:  # check the shock before running anything
         make_shock(**shock, n_banks=model.n_banks, assets=model.market.names)
     state = model.snapshot()
     base = _Scratch(model, None)
     hypo = base if not brains else _Scratch(model, brains)
-    rows = []
     try:
-        for seed in seed_list:
-            rows.append({"variant": "baseline", "seed": seed,
-                         **base.run(state, seed, steps, None, {}, bank)})
-            rows.append({"variant": "hypothetical", "seed": seed,
-                         **hypo.run(state, seed, steps, shock, fixed, bank)})
+        out = run_all([partial(scratch.run, state, seed, steps, sh, fx, bank)
+                       for seed in seed_list
+                       for scratch, sh, fx in ((base, None, {}), (hypo, shock, fixed))], workers)
     finally:
         base.rebind()
-    runs = pd.DataFrame(rows)
+    runs = pd.DataFrame([{"variant": variant, "seed": seed, **res} for (seed, variant), res
+                         in zip(((s, v) for s in seed_list for v in ("baseline", "hypothetical")),
+                                out, strict=True)])
     cols = [c for c in runs.columns if c in OUTCOMES or c.startswith("price_")]
     wide = runs.pivot(index="seed", columns="variant", values=cols)
     diff = pd.DataFrame({"variant": "difference", "seed": wide.index,
@@ -278,7 +283,7 @@ class Recommendation:
 
 def recommend(model: FinancialModel, bank: int, candidates: Mapping[str, Any] | None = None,
               steps: int = 10, seeds: int | Sequence[int] = 10, *,
-              shock: Mapping[str, Any] | None = None) -> Recommendation:
+              shock: Mapping[str, Any] | None = None, workers: int = 1) -> Recommendation:
     """Evaluate candidate actions for ``bank`` by lookahead and return the best.
 
     Objective: the bank's expected equity after ``steps`` steps, counting a
@@ -286,7 +291,8 @@ def recommend(model: FinancialModel, bank: int, candidates: Mapping[str, Any] | 
     candidate holds its action fixed over the horizon; ``own_brain`` leaves the
     bank's current brain in charge. All candidates use the same seeds. With
     ``shock`` (as in :func:`what_if`), every candidate starts from the state
-    after that shock: the recommendation is for the hypothetical.
+    after that shock: the recommendation is for the hypothetical. ``workers``
+    splits the runs between processes (:mod:`finsim_mesa.forked`; the same result).
 
     Raises:
         ConfigError / ShockError: unknown bank, bad horizon, seeds, candidate
@@ -307,13 +313,16 @@ def recommend(model: FinancialModel, bank: int, candidates: Mapping[str, Any] | 
         except ConfigError as err:
             raise ConfigError(f"candidate {name!r}: {err}") from None
     seed_list = _seeds(seeds)
+    workers = check_workers(workers)
     state = model.snapshot()
     scratch = _Scratch(model, None)
-    rows = []
+    rows, names = [], [("own_brain", None), *grid.items()]
     try:
-        for name, vec in [("own_brain", None), *grid.items()]:
-            fixed = {} if vec is None else {bank: np.asarray(vec, dtype=float)}
-            res = [scratch.run(state, s, steps, shock, fixed, bank) for s in seed_list]
+        fixed = [{} if vec is None else {bank: np.asarray(vec, dtype=float)} for _, vec in names]
+        out = run_all([partial(scratch.run, state, s, steps, shock, fx, bank)
+                       for fx in fixed for s in seed_list], workers)
+        for i, (name, _vec) in enumerate(names):
+            res = out[i * len(seed_list):(i + 1) * len(seed_list)]
             mean, std, low, high = ci95(np.array([r["bank_equity"] for r in res]))
             if len(res) < 2:
                 low = high = mean  # one seed: no spread to report

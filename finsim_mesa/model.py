@@ -447,13 +447,13 @@ class FinancialModel(mesa.Model):
         return what_if(self, steps, seeds, **hypothetical)
 
     def recommend(self, bank_id: int, candidates: Mapping[str, Any] | None = None,
-                  steps: int = 10, seeds: Any = 10, shock: Mapping[str, Any] | None = None
-                  ) -> Any:
+                  steps: int = 10, seeds: Any = 10, shock: Mapping[str, Any] | None = None,
+                  workers: int = 1) -> Any:
         """The best candidate action for one bank by lookahead (after ``shock``, if
-        given). See :func:`finsim_mesa.decision.recommend`."""
+        given; in ``workers`` processes). See :func:`finsim_mesa.decision.recommend`."""
         from finsim_mesa.decision import recommend
 
-        return recommend(self, bank_id, candidates, steps, seeds, shock=shock)
+        return recommend(self, bank_id, candidates, steps, seeds, shock=shock, workers=workers)
 
     # ============================================================ running and reading
     def run_for(self, steps: int) -> None:

@@ -196,6 +196,11 @@ def test_whatif_command(capsys):
     text = capsys.readouterr().out
     assert "state after step 5" in text and "hypothetical - baseline" in text
     assert "recommendation" in text and "bank 2:" in text and "own_brain" in text
+    assert main(["whatif", "--banks", "20", "--seed", "3", "--warmup", "5", "--horizon", "4",
+                 "--seeds", "3", "--shock", "price_crash:0.2", "--bank", "2",
+                 "--recommend", "--workers", "2"]) == 0  # forked runs: the same tables
+    strip = [line for line in capsys.readouterr().out.splitlines() if " s)" not in line]
+    assert strip == [line for line in text.splitlines() if " s)" not in line]
 
 
 @pytest.mark.parametrize(("argv", "needle"), [
@@ -204,6 +209,7 @@ def test_whatif_command(capsys):
     (["--recommend"], "needs --bank"),
     (["--horizon", "0"], "--horizon 0"),
     (["--bank", "99"], "--bank 99"),
+    (["--workers", "0"], "--workers 0"),
 ])
 def test_whatif_bad_flags(argv, needle, capsys):
     assert main(["whatif", *argv]) == 2

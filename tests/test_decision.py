@@ -1,11 +1,15 @@
 """What-if lookahead and recommendations."""
 
+import os
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from finsim_mesa import ConfigError, FinancialModel, ShockError
 from finsim_mesa.decision import CANDIDATES
+from finsim_mesa.forked import can_fork, run_all
 
 
 def live(**kw):
@@ -131,6 +135,43 @@ def test_bad_requests(call, needle, error):
     with pytest.raises(error, match=needle):
         call(m)
     assert np.array_equal(snap["cash"], m.ledger.cash)
+
+
+@pytest.mark.parametrize("kw", [{"brain": "random"}, {"n_exchanges": 1, "n_ccps": 1}])
+def test_forked_workers_give_the_same_results_as_one_process(kw):
+    m = live(**kw)
+    shock = {"kind": "price_crash", "magnitude": 0.2}
+    one = m.what_if(steps=4, seeds=3, shock=shock, bank=2)
+    two = m.what_if(steps=4, seeds=3, shock=shock, bank=2, workers=2)
+    pd.testing.assert_frame_equal(one.runs, two.runs)  # value for value, in order
+    r1 = m.recommend(2, steps=4, seeds=[5, 9, 11], shock=shock)
+    r3 = m.recommend(2, steps=4, seeds=[5, 9, 11], shock=shock, workers=3)
+    pd.testing.assert_frame_equal(r1.table, r3.table)
+    assert r1.reason == r3.reason
+
+
+def test_run_all_forks_only_where_it_is_safe():
+    jobs = [os.getpid] * 4
+    assert set(run_all(jobs, 1)) == {os.getpid()}
+    forks = can_fork()  # False if an earlier test left a thread running in this process
+    pids = set(run_all(jobs, 2))
+    assert os.getpid() not in pids if forks else pids == {os.getpid()}
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:  # another thread runs (a server): forking is not safe, the runs stay here
+        assert not can_fork() and set(run_all(jobs, 2)) == {os.getpid()}
+    finally:
+        release.set()
+        other.join()
+    with pytest.raises(ZeroDivisionError):  # a failing run fails the call, from a worker too
+        run_all([os.getpid, lambda: 1 / 0], 2)
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True, "2", 10**6])
+def test_bad_workers_are_refused(workers):
+    with pytest.raises(ConfigError, match="workers"):
+        live().what_if(steps=2, seeds=2, workers=workers)
 
 
 def test_default_grid_is_documented_and_valid():

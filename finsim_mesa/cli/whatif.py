@@ -36,7 +36,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     from finsim_mesa.model import FinancialModel
 
     for flag, value, low in (("--warmup", args.warmup, 0), ("--horizon", args.horizon, 1),
-                             ("--seeds", args.seeds, 1)):
+                             ("--seeds", args.seeds, 1), ("--workers", args.workers, 1)):
         if value < low:
             raise FinsimError(f"{flag} {value}: must be >= {low}")
     if args.recommend and args.bank is None:
@@ -58,12 +58,14 @@ def cmd_whatif(args: argparse.Namespace) -> int:
           f"{model.t} ({model.measures.n_defaults} defaults so far)")
     if shock or not args.recommend:
         t0 = time.perf_counter()
-        res = model.what_if(steps=args.horizon, seeds=args.seeds, shock=shock, bank=args.bank)
+        res = model.what_if(steps=args.horizon, seeds=args.seeds, shock=shock, bank=args.bank,
+                            workers=args.workers)
         print(f"\nwhat if {shock or 'nothing changes'} ({time.perf_counter() - t0:.2f} s)\n")
         print(res)
     if args.recommend:
         t0 = time.perf_counter()
-        rec = model.recommend(args.bank, steps=args.horizon, seeds=args.seeds, shock=shock)
+        rec = model.recommend(args.bank, steps=args.horizon, seeds=args.seeds, shock=shock,
+                              workers=args.workers)
         print(f"\nrecommendation ({time.perf_counter() - t0:.2f} s): {rec.reason}\n")
         with __import__("pandas").option_context("display.width", 140):
             print(rec.table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -107,6 +109,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "funding_withdrawal:0.3:4, default::3,7 (default: no shock)")
     wi.add_argument("--horizon", type=int, default=10, help="steps to look ahead")
     wi.add_argument("--seeds", type=int, default=10, help="Monte-Carlo seeds")
+    wi.add_argument("--workers", type=int, default=1,
+                    help="processes to split the lookahead runs between (forked; same results)")
     wi.add_argument("--bank", type=int, help="bank whose own outcome to report (default: none)")
     wi.add_argument("--recommend", action="store_true", help="recommend an action for --bank")
     wi.set_defaults(func=cmd_whatif, steps=None)
