@@ -124,6 +124,18 @@ def test_env_steps_on_the_observations_it_handed_out():
         assert o.shape == s.shape and o.dtype == np.float64  # its own, after the shock
 
 
+def test_env_models_collect_no_bank_rows_unless_asked():
+    env = FinancialEnv(n_banks=6, steps=5)
+    env.reset(seed=1)
+    env.step_array(np.full((6, 4), 0.2))
+    assert not env.model.datacollector.agent_reporters  # Mesa: no bank rows at all
+    assert len(env.model.datacollector.get_model_vars_dataframe()) == 2  # model rows: yes
+    env = FinancialEnv(n_banks=6, steps=5, agent_collect_every=1)
+    env.reset(seed=1)
+    env.step_array(np.full((6, 4), 0.2))
+    assert len(env.model.datacollector.get_agent_vars_dataframe()) == 12
+
+
 def test_attention_compressor_does_not_grow_with_banks():
     comp = GlobalStateCompressor(10, 16, GlobalStateConfig(compressed_dim=64))
     for n in (5, 10, 300):
