@@ -158,6 +158,29 @@ def test_the_state_a_step_replaces_is_never_changed_in_place(kw):
     assert m.t == 12 and m.measures.n_defaults >= 2
 
 
+def test_the_transactions_shallow_copy_is_copy_copy():
+    import copy
+
+    from finsim_mesa.state import REPLACED_STATE, _shallow
+
+    m = FinancialModel(n_banks=8, rng=1, n_exchanges=1, n_ccps=1)
+    m.run_for(2)
+    for name in REPLACED_STATE:
+        obj = getattr(m, name)
+        ours, ref = _shallow(obj), copy.copy(obj)
+        assert type(ours) is type(obj) and ours is not obj
+        assert vars(ours).keys() == vars(ref).keys()
+        assert all(vars(ours)[k] is vars(ref)[k] for k in vars(ref))  # the same values
+
+    class Slotted:
+        __slots__ = ("x",)
+
+    one = Slotted()
+    one.x = [1]
+    two = _shallow(one)  # no __dict__: copy.copy's way
+    assert two is not one and two.x is one.x
+
+
 def test_a_failure_while_recording_data_is_rolled_back():
     m = FinancialModel(n_banks=10, rng=1)
     m.run_for(3)
