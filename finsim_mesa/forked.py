@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import sys
 import threading
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from multiprocessing.pool import Pool
 from typing import Any
 
 from finsim_mesa.errors import ConfigError
 from finsim_mesa.threads import single_threaded
 
-__all__ = ["can_fork", "check_workers", "run_all"]
+__all__ = ["can_fork", "check_workers", "fork_pool", "run_all"]
 
 _JOBS: Sequence[Callable[[], Any]] = ()  # what the forked workers read (set before the fork)
 
@@ -42,9 +46,32 @@ def check_workers(workers: Any) -> int:
 
 
 def can_fork() -> bool:
-    """True where worker processes can be forked safely from this process now."""
-    return ("fork" in multiprocessing.get_all_start_methods()
-            and threading.active_count() == 1)
+    """Whether a pool may fork here: the platform has ``fork`` and no thread but
+    the main one runs, except tqdm's monitor (``tqdm_monitor``, started by any
+    progress bar, even a disabled one), whose only lock is held across the fork
+    (see :func:`fork_pool`). Another thread (a Jupyter kernel's, a server's)
+    may hold a lock at the fork."""
+    return "fork" in multiprocessing.get_all_start_methods() and all(
+        t is threading.main_thread() or t.name == "tqdm_monitor" for t in threading.enumerate())
+
+
+@contextmanager
+def fork_pool(processes: int) -> Iterator[Pool]:
+    """A pool of ``processes`` forked workers, each with one BLAS / OpenMP / torch
+    thread (set before the fork, so inherited); call only where :func:`can_fork`."""
+    with single_threaded():
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns on fork() while other OS threads exist; with no
+            # other Python thread (checked by the caller) they are OpenBLAS's idle
+            # pool (pinned to one thread above), which holds no lock a worker needs
+            warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
+                                    category=DeprecationWarning)
+            # tqdm's lock held while forking: its monitor thread cannot be inside it
+            tqdm = sys.modules.get("tqdm")
+            with tqdm.tqdm.get_lock() if tqdm is not None else nullcontext():
+                pool = multiprocessing.get_context("fork").Pool(processes)
+        with pool:
+            yield pool
 
 
 def _run(i: int) -> Any:
@@ -69,7 +96,7 @@ def run_all(jobs: Sequence[Callable[[], Any]], workers: int = 1) -> list[Any]:
         return [job() for job in jobs]
     _JOBS = jobs
     try:
-        with single_threaded(), multiprocessing.get_context("fork").Pool(workers) as pool:
+        with fork_pool(workers) as pool:
             return pool.map(_run, range(len(jobs)), chunksize=math.ceil(len(jobs) / workers))
     finally:
         _JOBS = ()

@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import multiprocessing
-import threading
-import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -38,6 +35,7 @@ from mesa.datacollection import DataCollector
 
 from finsim_mesa.config import ModelConfig, read_yaml
 from finsim_mesa.errors import ConfigError
+from finsim_mesa.forked import can_fork, fork_pool
 from finsim_mesa.intervals import ci95
 from finsim_mesa.model import FinancialModel
 from finsim_mesa.threads import single_threaded
@@ -172,7 +170,7 @@ def run_sweep(
     if processes < 1:
         raise ConfigError(f"processes = {processes}: must be >= 1")
     if scheduler is None and workers is None:
-        if processes > 1 and _can_fork():
+        if processes > 1 and can_fork():
             return _tidy(_forked_runs(grid, seed_list, steps, processes, progress, every), grid)
         return _tidy(_batch(grid, seed_list, steps, processes, progress, every), grid)
     return _tidy(_dask_runs(grid, seed_list, steps, scheduler, workers, progress, every), grid)
@@ -182,38 +180,18 @@ def _one_task(task: tuple[dict[str, Any], int, int, int]) -> list[dict[str, Any]
     return _one_run(*task)
 
 
-def _can_fork() -> bool:
-    """Whether a pool may fork here: the platform has ``fork`` and no thread but
-    the main one runs, except tqdm's monitor (``tqdm_monitor``, started by any
-    progress bar, even a disabled one), whose only lock is held across the fork
-    (see :func:`_forked_runs`). Another thread (a Jupyter kernel's, a server's)
-    may hold a lock at the fork: then Mesa's spawn pool runs instead."""
-    return "fork" in multiprocessing.get_all_start_methods() and all(
-        t is threading.main_thread() or t.name == "tqdm_monitor" for t in threading.enumerate())
-
-
 def _forked_runs(grid: dict[str, list], seeds: list[int], steps: int, processes: int,
                  progress: bool, every: int) -> list[dict[str, Any]]:
-    """Every (combination, seed) as one task in a pool of forked workers, each
-    with one BLAS / torch thread (set before the fork, so inherited)."""
+    """Every (combination, seed) as one task in a pool of forked workers
+    (:func:`finsim_mesa.forked.fork_pool`), results as they come."""
     from tqdm import tqdm
 
     tasks = [(combo, seed, steps, every) for combo in _combinations(grid) for seed in seeds]
     rows: list[dict[str, Any]] = []
-    with single_threaded():
-        with warnings.catch_warnings():
-            # Python >= 3.12 warns on fork() while other OS threads exist; with no
-            # other Python thread (checked by the caller) they are OpenBLAS's idle
-            # pool (pinned to one thread above), which holds no lock a worker needs
-            warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
-                                    category=DeprecationWarning)
-            # tqdm's lock held while forking: its monitor thread cannot be inside it
-            with tqdm.get_lock():
-                pool = multiprocessing.get_context("fork").Pool(min(processes, len(tasks)))
-        with pool:
-            for part in tqdm(pool.imap_unordered(_one_task, tasks), total=len(tasks),
-                             disable=not progress, desc="sweep"):
-                rows.extend(part)
+    with fork_pool(min(processes, len(tasks))) as pool:
+        for part in tqdm(pool.imap_unordered(_one_task, tasks), total=len(tasks),
+                         disable=not progress, desc="sweep"):
+            rows.extend(part)
     return rows
 
 

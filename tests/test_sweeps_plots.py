@@ -40,18 +40,18 @@ def test_sweep_keeps_the_collapse_step():
 def test_local_processes_are_forked_and_give_the_one_process_rows(monkeypatch):
     import multiprocessing
 
-    from finsim_mesa import sweeps
+    from finsim_mesa import forked
 
     if "fork" not in multiprocessing.get_all_start_methods():
         pytest.skip("no fork on this platform: Mesa's own (spawn) pool runs")
     import threading
 
     methods, real = [], multiprocessing.get_context
-    monkeypatch.setattr(sweeps.multiprocessing, "get_context",
+    monkeypatch.setattr(forked.multiprocessing, "get_context",
                         lambda method=None: methods.append(method) or real(method))
     grid = {"scenario": ["systemic"], "n_banks": [10, 12]}
     one = run_sweep(grid, seeds=[3, 4], steps=5, progress=False)
-    alone = sweeps._can_fork()  # (another test may have left a thread running)
+    alone = forked.can_fork()  # (another test may have left a thread running)
     two = run_sweep(grid, seeds=[3, 4], steps=5, processes=2, progress=False)
     # forked, not Mesa's spawn pool whose workers import everything again
     assert methods == (["fork"] if alone else [])
