@@ -150,6 +150,44 @@ def test_forked_workers_give_the_same_results_as_one_process(kw):
     assert r1.reason == r3.reason
 
 
+class OwnGenerator:
+    """A user's brain drawing from a generator of its own (not the model's)."""
+
+    name = "own_generator"
+
+    def __init__(self, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, observations):
+        return self.rng.random((len(observations), 4))
+
+
+def test_runs_with_a_brains_own_generator_do_not_depend_on_each_other():
+    """Every lookahead run starts from the brains' generators as they were: the
+    runs do not depend on their order (so forked workers, each with a share of
+    them, give the same results as one process), and the live model and the
+    user's brain objects are left as they were."""
+    kw = {"steps": 3, "shock": {"kind": "price_crash", "magnitude": 0.2}, "bank": 2}
+    hypo = live().what_if(seeds=[0, 1, 2, 3], brains={2: OwnGenerator(5)}, **kw)
+    rev = live().what_if(seeds=[3, 2, 1, 0], brains={2: OwnGenerator(5)}, **kw)
+    pd.testing.assert_frame_equal(
+        hypo.runs.set_index(["variant", "seed"]).sort_index(),
+        rev.runs.set_index(["variant", "seed"]).sort_index())
+    if can_fork():
+        two = live().what_if(seeds=[0, 1, 2, 3], brains={2: OwnGenerator(5)}, workers=2, **kw)
+        pd.testing.assert_frame_equal(hypo.runs, two.runs)
+    brain = OwnGenerator(5)
+    before = brain.rng.bit_generator.state
+    live().what_if(seeds=3, brains={2: brain}, **kw)
+    assert brain.rng.bit_generator.state == before  # the user's object as it was
+    m, twin = live(brain=OwnGenerator(7)), live(brain=OwnGenerator(7))
+    m.what_if(seeds=3, **kw)
+    m.recommend(2, steps=2, seeds=2)
+    m.run_for(4)
+    twin.run_for(4)  # the live model goes on as if no lookahead had run
+    np.testing.assert_array_equal(m.ledger.equity, twin.ledger.equity)
+
+
 def test_run_all_forks_only_where_it_is_safe():
     jobs = [os.getpid] * 4
     assert set(run_all(jobs, 1)) == {os.getpid()}
