@@ -31,11 +31,13 @@ class ExternalBrain(Brain):
     """Returns actions set from outside (by the environment), one row per bank.
 
     ``observed`` is the observation matrix the environment handed out after the
-    last step (or reset), on which the actions were chosen: the model records it
-    as the step's observations instead of observing a second time.
+    last step (or reset), on which the actions were chosen: the model's next step
+    records it as its observations instead of observing a second time (once: a
+    step that follows no hand-out observes the model itself).
     """
 
     name = "external"
+    hands_observations = True  # the model takes ``observed`` (BrainSet.given_observations)
 
     def __init__(self) -> None:
         self.actions: np.ndarray | None = None
