@@ -22,6 +22,7 @@ import math
 import multiprocessing
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from finsim_mesa.errors import ConfigError
@@ -61,15 +62,18 @@ def run_all(jobs: Sequence[Callable[[], Any]], workers: int = 1) -> list[Any]:
 
     Returns:
         ``[job() for job in jobs]``; with several workers each result is pickled
-        back from the worker that made it. An exception in a job is raised here.
+        back from the worker that made it. An exception in a job is raised here;
+        a worker that dies (killed, exiting) raises ``BrokenProcessPool``.
     """
     global _JOBS
     workers = min(check_workers(workers), len(jobs))
     if workers <= 1 or not can_fork():
         return [job() for job in jobs]
     _JOBS = jobs
-    try:
-        with single_threaded(), multiprocessing.get_context("fork").Pool(workers) as pool:
-            return pool.map(_run, range(len(jobs)), chunksize=math.ceil(len(jobs) / workers))
+    try:  # an executor, not a Pool: a worker that dies fails the call (BrokenProcessPool)
+        with single_threaded(), ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(_run, range(len(jobs)),
+                                 chunksize=math.ceil(len(jobs) / workers)))
     finally:
         _JOBS = ()

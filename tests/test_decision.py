@@ -206,6 +206,36 @@ def test_run_all_forks_only_where_it_is_safe():
         run_all([os.getpid, lambda: 1 / 0], 2)
 
 
+_DEAD_WORKER = """
+import os, sys
+from finsim_mesa.forked import can_fork, run_all
+class NeedsTwo(Exception):
+    def __init__(self, a, b):
+        super().__init__(a)
+def bad():
+    raise NeedsTwo("a", "b")
+assert can_fork()
+for job in (lambda: os._exit(3), lambda: sys.exit(3), bad):
+    try:
+        run_all([os.getpid, job, os.getpid], 2)
+    except BaseException as err:
+        print("raised", type(err).__name__)
+"""
+
+
+@pytest.mark.skipif(not can_fork(), reason="no fork here")
+def test_a_worker_that_dies_fails_the_call_instead_of_hanging():
+    """A worker killed (the out-of-memory killer, os._exit), exiting, or raising an
+    exception that cannot be rebuilt here fails the lookahead; it must not wait
+    for ever (multiprocessing.Pool does)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _DEAD_WORKER], capture_output=True, text=True,
+                         timeout=60, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.stdout.count("raised") == 3, out.stdout + out.stderr[-2000:]
+
+
 @pytest.mark.parametrize("workers", [0, -1, 1.5, True, "2", 10**6])
 def test_bad_workers_are_refused(workers):
     with pytest.raises(ConfigError, match="workers"):
