@@ -14,6 +14,7 @@ from pettingzoo.test import parallel_api_test  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from finsim_mesa import FinancialModel  # noqa: E402
+from finsim_mesa.config import ModelConfig  # noqa: E402
 from finsim_mesa.learning.checkpoint import CheckpointError, ModelCheckpointer  # noqa: E402
 from finsim_mesa.learning.env import FinancialEnv  # noqa: E402
 from finsim_mesa.learning.mappo import (  # noqa: E402
@@ -180,6 +181,10 @@ def test_env_models_collect_no_bank_rows_unless_asked():
     assert len(env.model.datacollector.get_model_vars_dataframe()) == 2  # model rows: yes
     env = FinancialEnv(n_banks=6, steps=5, agent_collect_every=1)
     env.reset(seed=1)
+    env.step_array(np.full((6, 4), 0.2))
+    assert len(env.model.datacollector.get_agent_vars_dataframe()) == 12
+    env = FinancialEnv(config=ModelConfig(n_banks=6, steps=5, agent_collect_every=1))
+    env.reset(seed=1)  # a configuration that asks for them gets them too
     env.step_array(np.full((6, 4), 0.2))
     assert len(env.model.datacollector.get_agent_vars_dataframe()) == 12
 

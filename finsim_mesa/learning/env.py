@@ -61,7 +61,7 @@ class FinancialEnv(ParallelEnv):
             ``steps`` = episode length, reward weights, ...). ``brain`` and ``rng``
             are set by the environment. ``agent_collect_every`` defaults to 0
             here: a trainer reads observations and rewards, not the bank rows
-            of Mesa's DataCollector (give it to collect them).
+            of Mesa's DataCollector (give it, or a ``config``, to collect them).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"name": "finsim_v0", "render_modes": [],
@@ -70,7 +70,9 @@ class FinancialEnv(ParallelEnv):
     def __init__(self, **model_params: Any) -> None:
         for key in ("brain", "rng"):
             model_params.pop(key, None)
-        self.model_params = {"agent_collect_every": 0} | model_params
+        # no bank rows unless asked for, by the parameter or in a configuration
+        self.model_params = (model_params if "config" in model_params
+                             else {"agent_collect_every": 0} | model_params)
         probe = FinancialModel(brain="passive", rng=0, **model_params)
         self.n_banks = probe.n_banks
         self.obs_dim = probe.observe().shape[1]
