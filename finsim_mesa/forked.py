@@ -69,11 +69,11 @@ def run_all(jobs: Sequence[Callable[[], Any]], workers: int = 1) -> list[Any]:
     workers = min(check_workers(workers), len(jobs))
     if workers <= 1 or not can_fork():
         return [job() for job in jobs]
-    _JOBS = jobs
+    outer, _JOBS = _JOBS, jobs  # a job may split runs of its own (in its worker)
     try:  # an executor, not a Pool: a worker that dies fails the call (BrokenProcessPool)
         with single_threaded(), ProcessPoolExecutor(
                 workers, mp_context=multiprocessing.get_context("fork")) as pool:
             return list(pool.map(_run, range(len(jobs)),
                                  chunksize=math.ceil(len(jobs) / workers)))
     finally:
-        _JOBS = ()
+        _JOBS = outer

@@ -204,6 +204,9 @@ def test_run_all_forks_only_where_it_is_safe():
         other.join()
     with pytest.raises(ZeroDivisionError):  # a failing run fails the call, from a worker too
         run_all([os.getpid, lambda: 1 / 0], 2)
+    if forks:  # a run that itself splits runs between workers (a planning brain)
+        inner = [os.getpid] * 2
+        assert run_all([lambda: len(run_all(inner, 2)), os.getpid] * 2, 2)[::2] == [2, 2]
 
 
 _DEAD_WORKER = """
