@@ -229,7 +229,10 @@ def what_if(model: FinancialModel, steps: int = 10, seeds: int | Sequence[int] =
             over the horizon.
         bank: the bank whose own equity and default to report.
         workers: processes the runs are split between (see
-            :mod:`finsim_mesa.forked`; the same results as 1).
+            :mod:`finsim_mesa.forked`; the same results as 1). Every run starts
+            from the brains' own generators (``rng``) as they were; a brain
+            keeping other state between calls makes the runs depend on each
+            other, and then on their order and split.
 
     Raises:
         ConfigError / ShockError: bad horizon, seeds, banks, actions or shock,
