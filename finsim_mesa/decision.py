@@ -144,6 +144,9 @@ def _seeds(seeds: Any) -> list[int]:
         raise ConfigError(f"seeds = {list(seeds)!r}: seeds must be integers >= 0 (got {bad!r})")
     if not len(seeds):
         raise ConfigError("seeds: give at least one seed")
+    twice = sorted({int(s) for s in seeds if list(seeds).count(s) > 1})
+    if twice:  # the same run again: no new information, a falsely narrow interval
+        raise ConfigError(f"seeds: {twice} given more than once; give each seed once")
     return [int(s) for s in seeds]
 
 

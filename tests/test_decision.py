@@ -119,6 +119,8 @@ def test_obvious_recommendation_is_to_raise_cash():
     (lambda m: m.what_if(steps=0), "at least 1 step", ConfigError),
     (lambda m: m.what_if(seeds=0), "positive number", ConfigError),
     (lambda m: m.what_if(seeds=[]), "at least one seed", ConfigError),
+    (lambda m: m.what_if(seeds=[3, 3, 1]), "more than once", ConfigError),
+    (lambda m: m.recommend(1, seeds=[3, 3]), "more than once", ConfigError),
     (lambda m: m.what_if(bank=99), "bank id", ConfigError),
     (lambda m: m.what_if(actions={1: [2, 0, 0, 0]}), "4 numbers", ConfigError),
     (lambda m: m.what_if(actions={1: [0.5]}), "4 numbers", ConfigError),
