@@ -86,6 +86,10 @@ class _Scratch:
         self.model = live.twin(brain=_brain_specs(live, brains), agent_collect_every=0,
                                ranking_every=0, steps=10**9)
         self.model.collect_data = False
+        # the brains' own generators (a user's brain drawing from one of its own)
+        # as they are now: every run starts from them, so the runs do not depend on
+        # each other or their order (nor on how forked workers share them out)
+        self.brain_rngs = self.model.brains.snapshot(self.model.rng)
 
     def run(self, state: dict[str, Any], seed: int, steps: int,
             shock: Mapping[str, Any] | None, actions: Mapping[int, np.ndarray],
@@ -95,6 +99,7 @@ class _Scratch:
         m.running = True
         m.rng = np.random.default_rng(seed)
         m.brains.setup(m)  # e.g. RandomBrain takes this run's generator
+        m.brains.restore(self.brain_rngs)
         m.decisions.overrides = dict(actions)
         L = m.ledger
         eq0 = np.maximum(L.equity, 0.0).sum()
@@ -117,7 +122,9 @@ class _Scratch:
         return out
 
     def rebind(self) -> None:
-        """Shared (non built-in) brains go back to the live model."""
+        """Shared (non built-in) brains go back to the live model, their own
+        generators as they were before the runs."""
+        self.model.brains.restore(self.brain_rngs)
         self.live.brains.setup(self.live)
 
 
@@ -137,6 +144,9 @@ def _seeds(seeds: Any) -> list[int]:
         raise ConfigError(f"seeds = {list(seeds)!r}: seeds must be integers >= 0 (got {bad!r})")
     if not len(seeds):
         raise ConfigError("seeds: give at least one seed")
+    twice = sorted({int(s) for s in seeds if list(seeds).count(s) > 1})
+    if twice:  # the same run again: no new information, a falsely narrow interval
+        raise ConfigError(f"seeds: {twice} given more than once; give each seed once")
     return [int(s) for s in seeds]
 
 
@@ -222,7 +232,10 @@ def what_if(model: FinancialModel, steps: int = 10, seeds: int | Sequence[int] =
             over the horizon.
         bank: the bank whose own equity and default to report.
         workers: processes the runs are split between (see
-            :mod:`finsim_mesa.forked`; the same results as 1).
+            :mod:`finsim_mesa.forked`; the same results as 1). Every run starts
+            from the brains' own generators (``rng``) as they were; a brain
+            keeping other state between calls makes the runs depend on each
+            other, and then on their order and split.
 
     Raises:
         ConfigError / ShockError: bad horizon, seeds, banks, actions or shock,
@@ -243,6 +256,7 @@ def what_if(model: FinancialModel, steps: int = 10, seeds: int | Sequence[int] =
                        for seed in seed_list
                        for scratch, sh, fx in ((base, None, {}), (hypo, shock, fixed))], workers)
     finally:
+        hypo.rebind()
         base.rebind()
     runs = pd.DataFrame([{"variant": variant, "seed": seed, **res} for (seed, variant), res
                          in zip(((s, v) for s in seed_list for v in ("baseline", "hypothetical")),

@@ -24,8 +24,8 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, nullcontext
-from multiprocessing.pool import Pool
 from typing import Any
 
 from finsim_mesa.errors import ConfigError
@@ -56,21 +56,29 @@ def can_fork() -> bool:
 
 
 @contextmanager
-def fork_pool(processes: int) -> Iterator[Pool]:
+def fork_pool(processes: int) -> Iterator[ProcessPoolExecutor]:
     """A pool of ``processes`` forked workers, each with one BLAS / OpenMP / torch
-    thread (set before the fork, so inherited); call only where :func:`can_fork`."""
+    thread (set before the fork, so inherited); call only where :func:`can_fork`.
+
+    An executor, not a ``multiprocessing.Pool``: a worker that dies (killed,
+    exiting) fails the call with ``BrokenProcessPool`` instead of a wait for
+    ever. With the fork start method it forks all its workers at the first
+    submission, which is made here, in the guarded region.
+    """
     with single_threaded():
-        with warnings.catch_warnings():
-            # Python >= 3.12 warns on fork() while other OS threads exist; with no
-            # other Python thread (checked by the caller) they are OpenBLAS's idle
-            # pool (pinned to one thread above), which holds no lock a worker needs
-            warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
-                                    category=DeprecationWarning)
-            # tqdm's lock held while forking: its monitor thread cannot be inside it
-            tqdm = sys.modules.get("tqdm")
-            with tqdm.tqdm.get_lock() if tqdm is not None else nullcontext():
-                pool = multiprocessing.get_context("fork").Pool(processes)
-        with pool:
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")
+                                 ) as pool:
+            with warnings.catch_warnings():
+                # Python >= 3.12 warns on fork() while other OS threads exist; with
+                # no other Python thread (checked by the caller) they are OpenBLAS's
+                # idle pool (pinned to one thread above), which holds no lock a
+                # worker needs
+                warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
+                                        category=DeprecationWarning)
+                # tqdm's lock held while forking: its monitor thread cannot be inside it
+                tqdm = sys.modules.get("tqdm")
+                with tqdm.tqdm.get_lock() if tqdm is not None else nullcontext():
+                    pool.submit(int).result()  # every worker forked now
             yield pool
 
 
@@ -88,15 +96,17 @@ def run_all(jobs: Sequence[Callable[[], Any]], workers: int = 1) -> list[Any]:
 
     Returns:
         ``[job() for job in jobs]``; with several workers each result is pickled
-        back from the worker that made it. An exception in a job is raised here.
+        back from the worker that made it. An exception in a job is raised here;
+        a worker that dies (killed, exiting) raises ``BrokenProcessPool``.
     """
     global _JOBS
     workers = min(check_workers(workers), len(jobs))
     if workers <= 1 or not can_fork():
         return [job() for job in jobs]
-    _JOBS = jobs
+    outer, _JOBS = _JOBS, jobs  # a job may split runs of its own (in its worker)
     try:
         with fork_pool(workers) as pool:
-            return pool.map(_run, range(len(jobs)), chunksize=math.ceil(len(jobs) / workers))
+            return list(pool.map(_run, range(len(jobs)),
+                                 chunksize=math.ceil(len(jobs) / workers)))
     finally:
-        _JOBS = ()
+        _JOBS = outer

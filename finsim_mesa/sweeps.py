@@ -24,6 +24,7 @@ from __future__ import annotations
 import inspect
 import itertools
 from collections.abc import Mapping, Sequence
+from concurrent.futures import as_completed
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -189,9 +190,10 @@ def _forked_runs(grid: dict[str, list], seeds: list[int], steps: int, processes:
     tasks = [(combo, seed, steps, every) for combo in _combinations(grid) for seed in seeds]
     rows: list[dict[str, Any]] = []
     with fork_pool(min(processes, len(tasks))) as pool:
-        for part in tqdm(pool.imap_unordered(_one_task, tasks), total=len(tasks),
-                         disable=not progress, desc="sweep"):
-            rows.extend(part)
+        futures = [pool.submit(_one_task, task) for task in tasks]
+        for done in tqdm(as_completed(futures), total=len(tasks), disable=not progress,
+                         desc="sweep"):
+            rows.extend(done.result())
     return rows
 
 

@@ -119,6 +119,8 @@ def test_obvious_recommendation_is_to_raise_cash():
     (lambda m: m.what_if(steps=0), "at least 1 step", ConfigError),
     (lambda m: m.what_if(seeds=0), "positive number", ConfigError),
     (lambda m: m.what_if(seeds=[]), "at least one seed", ConfigError),
+    (lambda m: m.what_if(seeds=[3, 3, 1]), "more than once", ConfigError),
+    (lambda m: m.recommend(1, seeds=[3, 3]), "more than once", ConfigError),
     (lambda m: m.what_if(bank=99), "bank id", ConfigError),
     (lambda m: m.what_if(actions={1: [2, 0, 0, 0]}), "4 numbers", ConfigError),
     (lambda m: m.what_if(actions={1: [0.5]}), "4 numbers", ConfigError),
@@ -150,6 +152,44 @@ def test_forked_workers_give_the_same_results_as_one_process(kw):
     assert r1.reason == r3.reason
 
 
+class OwnGenerator:
+    """A user's brain drawing from a generator of its own (not the model's)."""
+
+    name = "own_generator"
+
+    def __init__(self, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, observations):
+        return self.rng.random((len(observations), 4))
+
+
+def test_runs_with_a_brains_own_generator_do_not_depend_on_each_other():
+    """Every lookahead run starts from the brains' generators as they were: the
+    runs do not depend on their order (so forked workers, each with a share of
+    them, give the same results as one process), and the live model and the
+    user's brain objects are left as they were."""
+    kw = {"steps": 3, "shock": {"kind": "price_crash", "magnitude": 0.2}, "bank": 2}
+    hypo = live().what_if(seeds=[0, 1, 2, 3], brains={2: OwnGenerator(5)}, **kw)
+    rev = live().what_if(seeds=[3, 2, 1, 0], brains={2: OwnGenerator(5)}, **kw)
+    pd.testing.assert_frame_equal(
+        hypo.runs.set_index(["variant", "seed"]).sort_index(),
+        rev.runs.set_index(["variant", "seed"]).sort_index())
+    if can_fork():
+        two = live().what_if(seeds=[0, 1, 2, 3], brains={2: OwnGenerator(5)}, workers=2, **kw)
+        pd.testing.assert_frame_equal(hypo.runs, two.runs)
+    brain = OwnGenerator(5)
+    before = brain.rng.bit_generator.state
+    live().what_if(seeds=3, brains={2: brain}, **kw)
+    assert brain.rng.bit_generator.state == before  # the user's object as it was
+    m, twin = live(brain=OwnGenerator(7)), live(brain=OwnGenerator(7))
+    m.what_if(seeds=3, **kw)
+    m.recommend(2, steps=2, seeds=2)
+    m.run_for(4)
+    twin.run_for(4)  # the live model goes on as if no lookahead had run
+    np.testing.assert_array_equal(m.ledger.equity, twin.ledger.equity)
+
+
 def test_run_all_forks_only_where_it_is_safe():
     jobs = [os.getpid] * 4
     assert set(run_all(jobs, 1)) == {os.getpid()}
@@ -166,6 +206,39 @@ def test_run_all_forks_only_where_it_is_safe():
         other.join()
     with pytest.raises(ZeroDivisionError):  # a failing run fails the call, from a worker too
         run_all([os.getpid, lambda: 1 / 0], 2)
+    if forks:  # a run that itself splits runs between workers (a planning brain)
+        inner = [os.getpid] * 2
+        assert run_all([lambda: len(run_all(inner, 2)), os.getpid] * 2, 2)[::2] == [2, 2]
+
+
+_DEAD_WORKER = """
+import os, sys
+from finsim_mesa.forked import can_fork, run_all
+class NeedsTwo(Exception):
+    def __init__(self, a, b):
+        super().__init__(a)
+def bad():
+    raise NeedsTwo("a", "b")
+assert can_fork()
+for job in (lambda: os._exit(3), lambda: sys.exit(3), bad):
+    try:
+        run_all([os.getpid, job, os.getpid], 2)
+    except BaseException as err:
+        print("raised", type(err).__name__)
+"""
+
+
+@pytest.mark.skipif(not can_fork(), reason="no fork here")
+def test_a_worker_that_dies_fails_the_call_instead_of_hanging():
+    """A worker killed (the out-of-memory killer, os._exit), exiting, or raising an
+    exception that cannot be rebuilt here fails the lookahead; it must not wait
+    for ever (multiprocessing.Pool does)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _DEAD_WORKER], capture_output=True, text=True,
+                         timeout=60, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.stdout.count("raised") == 3, out.stdout + out.stderr[-2000:]
 
 
 @pytest.mark.parametrize("workers", [0, -1, 1.5, True, "2", 10**6])

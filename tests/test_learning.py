@@ -14,6 +14,7 @@ from pettingzoo.test import parallel_api_test  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from finsim_mesa import FinancialModel  # noqa: E402
+from finsim_mesa.config import ModelConfig  # noqa: E402
 from finsim_mesa.learning.checkpoint import CheckpointError, ModelCheckpointer  # noqa: E402
 from finsim_mesa.learning.env import FinancialEnv  # noqa: E402
 from finsim_mesa.learning.mappo import (  # noqa: E402
@@ -124,6 +125,54 @@ def test_env_steps_on_the_observations_it_handed_out():
         assert o.shape == s.shape and o.dtype == np.float64  # its own, after the shock
 
 
+def test_only_the_environment_hands_the_model_its_observations_and_only_once():
+    """The model takes a given matrix only from the environment's own brain, once
+    (the step it was handed out for), and only of its size: a user's brain that
+    keeps what it saw as ``observed`` acts on fresh observations; stepping the
+    environment's model directly, or a model of another size, observes itself."""
+
+    class Keeper:  # a user's brain keeping what it saw, under a natural name
+        name = "keeper"
+
+        def __init__(self):
+            self.observed, self.seen = None, []
+
+        def act(self, observations):
+            self.observed = observations
+            self.seen.append(observations.copy())
+            return np.clip(observations[:, :4], 0.0, 1.0)
+
+    class Writer(Keeper):  # the same brain keeping it under another name
+        def act(self, observations):
+            self.last = observations
+            self.seen.append(observations.copy())
+            return np.clip(observations[:, :4], 0.0, 1.0)
+
+    runs = []
+    for brain in (Keeper(), Writer()):
+        m = FinancialModel(n_banks=10, rng=1, scenario="liquidity_crisis", brain=brain)
+        m.run_for(5)
+        runs.append((m.ledger.equity.copy(), brain.seen))
+    (eq, seen), (eq2, seen2) = runs
+    np.testing.assert_array_equal(eq, eq2)  # the attribute's name changes nothing
+    for a, b in zip(seen, seen2, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(seen[0], seen[1])  # a fresh matrix each step
+    env = FinancialEnv(n_banks=8, steps=20, scenario="liquidity_crisis")
+    env.reset(seed=2)
+    env.brain.actions = np.full((8, 4), 0.3)
+    env.model.step()  # the matrix handed out at reset is this step's
+    first = np.array(env.model.decisions.observations)
+    env.model.step()  # nothing handed out since: the model observes itself
+    assert not np.array_equal(first, env.model.decisions.observations)
+    assert env.model.decisions.observations.dtype == np.float64  # its own, not handed
+    env.observation_matrix()
+    other = FinancialModel(n_banks=12, rng=3, brain=env.brain)  # another size
+    env.brain.actions = np.full((12, 4), 0.3)
+    other.step()
+    assert other.decisions.observations.shape[0] == 12
+
+
 def test_env_models_collect_no_bank_rows_unless_asked():
     env = FinancialEnv(n_banks=6, steps=5)
     env.reset(seed=1)
@@ -132,6 +181,10 @@ def test_env_models_collect_no_bank_rows_unless_asked():
     assert len(env.model.datacollector.get_model_vars_dataframe()) == 2  # model rows: yes
     env = FinancialEnv(n_banks=6, steps=5, agent_collect_every=1)
     env.reset(seed=1)
+    env.step_array(np.full((6, 4), 0.2))
+    assert len(env.model.datacollector.get_agent_vars_dataframe()) == 12
+    env = FinancialEnv(config=ModelConfig(n_banks=6, steps=5, agent_collect_every=1))
+    env.reset(seed=1)  # a configuration that asks for them gets them too
     env.step_array(np.full((6, 4), 0.2))
     assert len(env.model.datacollector.get_agent_vars_dataframe()) == 12
 

@@ -334,11 +334,14 @@ class BrainSet:
 
     def given_observations(self) -> np.ndarray | None:
         """The observation matrix the actions were chosen on outside the model, when
-        one brain decides for every bank and brings it (``observed``, set by an
-        environment that observed the model itself); None otherwise."""
-        if len(self.groups) != 1:
+        one brain that hands them over (``hands_observations``: the learning
+        environment's) decides for every bank and brings one of this size
+        (``observed``, taken once: the step it was handed out for); else None."""
+        brain = self.groups[0][0] if len(self.groups) == 1 else None
+        if not getattr(type(brain), "hands_observations", False):
             return None
-        return getattr(self.groups[0][0], "observed", None)
+        given, brain.observed = brain.observed, None
+        return given if given is not None and len(given) == len(self.per_bank) else None
 
     def decide(self, observations: np.ndarray, active: np.ndarray, banks: Sequence[Any],
                overrides: Mapping[int, np.ndarray]) -> np.ndarray:

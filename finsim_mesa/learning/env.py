@@ -31,11 +31,13 @@ class ExternalBrain(Brain):
     """Returns actions set from outside (by the environment), one row per bank.
 
     ``observed`` is the observation matrix the environment handed out after the
-    last step (or reset), on which the actions were chosen: the model records it
-    as the step's observations instead of observing a second time.
+    last step (or reset), on which the actions were chosen: the model's next step
+    records it as its observations instead of observing a second time (once: a
+    step that follows no hand-out observes the model itself).
     """
 
     name = "external"
+    hands_observations = True  # the model takes ``observed`` (BrainSet.given_observations)
 
     def __init__(self) -> None:
         self.actions: np.ndarray | None = None
@@ -59,7 +61,7 @@ class FinancialEnv(ParallelEnv):
             ``steps`` = episode length, reward weights, ...). ``brain`` and ``rng``
             are set by the environment. ``agent_collect_every`` defaults to 0
             here: a trainer reads observations and rewards, not the bank rows
-            of Mesa's DataCollector (give it to collect them).
+            of Mesa's DataCollector (give it, or a ``config``, to collect them).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"name": "finsim_v0", "render_modes": [],
@@ -68,7 +70,9 @@ class FinancialEnv(ParallelEnv):
     def __init__(self, **model_params: Any) -> None:
         for key in ("brain", "rng"):
             model_params.pop(key, None)
-        self.model_params = {"agent_collect_every": 0} | model_params
+        # no bank rows unless asked for, by the parameter or in a configuration
+        self.model_params = (model_params if "config" in model_params
+                             else {"agent_collect_every": 0} | model_params)
         probe = FinancialModel(brain="passive", rng=0, **model_params)
         self.n_banks = probe.n_banks
         self.obs_dim = probe.observe().shape[1]
