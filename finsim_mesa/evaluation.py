@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import pandas as pd
 from finsim_mesa.agents.brains import BRAINS
 from finsim_mesa.conditions import MIXTURE, condition_params
 from finsim_mesa.errors import ConfigError
+from finsim_mesa.forked import can_fork, check_workers, run_all
 from finsim_mesa.intervals import ci95
 from finsim_mesa.model import FinancialModel
 from finsim_mesa.scenarios import list_scenarios
@@ -122,12 +124,16 @@ def run_evaluation(
     seeds: int | Sequence[int] = 10,
     out_dir: str | Path | None = None,
     progress: bool = False,
+    workers: int = 1,
     **model_params: Any,
 ) -> EvaluationResult:
     """Evaluate brains (name → brain spec; default: every built-in brain) on
     scenarios (default: all; ``"mixture"`` draws the conditions per seed) over
     the same seeds; optionally write ``runs.csv``,
-    ``table.csv`` and ``evaluation.png`` to ``out_dir``."""
+    ``table.csv`` and ``evaluation.png`` to ``out_dir``. ``workers`` splits the
+    episodes between forked processes (:func:`finsim_mesa.forked.run_all`): the
+    same rows, as long as no brain object keeps state from one episode to the
+    next (the built-in and policy brains do not)."""
     if brains is None:
         brains = {name: name for name in BRAINS}
     elif not isinstance(brains, Mapping):
@@ -139,11 +145,16 @@ def run_evaluation(
     from tqdm import tqdm
 
     jobs = [(b, s, seed) for b in brains for s in scenarios for seed in seed_list]
-    rows = []
-    for name, scenario, seed in tqdm(jobs, disable=not progress, desc="evaluating"):
-        rows.append({"brain": name, "scenario": scenario, "seed": seed,
-                     **evaluate_run(brains[name], scenario, seed, **model_params)})
-    runs = pd.DataFrame(rows)
+    if check_workers(workers) > 1 and can_fork():
+        if progress:
+            print(f"evaluating {len(jobs)} episodes in {workers} forked processes")
+        out = run_all([partial(evaluate_run, brains[b], s, seed, **model_params)
+                       for b, s, seed in jobs], workers)
+    else:
+        out = [evaluate_run(brains[b], s, seed, **model_params)
+               for b, s, seed in tqdm(jobs, disable=not progress, desc="evaluating")]
+    runs = pd.DataFrame([{"brain": b, "scenario": s, "seed": seed, **res}
+                         for (b, s, seed), res in zip(jobs, out, strict=True)])
     result = EvaluationResult(runs, _table(runs))
     if out_dir is not None:
         out = Path(out_dir)

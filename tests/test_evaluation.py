@@ -172,6 +172,21 @@ def test_table_intervals_and_files(tmp_path):
     assert res.beats("passive", "normal") == bool(lo["passive"] > hi["greedy"])
 
 
+def test_forked_workers_give_the_same_runs():
+    import pandas as pd
+
+    from finsim_mesa.agents.brains import ConstantBrain
+
+    brains = {"rule_based": "rule_based", "random": "random",
+              "c": ConstantBrain([0.1, 0.5, 0.2, 0.0])}
+    one = run_evaluation(brains, ["systemic", "mixture"], seeds=3, n_banks=10, steps=8)
+    two = run_evaluation(brains, ["systemic", "mixture"], seeds=3, n_banks=10, steps=8,
+                         workers=2)
+    pd.testing.assert_frame_equal(one.runs, two.runs)
+    with pytest.raises(ConfigError, match="workers"):
+        run_evaluation(brains, ["normal"], seeds=2, workers=0)
+
+
 def test_quick_evaluation_and_errors():
     res = run_quick_evaluation(n_banks=8, steps=5)
     assert set(res.runs.brain) >= {"passive", "rule_based", "random"}

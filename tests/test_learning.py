@@ -365,6 +365,12 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
     assert "policy" in text and "passive" in text and "non-overlapping" in text
     assert "policy default rate" in text and "paired by seed" in text
     assert (tmp_path / "ev" / "table.csv").exists()
+    assert main(["evaluate", "--models", str(out), "--model", "best", "--episodes", "3",
+                 "-q", "--workers", "2"]) == 0  # the PolicyBrain in forked workers
+    assert capsys.readouterr().out.strip() == text.split("runs.csv, table.csv")[0].strip()
+    assert main(["evaluate", "--models", str(out), "--episodes", "3", "-q",
+                 "--workers", "0"]) == 2
+    assert "workers" in capsys.readouterr().err
     assert main(["evaluate", "--models", str(tmp_path / "nowhere"), "-q"]) == 2
     assert main(["train", "--episodes", "0", "-q"]) == 2
     assert main(["train", "--scenario", "moon", "-q"]) == 2

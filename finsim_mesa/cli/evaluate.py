@@ -26,7 +26,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                               scenarios=args.scenario.split(",") if args.scenario else None,
                               out_dir=args.out, models_dir=args.models, progress=not args.quiet,
                               constants=constants, best_constant_budget=budget,
-                              test_seeds=args.test_seeds)
+                              test_seeds=args.test_seeds, workers=args.workers)
     import pandas as pd
 
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
@@ -87,6 +87,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="first test seed (default 10000): the block START ... "
                          "START+EPISODES-1, ending below the training seeds (1,000,000); "
                          "a fresh block for a policy chosen after looking at 10000...")
+    ev.add_argument("--workers", type=int, default=1,
+                    help="processes to split the episodes between (forked; the same rows)")
     ev.add_argument("--no-baselines", action="store_true")
     ev.add_argument("--out", help="folder for runs.csv, table.csv, evaluation.png")
     ev.add_argument("-q", "--quiet", action="store_true")

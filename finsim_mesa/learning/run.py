@@ -288,7 +288,7 @@ def evaluate_policy(model: str | Path, episodes: int = 50, baselines: bool = Tru
                     models_dir: str | Path = "models", progress: bool = True,
                     constants: Sequence[Sequence[float]] = (),
                     best_constant_budget: tuple[int, int, int] | None = None,
-                    test_seeds: int = TEST_SEEDS) -> EvaluationResult:
+                    test_seeds: int = TEST_SEEDS, workers: int = 1) -> EvaluationResult:
     """Compare a trained policy (``final``, ``best``, ``shipped`` or a path) with
     the baselines on its training scenarios (or ``scenarios``; ``"mixture"``
     allowed) over ``episodes`` test seeds from ``test_seeds`` (10000; a block
@@ -297,7 +297,8 @@ def evaluate_policy(model: str | Path, episodes: int = 50, baselines: bool = Tru
     ``constants``: fixed action vectors added as ``constant:...`` baselines.
     ``best_constant_budget``: (selection seeds, CEM iterations, population): also
     search the best constant on selection seeds (from 20000, disjoint from the
-    test seeds) and add it as ``best_constant``."""
+    test seeds) and add it as ``best_constant``. ``workers``: forked processes
+    for the evaluation episodes (the same rows)."""
     check_test_seeds(test_seeds, episodes)
     if str(model) == "shipped":
         from finsim_mesa.policies import shipped_brain
@@ -345,4 +346,5 @@ def evaluate_policy(model: str | Path, episodes: int = 50, baselines: bool = Tru
             print(f"best constant on {n_sel} selection seeds: {found.best.tolist()} "
                   f"(score {found.value:.4g}, {found.evaluations} candidates)")
     seeds = list(range(test_seeds, test_seeds + episodes))
-    return run_evaluation(brains, scen, seeds, out_dir=out_dir, progress=progress, **env)
+    return run_evaluation(brains, scen, seeds, out_dir=out_dir, progress=progress,
+                          workers=workers, **env)
