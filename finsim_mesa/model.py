@@ -156,6 +156,7 @@ class FinancialModel(mesa.Model):
         self.shock_log: list[dict[str, Any]] = []
         self.collapsed = False
         self.collect_data = True  # off in lookahead copies: no rewards, DebtRank or data
+        self.atomic_steps = True  # off in a trainer's throwaway models (no rollback)
         self.sib_scores: np.ndarray | None = None  # per-bank DebtRank, every ranking_every
 
         # --- Mesa agents on the network (exchanges and CCPs are nodes too)
@@ -199,8 +200,8 @@ class FinancialModel(mesa.Model):
     def step(self) -> None:
         """Advance one step through all stages — all or nothing: if anything fails
         (a brain, a shock, a bug), the model is left exactly as before the step
-        and the error goes on (lookahead copies, ``collect_data`` off, skip this)."""
-        with transaction(self) if self.collect_data else nullcontext():
+        and the error goes on (lookahead copies and ``atomic_steps = False`` skip it)."""
+        with transaction(self) if self.collect_data and self.atomic_steps else nullcontext():
             self.t += 1
             self.shock()
             obs = self.observe(self.brains.given_observations())

@@ -173,6 +173,36 @@ def test_only_the_environment_hands_the_model_its_observations_and_only_once():
     assert other.decisions.observations.shape[0] == 12
 
 
+def test_trainer_models_skip_the_step_snapshot_and_nothing_else():
+    tr = Trainer({"n_banks": 8, "steps": 6}, TrainerConfig(episodes=1, seed=0))
+    ep = tr.collect_episode()
+    assert tr.env.model.atomic_steps is False  # the trainer's throwaway models
+    env = FinancialEnv(n_banks=8, steps=6)  # the environment's default: all or nothing
+    env.reset(seed=tr.last_seed, options={"model_params": tr.last_params})
+    assert env.model.atomic_steps is True
+    torch.manual_seed(0)
+    tr2 = Trainer({"n_banks": 8, "steps": 6}, TrainerConfig(episodes=1, seed=0))
+    tr2.env.atomic_steps = True
+    torch.manual_seed(0)
+    tr3 = Trainer({"n_banks": 8, "steps": 6}, TrainerConfig(episodes=1, seed=0))
+    torch.manual_seed(1)
+    a = tr2.collect_episode()
+    torch.manual_seed(1)
+    b = tr3.collect_episode()
+    assert all(np.array_equal(a[k], b[k]) for k in a)  # the same episode either way
+    assert set(ep) == set(a)
+    # what the snapshot buys: a failing step is rolled back only when atomic
+    for atomic in (True, False):
+        env.atomic_steps = atomic
+        env.reset(seed=1)
+        prices = env.model.ledger.prices.copy()
+        env.brain.actions = None  # the brain fails in stage 3, after the price move
+        with pytest.raises(RuntimeError, match="has not set"):
+            env.model.step()
+        assert np.array_equal(env.model.ledger.prices, prices) == atomic
+        assert env.model.t == (0 if atomic else 1)
+
+
 def test_env_models_collect_no_bank_rows_unless_asked():
     env = FinancialEnv(n_banks=6, steps=5)
     env.reset(seed=1)

@@ -136,6 +136,9 @@ class Trainer:
         self.conditions = (Conditions.from_dict(self.config.conditions)
                            if self.config.conditions else None)
         self.env = FinancialEnv(**fixed_horizon_params(self.env_params))
+        # a failed step ends the training with its error and the episode is never
+        # used: no per-step rollback needed in these throwaway models
+        self.env.atomic_steps = False
         torch.manual_seed(self.config.seed)
         torch.set_num_threads(self.config.torch_threads)
         self.guard = NumericalStabilityGuard(self.config.stability)
