@@ -116,6 +116,7 @@ def test_train_refine_with_two_workers_on_the_command_line(tmp_path, capsys):
     assert not (tmp_path / "bad").exists()  # refused before anything was written
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TORCH, reason="finsim train without --refine needs the learn extra")
 def test_train_init_search_with_two_workers_on_the_command_line(tmp_path, capsys):
     args = ["train", "-q", "--mixture", "--init-search", "1,1,3", "--episodes", "0",
