@@ -200,3 +200,17 @@ def floats(text: str, count: int | None, flag: str) -> list[float]:
     if not vals or (count is not None and len(vals) != count):
         raise FinsimError(f"{flag} {text!r}: give {count or 'some'} comma-separated numbers")
     return vals
+
+
+def workers_arg(text: str) -> int:
+    """``--workers``: the number of processes that run a search's episodes."""
+    from finsim_mesa.errors import ConfigError
+    from finsim_mesa.learning.episode_pool import check_workers, max_workers
+
+    try:
+        return check_workers(int(text))
+    except (ValueError, ConfigError):
+        raise FinsimError(f"--workers {text}: give a whole number of processes from 1 to "
+                          f"{max_workers()} (4 x the {os.cpu_count()} CPUs here), e.g. "
+                          "--workers 2 on two cores; 1 runs the episodes in this process"
+                          ) from None

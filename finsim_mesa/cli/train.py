@@ -13,6 +13,7 @@ from finsim_mesa.cli.common import (
     learning_run,
     searched_start,
     whole_numbers,
+    workers_arg,
 )
 from finsim_mesa.errors import FinsimError
 
@@ -31,6 +32,9 @@ def _init_action(text: str) -> float | list[float] | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if workers_arg(args.workers) != 1 and not (args.refine or args.init_search):
+        raise FinsimError(f"--workers {args.workers}: only the searches (--init-search, "
+                          "--refine) run their episodes in worker processes; leave it out")
     if args.refine:  # numpy only: no torch needed
         from finsim_mesa.cli.train_refine import refine
 
@@ -97,6 +101,8 @@ def _command(args: argparse.Namespace) -> str:
         parts.append(f"--init-from {args.init_from}")
     if args.hidden != 64:
         parts.append(f"--hidden {args.hidden}")
+    if workers_arg(args.workers) != 1:
+        parts.append(f"--workers {workers_arg(args.workers)}")
     return " ".join([*parts, f"--out {args.out}"])
 
 
@@ -143,7 +149,7 @@ def _init_search(args: argparse.Namespace) -> str:
     res = evolve_binned(init, stratified_seeds(SEARCH_SEEDS, per), cuts, args.init_field,
                         iterations=iters, population=pop, sweeps=sweeps, seed=args.seed,
                         hidden=args.hidden, progress=not args.quiet, extras=extras,
-                        start=start, **env)
+                        start=start, workers=workers_arg(args.workers), **env)
     meta = save_actor(res, folder, _command(args), env)
     print(json.dumps({"evolved": str(folder), "field": res.field, "cuts": res.cuts,
                       "actions": meta["evolve"]["actions"], "search_score": res.value,
@@ -218,6 +224,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--refine-sub", metavar="BIN:FIELD:CUT:SIDE,...",
                     help="add sub-bins: the part of BIN where FIELD is above/below CUT plays "
                          "its own searched action, e.g. 1:liquidity_coverage:0.05:below")
+    tr.add_argument("--workers", default="1", metavar="N",
+                    help="processes that run the episodes of --init-search / --refine "
+                         "(default 1; e.g. 2 on two cores); the result is the same for any N")
     tr.add_argument("--resume", help="checkpoint folder to continue from")
     tr.add_argument("--out", default="models", help="where checkpoints and logs go")
     tr.add_argument("-q", "--quiet", action="store_true")

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 
-from finsim_mesa.cli.common import evolved_folder, searched_start, whole_numbers
+from finsim_mesa.cli.common import evolved_folder, searched_start, whole_numbers, workers_arg
 from finsim_mesa.errors import FinsimError
 
 
@@ -21,6 +21,8 @@ def _command(args: argparse.Namespace) -> str:
         parts.append(f"--refine-blocks {args.refine_blocks}")
     if args.refine_sub:
         parts.append(f"--refine-sub {args.refine_sub}")
+    if workers_arg(args.workers) != 1:
+        parts.append(f"--workers {workers_arg(args.workers)}")
     return " ".join([*parts, f"--out {args.out}"])
 
 
@@ -57,7 +59,8 @@ def refine(args: argparse.Namespace) -> int:
     env = {"n_banks": args.banks, "steps": args.steps}
     res = refine_scenarios(start, budget[0], kappa=args.refine_kappa, blocks=blocks,
                            iterations=budget[1], population=budget[2], seed=args.seed,
-                           progress=not args.quiet, subs=_subs(args.refine_sub), **env)
+                           progress=not args.quiet, subs=_subs(args.refine_sub),
+                           workers=workers_arg(args.workers), **env)
     meta = save_refined(res, folder, _command(args), env)
     print(json.dumps({"evolved": str(folder), "actions": meta["evolve"]["actions"],
                       "subs": meta["evolve"]["subs"], "sub_actions": meta["evolve"]["sub_actions"],

@@ -59,6 +59,7 @@ import numpy as np
 from finsim_mesa.agents.actor import ActorBrain
 from finsim_mesa.conditions import MIXTURE, Conditions, condition_params
 from finsim_mesa.errors import ConfigError
+from finsim_mesa.learning.episode_pool import EpisodePool, _Recorder
 
 __all__ = ["SEARCH_SEEDS", "EvolveResult", "binned_actor", "evolve_binned", "save_actor",
            "stratified_seeds", "stress_cuts"]
@@ -181,6 +182,7 @@ class EvolveResult:
     method: str = "blocks"
     extras: list[tuple[str, float]] = field(default_factory=list)
     shifts: np.ndarray | None = None  # (len(extras), 4) logit shifts above each cut
+    workers: int = 1  # processes that ran the episodes (the result does not depend on it)
 
 
 def _obs_fields(env: dict[str, Any]) -> list[str]:
@@ -191,33 +193,14 @@ def _obs_fields(env: dict[str, Any]) -> list[str]:
     return list(observation_names(m.config, m.market.names))
 
 
-class _Recorder(ActorBrain):
-    """An :class:`ActorBrain` that notes which bins of the read column its
-    observations fell in (within ``margin`` of a cut point: both neighbours)."""
-
-    def __init__(self, weights: dict[str, np.ndarray], names: list[str], col: int,
-                 cuts: Sequence[float], margin: float) -> None:
-        super().__init__(weights, names)
-        self.col, self.cuts, self.margin = col, np.asarray(cuts, dtype=float), margin
-        self.seen: set[int] = set()
-
-    def act(self, observations: np.ndarray) -> np.ndarray:
-        obs = observations if self.columns is None else observations[:, self.columns]
-        x = np.asarray(obs[:, self.col], dtype=float)
-        lo = np.searchsorted(self.cuts, x - self.margin)
-        hi = np.searchsorted(self.cuts, x + self.margin)
-        for a, b in set(zip(lo.tolist(), hi.tolist(), strict=True)):
-            self.seen.update(range(a, b + 1))  # every bin the margin reaches
-        return super().act(observations)
-
-
 def evolve_binned(init_action: Sequence[float], seeds: Sequence[int],
                   cuts: Sequence[float] | None = None, field_name: str = "market_stress",
                   iterations: int = 8, population: int = 16, seed: int = 0,
                   init_std: float = 0.25, hidden: int = 64, progress: bool = False,
                   objective: Callable[[Any], float] | None = None, method: str = "blocks",
                   sweeps: int = 1, extras: Sequence[tuple[str, float]] = (),
-                  start: dict[str, Any] | None = None, **env: Any) -> EvolveResult:
+                  start: dict[str, Any] | None = None, workers: int = 1,
+                  **env: Any) -> EvolveResult:
     """Search the per-bin actions by CEM, every bin starting at ``init_action``.
 
     Candidates are scored by their mean fixed-horizon score on the mixture
@@ -243,9 +226,14 @@ def evolve_binned(init_action: Sequence[float], seeds: Sequence[int],
     ``start``: continue from an earlier search (its metadata's ``evolve``
     record: ``actions`` and ``shifts``, with the same cuts and extras) instead
     of ``init_action`` everywhere.
+
+    ``workers``: processes that run each candidate's episodes
+    (:class:`~finsim_mesa.learning.episode_pool.EpisodePool`); the result is
+    the same for every count.
     """
-    from finsim_mesa.evaluation import evaluate_run
     from finsim_mesa.search import cem
+
+    pool = EpisodePool(workers)
 
     cuts = [float(c) for c in (stress_cuts(MIXTURE.scenarios) if cuts is None else cuts)]
     if not all(np.isfinite(cuts)) or any(b - a < 2 * MARGIN for a, b in itertools.pairwise(cuts)):
@@ -276,12 +264,13 @@ def evolve_binned(init_action: Sequence[float], seeds: Sequence[int],
         return binned_actor(blocks[:bins], cuts, j, len(names), hidden, extras=ex,
                             shifts=SHIFT * (2 * blocks[bins:] - 1))
 
-    def run(w: dict[str, np.ndarray], s: int | None) -> tuple[float, set[int]]:
-        b = _Recorder(w, names, j, cuts, MARGIN)
-        if s is None:
-            return float(objective(b)), set(range(bins))  # type: ignore[misc]
-        counts["episodes"] += 1
-        return float(evaluate_run(b, "mixture", s, **env)["episode_reward"]), b.seen
+    def runs(w: dict[str, np.ndarray], some: list[int | None]) -> list[tuple[float, set[int]]]:
+        if some == [None]:
+            return [(float(objective(_Recorder(w, names, j, cuts, MARGIN))),  # type: ignore[misc]
+                     set(range(bins)))]
+        counts["episodes"] += len(some)
+        out = pool.run(w, names, j, cuts, MARGIN, [("mixture", s) for s in some], env)
+        return [(float(o["episode_reward"]), seen) for o, seen in out]
 
     def say(x: np.ndarray, v: float) -> None:
         counts["candidates"] += 1
@@ -308,50 +297,53 @@ def evolve_binned(init_action: Sequence[float], seeds: Sequence[int],
         x = np.concatenate([np.asarray(start["actions"], dtype=float).ravel(),
                             (shifts.ravel() / SHIFT + 1) / 2])
     history: list[dict[str, Any]] = []
-    if method == "joint":
-        def score(y: np.ndarray) -> float:
-            w = weights(y)
-            v = float(np.mean([run(w, s)[0] for s in seed_list]))
-            say(y, v)
-            return v
+    with pool:
+        if method == "joint":
+            def score(y: np.ndarray) -> float:
+                w = weights(y)
+                v = float(np.mean([r for r, _ in runs(w, seed_list)]))
+                say(y, v)
+                return v
 
-        res = cem(score, n_blocks * N_ACTIONS, iterations=iterations, population=population,
-                  seed=seed, init_mean=x, init_std=init_std)
-        x, value, history = res.best, res.value, res.history
-    else:
-        inc = {s: run(weights(x), s) for s in seed_list}
-        value = float(np.mean([v for v, _ in inc.values()]))
-        for sweep in range(sweeps):
-            for k in range(n_blocks):  # the bins, then the extra columns (all seeds)
-                active = [s for s in seed_list if k >= bins or k in inc[s][1]]
-                if not active:
-                    continue  # no run observes this bin: nothing to learn about it
-                rest = sum(inc[s][0] for s in seed_list if s not in active)
+            res = cem(score, n_blocks * N_ACTIONS, iterations=iterations, population=population,
+                      seed=seed, init_mean=x, init_std=init_std)
+            x, value, history = res.best, res.value, res.history
+        else:
+            inc = dict(zip(seed_list, runs(weights(x), seed_list), strict=True))
+            value = float(np.mean([v for v, _ in inc.values()]))
+            for sweep in range(sweeps):
+                for k in range(n_blocks):  # the bins, then the extra columns (all seeds)
+                    active = [s for s in seed_list if k >= bins or k in inc[s][1]]
+                    if not active:
+                        continue  # no run observes this bin: nothing to learn about it
+                    rest = sum(inc[s][0] for s in seed_list if s not in active)
 
-                def block(y: np.ndarray, k: int = k, active: list = active,
-                          rest: float = rest) -> float:
-                    z = x.copy()
-                    z[k * N_ACTIONS:(k + 1) * N_ACTIONS] = y
-                    w = weights(z)
-                    v = (rest + sum(run(w, s)[0] for s in active)) / len(seed_list)
-                    say(z, v)
-                    return v
+                    def block(y: np.ndarray, k: int = k, active: list = active,
+                              rest: float = rest) -> float:
+                        z = x.copy()
+                        z[k * N_ACTIONS:(k + 1) * N_ACTIONS] = y
+                        w = weights(z)
+                        v = (rest + sum(r for r, _ in runs(w, active))) / len(seed_list)
+                        say(z, v)
+                        return v
 
-                res = cem(block, N_ACTIONS, iterations=iterations, population=population,
-                          seed=seed + 1000 * sweep + k, init_std=init_std,
-                          init_mean=x[k * N_ACTIONS:(k + 1) * N_ACTIONS])
-                if res.value > value:
-                    x[k * N_ACTIONS:(k + 1) * N_ACTIONS] = res.best
-                    inc = {s: run(weights(x), s) for s in seed_list}  # re-scored in full
-                    value = float(np.mean([v for v, _ in inc.values()]))
-                history.append({"sweep": sweep, "bin": k, "seeds": len(active),
-                                "block_best": res.value, "value": value,
-                                "params": x.reshape(n_blocks, N_ACTIONS)[k].tolist()})
+                    res = cem(block, N_ACTIONS, iterations=iterations, population=population,
+                              seed=seed + 1000 * sweep + k, init_std=init_std,
+                              init_mean=x[k * N_ACTIONS:(k + 1) * N_ACTIONS])
+                    if res.value > value:
+                        x[k * N_ACTIONS:(k + 1) * N_ACTIONS] = res.best
+                        # re-scored in full
+                        inc = dict(zip(seed_list, runs(weights(x), seed_list), strict=True))
+                        value = float(np.mean([v for v, _ in inc.values()]))
+                    history.append({"sweep": sweep, "bin": k, "seeds": len(active),
+                                    "block_best": res.value, "value": value,
+                                    "params": x.reshape(n_blocks, N_ACTIONS)[k].tolist()})
     blocks = x.reshape(n_blocks, N_ACTIONS)
     return EvolveResult(field_name, cuts, blocks[:bins], weights(x), names,
                         value, [s for s in seed_list if s is not None], counts["candidates"],
                         time.perf_counter() - t0, history, counts["episodes"], method,
-                        [(f, float(c)) for f, c in extras], SHIFT * (2 * blocks[bins:] - 1))
+                        [(f, float(c)) for f, c in extras], SHIFT * (2 * blocks[bins:] - 1),
+                        pool.workers)
 
 
 def save_actor(result: EvolveResult, dest: str | Path, command: str = "",
@@ -379,7 +371,8 @@ def save_actor(result: EvolveResult, dest: str | Path, command: str = "",
                        "method": result.method, "episodes": result.episodes,
                        "extras": [list(e) for e in result.extras],
                        "shifts": [] if result.shifts is None else result.shifts.tolist(),
-                       "wall_seconds": result.wall_seconds, "history": result.history}
+                       "wall_seconds": result.wall_seconds, "workers": result.workers,
+                       "history": result.history}
             | dict(evolve_extra or {}),
             "check": {"condition": "mixture", "seeds": list(CHECK_SEEDS),
                       "scores": check_scores(brain, env)}}

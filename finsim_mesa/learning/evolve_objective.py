@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from finsim_mesa.errors import ConfigError
+from finsim_mesa.learning.episode_pool import EpisodePool
 from finsim_mesa.learning.evolve import (
     MARGIN,
     N_ACTIONS,
@@ -45,7 +46,6 @@ from finsim_mesa.learning.evolve import (
     EvolveResult,
     _beta_logits,
     _obs_fields,
-    _Recorder,
     binned_actor,
 )
 
@@ -56,6 +56,7 @@ REFINE_SEEDS = SEARCH_SEEDS + 200_000  # training seeds (>= 1,000,000)
 SCENARIOS = ("normal", "asset_crash", "liquidity_crisis", "systemic")
 
 Runner = Callable[[np.ndarray, str, int], tuple[float, set[int]]]
+Batch = Callable[[np.ndarray, Sequence[tuple[str, int]]], list[tuple[float, set[int]]]]
 
 
 def run_value(outcome: dict[str, float], kappa: float) -> float:
@@ -103,7 +104,8 @@ def add_sub_bins(weights: dict[str, np.ndarray], n_cuts: int, n_extras: int,
 def refine_blocks(x0: np.ndarray, blocks: Sequence[int], runs: Sequence[tuple[str, int]],
                   runner: Runner, iterations: int = 6, population: int = 12, seed: int = 0,
                   init_std: float = 0.15, local: dict[int, int] | None = None,
-                  progress: bool = False) -> tuple[np.ndarray, float, list[dict[str, Any]], int]:
+                  progress: bool = False, batch: Batch | None = None
+                  ) -> tuple[np.ndarray, float, list[dict[str, Any]], int]:
     """Block-coordinate CEM over ``x0`` (shape (B × 4,), each block in [0, 1]).
 
     ``runner(x, scenario, seed)`` returns a run's value and the bins its
@@ -114,6 +116,9 @@ def refine_blocks(x0: np.ndarray, blocks: Sequence[int], runs: Sequence[tuple[st
     incumbent only if the mean over all runs rises; the incumbent is then
     re-run in full.
 
+    ``batch(x, runs)``, if given, does what ``[runner(x, *r) for r in runs]``
+    does (in that order; e.g. in worker processes) and is called instead.
+
     Returns (x, mean value, history, runner calls).
     """
     from finsim_mesa.search import cem
@@ -122,11 +127,11 @@ def refine_blocks(x0: np.ndarray, blocks: Sequence[int], runs: Sequence[tuple[st
     local = {k: k for k in range(len(x) // N_ACTIONS)} if local is None else local
     calls = {"n": 0}
 
-    def call(z: np.ndarray, sc: str, s: int) -> tuple[float, set[int]]:
-        calls["n"] += 1
-        return runner(z, sc, s)
+    def call(z: np.ndarray, some: Sequence[tuple[str, int]]) -> list[tuple[float, set[int]]]:
+        calls["n"] += len(some)
+        return [runner(z, *r) for r in some] if batch is None else batch(z, some)
 
-    inc = {r: call(x, *r) for r in runs}
+    inc = dict(zip(runs, call(x, runs), strict=True))
     value = float(np.mean([v for v, _ in inc.values()]))
     history: list[dict[str, Any]] = []
     for k in blocks:
@@ -142,14 +147,14 @@ def refine_blocks(x0: np.ndarray, blocks: Sequence[int], runs: Sequence[tuple[st
                   rest: float = rest) -> float:
             z = x.copy()
             z[sl] = y
-            return (rest + sum(call(z, *r)[0] for r in active)) / len(runs)
+            return (rest + sum(v for v, _ in call(z, active))) / len(runs)
 
         res = cem(block, N_ACTIONS, iterations=iterations, population=population,
                   seed=seed + k, init_mean=x[sl], init_std=init_std)
         accepted = res.value > value
         if accepted:
             x[sl] = res.best
-            inc = {r: call(x, *r) for r in runs}
+            inc = dict(zip(runs, call(x, runs), strict=True))
             value = float(np.mean([v for v, _ in inc.values()]))
         history.append({"block": int(k), "runs": len(active), "block_best": res.value,
                         "accepted": bool(accepted), "value": value,
@@ -166,7 +171,7 @@ def refine_scenarios(start: dict[str, Any], per_scenario: int, kappa: float = 0.
                      population: int = 12, seed: int = 0, init_std: float = 0.15,
                      hidden: int = 64, progress: bool = False,
                      first_seed: int = REFINE_SEEDS,
-                     subs: Sequence[tuple[int, str, float, str]] = (),
+                     subs: Sequence[tuple[int, str, float, str]] = (), workers: int = 1,
                      **env: Any) -> EvolveResult:
     """Refine the searched actor ``start`` (a metadata ``evolve`` record) bin by
     bin on ``per_scenario`` training seeds of each of ``scenarios``, each run
@@ -183,13 +188,15 @@ def refine_scenarios(start: dict[str, Any], per_scenario: int, kappa: float = 0.
             (:func:`add_sub_bins`), each starting at its bin's action (the
             policy unchanged) and searched as one more block, scored on the
             runs that reached its bin; kept with ``start``'s own sub-bins.
+        workers: processes that run each candidate's episodes
+            (:class:`~finsim_mesa.learning.episode_pool.EpisodePool`); the
+            result is the same for every count.
         env: fixed model parameters (``n_banks``, ``steps``).
 
     Raises:
         ConfigError: a bad record, count, κ or block.
     """
-    from finsim_mesa.evaluation import evaluate_run
-
+    pool = EpisodePool(workers)
     if per_scenario < 1 or not np.isfinite(kappa) or kappa < 0:
         raise ConfigError(f"per_scenario {per_scenario}, kappa {kappa}: give >= 1 seed per "
                           "scenario and a finite kappa >= 0")
@@ -243,9 +250,12 @@ def refine_scenarios(start: dict[str, Any], per_scenario: int, kappa: float = 0.
         deltas = out(b[e_end:]) - out(b[[s[0] for s in sub_cols]])
         return add_sub_bins(w, len(cuts), len(extras), sub_cols, deltas)
 
+    def batch(x: np.ndarray, some: Sequence[tuple[str, int]]) -> list[tuple[float, set[int]]]:
+        out = pool.run(weights(x), names, j, cuts, MARGIN, some, env)
+        return [(run_value(o, kappa), seen) for o, seen in out]
+
     def runner(x: np.ndarray, sc: str, s: int) -> tuple[float, set[int]]:
-        brain = _Recorder(weights(x), names, j, cuts, MARGIN)
-        return run_value(evaluate_run(brain, sc, s, **env), kappa), brain.seen
+        return batch(x, [(sc, s)])[0]
 
     seeds = list(range(int(first_seed), int(first_seed) + per_scenario))
     runs = [(sc, s) for sc in scenarios for s in seeds]
@@ -253,8 +263,10 @@ def refine_scenarios(start: dict[str, Any], per_scenario: int, kappa: float = 0.
                          np.asarray(sub_acts, dtype=float).ravel()])
     local = {k: k for k in range(bins)} | {e_end + i: s[0] for i, s in enumerate(all_subs)}
     t0 = time.perf_counter()
-    x, value, history, calls = refine_blocks(x0, order, runs, runner, iterations, population,
-                                             seed, init_std, local, progress)
+    with pool:
+        x, value, history, calls = refine_blocks(x0, order, runs, runner, iterations,
+                                                 population, seed, init_std, local, progress,
+                                                 batch)
     b = x.reshape(n_blocks, N_ACTIONS)
     history.insert(0, {"refine": {"scenarios": list(scenarios), "kappa": kappa,
                                   "seeds": [seeds[0], seeds[-1]], "blocks": order,
@@ -264,7 +276,7 @@ def refine_scenarios(start: dict[str, Any], per_scenario: int, kappa: float = 0.
     return EvolveResult(field_name, cuts, b[:bins], weights(x), names, value, seeds,
                         iterations * population * len(order), time.perf_counter() - t0,
                         history, calls, "scenario-blocks", extras,
-                        SHIFT * (2 * b[bins:e_end] - 1))
+                        SHIFT * (2 * b[bins:e_end] - 1), pool.workers)
 
 
 def save_refined(result: EvolveResult, dest: str | Path, command: str = "",
