@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import sys
 import threading
 import warnings
@@ -28,21 +29,30 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+import numpy as np
+
 from finsim_mesa.errors import ConfigError
 from finsim_mesa.threads import single_threaded
 
-__all__ = ["can_fork", "check_workers", "fork_pool", "run_all"]
+__all__ = ["can_fork", "check_workers", "fork_pool", "max_workers", "run_all"]
 
 _JOBS: Sequence[Callable[[], Any]] = ()  # what the forked workers read (set before the fork)
 
 
+def max_workers() -> int:
+    """The most worker processes allowed: 4 × the CPU count (a guard against a
+    typo such as 200, which would start 200 interpreters)."""
+    return 4 * (os.cpu_count() or 1)
+
+
 def check_workers(workers: Any) -> int:
-    """``workers`` as a positive integer, or a ConfigError saying what to give."""
-    if (isinstance(workers, bool) or not isinstance(workers, int)
-            or not 1 <= workers <= 256):
-        raise ConfigError(f"workers = {workers!r}: give a whole number of processes from 1 "
-                          "(run here) to 256, e.g. os.cpu_count()")
-    return workers
+    """``workers`` as a whole number in 1 … :func:`max_workers`, or ConfigError."""
+    ok = isinstance(workers, int | np.integer) and not isinstance(workers, bool)
+    if not ok or not 1 <= int(workers) <= max_workers():
+        raise ConfigError(f"workers {workers!r}: give a whole number of worker processes from "
+                          f"1 to {max_workers()} (4 x the {os.cpu_count()} CPUs here); "
+                          "1 runs everything in this process")
+    return int(workers)
 
 
 def can_fork() -> bool:

@@ -205,7 +205,7 @@ def floats(text: str, count: int | None, flag: str) -> list[float]:
 def workers_arg(text: str) -> int:
     """``--workers``: the number of processes that run a search's episodes."""
     from finsim_mesa.errors import ConfigError
-    from finsim_mesa.learning.episode_pool import check_workers, max_workers
+    from finsim_mesa.forked import check_workers, max_workers
 
     try:
         return check_workers(int(text))

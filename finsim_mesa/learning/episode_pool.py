@@ -22,7 +22,6 @@ tens of milliseconds per episode).
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -30,27 +29,11 @@ from typing import Any
 import numpy as np
 
 from finsim_mesa.agents.actor import ActorBrain
-from finsim_mesa.errors import ConfigError
+from finsim_mesa.forked import check_workers, max_workers
 
 __all__ = ["EpisodePool", "check_workers", "max_workers"]
 
 Outcome = tuple[dict[str, float], set[int]]
-
-
-def max_workers() -> int:
-    """The most worker processes allowed: 4 × the CPU count (a guard against a
-    typo such as 200, which would start 200 interpreters)."""
-    return 4 * (os.cpu_count() or 1)
-
-
-def check_workers(workers: Any) -> int:
-    """``workers`` as a whole number in 1 … :func:`max_workers`, or ConfigError."""
-    ok = isinstance(workers, int | np.integer) and not isinstance(workers, bool)
-    if not ok or not 1 <= int(workers) <= max_workers():
-        raise ConfigError(f"workers {workers!r}: give a whole number of worker processes from "
-                          f"1 to {max_workers()} (4 x the {os.cpu_count()} CPUs here); "
-                          "1 runs the episodes in this process")
-    return int(workers)
 
 
 class _Recorder(ActorBrain):
