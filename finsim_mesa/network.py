@@ -187,6 +187,14 @@ class Adjacency:
         matrix = sp.csr_matrix((np.ones(src.size), (src, dst)), shape=(n, n))
         return cls(src, dst, matrix, np.asarray(matrix.sum(axis=1)).reshape(-1))
 
+    def neighbours_in(self, mask: np.ndarray) -> np.ndarray:
+        """How many of each bank's neighbours are in ``mask`` (shape (n,), bool),
+        shape (n,), float: ``matrix @ mask`` counted along the link list (whole
+        numbers, so exactly the same), without SciPy's sparse product."""
+        if not self.src.size or not mask.any():
+            return np.zeros(self.degree.size)
+        return np.bincount(self.src, weights=mask[self.dst], minlength=self.degree.size)
+
 
 def oriented_edges(graph: nx.Graph, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Lender and borrower index arrays, one entry per lending relation.

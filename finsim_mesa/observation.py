@@ -127,7 +127,7 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     o[:, OBS["due_next"]] = clip(due_next / safe, 0, 1)
     o[:, OBS["counterparty_stress"]] = np.divide(at_risk, ib, out=np.zeros(n), where=ib > 0)
     o[:, OBS["neighbour_defaults"]] = np.divide(
-        network.matrix @ L.defaulted.astype(float), network.degree, out=np.zeros(n),
+        network.neighbours_in(L.defaulted), network.degree, out=np.zeros(n),
         where=network.degree > 0)
     o[:, OBS["price"]] = clip(market.price_index, 0, 2)
     o[:, OBS["price_trend"]] = clip(10 * measures.price_return, -1, 1)

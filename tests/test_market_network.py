@@ -1,5 +1,6 @@
 """Market mechanics and balance-sheet calibration against closed forms."""
 
+import networkx as nx
 import numpy as np
 import pytest
 
@@ -93,3 +94,20 @@ def test_core_periphery_and_orientation():
     assert len(lender) == g.number_of_edges()
     assert {frozenset(e) for e in zip(lender, borrower, strict=True)} == \
         {frozenset(e) for e in g.edges()}
+
+
+@pytest.mark.parametrize("graph", [nx.barabasi_albert_graph(40, 2, seed=1),
+                                   nx.erdos_renyi_graph(30, 0.1, seed=2), nx.empty_graph(5),
+                                   nx.path_graph(2)])
+def test_neighbours_in_counts_like_the_sparse_product_and_a_hand_count(graph):
+    from finsim_mesa.network import Adjacency
+
+    n = graph.number_of_nodes()
+    adj = Adjacency.from_graph(graph, n)
+    rng = np.random.default_rng(3)
+    for p in (0.0, 0.2, 0.7, 1.0):
+        mask = rng.random(n) < p
+        got = adj.neighbours_in(mask)
+        hand = [sum(bool(mask[j]) for j in graph.neighbors(i)) for i in range(n)]
+        assert got.dtype == np.float64 and got.tolist() == hand
+        np.testing.assert_array_equal(got, adj.matrix @ mask.astype(float))
