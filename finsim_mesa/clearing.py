@@ -295,6 +295,9 @@ def eisenberg_noe(
     return _rounds_result(PiT, pbar, e, alpha_a, beta_a, forced_arr, tol)
 
 
+_ROUNDING = 8.0 * np.finfo(float).eps  # the fast path's round-off bound per term
+
+
 def clear_legs(
     debtor: np.ndarray, creditor: np.ndarray, amount: np.ndarray, external_assets: np.ndarray,
     external_liabilities: np.ndarray, alpha: np.ndarray, beta: np.ndarray,
@@ -328,8 +331,8 @@ def clear_legs(
         inflow = np.bincount(creditor, weights=amount, minlength=n)
         terms = np.bincount(creditor, minlength=n)
         resources = external_assets + inflow
-        slack = (8.0 * np.finfo(float).eps) * (terms + 4) * resources
-        if np.all(resources - slack >= thresh):
+        slack = _ROUNDING * (terms + 4) * resources
+        if (resources - slack >= thresh).all():
             return ClearingResult(pbar.copy(), pbar, np.zeros(n, dtype=bool),
                                   np.zeros(n, dtype=np.int64), 0,
                                   np.ones(n), "rounds" if n < FAST_PATH_MIN_N else "picard")
