@@ -108,7 +108,8 @@ class Ledger:
 
     def infrastructure_assets(self) -> np.ndarray:
         """shape (n,): margin posted and default-fund contributions at all CCPs."""
-        return self.margin.sum(axis=1) + self.fund.sum(axis=1)
+        return (self.margin.sum(axis=1) + self.fund.sum(axis=1) if self.margin.shape[1]
+                else np.zeros(self.n))  # no CCP: the sums of no columns, without summing
 
     def total_assets(self) -> np.ndarray:
         """shape (n,): cash + securities + other assets + interbank assets + CCP accounts."""
