@@ -212,5 +212,5 @@ def workers_arg(text: str) -> int:
     except (ValueError, ConfigError):
         raise FinsimError(f"--workers {text}: give a whole number of processes from 1 to "
                           f"{max_workers()} (4 x the {os.cpu_count()} CPUs here), e.g. "
-                          "--workers 2 on two cores; 1 runs the episodes in this process"
+                          "--workers 2 on two cores; 1 runs everything in this process"
                           ) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from finsim_mesa.cli.common import learning_run
+from finsim_mesa.cli.common import learning_run, workers_arg
 from finsim_mesa.errors import FinsimError
 
 
@@ -26,7 +26,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                               scenarios=args.scenario.split(",") if args.scenario else None,
                               out_dir=args.out, models_dir=args.models, progress=not args.quiet,
                               constants=constants, best_constant_budget=budget,
-                              test_seeds=args.test_seeds, workers=args.workers)
+                              test_seeds=args.test_seeds, workers=workers_arg(args.workers))
     import pandas as pd
 
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
@@ -87,7 +87,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="first test seed (default 10000): the block START ... "
                          "START+EPISODES-1, ending below the training seeds (1,000,000); "
                          "a fresh block for a policy chosen after looking at 10000...")
-    ev.add_argument("--workers", type=int, default=1,
+    ev.add_argument("--workers", default="1", metavar="N",
                     help="processes to split the episodes between (forked; the same rows)")
     ev.add_argument("--no-baselines", action="store_true")
     ev.add_argument("--out", help="folder for runs.csv, table.csv, evaluation.png")

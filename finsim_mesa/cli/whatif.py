@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from finsim_mesa.cli.common import config_from_args, seed_from_args
+from finsim_mesa.cli.common import config_from_args, seed_from_args, workers_arg
 from finsim_mesa.config import TOPOLOGIES
 from finsim_mesa.errors import FinsimError
 
@@ -36,9 +36,10 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     from finsim_mesa.model import FinancialModel
 
     for flag, value, low in (("--warmup", args.warmup, 0), ("--horizon", args.horizon, 1),
-                             ("--seeds", args.seeds, 1), ("--workers", args.workers, 1)):
+                             ("--seeds", args.seeds, 1)):
         if value < low:
             raise FinsimError(f"{flag} {value}: must be >= {low}")
+    workers = workers_arg(args.workers)
     if args.recommend and args.bank is None:
         raise FinsimError("--recommend needs --bank BANK_ID")
     shock = _parse_shock(args.shock)
@@ -59,13 +60,13 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     if shock or not args.recommend:
         t0 = time.perf_counter()
         res = model.what_if(steps=args.horizon, seeds=args.seeds, shock=shock, bank=args.bank,
-                            workers=args.workers)
+                            workers=workers)
         print(f"\nwhat if {shock or 'nothing changes'} ({time.perf_counter() - t0:.2f} s)\n")
         print(res)
     if args.recommend:
         t0 = time.perf_counter()
         rec = model.recommend(args.bank, steps=args.horizon, seeds=args.seeds, shock=shock,
-                              workers=args.workers)
+                              workers=workers)
         print(f"\nrecommendation ({time.perf_counter() - t0:.2f} s): {rec.reason}\n")
         with __import__("pandas").option_context("display.width", 140):
             print(rec.table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -109,7 +110,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "funding_withdrawal:0.3:4, default::3,7 (default: no shock)")
     wi.add_argument("--horizon", type=int, default=10, help="steps to look ahead")
     wi.add_argument("--seeds", type=int, default=10, help="Monte-Carlo seeds")
-    wi.add_argument("--workers", type=int, default=1,
+    wi.add_argument("--workers", default="1", metavar="N",
                     help="processes to split the lookahead runs between (forked; same results)")
     wi.add_argument("--bank", type=int, help="bank whose own outcome to report (default: none)")
     wi.add_argument("--recommend", action="store_true", help="recommend an action for --bank")
