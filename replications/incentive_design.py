@@ -1,6 +1,19 @@
 """Incentive design: does charging banks for systemic risk make learned banks safer?
 
-For each system-risk weight λ (``reward_system_risk_weight``: every bank's
+Two families of learner, chosen with ``--family``:
+
+``search`` (default): for each λ the searched state-reading policy family
+(:mod:`finsim_mesa.learning.incentive`: the actor piecewise constant in
+``market_stress``, block CEM on the mixture, the same training seeds, budget and
+search seed for every λ) finds the best stance that every bank plays, for the
+reward *with* the price. Each policy is then evaluated on the same test seeds
+with the price off, so the score column is the banks' own value (what the price
+costs them):
+
+    python replications/incentive_design.py --family search --budget 12,6,12 --seeds 100 \
+        --out lambda_search
+
+``mappo``: for each system-risk weight λ (``reward_system_risk_weight``: every bank's
 reward loses λ × the systemic-risk index each step) one MAPPO policy is trained
 with the same budget, the same seed and the same settings, on the mixture of
 conditions, with *selfish* rewards (``team_reward = 0``: each bank maximises its
@@ -57,14 +70,92 @@ def evaluate_one(lam: float, folder: str, seeds: int) -> list[dict]:
     return rows
 
 
+def search_one(lam: float, budget: tuple[int, int, int], out: Path, seed: int) -> str:
+    from finsim_mesa.learning.incentive import search_lambda
+    from finsim_mesa.threads import single_threaded
+
+    folder = out / f"lambda_{lam:g}"
+    per, iterations, population = budget
+    with single_threaded():
+        r = search_lambda(lam, folder, per, iterations, population, seed=seed)
+    print(f"λ = {lam:g}: {r['wall_seconds']:.0f} s, actions by band "
+          f"{[[round(v, 3) for v in a] for a in r['actions']]}", flush=True)
+    return str(folder)
+
+
+def evaluate_search(lam: float, folder: str, seeds: int) -> list[dict]:
+    from finsim_mesa.learning.incentive import evaluate_lambda
+    from finsim_mesa.threads import single_threaded
+
+    with single_threaded():
+        return evaluate_lambda({lam: folder}, range(10_000, 10_000 + seeds)).to_dict("records")
+
+
+def main_search(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from finsim_mesa.learning.incentive import check_lambda_free, lambda_table
+
+    budget = tuple(int(x) for x in args.budget.split(","))
+    if len(budget) != 3 or min(budget) < 1:
+        raise SystemExit(f"--budget {args.budget}: give SEEDS_PER_SCENARIO,ITERATIONS,"
+                         "POPULATION, e.g. 12,6,12")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    check_lambda_free()
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(args.processes) as pool:
+        folders = dict(zip(LAMBDAS, pool.map(search_one, LAMBDAS, [budget] * 5, [out] * 5,
+                                             [args.seed] * 5), strict=True))
+        t1 = time.perf_counter()
+        print(f"searched {len(LAMBDAS)} policies in {t1 - t0:.0f} s", flush=True)
+        rows = [r for part in pool.map(evaluate_search, LAMBDAS,
+                                       [folders[x] for x in LAMBDAS], [args.seeds] * 5)
+                for r in part]
+    runs = pd.DataFrame(rows)
+    runs.to_csv(out / "lambda_runs.csv", index=False)
+    table = lambda_table(runs)
+    table.to_csv(out / "lambda_table.csv", index=False)
+    with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
+        print(table.to_string(index=False))
+    from finsim_mesa.viz.plots import new_figure
+
+    fig, axes = new_figure((16, 3.6), 1, 4)
+    labels = {"default_rate": "default rate (share of banks)",
+              "debtrank": "DebtRank (share of value lost)",
+              "final_equity": "final equity / initial",
+              "episode_reward": "banks' own score (price off)"}
+    for ax, (metric, label) in zip(axes, labels.items(), strict=True):
+        t = table[table.metric == metric]
+        ax.errorbar(t["lambda"], t["mean"], yerr=[t["mean"] - t["ci95_low"],
+                                                  t["ci95_high"] - t["mean"]],
+                    marker="o", capsize=3)
+        ax.set_xlabel("system-risk weight λ")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"one searched policy per λ (budget {args.budget} each), "
+                 f"{args.seeds} mixture test seeds from 10000; 95% CI")
+    fig.tight_layout()
+    fig.savefig(out / "lambda.png", dpi=110)
+    (out / "lambda_meta.json").write_text(json.dumps(vars(args) | {
+        "search_seconds": t1 - t0, "total_seconds": time.perf_counter() - t0}))
+    print(f"wrote {out}/lambda_table.csv and lambda.png ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--episodes", type=int, default=160)
+    p.add_argument("--family", choices=("search", "mappo"), default="search")
+    p.add_argument("--budget", default="12,6,12",
+                   help="search: SEEDS_PER_SCENARIO,ITERATIONS,POPULATION per λ")
+    p.add_argument("--episodes", type=int, default=160, help="mappo: episodes per λ")
     p.add_argument("--seeds", type=int, default=100, help="test seeds per policy")
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--out", default="lambda_out")
     args = p.parse_args()
+    if args.family == "search":
+        return main_search(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

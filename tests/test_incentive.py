@@ -1,0 +1,86 @@
+"""Incentive design with the searched family (finsim_mesa.learning.incentive)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from finsim_mesa.agents.actor import load_actor_folder
+from finsim_mesa.errors import ConfigError
+from finsim_mesa.evaluation import evaluate_run
+from finsim_mesa.learning.evolve import SEARCH_SEEDS, stratified_seeds
+from finsim_mesa.learning.incentive import (
+    ENV,
+    check_lambda_free,
+    evaluate_lambda,
+    lambda_table,
+    search_lambda,
+)
+
+
+def test_the_price_changes_the_score_but_not_the_dynamics():
+    check_lambda_free(seed=10_003, lams=(0.0, 0.5, 4.0))
+    a = evaluate_run("passive", "mixture", 10_003, reward_system_risk_weight=0.0, **ENV)
+    b = evaluate_run("passive", "mixture", 10_003, reward_system_risk_weight=4.0, **ENV)
+    assert b["episode_reward"] < a["episode_reward"] - 1e-6  # the price is charged
+    assert (a["default_rate"], a["debtrank"]) == (b["default_rate"], b["debtrank"])
+
+
+def test_search_for_a_price_writes_a_policy_whose_value_is_its_score_under_that_price(tmp_path):
+    r = search_lambda(2.0, tmp_path / "p", per_scenario=1, iterations=1, population=2, seed=3)
+    meta = json.loads((tmp_path / "p" / "meta.json").read_text())
+    assert meta["env"]["reward_system_risk_weight"] == 2.0
+    assert meta["evolve"]["lambda"] == 2.0
+    brain = load_actor_folder(tmp_path / "p")
+    seeds = stratified_seeds(SEARCH_SEEDS, 1)
+    rerun = [evaluate_run(brain, "mixture", s, reward_system_risk_weight=2.0, **ENV)
+             for s in seeds]
+    # an independent re-run of the saved actor (float32 weights) gives the search's value
+    assert r["value"] == pytest.approx(np.mean([x["episode_reward"] for x in rerun]), abs=1e-6)
+    at_zero = np.mean([evaluate_run(brain, "mixture", s, reward_system_risk_weight=0.0,
+                                    **ENV)["episode_reward"] for s in seeds])
+    assert at_zero > r["value"] + 0.1  # the value was computed with the price on
+    runs = evaluate_lambda({2.0: tmp_path / "p"}, seeds[:2])
+    assert list(runs.seed) == seeds[:2]
+    assert runs.episode_reward.tolist() == pytest.approx(
+        [evaluate_run(brain, "mixture", s, **ENV | {"reward_system_risk_weight": 0.0})[
+            "episode_reward"] for s in seeds[:2]])
+
+
+def test_table_pairs_by_seed_like_scipy():
+    rng = np.random.default_rng(5)
+    seeds = np.arange(40)
+    base = rng.normal(0.1, 0.03, seeds.size)
+    rows = []
+    for lam, shift in ((0.0, 0.0), (1.0, -0.01)):
+        vals = base + shift + rng.normal(0, 0.005, seeds.size)
+        for s, v in zip(seeds, vals, strict=True):
+            rows.append({"lambda": lam, "seed": int(s), "default_rate": v, "debtrank": v / 2,
+                         "final_equity": 1 - v, "episode_reward": -v})
+    runs = pd.DataFrame(rows).sample(frac=1.0, random_state=1)  # order must not matter
+    t = lambda_table(runs)
+    row = t[(t["lambda"] == 1.0) & (t.metric == "default_rate")].iloc[0]
+    wide = runs.pivot(index="seed", columns="lambda", values="default_rate")
+    ci = stats.ttest_rel(wide[1.0], wide[0.0]).confidence_interval(0.95)
+    assert row.vs_reference == pytest.approx(float((wide[1.0] - wide[0.0]).mean()))
+    assert (row.vs_low, row.vs_high) == pytest.approx((ci.low, ci.high))
+    assert row.vs_high < 0  # the built-in shift of -0.01 is found
+    ref = t[(t["lambda"] == 0.0) & (t.metric == "debtrank")].iloc[0]
+    assert ref.vs_reference == 0 and ref.n == 40
+
+
+def test_bad_input_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="system-risk weight"):
+        search_lambda(-1.0, tmp_path / "x")
+    with pytest.raises(ConfigError, match="system-risk weight"):
+        search_lambda(float("nan"), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    runs = pd.DataFrame({"lambda": [1.0, 1.0], "seed": [1, 2], "default_rate": [0.1, 0.2],
+                         "debtrank": [0, 0], "final_equity": [1, 1], "episode_reward": [0, 0]})
+    with pytest.raises(ConfigError, match="reference"):
+        lambda_table(runs)
+    runs = pd.concat([runs, runs.iloc[:1].assign(**{"lambda": 0.0})])
+    with pytest.raises(ConfigError, match="same seeds"):
+        lambda_table(runs)
