@@ -23,7 +23,8 @@ on the same test seeds (10000...), and the outcomes that do not depend on λ are
 compared: default rate, DebtRank total distress, final equity (survivors' equity
 / initial equity), with 95% t-intervals.
 
-    python replications/incentive_design.py --episodes 160 --seeds 100 --out lambda_out
+    python replications/incentive_design.py --family mappo --episodes 160 --seeds 100 \
+        --out lambda_out
 
 prints the table and writes ``lambda_table.csv`` and ``lambda.png`` to ``--out``.
 Training runs in ``--processes`` parallel processes (one torch thread each).
