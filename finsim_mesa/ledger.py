@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from finsim_mesa import accounting
+from finsim_mesa import accounting, fastmath
 from finsim_mesa.loans import LoanBook, masked_terms
 
 __all__ = ["ACTIVE", "DEFAULTED", "Ledger", "LoanBook"]
@@ -188,7 +188,7 @@ class Ledger:
         Returns the renewed loans as columns (lender, borrower, amount, ccp)."""
         lb = self.loans
         rows, m = np.flatnonzero(mask), len(lb)
-        share = np.clip(masked_terms(share, rows, m, "share"), 0.0, 1.0)
+        share = fastmath.clip(masked_terms(share, rows, m, "share"), 0.0, 1.0)
         rate = masked_terms(rate, rows, m, "rate")
         roll = (lb.principal[rows] + lb.accrued[rows]) * share
         rolled = np.flatnonzero(roll > 0)
