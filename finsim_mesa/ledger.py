@@ -240,10 +240,8 @@ class Ledger:
         return income
 
     def sell_assets(self, units: np.ndarray, exec_prices: np.ndarray, kind: str) -> np.ndarray:
-        """Sell ``units`` (n, k) to buyers outside the system at ``exec_prices`` (k,).
-
-        The difference to the mark price is a realised loss. Returns cash raised (n,).
-        """
+        """Sell ``units`` (n, k) to buyers outside the system at ``exec_prices`` (k,);
+        the difference to the mark price is a realised loss. Returns cash raised (n,)."""
         proceeds = accounting.values(units, exec_prices)
         marked = accounting.values(units, self.prices)
         self.holdings -= units
@@ -345,6 +343,8 @@ class Ledger:
 
     def mark_default(self, banks: np.ndarray, step: int) -> np.ndarray:
         """Put active ``banks`` (bool mask or indices) in default; returns the new ones."""
+        if isinstance(banks, np.ndarray) and banks.dtype.kind == "b" and not banks.any():
+            return np.flatnonzero(banks)  # nobody (the usual case): empty, as below
         mask = np.zeros(self.n, dtype=bool)
         mask[banks] = True
         new = mask & self.active
@@ -385,9 +385,8 @@ class Ledger:
         """Copies of every array, the loan book and the external-flow records."""
         out: dict[str, Any] = {k: getattr(self, k).copy() for k in self._ARRAYS}
         return out | {"loans": self.loans.copy(), "external_in": dict(self.external_in),
-                      "external_out": dict(self.external_out),
-                      "initial_cash_total": self.initial_cash_total,
-                      "initial_scale": self.initial_scale}
+                      "external_out": dict(self.external_out), "initial_scale": self.initial_scale,
+                      "initial_cash_total": self.initial_cash_total}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Put a :meth:`snapshot` back (copies, so the snapshot can be reused)."""

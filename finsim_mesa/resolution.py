@@ -132,10 +132,13 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     # cash short of what must be paid is raised by emergency sales at the
     # liquidation discount (defaulters sell everything)
     short = np.maximum(pay - L.cash - inflow, 0.0)
-    share = np.where(res.defaulted[:n], 1.0, capped_share(short, liquid))
-    sell(L.holdings * share[:, None], fire_price, "emergency_sales")
-    cost = np.where(res.defaulted[:n], L.cash + inflow - pay, 0.0)
-    cost[cost < 1e-12 * np.maximum(1.0, res.obligations[:n])] = 0.0
+    if res.defaulted.any() or short.any() or not (liquid > 0).all():
+        share = np.where(res.defaulted[:n], 1.0, capped_share(short, liquid))
+        sell(L.holdings * share[:, None], fire_price, "emergency_sales")
+        cost = np.where(res.defaulted[:n], L.cash + inflow - pay, 0.0)
+        cost[cost < 1e-12 * np.maximum(1.0, res.obligations[:n])] = 0.0
+    else:  # nobody short or in default (most clearings): the share sold is 0 for
+        cost = np.zeros(n)  # every bank (all hold securities), so nothing is sold
     waterfalls = (layer.run_waterfalls(L, ccps, cle, b_paid, seized_m, seized_f, resolving, t)
                   if C else None)
     if router is not None:  # audit before the settled rows leave the book
