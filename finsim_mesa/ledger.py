@@ -241,7 +241,7 @@ class Ledger:
 
     def sell_assets(self, units: np.ndarray, exec_prices: np.ndarray, kind: str) -> np.ndarray:
         """Sell ``units`` (n, k) to buyers outside the system at ``exec_prices`` (k,);
-        the difference to the mark price is a realised loss. Returns cash raised (n,)."""
+        the difference to the mark price is a realised loss; returns cash raised (n,)."""
         proceeds = accounting.values(units, exec_prices)
         marked = accounting.values(units, self.prices)
         self.holdings -= units
@@ -311,7 +311,8 @@ class Ledger:
         """
         lb = self.loans
         settled = np.flatnonzero(loan_mask)  # one pass for the six gathers
-        owed, bp, lp = lb.owed[settled], borrower_paid[settled], lender_paid[settled]
+        bp, lp = borrower_paid[settled], lender_paid[settled]
+        owed = lb.principal[settled] + lb.accrued[settled]  # lb.owed[settled], gathered first
         lend, borr, ccp = lb.lender[settled], lb.borrower[settled], lb.ccp[settled]
         n = self.n
         self.cash -= np.bincount(borr, weights=bp, minlength=n)

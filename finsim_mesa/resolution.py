@@ -103,7 +103,7 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
         seized_m, seized_f = np.zeros((n, C)), np.zeros((n, C))
         leg = owed.copy()  # the borrower's leg, after set-off
         if cle.any():
-            seized_m, seized_f, leg = layer.seize_collateral(L, lb, cle, resolving)
+            seized_m, seized_f, leg = layer.seize_collateral(L, lb, cle, resolving, owed)
         bi, ci = np.flatnonzero(due & (lb.ccp < 0)), np.flatnonzero(cle)
         b_borrower, c_borrower, c_node = lb.borrower[bi], lb.borrower[ci], n + lb.ccp[ci]
         rows = np.concatenate([b_borrower, c_borrower, c_node])
@@ -139,8 +139,8 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
         cost[cost < 1e-12 * np.maximum(1.0, res.obligations[:n])] = 0.0
     else:  # nobody short or in default (most clearings): the share sold is 0 for
         cost = np.zeros(n)  # every bank (all hold securities), so nothing is sold
-    waterfalls = (layer.run_waterfalls(L, ccps, cle, b_paid, seized_m, seized_f, resolving, t)
-                  if C else None)
+    waterfalls = (layer.run_waterfalls(L, ccps, cle, b_paid, seized_m, seized_f, resolving, t,
+                                       owed) if C else None)
     if router is not None:  # audit before the settled rows leave the book
         d = np.flatnonzero(due)
         full = b_paid[d] >= leg[d] * (1 - 1e-12)

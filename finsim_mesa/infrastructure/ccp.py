@@ -35,10 +35,14 @@ def cleared_by_ccp(loans: LoanBook, ccp_ids: Sequence[int], n: int) -> np.ndarra
     loans novated to it (money), in one pass over the book (each sum in book
     order)."""
     ids = np.asarray(ccp_ids, dtype=np.int64)
-    slot = np.full(int(max(ids.max(initial=-1), loans.ccp.max(initial=-1))) + 2, -1)
-    slot[ids + 1] = np.arange(ids.size)  # column of each CCP id (+1: -1 is bilateral)
-    col = slot[loans.ccp + 1]
-    m = col >= 0
+    if np.array_equal(ids, np.arange(ids.size)):  # all CCPs in id order (the model's
+        col = loans.ccp  # call): a CCP's column is its id
+        m = (col >= 0) & (col < ids.size)
+    else:
+        slot = np.full(int(max(ids.max(initial=-1), loans.ccp.max(initial=-1))) + 2, -1)
+        slot[ids + 1] = np.arange(ids.size)  # column of each CCP id (+1: -1 is bilateral)
+        col = slot[loans.ccp + 1]
+        m = col >= 0
     owed = loans.principal[m] + loans.accrued[m]
     return np.bincount(loans.borrower[m] * ids.size + col[m], weights=owed,
                        minlength=n * ids.size).reshape(n, ids.size)
