@@ -176,13 +176,14 @@ class CentralCounterparty(mesa.Agent):
         """Share of the gross cleared obligations removed by multilateral netting
         (as :func:`multilateral_netting`, from the loan book's columns directly)."""
         lb = self.model.ledger.loans
-        m = self.cleared_book()
-        gross = float(lb.owed[m].sum())
+        m = np.flatnonzero(self.cleared_book())  # one pass for the gathers
+        owed = lb.principal[m] + lb.accrued[m]  # lb.owed[m]
+        gross = float(owed.sum())
         if gross <= 0:
             return 0.0
         n = self.model.n_banks
-        net = (np.bincount(lb.lender[m], weights=lb.owed[m], minlength=n)
-               - np.bincount(lb.borrower[m], weights=lb.owed[m], minlength=n))
+        net = (np.bincount(lb.lender[m], weights=owed, minlength=n)
+               - np.bincount(lb.borrower[m], weights=owed, minlength=n))
         return 1.0 - float(np.maximum(-net, 0.0).sum()) / gross
 
     def netting(self) -> NettingResult:
