@@ -14,6 +14,7 @@ import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from copy import deepcopy
 from functools import partial
+from operator import attrgetter
 from typing import Any
 
 import mesa
@@ -91,20 +92,26 @@ class FinsimDataCollector(DataCollector):
         """Mesa's model-reporter loop, for the usual case of validated reporters
         that are all functions of the model (Mesa's first branch): each value
         appended as ``deepcopy`` would give it — the value itself for the
-        immutable scalars reporters return, a deep copy otherwise. Returns
-        False (nothing done) when Mesa's own loop must run."""
+        immutable scalars reporters return, a deep copy otherwise. Reporters
+        that read an attribute path (``path``, see ``measures.make_reporters``)
+        are read all at once, by one ``attrgetter``. Returns False (nothing
+        done) when Mesa's own loop must run."""
         items = tuple(self.model_reporters.items())
         if not items or not self._validated:
             return False
         if items != getattr(self, "_plain_items", None):
             if not all(isinstance(r, types.LambdaType | partial) for _, r in items):
                 return False
+            paths = [getattr(r, "path", None) for _, r in items]
+            self._plain_get = attrgetter(*paths) if None not in paths else None
             self._plain_items = items
         if hasattr(self, "_collection_steps"):  # Mesa >= 3.5
             self._collection_steps.append(model.time)
         model_vars = self.model_vars
-        for var, reporter in items:
-            value = reporter(model)
+        get = self._plain_get
+        values = (get(model) if len(items) > 1 else (get(model),)) if get is not None else [
+            reporter(model) for _, reporter in items]
+        for (var, _), value in zip(items, values, strict=True):
             model_vars[var].append(value if type(value) in _ATOMIC else deepcopy(value))
         return True
 

@@ -85,6 +85,7 @@ def _reader(path: str) -> Any:
     def read(model: Any) -> Any:  # a plain function: Mesa passes it the model
         return get(model)
 
+    read.path = path  # type: ignore[attr-defined]  # the collector reads them all at once
     return read
 
 

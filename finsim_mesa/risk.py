@@ -179,7 +179,7 @@ def debtrank_entries(
     data = _impact_weights(exposures, np.asarray(equity, dtype=float)[rows], present)
     h = h0.copy()
     distressed = h > 0
-    inactive = np.zeros_like(distressed)
+    inactive = np.zeros(n, dtype=bool)
     steps = 0
     for _ in range(n + 1):
         if not distressed.any():
