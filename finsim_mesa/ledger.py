@@ -187,11 +187,11 @@ class Ledger:
         book or one per loan in ``mask`` (:func:`~finsim_mesa.loans.masked_terms`).
         Returns the renewed loans as columns (lender, borrower, amount, ccp)."""
         lb = self.loans
-        rows, m = np.flatnonzero(mask), len(lb)
+        rows, m = fastmath.flatnonzero(mask), len(lb)
         share = fastmath.clip(masked_terms(share, rows, m, "share"), 0.0, 1.0)
         rate = masked_terms(rate, rows, m, "rate")
         roll = (lb.principal[rows] + lb.accrued[rows]) * share
-        rolled = np.flatnonzero(roll > 0)
+        rolled = fastmath.flatnonzero(roll > 0)
         pick = rows[rolled]
         out = {"lender": lb.lender[pick], "borrower": lb.borrower[pick], "amount": roll[rolled],
                "ccp": lb.ccp[pick]}
@@ -310,7 +310,7 @@ class Ledger:
         Unpaid amounts are written off (lost by the creditor, extinguished for the debtor).
         """
         lb = self.loans
-        settled = np.flatnonzero(loan_mask)  # one pass for the six gathers
+        settled = fastmath.flatnonzero(loan_mask)  # one pass for the six gathers
         bp, lp = borrower_paid[settled], lender_paid[settled]
         owed = lb.principal[settled] + lb.accrued[settled]  # lb.owed[settled], gathered first
         lend, borr, ccp = lb.lender[settled], lb.borrower[settled], lb.ccp[settled]
@@ -345,13 +345,13 @@ class Ledger:
     def mark_default(self, banks: np.ndarray, step: int) -> np.ndarray:
         """Put active ``banks`` (bool mask or indices) in default; returns the new ones."""
         if isinstance(banks, np.ndarray) and banks.dtype.kind == "b" and not banks.any():
-            return np.flatnonzero(banks)  # nobody (the usual case): empty, as below
+            return fastmath.flatnonzero(banks)  # nobody (the usual case): empty, as below
         mask = np.zeros(self.n, dtype=bool)
         mask[banks] = True
         new = mask & self.active
         self.status[new] = DEFAULTED
         self.default_step[new] = step
-        return np.flatnonzero(new)
+        return fastmath.flatnonzero(new)
 
     def wind_down(self, banks: np.ndarray) -> float:
         """Close resolved banks: any cash left after all creditors are paid goes to

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from finsim_mesa.fastmath import flatnonzero
+
 __all__ = ["LinkTable", "LoanBook", "masked_terms"]
 
 
@@ -266,7 +268,7 @@ class LoanBook:
             for name in self._ROWS:  # in maturity order, what is due comes first)
                 bufs[name][:k] = bufs[name][m - k:m]  # NumPy copies overlaps safely
         else:
-            keep = np.flatnonzero(mask)
+            keep = flatnonzero(mask)
             for name in self._ROWS:  # compacted in place: row keep[j] >= j is read first
                 np.take(bufs[name][:m], keep, out=bufs[name][:k], mode="clip")
         self._rows(k)

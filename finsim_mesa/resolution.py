@@ -27,6 +27,7 @@ import numpy as np
 
 from finsim_mesa.accounting import values
 from finsim_mesa.clearing import ClearingResult, clear_legs
+from finsim_mesa.fastmath import flatnonzero
 from finsim_mesa.infrastructure import layer
 from finsim_mesa.infrastructure.router import OUTCOMES
 from finsim_mesa.market import capped_share
@@ -57,7 +58,7 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
     depth = 0
     for _ in range(n + 1):
         if resolving.any():
-            L.liquidate_other_assets(np.flatnonzero(resolving), cfg.liquidation_discount)
+            L.liquidate_other_assets(flatnonzero(resolving), cfg.liquidation_discount)
             sell(L.holdings * resolving[:, None], L.prices * (1 - cfg.liquidation_discount),
                  "liquidations")
         lb = L.loans
@@ -71,7 +72,7 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
         else:
             failed = np.zeros(n, dtype=bool)
         if resolving.any():
-            L.wind_down(np.flatnonzero(resolving))
+            L.wind_down(flatnonzero(resolving))
         new = L.mark_default(failed | insolvent(L), t)
         if new.size == 0:
             break
@@ -92,7 +93,7 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     liquid = values(L.holdings, fire_price)
     alpha, beta = np.full(n, cfg.default_cost_alpha), np.full(n, cfg.default_cost_beta)
     if not C:  # no CCPs: every leg is bilateral, the institutions are the banks
-        bi = np.flatnonzero(due)
+        bi = flatnonzero(due)
         leg = owed  # nothing set off
         b_borrower = lb.borrower[bi]
         # clamp round-off (e.g. cash after a margin payment that used all of it)
@@ -104,7 +105,7 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
         leg = owed.copy()  # the borrower's leg, after set-off
         if cle.any():
             seized_m, seized_f, leg = layer.seize_collateral(L, lb, cle, resolving, owed)
-        bi, ci = np.flatnonzero(due & (lb.ccp < 0)), np.flatnonzero(cle)
+        bi, ci = flatnonzero(due & (lb.ccp < 0)), flatnonzero(cle)
         b_borrower, c_borrower, c_node = lb.borrower[bi], lb.borrower[ci], n + lb.ccp[ci]
         rows = np.concatenate([b_borrower, c_borrower, c_node])
         cols = np.concatenate([lb.lender[bi], c_node, lb.lender[ci]])
@@ -142,7 +143,7 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     waterfalls = (layer.run_waterfalls(L, ccps, cle, b_paid, seized_m, seized_f, resolving, t,
                                        owed) if C else None)
     if router is not None:  # audit before the settled rows leave the book
-        d = np.flatnonzero(due)
+        d = flatnonzero(due)
         full = b_paid[d] >= leg[d] * (1 - 1e-12)
         outcome = np.where(full, OUTCOMES.index("paid"),
                            np.where(b_paid[d] > 0, OUTCOMES.index("partial"),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from finsim_mesa.fastmath import clip
+from finsim_mesa.fastmath import clip, flatnonzero
 
 __all__ = [
     "DebtRankResult",
@@ -186,7 +186,7 @@ def debtrank_entries(
             break
         # only the entries of distressed columns: the others add +0.0, which
         # changes no sum (all terms are >= 0), and the kept ones stay in order
-        sel = np.flatnonzero(distressed[cols])
+        sel = flatnonzero(distressed[cols])
         push = np.bincount(rows[sel], weights=data[sel] * h[cols[sel]], minlength=n)
         inactive |= distressed
         h = np.minimum(1.0, h + push)
