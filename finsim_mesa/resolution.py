@@ -57,13 +57,17 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
     resolving = L.defaulted & ~L.resolved
     depth = 0
     for _ in range(n + 1):
-        if resolving.any():
+        anyone = bool(resolving.any())
+        if anyone:
             L.liquidate_other_assets(flatnonzero(resolving), cfg.liquidation_discount)
             sell(L.holdings * resolving[:, None], L.prices * (1 - cfg.liquidation_discount),
                  "liquidations")
         lb = L.loans
-        due = (lb.maturity <= t) | resolving[lb.borrower] | resolving[lb.lender]
-        ext_due = np.where(resolving, L.deposits, np.minimum(withdrawals, L.deposits))
+        due = lb.maturity <= t  # nobody in resolution (most steps): what matures
+        ext_due = np.minimum(withdrawals, L.deposits)
+        if anyone:
+            due |= resolving[lb.borrower] | resolving[lb.lender]
+            ext_due = np.where(resolving, L.deposits, ext_due)
         withdrawals[:] = 0.0
         if due.any() or ext_due.any():
             res = clear_due(L, cfg, due, ext_due, resolving, sell, t, ccps, router)
@@ -71,7 +75,7 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
             failed = res.defaulted[:n]
         else:
             failed = np.zeros(n, dtype=bool)
-        if resolving.any():
+        if anyone:
             L.wind_down(flatnonzero(resolving))
         new = L.mark_default(failed | insolvent(L), t)
         if new.size == 0:
@@ -91,7 +95,7 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     owed = lb.owed
     fire_price = L.prices * (1 - cfg.liquidation_discount)
     liquid = values(L.holdings, fire_price)
-    alpha, beta = np.full(n, cfg.default_cost_alpha), np.full(n, cfg.default_cost_beta)
+    alpha, beta = cfg.default_cost_alpha, cfg.default_cost_beta  # arrays when needed
     if not C:  # no CCPs: every leg is bilateral, the institutions are the banks
         bi = flatnonzero(due)
         leg = owed  # nothing set off
@@ -116,7 +120,8 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
             L.ccp_capital + survivors_fund + (seized_m + seized_f).sum(axis=0)]), 0.0)
         ones = np.ones(C)
         ext = np.concatenate([ext_due, np.zeros(C)])
-        alpha, beta = np.concatenate([alpha, ones]), np.concatenate([beta, ones])
+        alpha, beta = (np.concatenate([np.full(n, alpha), ones]),
+                       np.concatenate([np.full(n, beta), ones]))
         forced = np.concatenate([resolving, np.zeros(C, dtype=bool)])
     # the ledger's legs are valid by construction: the trusted path, which also
     # skips the matrices when nobody is short (most clearings)
@@ -128,7 +133,8 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     if C:
         b_paid[ci] = leg[ci] * rec[c_borrower]
         l_paid[ci] = owed[ci] * rec[c_node]
-    inflow = np.bincount(lb.lender[due], weights=l_paid[due], minlength=n)
+    paid_on = bi if not C else flatnonzero(due)  # the due loans, in book order
+    inflow = np.bincount(lb.lender[paid_on], weights=l_paid[paid_on], minlength=n)
     pay = res.payments[:n]
     # cash short of what must be paid is raised by emergency sales at the
     # liquidation discount (defaulters sell everything)
