@@ -325,14 +325,14 @@ def clear_legs(
     n = external_assets.size
     pbar = np.bincount(debtor, weights=amount, minlength=n) + external_liabilities
     thresh = pbar - tol * np.maximum(1.0, pbar)
-    if not forced.any():
+    if not np.count_nonzero(forced):
         # the exact inflows; eisenberg_noe's differ by the round-off of sums of
         # (amount / p̄) · p̄: at most a few ulps per term, bounded by ``slack``
         inflow = np.bincount(creditor, weights=amount, minlength=n)
         terms = np.bincount(creditor, minlength=n)
         resources = external_assets + inflow
         slack = _ROUNDING * (terms + 4) * resources
-        if (resources - slack >= thresh).all():
+        if np.count_nonzero(resources - slack >= thresh) == n:
             return ClearingResult(pbar.copy(), pbar, np.zeros(n, dtype=bool),
                                   np.zeros(n, dtype=np.int64), 0,
                                   np.ones(n), "rounds" if n < FAST_PATH_MIN_N else "picard")

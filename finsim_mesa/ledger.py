@@ -320,7 +320,7 @@ class Ledger:
         self.equity -= np.bincount(lend, weights=owed - lp, minlength=n)
         self.equity += np.bincount(borr, weights=owed - bp, minlength=n)
         cleared = ccp >= 0
-        if cleared.any():
+        if np.count_nonzero(cleared):
             np.add.at(self.ccp_cash, ccp[cleared], bp[cleared] - lp[cleared])
         for acct, used in ((self.margin, seized_margin), (self.fund, seized_fund),
                            (self.fund, fund_charges)):
@@ -337,15 +337,15 @@ class Ledger:
         self.funding -= ext_due - from_deposits
         self.equity += ext_due - ext_paid
         self.external_out["external_creditors"] += float(ext_paid.sum())
-        if default_cost.any():
+        if np.count_nonzero(default_cost):
             self.cash -= default_cost
             self.equity -= default_cost
             self.external_out["default_costs"] += float(default_cost.sum())
 
     def mark_default(self, banks: np.ndarray, step: int) -> np.ndarray:
         """Put active ``banks`` (bool mask or indices) in default; returns the new ones."""
-        if isinstance(banks, np.ndarray) and banks.dtype.kind == "b" and not banks.any():
-            return fastmath.flatnonzero(banks)  # nobody (the usual case): empty, as below
+        if isinstance(banks, np.ndarray) and banks.dtype == "?" and not np.count_nonzero(banks):
+            return fastmath.flatnonzero(banks)  # a mask of nobody (the usual case): none new
         mask = np.zeros(self.n, dtype=bool)
         mask[banks] = True
         new = mask & self.active

@@ -68,7 +68,7 @@ def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray
     offer = lend * np.maximum(L.cash - reserve, 0.0) * cfg.max_lend_fraction
     request = borrow * cfg.max_borrow_fraction * ta
     src, dst = network.src, network.dst
-    if src.size == 0 or not offer.any() or not request.any():
+    if src.size == 0 or not np.count_nonzero(offer) or not np.count_nonzero(request):
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(0)
     held = L.loans.held_on(src, dst)  # = exposure_matrix()[src, dst], without building it

@@ -55,7 +55,7 @@ class LinkTable:
         if self._sorted.size:
             pos = np.minimum(np.searchsorted(self._sorted, keys), self._sorted.size - 1)
             found = self._sorted[pos] == keys
-            if found.all():
+            if np.count_nonzero(found) == found.size:
                 return self._ids[pos]
             keys_new = keys[~found]
         else:
@@ -264,8 +264,8 @@ class LoanBook:
         if k == m:
             return
         bufs = self._room(m)
-        if mask[m - k:].all():  # the first m - k rows go (the usual case: the book is
-            for name in self._ROWS:  # in maturity order, what is due comes first)
+        if np.count_nonzero(mask[m - k:]) == k:  # the first m - k rows go (the usual case:
+            for name in self._ROWS:  # the book is in maturity order, what is due comes first)
                 bufs[name][:k] = bufs[name][m - k:m]  # NumPy copies overlaps safely
         else:
             keep = flatnonzero(mask)
@@ -289,7 +289,7 @@ class LoanBook:
             self.link = np.full(self.lender.size, -1, dtype=np.int64)
         if assign:
             todo = self.link < 0
-            if todo.any():
+            if np.count_nonzero(todo):
                 self.link[todo] = self.links.ids(self.lender[todo], self.borrower[todo])
         return self.link
 

@@ -57,7 +57,7 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
     resolving = L.defaulted & ~L.resolved
     depth = 0
     for _ in range(n + 1):
-        anyone = bool(resolving.any())
+        anyone = np.count_nonzero(resolving) > 0
         if anyone:
             L.liquidate_other_assets(flatnonzero(resolving), cfg.liquidation_discount)
             sell(L.holdings * resolving[:, None], L.prices * (1 - cfg.liquidation_discount),
@@ -69,7 +69,7 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
             due |= resolving[lb.borrower] | resolving[lb.lender]
             ext_due = np.where(resolving, L.deposits, ext_due)
         withdrawals[:] = 0.0
-        if due.any() or ext_due.any():
+        if np.count_nonzero(due) or np.count_nonzero(ext_due):
             res = clear_due(L, cfg, due, ext_due, resolving, sell, t, ccps, router)
             depth += res.rounds
             failed = res.defaulted[:n]
@@ -107,7 +107,7 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
         cle = due & (lb.ccp >= 0)
         seized_m, seized_f = np.zeros((n, C)), np.zeros((n, C))
         leg = owed.copy()  # the borrower's leg, after set-off
-        if cle.any():
+        if np.count_nonzero(cle):
             seized_m, seized_f, leg = layer.seize_collateral(L, lb, cle, resolving, owed)
         bi, ci = flatnonzero(due & (lb.ccp < 0)), flatnonzero(cle)
         b_borrower, c_borrower, c_node = lb.borrower[bi], lb.borrower[ci], n + lb.ccp[ci]
@@ -139,7 +139,8 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     # cash short of what must be paid is raised by emergency sales at the
     # liquidation discount (defaulters sell everything)
     short = np.maximum(pay - L.cash - inflow, 0.0)
-    if res.defaulted.any() or short.any() or not (liquid > 0).all():
+    if (np.count_nonzero(res.defaulted) or np.count_nonzero(short)
+            or np.count_nonzero(liquid > 0) < liquid.size):
         share = np.where(res.defaulted[:n], 1.0, capped_share(short, liquid))
         sell(L.holdings * share[:, None], fire_price, "emergency_sales")
         cost = np.where(res.defaulted[:n], L.cash + inflow - pay, 0.0)

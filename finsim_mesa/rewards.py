@@ -49,7 +49,7 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
     default = (L.default_step == t).astype(float)
     sri = np.full(L.n, systemic_risk_index)
     comps = {"profit": profit, "liquidity": liquidity, "default": default, "system_risk": sri}
-    anyone_out = bool(was_out.any())
+    anyone_out = np.count_nonzero(was_out) > 0
     if anyone_out:
         for v in comps.values():
             v[was_out] = 0.0
@@ -65,7 +65,7 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
             setattr(r, name, mean(v))
         return
     live = ~was_out
-    any_live = bool(live.any())
+    any_live = np.count_nonzero(live) > 0
     r.mean = mean(r.per_bank[live]) if any_live else 0.0
     for name, v in comps.items():
         setattr(r, name, mean(v[live]) if any_live else 0.0)

@@ -182,7 +182,7 @@ def debtrank_entries(
     inactive = np.zeros(n, dtype=bool)
     steps = 0
     for _ in range(n + 1):
-        if not distressed.any():
+        if not np.count_nonzero(distressed):
             break
         # only the entries of distressed columns: the others add +0.0, which
         # changes no sum (all terms are >= 0), and the kept ones stay in order

@@ -149,7 +149,7 @@ class ExchangeQueue:
         expired = ~done & (step - o["submitted"] >= self.max_wait)
         p = int(np.count_nonzero(done))  # the prefix's length: its rows are slices
         processed = {k: v[:p] for k, v in o.items()}  # (the columns are never
-        if expired.any():  # changed in place: new orders replace them)
+        if np.count_nonzero(expired):  # changed in place: new orders replace them)
             waiting = ~done & ~expired
             gone = {k: v[expired] for k, v in o.items()}
             self.orders = {k: v[waiting] for k, v in o.items()}

@@ -153,7 +153,7 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     node0 = cfg.n_banks + cfg.n_exchanges  # grid node of CCP 0 (its id in the audit)
     delta = (requirements(ccps, rate) - L.margin) * active[:, None]
     back = np.minimum(delta, 0.0)
-    if back.any():
+    if np.count_nonzero(back):
         L.move_to_ccp("margin", back)
         i, c = np.nonzero(back)
         router.record("margin_return", node0 + c, i, -back[i, c], -back[i, c],
@@ -161,10 +161,10 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     call = np.maximum(delta, 0.0)
     need = call.sum(axis=1)
     called = float(need.sum())
-    if not need.any():
+    if not np.count_nonzero(need):
         return called
     short = np.maximum(need - L.cash, 0.0)
-    if short.any():
+    if np.count_nonzero(short):
         fire_price = L.prices * (1 - cfg.liquidation_discount)
         liquid = values(L.holdings, fire_price)
         sell(L.holdings * capped_share(short, liquid)[:, None], fire_price, "margin_sales")
@@ -192,7 +192,7 @@ def seize_collateral(L: Ledger, lb: LoanBook, cleared: np.ndarray, resolving: np
     n, C = L.n, L.ccp_cash.size
     owed = lb.owed if owed is None else owed
     leg = owed.copy()
-    if not resolving.any():  # nobody in resolution (most clearings): nothing is set off,
+    if not np.count_nonzero(resolving):  # nobody in resolution (most clearings): no set-off,
         L.cash += 0.0  # and the two moves of zeros below would only turn cash's -0.0 to +0.0
         return np.zeros((n, C)), np.zeros((n, C)), leg
     due_ccp = np.zeros((n, C))  # what members in resolution owe each CCP now
