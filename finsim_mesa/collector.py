@@ -97,7 +97,7 @@ class FinsimDataCollector(DataCollector):
         are read all at once, by one ``attrgetter``. Returns False (nothing
         done) when Mesa's own loop must run."""
         items = tuple(self.model_reporters.items())
-        if not items or not self._validated:
+        if not items or not getattr(self, "_validated", False):
             return False
         if items != getattr(self, "_plain_items", None):
             if not all(isinstance(r, types.LambdaType | partial) for _, r in items):

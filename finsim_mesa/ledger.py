@@ -230,8 +230,7 @@ class Ledger:
         self.external_out["funding_repaid"] += float(amounts.sum())
 
     def receive_asset_income(self, yield_per_step: float) -> np.ndarray:
-        """Cash yield of securities and other assets, from outside the system.
-        Returns shape (n,)."""
+        """Cash yield of securities and other assets, from outside the system; shape (n,)."""
         income = yield_per_step * (self.asset_values() + self.other_assets)
         income[~self.active] = 0.0
         self.cash += income
@@ -344,8 +343,9 @@ class Ledger:
 
     def mark_default(self, banks: np.ndarray, step: int) -> np.ndarray:
         """Put active ``banks`` (bool mask or indices) in default; returns the new ones."""
-        if isinstance(banks, np.ndarray) and banks.dtype == "?" and not np.count_nonzero(banks):
-            return fastmath.flatnonzero(banks)  # a mask of nobody (the usual case): none new
+        if getattr(banks, "shape", 0) == (self.n,) and banks.dtype == "?":  # a bool mask
+            if not np.count_nonzero(banks):  # of nobody (the usual case): none new
+                return fastmath.flatnonzero(banks)
         mask = np.zeros(self.n, dtype=bool)
         mask[banks] = True
         new = mask & self.active

@@ -101,6 +101,8 @@ def test_mark_default_of_nobody_changes_nothing():
     assert np.array_equal(m.ledger.default_step, step)
     new = m.ledger.mark_default(np.arange(10) == 4, 3)
     assert new.tolist() == [4] and m.ledger.status[4] != ACTIVE
+    with pytest.raises(IndexError):  # a mask of the wrong length, even of nobody
+        m.ledger.mark_default(np.zeros(3, dtype=bool), 3)
 
 
 def test_a_step_interrupted_by_a_base_exception_is_rolled_back():
