@@ -49,21 +49,14 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
     default = (L.default_step == t).astype(float)
     sri = np.full(L.n, systemic_risk_index)
     comps = {"profit": profit, "liquidity": liquidity, "default": default, "system_risk": sri}
-    anyone_out = np.count_nonzero(was_out) > 0
-    if anyone_out:
-        for v in comps.values():
-            v[was_out] = 0.0
+    for v in comps.values():
+        v[was_out] = 0.0
     r.components = comps
     r.per_bank = (cfg.reward_profit_weight * profit
                   + cfg.reward_liquidity_weight * liquidity
                   - cfg.reward_default_penalty * default
                   - cfg.reward_system_risk_weight * sri)
     r.equity_prev = L.equity.copy()
-    if not anyone_out:  # every bank still in the game: the means of the whole
-        r.mean = mean(r.per_bank)  # (contiguous) columns, the same sums as below
-        for name, v in comps.items():
-            setattr(r, name, mean(v))
-        return
     live = ~was_out
     any_live = np.count_nonzero(live) > 0
     r.mean = mean(r.per_bank[live]) if any_live else 0.0

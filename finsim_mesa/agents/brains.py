@@ -275,7 +275,7 @@ def check_actions(brain: Any, out: Any, rows: int) -> np.ndarray:
     if arr.shape != (rows, 4):
         raise BrainError(f"brain '{name}' returned actions of shape {arr.shape}; expected "
                          f"({rows}, 4): lend, hoard, sell, borrow per bank")
-    if not np.isfinite(arr).all():
+    if not np.all(np.isfinite(arr)):
         bad = int(np.argwhere(~np.isfinite(arr))[0][0])
         raise BrainError(f"brain '{name}' returned NaN or infinite actions (first in row {bad})")
     if arr.min() < -1e-6 or arr.max() > 1 + 1e-6:
