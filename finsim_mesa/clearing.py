@@ -300,7 +300,7 @@ _ROUNDING = 8.0 * np.finfo(float).eps  # the fast path's round-off bound per ter
 
 def clear_legs(
     debtor: np.ndarray, creditor: np.ndarray, amount: np.ndarray, external_assets: np.ndarray,
-    external_liabilities: np.ndarray, alpha: np.ndarray, beta: np.ndarray,
+    external_liabilities: np.ndarray, alpha: np.ndarray | float, beta: np.ndarray | float,
     forced: np.ndarray, tol: float = 1e-9,
 ) -> ClearingResult:
     """:func:`eisenberg_noe` (``method="auto"``) of obligations given as legs, for
@@ -311,7 +311,7 @@ def clear_legs(
         amount: shape (m,), what each debtor owes on it (money, finite, ≥ 0);
             legs between the same pair add up.
         external_assets, external_liabilities: shape (n,), as in :func:`eisenberg_noe`.
-        alpha, beta: shape (n,), Rogers–Veraart shares in [0, 1].
+        alpha, beta: shape (n,) (or one number each), Rogers–Veraart shares in [0, 1].
         forced: shape (n,), bool, institutions in forced default.
         tol: relative tolerance of the default test.
 
@@ -325,17 +325,19 @@ def clear_legs(
     n = external_assets.size
     pbar = np.bincount(debtor, weights=amount, minlength=n) + external_liabilities
     thresh = pbar - tol * np.maximum(1.0, pbar)
-    if not forced.any():
+    if not np.count_nonzero(forced):
         # the exact inflows; eisenberg_noe's differ by the round-off of sums of
         # (amount / p̄) · p̄: at most a few ulps per term, bounded by ``slack``
         inflow = np.bincount(creditor, weights=amount, minlength=n)
         terms = np.bincount(creditor, minlength=n)
         resources = external_assets + inflow
         slack = _ROUNDING * (terms + 4) * resources
-        if (resources - slack >= thresh).all():
+        if np.count_nonzero(resources - slack >= thresh) == n:
             return ClearingResult(pbar.copy(), pbar, np.zeros(n, dtype=bool),
                                   np.zeros(n, dtype=np.int64), 0,
                                   np.ones(n), "rounds" if n < FAST_PATH_MIN_N else "picard")
+    alpha = np.broadcast_to(np.asarray(alpha, dtype=float), (n,))  # one number, or per
+    beta = np.broadcast_to(np.asarray(beta, dtype=float), (n,))  # institution (read-only)
     keep = amount > 0
     row, col, data = debtor[keep], creditor[keep], amount[keep]
     if n >= FAST_PATH_MIN_N:

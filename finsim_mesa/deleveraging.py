@@ -105,7 +105,7 @@ def leverage_loop(L: Ledger, market: Market, cfg: ModelConfig, units_sold: np.nd
                          market.floor)
         L.revalue(new)
         market.set_prices(new)
-        if orders.any():
+        if np.count_nonzero(orders):
             L.sell_assets(orders, 0.5 * (old + new), kind="forced_sales")
             forced += orders
             orders = np.zeros((n, k))
@@ -114,7 +114,7 @@ def leverage_loop(L: Ledger, market: Market, cfg: ModelConfig, units_sold: np.nd
         fresh = active & (lev < cfg.leverage_min)
         L.mark_default(fresh, t)
         acting = active & ~fresh & (lev < bar) & cfg.forced_deleveraging
-        if not (acting.any() or fresh.any()):
+        if not (np.count_nonzero(acting) or np.count_nonzero(fresh)):
             break
         amount = np.where(acting, L.total_assets() - L.equity / target, 0.0)
         amount = np.maximum(amount, 0.0)

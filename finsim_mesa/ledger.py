@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from finsim_mesa import accounting
+from finsim_mesa import accounting, fastmath
 from finsim_mesa.loans import LoanBook, masked_terms
 
 __all__ = ["ACTIVE", "DEFAULTED", "Ledger", "LoanBook"]
@@ -187,11 +187,11 @@ class Ledger:
         book or one per loan in ``mask`` (:func:`~finsim_mesa.loans.masked_terms`).
         Returns the renewed loans as columns (lender, borrower, amount, ccp)."""
         lb = self.loans
-        rows, m = np.flatnonzero(mask), len(lb)
-        share = np.clip(masked_terms(share, rows, m, "share"), 0.0, 1.0)
+        rows, m = fastmath.flatnonzero(mask), len(lb)
+        share = fastmath.clip(masked_terms(share, rows, m, "share"), 0.0, 1.0)
         rate = masked_terms(rate, rows, m, "rate")
         roll = (lb.principal[rows] + lb.accrued[rows]) * share
-        rolled = np.flatnonzero(roll > 0)
+        rolled = fastmath.flatnonzero(roll > 0)
         pick = rows[rolled]
         out = {"lender": lb.lender[pick], "borrower": lb.borrower[pick], "amount": roll[rolled],
                "ccp": lb.ccp[pick]}
@@ -230,8 +230,7 @@ class Ledger:
         self.external_out["funding_repaid"] += float(amounts.sum())
 
     def receive_asset_income(self, yield_per_step: float) -> np.ndarray:
-        """Cash yield of securities and other assets, from outside the system.
-        Returns shape (n,)."""
+        """Cash yield of securities and other assets, from outside the system; shape (n,)."""
         income = yield_per_step * (self.asset_values() + self.other_assets)
         income[~self.active] = 0.0
         self.cash += income
@@ -240,10 +239,8 @@ class Ledger:
         return income
 
     def sell_assets(self, units: np.ndarray, exec_prices: np.ndarray, kind: str) -> np.ndarray:
-        """Sell ``units`` (n, k) to buyers outside the system at ``exec_prices`` (k,).
-
-        The difference to the mark price is a realised loss. Returns cash raised (n,).
-        """
+        """Sell ``units`` (n, k) to buyers outside the system at ``exec_prices`` (k,);
+        the difference to the mark price is a realised loss; returns cash raised (n,)."""
         proceeds = accounting.values(units, exec_prices)
         marked = accounting.values(units, self.prices)
         self.holdings -= units
@@ -312,8 +309,9 @@ class Ledger:
         Unpaid amounts are written off (lost by the creditor, extinguished for the debtor).
         """
         lb = self.loans
-        settled = np.flatnonzero(loan_mask)  # one pass for the six gathers
-        owed, bp, lp = lb.owed[settled], borrower_paid[settled], lender_paid[settled]
+        settled = fastmath.flatnonzero(loan_mask)  # one pass for the six gathers
+        bp, lp = borrower_paid[settled], lender_paid[settled]
+        owed = lb.principal[settled] + lb.accrued[settled]  # lb.owed[settled], gathered first
         lend, borr, ccp = lb.lender[settled], lb.borrower[settled], lb.ccp[settled]
         n = self.n
         self.cash -= np.bincount(borr, weights=bp, minlength=n)
@@ -321,7 +319,7 @@ class Ledger:
         self.equity -= np.bincount(lend, weights=owed - lp, minlength=n)
         self.equity += np.bincount(borr, weights=owed - bp, minlength=n)
         cleared = ccp >= 0
-        if cleared.any():
+        if np.count_nonzero(cleared):
             np.add.at(self.ccp_cash, ccp[cleared], bp[cleared] - lp[cleared])
         for acct, used in ((self.margin, seized_margin), (self.fund, seized_fund),
                            (self.fund, fund_charges)):
@@ -338,19 +336,22 @@ class Ledger:
         self.funding -= ext_due - from_deposits
         self.equity += ext_due - ext_paid
         self.external_out["external_creditors"] += float(ext_paid.sum())
-        if default_cost.any():
+        if np.count_nonzero(default_cost):
             self.cash -= default_cost
             self.equity -= default_cost
             self.external_out["default_costs"] += float(default_cost.sum())
 
     def mark_default(self, banks: np.ndarray, step: int) -> np.ndarray:
         """Put active ``banks`` (bool mask or indices) in default; returns the new ones."""
+        if getattr(banks, "shape", 0) == (self.n,) and banks.dtype == "?":  # a bool mask
+            if not np.count_nonzero(banks):  # of nobody (the usual case): none new
+                return fastmath.flatnonzero(banks)
         mask = np.zeros(self.n, dtype=bool)
         mask[banks] = True
         new = mask & self.active
         self.status[new] = DEFAULTED
         self.default_step[new] = step
-        return np.flatnonzero(new)
+        return fastmath.flatnonzero(new)
 
     def wind_down(self, banks: np.ndarray) -> float:
         """Close resolved banks: any cash left after all creditors are paid goes to
@@ -385,9 +386,8 @@ class Ledger:
         """Copies of every array, the loan book and the external-flow records."""
         out: dict[str, Any] = {k: getattr(self, k).copy() for k in self._ARRAYS}
         return out | {"loans": self.loans.copy(), "external_in": dict(self.external_in),
-                      "external_out": dict(self.external_out),
-                      "initial_cash_total": self.initial_cash_total,
-                      "initial_scale": self.initial_scale}
+                      "external_out": dict(self.external_out), "initial_scale": self.initial_scale,
+                      "initial_cash_total": self.initial_cash_total}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Put a :meth:`snapshot` back (copies, so the snapshot can be reused)."""

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from finsim_mesa.fastmath import flatnonzero
+
 if TYPE_CHECKING:
     from finsim_mesa.config import ModelConfig
     from finsim_mesa.ledger import Ledger
@@ -66,14 +68,14 @@ def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray
     offer = lend * np.maximum(L.cash - reserve, 0.0) * cfg.max_lend_fraction
     request = borrow * cfg.max_borrow_fraction * ta
     src, dst = network.src, network.dst
-    if src.size == 0 or not offer.any() or not request.any():
+    if src.size == 0 or not np.count_nonzero(offer) or not np.count_nonzero(request):
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(0)
     held = L.loans.held_on(src, dst)  # = exposure_matrix()[src, dst], without building it
     room = np.maximum(cfg.large_exposure_limit * np.maximum(L.equity[src], 0.0) - held, 0.0)
     x = match_lending(offer, request, src, dst, room)
     ok = x > MIN_LOAN
-    k = np.flatnonzero(ok)  # one pass for the three gathers
+    k = flatnonzero(ok)  # one pass for the three gathers
     return src[k], dst[k], x[k]
 
 
@@ -88,6 +90,6 @@ def roll_over(L: Ledger, hoard: np.ndarray, rate: float, spread: np.ndarray, t: 
     lb = L.loans
     active = L.active
     maturing = (lb.maturity <= t) & active[lb.lender] & active[lb.borrower]
-    rows = np.flatnonzero(maturing)  # terms for these loans only, not the whole book
+    rows = flatnonzero(maturing)  # terms for these loans only, not the whole book
     return L.rollover(maturing, 1.0 - hoard[lb.lender[rows]], rate + spread[lb.borrower[rows]],
                       maturity)

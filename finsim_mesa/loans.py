@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from finsim_mesa.fastmath import flatnonzero
+
 __all__ = ["LinkTable", "LoanBook", "masked_terms"]
 
 
@@ -53,7 +55,7 @@ class LinkTable:
         if self._sorted.size:
             pos = np.minimum(np.searchsorted(self._sorted, keys), self._sorted.size - 1)
             found = self._sorted[pos] == keys
-            if found.all():
+            if np.count_nonzero(found) == found.size:
                 return self._ids[pos]
             keys_new = keys[~found]
         else:
@@ -120,11 +122,12 @@ class _Buffers:
     reallocating the book. Not state: only the first ``len(book)`` rows mean
     anything, and they are the book's row arrays."""
 
-    __slots__ = ("arrays", "views")
+    __slots__ = ("arrays", "capacity", "views")
 
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {}
         self.views: dict[str, np.ndarray] = {}  # the views handed out, to spot replaced rows
+        self.capacity = -1  # rows every buffer holds (-1: not all allocated yet)
 
     def __repr__(self) -> str:
         return "<loan book buffers>"
@@ -172,11 +175,12 @@ class LoanBook:
                link: np.ndarray | None = None) -> None:
         """Add loans (arrays of equal length; ``ccp`` −1 or omitted = bilateral;
         ``link``: their link ids if known)."""
-        ccp = np.full(len(amount), -1) if ccp is None else np.broadcast_to(ccp, len(amount))
-        link = np.full(len(amount), -1) if link is None else link
-        new = (lender, borrower, amount, np.zeros(len(amount)), rate, maturity, ccp, link)
         m, k = len(self), len(amount)
         bufs = self._room(m + k)
+        # each column written into its buffer's new rows (a scalar or a missing
+        # ccp / link broadcast by the assignment: no temporary arrays)
+        new = (lender, borrower, amount, 0.0, rate, maturity, -1 if ccp is None else ccp,
+               -1 if link is None else link)
         for name, arr in zip(self._ROWS, new, strict=True):
             bufs[name][m:m + k] = arr
         self._rows(m + k)
@@ -187,6 +191,10 @@ class LoanBook:
         outside is copied back in)."""
         self.link_ids(assign=False)
         m, spare = len(self), self._spare
+        if size <= spare.capacity and len(spare.views) == len(self._ROWS) and all(
+                getattr(self, name) is view for name, view in spare.views.items()):
+            # the usual case: every row array is its buffer's view, with room
+            return spare.arrays
         for name in self._ROWS:
             arr, buf = getattr(self, name), spare.arrays.get(name)
             if buf is None or buf.size < size or buf.dtype != arr.dtype:
@@ -196,6 +204,7 @@ class LoanBook:
                 spare.arrays[name] = grown
             elif spare.views.get(name) is not arr:
                 buf[:m] = arr
+        spare.capacity = min(b.size for b in spare.arrays.values())
         return spare.arrays
 
     def _rows(self, size: int) -> None:
@@ -255,11 +264,11 @@ class LoanBook:
         if k == m:
             return
         bufs = self._room(m)
-        if mask[m - k:].all():  # the first m - k rows go (the usual case: the book is
-            for name in self._ROWS:  # in maturity order, what is due comes first)
+        if np.count_nonzero(mask[m - k:]) == k:  # the first m - k rows go (the usual case:
+            for name in self._ROWS:  # the book is in maturity order, what is due comes first)
                 bufs[name][:k] = bufs[name][m - k:m]  # NumPy copies overlaps safely
         else:
-            keep = np.flatnonzero(mask)
+            keep = flatnonzero(mask)
             for name in self._ROWS:  # compacted in place: row keep[j] >= j is read first
                 np.take(bufs[name][:m], keep, out=bufs[name][:k], mode="clip")
         self._rows(k)
@@ -267,8 +276,9 @@ class LoanBook:
     def copy(self) -> LoanBook:
         """Deep copy of the arrays and the link table."""
         self.link_ids(assign=False)
-        out = LoanBook(*(getattr(self, name).copy() for name in self._FIELDS))
-        out.link, out.links = self.link.copy(), self.links.copy()
+        out = LoanBook.__new__(LoanBook)  # what __init__ and __post_init__ set, copied
+        out.__dict__.update({name: getattr(self, name).copy() for name in self._FIELDS})
+        out.link, out.links, out._spare = self.link.copy(), self.links.copy(), _Buffers()
         return out
 
     # ------------------------------------------------------------ links
@@ -279,7 +289,7 @@ class LoanBook:
             self.link = np.full(self.lender.size, -1, dtype=np.int64)
         if assign:
             todo = self.link < 0
-            if todo.any():
+            if np.count_nonzero(todo):
                 self.link[todo] = self.links.ids(self.lender[todo], self.borrower[todo])
         return self.link
 

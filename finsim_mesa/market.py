@@ -51,7 +51,7 @@ def sell_to_market(ledger: Ledger, flows: StepFlows, units: np.ndarray, prices: 
                    kind: str) -> None:
     """Sell ``units`` (n, k) to buyers outside the system at ``prices`` (k,) and count
     them in ``flows.units_sold`` for this step's price impact (the price stage)."""
-    if units.any():
+    if np.count_nonzero(units):
         ledger.sell_assets(units, prices, kind=kind)
         flows.units_sold += units.sum(axis=0)
 
@@ -210,7 +210,7 @@ def fire_sale_loop(
                                                   / market.units_outstanding), market.floor)
         ledger.revalue(prices)
         market.set_prices(prices)
-        if orders.any():
+        if np.count_nonzero(orders):
             ledger.sell_assets(orders, 0.5 * (old + prices), kind="forced_sales")
             forced += orders
             orders = np.zeros_like(orders)
@@ -222,7 +222,7 @@ def fire_sale_loop(
         breach = ledger.active & (ratio < cfg.capital_requirement)
         ledger.mark_default(breach & (eq <= 0), t)
         breach &= eq > 0
-        if not breach.any():
+        if not np.count_nonzero(breach):
             break
         orders = deleveraging_units(eq, rwa, ledger.holdings, prices, target, breach,
                                     market.sale_ranks)

@@ -8,16 +8,14 @@ says where each DataCollector column is read from, by name.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator, Mapping, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
-import mesa
 import numpy as np
-from mesa.datacollection import DataCollector
 
 from finsim_mesa import risk
+from finsim_mesa.collector import AgentRows, FinsimDataCollector
+from finsim_mesa.fastmath import mean
 from finsim_mesa.observation import RUNOFF
 
 if TYPE_CHECKING:
@@ -35,6 +33,7 @@ __all__ = [
     "INFRA_REPORTERS",
     "LIQUIDITY_CAP",
     "MODEL_REPORTERS",
+    "AgentRows",
     "FinsimDataCollector",
     "debtrank_per_bank",
     "initial_debtrank",
@@ -86,6 +85,7 @@ def _reader(path: str) -> Any:
     def read(model: Any) -> Any:  # a plain function: Mesa passes it the model
         return get(model)
 
+    read.path = path  # type: ignore[attr-defined]  # the collector reads them all at once
     return read
 
 
@@ -107,130 +107,13 @@ def make_reporters(infrastructure: bool, classes: list[str] | None = None) -> di
     return out
 
 
-class _Banks:
-    """What ``DataCollector._record_agents`` reads of a model: its ``agents``."""
-
-    def __init__(self, banks: list[Any]) -> None:
-        self.agents = banks
-
-
-class AgentRows(Sequence):
-    """One step's bank rows, kept as the columns' arrays and turned into Mesa's
-    row tuples ``(step, unique_id, value, ...)`` when read (iterated, indexed).
-
-    Mesa stores a list of tuples per step; at 1,000 banks building them cost a
-    quarter of a step, and holding them made Python's garbage collector walk
-    an ever larger heap (issue 15). Read through ``get_agent_vars_dataframe``
-    or ``batch_run`` the rows are the tuples Mesa would have made (tested).
-    """
-
-    __slots__ = ("_columns", "_ids", "_step")
-
-    def __init__(self, step: Any, ids: Sequence[Any], columns: list[np.ndarray]) -> None:
-        self._step, self._ids, self._columns = step, ids, columns
-
-    @property
-    def step(self) -> Any:
-        """The step key of these rows (Mesa's ``model.steps`` or ``model.time``)."""
-        return self._step
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        return zip(itertools.repeat(self._step, len(self._ids)), self._ids,
-                   *(c.tolist() for c in self._columns), strict=True)
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return list(self)[i]
-        return (self._step, self._ids[i], *(c[i].item() for c in self._columns))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and list(self) == list(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-class FinsimDataCollector(DataCollector):
-    """Mesa's DataCollector with agent reporters for the banks only (exchanges and
-    CCPs have reporters of their own type, ``agenttype_reporters``, so no agent
-    reports a column it has no meaning for), and agent data only every
-    ``agent_every`` steps."""
-
-    def __init__(self, agent_every: int = 1,
-                 agent_columns: Mapping[str, Callable[[Any], np.ndarray]] | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.agent_every = agent_every
-        # rows built from arrays when every agent reporter has a column function
-        self._columns = (list(agent_columns.values()) if agent_columns is not None
-                         and list(agent_columns) == list(self.agent_reporters) else None)
-
-    def add_agent_type(self, agent_type: type, reporters: Mapping[str, Any]) -> None:
-        """Collect ``reporters`` (column -> attribute or function) for ``agent_type``."""
-        for name, reporter in reporters.items():
-            self._new_agenttype_reporter(agent_type, name, reporter)
-
-    def mark(self) -> tuple[Any, ...]:
-        """Where the records end now (see :meth:`rollback`)."""
-        return ({k: len(v) for k, v in self.model_vars.items()}, set(self._agent_records),
-                set(self._agenttype_records), len(getattr(self, "_collection_steps", ())))
-
-    def rollback(self, mark: tuple[Any, ...]) -> None:
-        """Drop every record made after :meth:`mark` (a failed step's, if any)."""
-        lengths, agents, types, steps = mark
-        for k, v in self.model_vars.items():
-            del v[lengths.get(k, 0):]
-        for key in set(self._agent_records) - agents:
-            del self._agent_records[key]
-        for key in set(self._agenttype_records) - types:
-            del self._agenttype_records[key]
-        if hasattr(self, "_collection_steps"):  # Mesa >= 3.5
-            del self._collection_steps[steps:]
-
-    def _record_agents(self, model: mesa.Model) -> Any:
-        # Mesa applies agent reporters to model.agents; here they are the banks'
-        banks = model.banks
-        if self._columns is None or not banks:
-            return super()._record_agents(_Banks(banks))
-        return self._agent_rows(model)
-
-    def _agent_rows(self, model: mesa.Model) -> AgentRows:
-        """The banks' rows now, from the column functions (arrays copied). Mesa's
-        own row for the first bank gives this Mesa's step key (``model.steps``
-        in 3.3, ``model.time`` in 3.5)."""
-        banks = model.banks
-        step = next(iter(super()._record_agents(_Banks(banks[:1]))))[0]
-        if len(getattr(self, "_ids", ())) != len(banks):
-            self._ids = tuple(b.unique_id for b in banks)
-        return AgentRows(step, self._ids, [np.array(c(model)) for c in self._columns])
-
-    def collect(self, model: mesa.Model) -> None:
-        """Model data every call; agent data when ``model.t % agent_every == 0``
-        (the banks' rows as :class:`AgentRows` when built from the columns)."""
-        agents = bool(self.agent_every and model.t % self.agent_every == 0)
-        lazy = agents and self._columns is not None and bool(model.banks)
-        if agents and not lazy:
-            super().collect(model)
-            return
-        saved = self.agent_reporters, self.agenttype_reporters
-        self.agent_reporters = {}
-        if not agents:
-            self.agenttype_reporters = {}
-        try:
-            super().collect(model)
-        finally:
-            self.agent_reporters, self.agenttype_reporters = saved
-        if lazy:
-            rows = self._agent_rows(model)
-            self._agent_records[rows.step] = rows
-
 def refresh_sheets(s: Sheets, L: Ledger, interbank_weight: float) -> None:
     """Recompute the derived balance-sheet figures ``s`` from the ledger."""
     s.asset_values = L.asset_values()
-    s.interbank_assets, s.interbank_liabilities = (L.interbank_assets(),
-                                                   L.interbank_liabilities())
+    lb, n = L.loans, L.n  # L.interbank_assets() and _liabilities() on one ``owed``
+    owed = lb.owed
+    s.interbank_assets = np.bincount(lb.lender, weights=owed, minlength=n)
+    s.interbank_liabilities = np.bincount(lb.borrower, weights=owed, minlength=n)
     s.total_assets = (L.cash + s.asset_values + L.other_assets + s.interbank_assets
                       + L.infrastructure_assets())
     s.rwa = s.asset_values + L.other_assets + interbank_weight * s.interbank_assets
@@ -238,34 +121,39 @@ def refresh_sheets(s: Sheets, L: Ledger, interbank_weight: float) -> None:
     s.capital_ratio[L.defaulted] = 0.0
 
 
-def liquidity(L: Ledger, sheets: Sheets) -> float:
-    """System liquidity index of the active banks, capped at :data:`LIQUIDITY_CAP`."""
-    act = L.active
+def liquidity(L: Ledger, sheets: Sheets, act: np.ndarray | None = None) -> float:
+    """System liquidity index of the active banks (``act``, shape (n,), bool: the
+    ledger's, if omitted), capped at :data:`LIQUIDITY_CAP`."""
+    act = L.active if act is None else act
     li = risk.liquidity_index(L.cash[act], (sheets.interbank_liabilities
                                             + RUNOFF * L.deposits)[act])
     return min(li, LIQUIDITY_CAP)
 
 
 def update_core(m: Measures, L: Ledger, market: Market, stress_level: float,
-                price_prev: float) -> None:
+                price_prev: float) -> np.ndarray:
     """What the next steps' dynamics read: defaults, price, stress, interbank rate
-    (sets ``market.rate``). ``stress_level`` is the scenario's."""
+    (sets ``market.rate``). ``stress_level`` is the scenario's. Returns each
+    bank's distress now (:func:`risk.distress`, shape (n,); for :func:`update_full`)."""
     m.n_defaults = int(L.defaulted.sum())
     m.default_rate = m.n_defaults / L.n
     m.asset_price = market.price_index
     m.price_return = float(np.log(max(m.asset_price, 1e-12) / max(price_prev, 1e-12)))
-    m.stress_index = risk.stress_index(L.equity, L.equity0, L.defaulted)
+    h = risk.distress(L.equity, L.equity0, L.defaulted)
+    m.stress_index = risk.stress_index(L.equity, L.equity0, L.defaulted, h=h)
     m.market_stress = max(stress_level, m.stress_index)
     m.interbank_rate = market.interbank_rate(m.market_stress)
+    return h
 
 
 def update_full(m: Measures, L: Ledger, sheets: Sheets, assets0: np.ndarray,
-                liquidity0: float, bilateral_only: bool) -> None:
+                liquidity0: float, bilateral_only: bool, h: np.ndarray | None = None) -> None:
     """DebtRank, equity, capital ratios, exposure, liquidity and the systemic-risk
     index (after :func:`update_core`). ``bilateral_only``: DebtRank on loans
-    with a bank counterparty (the infrastructure layer novates the others)."""
+    with a bank counterparty (the infrastructure layer novates the others).
+    ``h``: the distress :func:`update_core` returned (computed if omitted)."""
     act = L.active
-    h = risk.distress(L.equity, L.equity0, L.defaulted)
+    h = risk.distress(L.equity, L.equity0, L.defaulted) if h is None else h
     # economic value v = share of total assets at the start (a stable weight)
     # on the loan book's fixed link pattern (data refilled, no matrix built)
     rows, cols, E, present = L.loans.exposure_entries(bilateral_only=bilateral_only)
@@ -273,10 +161,10 @@ def update_full(m: Measures, L: Ledger, sheets: Sheets, assets0: np.ndarray,
     m.debtrank, m.debtrank_total = float(dr.debtrank), float(dr.total)
     m.total_equity = float(L.equity[act].sum())
     cr = sheets.capital_ratio[act]
-    m.mean_capital_ratio = float(cr.mean()) if cr.size else 0.0
+    m.mean_capital_ratio = mean(cr) if cr.size else 0.0
     m.min_capital_ratio = float(cr.min()) if cr.size else 0.0
     m.interbank_exposure = float(sheets.interbank_assets.sum())
-    m.liquidity_index = liquidity(L, sheets)
+    m.liquidity_index = liquidity(L, sheets, act)
     m.systemic_risk_index = risk.systemic_risk_index(
         m.debtrank_total, m.default_rate, m.stress_index, m.asset_price, m.liquidity_index,
         liquidity0)
@@ -286,15 +174,16 @@ def update_infrastructure(m: Measures, L: Ledger, exchanges: list[Exchange],
                           ccps: list[CentralCounterparty], router: InfrastructureRouter,
                           t: int) -> None:
     """Exchange and CCP figures of the system."""
-    m.exchange_utilisation = float(np.mean([e.utilisation for e in exchanges]))
+    total = np.add.reduce  # np.sum of a list, without its Python layers (the same sum)
+    m.exchange_utilisation = mean(np.array([e.utilisation for e in exchanges]))
     m.congested_exchanges = int(sum(e.congested for e in exchanges))
-    m.order_backlog = float(np.sum([e.backlog for e in exchanges]))
-    m.orders_expired = float(np.sum([e.expired for e in exchanges]))
+    m.order_backlog = float(total([e.backlog for e in exchanges]))
+    m.orders_expired = float(total([e.expired for e in exchanges]))
     m.margin_posted = float(L.margin.sum())
-    m.netting_efficiency = (float(np.mean([c.netting_efficiency for c in ccps]))
+    m.netting_efficiency = (mean(np.array([c.netting_efficiency for c in ccps]))
                             if ccps else 0.0)
-    m.default_fund_used = float(np.sum([c.fund_used for c in ccps]))
-    m.uncovered_loss = float(np.sum([c.uncovered for c in ccps]))
+    m.default_fund_used = float(total([c.fund_used for c in ccps]))
+    m.uncovered_loss = float(total([c.uncovered for c in ccps]))
     m.routed_transactions = router.transactions(t)
 
 

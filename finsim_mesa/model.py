@@ -330,11 +330,11 @@ class FinancialModel(mesa.Model):
         """Update :attr:`measures` from the current state; with ``full=False`` only
         what the next steps' dynamics read (defaults, price, stress, rate)."""
         m, L, infra = self.measures, self.ledger, self.router is not None
-        measures.update_core(m, L, self.market, self.scenario_spec.stress_level,
-                             self.flows.price_prev)
+        h = measures.update_core(m, L, self.market, self.scenario_spec.stress_level,
+                                 self.flows.price_prev)
         if full:
             measures.update_full(m, L, self.sheets, self.reference.assets0,
-                                 self.reference.liquidity0, bilateral_only=infra)
+                                 self.reference.liquidity0, bilateral_only=infra, h=h)
             if infra:
                 measures.update_infrastructure(m, L, self.exchanges, self.ccps, self.router,
                                                self.t)

@@ -191,7 +191,7 @@ class Adjacency:
         """How many of each bank's neighbours are in ``mask`` (shape (n,), bool),
         shape (n,), float: ``matrix @ mask`` counted along the link list (whole
         numbers, so exactly the same), without SciPy's sparse product."""
-        if not self.src.size or not mask.any():
+        if not self.src.size or not np.count_nonzero(mask):
             return np.zeros(self.degree.size)
         return np.bincount(self.src, weights=mask[self.dst], minlength=self.degree.size)
 

@@ -129,8 +129,9 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     o[:, OBS["neighbour_defaults"]] = np.divide(
         network.neighbours_in(L.defaulted), network.degree, out=np.zeros(n),
         where=network.degree > 0)
-    o[:, OBS["price"]] = clip(market.price_index, 0, 2)
-    o[:, OBS["price_trend"]] = clip(10 * measures.price_return, -1, 1)
+    # NumPy's clip of a float, min(max(x, lo), hi), without NumPy scalars
+    o[:, OBS["price"]] = min(max(market.price_index, 0), 2)
+    o[:, OBS["price_trend"]] = min(max(10 * measures.price_return, -1), 1)
     o[:, OBS["interbank_rate"]] = market.rate / rate_scale if rate_scale > 0 else 0.0
     o[:, OBS["market_stress"]] = measures.market_stress
     o[:, OBS["own_distress"]] = h

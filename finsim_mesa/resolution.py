@@ -27,6 +27,7 @@ import numpy as np
 
 from finsim_mesa.accounting import values
 from finsim_mesa.clearing import ClearingResult, clear_legs
+from finsim_mesa.fastmath import flatnonzero
 from finsim_mesa.infrastructure import layer
 from finsim_mesa.infrastructure.router import OUTCOMES
 from finsim_mesa.market import capped_share
@@ -56,22 +57,26 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
     resolving = L.defaulted & ~L.resolved
     depth = 0
     for _ in range(n + 1):
-        if resolving.any():
-            L.liquidate_other_assets(np.flatnonzero(resolving), cfg.liquidation_discount)
+        anyone = np.count_nonzero(resolving) > 0
+        if anyone:
+            L.liquidate_other_assets(flatnonzero(resolving), cfg.liquidation_discount)
             sell(L.holdings * resolving[:, None], L.prices * (1 - cfg.liquidation_discount),
                  "liquidations")
         lb = L.loans
-        due = (lb.maturity <= t) | resolving[lb.borrower] | resolving[lb.lender]
-        ext_due = np.where(resolving, L.deposits, np.minimum(withdrawals, L.deposits))
+        due = lb.maturity <= t  # nobody in resolution (most steps): what matures
+        ext_due = np.minimum(withdrawals, L.deposits)
+        if anyone:
+            due |= resolving[lb.borrower] | resolving[lb.lender]
+            ext_due = np.where(resolving, L.deposits, ext_due)
         withdrawals[:] = 0.0
-        if due.any() or ext_due.any():
+        if np.count_nonzero(due) or np.count_nonzero(ext_due):
             res = clear_due(L, cfg, due, ext_due, resolving, sell, t, ccps, router)
             depth += res.rounds
             failed = res.defaulted[:n]
         else:
             failed = np.zeros(n, dtype=bool)
-        if resolving.any():
-            L.wind_down(np.flatnonzero(resolving))
+        if anyone:
+            L.wind_down(flatnonzero(resolving))
         new = L.mark_default(failed | insolvent(L), t)
         if new.size == 0:
             break
@@ -90,9 +95,9 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     owed = lb.owed
     fire_price = L.prices * (1 - cfg.liquidation_discount)
     liquid = values(L.holdings, fire_price)
-    alpha, beta = np.full(n, cfg.default_cost_alpha), np.full(n, cfg.default_cost_beta)
+    alpha, beta = cfg.default_cost_alpha, cfg.default_cost_beta  # arrays when needed
     if not C:  # no CCPs: every leg is bilateral, the institutions are the banks
-        bi = np.flatnonzero(due)
+        bi = flatnonzero(due)
         leg = owed  # nothing set off
         b_borrower = lb.borrower[bi]
         # clamp round-off (e.g. cash after a margin payment that used all of it)
@@ -102,9 +107,9 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
         cle = due & (lb.ccp >= 0)
         seized_m, seized_f = np.zeros((n, C)), np.zeros((n, C))
         leg = owed.copy()  # the borrower's leg, after set-off
-        if cle.any():
-            seized_m, seized_f, leg = layer.seize_collateral(L, lb, cle, resolving)
-        bi, ci = np.flatnonzero(due & (lb.ccp < 0)), np.flatnonzero(cle)
+        if np.count_nonzero(cle):
+            seized_m, seized_f, leg = layer.seize_collateral(L, lb, cle, resolving, owed)
+        bi, ci = flatnonzero(due & (lb.ccp < 0)), flatnonzero(cle)
         b_borrower, c_borrower, c_node = lb.borrower[bi], lb.borrower[ci], n + lb.ccp[ci]
         rows = np.concatenate([b_borrower, c_borrower, c_node])
         cols = np.concatenate([lb.lender[bi], c_node, lb.lender[ci]])
@@ -115,7 +120,8 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
             L.ccp_capital + survivors_fund + (seized_m + seized_f).sum(axis=0)]), 0.0)
         ones = np.ones(C)
         ext = np.concatenate([ext_due, np.zeros(C)])
-        alpha, beta = np.concatenate([alpha, ones]), np.concatenate([beta, ones])
+        alpha, beta = (np.concatenate([np.full(n, alpha), ones]),
+                       np.concatenate([np.full(n, beta), ones]))
         forced = np.concatenate([resolving, np.zeros(C, dtype=bool)])
     # the ledger's legs are valid by construction: the trusted path, which also
     # skips the matrices when nobody is short (most clearings)
@@ -127,19 +133,24 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     if C:
         b_paid[ci] = leg[ci] * rec[c_borrower]
         l_paid[ci] = owed[ci] * rec[c_node]
-    inflow = np.bincount(lb.lender[due], weights=l_paid[due], minlength=n)
+    paid_on = bi if not C else flatnonzero(due)  # the due loans, in book order
+    inflow = np.bincount(lb.lender[paid_on], weights=l_paid[paid_on], minlength=n)
     pay = res.payments[:n]
     # cash short of what must be paid is raised by emergency sales at the
     # liquidation discount (defaulters sell everything)
     short = np.maximum(pay - L.cash - inflow, 0.0)
-    share = np.where(res.defaulted[:n], 1.0, capped_share(short, liquid))
-    sell(L.holdings * share[:, None], fire_price, "emergency_sales")
-    cost = np.where(res.defaulted[:n], L.cash + inflow - pay, 0.0)
-    cost[cost < 1e-12 * np.maximum(1.0, res.obligations[:n])] = 0.0
-    waterfalls = (layer.run_waterfalls(L, ccps, cle, b_paid, seized_m, seized_f, resolving, t)
-                  if C else None)
+    if (np.count_nonzero(res.defaulted) or np.count_nonzero(short)
+            or np.count_nonzero(liquid > 0) < liquid.size):
+        share = np.where(res.defaulted[:n], 1.0, capped_share(short, liquid))
+        sell(L.holdings * share[:, None], fire_price, "emergency_sales")
+        cost = np.where(res.defaulted[:n], L.cash + inflow - pay, 0.0)
+        cost[cost < 1e-12 * np.maximum(1.0, res.obligations[:n])] = 0.0
+    else:  # nobody short or in default (most clearings): the share sold is 0 for
+        cost = np.zeros(n)  # every bank (all hold securities), so nothing is sold
+    waterfalls = (layer.run_waterfalls(L, ccps, cle, b_paid, seized_m, seized_f, resolving, t,
+                                       owed) if C else None)
     if router is not None:  # audit before the settled rows leave the book
-        d = np.flatnonzero(due)
+        d = flatnonzero(due)
         full = b_paid[d] >= leg[d] * (1 - 1e-12)
         outcome = np.where(full, OUTCOMES.index("paid"),
                            np.where(b_paid[d] > 0, OUTCOMES.index("partial"),

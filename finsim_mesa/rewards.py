@@ -58,7 +58,7 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
                   - cfg.reward_system_risk_weight * sri)
     r.equity_prev = L.equity.copy()
     live = ~was_out
-    any_live = bool(live.any())
+    any_live = np.count_nonzero(live) > 0
     r.mean = mean(r.per_bank[live]) if any_live else 0.0
     for name, v in comps.items():
         setattr(r, name, mean(v[live]) if any_live else 0.0)

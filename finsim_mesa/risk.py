@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from finsim_mesa.fastmath import clip
+from finsim_mesa.fastmath import clip, flatnonzero
 
 __all__ = [
     "DebtRankResult",
@@ -179,14 +179,14 @@ def debtrank_entries(
     data = _impact_weights(exposures, np.asarray(equity, dtype=float)[rows], present)
     h = h0.copy()
     distressed = h > 0
-    inactive = np.zeros_like(distressed)
+    inactive = np.zeros(n, dtype=bool)
     steps = 0
     for _ in range(n + 1):
-        if not distressed.any():
+        if not np.count_nonzero(distressed):
             break
         # only the entries of distressed columns: the others add +0.0, which
         # changes no sum (all terms are >= 0), and the kept ones stay in order
-        sel = np.flatnonzero(distressed[cols])
+        sel = flatnonzero(distressed[cols])
         push = np.bincount(rows[sel], weights=data[sel] * h[cols[sel]], minlength=n)
         inactive |= distressed
         h = np.minimum(1.0, h + push)
@@ -233,16 +233,17 @@ def debtrank_per_bank(
 def liquidity_index(cash: np.ndarray, short_term_liabilities: np.ndarray) -> float:
     """System liquidity coverage: total cash / total short-term liabilities
     (interbank liabilities plus the assumed deposit run-off); ``inf`` if none."""
-    need = float(np.sum(short_term_liabilities))
+    need = float(np.add.reduce(short_term_liabilities))  # np.sum without its wrappers
     # at least 0: cash rounded to -1e-15 after paying everything is no cash
-    return max(float(np.sum(cash)), 0.0) / need if need > 0 else float("inf")
+    return max(float(np.add.reduce(cash)), 0.0) / need if need > 0 else float("inf")
 
 
 def stress_index(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray,
-                 weights: np.ndarray | None = None) -> float:
+                 weights: np.ndarray | None = None, h: np.ndarray | None = None) -> float:
     """Weighted mean distress ``h_i = clip(1 − E_i / E0_i, 0, 1)`` (1 for defaulted
-    banks), weights default to initial equity. In [0, 1]."""
-    h = distress(equity, equity0, defaulted)
+    banks), weights default to initial equity. In [0, 1]. ``h``: the distress
+    (:func:`distress` of the same arguments), if already computed."""
+    h = distress(equity, equity0, defaulted) if h is None else h
     w = np.asarray(equity0 if weights is None else weights, dtype=float)
     w = np.maximum(w, 0)
     # clipped: the weighted mean of values in [0, 1] can round to 1 + 2e-16
@@ -261,6 +262,7 @@ def distress(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray) -> 
 # price fall, loss of liquidity.
 SRI_WEIGHTS = {"debtrank": 0.3, "default_rate": 0.2, "stress": 0.2, "price_drop": 0.15,
                "illiquidity": 0.15}
+_SRI_W = tuple(SRI_WEIGHTS.values())  # in the order of systemic_risk_index's parts
 
 
 def systemic_risk_index(debtrank_total: float, default_rate: float, stress: float,
@@ -269,13 +271,12 @@ def systemic_risk_index(debtrank_total: float, default_rate: float, stress: floa
     of DebtRank total distress, default rate, stress index, price fall
     ``1 − price_index`` and illiquidity ``1 − min(1, liquidity / liquidity0)``."""
     illiq = 1.0 - min(1.0, liquidity / liquidity0) if liquidity0 > 0 else 0.0
-    parts = {
-        "debtrank": debtrank_total, "default_rate": default_rate, "stress": stress,
-        "price_drop": 1.0 - price_index, "illiquidity": illiq,
-    }
-    # np.sum, not sum(): Python 3.12's sum() of floats is compensated, 3.11's is not,
-    # and the two CI legs must give identical figures
-    return float(np.sum([SRI_WEIGHTS[k] * float(clip(v, 0.0, 1.0)) for k, v in parts.items()]))
+    parts = (debtrank_total, default_rate, stress, 1.0 - price_index, illiq)
+    # np.sum (here its np.add.reduce), not sum(): Python 3.12's sum() of floats is
+    # compensated, 3.11's is not, and the two CI legs must give identical figures;
+    # min(max(v, 0), 1) is NumPy's clip of a float (NaN kept), without NumPy scalars
+    return float(np.add.reduce([w * min(max(float(v), 0.0), 1.0)
+                                for w, v in zip(_SRI_W, parts, strict=True)]))
 
 
 def rank_systemic(scores: np.ndarray, size: np.ndarray | None = None,

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -236,13 +235,22 @@ def log_restore(saved: list | tuple[list, int]) -> list:
     return list(saved)
 
 
+_PLAIN: dict[type, bool] = {}  # class -> its instances are plain (see _shallow)
+
+
 def _shallow(obj: T) -> T:
     """``copy.copy`` of a plain dataclass (fields in ``__dict__``, no ``__copy__``):
     a new instance holding the same field values, without ``copy``'s generic
-    reduce protocol (a quarter of the cost)."""
-    if hasattr(obj, "__copy__") or not hasattr(obj, "__dict__") or hasattr(obj, "__slots__"):
+    reduce protocol (a quarter of the cost). Whether a class is plain is looked
+    up once."""
+    cls = type(obj)
+    plain = _PLAIN.get(cls)
+    if plain is None:
+        plain = _PLAIN[cls] = not (hasattr(obj, "__copy__") or not hasattr(obj, "__dict__")
+                                   or hasattr(obj, "__slots__"))
+    if not plain:
         return copy.copy(obj)
-    new = object.__new__(type(obj))
+    new = object.__new__(cls)
     new.__dict__.update(obj.__dict__)
     return new
 
@@ -265,7 +273,7 @@ def snapshot_model(model: Any, shallow_logs: bool = False) -> dict[str, Any]:
                          if shallow_logs and name in REPLACED_STATE
                          else copy_state(getattr(model, name))) for name in MODEL_STATE},
         "shock_log": log_state(model.shock_log, shallow_logs),
-        "sib_scores": copy_state(model.sib_scores),
+        "sib_scores": None if model.sib_scores is None else copy_state(model.sib_scores),
         "brains": model.brains.snapshot(model.rng),
         "router": (model.router.snapshot(shallow_logs) if model.router is not None
                    else None),
@@ -312,18 +320,26 @@ def _rewind_mesa_clock(model: Any) -> None:
         generator._schedule_next(failed_at)
 
 
-@contextmanager
-def transaction(model: Any) -> Iterator[None]:
+class transaction:  # lower case: used like the function it was, ``with transaction(m):``
     """All or nothing: if the body raises anything, the model's state (a
     :func:`snapshot_model`), its DataCollector records and Mesa's clock are put
     back as they were before, and the exception goes on. Use it around the
-    body of ``step()``."""
-    snap = snapshot_model(model, shallow_logs=True)
-    mark = model.datacollector.mark()
-    try:
-        yield
-    except BaseException:
-        restore_model(model, snap)
-        model.datacollector.rollback(mark)
-        _rewind_mesa_clock(model)
-        raise
+    body of ``step()``. (A class rather than ``contextlib.contextmanager``: no
+    generator to drive, once a step.)"""
+
+    __slots__ = ("_mark", "_model", "_snap")
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    def __enter__(self) -> None:
+        model = self._model
+        self._snap = snapshot_model(model, shallow_logs=True)
+        self._mark = model.datacollector.mark()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
+        if kind is not None:  # the exception goes on (nothing returned)
+            model = self._model
+            restore_model(model, self._snap)
+            model.datacollector.rollback(self._mark)
+            _rewind_mesa_clock(model)

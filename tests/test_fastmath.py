@@ -1,9 +1,10 @@
-"""fastmath.clip / mean give NumPy's values bit for bit (independent reference: NumPy)."""
+"""fastmath.clip / mean / flatnonzero give NumPy's values bit for bit (independent
+reference: NumPy)."""
 
 import numpy as np
 import pytest
 
-from finsim_mesa.fastmath import clip, mean
+from finsim_mesa.fastmath import clip, flatnonzero, mean
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -27,3 +28,14 @@ def test_mean_equals_numpy_bit_for_bit(n):
     x = np.random.default_rng(n).lognormal(size=n) * 1e3
     assert mean(x) == float(np.mean(x))  # the same pairwise sum, the same division
     assert mean(x.reshape(1, -1)) == float(np.mean(x))
+
+
+@pytest.mark.parametrize("shape", [(0,), (1,), (31,), (1000,), (7, 5), (3, 0)])
+def test_flatnonzero_equals_numpy(shape):
+    x = np.random.default_rng(sum(shape)).random(shape)
+    for a in (x > 0.5, x > 2.0, x >= 0.0, np.where(x > 0.3, x, 0.0), (x > 0.5).astype(np.int8)):
+        want, got = np.flatnonzero(a), flatnonzero(a)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    strided = (x > 0.5).T if x.ndim == 2 else (x > 0.5)[::3]  # not contiguous
+    assert np.array_equal(flatnonzero(strided), np.flatnonzero(strided))
+    assert np.array_equal(flatnonzero([0, 2, 0, 1]), [1, 3])  # not an array: converted

@@ -35,10 +35,14 @@ def cleared_by_ccp(loans: LoanBook, ccp_ids: Sequence[int], n: int) -> np.ndarra
     loans novated to it (money), in one pass over the book (each sum in book
     order)."""
     ids = np.asarray(ccp_ids, dtype=np.int64)
-    slot = np.full(int(max(ids.max(initial=-1), loans.ccp.max(initial=-1))) + 2, -1)
-    slot[ids + 1] = np.arange(ids.size)  # column of each CCP id (+1: -1 is bilateral)
-    col = slot[loans.ccp + 1]
-    m = col >= 0
+    if np.array_equal(ids, np.arange(ids.size)):  # all CCPs in id order (the model's
+        col = loans.ccp  # call): a CCP's column is its id
+        m = (col >= 0) & (col < ids.size)
+    else:
+        slot = np.full(int(max(ids.max(initial=-1), loans.ccp.max(initial=-1))) + 2, -1)
+        slot[ids + 1] = np.arange(ids.size)  # column of each CCP id (+1: -1 is bilateral)
+        col = slot[loans.ccp + 1]
+        m = col >= 0
     owed = loans.principal[m] + loans.accrued[m]
     return np.bincount(loans.borrower[m] * ids.size + col[m], weights=owed,
                        minlength=n * ids.size).reshape(n, ids.size)
@@ -172,13 +176,14 @@ class CentralCounterparty(mesa.Agent):
         """Share of the gross cleared obligations removed by multilateral netting
         (as :func:`multilateral_netting`, from the loan book's columns directly)."""
         lb = self.model.ledger.loans
-        m = self.cleared_book()
-        gross = float(lb.owed[m].sum())
+        m = np.flatnonzero(self.cleared_book())  # one pass for the gathers
+        owed = lb.principal[m] + lb.accrued[m]  # lb.owed[m]
+        gross = float(owed.sum())
         if gross <= 0:
             return 0.0
         n = self.model.n_banks
-        net = (np.bincount(lb.lender[m], weights=lb.owed[m], minlength=n)
-               - np.bincount(lb.borrower[m], weights=lb.owed[m], minlength=n))
+        net = (np.bincount(lb.lender[m], weights=owed, minlength=n)
+               - np.bincount(lb.borrower[m], weights=owed, minlength=n))
         return 1.0 - float(np.maximum(-net, 0.0).sum()) / gross
 
     def netting(self) -> NettingResult:

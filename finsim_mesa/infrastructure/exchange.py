@@ -43,6 +43,14 @@ class ExchangeStats:
 ORDER_FIELDS = ("order_id", "sender", "receiver", "amount", "rate", "submitted", "kind")
 
 
+def _repeat(value: Any, k: int) -> np.ndarray:
+    """``np.broadcast_to(value, k)``: an array of ``k`` entries as it is, without
+    NumPy's Python layers; anything else broadcast."""
+    if isinstance(value, np.ndarray) and value.shape == (k,):
+        return value
+    return np.broadcast_to(value, k)
+
+
 class ExchangeQueue:
     """Capacity-limited first-in first-out order processing with congestion pricing.
 
@@ -96,14 +104,14 @@ class ExchangeQueue:
                kind: int = 0) -> np.ndarray:
         """Queue orders (arrays of equal length, or scalars for one); returns their ids."""
         amount = np.atleast_1d(np.asarray(amount, dtype=float))
-        if not np.all(np.isfinite(amount)) or (amount <= 0).any():
+        if not np.isfinite(amount).all() or (amount <= 0).any():
             raise ValueError("order amounts must be finite and > 0")
         k = amount.size
         ids = np.arange(self._next_id, self._next_id + k)
         self._next_id += k
-        new = {"order_id": ids, "sender": np.broadcast_to(sender, k),
-               "receiver": np.broadcast_to(receiver, k), "amount": amount,
-               "rate": np.broadcast_to(rate, k), "submitted": np.full(k, step),
+        new = {"order_id": ids, "sender": _repeat(sender, k),
+               "receiver": _repeat(receiver, k), "amount": amount,
+               "rate": _repeat(rate, k), "submitted": np.full(k, step),
                "kind": np.full(k, kind)}
         for name in ORDER_FIELDS:
             self.orders[name] = np.concatenate([self.orders[name], new[name]]).astype(
@@ -139,14 +147,19 @@ class ExchangeQueue:
         # amounts are positive, so this is a prefix of the queue: strict FIFO
         done = np.cumsum(o["amount"]) <= self.max_throughput * (1 + 1e-12)
         expired = ~done & (step - o["submitted"] >= self.max_wait)
-        waiting = ~done & ~expired
-        processed = {k: v[done] for k, v in o.items()}
-        gone = {k: v[expired] for k, v in o.items()}
-        self.orders = {k: v[waiting] for k, v in o.items()}
+        p = int(np.count_nonzero(done))  # the prefix's length: its rows are slices
+        processed = {k: v[:p] for k, v in o.items()}  # (the columns are never
+        if np.count_nonzero(expired):  # changed in place: new orders replace them)
+            waiting = ~done & ~expired
+            gone = {k: v[expired] for k, v in o.items()}
+            self.orders = {k: v[waiting] for k, v in o.items()}
+        else:
+            gone = {k: v[:0] for k, v in o.items()}
+            self.orders = {k: v[p:] for k, v in o.items()}
         used = float(processed["amount"].sum())
         delays = step - processed["submitted"]
         stats = ExchangeStats(
-            step=step, demand=demand, processed=used, processed_orders=int(done.sum()),
+            step=step, demand=demand, processed=used, processed_orders=p,
             waiting=self.backlog, waiting_orders=self.backlog_orders,
             expired=float(gone["amount"].sum()), expired_orders=int(expired.sum()),
             utilisation=utilisation, congested=utilisation > self.congestion_threshold,

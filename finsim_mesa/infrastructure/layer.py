@@ -153,7 +153,7 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     node0 = cfg.n_banks + cfg.n_exchanges  # grid node of CCP 0 (its id in the audit)
     delta = (requirements(ccps, rate) - L.margin) * active[:, None]
     back = np.minimum(delta, 0.0)
-    if back.any():
+    if np.count_nonzero(back):
         L.move_to_ccp("margin", back)
         i, c = np.nonzero(back)
         router.record("margin_return", node0 + c, i, -back[i, c], -back[i, c],
@@ -161,10 +161,10 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     call = np.maximum(delta, 0.0)
     need = call.sum(axis=1)
     called = float(need.sum())
-    if not need.any():
+    if not np.count_nonzero(need):
         return called
     short = np.maximum(need - L.cash, 0.0)
-    if short.any():
+    if np.count_nonzero(short):
         fire_price = L.prices * (1 - cfg.liquidation_discount)
         liquid = values(L.holdings, fire_price)
         sell(L.holdings * capped_share(short, liquid)[:, None], fire_price, "margin_sales")
@@ -179,19 +179,22 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     return called
 
 
-def seize_collateral(L: Ledger, lb: LoanBook, cleared: np.ndarray, resolving: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def seize_collateral(L: Ledger, lb: LoanBook, cleared: np.ndarray, resolving: np.ndarray,
+                     owed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Waterfall layers 1 and 2 by set-off: a member in resolution first loses its
     margin, then its default-fund contribution, to what it owes each CCP on the
     cleared loans in ``cleared`` (mask over the book); the rest of its accounts
     is returned to it.
 
     Returns (seized margin, seized fund), each shape (n, C), and the borrower's
-    leg of each loan after set-off, shape (m,).
+    leg of each loan after set-off, shape (m,). ``owed``: ``lb.owed``, if at hand.
     """
     n, C = L.n, L.ccp_cash.size
-    owed = lb.owed
+    owed = lb.owed if owed is None else owed
     leg = owed.copy()
+    if not np.count_nonzero(resolving):  # nobody in resolution (most clearings): no set-off,
+        L.cash += 0.0  # and the two moves of zeros below would only turn cash's -0.0 to +0.0
+        return np.zeros((n, C)), np.zeros((n, C)), leg
     due_ccp = np.zeros((n, C))  # what members in resolution owe each CCP now
     np.add.at(due_ccp, (lb.borrower[cleared], lb.ccp[cleared]), owed[cleared])
     due_ccp[~resolving] = 0.0
@@ -208,12 +211,14 @@ def seize_collateral(L: Ledger, lb: LoanBook, cleared: np.ndarray, resolving: np
 
 def run_waterfalls(L: Ledger, ccps: list[CentralCounterparty], cleared: np.ndarray,
                    borrower_paid: np.ndarray, seized_m: np.ndarray, seized_f: np.ndarray,
-                   resolving: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
+                   resolving: np.ndarray, t: int, owed: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Each CCP absorbs the loss on its cleared loans settled now (``cleared``,
     mask over the book) through its waterfall. Returns the CCPs' capital used,
-    shape (C,), and the charges on members' fund contributions, shape (n, C)."""
+    shape (C,), and the charges on members' fund contributions, shape (n, C).
+    ``owed``: ``L.loans.owed``, if at hand."""
     lb = L.loans
-    owed = lb.owed
+    owed = lb.owed if owed is None else owed
     capital_used, charges = np.zeros(len(ccps)), np.zeros((L.n, len(ccps)))
     surv = ~resolving
     for c, ccp in enumerate(ccps):

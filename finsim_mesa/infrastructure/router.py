@@ -117,7 +117,7 @@ class InfrastructureRouter:
         venue = self.bank_exchange[sender]
         for x, ex in enumerate(self.exchanges):
             m = venue == x
-            if m.any():
+            if np.count_nonzero(m):
                 ids[m] = ex.submit(sender[m], receiver[m], amount[m], rate[m], step)
         return ids
 

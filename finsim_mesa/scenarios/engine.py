@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finsim_mesa.errors import ConfigError, ShockError
+from finsim_mesa.fastmath import flatnonzero
 from finsim_mesa.market import set_prices
 from finsim_mesa.scenarios import Scenario
 
@@ -72,7 +73,7 @@ class ShockEngine:
         """Shocks at ``step`` (1-based) for the ``active`` (bool, (n,)) banks."""
         sc = self.scenario
         shocks: list[Shock] = []
-        alive = np.flatnonzero(active)
+        alive = flatnonzero(active)
         if sc.default_step == step and sc.default_count:
             shocks.append(Shock("default", 1.0,
                                 _pick(sc.default_target, sc.default_count, alive, size, rng)))
@@ -129,7 +130,7 @@ def apply_shock(shock: Shock, L: Ledger, market: Market, withdrawals: np.ndarray
     """Apply ``shock`` to the active banks it names; ``withdrawals`` (shape (n,)) is
     where a funding run's withdrawals wait for the next clearing. Returns the
     record for the shock log."""
-    banks = np.flatnonzero(L.active) if shock.banks is None else shock.banks
+    banks = flatnonzero(L.active) if shock.banks is None else shock.banks
     banks = banks[L.active[banks]]
     if shock.kind == "price_crash":
         which = None if shock.asset is None else [market.names.index(shock.asset)]
