@@ -126,8 +126,8 @@ run_sweep(grid, seeds={seeds}, steps=100, progress=False, {kw})
 print(time.perf_counter() - t0, cpu() - c0, 0)
 """
 
-# the same sweep on a Dask cluster that is already running (started, and its
-# workers' imports warmed by one task, before the clock starts): what a sweep
+# the same sweep on a Dask cluster that is already running (started, and each
+# of its workers warmed by one tiny sweep run on it, before the clock starts): what a sweep
 # costs a user who keeps a cluster; the third figure is the cluster's start-up
 SWEEP_RUNNING = """
 import time
@@ -141,8 +141,11 @@ if __name__ == "__main__":
     with single_threaded():
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                dashboard_address=None)
-    run_sweep({{"n_banks": [10]}}, seeds=2, steps=1, progress=False,
-              scheduler=cluster.scheduler_address)
+    def warm():  # every worker imports the package and builds a model once
+        from finsim_mesa.sweeps import run_sweep
+        run_sweep({{"n_banks": [10]}}, seeds=1, steps=1, progress=False)
+    with Client(cluster) as client:
+        client.run(warm)
     start = time.perf_counter() - s0
     t0 = time.perf_counter()
     run_sweep(grid, seeds={seeds}, steps=100, progress=False,
