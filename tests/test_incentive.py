@@ -84,3 +84,75 @@ def test_bad_input_is_refused(tmp_path):
     runs = pd.concat([runs, runs.iloc[:1].assign(**{"lambda": 0.0})])
     with pytest.raises(ConfigError, match="same seeds"):
         lambda_table(runs)
+
+
+class _ReadsThePrice:
+    """A brain whose actions depend on λ: the dynamics then do too."""
+
+    def setup(self, model):
+        self.sell = min(model.config.reward_system_risk_weight / 4.0, 1.0)
+
+    def act(self, observations):
+        a = np.zeros((len(observations), 4))
+        a[:, 2] = self.sell
+        return a
+
+
+def test_check_lambda_free_catches_dynamics_that_read_the_price():
+    with pytest.raises(AssertionError, match="depends on λ"):
+        check_lambda_free(seed=10_003, lams=(0.0, 4.0), brain=_ReadsThePrice())
+
+
+def test_table_against_scipy_for_the_means_and_another_reference():
+    rng = np.random.default_rng(7)
+    rows = [{"lambda": lam, "seed": s, "default_rate": rng.normal(lam / 10, 0.02),
+             "debtrank": 0.0, "final_equity": 1.0, "episode_reward": 0.0}
+            for lam in (0.0, 1.0, 2.0) for s in range(30)]
+    runs = pd.DataFrame(rows)
+    t = lambda_table(runs, reference=1.0)
+    wide = runs.pivot(index="seed", columns="lambda", values="default_rate")
+    for lam in (0.0, 2.0):
+        row = t[(t["lambda"] == lam) & (t.metric == "default_rate")].iloc[0]
+        ci = stats.ttest_1samp(wide[lam], 0.0).confidence_interval(0.95)
+        assert (row["mean"], row.ci95_low, row.ci95_high) == pytest.approx(
+            (wide[lam].mean(), ci.low, ci.high))
+        d = stats.ttest_rel(wide[lam], wide[1.0]).confidence_interval(0.95)
+        assert (row.vs_low, row.vs_high) == pytest.approx((d.low, d.high))
+    assert t[t["lambda"] == 1.0].vs_reference.eq(0).all()
+
+
+def test_bad_input_to_evaluation_and_table_is_refused(tmp_path):
+    folder = tmp_path / "p"
+    with pytest.raises(ConfigError, match="at least one"):
+        evaluate_lambda({0.0: folder}, [])
+    with pytest.raises(ConfigError, match="at least one"):
+        evaluate_lambda({}, [10_000])
+    with pytest.raises(ConfigError, match=">= 0"):
+        evaluate_lambda({0.0: folder}, [-5])
+    with pytest.raises(ConfigError, match="system-risk weight"):
+        evaluate_lambda({-1.0: folder}, [10_000])
+    base = {"debtrank": 0.0, "final_equity": 1.0, "episode_reward": 0.0}
+    runs = pd.DataFrame([{"lambda": 0.0, "seed": s, "default_rate": 0.1} | base
+                         for s in (1, 2, 2)])
+    with pytest.raises(ConfigError, match="more than once"):
+        lambda_table(runs)
+    with pytest.raises(ConfigError, match="lack the columns debtrank"):
+        lambda_table(runs.drop(columns="debtrank"))
+    with pytest.raises(ConfigError, match="at least 2"):
+        lambda_table(runs.iloc[:1])
+    with pytest.raises(ConfigError, match="NaN"):
+        lambda_table(runs.iloc[:2].assign(default_rate=[0.1, np.nan]))
+
+
+def test_search_refuses_a_bad_budget_or_folder_before_searching(tmp_path):
+    with pytest.raises(ConfigError, match="population >= 2"):
+        search_lambda(1.0, tmp_path / "a", population=1)
+    with pytest.raises(ConfigError, match="per_scenario >= 1"):
+        search_lambda(1.0, tmp_path / "a", per_scenario=0)
+    with pytest.raises(ConfigError, match="system-risk weight"):
+        search_lambda("lots", tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="is a file"):
+        search_lambda(1.0, tmp_path / "file" / "p")
+
