@@ -156,3 +156,27 @@ def test_search_refuses_a_bad_budget_or_folder_before_searching(tmp_path):
     with pytest.raises(ConfigError, match="is a file"):
         search_lambda(1.0, tmp_path / "file" / "p")
 
+
+@pytest.mark.parametrize("args, says", [
+    (["--budget", "a,b,c"], "SEEDS_PER_SCENARIO"),
+    (["--budget", "12,6,1"], "SEEDS_PER_SCENARIO"),
+    (["--seeds", "0"], "--seeds 0"),
+    (["--processes", "0"], "--processes 0"),
+    (["--family", "mappo", "--episodes", "-1"], "--episodes -1"),
+    (["--out", "FILE/sub"], "is a file"),
+])
+def test_the_script_refuses_bad_arguments_before_any_work(tmp_path, args, says):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "FILE").write_text("")
+    args = [str(tmp_path / a) if a.startswith("FILE") else a for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "out")]
+    script = Path(__file__).parents[1] / "replications" / "incentive_design.py"
+    p = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
+                       timeout=60, cwd=Path(__file__).parents[1])
+    assert p.returncode == 2, p.stderr
+    assert says in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "out").exists()  # nothing was started
