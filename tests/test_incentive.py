@@ -16,6 +16,7 @@ from finsim_mesa.learning.incentive import (
     check_lambda_free,
     evaluate_lambda,
     lambda_table,
+    score_terms,
     search_lambda,
 )
 
@@ -180,3 +181,19 @@ def test_the_script_refuses_bad_arguments_before_any_work(tmp_path, args, says):
     assert p.returncode == 2, p.stderr
     assert says in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_score_terms_add_up_to_the_episode_score():
+    from finsim_mesa.conditions import MIXTURE
+    from finsim_mesa.evaluation import condition_params
+
+    systemic = next(s for s in range(10_000, 10_100)
+                    if condition_params(MIXTURE, s)["scenario"] == "systemic")
+    for brain in ("rule_based", "constant:0,0,1,0"):
+        for seed in (10_000, systemic):
+            t = score_terms(brain, seed)
+            r = evaluate_run(brain, "mixture", seed, reward_system_risk_weight=0.0, **ENV)
+            assert t["profit"] + t["liquidity"] + t["default"] == pytest.approx(
+                r["episode_reward"], abs=1e-9)
+            assert (t["default_steps"] > 0) == (r["default_rate"] > 0)
+    assert score_terms("constant:0,0,1,0", systemic)["default_steps"] > 0  # two forced defaults

@@ -31,7 +31,7 @@ from finsim_mesa.errors import ConfigError
 from finsim_mesa.intervals import ci95
 
 __all__ = ["INIT_ACTION", "LAMBDAS", "METRICS", "check_lambda_free", "evaluate_lambda",
-           "lambda_table", "search_lambda"]
+           "lambda_table", "score_terms", "search_lambda"]
 
 LAMBDAS = (0.0, 0.5, 1.0, 2.0, 4.0)
 INIT_ACTION = (0.01, 0.42, 0.06, 0.24)  # the shipped search's starting stance
@@ -128,6 +128,35 @@ def evaluate_lambda(folders: dict[float, str | Path], seeds: Sequence[int]) -> p
             r = evaluate_run(brain, "mixture", int(s), reward_system_risk_weight=0.0, **ENV)
             rows.append({"lambda": float(lam), "seed": int(s)} | {k: r[k] for k in METRICS})
     return pd.DataFrame(rows)
+
+
+def score_terms(brain: Any, seed: int) -> dict[str, float]:
+    """Where the banks' own score (price off) of one mixture run of ``seed`` comes
+    from: its ``profit``, ``liquidity`` and ``default`` terms (each summed over the
+    steps, mean over all banks, weights applied; they add up to
+    :func:`evaluate_lambda`'s ``episode_reward``), and ``default_steps``, the
+    bank-steps spent in default per bank (the default term is −α times it)."""
+    from finsim_mesa.evaluation import run_params
+    from finsim_mesa.model import FinancialModel
+    from finsim_mesa.scoring import EpisodeScore
+
+    m = FinancialModel(brain=brain, rng=int(seed), agent_collect_every=0,
+                       **run_params("mixture", int(seed), **ENV | {
+                           "reward_system_risk_weight": 0.0}))
+    score, cfg = EpisodeScore(m), m.config
+    terms = dict.fromkeys(("profit", "liquidity", "default"), 0.0)
+    while m.running and score.steps < score.horizon:
+        m.step()
+        score.add_step()
+        comp = m.reward.components
+        terms["profit"] += cfg.reward_profit_weight * float(comp["profit"].mean())
+        terms["liquidity"] += cfg.reward_liquidity_weight * float(comp["liquidity"].mean())
+    score.finish()
+    L = m.ledger
+    steps_out = np.where(L.defaulted, score.horizon + 1 - L.default_step, 0)
+    terms["default_steps"] = float(steps_out.mean())
+    terms["default"] = -cfg.reward_default_penalty * terms["default_steps"]
+    return terms
 
 
 def lambda_table(runs: pd.DataFrame, reference: float = 0.0) -> pd.DataFrame:
