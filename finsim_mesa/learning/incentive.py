@@ -63,9 +63,9 @@ def search_lambda(lam: float, out: str | Path, per_scenario: int = 12, iteration
 
     Budget: ``per_scenario`` mixture training seeds per scenario (from
     :data:`~finsim_mesa.learning.evolve.SEARCH_SEEDS`), ``iterations`` CEM rounds
-    of ``population`` candidates per band, one sweep over the 4 bands; 30 banks,
-    50 steps. Returns the searched actions per band (shape (4, 4) as lists) and
-    the search's value and wall time (s).
+    of ``population`` candidates per band, one sweep over the 4 bands; 50
+    steps, each seed's mixture draw (30–50 banks). Returns the searched actions
+    per band (shape (4, 4) as lists) and the search's value and wall time (s).
     """
     from finsim_mesa.learning.evolve import (
         SEARCH_SEEDS,
