@@ -167,6 +167,8 @@ def test_search_refuses_a_bad_budget_or_folder_before_searching(tmp_path):
     (["--out", "FILE/sub"], "is a file"),
 ])
 def test_the_script_refuses_bad_arguments_before_any_work(tmp_path, args, says):
+    import os
+    import signal
     import subprocess
     import sys
     from pathlib import Path
@@ -176,10 +178,17 @@ def test_the_script_refuses_bad_arguments_before_any_work(tmp_path, args, says):
     if "--out" not in args:
         args += ["--out", str(tmp_path / "out")]
     script = Path(__file__).parents[1] / "replications" / "incentive_design.py"
-    p = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
-                       timeout=60, cwd=Path(__file__).parents[1])
-    assert p.returncode == 2, p.stderr
-    assert says in p.stderr and "Traceback" not in p.stderr
+    p = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1],
+                         start_new_session=True)
+    try:
+        _, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # it started working: stop it and its pool workers
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        raise
+    assert p.returncode == 2, err
+    assert says in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()  # nothing was started
 
 
