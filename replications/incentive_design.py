@@ -39,6 +39,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from finsim_mesa.files import atomic_write, write_text_atomic
+
 LAMBDAS = (0.0, 0.5, 1.0, 2.0, 4.0)
 
 
@@ -97,12 +99,8 @@ def main_search(args: argparse.Namespace) -> int:
 
     from finsim_mesa.learning.incentive import check_lambda_free, lambda_table
 
-    budget = tuple(int(x) for x in args.budget.split(","))
-    if len(budget) != 3 or min(budget) < 1:
-        raise SystemExit(f"--budget {args.budget}: give SEEDS_PER_SCENARIO,ITERATIONS,"
-                         "POPULATION, e.g. 12,6,12")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    budget, out = args.budget, Path(args.out)
+    budget_text = ",".join(map(str, budget))
     check_lambda_free()
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.processes) as pool:
@@ -114,9 +112,9 @@ def main_search(args: argparse.Namespace) -> int:
                                        [folders[x] for x in LAMBDAS], [args.seeds] * 5)
                 for r in part]
     runs = pd.DataFrame(rows)
-    runs.to_csv(out / "lambda_runs.csv", index=False)
+    atomic_write(out / "lambda_runs.csv", lambda tmp: runs.to_csv(tmp, index=False))
     table = lambda_table(runs)
-    table.to_csv(out / "lambda_table.csv", index=False)
+    atomic_write(out / "lambda_table.csv", lambda tmp: table.to_csv(tmp, index=False))
     with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
         print(table.to_string(index=False))
     from finsim_mesa.viz.plots import new_figure
@@ -134,20 +132,51 @@ def main_search(args: argparse.Namespace) -> int:
         ax.set_xlabel("system-risk weight λ")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"one searched policy per λ (budget {args.budget} each), "
+    fig.suptitle(f"one searched policy per λ (budget {budget_text} each), "
                  f"{args.seeds} mixture test seeds from 10000; 95% CI")
     fig.tight_layout()
-    fig.savefig(out / "lambda.png", dpi=110)
-    (out / "lambda_meta.json").write_text(json.dumps(vars(args) | {
-        "search_seconds": t1 - t0, "total_seconds": time.perf_counter() - t0}))
+    atomic_write(out / "lambda.png", lambda tmp: fig.savefig(tmp, dpi=110))
+    write_text_atomic(out / "lambda_meta.json", json.dumps(vars(args) | {
+        "budget": budget_text, "search_seconds": t1 - t0,
+        "total_seconds": time.perf_counter() - t0}))
     print(f"wrote {out}/lambda_table.csv and lambda.png ({time.perf_counter() - t0:.0f} s)")
     return 0
+
+
+def parse_budget(text: str) -> tuple[int, int, int]:
+    """``"12,6,12"`` -> (12, 6, 12): seeds per scenario, CEM rounds, population."""
+    try:
+        budget = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        budget = ()
+    if len(budget) != 3 or min(budget[:2]) < 1 or budget[2] < 2:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give SEEDS_PER_SCENARIO,ITERATIONS,POPULATION as whole numbers "
+            "(>= 1, >= 1, >= 2), e.g. 12,6,12")
+    return budget  # type: ignore[return-value]
+
+
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse bad numbers and an --out that cannot be written before any work starts
+    (argparse's usage message and exit status 2, no traceback)."""
+    from finsim_mesa.errors import ConfigError
+    from finsim_mesa.files import check_writable
+
+    for name in ("seeds", "processes", "episodes"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} {getattr(args, name)}: give a whole number >= 1")
+    if args.seed < 0:
+        p.error(f"--seed {args.seed}: give a whole number >= 0")
+    try:
+        check_writable(Path(args.out) / "lambda_table.csv", "--out")
+    except ConfigError as e:
+        p.error(str(e))
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--family", choices=("search", "mappo"), default="search")
-    p.add_argument("--budget", default="12,6,12",
+    p.add_argument("--budget", default="12,6,12", type=parse_budget,
                    help="search: SEEDS_PER_SCENARIO,ITERATIONS,POPULATION per λ")
     p.add_argument("--episodes", type=int, default=160, help="mappo: episodes per λ")
     p.add_argument("--seeds", type=int, default=100, help="test seeds per policy")
@@ -155,10 +184,10 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--out", default="lambda_out")
     args = p.parse_args()
+    check_args(p, args)
     if args.family == "search":
         return main_search(args)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.processes) as pool:
         folders = dict(zip(LAMBDAS, pool.map(train_one, LAMBDAS, [args.episodes] * 5,
@@ -171,7 +200,7 @@ def main() -> int:
     from finsim_mesa.intervals import ci95
 
     runs = pd.DataFrame(rows)
-    runs.to_csv(out / "lambda_runs.csv", index=False)
+    atomic_write(out / "lambda_runs.csv", lambda tmp: runs.to_csv(tmp, index=False))
     table = []
     for lam, g in runs.groupby("lambda"):
         row = {"lambda": lam, "n": len(g)}
@@ -180,7 +209,7 @@ def main() -> int:
             row |= {metric: mean, f"{metric}_low": low, f"{metric}_high": high}
         table.append(row)
     table = pd.DataFrame(table)
-    table.to_csv(out / "lambda_table.csv", index=False)
+    atomic_write(out / "lambda_table.csv", lambda tmp: table.to_csv(tmp, index=False))
     with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
         print(table.to_string(index=False))
     from finsim_mesa.viz.plots import new_figure
@@ -199,8 +228,8 @@ def main() -> int:
     fig.suptitle(f"one MAPPO policy per λ ({args.episodes} episodes each), "
                  f"{args.seeds} test seeds, mixture; 95% CI")
     fig.tight_layout()
-    fig.savefig(out / "lambda.png", dpi=110)
-    (out / "lambda_meta.json").write_text(json.dumps(vars(args)))
+    atomic_write(out / "lambda.png", lambda tmp: fig.savefig(tmp, dpi=110))
+    write_text_atomic(out / "lambda_meta.json", json.dumps(vars(args)))
     print(f"wrote {out}/lambda_table.csv and lambda.png ({time.perf_counter() - t0:.0f} s)")
     return 0
 

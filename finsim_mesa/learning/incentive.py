@@ -31,7 +31,7 @@ from finsim_mesa.errors import ConfigError
 from finsim_mesa.intervals import ci95
 
 __all__ = ["INIT_ACTION", "LAMBDAS", "METRICS", "check_lambda_free", "evaluate_lambda",
-           "lambda_table", "search_lambda"]
+           "lambda_table", "score_terms", "search_lambda"]
 
 LAMBDAS = (0.0, 0.5, 1.0, 2.0, 4.0)
 INIT_ACTION = (0.01, 0.42, 0.06, 0.24)  # the shipped search's starting stance
@@ -40,10 +40,20 @@ ENV = {"n_banks": 30, "steps": 50}
 
 
 def _check_lambda(lam: float) -> float:
-    lam = float(lam)
+    try:
+        lam = float(lam)
+    except (TypeError, ValueError):
+        raise ConfigError(f"λ = {lam!r}: give a finite system-risk weight >= 0") from None
     if not np.isfinite(lam) or lam < 0:
         raise ConfigError(f"λ = {lam}: give a finite system-risk weight >= 0")
     return lam
+
+
+def _check_out(out: str | Path) -> Path:
+    """``out`` as a folder that can be written, created now (before a long search)."""
+    from finsim_mesa.files import check_writable
+
+    return check_writable(Path(out) / "meta.json", "out").parent
 
 
 def search_lambda(lam: float, out: str | Path, per_scenario: int = 12, iterations: int = 6,
@@ -53,9 +63,9 @@ def search_lambda(lam: float, out: str | Path, per_scenario: int = 12, iteration
 
     Budget: ``per_scenario`` mixture training seeds per scenario (from
     :data:`~finsim_mesa.learning.evolve.SEARCH_SEEDS`), ``iterations`` CEM rounds
-    of ``population`` candidates per band, one sweep over the 4 bands; 30 banks,
-    50 steps. Returns the searched actions per band (shape (4, 4) as lists) and
-    the search's value and wall time (s).
+    of ``population`` candidates per band, one sweep over the 4 bands; 50
+    steps, each seed's mixture draw (30–50 banks). Returns the searched actions
+    per band (shape (4, 4) as lists) and the search's value and wall time (s).
     """
     from finsim_mesa.learning.evolve import (
         SEARCH_SEEDS,
@@ -65,6 +75,11 @@ def search_lambda(lam: float, out: str | Path, per_scenario: int = 12, iteration
     )
 
     lam = _check_lambda(lam)
+    if min(per_scenario, iterations) < 1 or population < 2:
+        raise ConfigError(f"budget per_scenario={per_scenario}, iterations={iterations}, "
+                          f"population={population}: give per_scenario >= 1, iterations >= 1 "
+                          "and population >= 2")
+    out = _check_out(out)
     env = ENV | {"reward_system_risk_weight": lam}
     res = evolve_binned(INIT_ACTION, stratified_seeds(SEARCH_SEEDS, per_scenario),
                         iterations=iterations, population=population, seed=seed,
@@ -99,6 +114,13 @@ def evaluate_lambda(folders: dict[float, str | Path], seeds: Sequence[int]) -> p
     from finsim_mesa.agents.actor import load_actor_folder
     from finsim_mesa.evaluation import evaluate_run
 
+    seeds = list(seeds)
+    if not folders or not seeds:
+        raise ConfigError(f"{len(folders)} policies, {len(seeds)} seeds: give at least one of each")
+    if any(int(s) < 0 for s in seeds):
+        raise ConfigError(f"seeds {[s for s in seeds if int(s) < 0][:5]}: seeds must be >= 0")
+    for lam in folders:
+        _check_lambda(lam)
     rows = []
     for lam, folder in folders.items():
         brain = load_actor_folder(folder)
@@ -108,6 +130,35 @@ def evaluate_lambda(folders: dict[float, str | Path], seeds: Sequence[int]) -> p
     return pd.DataFrame(rows)
 
 
+def score_terms(brain: Any, seed: int) -> dict[str, float]:
+    """Where the banks' own score (price off) of one mixture run of ``seed`` comes
+    from: its ``profit``, ``liquidity`` and ``default`` terms (each summed over the
+    steps, mean over all banks, weights applied; they add up to
+    :func:`evaluate_lambda`'s ``episode_reward``), and ``default_steps``, the
+    bank-steps spent in default per bank (the default term is −α times it)."""
+    from finsim_mesa.evaluation import run_params
+    from finsim_mesa.model import FinancialModel
+    from finsim_mesa.scoring import EpisodeScore
+
+    m = FinancialModel(brain=brain, rng=int(seed), agent_collect_every=0,
+                       **run_params("mixture", int(seed), **ENV | {
+                           "reward_system_risk_weight": 0.0}))
+    score, cfg = EpisodeScore(m), m.config
+    terms = dict.fromkeys(("profit", "liquidity", "default"), 0.0)
+    while m.running and score.steps < score.horizon:
+        m.step()
+        score.add_step()
+        comp = m.reward.components
+        terms["profit"] += cfg.reward_profit_weight * float(comp["profit"].mean())
+        terms["liquidity"] += cfg.reward_liquidity_weight * float(comp["liquidity"].mean())
+    score.finish()
+    L = m.ledger
+    steps_out = np.where(L.defaulted, score.horizon + 1 - L.default_step, 0)
+    terms["default_steps"] = float(steps_out.mean())
+    terms["default"] = -cfg.reward_default_penalty * terms["default_steps"]
+    return terms
+
+
 def lambda_table(runs: pd.DataFrame, reference: float = 0.0) -> pd.DataFrame:
     """Per λ and metric: mean with its 95% t-interval, and the paired difference
     to λ = ``reference`` on the same seeds (mean and 95% t-interval).
@@ -115,6 +166,18 @@ def lambda_table(runs: pd.DataFrame, reference: float = 0.0) -> pd.DataFrame:
     ``runs``: columns ``lambda``, ``seed`` and :data:`METRICS`, every λ on the
     same seeds.
     """
+    lost = [c for c in ("lambda", "seed", *METRICS) if c not in runs.columns]
+    if lost:
+        raise ConfigError(f"the runs lack the columns {', '.join(lost)} (evaluate_lambda's rows)")
+    twice = runs.duplicated(["lambda", "seed"])
+    if twice.any():
+        first = runs[twice].iloc[0]
+        raise ConfigError(f"λ = {first['lambda']:g}, seed {first['seed']} appears more than "
+                          "once: give one row per (λ, seed)")
+    if runs[list(METRICS)].isna().any().any():
+        raise ConfigError("the runs hold NaN outcomes: re-run the λ whose rows have them")
+    if runs["seed"].nunique() < 2:
+        raise ConfigError("fewer than 2 seeds: a 95% interval needs at least 2")
     if reference not in set(runs["lambda"]):
         raise ConfigError(f"λ = {reference:g} is not in the runs; it is the reference")
     rows = []
