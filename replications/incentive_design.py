@@ -68,7 +68,9 @@ def evaluate_one(lam: float, folder: str, seeds: int) -> list[dict]:
     brain = PolicyBrain.load(folder)
     rows = []
     for seed in range(10_000, 10_000 + seeds):
-        r = evaluate_run(brain, "mixture", seed, n_banks=30, steps=50)
+        # price off, as for the searched family: the score is the banks' own value
+        r = evaluate_run(brain, "mixture", seed, n_banks=30, steps=50,
+                         reward_system_risk_weight=0.0)
         rows.append({"lambda": lam, "seed": seed, **r})
     return rows
 
@@ -94,31 +96,21 @@ def evaluate_search(lam: float, folder: str, seeds: int) -> list[dict]:
         return evaluate_lambda({lam: folder}, range(10_000, 10_000 + seeds)).to_dict("records")
 
 
-def main_search(args: argparse.Namespace) -> int:
+def write_outputs(rows: list[dict], out: Path, title: str, meta: dict, t0: float) -> None:
+    """Write ``lambda_runs.csv``, ``lambda_table.csv`` (means and paired
+    differences to λ = 0, :func:`finsim_mesa.learning.incentive.lambda_table`),
+    ``lambda.png`` and ``lambda_meta.json`` to ``out``, atomically; print the table."""
     import pandas as pd
 
-    from finsim_mesa.learning.incentive import check_lambda_free, lambda_table
+    from finsim_mesa.learning.incentive import lambda_table
+    from finsim_mesa.viz.plots import new_figure
 
-    budget, out = args.budget, Path(args.out)
-    budget_text = ",".join(map(str, budget))
-    check_lambda_free()
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.processes) as pool:
-        folders = dict(zip(LAMBDAS, pool.map(search_one, LAMBDAS, [budget] * 5, [out] * 5,
-                                             [args.seed] * 5), strict=True))
-        t1 = time.perf_counter()
-        print(f"searched {len(LAMBDAS)} policies in {t1 - t0:.0f} s", flush=True)
-        rows = [r for part in pool.map(evaluate_search, LAMBDAS,
-                                       [folders[x] for x in LAMBDAS], [args.seeds] * 5)
-                for r in part]
     runs = pd.DataFrame(rows)
     atomic_write(out / "lambda_runs.csv", lambda tmp: runs.to_csv(tmp, index=False))
     table = lambda_table(runs)
     atomic_write(out / "lambda_table.csv", lambda tmp: table.to_csv(tmp, index=False))
     with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
         print(table.to_string(index=False))
-    from finsim_mesa.viz.plots import new_figure
-
     fig, axes = new_figure((16, 3.6), 1, 4)
     labels = {"default_rate": "default rate (share of banks)",
               "debtrank": "DebtRank (share of value lost)",
@@ -132,14 +124,33 @@ def main_search(args: argparse.Namespace) -> int:
         ax.set_xlabel("system-risk weight λ")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"one searched policy per λ (budget {budget_text} each), "
-                 f"{args.seeds} mixture test seeds from 10000; 95% CI")
+    fig.suptitle(title)
     fig.tight_layout()
     atomic_write(out / "lambda.png", lambda tmp: fig.savefig(tmp, dpi=110))
-    write_text_atomic(out / "lambda_meta.json", json.dumps(vars(args) | {
-        "budget": budget_text, "search_seconds": t1 - t0,
-        "total_seconds": time.perf_counter() - t0}))
+    write_text_atomic(out / "lambda_meta.json", json.dumps(
+        meta | {"total_seconds": time.perf_counter() - t0}))
     print(f"wrote {out}/lambda_table.csv and lambda.png ({time.perf_counter() - t0:.0f} s)")
+
+
+def main_search(args: argparse.Namespace) -> int:
+
+    from finsim_mesa.learning.incentive import check_lambda_free
+
+    budget, out = args.budget, Path(args.out)
+    budget_text = ",".join(map(str, budget))
+    check_lambda_free()
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(args.processes) as pool:
+        folders = dict(zip(LAMBDAS, pool.map(search_one, LAMBDAS, [budget] * 5, [out] * 5,
+                                             [args.seed] * 5), strict=True))
+        t1 = time.perf_counter()
+        print(f"searched {len(LAMBDAS)} policies in {t1 - t0:.0f} s", flush=True)
+        rows = [r for part in pool.map(evaluate_search, LAMBDAS,
+                                       [folders[x] for x in LAMBDAS], [args.seeds] * 5)
+                for r in part]
+    write_outputs(rows, out, f"one searched policy per λ (budget {budget_text} each), "
+                  f"{args.seeds} mixture test seeds from 10000; 95% CI",
+                  vars(args) | {"budget": budget_text, "search_seconds": t1 - t0}, t0)
     return 0
 
 
@@ -195,42 +206,8 @@ def main() -> int:
         print(f"trained {len(LAMBDAS)} policies in {time.perf_counter() - t0:.0f} s", flush=True)
         rows = [r for part in pool.map(evaluate_one, LAMBDAS, [folders[x] for x in LAMBDAS],
                                        [args.seeds] * 5) for r in part]
-    import pandas as pd
-
-    from finsim_mesa.intervals import ci95
-
-    runs = pd.DataFrame(rows)
-    atomic_write(out / "lambda_runs.csv", lambda tmp: runs.to_csv(tmp, index=False))
-    table = []
-    for lam, g in runs.groupby("lambda"):
-        row = {"lambda": lam, "n": len(g)}
-        for metric in ("default_rate", "debtrank", "final_equity"):
-            mean, _, low, high = ci95(g[metric].to_numpy(dtype=float))
-            row |= {metric: mean, f"{metric}_low": low, f"{metric}_high": high}
-        table.append(row)
-    table = pd.DataFrame(table)
-    atomic_write(out / "lambda_table.csv", lambda tmp: table.to_csv(tmp, index=False))
-    with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
-        print(table.to_string(index=False))
-    from finsim_mesa.viz.plots import new_figure
-
-    fig, axes = new_figure((12, 3.6), 1, 3)
-    for ax, (metric, label) in zip(axes, (("default_rate", "default rate (share of banks)"),
-                                          ("debtrank", "DebtRank (share of value lost)"),
-                                          ("final_equity", "final equity / initial")),
-                                   strict=True):
-        ax.errorbar(table["lambda"], table[metric],
-                    yerr=[table[metric] - table[f"{metric}_low"],
-                          table[f"{metric}_high"] - table[metric]], marker="o", capsize=3)
-        ax.set_xlabel("system-risk weight λ")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    fig.suptitle(f"one MAPPO policy per λ ({args.episodes} episodes each), "
-                 f"{args.seeds} test seeds, mixture; 95% CI")
-    fig.tight_layout()
-    atomic_write(out / "lambda.png", lambda tmp: fig.savefig(tmp, dpi=110))
-    write_text_atomic(out / "lambda_meta.json", json.dumps(vars(args)))
-    print(f"wrote {out}/lambda_table.csv and lambda.png ({time.perf_counter() - t0:.0f} s)")
+    write_outputs(rows, out, f"one MAPPO policy per λ ({args.episodes} episodes each), "
+                  f"{args.seeds} mixture test seeds from 10000; 95% CI", vars(args), t0)
     return 0
 
 
