@@ -1,0 +1,105 @@
+"""Interleaved A/B of ``step()`` between two trees, in one process.
+
+Both trees' packages are loaded side by side (``sys.modules`` swapped), one
+model from each is built with the same settings, and their steps alternate
+A, B, B, A, ... so that the machine's load falls on both alike; the ratio of
+the median per-step CPU times is what this prints. On a shared machine this is
+steadier than timing each tree in its own process (``bench_issue15.py``),
+whose absolute figures swing with the load.
+
+    python benchmarks/ab_step.py BASE [HEAD] [--steps 800] [--configs 30,100,1000,1000x]
+
+BASE and HEAD are git revisions of this repository or folders holding a
+``finsim_mesa`` package (HEAD: the working tree). A config is a bank count,
+with ``x`` for 2 exchanges + 1 CCP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tree(rev: str, scratch: Path) -> Path:
+    """A folder with ``finsim_mesa`` of ``rev`` (a folder is used as it is)."""
+    if Path(rev).is_dir():
+        return Path(rev)
+    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "finsim_mesa"],
+                          capture_output=True, check=True).stdout
+    dest = scratch / rev.replace("/", "_")
+    dest.mkdir()
+    tarfile.open(fileobj=io.BytesIO(data)).extractall(dest, filter="data")
+    return dest
+
+
+def load(folder: Path) -> tuple[type, dict]:
+    """``FinancialModel`` of the package in ``folder`` and its modules."""
+    for k in [k for k in sys.modules if k == "finsim_mesa" or k.startswith("finsim_mesa.")]:
+        del sys.modules[k]
+    sys.path.insert(0, str(folder))
+    import finsim_mesa
+
+    if not finsim_mesa.__file__.startswith(str(folder)):
+        raise SystemExit(f"{folder}: its finsim_mesa was not the one imported")
+    sys.path.remove(str(folder))
+    mods = {k: v for k, v in sys.modules.items()
+            if k == "finsim_mesa" or k.startswith("finsim_mesa.")}
+    return finsim_mesa.FinancialModel, mods
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("base")
+    ap.add_argument("head", nargs="?", default=str(ROOT))
+    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--configs", default="30,100,1000,1000x")
+    args = ap.parse_args()
+    if args.steps < 10:
+        ap.error("--steps: give at least 10")
+    with tempfile.TemporaryDirectory() as scratch:
+        trees = [load(tree(r, Path(scratch))) for r in (args.base, args.head)]
+        print("load average", open("/proc/loadavg").read().split()[:3],
+              f"base {args.base} head {args.head}", flush=True)
+        for c in args.configs.split(","):
+            n = int(c.rstrip("x"))
+            kw = {"n_exchanges": 2, "n_ccps": 1} if c.endswith("x") else {}
+            models = []
+            for cls, mods in trees:
+                sys.modules.update(mods)
+                m = cls(n_banks=n, brain="rule_based", agent_collect_every=0, steps=10**9,
+                        rng=1, **kw)
+                m.run_for(5)
+                models.append((m, mods))
+            times: list[list[float]] = [[], []]
+            gc.disable()
+            try:
+                for i in range(args.steps):
+                    for j in ((0, 1) if i % 2 == 0 else (1, 0)):
+                        m, mods = models[j]
+                        sys.modules.update(mods)
+                        t0 = time.process_time()
+                        m.step()
+                        times[j].append(time.process_time() - t0)
+                    if i % 50 == 0:
+                        gc.collect()
+            finally:
+                gc.enable()
+            ma, mb = (statistics.median(t) for t in times)
+            print(f"{c:>6s} banks: base {ma * 1e3:7.3f} ms, head {mb * 1e3:7.3f} ms, "
+                  f"head / base {mb / ma:.3f}", flush=True)
+        print("load average", open("/proc/loadavg").read().split()[:3])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
