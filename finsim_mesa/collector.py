@@ -109,8 +109,12 @@ class FinsimDataCollector(DataCollector):
             self._collection_steps.append(model.time)
         model_vars = self.model_vars
         get = self._plain_get
-        values = (get(model) if len(items) > 1 else (get(model),)) if get is not None else [
-            reporter(model) for _, reporter in items]
+        if get is None:  # each value copied before the next reporter runs, as in
+            for var, reporter in items:  # Mesa's loop (a reporter may change what an
+                value = reporter(model)  # earlier one returned)
+                model_vars[var].append(value if type(value) in _ATOMIC else deepcopy(value))
+            return True
+        values = get(model) if len(items) > 1 else (get(model),)  # reads only
         for (var, _), value in zip(items, values, strict=True):
             model_vars[var].append(value if type(value) in _ATOMIC else deepcopy(value))
         return True

@@ -21,7 +21,7 @@ import numpy as np
 
 __all__ = ["clip", "flatnonzero", "mean"]
 
-_maximum, _minimum, _asanyarray = np.maximum, np.minimum, np.asanyarray
+_maximum, _minimum, _asanyarray, _matrix = np.maximum, np.minimum, np.asanyarray, np.matrix
 
 
 def clip(x: Any, lo: Any, hi: Any) -> Any:
@@ -36,5 +36,9 @@ def mean(x: np.ndarray) -> float:
 
 def flatnonzero(a: Any) -> np.ndarray:
     """``np.flatnonzero(a)``: indices of the non-zero entries of ``a`` flattened,
-    shape (k,), int (``np.nonzero(np.ravel(a))[0]``, as NumPy defines it)."""
-    return _asanyarray(a).ravel().nonzero()[0]
+    shape (k,), int (``np.nonzero(np.ravel(a))[0]``, as NumPy defines it; like
+    ``np.ravel``, a ``np.matrix`` (SciPy's sparse sums) is flattened as an array)."""
+    a = _asanyarray(a)
+    if isinstance(a, _matrix):  # its ravel() stays 2-D: nonzero()[0] would be row indices
+        a = a.A
+    return a.ravel().nonzero()[0]

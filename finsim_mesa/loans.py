@@ -202,6 +202,10 @@ class LoanBook:
                                  dtype=arr.dtype)
                 grown[:m] = arr
                 spare.arrays[name] = grown
+                # the view handed out is of the old buffer: forgotten, so that if
+                # no _rows follows (an append that failed) the row array, changed
+                # in place meanwhile, is copied in again next time
+                spare.views.pop(name, None)
             elif spare.views.get(name) is not arr:
                 buf[:m] = arr
         spare.capacity = min(b.size for b in spare.arrays.values())

@@ -39,3 +39,19 @@ def test_flatnonzero_equals_numpy(shape):
     strided = (x > 0.5).T if x.ndim == 2 else (x > 0.5)[::3]  # not contiguous
     assert np.array_equal(flatnonzero(strided), np.flatnonzero(strided))
     assert np.array_equal(flatnonzero([0, 2, 0, 1]), [1, 3])  # not an array: converted
+
+
+def test_flatnonzero_of_matrices_masked_arrays_and_scalars_equals_numpy():
+    """np.ravel flattens a np.matrix (what SciPy's sparse ``sum(axis=...)``
+    returns) as an array and keeps a masked array's mask; a 0-d input is one
+    entry. (review: ``matrix.ravel()`` is 1 x n, so ``nonzero()[0]`` gave row
+    indices, all zeros.)"""
+    import scipy.sparse as sp
+
+    sums = sp.csr_matrix(np.array([[0.0, 1.0], [0.0, 0.0], [2.0, 0.0]])).sum(axis=1)
+    masked = np.ma.array([0, 1, 2, 0, 3], mask=[0, 0, 1, 0, 0])
+    for a in (sums, sums.T, masked, np.float64(0.0),
+              np.array(True), 5, np.array([0.0, -0.0, np.nan, 1e-300])):
+        want, got = np.flatnonzero(a), flatnonzero(a)
+        assert type(got) is type(want) and got.dtype == want.dtype
+        assert np.array_equal(got, want), (a, got, want)
