@@ -190,7 +190,7 @@ class Ledger:
         rows, m = fastmath.flatnonzero(mask), len(lb)
         share = fastmath.clip(masked_terms(share, rows, m, "share"), 0.0, 1.0)
         rate = masked_terms(rate, rows, m, "rate")
-        roll = (lb.principal[rows] + lb.accrued[rows]) * share
+        roll = lb.owed_at(rows) * share
         rolled = fastmath.flatnonzero(roll > 0)
         pick = rows[rolled]
         out = {"lender": lb.lender[pick], "borrower": lb.borrower[pick], "amount": roll[rolled],
@@ -311,7 +311,7 @@ class Ledger:
         lb = self.loans
         settled = fastmath.flatnonzero(loan_mask)  # one pass for the six gathers
         bp, lp = borrower_paid[settled], lender_paid[settled]
-        owed = lb.principal[settled] + lb.accrued[settled]  # lb.owed[settled], gathered first
+        owed = lb.owed_at(settled)
         lend, borr, ccp = lb.lender[settled], lb.borrower[settled], lb.ccp[settled]
         n = self.n
         self.cash -= np.bincount(borr, weights=bp, minlength=n)

@@ -170,6 +170,11 @@ class LoanBook:
         """Amount owed on each loan now (principal + accrued interest), shape (m,)."""
         return self.principal + self.accrued
 
+    def owed_at(self, rows: np.ndarray) -> np.ndarray:
+        """``owed[rows]`` (``rows``: indices or a bool mask over the book) without
+        computing it for the whole book: the same values, shape (len(rows),)."""
+        return self.principal[rows] + self.accrued[rows]
+
     def append(self, lender: np.ndarray, borrower: np.ndarray, amount: np.ndarray,
                rate: np.ndarray, maturity: np.ndarray, ccp: np.ndarray | None = None,
                link: np.ndarray | None = None) -> None:

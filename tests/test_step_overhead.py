@@ -125,3 +125,15 @@ def test_a_step_interrupted_by_a_base_exception_is_rolled_back():
     later = m.snapshot()
     assert later["ledger"]["cash"].tobytes() == snap["ledger"]["cash"].tobytes()
     assert later["rng"] == snap["rng"] and later["random"] == snap["random"]
+
+
+def test_owed_at_is_the_whole_books_owed_gathered():
+    rng = np.random.default_rng(4)
+    k = 40
+    lb = LoanBook(rng.integers(0, 9, k), rng.integers(0, 9, k), rng.random(k) * 10,
+                  rng.random(k), np.full(k, 0.01), rng.integers(1, 5, k))
+    mask = rng.random(k) < 0.4
+    rows = np.flatnonzero(mask)
+    for sel in (rows, mask, rows[:0]):
+        got = lb.owed_at(sel)
+        assert got.tobytes() == lb.owed[sel].tobytes()

@@ -43,7 +43,7 @@ def cleared_by_ccp(loans: LoanBook, ccp_ids: Sequence[int], n: int) -> np.ndarra
         slot[ids + 1] = np.arange(ids.size)  # column of each CCP id (+1: -1 is bilateral)
         col = slot[loans.ccp + 1]
         m = col >= 0
-    owed = loans.principal[m] + loans.accrued[m]
+    owed = loans.owed_at(m)
     return np.bincount(loans.borrower[m] * ids.size + col[m], weights=owed,
                        minlength=n * ids.size).reshape(n, ids.size)
 
@@ -177,7 +177,7 @@ class CentralCounterparty(mesa.Agent):
         (as :func:`multilateral_netting`, from the loan book's columns directly)."""
         lb = self.model.ledger.loans
         m = np.flatnonzero(self.cleared_book())  # one pass for the gathers
-        owed = lb.principal[m] + lb.accrued[m]  # lb.owed[m]
+        owed = lb.owed_at(m)
         gross = float(owed.sum())
         if gross <= 0:
             return 0.0
