@@ -22,6 +22,7 @@ the share of banks in default (survivors 0).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -82,11 +83,15 @@ class EpisodeScore:
         return self.total
 
 
-def score_episode(model: FinancialModel, horizon: int | None = None) -> EpisodeScore:
-    """Run ``model`` to its end and score it (see the module docstring)."""
+def score_episode(model: FinancialModel, horizon: int | None = None,
+                  after_step: Callable[[FinancialModel], None] | None = None) -> EpisodeScore:
+    """Run ``model`` to its end and score it (see the module docstring);
+    ``after_step(model)``, if given, is called after each scored step."""
     score = EpisodeScore(model, horizon)
     while model.running and score.steps < score.horizon:
         model.step()
         score.add_step()
+        if after_step is not None:
+            after_step(model)
     score.finish()
     return score

@@ -138,20 +138,20 @@ def score_terms(brain: Any, seed: int) -> dict[str, float]:
     bank-steps spent in default per bank (the default term is −α times it)."""
     from finsim_mesa.evaluation import run_params
     from finsim_mesa.model import FinancialModel
-    from finsim_mesa.scoring import EpisodeScore
+    from finsim_mesa.scoring import score_episode
 
     m = FinancialModel(brain=brain, rng=int(seed), agent_collect_every=0,
                        **run_params("mixture", int(seed), **ENV | {
                            "reward_system_risk_weight": 0.0}))
-    score, cfg = EpisodeScore(m), m.config
+    cfg = m.config
     terms = dict.fromkeys(("profit", "liquidity", "default"), 0.0)
-    while m.running and score.steps < score.horizon:
-        m.step()
-        score.add_step()
-        comp = m.reward.components
+
+    def add(model: Any) -> None:
+        comp = model.reward.components
         terms["profit"] += cfg.reward_profit_weight * float(comp["profit"].mean())
         terms["liquidity"] += cfg.reward_liquidity_weight * float(comp["liquidity"].mean())
-    score.finish()
+
+    score = score_episode(m, after_step=add)
     L = m.ledger
     steps_out = np.where(L.defaulted, score.horizon + 1 - L.default_step, 0)
     terms["default_steps"] = float(steps_out.mean())
