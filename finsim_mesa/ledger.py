@@ -8,9 +8,8 @@ Cash that enters or leaves the banking system is recorded by kind in
 :attr:`Ledger.external_in` / :attr:`Ledger.external_out`, so money
 conservation is checkable too.
 
-Shapes: ``n`` banks, ``k`` asset classes, ``m`` outstanding interbank loans.
-Money in currency units.
-"""
+Shapes: ``n`` banks, ``k`` asset classes, ``m`` outstanding interbank loans; money in
+currency units."""
 
 from __future__ import annotations
 
@@ -148,14 +147,16 @@ class Ledger:
         self.initial_scale = float(np.abs(self.total_assets()).max(initial=0.0))
 
     def lend(self, lender: np.ndarray, borrower: np.ndarray, amount: np.ndarray,
-             rate: np.ndarray, maturity: np.ndarray, ccp: np.ndarray | None = None) -> None:
+             rate: np.ndarray, maturity: np.ndarray, ccp: np.ndarray | None = None,
+             link: np.ndarray | None = None) -> None:
         """New interbank loans: cash moves lender → borrower (through the CCP when
-        ``ccp`` ≥ 0, which stands between them: its cash is unchanged); no P&L."""
+        ``ccp`` ≥ 0, which stands between them: its cash is unchanged); no P&L.
+        ``link``: their link ids, if known (:meth:`LoanBook.append`)."""
         if amount.size == 0:
             return
         np.subtract.at(self.cash, lender, amount)
         np.add.at(self.cash, borrower, amount)
-        self.loans.append(lender, borrower, amount, rate, maturity, ccp)
+        self.loans.append(lender, borrower, amount, rate, maturity, ccp, link)
 
     # ------------------------------------------------------- infrastructure
     def charge_fees(self, banks: np.ndarray, fees: np.ndarray, exchanges: np.ndarray) -> None:
@@ -207,8 +208,7 @@ class Ledger:
         """One step of interest on loans (lender gains, borrower pays) and deposits.
 
         Deposit interest is capitalised onto the deposits (no cash moves).
-        Returns the interest accrued on each loan, shape (m,).
-        """
+        Returns the interest accrued on each loan, shape (m,)."""
         interest = self.loans.principal * self.loans.rate
         self.loans.accrued += interest
         self.equity += np.bincount(self.loans.lender, weights=interest, minlength=self.n)

@@ -53,7 +53,8 @@ def match_lending(offer: np.ndarray, request: np.ndarray, src: np.ndarray, dst: 
 
 
 def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray,
-              borrow: np.ndarray, cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              borrow: np.ndarray, cfg: ModelConfig
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """This step's new interbank loans from the banks' actions (shape (n,) each).
 
     A bank offers ``lend`` × its cash above the reserve target ×
@@ -61,22 +62,31 @@ def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray
     ``liquidity_share`` of its assets with ``hoard``) and asks for ``borrow`` ×
     ``max_borrow_fraction`` × its assets; a pair's room is
     ``large_exposure_limit`` × the lender's equity less what it already lends
-    to that borrower. Returns (lender, borrower, amount) of the matched loans.
+    to that borrower. Returns (lender, borrower, amount, link id in the loan
+    book's link table) of the matched loans.
+
+    Only the links whose lender offers and whose borrower asks are matched: on
+    the others :func:`match_lending` gives 0 and adds only zeros to the sums it
+    forms, so leaving them out changes no bit (tested against matching every link).
     """
     ta = L.total_assets()
     reserve = ta * (cfg.reserve_ratio + hoard * max(cfg.liquidity_share - cfg.reserve_ratio, 0.0))
     offer = lend * np.maximum(L.cash - reserve, 0.0) * cfg.max_lend_fraction
     request = borrow * cfg.max_borrow_fraction * ta
     src, dst = network.src, network.dst
+    empty = np.zeros(0, dtype=np.int64)
     if src.size == 0 or not np.count_nonzero(offer) or not np.count_nonzero(request):
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0)
-    held = L.loans.held_on(src, dst)  # = exposure_matrix()[src, dst], without building it
-    room = np.maximum(cfg.large_exposure_limit * np.maximum(L.equity[src], 0.0) - held, 0.0)
-    x = match_lending(offer, request, src, dst, room)
-    ok = x > MIN_LOAN
-    k = flatnonzero(ok)  # one pass for the three gathers
-    return src[k], dst[k], x[k]
+        return empty, empty, np.zeros(0), empty
+    e = flatnonzero((offer > 0)[src] & (request > 0)[dst])  # the links that can carry a loan
+    if not e.size:
+        return empty, empty, np.zeros(0), empty
+    s, d = src[e], dst[e]
+    # = exposure_matrix()[s, d], without building it
+    held = L.loans.held_on(src, dst, e)
+    room = np.maximum(cfg.large_exposure_limit * np.maximum(L.equity[s], 0.0) - held, 0.0)
+    x = match_lending(offer, request, s, d, room)
+    k = flatnonzero(x > MIN_LOAN)  # one pass for the gathers
+    return s[k], d[k], x[k], L.loans.links.edge_ids(src, dst)[e[k]]
 
 
 def roll_over(L: Ledger, hoard: np.ndarray, rate: float, spread: np.ndarray, t: int,
@@ -89,7 +99,10 @@ def roll_over(L: Ledger, hoard: np.ndarray, rate: float, spread: np.ndarray, t: 
     """
     lb = L.loans
     active = L.active
-    maturing = (lb.maturity <= t) & active[lb.lender] & active[lb.borrower]
+    maturing = lb.maturity <= t
+    if np.count_nonzero(active) < active.size:  # only then can a due loan's bank be out
+        due = flatnonzero(maturing)  # the banks of the due loans only, not the whole book
+        maturing[due[~(active[lb.lender[due]] & active[lb.borrower[due]])]] = False
     rows = flatnonzero(maturing)  # terms for these loans only, not the whole book
     return L.rollover(maturing, 1.0 - hoard[lb.lender[rows]], rate + spread[lb.borrower[rows]],
                       maturity)

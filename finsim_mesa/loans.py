@@ -35,6 +35,7 @@ class LinkTable:
         self._pattern: tuple[int, sp.csr_matrix] | None = None  # (n, pattern with zeros)
         self._edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._entries: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._ranks: tuple[np.ndarray, np.ndarray] | None = None  # (_ids, ranks)
 
     def __len__(self) -> int:
         return int(self.keys.size)
@@ -87,6 +88,15 @@ class LinkTable:
         out = sp.csr_matrix(self._pattern[1], copy=False)  # a new matrix on the same pattern
         out.data = self.in_csr_order(by_id).astype(float, copy=False)
         return out
+
+    def ranks(self) -> np.ndarray:
+        """Each link's position in (lender, borrower) order, by id, shape (links,)."""
+        cached = getattr(self, "_ranks", None)  # absent in tables pickled before it
+        if cached is None or cached[0] is not self._ids:
+            rank = np.empty(self._ids.size, dtype=np.int64)
+            rank[self._ids] = np.arange(self._ids.size)
+            self._ranks = (self._ids, rank)
+        return self._ranks[1]
 
     def in_csr_order(self, by_id: np.ndarray) -> np.ndarray:
         """Values given per link id, reordered as the stored entries of :meth:`csr`."""
@@ -236,21 +246,10 @@ class LoanBook:
         if len(self) - start < 2:
             return
         t = slice(start, None)
-        n = int(max(self.lender[t].max(), self.borrower[t].max())) + 1
-        c = int(self.ccp[t].max()) + 2
-        key = (self.lender[t] * n + self.borrower[t]) * c + (self.ccp[t] + 1)
-        # np.unique(key, return_index=True, return_inverse=True) in its own steps
-        # (a stable sort, fast on the book's presorted runs; 2-3x less time)
-        order = np.argsort(key, kind="stable")
-        ordered = key[order]
-        head = np.empty(key.size, dtype=bool)
-        head[0] = True
-        np.not_equal(ordered[1:], ordered[:-1], out=head[1:])
-        first = order[head]  # each group's first row
-        if first.size == key.size:
+        groups = self._groups(t)
+        if groups is None:
             return
-        inverse = np.empty(key.size, dtype=np.intp)
-        inverse[order] = np.cumsum(head) - 1
+        first, inverse = groups
         rate, mat = self.rate[t], self.maturity[t]
         if not (np.array_equal(rate, rate[first][inverse])
                 and np.array_equal(mat, mat[first][inverse])):
@@ -266,6 +265,43 @@ class LoanBook:
         for name in self._ROWS:
             bufs[name][start:start + first.size] = merged[name]
         self._rows(start + first.size)
+
+    def _groups(self, t: slice) -> tuple[np.ndarray, np.ndarray] | None:
+        """The rows ``t`` grouped by (lender, borrower, CCP), groups in that order:
+        (each group's first row, each row's group), as ``np.unique(key,
+        return_index=True, return_inverse=True)`` of a key in that order gives
+        them; None if every row is its own group."""
+        link, ccp = self.link_ids(assign=False)[t], self.ccp[t]
+        c = int(ccp.max()) + 2
+        if int(link.min()) >= 0:  # every row's link known (the act stage): no sort
+            # a pair's rank in (lender, borrower) order, so the key is in the same order
+            key = self.links.ranks()[link] * c + (ccp + 1)
+            mark = np.zeros(len(self.links) * c, dtype=bool)
+            mark[key] = True
+            keys = flatnonzero(mark)  # the groups' keys, in order
+            if keys.size == key.size:
+                return None
+            slot = np.empty(mark.size, dtype=np.intp)
+            slot[keys] = np.arange(keys.size)
+            inverse = slot[key]
+            first = np.full(keys.size, key.size, dtype=np.intp)
+            np.minimum.at(first, inverse, np.arange(key.size))
+            return first, inverse
+        n = int(max(self.lender[t].max(), self.borrower[t].max())) + 1
+        key = (self.lender[t] * n + self.borrower[t]) * c + (ccp + 1)
+        # np.unique(key, return_index=True, return_inverse=True) in its own steps
+        # (a stable sort, fast on the book's presorted runs; 2-3x less time)
+        order = np.argsort(key, kind="stable")
+        ordered = key[order]
+        head = np.empty(key.size, dtype=bool)
+        head[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=head[1:])
+        first = order[head]  # each group's first row
+        if first.size == key.size:
+            return None
+        inverse = np.empty(key.size, dtype=np.intp)
+        inverse[order] = np.cumsum(head) - 1
+        return first, inverse
 
     def keep(self, mask: np.ndarray) -> None:
         """Keep only the loans where ``mask`` (shape (m,), bool) is True."""
@@ -302,12 +338,15 @@ class LoanBook:
                 self.link[todo] = self.links.ids(self.lender[todo], self.borrower[todo])
         return self.link
 
-    def held_on(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    def held_on(self, src: np.ndarray, dst: np.ndarray, subset: np.ndarray | None = None
+                ) -> np.ndarray:
         """What ``src[e]`` is owed by ``dst[e]`` now over all loans, shape (e,):
         ``exposure_matrix()[src, dst]`` without building it (the loans of a
-        pair are summed in book order)."""
+        pair are summed in book order); with ``subset`` (edge indices) only for
+        those edges, shape (subset.size,)."""
         edges = self.links.edge_ids(src, dst)
-        return np.bincount(self.link_ids(), weights=self.owed, minlength=len(self.links))[edges]
+        per_link = np.bincount(self.link_ids(), weights=self.owed, minlength=len(self.links))
+        return per_link[edges if subset is None else edges[subset]]
 
     def exposures(self, n: int, bilateral_only: bool = False
                   ) -> tuple[sp.csr_matrix, np.ndarray]:

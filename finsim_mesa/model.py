@@ -39,7 +39,7 @@ import scipy.sparse as sp
 
 from finsim_mesa import balance_sheets, lending, measures, network, observation, resolution, risk
 from finsim_mesa.agents.bank import Bank
-from finsim_mesa.agents.brains import BrainSet
+from finsim_mesa.agents.brainset import BrainSet
 from finsim_mesa.config import ModelConfig, explicit_params, resolve_config
 from finsim_mesa.errors import ConfigError
 from finsim_mesa.infrastructure import CentralCounterparty, Exchange, InfrastructureRouter, layer
@@ -254,14 +254,14 @@ class FinancialModel(mesa.Model):
         first_new = len(L.loans)
         rolled = lending.roll_over(L, hoard, self.market.rate, spread, t, t + cfg.loan_maturity)
         self.flows.rollover_volume = float(rolled["amount"].sum())
-        src, dst, amount = lending.new_loans(L, self.network, lend, hoard, borrow, cfg)
+        src, dst, amount, link = lending.new_loans(L, self.network, lend, hoard, borrow, cfg)
         rate = self.market.rate + spread[dst]
         self.flows.interbank_volume = 0.0
         if self.router is not None:
             self.router.record_rollovers(rolled, t)
             self.router.submit_many(src, dst, amount, rate, t)  # settled by the exchanges
         else:
-            L.lend(src, dst, amount, rate, np.full(amount.size, t + cfg.loan_maturity))
+            L.lend(src, dst, amount, rate, np.full(amount.size, t + cfg.loan_maturity), link=link)
             self.flows.interbank_volume = float(amount.sum())
         L.loans.consolidate(first_new)  # one loan per pair for all of this step's lending
 

@@ -15,7 +15,7 @@ actions of shape (b, 4) in [0, 1]: lend, hoard, sell, borrow (meanings in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -28,7 +28,6 @@ __all__ = [
     "BRAINS",
     "Brain",
     "BrainLike",
-    "BrainSet",
     "ConservativeBrain",
     "ConstantBrain",
     "GreedyBrain",
@@ -55,11 +54,14 @@ class Brain:
     ``act`` gets a row-major copy of its banks' observation rows; a brain that
     only reads whole columns may set ``reads_columns = True`` to get a
     column-major copy instead (the same values, each column contiguous: what
-    the built-in rule brains do).
+    the built-in rule brains do). A brain that also never writes into its input
+    may set ``reads_only = True``: when it acts for every bank it then gets the
+    model's column-major matrix itself, read-only, instead of a copy.
     """
 
     name = "brain"
     reads_columns = False
+    reads_only = False
 
     def setup(self, model: Any) -> None:
         """Bind to a model (e.g. take its random generator). Default: nothing."""
@@ -76,6 +78,7 @@ class PassiveBrain(Brain):
 
     name = "passive"
     reads_columns = True
+    reads_only = True
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         return np.zeros((len(observations), 4))
@@ -86,6 +89,7 @@ class RandomBrain(Brain):
 
     name = "random"
     reads_columns = True
+    reads_only = True
 
     def __init__(self) -> None:
         self.rng: np.random.Generator | None = None
@@ -103,6 +107,7 @@ class _RequirementAware(Brain):
     """A brain whose rules refer to the model's capital requirement."""
 
     reads_columns = True
+    reads_only = True
 
     def __init__(self, capital_requirement: float = 0.05) -> None:
         self.capital_requirement = capital_requirement
@@ -143,6 +148,7 @@ class MyopicBrain(Brain):
 
     name = "myopic"
     reads_columns = True
+    reads_only = True
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         a = np.zeros((len(observations), 4))
@@ -156,6 +162,7 @@ class GreedyBrain(Brain):
 
     name = "greedy"
     reads_columns = True
+    reads_only = True
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         a = np.zeros((len(observations), 4))
@@ -192,6 +199,7 @@ class ConstantBrain(Brain):
 
     name = "constant"
     reads_columns = True
+    reads_only = True
 
     def __init__(self, action: Sequence[float]) -> None:
         try:
@@ -268,130 +276,22 @@ def check_actions(brain: Any, out: Any, rows: int) -> np.ndarray:
         arr = np.asarray(out)
         if arr.dtype.kind not in "biuf":  # complex, strings, objects: not actions
             raise TypeError
-        arr = arr.astype(float)
+        arr = np.array(arr, dtype=float, order="C")  # our own copy, clipped in place below
     except (TypeError, ValueError):
         raise BrainError(f"brain '{name}' returned {type(out).__name__}, not an array of "
                          "numbers") from None
     if arr.shape != (rows, 4):
         raise BrainError(f"brain '{name}' returned actions of shape {arr.shape}; expected "
                          f"({rows}, 4): lend, hoard, sell, borrow per bank")
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.argwhere(~np.isfinite(arr))[0][0])
-        raise BrainError(f"brain '{name}' returned NaN or infinite actions (first in row {bad})")
-    if arr.min() < -1e-6 or arr.max() > 1 + 1e-6:
-        raise BrainError(f"brain '{name}' returned actions outside [0, 1] "
-                         f"(min {arr.min():g}, max {arr.max():g})")
-    return clip(arr, 0.0, 1.0)
-
-
-class BrainSet:
-    """Which brain decides for which bank: each distinct brain once, with its banks.
-
-    Args:
-        spec: a brain name, an object with ``act``, a sequence of these (one per
-            bank) or a mapping ``{bank_id: brain, "default": brain}``.
-        n: number of banks.
-        default: the brain name for banks a mapping leaves out.
-
-    Raises:
-        ConfigError: unknown names, a list of the wrong length, bad mapping keys.
-    """
-
-    def __init__(self, spec: Any, n: int, default: str) -> None:
-        if isinstance(spec, Mapping):
-            bad = [k for k in spec if k != "default" and not (
-                isinstance(k, int | np.integer) and not isinstance(k, bool | np.bool_)
-                and 0 <= k < n)]
-            if bad:
-                raise ConfigError(f"brain mapping has keys {bad!r}; use bank ids 0..{n - 1} "
-                                  "or 'default'")
-            fallback = spec.get("default", default)
-            per = [spec.get(i, fallback) for i in range(n)]
-        elif isinstance(spec, Sequence) and not isinstance(spec, str):
-            if len(spec) != n:
-                raise ConfigError(f"brain list has {len(spec)} entries for {n} banks; give one "
-                                  "per bank or a mapping {bank_id: brain, 'default': brain}")
-            per = list(spec)
-        else:
-            per = [spec] * n
-        made: dict[Any, BrainLike] = {}
-        brains = []
-        for s in per:
-            key = s if isinstance(s, str) else id(s)
-            if key not in made:
-                made[key] = make_brain(s)
-            brains.append(made[key])
-        self.per_bank: list[BrainLike] = brains
-        self.names = [brain_name(b) for b in brains]
-        ids = np.array([id(b) for b in brains])
-        self.groups = [(b, np.flatnonzero(ids == id(b))) for b in made.values()]
-
-    def setup(self, model: Any) -> None:
-        """Bind every brain to ``model`` (e.g. a random brain takes its generator)."""
-        for b, _ in self.groups:
-            if hasattr(b, "setup"):
-                b.setup(model)
-
-    def given_observations(self) -> np.ndarray | None:
-        """The observation matrix the actions were chosen on outside the model, when
-        one brain that hands them over (``hands_observations``: the learning
-        environment's) decides for every bank and brings one of this size
-        (``observed``, taken once: the step it was handed out for); else None."""
-        brain = self.groups[0][0] if len(self.groups) == 1 else None
-        if not getattr(type(brain), "hands_observations", False):
-            return None
-        given, brain.observed = brain.observed, None
-        return given if given is not None and len(given) == len(self.per_bank) else None
-
-    def decide(self, observations: np.ndarray, active: np.ndarray, banks: Sequence[Any],
-               overrides: Mapping[int, np.ndarray]) -> np.ndarray:
-        """Actions of all banks, shape (n, 4): each brain acts once on the rows of
-        its active banks (a per-bank brain gets the bank agents too); fixed
-        ``overrides`` win; defaulted banks get zeros.
-
-        Raises:
-            BrainError: a brain returned a wrong shape, NaN/inf or values outside [0, 1].
-        """
-        actions = np.zeros((observations.shape[0], 4))
-        # each brain gets its own copy of its rows: row-major, as always, or
-        # column by column for the brains that read columns (the matrix is
-        # stored so; a row gather would leave every column strided)
-        by_column = observations.flags.f_contiguous and observations.ndim == 2
-        n = observations.shape[0]
-        for brain, idx in self.groups:
-            rows = idx[active[idx]]
-            if rows.size:
-                if not (by_column and getattr(brain, "reads_columns", False)):
-                    obs = observations[rows]
-                elif rows.size == n:  # every bank (a group's indices are increasing)
-                    obs = observations.copy(order="F")
-                else:
-                    obs = observations.T.take(rows, axis=1).T
-                if getattr(brain, "per_bank", False):
-                    out = brain.act_banks([banks[i] for i in rows], obs)
-                else:
-                    out = brain.act(obs)
-                actions[rows] = check_actions(brain, out, rows.size)
-        for bank, vec in overrides.items():
-            if active[bank]:
-                actions[bank] = vec
-        return actions
-
-    def snapshot(self, model_rng: np.random.Generator) -> list[Any]:
-        """States of the brains' own random generators (None where a brain has
-        none or uses the model's, which the model saves itself)."""
-        out = []
-        for b, _ in self.groups:
-            rng = getattr(b, "rng", None)
-            own = isinstance(rng, np.random.Generator) and rng is not model_rng
-            out.append(rng.bit_generator.state if own else None)
-        return out
-
-    def restore(self, states: list[Any]) -> None:
-        """Put :meth:`snapshot`'s generator states back (when the brains are the
-        same ones; brains changed since the snapshot keep their state)."""
-        if len(states) != len(self.groups):
-            return
-        for (b, _), state in zip(self.groups, states, strict=True):
-            if state is not None:
-                b.rng.bit_generator.state = state
+    if arr.size:
+        lo, hi = arr.min(), arr.max()  # NaN propagates to both
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            bad = int(np.argwhere(~np.isfinite(arr))[0][0])
+            raise BrainError(f"brain '{name}' returned NaN or infinite actions (first in "
+                             f"row {bad})")
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            raise BrainError(f"brain '{name}' returned actions outside [0, 1] "
+                             f"(min {lo:g}, max {hi:g})")
+    np.maximum(arr, 0.0, out=arr)  # clip(arr, 0, 1): the same ufuncs, in place
+    np.minimum(arr, 1.0, out=arr)
+    return arr
