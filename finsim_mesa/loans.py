@@ -127,17 +127,20 @@ def masked_terms(x: np.ndarray | float, rows: np.ndarray, m: int, name: str) -> 
 
 
 class _Buffers:
-    """Capacity buffers of a loan book: each row array is a view of the start of
-    its buffer, so appending and merging loans write in place instead of
-    reallocating the book. Not state: only the first ``len(book)`` rows mean
-    anything, and they are the book's row arrays."""
+    """Capacity buffers of a loan book: each row array is a view of its buffer
+    from ``head`` on, so appending and merging loans write in place instead of
+    reallocating the book, and dropping the first rows (the loans just repaid:
+    the book is in maturity order) moves ``head`` instead of the rows. Not
+    state: only the ``len(book)`` rows from ``head`` mean anything, and they
+    are the book's row arrays."""
 
-    __slots__ = ("arrays", "capacity", "views")
+    __slots__ = ("arrays", "capacity", "head", "views")
 
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {}
         self.views: dict[str, np.ndarray] = {}  # the views handed out, to spot replaced rows
         self.capacity = -1  # rows every buffer holds (-1: not all allocated yet)
+        self.head = 0  # the buffer row of the book's row 0
 
     def __repr__(self) -> str:
         return "<loan book buffers>"
@@ -201,37 +204,51 @@ class LoanBook:
         self._rows(m + k)
 
     def _room(self, size: int) -> dict[str, np.ndarray]:
-        """The buffers, holding the current rows at their start and room for
-        ``size`` rows (grown by half when full; a row array replaced from
-        outside is copied back in)."""
+        """The buffers from the book's row 0 on, holding the current rows at their
+        start and room for ``size`` rows (the rows moved to the buffers' start
+        or the buffers grown by half when short of room; a row array replaced
+        from outside is copied back in)."""
         self.link_ids(assign=False)
         m, spare = len(self), self._spare
-        if size <= spare.capacity and len(spare.views) == len(self._ROWS) and all(
+        if size <= spare.capacity - spare.head and len(spare.views) == len(self._ROWS) and all(
                 getattr(self, name) is view for name, view in spare.views.items()):
             # the usual case: every row array is its buffer's view, with room
-            return spare.arrays
+            head = spare.head
+            return {name: buf[head:] for name, buf in spare.arrays.items()}
+        # short of room after the head: the rows move to the start, and the buffers
+        # grow unless that leaves room for half as many rows again (so that the
+        # head can move on a few steps before the rows move back)
+        short = size > spare.capacity - spare.head
         for name in self._ROWS:
             arr, buf = getattr(self, name), spare.arrays.get(name)
-            if buf is None or buf.size < size or buf.dtype != arr.dtype:
-                grown = np.empty(max(size, 16, 0 if buf is None else buf.size * 3 // 2),
-                                 dtype=arr.dtype)
+            if (buf is None or buf.size < size or buf.dtype != arr.dtype
+                    or (short and buf.size < size + size // 2)):
+                grown = np.empty(max(2 * size, 16), dtype=arr.dtype)
                 grown[:m] = arr
                 spare.arrays[name] = grown
-                # the view handed out is of the old buffer: forgotten, so that if
-                # no _rows follows (an append that failed) the row array, changed
-                # in place meanwhile, is copied in again next time
-                spare.views.pop(name, None)
-            elif spare.views.get(name) is not arr:
-                buf[:m] = arr
+            else:
+                buf[:m] = arr  # NumPy copies overlaps safely (a view from head on)
+            # the view handed out is of the rows before they moved: forgotten, so
+            # that if no _rows follows (an append that failed) the row array,
+            # changed in place meanwhile, is copied in again next time
+            spare.views.pop(name, None)
+        spare.head = 0
         spare.capacity = min(b.size for b in spare.arrays.values())
         return spare.arrays
 
     def _rows(self, size: int) -> None:
-        """The row arrays become the first ``size`` rows of the buffers."""
+        """The row arrays become the ``size`` buffer rows from ``head`` on."""
+        head = self._spare.head
         for name in self._ROWS:
-            view = self._spare.arrays[name][:size]
+            view = self._spare.arrays[name][head:head + size]
             setattr(self, name, view)
             self._spare.views[name] = view
+
+    def _drop_first(self, count: int) -> None:
+        """Drop the first ``count`` rows: the view starts later (no rows move)."""
+        self._room(len(self))  # the row arrays are the buffers' views
+        self._spare.head += count
+        self._rows(len(self) - count)
 
     def consolidate(self, start: int) -> None:
         """Merge the loans from row ``start`` on that share lender, borrower and CCP
@@ -308,14 +325,13 @@ class LoanBook:
         m, k = len(self), int(np.count_nonzero(mask))
         if k == m:
             return
-        bufs = self._room(m)
         if np.count_nonzero(mask[m - k:]) == k:  # the first m - k rows go (the usual case:
-            for name in self._ROWS:  # the book is in maturity order, what is due comes first)
-                bufs[name][:k] = bufs[name][m - k:m]  # NumPy copies overlaps safely
-        else:
-            keep = flatnonzero(mask)
-            for name in self._ROWS:  # compacted in place: row keep[j] >= j is read first
-                np.take(bufs[name][:m], keep, out=bufs[name][:k], mode="clip")
+            self._drop_first(m - k)  # the book is in maturity order, what is due comes first)
+            return
+        bufs = self._room(m)
+        keep = flatnonzero(mask)
+        for name in self._ROWS:  # compacted in place: row keep[j] >= j is read first
+            np.take(bufs[name][:m], keep, out=bufs[name][:k], mode="clip")
         self._rows(k)
 
     def copy(self) -> LoanBook:
