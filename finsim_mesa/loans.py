@@ -18,97 +18,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from finsim_mesa.fastmath import flatnonzero
+from finsim_mesa.links import LinkTable
 
 __all__ = ["LinkTable", "LoanBook", "masked_terms"]
-
-
-class LinkTable:
-    """Directed (lender, borrower) pairs, each with a fixed id (ids are handed
-    out as pairs are added, a batch in pair order, and never change), and their
-    CSR pattern (rows = lenders, sorted columns), rebuilt only when pairs are
-    added."""
-
-    def __init__(self) -> None:
-        self.keys = np.zeros(0, dtype=np.int64)  # lender << 32 | borrower, by id
-        self._sorted = self.keys  # the keys sorted; _ids[k]: the id of _sorted[k]
-        self._ids = np.zeros(0, dtype=np.int64)
-        self._pattern: tuple[int, sp.csr_matrix] | None = None  # (n, pattern with zeros)
-        self._edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._entries: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._ranks: tuple[np.ndarray, np.ndarray] | None = None  # (_ids, ranks)
-
-    def __len__(self) -> int:
-        return int(self.keys.size)
-
-    def copy(self) -> LinkTable:
-        """An independent table: its arrays are never changed in place (adding
-        pairs replaces them), so they are shared, caches included."""
-        out = LinkTable.__new__(LinkTable)
-        out.__dict__.update(self.__dict__)
-        return out
-
-    def ids(self, lender: np.ndarray, borrower: np.ndarray) -> np.ndarray:
-        """The id of each (lender, borrower) pair, shape (p,); new pairs are
-        added. Bank indices must be below 2**31."""
-        keys = (np.asarray(lender, dtype=np.int64) << 32) | np.asarray(borrower, dtype=np.int64)
-        if keys.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        if self._sorted.size:
-            pos = np.minimum(np.searchsorted(self._sorted, keys), self._sorted.size - 1)
-            found = self._sorted[pos] == keys
-            if np.count_nonzero(found) == found.size:
-                return self._ids[pos]
-            keys_new = keys[~found]
-        else:
-            keys_new = keys
-        self.keys = np.concatenate([self.keys, np.unique(keys_new)])
-        self._ids = np.argsort(self.keys, kind="stable")
-        self._sorted = self.keys[self._ids]
-        self._pattern = None
-        return self.ids(lender, borrower)
-
-    def edge_ids(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-        """:meth:`ids` of the network's directed edges ``src[e] → dst[e]``,
-        computed once for the same arrays (ids never change)."""
-        if self._edges is None or self._edges[0] is not src or self._edges[1] is not dst:
-            self._edges = (src, dst, self.ids(src, dst))
-        return self._edges[2]
-
-    def csr(self, n: int, by_id: np.ndarray) -> sp.csr_matrix:
-        """(n, n) CSR with one stored entry per link (explicit zeros included):
-        link ``i``'s entry is ``by_id[i]``. The pattern arrays are shared
-        between calls (read-only use)."""
-        if self._pattern is None or self._pattern[0] != n:
-            indptr = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum(np.bincount(self._sorted >> 32, minlength=n), out=indptr[1:])
-            template = sp.csr_matrix((np.zeros(len(self)), self._sorted & 0xFFFFFFFF, indptr),
-                                     shape=(n, n))
-            template.has_sorted_indices = True
-            self._pattern = (n, template)
-        out = sp.csr_matrix(self._pattern[1], copy=False)  # a new matrix on the same pattern
-        out.data = self.in_csr_order(by_id).astype(float, copy=False)
-        return out
-
-    def ranks(self) -> np.ndarray:
-        """Each link's position in (lender, borrower) order, by id, shape (links,)."""
-        cached = getattr(self, "_ranks", None)  # absent in tables pickled before it
-        if cached is None or cached[0] is not self._ids:
-            rank = np.empty(self._ids.size, dtype=np.int64)
-            rank[self._ids] = np.arange(self._ids.size)
-            self._ranks = (self._ids, rank)
-        return self._ranks[1]
-
-    def in_csr_order(self, by_id: np.ndarray) -> np.ndarray:
-        """Values given per link id, reordered as the stored entries of :meth:`csr`."""
-        return by_id[self._ids]
-
-    def csr_entries(self) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, cols) of :meth:`csr`'s stored entries, in CSR order, shape (links,)
-        each (lenders, borrowers); shared between calls (read-only use)."""
-        cached = getattr(self, "_entries", None)  # absent in tables pickled before it
-        if cached is None or cached[0] is not self._sorted:
-            self._entries = (self._sorted, self._sorted >> 32, self._sorted & 0xFFFFFFFF)
-        return self._entries[1], self._entries[2]
 
 
 def masked_terms(x: np.ndarray | float, rows: np.ndarray, m: int, name: str) -> np.ndarray:
@@ -348,10 +260,9 @@ class LoanBook:
         (−1) first. Ids are reset if the arrays were replaced from outside."""
         if self.link.size != self.lender.size:
             self.link = np.full(self.lender.size, -1, dtype=np.int64)
-        if assign:
+        if assign and self.link.size and int(self.link.min()) < 0:
             todo = self.link < 0
-            if np.count_nonzero(todo):
-                self.link[todo] = self.links.ids(self.lender[todo], self.borrower[todo])
+            self.link[todo] = self.links.ids(self.lender[todo], self.borrower[todo])
         return self.link
 
     def held_on(self, src: np.ndarray, dst: np.ndarray, subset: np.ndarray | None = None
@@ -370,28 +281,29 @@ class LoanBook:
         ``[i, j]`` = what *j* owes *i* (explicit zeros on links without loans),
         and which stored entries carry a loan (shape (nnz,), CSR order). With
         ``bilateral_only`` loans novated to a CCP are left out."""
-        owed, count = self._per_link(bilateral_only)
-        return self.links.csr(n, owed), self.links.in_csr_order(count) > 0
+        owed, present = self._per_link(bilateral_only)
+        return self.links.csr(n, owed), self.links.in_csr_order(present)
 
     def exposure_entries(self, bilateral_only: bool = False
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The stored entries of :meth:`exposures` without building the matrix:
         (rows = lenders, cols = borrowers, exposure (money), carries a loan),
         each shape (links,), in CSR order."""
-        owed, count = self._per_link(bilateral_only)
+        owed, present = self._per_link(bilateral_only)
         rows, cols = self.links.csr_entries()
         return (rows, cols, self.links.in_csr_order(owed).astype(float, copy=False),
-                self.links.in_csr_order(count) > 0)
+                self.links.in_csr_order(present))
 
     def _per_link(self, bilateral_only: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(amount owed, number of loans) on each link, by link id."""
+        """(amount owed, whether it carries a loan) on each link, by link id."""
         link, owed = self.link_ids(), self.owed
         if bilateral_only:
             keep = self.ccp < 0
             link, owed = link[keep], owed[keep]
         size = len(self.links)
-        return (np.bincount(link, weights=owed, minlength=size),
-                np.bincount(link, minlength=size))
+        present = np.zeros(size, dtype=bool)
+        present[link] = True
+        return np.bincount(link, weights=owed, minlength=size), present
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_spare"}

@@ -157,7 +157,8 @@ def update_full(m: Measures, L: Ledger, sheets: Sheets, assets0: np.ndarray,
     # economic value v = share of total assets at the start (a stable weight)
     # on the loan book's fixed link pattern (data refilled, no matrix built)
     rows, cols, E, present = L.loans.exposure_entries(bilateral_only=bilateral_only)
-    dr = risk.debtrank_entries(rows, cols, E, L.equity0, h, value=assets0, present=present)
+    dr = risk.debtrank_entries(rows, cols, E, L.equity0, h, value=assets0, present=present,
+                               by_column=L.loans.links.by_column(L.n))
     m.debtrank, m.debtrank_total = float(dr.debtrank), float(dr.total)
     m.total_equity = float(L.equity[act].sum())
     cr = sheets.capital_ratio[act]

@@ -151,6 +151,7 @@ def debtrank_entries(
     initial_distress: np.ndarray,
     value: np.ndarray,
     present: np.ndarray | None = None,
+    by_column: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> DebtRankResult:
     """:func:`debtrank` of the matrix whose stored entries are ``exposures[k]`` at
     (``rows[k]``, ``cols[k]``), given in CSR order (rows non-decreasing, no
@@ -168,6 +169,10 @@ def debtrank_entries(
         value: shape (n,), economic value (normalised here).
         present: shape (nnz,), bool: which entries are claims (see
             :func:`impact_matrix`).
+        by_column: the entries grouped by column (``LinkTable.by_column``:
+            positions, shape (nnz,), and pointers, shape (n + 1,)); with it a
+            round with few distressed banks gathers only their columns' entries
+            (the same entries, sorted into entry order: the same sums).
     """
     if value is None:
         raise ValueError("debtrank_entries needs value (shape (n,), each bank's economic "
@@ -182,11 +187,15 @@ def debtrank_entries(
     inactive = np.zeros(n, dtype=bool)
     steps = 0
     for _ in range(n + 1):
-        if not np.count_nonzero(distressed):
+        k = np.count_nonzero(distressed)
+        if not k:
             break
         # only the entries of distressed columns: the others add +0.0, which
         # changes no sum (all terms are >= 0), and the kept ones stay in order
-        sel = flatnonzero(distressed[cols])
+        if by_column is not None and 16 * k < n:  # few: their columns' entries
+            sel = _column_entries(by_column, flatnonzero(distressed))
+        else:
+            sel = flatnonzero(distressed[cols])
         push = np.bincount(rows[sel], weights=data[sel] * h[cols[sel]], minlength=n)
         inactive |= distressed
         h = np.minimum(1.0, h + push)
@@ -194,6 +203,17 @@ def debtrank_entries(
         steps += 1
     total = float(v @ h)
     return DebtRankResult(h, total - float(v @ h0), total, steps)
+
+
+def _column_entries(by_column: tuple[np.ndarray, np.ndarray], cols: np.ndarray) -> np.ndarray:
+    """Positions of the entries in columns ``cols``, in entry order, shape (k,)."""
+    order, ptr = by_column
+    start = ptr[cols]
+    lens = ptr[cols + 1] - start
+    total = int(lens.sum())
+    # column j's positions order[start_j : start_j + len_j], all columns in one gather
+    at = np.arange(total) + np.repeat(start - (np.cumsum(lens) - lens), lens)
+    return np.sort(order[at])
 
 
 def _values(exposures: np.ndarray | sp.spmatrix | None, value: np.ndarray | None,

@@ -296,3 +296,35 @@ def test_book_with_capacity_buffers_equals_a_book_of_fresh_arrays():
     assert "arrays" not in vars(again) and len(again) == len(lb)
     again.append(A([2]), A([1]), A([1.0]), A([0.01]), A([7]))
     assert again.maturity[-2:].tolist() == [99, 7]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_debtrank_by_column_equals_the_entry_scan(seed, monkeypatch):
+    """Rounds with few distressed banks gather their columns' entries
+    (``LinkTable.by_column``): bit for bit the scan of every entry and SciPy's
+    CSR DebtRank on a matrix built loan by loan; the column path is taken."""
+    rng = np.random.default_rng(seed)
+    n = 400
+    lb = random_book(rng, n, 3000)
+    equity = rng.uniform(0.5, 5.0, n)
+    h0 = np.zeros(n)
+    h0[rng.integers(0, n, 3)] = rng.random(3)  # a few banks hit: a long cascade
+    value = rng.random(n)
+    rows, cols, data, present = lb.exposure_entries()
+    calls = []
+    real = risk._column_entries
+    monkeypatch.setattr(risk, "_column_entries",
+                        lambda bc, c: calls.append(c.size) or real(bc, c))
+    got = risk.debtrank_entries(rows, cols, data, equity, h0, value, present,
+                                by_column=lb.links.by_column(n))
+    scan = risk.debtrank_entries(rows, cols, data, equity, h0, value, present)
+    want = risk.debtrank(dense_in_book_order(lb, n), equity, h0, value=value)
+    assert calls and want.steps > len(calls) - 1
+    for other in (scan, want):
+        np.testing.assert_array_equal(got.distress, other.distress)
+        assert (got.debtrank, got.total, got.steps) == (other.debtrank, other.total,
+                                                         other.steps)
+    order, ptr = lb.links.by_column(n)  # every entry once, column by column
+    assert np.array_equal(np.sort(order), np.arange(cols.size))
+    assert np.array_equal(cols[order], np.sort(cols, kind="stable"))
+    assert np.all(np.diff(ptr) == np.bincount(cols, minlength=n))
