@@ -304,8 +304,8 @@ def test_debtrank_by_column_equals_the_entry_scan(seed, monkeypatch):
     (``LinkTable.by_column``): bit for bit the scan of every entry and SciPy's
     CSR DebtRank on a matrix built loan by loan; the column path is taken."""
     rng = np.random.default_rng(seed)
-    n = 400
-    lb = random_book(rng, n, 3000)
+    n = 2000
+    lb = random_book(rng, n, 15000)
     equity = rng.uniform(0.5, 5.0, n)
     h0 = np.zeros(n)
     h0[rng.integers(0, n, 3)] = rng.random(3)  # a few banks hit: a long cascade
