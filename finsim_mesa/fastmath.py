@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["clip", "flatnonzero", "mean"]
+__all__ = ["clip", "flatnonzero", "leading", "mean"]
 
 _maximum, _minimum, _asanyarray, _matrix = np.maximum, np.minimum, np.asanyarray, np.matrix
 
@@ -42,3 +42,16 @@ def flatnonzero(a: Any) -> np.ndarray:
     if isinstance(a, _matrix):  # its ravel() stays 2-D: nonzero()[0] would be row indices
         a = a.A
     return a.ravel().nonzero()[0]
+
+
+def leading(rows: np.ndarray) -> np.ndarray | slice:
+    """``rows`` (increasing indices, as :func:`flatnonzero` gives them) as
+    ``slice(0, k)`` when they are exactly the first ``k`` positions (the loan
+    book's due loans, which come first), else ``rows`` itself. Indexing with
+    either reads the same values; the slice reads a *view*, without a
+    gather — use it only where the result is read before the array changes."""
+    k = rows.size
+    if k == 0 or (rows[0] == 0 and rows[k - 1] == k - 1):
+        return slice(0, k)
+    return rows
+

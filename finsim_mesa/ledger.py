@@ -132,8 +132,7 @@ class Ledger:
         """shape (n, n), CSR: ``[i, j]`` = what bank *j* owes bank *i* (i's exposure to j).
 
         With ``bilateral_only`` loans novated to a CCP are left out (the lender's
-        counterparty on them is the CCP, not the borrower).
-        """
+        counterparty on them is the CCP, not the borrower)."""
         lb = self.loans
         m = lb.ccp < 0 if bilateral_only else slice(None)
         return sp.csr_matrix((lb.owed[m], (lb.lender[m], lb.borrower[m])), shape=(self.n, self.n))
@@ -189,17 +188,18 @@ class Ledger:
         Returns the renewed loans as columns (lender, borrower, amount, ccp)."""
         lb = self.loans
         rows, m = fastmath.flatnonzero(mask), len(lb)
+        at = fastmath.leading(rows)  # the due loans come first: a slice, no gathers
         share = fastmath.clip(masked_terms(share, rows, m, "share"), 0.0, 1.0)
         rate = masked_terms(rate, rows, m, "rate")
-        roll = lb.owed_at(rows) * share
+        roll = lb.owed_at(at) * share
         rolled = fastmath.flatnonzero(roll > 0)
         pick = rows[rolled]
         out = {"lender": lb.lender[pick], "borrower": lb.borrower[pick], "amount": roll[rolled],
                "ccp": lb.ccp[pick]}
         if not pick.size:
             return out
-        lb.principal[rows] *= 1.0 - share
-        lb.accrued[rows] *= 1.0 - share
+        lb.principal[at] *= 1.0 - share
+        lb.accrued[at] *= 1.0 - share
         lb.append(out["lender"], out["borrower"], out["amount"], rate[rolled],
                   np.full(out["amount"].size, maturity), out["ccp"], lb.link_ids(False)[pick])
         return out
@@ -309,7 +309,7 @@ class Ledger:
         Unpaid amounts are written off (lost by the creditor, extinguished for the debtor).
         """
         lb = self.loans
-        settled = fastmath.flatnonzero(loan_mask)  # one pass for the six gathers
+        settled = fastmath.leading(fastmath.flatnonzero(loan_mask))  # due first: no gathers
         bp, lp = borrower_paid[settled], lender_paid[settled]
         owed = lb.owed_at(settled)
         lend, borr, ccp = lb.lender[settled], lb.borrower[settled], lb.ccp[settled]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from finsim_mesa.fastmath import flatnonzero
+from finsim_mesa.fastmath import flatnonzero, leading
 
 if TYPE_CHECKING:
     from finsim_mesa.config import ModelConfig
@@ -103,6 +103,6 @@ def roll_over(L: Ledger, hoard: np.ndarray, rate: float, spread: np.ndarray, t: 
     if np.count_nonzero(active) < active.size:  # only then can a due loan's bank be out
         due = flatnonzero(maturing)  # the banks of the due loans only, not the whole book
         maturing[due[~(active[lb.lender[due]] & active[lb.borrower[due]])]] = False
-    rows = flatnonzero(maturing)  # terms for these loans only, not the whole book
+    rows = leading(flatnonzero(maturing))  # terms for these loans only, not the whole book
     return L.rollover(maturing, 1.0 - hoard[lb.lender[rows]], rate + spread[lb.borrower[rows]],
                       maturity)

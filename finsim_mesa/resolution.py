@@ -27,7 +27,7 @@ import numpy as np
 
 from finsim_mesa.accounting import values
 from finsim_mesa.clearing import ClearingResult, clear_legs
-from finsim_mesa.fastmath import flatnonzero
+from finsim_mesa.fastmath import flatnonzero, leading
 from finsim_mesa.infrastructure import layer
 from finsim_mesa.infrastructure.router import OUTCOMES
 from finsim_mesa.market import capped_share
@@ -97,7 +97,7 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     liquid = values(L.holdings, fire_price)
     alpha, beta = cfg.default_cost_alpha, cfg.default_cost_beta  # arrays when needed
     if not C:  # no CCPs: every leg is bilateral, the institutions are the banks
-        bi = flatnonzero(due)
+        bi = leading(flatnonzero(due))  # a slice when the due loans come first (read-only use)
         leg = owed  # nothing set off
         b_borrower = lb.borrower[bi]
         # clamp round-off (e.g. cash after a margin payment that used all of it)

@@ -55,3 +55,23 @@ def test_flatnonzero_of_matrices_masked_arrays_and_scalars_equals_numpy():
         want, got = np.flatnonzero(a), flatnonzero(a)
         assert type(got) is type(want) and got.dtype == want.dtype
         assert np.array_equal(got, want), (a, got, want)
+
+
+def test_leading_is_a_slice_exactly_when_the_rows_are_the_first_k():
+    from finsim_mesa.fastmath import flatnonzero, leading
+
+    x = np.arange(10.0) * 1.5
+    for mask in ([1, 1, 1, 0, 0, 0, 0, 0, 0, 0], [0] * 10, [1] * 10,
+                 [1, 1, 0, 1, 0, 0, 0, 0, 0, 0], [0, 1, 1, 0, 0, 0, 0, 0, 0, 0],
+                 [1, 0, 0, 0, 0, 0, 0, 0, 0, 1]):
+        rows = flatnonzero(np.array(mask, dtype=bool))
+        at = leading(rows)
+        first_k = rows.size == 0 or np.array_equal(rows, np.arange(rows.size))
+        assert isinstance(at, slice) == first_k, mask
+        if not first_k:
+            assert at is rows
+        assert np.array_equal(x[at], x[rows])  # the same values either way
+        y, z = x.copy(), x.copy()
+        y[at] *= 0.5
+        z[rows] *= 0.5
+        assert np.array_equal(y, z)
