@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from finsim_mesa import risk
-from finsim_mesa.fastmath import clip
+from finsim_mesa.fastmath import clip, flatnonzero, leading
 
 if TYPE_CHECKING:
     from finsim_mesa.config import ModelConfig
@@ -105,9 +105,13 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     lb = L.loans
     n = L.n
     owed = lb.owed
-    within2, within1 = lb.maturity <= t + 1, lb.maturity <= t
-    due2 = np.bincount(lb.borrower[within2], minlength=n, weights=owed[within2])
-    due_next = np.bincount(lb.borrower[within1], minlength=n, weights=owed[within1])
+    # the loans due within two steps, then those due now among them, in book order
+    # (slices when they come first, as in a book in maturity order)
+    rows2 = leading(flatnonzero(lb.maturity <= t + 1))
+    b2, o2 = lb.borrower[rows2], owed[rows2]
+    due2 = np.bincount(b2, minlength=n, weights=o2)
+    now = leading(flatnonzero(lb.maturity[rows2] <= t))
+    due_next = np.bincount(b2[now], minlength=n, weights=o2[now])
     need = due2 + withdrawals + RUNOFF * L.deposits
     h = risk.distress(L.equity, L.equity0, L.defaulted)
     at_risk = np.bincount(lb.lender[bilateral], weights=(owed * h[lb.borrower])[bilateral],
