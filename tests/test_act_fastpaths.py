@@ -186,8 +186,8 @@ class _Spy(Brain):
 
     reads_columns = True
 
-    def __init__(self, reads_only: bool, write: bool) -> None:
-        self.reads_only, self.write, self.seen = reads_only, write, []
+    def __init__(self, write: bool) -> None:
+        self.write, self.seen = write, []
 
     def act(self, observations):
         self.seen.append(observations)
@@ -196,8 +196,12 @@ class _Spy(Brain):
         return np.full((len(observations), 4), 0.5)
 
 
+class _ReadOnlySpy(_Spy):
+    reads_only = True
+
+
 def test_a_read_only_brain_gets_the_models_matrix_without_a_copy():
-    spy = _Spy(reads_only=True, write=False)
+    spy = _ReadOnlySpy(write=False)
     m = FinancialModel(n_banks=30, brain=spy, rng=1)
     m.step()
     got = spy.seen[-1]
@@ -208,9 +212,9 @@ def test_a_read_only_brain_gets_the_models_matrix_without_a_copy():
 
 
 def test_a_brain_that_writes_gets_a_copy_and_the_model_keeps_its_matrix():
-    spy = _Spy(reads_only=False, write=True)
+    spy = _Spy(write=True)
     m = FinancialModel(n_banks=30, brain=spy, rng=1)
-    twin = FinancialModel(n_banks=30, brain=_Spy(reads_only=False, write=False), rng=1)
+    twin = FinancialModel(n_banks=30, brain=_Spy(write=False), rng=1)
     m.step()
     twin.step()
     assert not np.shares_memory(spy.seen[-1], m.decisions.observations)
@@ -219,10 +223,26 @@ def test_a_brain_that_writes_gets_a_copy_and_the_model_keeps_its_matrix():
                           twin.datacollector.get_model_vars_dataframe().to_numpy())
 
 
+def test_a_subclass_of_a_built_in_brain_gets_its_own_copy():
+    """``reads_only`` is not inherited: a user's subclass that writes into its
+    observations works, and the model keeps its matrix."""
+    from finsim_mesa.agents.brains import RuleBasedBrain
+
+    class Scribbler(RuleBasedBrain):
+        def act(self, observations):
+            observations[:, 0] = 0.0  # allowed: its own copy
+            return super().act(observations)
+
+    m = FinancialModel(n_banks=30, brain=Scribbler(), rng=1)
+    m.step()
+    assert not np.all(m.decisions.observations[:, 0] == 0.0)
+    assert not Scribbler.__dict__.get("reads_only", False)
+
+
 def test_the_built_in_brains_are_read_only_and_never_write():
     for name in ("rule_based", "conservative", "myopic", "greedy", "passive", "random"):
         brain = make_brain(name)
-        assert brain.reads_only and brain.reads_columns, name
+        assert vars(type(brain)).get("reads_only") and brain.reads_columns, name
     m = FinancialModel(n_banks=40, scenario="systemic", brain="rule_based", rng=2)
     m.run_for(5)  # a write into the read-only matrix would have raised
 

@@ -54,9 +54,10 @@ class Brain:
     ``act`` gets a row-major copy of its banks' observation rows; a brain that
     only reads whole columns may set ``reads_columns = True`` to get a
     column-major copy instead (the same values, each column contiguous: what
-    the built-in rule brains do). A brain that also never writes into its input
-    may set ``reads_only = True``: when it acts for every bank it then gets the
-    model's column-major matrix itself, read-only, instead of a copy.
+    the built-in rule brains do). A brain class that also never writes into its
+    input may set ``reads_only = True`` in its own body (a subclass does not
+    inherit it): when it acts for every bank it then gets the model's
+    column-major matrix itself, read-only, instead of a copy.
     """
 
     name = "brain"
@@ -107,7 +108,6 @@ class _RequirementAware(Brain):
     """A brain whose rules refer to the model's capital requirement."""
 
     reads_columns = True
-    reads_only = True
 
     def __init__(self, capital_requirement: float = 0.05) -> None:
         self.capital_requirement = capital_requirement
@@ -126,6 +126,7 @@ class RuleBasedBrain(_RequirementAware):
     """
 
     name = "rule_based"
+    reads_only = True
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         o = observations
@@ -176,6 +177,7 @@ class ConservativeBrain(_RequirementAware):
     sells early, never borrows."""
 
     name = "conservative"
+    reads_only = True
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         a = np.zeros((len(observations), 4))

@@ -94,7 +94,7 @@ class BrainSet:
             if rows.size:
                 if not (by_column and getattr(brain, "reads_columns", False)):
                     obs = observations[rows]
-                elif rows.size == n and getattr(brain, "reads_only", False):
+                elif rows.size == n and vars(type(brain)).get("reads_only", False):
                     obs = observations.view()  # every bank, read-only: no copy
                     obs.flags.writeable = False
                 elif rows.size == n:  # every bank (a group's indices are increasing)
