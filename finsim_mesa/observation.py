@@ -152,6 +152,8 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
             written); a new array if omitted.
     """
     x = router.bank_exchange
+    # each column's value per exchange (a handful), then gathered for the banks:
+    # the same elementwise arithmetic, done once per exchange instead of per bank
     util = np.array([e.utilisation for e in exchanges])
     fee = np.array([e.fee_rate for e in exchanges])
     cap = np.array([e.queue.max_throughput for e in exchanges])
@@ -159,23 +161,28 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
     delay = np.array([e.mean_delay for e in exchanges])
     o = np.empty((L.n, INFRA_OBS_DIM), order="F") if out is None else out
     i = OBS_DIM  # infrastructure columns follow the bank columns in OBS
-    o[:, OBS["exchange_congestion"] - i] = clip(util[x], 0, 2) / 2
     base = max(cfg.exchange_base_fee, 1e-12)
-    o[:, OBS["exchange_fee_level"] - i] = clip(
-        (fee[x] / base - 1) / max(cfg.exchange_fee_slope, 1e-12), 0, 1)
-    o[:, OBS["queue_backlog"] - i] = clip(backlog[x] / cap[x], 0, 3) / 3
-    o[:, OBS["expected_delay"] - i] = clip(delay[x] / max(cfg.max_order_wait, 1), 0, 1)
+    per_exchange = {
+        "exchange_congestion": clip(util, 0, 2) / 2,
+        "exchange_fee_level": clip((fee / base - 1) / max(cfg.exchange_fee_slope, 1e-12), 0, 1),
+        "queue_backlog": clip(backlog / cap, 0, 3) / 3,
+        "expected_delay": clip(delay / max(cfg.max_order_wait, 1), 0, 1)}
+    for name, value in per_exchange.items():
+        np.take(value, x, out=o[:, OBS[name] - i], mode="clip")  # (x is in range: "clip"
+        # only spares take's buffered copy)
     if ccps:
         lb = L.loans
-        m = lb.ccp >= 0
-        owed = lb.owed[m]
+        m: np.ndarray | slice = lb.ccp >= 0
+        if np.count_nonzero(m) == m.size:  # every loan cleared: the whole book, no gathers
+            m = slice(None)
+        owed = lb.owed_at(m)
         cleared_net = (np.bincount(lb.lender[m], weights=owed, minlength=L.n)
                        - np.bincount(lb.borrower[m], weights=owed, minlength=L.n))
-        health = np.array([c.default_fund_health for c in ccps])
+        health = clip(np.array([c.default_fund_health for c in ccps]), 0, 1)
         o[:, OBS["ccp_margin_rate"] - i] = margin_rate
         o[:, OBS["posted_margin"] - i] = clip(L.margin.sum(axis=1) / total_assets, 0, 1)
         o[:, OBS["net_ccp_exposure"] - i] = clip(cleared_net / total_assets, -1, 1)
-        o[:, OBS["default_fund_health"] - i] = clip(health[router.bank_ccp], 0, 1)
+        np.take(health, router.bank_ccp, out=o[:, OBS["default_fund_health"] - i], mode="clip")
     else:
         for name in ("ccp_margin_rate", "posted_margin", "net_ccp_exposure"):
             o[:, OBS[name] - i] = 0.0

@@ -40,6 +40,7 @@ class ExchangeStats:
     mean_delay: float
 
 
+_minimum, _maximum = np.minimum, np.maximum
 ORDER_FIELDS = ("order_id", "sender", "receiver", "amount", "rate", "submitted", "kind")
 
 
@@ -103,19 +104,24 @@ class ExchangeQueue:
                amount: np.ndarray | float, step: int, rate: np.ndarray | float = 0.0,
                kind: int = 0) -> np.ndarray:
         """Queue orders (arrays of equal length, or scalars for one); returns their ids."""
-        amount = np.atleast_1d(np.asarray(amount, dtype=float))
-        if not np.isfinite(amount).all() or (amount <= 0).any():
-            raise ValueError("order amounts must be finite and > 0")
+        amount = np.asarray(amount, dtype=float)
+        if amount.ndim == 0:
+            amount = amount.reshape(1)
         k = amount.size
+        # all finite and > 0 (a NaN fails the first test, +-inf one of the two)
+        if k and not (_minimum.reduce(amount) > 0 and _maximum.reduce(amount) < np.inf):
+            raise ValueError("order amounts must be finite and > 0")
         ids = np.arange(self._next_id, self._next_id + k)
         self._next_id += k
-        new = {"order_id": ids, "sender": _repeat(sender, k),
-               "receiver": _repeat(receiver, k), "amount": amount,
-               "rate": _repeat(rate, k), "submitted": np.full(k, step),
-               "kind": np.full(k, kind)}
-        for name in ORDER_FIELDS:
-            self.orders[name] = np.concatenate([self.orders[name], new[name]]).astype(
-                self.orders[name].dtype, copy=False)
+        new = (ids, _repeat(sender, k), _repeat(receiver, k), amount, _repeat(rate, k),
+               np.full(k, step), np.full(k, kind))
+        orders = self.orders
+        for name, col in zip(ORDER_FIELDS, new, strict=True):
+            old = orders[name]
+            # an empty queue (the usual case: each step processes all): the new
+            # column, copied, is the queue's (what concatenating to nothing gives)
+            orders[name] = (np.array(col, dtype=old.dtype) if not old.size else
+                            np.concatenate([old, col]).astype(old.dtype, copy=False))
         return ids
 
     @property

@@ -78,7 +78,9 @@ class InfrastructureRouter:
         self.bank_ccp = self.exchange_ccp[self.bank_exchange]
         for ex, c in zip(exchanges, self.exchange_ccp, strict=True):
             ex.ccp_id = int(c)
-        self._audit: list[dict[str, np.ndarray]] = []
+        # audit records, one tuple per call of record(): (rows, step, kind code,
+        # then the columns of AUDIT_COLUMNS after step and kind, see _column)
+        self._audit: list[tuple[Any, ...]] = []
 
     # ----------------------------------------------------------- submitting
     def submit_transaction(self, sender: int, receiver: int, amount: float,
@@ -135,6 +137,12 @@ class InfrastructureRouter:
         self.exchange_ccp = state["exchange_ccp"].copy()
         self._audit = log_restore(state["audit"])
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle; audit records an earlier version pickled as dicts of full
+        columns become the tuples :meth:`record` stores."""
+        self.__dict__.update(state)
+        self._audit = [_as_tuple(a) if isinstance(a, dict) else a for a in self._audit]
+
     # ---------------------------------------------------------------- audit
     def record_rollovers(self, rolled: dict[str, np.ndarray], step: int) -> None:
         """Audit the loans rolled over in the act stage (columns lender, borrower,
@@ -156,15 +164,13 @@ class InfrastructureRouter:
         if not k:
             return
         out = OUTCOMES.index(outcome) if isinstance(outcome, str) else outcome
-        self._audit.append({
-            "step": np.full(k, step, dtype=np.int32),
-            "kind": np.full(k, KINDS.index(kind), dtype=np.int8),
-            "sender": _column(sender, k, np.int32), "receiver": _column(receiver, k, np.int32),
-            "amount": amount, "received": _column(received, k, float),
-            "exchange": _column(exchange, k, np.int16), "ccp": _column(ccp, k, np.int16),
-            "fee": _column(fee, k, float), "delay": _column(delay, k, np.int16),
-            "outcome": _column(out, k, np.int8),
-        })
+        # one tuple of columns in AUDIT_COLUMNS order; a column given as one number
+        # stays one number until audit() repeats it (most columns of most records)
+        self._audit.append((k, step, KINDS.index(kind), _column(sender, k, np.int32),
+                            _column(receiver, k, np.int32), amount,
+                            _column(received, k, float), _column(exchange, k, np.int16),
+                            _column(ccp, k, np.int16), _column(fee, k, float),
+                            _column(delay, k, np.int16), _column(out, k, np.int8)))
 
     def audit(self) -> pd.DataFrame:
         """Every routed transaction so far: who, what, which exchange and CCP
@@ -173,7 +179,8 @@ class InfrastructureRouter:
 
         if not self._audit:
             return pd.DataFrame({c: [] for c in AUDIT_COLUMNS})
-        cols = {c: np.concatenate([a[c] for a in self._audit]) for c in AUDIT_COLUMNS}
+        cols = {c: np.concatenate([_expand(a[j + 1], a[0], dtype) for a in self._audit])
+                for j, (c, dtype) in enumerate(zip(AUDIT_COLUMNS, _DTYPES, strict=True))}
         df = pd.DataFrame(cols)
         df["kind"] = pd.Categorical.from_codes(df["kind"], KINDS)
         df["outcome"] = pd.Categorical.from_codes(df["outcome"], OUTCOMES)
@@ -182,24 +189,41 @@ class InfrastructureRouter:
     def transactions(self, step: int | None = None) -> int:
         """Number of audit records (of one step, or all)."""
         if step is None:
-            return sum(a["step"].size for a in self._audit)
+            return sum(a[0] for a in self._audit)
         # each record is one step's, appended in step order: read back to the step
         count = 0
         for a in reversed(self._audit):
-            at = int(a["step"][0])
-            if at < step:
+            if a[1] < step:
                 break
-            if at == step:
-                count += a["step"].size
+            if a[1] == step:
+                count += a[0]
         return count
 
 
-def _column(value: Any, k: int, dtype: Any) -> np.ndarray:
-    """An audit column of ``k`` entries of ``dtype``: a copy of an array, or a
-    scalar repeated (what ``np.broadcast_to(value, k).astype(dtype)`` gives,
-    without its Python layers)."""
+_DTYPES = (np.int32, np.int8, np.int32, np.int32, float, float, np.int16, np.int16, float,
+           np.int16, np.int8)  # of AUDIT_COLUMNS
+
+
+def _as_tuple(record: dict[str, np.ndarray]) -> tuple[Any, ...]:
+    """An audit record stored as a dict of full columns, as the tuple record() stores."""
+    step = record["step"]
+    return (step.size, int(step[0]) if step.size else 0, int(record["kind"][0]),
+            *(record[c] for c in AUDIT_COLUMNS[2:]))
+
+
+def _expand(value: Any, k: int, dtype: Any) -> np.ndarray:
+    """A stored audit column as ``k`` entries of ``dtype`` (a number repeated)."""
+    if isinstance(value, np.ndarray):
+        return value
+    return np.full(k, value, dtype=dtype)
+
+
+def _column(value: Any, k: int, dtype: Any) -> Any:
+    """An audit column of ``k`` entries of ``dtype`` as stored: a copy of an
+    array, or one number (the value as given, repeated by :func:`_expand` when
+    the audit is read: ``np.full(k, value, dtype)``)."""
     if isinstance(value, np.ndarray) and value.shape == (k,):
         return value.astype(dtype)
     if np.ndim(value) == 0:
-        return np.full(k, value, dtype=dtype)
+        return value.item() if isinstance(value, np.ndarray) else value  # (not a view)
     return np.broadcast_to(value, k).astype(dtype)
