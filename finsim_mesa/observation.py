@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from finsim_mesa import risk
-from finsim_mesa.fastmath import clip
+from finsim_mesa.fastmath import clip, flatnonzero
 
 if TYPE_CHECKING:
     from finsim_mesa.config import ModelConfig
@@ -220,7 +220,8 @@ def observe(model: FinancialModel) -> np.ndarray:
     o = np.empty((L.n, width), order="F")
     bank_observations(L, model.sheets, model.market, model.measures, model.flows.withdrawals,
                       model.network, model.reference.size0, model.config, model.t,
-                      (L.loans.ccp < 0) if infra else slice(None), out=o[:, :OBS_DIM])
+                      flatnonzero(L.loans.ccp < 0) if infra else slice(None),
+                      out=o[:, :OBS_DIM])  # (indices: the same loans, one pass for the gathers)
     if infra:
         ta = model.sheets.total_assets
         infrastructure_observations(L, np.where(ta > 0, ta, 1.0), model.exchanges, model.ccps,

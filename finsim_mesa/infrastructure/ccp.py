@@ -37,7 +37,7 @@ def cleared_by_ccp(loans: LoanBook, ccp_ids: Sequence[int], n: int) -> np.ndarra
     order)."""
     ids = np.asarray(ccp_ids, dtype=np.int64)
     m: np.ndarray | slice
-    if np.array_equal(ids, np.arange(ids.size)):  # all CCPs in id order (the model's
+    if ids.tolist() == list(range(ids.size)):  # all CCPs in id order (the model's
         col = loans.ccp  # call): a CCP's column is its id
         m = (col >= 0) & (col < ids.size)
         if np.count_nonzero(m) == m.size:  # every loan cleared (ccp_clearing_share 1):

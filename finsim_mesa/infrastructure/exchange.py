@@ -151,7 +151,11 @@ class ExchangeQueue:
         utilisation = demand / self.max_throughput
         rate = self.fee_rate(utilisation)
         # amounts are positive, so this is a prefix of the queue: strict FIFO
-        done = np.cumsum(o["amount"]) <= self.max_throughput * (1 + 1e-12)
+        running = np.cumsum(o["amount"])
+        limit = self.max_throughput * (1 + 1e-12)
+        if running[-1] <= limit:  # everything fits (most steps; the running sum's
+            return self._process_all(step, demand, utilisation, rate)  # last is its largest)
+        done = running <= limit
         expired = ~done & (step - o["submitted"] >= self.max_wait)
         p = int(np.count_nonzero(done))  # the prefix's length: its rows are slices
         processed = {k: v[:p] for k, v in o.items()}  # (the columns are never
@@ -174,6 +178,23 @@ class ExchangeQueue:
             mean_delay=int(delays.sum()) / delays.size if delays.size else 0.0)
         self.history.append(stats)
         return processed, gone, stats
+
+    def _process_all(self, step: int, demand: float, utilisation: float, rate: float
+                     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], ExchangeStats]:
+        """:meth:`process` when every order fits: the queue's columns are handed
+        out whole (they are never changed in place) and the queue is left empty;
+        the figures are the general case's (processed = demand: the same sum)."""
+        o = self.orders
+        self.orders = {k: v[:0] for k, v in o.items()}
+        delays = step - o["submitted"]
+        count = delays.size
+        stats = ExchangeStats(
+            step=step, demand=demand, processed=demand, processed_orders=count, waiting=0.0,
+            waiting_orders=0, expired=0.0, expired_orders=0, utilisation=utilisation,
+            congested=utilisation > self.congestion_threshold, fee_rate=rate,
+            fees=rate * demand, mean_delay=int(delays.sum()) / count)
+        self.history.append(stats)
+        return o, {k: v[:0] for k, v in o.items()}, stats
 
     def snapshot(self, shallow_logs: bool = False) -> dict[str, Any]:
         """Copies of the queue's state (orders, history, capacity, next order id);
