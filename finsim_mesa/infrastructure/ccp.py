@@ -183,9 +183,9 @@ class CentralCounterparty(mesa.Agent):
         """Share of the gross cleared obligations removed by multilateral netting
         (as :func:`multilateral_netting`, from the loan book's columns directly)."""
         lb = self.model.ledger.loans
-        m: np.ndarray | slice = flatnonzero(self.cleared_book())  # one pass for the gathers
-        if m.size == len(lb):  # the whole book (one CCP clears every loan): no gathers
-            m = slice(None)
+        mask = self.cleared_book()
+        # the whole book (one CCP clears every loan): no gathers; else one pass for them
+        m = slice(None) if np.count_nonzero(mask) == mask.size else flatnonzero(mask)
         owed = lb.owed_at(m)
         gross = float(owed.sum())
         if gross <= 0:

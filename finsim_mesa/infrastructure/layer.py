@@ -242,8 +242,9 @@ def run_waterfalls(L: Ledger, ccps: list[CentralCounterparty], cleared: np.ndarr
     capital_used, charges = np.zeros(len(ccps)), np.zeros((L.n, len(ccps)))
     surv = ~resolving
     for c, ccp in enumerate(ccps):
-        # with one CCP every cleared loan is its (ccp is -1 or 0): no pass over the book
-        rows = cleared if len(ccps) == 1 else cleared & (lb.ccp == c)
+        # with one CCP every cleared loan is its (ccp is -1 or 0): no pass over the
+        # book for the mask; indices: one pass for the two gathers
+        rows = flatnonzero(cleared if len(ccps) == 1 else cleared & (lb.ccp == c))
         res = ccp.absorb_default(owed[rows], borrower_paid[rows], seized_m[:, c],
                                  seized_f[:, c], surv, t)
         if res is not None:

@@ -222,8 +222,16 @@ def _column(value: Any, k: int, dtype: Any) -> Any:
     """An audit column of ``k`` entries of ``dtype`` as stored: a copy of an
     array, or one number (the value as given, repeated by :func:`_expand` when
     the audit is read: ``np.full(k, value, dtype)``)."""
-    if isinstance(value, np.ndarray) and value.shape == (k,):
-        return value.astype(dtype)
-    if np.ndim(value) == 0:
-        return value.item() if isinstance(value, np.ndarray) else value  # (not a view)
+    if type(value) in _NUMBERS:  # the usual one-number columns, first
+        return value
+    if isinstance(value, np.ndarray):
+        if value.shape == (k,):
+            return value.astype(dtype)
+        if value.ndim == 0:
+            return value.item()  # (not a view of the caller's array)
+    elif np.ndim(value) == 0:  # a NumPy number (immutable)
+        return value
     return np.broadcast_to(value, k).astype(dtype)
+
+
+_NUMBERS = frozenset((int, float, bool))
