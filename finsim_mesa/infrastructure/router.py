@@ -16,6 +16,8 @@ deals a random permutation round robin (every venue gets members). Exchange
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -78,9 +80,8 @@ class InfrastructureRouter:
         self.bank_ccp = self.exchange_ccp[self.bank_exchange]
         for ex, c in zip(exchanges, self.exchange_ccp, strict=True):
             ex.ccp_id = int(c)
-        # audit records, one tuple per call of record(): (rows, step, kind code,
-        # then the columns of AUDIT_COLUMNS after step and kind, see _column)
-        self._audit: list[tuple[Any, ...]] = []
+        self._audit: list[dict[str, np.ndarray]] = []
+        self._constants = _Constants()
 
     # ----------------------------------------------------------- submitting
     def submit_transaction(self, sender: int, receiver: int, amount: float,
@@ -137,12 +138,6 @@ class InfrastructureRouter:
         self.exchange_ccp = state["exchange_ccp"].copy()
         self._audit = log_restore(state["audit"])
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Unpickle; audit records an earlier version pickled as dicts of full
-        columns become the tuples :meth:`record` stores."""
-        self.__dict__.update(state)
-        self._audit = [_as_tuple(a) if isinstance(a, dict) else a for a in self._audit]
-
     # ---------------------------------------------------------------- audit
     def record_rollovers(self, rolled: dict[str, np.ndarray], step: int) -> None:
         """Audit the loans rolled over in the act stage (columns lender, borrower,
@@ -164,13 +159,16 @@ class InfrastructureRouter:
         if not k:
             return
         out = OUTCOMES.index(outcome) if isinstance(outcome, str) else outcome
-        # one tuple of columns in AUDIT_COLUMNS order; a column given as one number
-        # stays one number until audit() repeats it (most columns of most records)
-        self._audit.append((k, step, KINDS.index(kind), _column(sender, k, np.int32),
-                            _column(receiver, k, np.int32), amount,
-                            _column(received, k, float), _column(exchange, k, np.int16),
-                            _column(ccp, k, np.int16), _column(fee, k, float),
-                            _column(delay, k, np.int16), _column(out, k, np.int8)))
+        const = self._constants.column
+        self._audit.append({
+            "step": const(step, k, np.int32), "kind": const(KINDS.index(kind), k, np.int8),
+            "sender": _column(sender, k, np.int32, const),
+            "receiver": _column(receiver, k, np.int32, const),
+            "amount": amount, "received": _column(received, k, float, const),
+            "exchange": _column(exchange, k, np.int16, const),
+            "ccp": _column(ccp, k, np.int16, const), "fee": _column(fee, k, float, const),
+            "delay": _column(delay, k, np.int16, const), "outcome": _column(out, k, np.int8, const),
+        })
 
     def audit(self) -> pd.DataFrame:
         """Every routed transaction so far: who, what, which exchange and CCP
@@ -179,8 +177,7 @@ class InfrastructureRouter:
 
         if not self._audit:
             return pd.DataFrame({c: [] for c in AUDIT_COLUMNS})
-        cols = {c: np.concatenate([_expand(a[j + 1], a[0], dtype) for a in self._audit])
-                for j, (c, dtype) in enumerate(zip(AUDIT_COLUMNS, _DTYPES, strict=True))}
+        cols = {c: np.concatenate([a[c] for a in self._audit]) for c in AUDIT_COLUMNS}
         df = pd.DataFrame(cols)
         df["kind"] = pd.Categorical.from_codes(df["kind"], KINDS)
         df["outcome"] = pd.Categorical.from_codes(df["outcome"], OUTCOMES)
@@ -189,49 +186,61 @@ class InfrastructureRouter:
     def transactions(self, step: int | None = None) -> int:
         """Number of audit records (of one step, or all)."""
         if step is None:
-            return sum(a[0] for a in self._audit)
+            return sum(a["step"].size for a in self._audit)
         # each record is one step's, appended in step order: read back to the step
         count = 0
         for a in reversed(self._audit):
-            if a[1] < step:
+            at = int(a["step"][0])
+            if at < step:
                 break
-            if a[1] == step:
-                count += a[0]
+            if at == step:
+                count += a["step"].size
         return count
 
 
-_DTYPES = (np.int32, np.int8, np.int32, np.int32, float, float, np.int16, np.int16, float,
-           np.int16, np.int8)  # of AUDIT_COLUMNS
-
-
-def _as_tuple(record: dict[str, np.ndarray]) -> tuple[Any, ...]:
-    """An audit record stored as a dict of full columns, as the tuple record() stores."""
-    step = record["step"]
-    return (step.size, int(step[0]) if step.size else 0, int(record["kind"][0]),
-            *(record[c] for c in AUDIT_COLUMNS[2:]))
-
-
-def _expand(value: Any, k: int, dtype: Any) -> np.ndarray:
-    """A stored audit column as ``k`` entries of ``dtype`` (a number repeated)."""
-    if isinstance(value, np.ndarray):
-        return value
-    return np.full(k, value, dtype=dtype)
-
-
-def _column(value: Any, k: int, dtype: Any) -> Any:
-    """An audit column of ``k`` entries of ``dtype`` as stored: a copy of an
-    array, or one number (the value as given, repeated by :func:`_expand` when
-    the audit is read: ``np.full(k, value, dtype)``)."""
+def _column(value: Any, k: int, dtype: Any, constant: Callable[[Any, int, Any], np.ndarray]
+            ) -> np.ndarray:
+    """An audit column of ``k`` entries of ``dtype``: a copy of an array, or a
+    number repeated (``constant``: :meth:`_Constants.column`)."""
     if type(value) in _NUMBERS:  # the usual one-number columns, first
-        return value
-    if isinstance(value, np.ndarray):
-        if value.shape == (k,):
-            return value.astype(dtype)
-        if value.ndim == 0:
-            return value.item()  # (not a view of the caller's array)
-    elif np.ndim(value) == 0:  # a NumPy number (immutable)
-        return value
+        return constant(value, k, dtype)
+    if isinstance(value, np.ndarray) and value.shape == (k,):
+        return value.astype(dtype)
+    if np.ndim(value) == 0:
+        return constant(value.item() if isinstance(value, np.ndarray) else value, k, dtype)
     return np.broadcast_to(value, k).astype(dtype)
 
 
 _NUMBERS = frozenset((int, float, bool))
+
+
+class _Constants:
+    """Columns of one number repeated, ``np.full(k, value, dtype)``, handed out
+    as read-only views of one shared array per (number, dtype), grown as
+    needed: most audit columns are one number (the step, the kind, a zero fee),
+    and a view costs a fraction of a new array. A record holds the same values,
+    dtype and shape as a full column (so the same bytes in a snapshot and its
+    fingerprint). Not state: a cache."""
+
+    __slots__ = ("_arrays",)
+
+    def __init__(self) -> None:
+        self._arrays: dict[tuple[Any, type, Any], np.ndarray] = {}
+
+    def column(self, value: Any, k: int, dtype: Any) -> np.ndarray:
+        """``np.full(k, value, dtype)``, read-only."""
+        if isinstance(value, float) and (value != value or (
+                value == 0.0 and math.copysign(1.0, value) < 0)):
+            return np.full(k, value, dtype=dtype)  # NaN: no key matches; -0.0 would match 0.0
+        key = (value, type(value), dtype)
+        base = self._arrays.get(key)
+        if base is None or base.size < k:
+            if len(self._arrays) > 256:  # one key a step (the step number): forget old ones
+                self._arrays.clear()
+            base = np.full(max(k, 0 if base is None else 2 * base.size), value, dtype=dtype)
+            base.flags.writeable = False
+            self._arrays[key] = base
+        return base[:k]
+
+    def __repr__(self) -> str:
+        return "<audit constant columns>"
