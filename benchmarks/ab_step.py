@@ -39,9 +39,11 @@ def tree(rev: str, scratch: Path) -> Path:
     """A folder with ``finsim_mesa`` of ``rev`` (a folder is used as it is)."""
     if Path(rev).is_dir():
         return Path(rev)
+    dest = scratch / rev.replace("/", "_")
+    if dest.is_dir():  # the same revision twice (e.g. --layer-ratio REV REV)
+        return dest
     data = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "finsim_mesa"],
                           capture_output=True, check=True).stdout
-    dest = scratch / rev.replace("/", "_")
     dest.mkdir()
     tarfile.open(fileobj=io.BytesIO(data)).extractall(dest, filter="data")
     return dest
