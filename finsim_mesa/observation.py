@@ -142,7 +142,8 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
 def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: list[Exchange],
                                 ccps: list[CentralCounterparty], router: InfrastructureRouter,
                                 margin_rate: float, cfg: ModelConfig,
-                                out: np.ndarray | None = None) -> np.ndarray:
+                                out: np.ndarray | None = None,
+                                sheets: Sheets | None = None) -> np.ndarray:
     """The 8 columns of :data:`INFRA_OBS_FIELDS`, shape (n, 8).
 
     Args:
@@ -150,6 +151,10 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
         margin_rate: the CCPs' margin per unit of cleared borrowing now.
         out: shape (n, INFRA_OBS_DIM), where to write them (every column is
             written); a new array if omitted.
+        sheets: the ledger's derived figures, up to date (as the observe stage
+            has them): when every loan is cleared, the net CCP exposure is their
+            interbank assets less liabilities (the same sums); else, or if
+            omitted, it is summed from the book.
     """
     x = router.bank_exchange
     # each column's value per exchange (a handful), then gathered for the banks:
@@ -175,9 +180,12 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
         m: np.ndarray | slice = lb.ccp >= 0
         if np.count_nonzero(m) == m.size:  # every loan cleared: the whole book, no gathers
             m = slice(None)
-        owed = lb.owed_at(m)
-        cleared_net = (np.bincount(lb.lender[m], weights=owed, minlength=L.n)
-                       - np.bincount(lb.borrower[m], weights=owed, minlength=L.n))
+        if sheets is not None and isinstance(m, slice):  # already summed, in book order
+            cleared_net = sheets.interbank_assets - sheets.interbank_liabilities
+        else:
+            owed = lb.owed_at(m)
+            cleared_net = (np.bincount(lb.lender[m], weights=owed, minlength=L.n)
+                           - np.bincount(lb.borrower[m], weights=owed, minlength=L.n))
         health = clip(np.array([c.default_fund_health for c in ccps]), 0, 1)
         o[:, OBS["ccp_margin_rate"] - i] = margin_rate
         o[:, OBS["posted_margin"] - i] = clip(L.margin.sum(axis=1) / total_assets, 0, 1)
@@ -226,7 +234,8 @@ def observe(model: FinancialModel) -> np.ndarray:
         ta = model.sheets.total_assets
         infrastructure_observations(L, np.where(ta > 0, ta, 1.0), model.exchanges, model.ccps,
                                     model.router, model.margin_rate, model.config,
-                                    out=o[:, OBS_DIM:OBS_DIM + INFRA_OBS_DIM])
+                                    out=o[:, OBS_DIM:OBS_DIM + INFRA_OBS_DIM],
+                                    sheets=model.sheets)
     if k > 1:
         o[:, width - k:] = class_observations(model.market, L.n)
     return o

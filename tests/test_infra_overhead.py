@@ -264,3 +264,42 @@ def test_infrastructure_columns_equal_per_bank_formulas(params):
             for name, value in row.items():
                 want[i, OBS[name] - OBS_DIM] = value
         np.testing.assert_array_equal(got, want)
+
+
+def test_orders_given_away_are_kept_and_copies_otherwise():
+    """submit(copy=False) keeps the caller's contiguous arrays as an empty
+    queue's columns (the router hands over arrays it just gathered); a strided
+    or differently typed array, a queue with orders waiting, or copy=True
+    give the queue its own columns; the values are the same either way."""
+    q = ExchangeQueue(1.0)
+    snd, rcv, amt, rate = np.array([1, 2]), np.array([3, 4]), np.array([0.7, 0.8]), np.ones(2)
+    q.submit(snd, rcv, amt, 1, rate=rate, copy=False)
+    assert q.orders["sender"] is snd and q.orders["amount"] is amt and q.orders["rate"] is rate
+    q.submit(snd, rcv, amt, 1, copy=False)  # orders waiting: concatenated, a new column
+    assert q.orders["sender"] is not snd and q.orders["sender"].tolist() == [1, 2, 1, 2]
+    assert q.orders["rate"].tolist() == [1.0, 1.0, 0.0, 0.0]
+    r = ExchangeQueue(10.0)
+    wide = np.array([[5, 6], [7, 8]])
+    r.submit(wide[:, 0], rcv.astype(np.int32), amt, 1, copy=False)
+    assert r.orders["sender"].tolist() == [5, 7] and r.orders["sender"].flags.c_contiguous
+    assert r.orders["receiver"].dtype == np.int64 and r.orders["receiver"].tolist() == [3, 4]
+    s = ExchangeQueue(10.0)
+    s.submit(snd, rcv, amt, 1)
+    assert s.orders["sender"] is not snd and s.backlog == 1.5
+    s.process(1)
+    assert s.backlog == 0.0 and s.backlog_orders == 0
+
+
+@pytest.mark.parametrize("params", [{"n_exchanges": 2, "n_ccps": 1},
+                                    {"n_exchanges": 2, "n_ccps": 2, "ccp_clearing_share": 0.6}])
+def test_net_ccp_exposure_from_the_sheets_is_the_books_sum(params):
+    """With the observe stage's sheets (up to date) the net CCP exposure column
+    of a fully cleared book is taken from their interbank totals: bit for bit
+    what summing the book gives; with bilateral loans the book is summed."""
+    m = FinancialModel(n_banks=40, scenario="systemic", rng=9, **params)
+    for _ in range(4):
+        m.run_for(3)
+        ta = np.where(m.sheets.total_assets > 0, m.sheets.total_assets, 1.0)
+        args = (m.ledger, ta, m.exchanges, m.ccps, m.router, m.margin_rate, m.config)
+        with_sheets = infrastructure_observations(*args, sheets=m.sheets)
+        assert with_sheets.tobytes() == infrastructure_observations(*args).tobytes()

@@ -114,8 +114,9 @@ class CentralCounterparty(mesa.Agent):
         """
         L = self.model.ledger
         c = self.ccp_id
-        loss = float(owed.sum() - paid.sum())
-        if loss <= 1e-12 * max(1.0, float(owed.sum())):
+        total = owed.sum()
+        loss = float(total - paid.sum())
+        if loss <= 1e-12 * max(1.0, float(total)):
             return None
         w: WaterfallResult = default_waterfall(
             loss, float(seized_margin.sum()), float(seized_fund.sum()),

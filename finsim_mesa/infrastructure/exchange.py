@@ -102,8 +102,12 @@ class ExchangeQueue:
 
     def submit(self, sender: np.ndarray | int, receiver: np.ndarray | int,
                amount: np.ndarray | float, step: int, rate: np.ndarray | float = 0.0,
-               kind: int = 0) -> np.ndarray:
-        """Queue orders (arrays of equal length, or scalars for one); returns their ids."""
+               kind: int = 0, copy: bool = True) -> np.ndarray:
+        """Queue orders (arrays of equal length, or scalars for one); returns their ids.
+
+        ``copy=False``: the arrays are the caller's to give away (e.g. just
+        gathered); an empty queue keeps them as its columns instead of copies
+        (the caller must not change them afterwards)."""
         amount = np.asarray(amount, dtype=float)
         if amount.ndim == 0:
             amount = amount.reshape(1)
@@ -120,14 +124,19 @@ class ExchangeQueue:
             old = orders[name]
             # an empty queue (the usual case: each step processes all): the new
             # column, copied, is the queue's (what concatenating to nothing gives)
-            orders[name] = (np.array(col, dtype=old.dtype) if not old.size else
-                            np.concatenate([old, col]).astype(old.dtype, copy=False))
+            if old.size:
+                orders[name] = np.concatenate([old, col]).astype(old.dtype, copy=False)
+            elif copy:
+                orders[name] = np.array(col, dtype=old.dtype)
+            else:  # given away: kept unless of another dtype or not one contiguous run
+                orders[name] = np.ascontiguousarray(col, dtype=old.dtype)
         return ids
 
     @property
     def backlog(self) -> float:
         """Money waiting in the queue."""
-        return float(self.orders["amount"].sum())
+        amount = self.orders["amount"]
+        return float(amount.sum()) if amount.size else 0.0  # (an empty queue: most steps)
 
     @property
     def backlog_orders(self) -> int:
@@ -198,9 +207,12 @@ class ExchangeQueue:
 
     def snapshot(self, shallow_logs: bool = False) -> dict[str, Any]:
         """Copies of the queue's state (orders, history, capacity, next order id);
-        ``shallow_logs``: the append-only history by length (:func:`log_state`)."""
+        ``shallow_logs`` (a step's transaction): the append-only history by length
+        (:func:`log_state`) and the order columns themselves (they are never
+        changed in place: submit and process replace them; restore copies)."""
         return {"max_throughput": self.max_throughput,
-                "orders": {k: v.copy() for k, v in self.orders.items()},
+                "orders": (dict(self.orders) if shallow_logs
+                           else {k: v.copy() for k, v in self.orders.items()}),
                 "history": log_state(self.history, shallow_logs), "next_id": self._next_id}
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -239,9 +251,10 @@ class Exchange(mesa.Agent):
 
     # ------------------------------------------------------------- behaviour
     def submit(self, sender: np.ndarray, receiver: np.ndarray, amount: np.ndarray,
-               rate: np.ndarray, t: int) -> np.ndarray:
-        """Queue loan orders (lender ``sender`` → borrower ``receiver``); returns their ids."""
-        return self.queue.submit(sender, receiver, amount, t, rate=rate)
+               rate: np.ndarray, t: int, copy: bool = True) -> np.ndarray:
+        """Queue loan orders (lender ``sender`` → borrower ``receiver``); returns their
+        ids (``copy``: see :meth:`ExchangeQueue.submit`)."""
+        return self.queue.submit(sender, receiver, amount, t, rate=rate, copy=copy)
 
     def process(self, t: int) -> dict[str, np.ndarray] | None:
         """Process this step's queue (stage *settle*).

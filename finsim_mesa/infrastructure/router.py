@@ -121,15 +121,20 @@ class InfrastructureRouter:
         for x, ex in enumerate(self.exchanges):
             m = venue == x
             if np.count_nonzero(m):
-                ids[m] = ex.submit(sender[m], receiver[m], amount[m], rate[m], step)
+                # the gathered columns are new arrays: the queue may keep them
+                ids[m] = ex.submit(sender[m], receiver[m], amount[m], rate[m], step, copy=False)
         return ids
 
     def snapshot(self, shallow_logs: bool = False) -> dict[str, Any]:
-        """Copies of the routing table and the audit records (``shallow_logs``: the
-        append-only audit by length, :func:`~finsim_mesa.state.log_state`)."""
-        return {"bank_exchange": self.bank_exchange.copy(), "bank_ccp": self.bank_ccp.copy(),
-                "exchange_ccp": self.exchange_ccp.copy(),
-                "audit": log_state(self._audit, shallow_logs)}
+        """Copies of the routing table and the audit records (``shallow_logs``, a
+        step's transaction: the append-only audit by length,
+        :func:`~finsim_mesa.state.log_state`, and the routing arrays themselves:
+        nothing changes them in place, restore replaces them with copies)."""
+        table = ("bank_exchange", "bank_ccp", "exchange_ccp")
+        state: dict[str, Any] = {k: getattr(self, k) if shallow_logs else getattr(self, k).copy()
+                                 for k in table}
+        state["audit"] = log_state(self._audit, shallow_logs)
+        return state
 
     def restore(self, state: dict[str, Any]) -> None:
         """Put a :meth:`snapshot` back (audit records are immutable once written)."""
