@@ -8,6 +8,11 @@ steadier than timing each tree in its own process (``bench_issue15.py``),
 whose absolute figures swing with the load.
 
     python benchmarks/ab_step.py BASE [HEAD] [--steps 800] [--configs 30,100,1000,1000x]
+    python benchmarks/ab_step.py BASE [HEAD] --layer-ratio --configs 100,1000
+
+With ``--layer-ratio`` only HEAD is timed: each bank count with the
+infrastructure layer off against the same model with it on (issue 15's
+target: on / off <= 1.3 at 1,000 banks).
 
 BASE and HEAD are git revisions of this repository or folders holding a
 ``finsim_mesa`` package (HEAD: the working tree). A config is a bank count,
@@ -34,9 +39,11 @@ def tree(rev: str, scratch: Path) -> Path:
     """A folder with ``finsim_mesa`` of ``rev`` (a folder is used as it is)."""
     if Path(rev).is_dir():
         return Path(rev)
+    dest = scratch / rev.replace("/", "_")
+    if dest.is_dir():  # the same revision twice (e.g. --layer-ratio REV REV)
+        return dest
     data = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "finsim_mesa"],
                           capture_output=True, check=True).stdout
-    dest = scratch / rev.replace("/", "_")
     dest.mkdir()
     tarfile.open(fileobj=io.BytesIO(data)).extractall(dest, filter="data")
     return dest
@@ -57,12 +64,43 @@ def load(folder: Path) -> tuple[type, dict]:
     return finsim_mesa.FinancialModel, mods
 
 
+def interleave(pairs: list[tuple[type, dict, dict]], n: int, steps: int
+               ) -> tuple[float, float]:
+    """Median CPU seconds per step of two models (``FinancialModel`` class, its
+    modules, extra keyword arguments), ``n`` banks each, stepped in turns A, B,
+    B, A, ... after 5 warm-up steps."""
+    models = []
+    for cls, mods, kw in pairs:
+        sys.modules.update(mods)
+        m = cls(n_banks=n, brain="rule_based", agent_collect_every=0, steps=10**9, rng=1, **kw)
+        m.run_for(5)
+        models.append((m, mods))
+    times: list[list[float]] = [[], []]
+    gc.disable()
+    try:
+        for i in range(steps):
+            for j in ((0, 1) if i % 2 == 0 else (1, 0)):
+                m, mods = models[j]
+                sys.modules.update(mods)
+                t0 = time.process_time()
+                m.step()
+                times[j].append(time.process_time() - t0)
+            if i % 50 == 0:
+                gc.collect()
+    finally:
+        gc.enable()
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("base")
     ap.add_argument("head", nargs="?", default=str(ROOT))
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--configs", default="30,100,1000,1000x")
+    ap.add_argument("--layer-ratio", action="store_true",
+                    help="time HEAD only: each bank count with the layer off against "
+                         "the same with 2 exchanges + 1 CCP (an x on a config is ignored)")
     args = ap.parse_args()
     if args.steps < 10:
         ap.error("--steps: give at least 10")
@@ -73,30 +111,16 @@ def main() -> int:
         for c in args.configs.split(","):
             n = int(c.rstrip("x"))
             kw = {"n_exchanges": 2, "n_ccps": 1} if c.endswith("x") else {}
-            models = []
-            for cls, mods in trees:
-                sys.modules.update(mods)
-                m = cls(n_banks=n, brain="rule_based", agent_collect_every=0, steps=10**9,
-                        rng=1, **kw)
-                m.run_for(5)
-                models.append((m, mods))
-            times: list[list[float]] = [[], []]
-            gc.disable()
-            try:
-                for i in range(args.steps):
-                    for j in ((0, 1) if i % 2 == 0 else (1, 0)):
-                        m, mods = models[j]
-                        sys.modules.update(mods)
-                        t0 = time.process_time()
-                        m.step()
-                        times[j].append(time.process_time() - t0)
-                    if i % 50 == 0:
-                        gc.collect()
-            finally:
-                gc.enable()
-            ma, mb = (statistics.median(t) for t in times)
-            print(f"{c:>6s} banks: base {ma * 1e3:7.3f} ms, head {mb * 1e3:7.3f} ms, "
-                  f"head / base {mb / ma:.3f}", flush=True)
+            if args.layer_ratio:  # one tree (HEAD), the layer off against on
+                cls, mods = trees[1]
+                pairs = [(cls, mods, {}), (cls, mods, {"n_exchanges": 2, "n_ccps": 1})]
+                labels = (f"{n} off", f"{n}x on", "on / off")
+            else:
+                pairs = [(cls, mods, kw) for cls, mods in trees]
+                labels = ("base", "head", "head / base")
+            ma, mb = interleave(pairs, n, args.steps)
+            print(f"{c:>6s} banks: {labels[0]} {ma * 1e3:7.3f} ms, {labels[1]} {mb * 1e3:7.3f} ms, "
+                  f"{labels[2]} {mb / ma:.3f}", flush=True)
         print("load average", open("/proc/loadavg").read().split()[:3])
     return 0
 

@@ -146,7 +146,8 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
 def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: list[Exchange],
                                 ccps: list[CentralCounterparty], router: InfrastructureRouter,
                                 margin_rate: float, cfg: ModelConfig,
-                                out: np.ndarray | None = None) -> np.ndarray:
+                                out: np.ndarray | None = None,
+                                sheets: Sheets | None = None) -> np.ndarray:
     """The 8 columns of :data:`INFRA_OBS_FIELDS`, shape (n, 8).
 
     Args:
@@ -154,8 +155,14 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
         margin_rate: the CCPs' margin per unit of cleared borrowing now.
         out: shape (n, INFRA_OBS_DIM), where to write them (every column is
             written); a new array if omitted.
+        sheets: the ledger's derived figures, up to date (as the observe stage
+            has them): when every loan is cleared, the net CCP exposure is their
+            interbank assets less liabilities (the same sums); else, or if
+            omitted, it is summed from the book.
     """
     x = router.bank_exchange
+    # each column's value per exchange (a handful), then gathered for the banks:
+    # the same elementwise arithmetic, done once per exchange instead of per bank
     util = np.array([e.utilisation for e in exchanges])
     fee = np.array([e.fee_rate for e in exchanges])
     cap = np.array([e.queue.max_throughput for e in exchanges])
@@ -163,23 +170,31 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
     delay = np.array([e.mean_delay for e in exchanges])
     o = np.empty((L.n, INFRA_OBS_DIM), order="F") if out is None else out
     i = OBS_DIM  # infrastructure columns follow the bank columns in OBS
-    o[:, OBS["exchange_congestion"] - i] = clip(util[x], 0, 2) / 2
     base = max(cfg.exchange_base_fee, 1e-12)
-    o[:, OBS["exchange_fee_level"] - i] = clip(
-        (fee[x] / base - 1) / max(cfg.exchange_fee_slope, 1e-12), 0, 1)
-    o[:, OBS["queue_backlog"] - i] = clip(backlog[x] / cap[x], 0, 3) / 3
-    o[:, OBS["expected_delay"] - i] = clip(delay[x] / max(cfg.max_order_wait, 1), 0, 1)
+    per_exchange = {
+        "exchange_congestion": clip(util, 0, 2) / 2,
+        "exchange_fee_level": clip((fee / base - 1) / max(cfg.exchange_fee_slope, 1e-12), 0, 1),
+        "queue_backlog": clip(backlog / cap, 0, 3) / 3,
+        "expected_delay": clip(delay / max(cfg.max_order_wait, 1), 0, 1)}
+    for name, value in per_exchange.items():
+        np.take(value, x, out=o[:, OBS[name] - i], mode="clip")  # (x is in range: "clip"
+        # only spares take's buffered copy)
     if ccps:
         lb = L.loans
-        m = lb.ccp >= 0
-        owed = lb.owed[m]
-        cleared_net = (np.bincount(lb.lender[m], weights=owed, minlength=L.n)
-                       - np.bincount(lb.borrower[m], weights=owed, minlength=L.n))
-        health = np.array([c.default_fund_health for c in ccps])
+        m: np.ndarray | slice = lb.ccp >= 0
+        if np.count_nonzero(m) == m.size:  # every loan cleared: the whole book, no gathers
+            m = slice(None)
+        if sheets is not None and isinstance(m, slice):  # already summed, in book order
+            cleared_net = sheets.interbank_assets - sheets.interbank_liabilities
+        else:
+            owed = lb.owed_at(m)
+            cleared_net = (np.bincount(lb.lender[m], weights=owed, minlength=L.n)
+                           - np.bincount(lb.borrower[m], weights=owed, minlength=L.n))
+        health = clip(np.array([c.default_fund_health for c in ccps]), 0, 1)
         o[:, OBS["ccp_margin_rate"] - i] = margin_rate
         o[:, OBS["posted_margin"] - i] = clip(L.margin.sum(axis=1) / total_assets, 0, 1)
         o[:, OBS["net_ccp_exposure"] - i] = clip(cleared_net / total_assets, -1, 1)
-        o[:, OBS["default_fund_health"] - i] = clip(health[router.bank_ccp], 0, 1)
+        np.take(health, router.bank_ccp, out=o[:, OBS["default_fund_health"] - i], mode="clip")
     else:
         for name in ("ccp_margin_rate", "posted_margin", "net_ccp_exposure"):
             o[:, OBS[name] - i] = 0.0
@@ -217,12 +232,14 @@ def observe(model: FinancialModel) -> np.ndarray:
     o = np.empty((L.n, width), order="F")
     bank_observations(L, model.sheets, model.market, model.measures, model.flows.withdrawals,
                       model.network, model.reference.size0, model.config, model.t,
-                      (L.loans.ccp < 0) if infra else slice(None), out=o[:, :OBS_DIM])
+                      flatnonzero(L.loans.ccp < 0) if infra else slice(None),
+                      out=o[:, :OBS_DIM])  # (indices: the same loans, one pass for the gathers)
     if infra:
         ta = model.sheets.total_assets
         infrastructure_observations(L, np.where(ta > 0, ta, 1.0), model.exchanges, model.ccps,
                                     model.router, model.margin_rate, model.config,
-                                    out=o[:, OBS_DIM:OBS_DIM + INFRA_OBS_DIM])
+                                    out=o[:, OBS_DIM:OBS_DIM + INFRA_OBS_DIM],
+                                    sheets=model.sheets)
     if k > 1:
         o[:, width - k:] = class_observations(model.market, L.n)
     return o

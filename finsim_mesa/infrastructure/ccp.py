@@ -20,6 +20,7 @@ import mesa
 import numpy as np
 import scipy.sparse as sp
 
+from finsim_mesa.fastmath import flatnonzero
 from finsim_mesa.infrastructure.netting import NettingResult, multilateral_netting
 from finsim_mesa.infrastructure.waterfall import WaterfallResult, default_waterfall
 
@@ -35,9 +36,15 @@ def cleared_by_ccp(loans: LoanBook, ccp_ids: Sequence[int], n: int) -> np.ndarra
     loans novated to it (money), in one pass over the book (each sum in book
     order)."""
     ids = np.asarray(ccp_ids, dtype=np.int64)
-    if np.array_equal(ids, np.arange(ids.size)):  # all CCPs in id order (the model's
+    m: np.ndarray | slice
+    if ids.tolist() == list(range(ids.size)):  # all CCPs in id order (the model's
         col = loans.ccp  # call): a CCP's column is its id
         m = (col >= 0) & (col < ids.size)
+        if np.count_nonzero(m) == m.size:  # every loan cleared (ccp_clearing_share 1):
+            m = slice(None)  # the whole book, no gathers (the same rows, in book order)
+            if ids.size == 1:  # one CCP: its column is 0 for every loan
+                return np.bincount(loans.borrower, weights=loans.owed_at(m),
+                                   minlength=n)[:, None]
     else:
         slot = np.full(int(max(ids.max(initial=-1), loans.ccp.max(initial=-1))) + 2, -1)
         slot[ids + 1] = np.arange(ids.size)  # column of each CCP id (+1: -1 is bilateral)
@@ -107,8 +114,9 @@ class CentralCounterparty(mesa.Agent):
         """
         L = self.model.ledger
         c = self.ccp_id
-        loss = float(owed.sum() - paid.sum())
-        if loss <= 1e-12 * max(1.0, float(owed.sum())):
+        total = owed.sum()
+        loss = float(total - paid.sum())
+        if loss <= 1e-12 * max(1.0, float(total)):
             return None
         w: WaterfallResult = default_waterfall(
             loss, float(seized_margin.sum()), float(seized_fund.sum()),
@@ -176,7 +184,9 @@ class CentralCounterparty(mesa.Agent):
         """Share of the gross cleared obligations removed by multilateral netting
         (as :func:`multilateral_netting`, from the loan book's columns directly)."""
         lb = self.model.ledger.loans
-        m = np.flatnonzero(self.cleared_book())  # one pass for the gathers
+        mask = self.cleared_book()
+        # the whole book (one CCP clears every loan): no gathers; else one pass for them
+        m = slice(None) if np.count_nonzero(mask) == mask.size else flatnonzero(mask)
         owed = lb.owed_at(m)
         gross = float(owed.sum())
         if gross <= 0:

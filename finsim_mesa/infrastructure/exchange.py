@@ -40,6 +40,7 @@ class ExchangeStats:
     mean_delay: float
 
 
+_minimum, _maximum = np.minimum, np.maximum
 ORDER_FIELDS = ("order_id", "sender", "receiver", "amount", "rate", "submitted", "kind")
 
 
@@ -101,27 +102,41 @@ class ExchangeQueue:
 
     def submit(self, sender: np.ndarray | int, receiver: np.ndarray | int,
                amount: np.ndarray | float, step: int, rate: np.ndarray | float = 0.0,
-               kind: int = 0) -> np.ndarray:
-        """Queue orders (arrays of equal length, or scalars for one); returns their ids."""
-        amount = np.atleast_1d(np.asarray(amount, dtype=float))
-        if not np.isfinite(amount).all() or (amount <= 0).any():
-            raise ValueError("order amounts must be finite and > 0")
+               kind: int = 0, copy: bool = True) -> np.ndarray:
+        """Queue orders (arrays of equal length, or scalars for one); returns their ids.
+
+        ``copy=False``: the arrays are the caller's to give away (e.g. just
+        gathered); an empty queue keeps them as its columns instead of copies
+        (the caller must not change them afterwards)."""
+        amount = np.asarray(amount, dtype=float)
+        if amount.ndim == 0:
+            amount = amount.reshape(1)
         k = amount.size
+        # all finite and > 0 (a NaN fails the first test, +-inf one of the two)
+        if k and not (_minimum.reduce(amount) > 0 and _maximum.reduce(amount) < np.inf):
+            raise ValueError("order amounts must be finite and > 0")
         ids = np.arange(self._next_id, self._next_id + k)
         self._next_id += k
-        new = {"order_id": ids, "sender": _repeat(sender, k),
-               "receiver": _repeat(receiver, k), "amount": amount,
-               "rate": _repeat(rate, k), "submitted": np.full(k, step),
-               "kind": np.full(k, kind)}
-        for name in ORDER_FIELDS:
-            self.orders[name] = np.concatenate([self.orders[name], new[name]]).astype(
-                self.orders[name].dtype, copy=False)
+        new = (ids, _repeat(sender, k), _repeat(receiver, k), amount, _repeat(rate, k),
+               np.full(k, step), np.full(k, kind))
+        orders = self.orders
+        for name, col in zip(ORDER_FIELDS, new, strict=True):
+            old = orders[name]
+            # an empty queue (the usual case: each step processes all): the new
+            # column, copied, is the queue's (what concatenating to nothing gives)
+            if old.size:
+                orders[name] = np.concatenate([old, col]).astype(old.dtype, copy=False)
+            elif copy:
+                orders[name] = np.array(col, dtype=old.dtype)
+            else:  # given away: kept unless of another dtype or not one contiguous run
+                orders[name] = np.ascontiguousarray(col, dtype=old.dtype)
         return ids
 
     @property
     def backlog(self) -> float:
         """Money waiting in the queue."""
-        return float(self.orders["amount"].sum())
+        amount = self.orders["amount"]
+        return float(amount.sum()) if amount.size else 0.0  # (an empty queue: most steps)
 
     @property
     def backlog_orders(self) -> int:
@@ -145,7 +160,11 @@ class ExchangeQueue:
         utilisation = demand / self.max_throughput
         rate = self.fee_rate(utilisation)
         # amounts are positive, so this is a prefix of the queue: strict FIFO
-        done = np.cumsum(o["amount"]) <= self.max_throughput * (1 + 1e-12)
+        running = np.cumsum(o["amount"])
+        limit = self.max_throughput * (1 + 1e-12)
+        if running[-1] <= limit:  # everything fits (most steps; the running sum's
+            return self._process_all(step, demand, utilisation, rate)  # last is its largest)
+        done = running <= limit
         expired = ~done & (step - o["submitted"] >= self.max_wait)
         p = int(np.count_nonzero(done))  # the prefix's length: its rows are slices
         processed = {k: v[:p] for k, v in o.items()}  # (the columns are never
@@ -169,11 +188,31 @@ class ExchangeQueue:
         self.history.append(stats)
         return processed, gone, stats
 
+    def _process_all(self, step: int, demand: float, utilisation: float, rate: float
+                     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], ExchangeStats]:
+        """:meth:`process` when every order fits: the queue's columns are handed
+        out whole (they are never changed in place) and the queue is left empty;
+        the figures are the general case's (processed = demand: the same sum)."""
+        o = self.orders
+        self.orders = {k: v[:0] for k, v in o.items()}
+        delays = step - o["submitted"]
+        count = delays.size
+        stats = ExchangeStats(
+            step=step, demand=demand, processed=demand, processed_orders=count, waiting=0.0,
+            waiting_orders=0, expired=0.0, expired_orders=0, utilisation=utilisation,
+            congested=utilisation > self.congestion_threshold, fee_rate=rate,
+            fees=rate * demand, mean_delay=int(delays.sum()) / count)
+        self.history.append(stats)
+        return o, {k: v[:0] for k, v in o.items()}, stats
+
     def snapshot(self, shallow_logs: bool = False) -> dict[str, Any]:
         """Copies of the queue's state (orders, history, capacity, next order id);
-        ``shallow_logs``: the append-only history by length (:func:`log_state`)."""
+        ``shallow_logs`` (a step's transaction): the append-only history by length
+        (:func:`log_state`) and the order columns themselves (they are never
+        changed in place: submit and process replace them; restore copies)."""
         return {"max_throughput": self.max_throughput,
-                "orders": {k: v.copy() for k, v in self.orders.items()},
+                "orders": (dict(self.orders) if shallow_logs
+                           else {k: v.copy() for k, v in self.orders.items()}),
                 "history": log_state(self.history, shallow_logs), "next_id": self._next_id}
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -212,9 +251,10 @@ class Exchange(mesa.Agent):
 
     # ------------------------------------------------------------- behaviour
     def submit(self, sender: np.ndarray, receiver: np.ndarray, amount: np.ndarray,
-               rate: np.ndarray, t: int) -> np.ndarray:
-        """Queue loan orders (lender ``sender`` → borrower ``receiver``); returns their ids."""
-        return self.queue.submit(sender, receiver, amount, t, rate=rate)
+               rate: np.ndarray, t: int, copy: bool = True) -> np.ndarray:
+        """Queue loan orders (lender ``sender`` → borrower ``receiver``); returns their
+        ids (``copy``: see :meth:`ExchangeQueue.submit`)."""
+        return self.queue.submit(sender, receiver, amount, t, rate=rate, copy=copy)
 
     def process(self, t: int) -> dict[str, np.ndarray] | None:
         """Process this step's queue (stage *settle*).

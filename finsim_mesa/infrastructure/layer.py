@@ -20,6 +20,7 @@ import networkx as nx
 import numpy as np
 
 from finsim_mesa.accounting import values
+from finsim_mesa.fastmath import flatnonzero
 from finsim_mesa.infrastructure.ccp import CentralCounterparty, cleared_by_ccp
 from finsim_mesa.infrastructure.exchange import Exchange, ExchangeQueue
 from finsim_mesa.infrastructure.router import OUTCOMES, InfrastructureRouter, assign_venues
@@ -130,17 +131,24 @@ def book_orders(L: Ledger, router: InfrastructureRouter,
     affordable = np.empty(snd.size, dtype=bool)
     affordable[order] = within <= L.cash[by_sender] * (1 + 1e-12)
     ok = affordable & L.active[snd] & L.active[rcv]
-    fee = amt[ok] * orders["fee_rate"][ok]
-    L.lend(snd[ok], rcv[ok], amt[ok], orders["rate"][ok],
-           np.full(int(ok.sum()), t + cfg.loan_maturity), orders["ccp"][ok])
-    L.charge_fees(snd[ok], fee, orders["exchange"][ok])
+    k = int(np.count_nonzero(ok))
+    if k == ok.size:  # every order settles (the usual case): the columns as they are
+        booked, bad = orders, None
+    else:  # each column gathered once for the booking and its audit
+        bad = ~ok
+        booked = {key: col[ok] for key, col in orders.items()}
+    snd, rcv, amt = booked["sender"], booked["receiver"], booked["amount"]
+    fee = amt * booked["fee_rate"]
+    L.lend(snd, rcv, amt, booked["rate"], np.full(k, t + cfg.loan_maturity), booked["ccp"])
+    L.charge_fees(snd, fee, booked["exchange"])
     L.loans.consolidate(first_new)
-    router.record("loan", snd[ok], rcv[ok], amt[ok], amt[ok], orders["exchange"][ok],
-                  orders["ccp"][ok], fee, orders["delay"][ok], "processed", t)
-    bad = ~ok
-    router.record("loan", snd[bad], rcv[bad], amt[bad], 0.0, orders["exchange"][bad],
-                  orders["ccp"][bad], 0.0, orders["delay"][bad], "failed", t)
-    return float(fee.sum()), float(amt[ok].sum())
+    router.record("loan", snd, rcv, amt, amt, booked["exchange"], booked["ccp"], fee,
+                  booked["delay"], "processed", t)
+    if bad is not None:
+        router.record("loan", orders["sender"][bad], orders["receiver"][bad],
+                      orders["amount"][bad], 0.0, orders["exchange"][bad], orders["ccp"][bad],
+                      0.0, orders["delay"][bad], "failed", t)
+    return float(fee.sum()), float(amt.sum())
 
 
 def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: InfrastructureRouter,
@@ -155,8 +163,9 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     back = np.minimum(delta, 0.0)
     if np.count_nonzero(back):
         L.move_to_ccp("margin", back)
-        i, c = np.nonzero(back)
-        router.record("margin_return", node0 + c, i, -back[i, c], -back[i, c],
+        i, c, f = _cells(back)
+        returned = -back.ravel()[f]
+        router.record("margin_return", node0 + c, i, returned, returned,
                       router.bank_exchange[i], c, 0.0, 0, "returned", t)
     call = np.maximum(delta, 0.0)
     need = call.sum(axis=1)
@@ -171,12 +180,23 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     frac = capped_share(L.cash, need)
     pay = call * frac[:, None]
     L.move_to_ccp("margin", pay)
-    i, c = np.nonzero(call)
+    i, c, f = _cells(call)
     outcome = np.where(frac[i] < 1 - 1e-12, OUTCOMES.index("short"), OUTCOMES.index("posted"))
-    router.record("margin_call", i, node0 + c, call[i, c], pay[i, c],
+    router.record("margin_call", i, node0 + c, call.ravel()[f], pay.ravel()[f],
                   router.bank_exchange[i], c, 0.0, 0, outcome, t)
     L.mark_default((need > 0) & (frac < 1 - 1e-12) & active, t)
     return called
+
+
+def _cells(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | int, np.ndarray]:
+    """``np.nonzero(a)`` of a C-ordered (n, C) array as (rows, columns, flat
+    indices into ``a.ravel()``), in the same order; columns is the number 0
+    when C is 1 (the usual case: one CCP)."""
+    f = flatnonzero(a)
+    if a.shape[1] == 1:
+        return f, 0, f
+    i, c = np.divmod(f, a.shape[1])
+    return i, c, f
 
 
 def seize_collateral(L: Ledger, lb: LoanBook, cleared: np.ndarray, resolving: np.ndarray,
@@ -222,7 +242,9 @@ def run_waterfalls(L: Ledger, ccps: list[CentralCounterparty], cleared: np.ndarr
     capital_used, charges = np.zeros(len(ccps)), np.zeros((L.n, len(ccps)))
     surv = ~resolving
     for c, ccp in enumerate(ccps):
-        rows = cleared & (lb.ccp == c)
+        # with one CCP every cleared loan is its (ccp is -1 or 0): no pass over the
+        # book for the mask; indices: one pass for the two gathers
+        rows = flatnonzero(cleared if len(ccps) == 1 else cleared & (lb.ccp == c))
         res = ccp.absorb_default(owed[rows], borrower_paid[rows], seized_m[:, c],
                                  seized_f[:, c], surv, t)
         if res is not None:

@@ -16,6 +16,8 @@ deals a random permutation round robin (every venue gets members). Exchange
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -79,6 +81,7 @@ class InfrastructureRouter:
         for ex, c in zip(exchanges, self.exchange_ccp, strict=True):
             ex.ccp_id = int(c)
         self._audit: list[dict[str, np.ndarray]] = []
+        self._constants = _Constants()
 
     # ----------------------------------------------------------- submitting
     def submit_transaction(self, sender: int, receiver: int, amount: float,
@@ -118,15 +121,20 @@ class InfrastructureRouter:
         for x, ex in enumerate(self.exchanges):
             m = venue == x
             if np.count_nonzero(m):
-                ids[m] = ex.submit(sender[m], receiver[m], amount[m], rate[m], step)
+                # the gathered columns are new arrays: the queue may keep them
+                ids[m] = ex.submit(sender[m], receiver[m], amount[m], rate[m], step, copy=False)
         return ids
 
     def snapshot(self, shallow_logs: bool = False) -> dict[str, Any]:
-        """Copies of the routing table and the audit records (``shallow_logs``: the
-        append-only audit by length, :func:`~finsim_mesa.state.log_state`)."""
-        return {"bank_exchange": self.bank_exchange.copy(), "bank_ccp": self.bank_ccp.copy(),
-                "exchange_ccp": self.exchange_ccp.copy(),
-                "audit": log_state(self._audit, shallow_logs)}
+        """Copies of the routing table and the audit records (``shallow_logs``, a
+        step's transaction: the append-only audit by length,
+        :func:`~finsim_mesa.state.log_state`, and the routing arrays themselves:
+        nothing changes them in place, restore replaces them with copies)."""
+        table = ("bank_exchange", "bank_ccp", "exchange_ccp")
+        state: dict[str, Any] = {k: getattr(self, k) if shallow_logs else getattr(self, k).copy()
+                                 for k in table}
+        state["audit"] = log_state(self._audit, shallow_logs)
+        return state
 
     def restore(self, state: dict[str, Any]) -> None:
         """Put a :meth:`snapshot` back (audit records are immutable once written)."""
@@ -156,14 +164,15 @@ class InfrastructureRouter:
         if not k:
             return
         out = OUTCOMES.index(outcome) if isinstance(outcome, str) else outcome
+        const = self._constants.column
         self._audit.append({
-            "step": np.full(k, step, dtype=np.int32),
-            "kind": np.full(k, KINDS.index(kind), dtype=np.int8),
-            "sender": _column(sender, k, np.int32), "receiver": _column(receiver, k, np.int32),
-            "amount": amount, "received": _column(received, k, float),
-            "exchange": _column(exchange, k, np.int16), "ccp": _column(ccp, k, np.int16),
-            "fee": _column(fee, k, float), "delay": _column(delay, k, np.int16),
-            "outcome": _column(out, k, np.int8),
+            "step": const(step, k, np.int32), "kind": const(KINDS.index(kind), k, np.int8),
+            "sender": _column(sender, k, np.int32, const),
+            "receiver": _column(receiver, k, np.int32, const),
+            "amount": amount, "received": _column(received, k, float, const),
+            "exchange": _column(exchange, k, np.int16, const),
+            "ccp": _column(ccp, k, np.int16, const), "fee": _column(fee, k, float, const),
+            "delay": _column(delay, k, np.int16, const), "outcome": _column(out, k, np.int8, const),
         })
 
     def audit(self) -> pd.DataFrame:
@@ -194,12 +203,49 @@ class InfrastructureRouter:
         return count
 
 
-def _column(value: Any, k: int, dtype: Any) -> np.ndarray:
+def _column(value: Any, k: int, dtype: Any, constant: Callable[[Any, int, Any], np.ndarray]
+            ) -> np.ndarray:
     """An audit column of ``k`` entries of ``dtype``: a copy of an array, or a
-    scalar repeated (what ``np.broadcast_to(value, k).astype(dtype)`` gives,
-    without its Python layers)."""
+    number repeated (``constant``: :meth:`_Constants.column`)."""
+    if type(value) in _NUMBERS:  # the usual one-number columns, first
+        return constant(value, k, dtype)
     if isinstance(value, np.ndarray) and value.shape == (k,):
         return value.astype(dtype)
     if np.ndim(value) == 0:
-        return np.full(k, value, dtype=dtype)
+        return constant(value.item() if isinstance(value, np.ndarray) else value, k, dtype)
     return np.broadcast_to(value, k).astype(dtype)
+
+
+_NUMBERS = frozenset((int, float, bool))
+
+
+class _Constants:
+    """Columns of one number repeated, ``np.full(k, value, dtype)``, handed out
+    as read-only views of one shared array per (number, dtype), grown as
+    needed: most audit columns are one number (the step, the kind, a zero fee),
+    and a view costs a fraction of a new array. A record holds the same values,
+    dtype and shape as a full column (so the same bytes in a snapshot and its
+    fingerprint). Not state: a cache."""
+
+    __slots__ = ("_arrays",)
+
+    def __init__(self) -> None:
+        self._arrays: dict[tuple[Any, type, Any], np.ndarray] = {}
+
+    def column(self, value: Any, k: int, dtype: Any) -> np.ndarray:
+        """``np.full(k, value, dtype)``, read-only."""
+        if isinstance(value, float) and (value != value or (
+                value == 0.0 and math.copysign(1.0, value) < 0)):
+            return np.full(k, value, dtype=dtype)  # NaN: no key matches; -0.0 would match 0.0
+        key = (value, type(value), dtype)
+        base = self._arrays.get(key)
+        if base is None or base.size < k:
+            if len(self._arrays) > 256:  # one key a step (the step number): forget old ones
+                self._arrays.clear()
+            base = np.full(max(k, 0 if base is None else 2 * base.size), value, dtype=dtype)
+            base.flags.writeable = False
+            self._arrays[key] = base
+        return base[:k]
+
+    def __repr__(self) -> str:
+        return "<audit constant columns>"
