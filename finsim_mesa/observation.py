@@ -95,8 +95,9 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
         size0: initial mean total assets (scale of ``size``).
         cfg: the model configuration.
         t: this step.
-        bilateral: mask over the loan book of loans with a bank counterparty
-            (``slice(None)``: all), for counterparty stress and interbank assets.
+        bilateral: the loans of the book with a bank counterparty (a mask or
+            their indices, in book order; ``slice(None)``: all), for
+            counterparty stress and interbank assets.
         out: shape (n, 16), where to write them (e.g. the first columns of the
             full observation matrix); a new array if omitted.
     """
