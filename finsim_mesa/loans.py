@@ -86,6 +86,7 @@ class LoanBook:
         self.link = np.full(self.lender.size, -1, dtype=np.int64)
         self.links = LinkTable()
         self._spare = _Buffers()
+        self._linked = (self.lender, self.borrower)  # the arrays ``link`` was made for
 
     def __len__(self) -> int:
         return int(self.lender.size)
@@ -155,6 +156,7 @@ class LoanBook:
             view = self._spare.arrays[name][head:head + size]
             setattr(self, name, view)
             self._spare.views[name] = view
+        self._linked = (self.lender, self.borrower)
 
     def _drop_first(self, count: int) -> None:
         """Drop the first ``count`` rows: the view starts later (no rows move)."""
@@ -252,14 +254,20 @@ class LoanBook:
         out = LoanBook.__new__(LoanBook)  # what __init__ and __post_init__ set, copied
         out.__dict__.update({name: getattr(self, name).copy() for name in self._FIELDS})
         out.link, out.links, out._spare = self.link.copy(), self.links.copy(), _Buffers()
+        out._linked = (out.lender, out.borrower)
         return out
 
     # ------------------------------------------------------------ links
     def link_ids(self, assign: bool = True) -> np.ndarray:
         """Each loan's link id, shape (m,); ``assign``: look up the missing ones
-        (−1) first. Ids are reset if the arrays were replaced from outside."""
-        if self.link.size != self.lender.size:
+        (−1) first. Ids are reset if ``lender`` or ``borrower`` was replaced from
+        outside (another array, of any size; a change written into them in place
+        is not seen)."""
+        linked = self._linked
+        if (self.link.size != self.lender.size or self.lender is not linked[0]
+                or self.borrower is not linked[1]):
             self.link = np.full(self.lender.size, -1, dtype=np.int64)
+            self._linked = (self.lender, self.borrower)
         if assign and self.link.size and int(self.link.min()) < 0:
             todo = self.link < 0
             self.link[todo] = self.links.ids(self.lender[todo], self.borrower[todo])
@@ -306,11 +314,13 @@ class LoanBook:
         return np.bincount(link, weights=owed, minlength=size), present
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_spare"}
+        self.link_ids(assign=False)  # ids of replaced rows reset first
+        return {k: v for k, v in self.__dict__.items() if k not in ("_spare", "_linked")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._spare = _Buffers()
+        self._linked = (self.lender, self.borrower)
         if "links" not in state:  # pickled before link ids existed
             self.links = LinkTable()
             self.link = np.full(self.lender.size, -1, dtype=np.int64)
