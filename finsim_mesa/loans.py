@@ -141,12 +141,12 @@ class LoanBook:
                 spare.arrays[name] = grown
             else:
                 buf[:m] = arr  # NumPy copies overlaps safely (a view from head on)
-            # the view handed out is of the rows before they moved: forgotten, so
-            # that if no _rows follows (an append that failed) the row array,
-            # changed in place meanwhile, is copied in again next time
-            spare.views.pop(name, None)
         spare.head = 0
         spare.capacity = min(b.size for b in spare.arrays.values())
+        # the row arrays become the views of the rows where they are now: the old
+        # views may overlap the moved rows, and an append that fails after this
+        # (no _rows of its own) must leave the book as it was
+        self._rows(m)
         return spare.arrays
 
     def _rows(self, size: int) -> None:

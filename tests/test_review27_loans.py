@@ -4,6 +4,7 @@ row arrays replaced from outside, an append that fails after the rows moved
 back to the buffers' start, copies taken while the head is off zero."""
 
 import numpy as np
+import pytest
 
 from finsim_mesa.loans import LoanBook
 
@@ -69,6 +70,22 @@ def _book_with_head() -> LoanBook:
     _add(lb, 50, 90)
     lb.keep(np.arange(90) >= 40)  # the first 40 repaid: head 40, 50 rows
     return lb
+
+
+@pytest.mark.parametrize("bad", ["rate", "maturity"])
+def test_an_append_that_fails_after_the_rows_moved_back_leaves_the_book_as_it_was(bad):
+    lb = _book_with_head()
+    before = _rows(lb)
+    cols = dict(lender=np.zeros(12, int), borrower=np.ones(12, int), amount=np.ones(12),
+                rate=np.ones(12), maturity=np.ones(12, int))
+    cols[bad] = np.ones(3)  # a wrong length: the append fails after its room was made
+    with pytest.raises(ValueError):
+        lb.append(**cols)  # 62 rows > 100 - 40: the rows move back to the buffers' start
+    assert _rows(lb) == before
+    _add(lb, 90, 92)
+    after = _rows(lb)
+    assert {k: v[:50] for k, v in after.items()} == before
+    assert after["principal"][50:] == [91.0, 92.0]
 
 
 def test_copies_taken_with_a_head_offset_then_both_appended_to():
