@@ -173,7 +173,17 @@ def debtrank_entries(
             positions, shape (nnz,), and pointers, shape (n + 1,)); with it a
             round with few distressed banks gathers only their columns' entries
             (the same entries, sorted into entry order: the same sums).
+
+    Raises:
+        ValueError: no ``value``; a ``by_column`` that does not fit the entries
+            (taken from another table, or before pairs were added to it).
     """
+    if by_column is not None and (np.shape(by_column[0]) != np.shape(cols)
+                                  or np.shape(by_column[1]) != (len(initial_distress) + 1,)):
+        raise ValueError(f"by_column has {np.size(by_column[0])} positions and "
+                         f"{np.size(by_column[1])} pointers for {np.size(cols)} entries of "
+                         f"{len(initial_distress)} banks: take LinkTable.by_column(n) of the "
+                         "table the entries came from, after them")
     if value is None:
         raise ValueError("debtrank_entries needs value (shape (n,), each bank's economic "
                          "value, e.g. its initial total assets); debtrank() can derive it "
