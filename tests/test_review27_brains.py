@@ -51,3 +51,25 @@ def test_a_subclass_that_writes_into_its_observations_gets_a_copy():
     col = OBS["market_stress"]
     assert np.any(m.decisions.observations[:, col] > 0)
     assert np.array_equal(writer.seen[-1][:, col], 0.5 * m.decisions.observations[:, col])
+
+
+def test_a_brain_set_pickled_under_its_old_module_loads():
+    """Pickles made before BrainSet moved to brainset.py name it
+    ``finsim_mesa.agents.brains.BrainSet``; they still load, and the old import works."""
+    import pickle
+
+    from finsim_mesa.agents import brains
+    from finsim_mesa.agents.brainset import BrainSet
+
+    assert brains.BrainSet is BrainSet
+    m = FinancialModel(n_banks=20, brain=["greedy", "rule_based"] * 10, rng=2)
+    m.run_for(2)
+    blob = pickle.dumps(m.brains, protocol=0)  # text: the class's module is a line
+    new = b"cfinsim_mesa.agents.brainset\nBrainSet\n"
+    old = b"cfinsim_mesa.agents.brains\nBrainSet\n"
+    assert blob.count(new) == 1
+    back = pickle.loads(blob.replace(new, old))
+    assert type(back) is BrainSet and back.names == m.brains.names
+    obs = m.observe()
+    assert np.array_equal(back.decide(obs, m.ledger.active, m.banks, {}),
+                          m.brains.decide(obs, m.ledger.active, m.banks, {}))

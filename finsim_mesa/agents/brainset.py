@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from finsim_mesa.agents import brains as _brains
 from finsim_mesa.agents.brains import BrainLike, brain_name, check_actions, make_brain
 from finsim_mesa.errors import ConfigError
 
@@ -133,3 +134,10 @@ class BrainSet:
         for (b, _), state in zip(self.groups, states, strict=True):
             if state is not None:
                 b.rng.bit_generator.state = state
+
+
+# BrainSet lived in brains.py before issue 15: its old name still finds it (pickles of
+# models and brain sets made then, ``from finsim_mesa.agents.brains import BrainSet``).
+# Set from here: brains.py cannot import this module (an import circle); importing the
+# package imports this module, so the name is there before any unpickling.
+_brains.BrainSet = BrainSet  # type: ignore[attr-defined]
