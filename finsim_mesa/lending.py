@@ -65,9 +65,10 @@ def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray
     to that borrower. Returns (lender, borrower, amount, link id in the loan
     book's link table) of the matched loans.
 
-    Only the links whose lender offers and whose borrower asks are matched: on
-    the others :func:`match_lending` gives 0 and adds only zeros to the sums it
-    forms, so leaving them out changes no bit (tested against matching every link).
+    Only the links whose lender's offer and whose borrower's request are not 0
+    are matched: on the others :func:`match_lending` gives 0 and adds only zeros
+    to the sums it forms, so leaving them out changes no bit (tested against
+    matching every link).
     """
     ta = L.total_assets()
     reserve = ta * (cfg.reserve_ratio + hoard * max(cfg.liquidity_share - cfg.reserve_ratio, 0.0))
@@ -77,7 +78,9 @@ def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray
     empty = np.zeros(0, dtype=np.int64)
     if src.size == 0 or not np.count_nonzero(offer) or not np.count_nonzero(request):
         return empty, empty, np.zeros(0), empty
-    e = flatnonzero((offer > 0)[src] & (request > 0)[dst])  # the links that can carry a loan
+    # the links that can carry a loan (!= 0, not > 0: a negative or NaN request
+    # or offer would enter the sums, so it is kept as matching every link keeps it)
+    e = flatnonzero((offer != 0)[src] & (request != 0)[dst])
     if not e.size:
         return empty, empty, np.zeros(0), empty
     s, d = src[e], dst[e]

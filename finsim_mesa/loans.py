@@ -204,7 +204,9 @@ class LoanBook:
         them; None if every row is its own group."""
         link, ccp = self.link_ids(assign=False)[t], self.ccp[t]
         c = int(ccp.max()) + 2
-        if int(link.min()) >= 0:  # every row's link known (the act stage): no sort
+        # every row's link known (the act stage) and the table not much larger than
+        # the block (the mark array is the table's size): no sort
+        if int(link.min()) >= 0 and len(self.links) * c <= 64 * link.size:
             # a pair's rank in (lender, borrower) order, so the key is in the same order
             key = self.links.ranks()[link] * c + (ccp + 1)
             mark = np.zeros(len(self.links) * c, dtype=bool)
