@@ -54,4 +54,3 @@ def leading(rows: np.ndarray) -> np.ndarray | slice:
     if k == 0 or (rows[0] == 0 and rows[k - 1] == k - 1):
         return slice(0, k)
     return rows
-

@@ -97,7 +97,7 @@ class LinkTable:
         (n + 1,): column j's are ``[ptr[j], ptr[j + 1])``). Shared between calls."""
         cached = getattr(self, "_by_column", None)  # absent in tables pickled before it
         if cached is None or cached[0] is not self._sorted or cached[1] != n:
-            cols = self._sorted & 0xFFFFFFFF
+            cols = self.csr_entries()[1]
             ptr = np.zeros(n + 1, dtype=np.int64)
             np.cumsum(np.bincount(cols, minlength=n), out=ptr[1:])
             self._by_column = (self._sorted, n, np.argsort(cols, kind="stable"), ptr)

@@ -87,7 +87,9 @@ class BrainSet:
         actions = np.zeros((observations.shape[0], 4))
         # each brain gets its own copy of its rows: row-major, as always, or
         # column by column for the brains that read columns (the matrix is
-        # stored so; a row gather would leave every column strided)
+        # stored so; a row gather would leave every column strided); a class
+        # that sets reads_only and decides for every bank gets the matrix itself,
+        # read-only
         by_column = observations.flags.f_contiguous and observations.ndim == 2
         n = observations.shape[0]
         for brain, idx in self.groups:
