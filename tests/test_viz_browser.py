@@ -135,6 +135,17 @@ class Tab:
     def button(self, name):
         return self.page.get_by_role("button", name=name)
 
+    def pause(self) -> None:
+        """Click Pause if the model is still playing. The run may end (the last
+        step reached) between any check and the click: then the button is Play
+        again and there is nothing to pause, which the step count confirms."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            self.button(PAUSE).click(timeout=3_000)
+        except PlaywrightTimeout:
+            assert self.button(PLAY).is_visible(), "neither Pause nor Play is shown"
+
     def bank(self, i: int):
         """Bank ``i``'s circle in the first network (banks are drawn in id order)."""
         net = self.page.locator('.finsim-vega[data-title="network 0"]')
@@ -233,8 +244,7 @@ def test_a_shock_while_playing_applies_what_the_form_shows(server, browser):
             step = int(re.search(r"at step (\d+)", last).group(1))
             tab.page.get_by_text(f"Bank {bank}", exact=True).wait_for(timeout=10_000)
             tab.expect_row(bank, "state", f"defaulted at step {step}")
-    if tab.button(PAUSE).is_visible():
-        tab.button(PAUSE).click()
+    tab.pause()
     tab.close()
 
 
@@ -352,7 +362,7 @@ def test_timing_at_100_banks(server, browser):
     step_ms = tab.page.evaluate(STEP_JS, 10)
     tab.button(PLAY).click()
     play = tab.page.evaluate(PLAY_JS, 6)
-    tab.button(PAUSE).click()
+    tab.pause()
     tab.close()
     figures = {
         "first_render_s_median": round(statistics.median(first), 2),
