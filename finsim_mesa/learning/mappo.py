@@ -317,8 +317,9 @@ class MAPPO:
                 grad = self.guard.clip_gradients(
                     [*self.actor.parameters(), *self.critic.parameters()])
                 self.optimizer.step()
-                with torch.no_grad():  # over the rows trained on, as the losses
-                    kl = ((((ratio - 1) - torch.log(ratio)) * w).sum() / w.sum())
+                with torch.no_grad():  # over the rows trained on, as the losses (a
+                    # placeholder row's ratio may be 0 or inf: selected, not weighted)
+                    kl = ((ratio - 1) - torch.log(ratio))[w > 0].mean()
                 stats = {"policy_loss": float(pg_loss.detach()),
                          "value_loss": float(v_loss.detach()),
                          "entropy": float(entropy.detach()), "approx_kl": float(kl),
