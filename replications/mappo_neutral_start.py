@@ -1,0 +1,197 @@
+"""Does MAPPO learn the state dependence from a neutral start? (issue 14, item 3)
+
+    python replications/mappo_neutral_start.py [--variants 1,2,3,4,5] [--episodes 1600]
+
+The shipped policy reads ``market_stress`` in four bands (cut at 0.15, 0.4,
+0.65: the scenarios' stress levels) and was found by a band-by-band search
+(CEM with common random numbers). Here MAPPO gets the same chance: its actor
+starts as the *neutral* band actor — the same exact band features
+(:func:`finsim_mesa.learning.evolve.binned_actor`), playing the searched best
+constant in every band — so learning only has to move each band's action. Each
+variant trains on the mixture (team reward 1, 30 banks per default, 50 steps,
+seed 7) and its final actor is paired by seed against the neutral start on the
+mixture's selection seeds 22000-22059 (never used for training). Printed: the
+paired difference with its 95% interval and each band's mean action.
+
+Variants (all from the neutral actor, lr 3e-4 unless named):
+
+1. the trainer's defaults otherwise (entropy bonus 0.01 -> 0, per-episode
+   advantage standardisation);
+2. no entropy bonus;
+3. no entropy bonus, lr 3e-3;
+4. no entropy bonus, exploration noise *shared by all banks in an episode*: one
+   uniform u per action and episode, each bank plays its own Beta's inverse CDF
+   at u (so a band's banks play one perturbed stance, whose effect on the team
+   score is the whole population's, not 1/n of it);
+5. as 4, advantages standardised over the batch (the per-episode form removes
+   each episode's mean advantage: exactly the signal shared noise creates).
+
+Variants 4-5 replace ``MAPPO.act`` and ``Trainer.collect_episode`` for the
+duration of the run (the package has no such option: the result did not
+justify one). About 4.5 min per variant on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from finsim_mesa.agents.actor import load_actor_folder
+from finsim_mesa.conditions import MIXTURE
+from finsim_mesa.evaluation import evaluate_run, run_params
+from finsim_mesa.intervals import ci95
+from finsim_mesa.model import FinancialModel
+
+#: the searched best constant (``finsim evaluate --best-constant 8,6,12``)
+BEST_CONSTANT = (0.0, 0.5507549760114743, 0.2983362415052715, 0.05364978081681621)
+SELECTION_SEEDS = range(22000, 22060)
+SCENARIOS = ("normal", "liquidity_crisis", "asset_crash", "systemic")
+VARIANTS = {
+    1: ("defaults (entropy 0.01 -> 0)", {}, {}, None),
+    2: ("no entropy", {"ent_start": 0.0, "ent_end": 0.0}, {}, None),
+    3: ("no entropy, lr 3e-3", {"ent_start": 0.0, "ent_end": 0.0}, {"lr": 3e-3}, None),
+    4: ("shared noise per episode", {"ent_start": 0.0, "ent_end": 0.0}, {}, "episode"),
+    5: ("shared noise, batch advantages",
+        {"ent_start": 0.0, "ent_end": 0.0, "advantage_norm": "batch"}, {}, "episode"),
+}
+
+
+def neutral_actor(folder: Path, env: dict) -> Path:
+    """Write the neutral band actor (the best constant in every band) to ``folder``."""
+    from finsim_mesa.learning.evolve import (
+        EvolveResult,
+        _obs_fields,
+        binned_actor,
+        save_actor,
+        stress_cuts,
+    )
+
+    cuts = stress_cuts(SCENARIOS)
+    names = _obs_fields(env)
+    actions = np.tile(BEST_CONSTANT, (len(cuts) + 1, 1))
+    weights = binned_actor(actions, cuts, names.index("market_stress"), len(names))
+    save_actor(EvolveResult("market_stress", cuts, actions, weights, names, 0.0, [], 0, 0.0),
+               folder, "neutral band actor: the best constant in every band", env)
+    return folder
+
+
+def shared_noise_act(agent, obs: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every bank's action at the common uniform ``u`` (shape (4,)) through its
+    own Beta's inverse CDF, and its log-probability under that Beta; shapes
+    (n, 4) and (n,)."""
+    import torch
+    from scipy.special import betaincinv
+
+    with torch.no_grad():
+        dist = agent.actor.distribution(torch.as_tensor(obs, dtype=torch.float32),
+                                        validate=False)
+        a = dist.concentration1.double().numpy()
+        b = dist.concentration0.double().numpy()
+        x = np.clip(betaincinv(a, b, np.broadcast_to(u, a.shape)), 1e-6, 1 - 1e-6)
+        x = x.astype(np.float32)
+        return x, dist.log_prob(torch.as_tensor(x)).sum(-1).numpy()
+
+
+@contextlib.contextmanager
+def shared_noise():
+    """For the duration: MAPPO's collection draws one u per episode from the
+    trainer's generator and every bank acts at it (:func:`shared_noise_act`)."""
+    from finsim_mesa.learning import mappo, trainer
+
+    collect, act = trainer.Trainer.collect_episode, mappo.MAPPO.act
+
+    def collect_episode(self):
+        self.agent._shared_u = self.rng.random(4)
+        return collect(self)
+
+    def shared_act(self, obs, deterministic=False):
+        if deterministic:
+            return act(self, obs, deterministic)
+        return shared_noise_act(self, obs, self._shared_u)
+
+    trainer.Trainer.collect_episode, mappo.MAPPO.act = collect_episode, shared_act
+    try:
+        yield
+    finally:
+        trainer.Trainer.collect_episode, mappo.MAPPO.act = collect, act
+
+
+def train_variant(variant: int, start: Path, out: Path, episodes: int, seed: int = 7,
+                  **env) -> Path:
+    """Train ``variant`` (:data:`VARIANTS`) from the actor in ``start``; returns
+    the final actor's folder."""
+    from finsim_mesa.learning import run
+
+    _, tcfg, mcfg, noise = VARIANTS[variant]
+    with shared_noise() if noise else contextlib.nullcontext():
+        summary = run.train_policy(
+            episodes=episodes, seed=seed, scenarios=["mixture"], out_dir=out,
+            eval_every=max(episodes // 5, 1), eval_seeds=tuple(range(1001, 1011)),
+            progress=False, init_actor=start,
+            trainer_config={"team_reward": 1.0, "advantage_norm": "episode",
+                            "episodes_per_update": 8, "conditions": MIXTURE.to_dict()} | tcfg,
+            mappo_config={"lr": 3e-4, "hidden": 64} | mcfg, **env)
+    return Path(summary["final"])
+
+
+def band_means(brain, seeds: range, **env) -> dict[str, np.ndarray]:
+    """Mean action of the banks in business, per scenario, over ``seeds``' runs."""
+    out = {}
+    for sc in SCENARIOS:
+        acts = []
+        for s in seeds:
+            m = FinancialModel(brain=brain, rng=s, agent_collect_every=0,
+                               **run_params(sc, s, **env))
+            while m.running:
+                m.step()
+                acts.append(m.decisions.actions[m.ledger.active])
+        out[sc] = np.concatenate(acts).mean(axis=0)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", default="1,2,3,4,5")
+    ap.add_argument("--episodes", type=int, default=1600)
+    ap.add_argument("--banks", type=int, default=30)
+    ap.add_argument("--out", help="folder for the runs (default: a temporary one)")
+    args = ap.parse_args()
+    try:
+        variants = [int(x) for x in args.variants.split(",")]
+    except ValueError:
+        variants = []
+    if not variants or not set(variants) <= set(VARIANTS):
+        ap.error(f"--variants {args.variants!r}: give numbers from {sorted(VARIANTS)}, "
+                 "separated by commas")
+    if args.episodes < 8 or args.banks < 2:
+        ap.error("--episodes must be at least 8 (one update) and --banks at least 2")
+    env = {"n_banks": args.banks, "steps": 50}
+    root = Path(args.out or tempfile.mkdtemp(prefix="mappo-neutral-"))
+    start = neutral_actor(root / "neutral", env)
+    base = [evaluate_run(load_actor_folder(start), "mixture", s, **env)["episode_reward"]
+            for s in SELECTION_SEEDS]
+    print(f"neutral start: {np.mean(base):.3f} on the mixture, seeds 22000-22059")
+    for v in variants:
+        t0 = time.perf_counter()
+        final = train_variant(v, start, root / f"variant{v}", args.episodes, **env)
+        brain = load_actor_folder(final)
+        got = [evaluate_run(brain, "mixture", s, **env)["episode_reward"]
+               for s in SELECTION_SEEDS]
+        mean, _, low, high = ci95(np.subtract(got, base))
+        bands = {k: np.round(a, 3).tolist() for k, a in band_means(brain, range(22000, 22005),
+                                                                     **env).items()}
+        print(json.dumps({"variant": v, "what": VARIANTS[v][0],
+                          "minus_neutral": [round(mean, 3), round(low, 3), round(high, 3)],
+                          "share_better": float(np.mean(np.subtract(got, base) > 0)),
+                          "train_minutes": round((time.perf_counter() - t0) / 60, 1),
+                          "mean_action_by_scenario": bands}))
+
+
+if __name__ == "__main__":
+    main()

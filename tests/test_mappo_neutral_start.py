@@ -1,0 +1,93 @@
+"""replications/mappo_neutral_start.py: the neutral band actor, the shared
+exploration noise of variants 4-5 (checked against SciPy's Beta), a short run
+of a shared-noise variant, and its refusal of bad flags."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the learn extra (torch) is not installed")
+from scipy import special, stats  # noqa: E402
+
+SCRIPT = Path(__file__).parents[1] / "replications" / "mappo_neutral_start.py"
+
+
+@pytest.fixture(scope="module")
+def rep():
+    spec = importlib.util.spec_from_file_location("mappo_neutral_start", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_neutral_actor_plays_the_best_constant_in_every_band(rep, tmp_path):
+    from finsim_mesa.agents.actor import load_actor_folder
+
+    folder = rep.neutral_actor(tmp_path / "neutral", {"n_banks": 10, "steps": 5})
+    brain = load_actor_folder(folder)
+    col = brain.obs_fields.index("market_stress")
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(0, 1, size=(40, len(brain.obs_fields)))
+    obs[:, col] = np.repeat([0.05, 0.3, 0.5, 0.9], 10)  # 10 rows in each band
+    acts = brain.act(obs)
+    want = np.clip(rep.BEST_CONSTANT, 0.002, 0.998)  # the Beta means the actor can play
+    np.testing.assert_allclose(acts, np.tile(want, (40, 1)), atol=2e-4)
+
+
+def test_shared_noise_is_each_banks_beta_at_the_common_u(rep):
+    from finsim_mesa.learning.mappo import MAPPO, MAPPOConfig
+
+    torch.manual_seed(1)
+    agent = MAPPO(6, 5, MAPPOConfig(hidden=8, init_concentration=12.0))
+    rng = np.random.default_rng(2)
+    obs = rng.normal(size=(6, 5)).astype(np.float32)
+    obs[3] = obs[0]  # two banks that see the same: the same action
+    u = np.array([0.1, 0.5, 0.93, 0.7])
+    x, logp = rep.shared_noise_act(agent, obs, u)
+    with torch.no_grad():
+        d = agent.actor.distribution(torch.as_tensor(obs))
+        a, b = d.concentration1.double().numpy(), d.concentration0.double().numpy()
+    np.testing.assert_array_equal(x[3], x[0])
+    # the inverse CDF: each action's Beta CDF is the common u (x is float32)
+    np.testing.assert_allclose(special.betainc(a, b, x.astype(float)),
+                               np.broadcast_to(u, a.shape), atol=1e-5)
+    np.testing.assert_allclose(logp, stats.beta.logpdf(x.astype(float), a, b).sum(1),
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_short_shared_noise_run_trains_and_restores_the_methods(rep, tmp_path):
+    from finsim_mesa.agents.actor import load_actor_folder
+    from finsim_mesa.learning import mappo, trainer
+
+    act, collect = mappo.MAPPO.act, trainer.Trainer.collect_episode
+    env = {"n_banks": 8, "steps": 6}
+    start = rep.neutral_actor(tmp_path / "neutral", env)
+    seen = []
+    original = rep.shared_noise_act
+    rep.shared_noise_act = lambda agent, obs, u: (seen.append(u.copy()), original(
+        agent, obs, u))[1]
+    try:
+        final = rep.train_variant(4, start, tmp_path / "v4", episodes=16, **env)
+    finally:
+        rep.shared_noise_act = original
+    assert mappo.MAPPO.act is act and trainer.Trainer.collect_episode is collect
+    assert load_actor_folder(final).act(np.zeros((3, len(load_actor_folder(
+        final).obs_fields)))).shape == (3, 4)
+    # one u per episode: 16 episodes, each u held for all its steps
+    distinct = {tuple(u) for u in seen}
+    assert len(distinct) == 16 and len(seen) >= 16 * 2
+
+
+@pytest.mark.parametrize("args, says", [(["--variants", "6"], "--variants"),
+                                        (["--variants", "a"], "--variants"),
+                                        (["--episodes", "3"], "--episodes")])
+def test_bad_flags_are_refused(args, says, tmp_path):
+    p = subprocess.run([sys.executable, str(SCRIPT), *args, "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and says in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "o").exists()
