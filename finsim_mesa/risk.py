@@ -288,10 +288,16 @@ def stress_index(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray,
     return min(max(float(w @ h / total), 0.0), 1.0)
 
 
-def distress(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray) -> np.ndarray:
-    """Relative equity loss ``clip(1 − E / E0, 0, 1)``; 1 for defaulted banks. Shape (n,)."""
+def distress(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray,
+             out: np.ndarray | None = None) -> np.ndarray:
+    """Relative equity loss ``clip(1 − E / E0, 0, 1)``; 1 for defaulted banks. Shape (n,);
+    written into ``out`` (float, shape (n,)) if given."""
     # the same ufuncs in place, on one array (no temporaries, no zeros_like wrapper)
-    h = np.zeros(equity.shape if type(equity) is np.ndarray else np.shape(equity))
+    if out is None:
+        h = np.zeros(equity.shape if type(equity) is np.ndarray else np.shape(equity))
+    else:
+        h = out
+        h.fill(0.0)
     np.divide(equity, equity0, out=h, where=equity0 > 0)
     np.subtract(1.0, h, out=h)
     np.maximum(h, 0.0, out=h)
