@@ -205,20 +205,24 @@ def fire_sale_loop(
     start_prices = market.prices.copy()
     total = np.asarray(units_sold, dtype=float).copy()
     forced = np.zeros(ledger.holdings.shape)  # (np.zeros_like's dtype and order: float, C)
-    orders = np.zeros(ledger.holdings.shape)
+    orders = None  # placed in the last round, executed in this one
     target = cfg.capital_requirement * (1.0 + cfg.deleveraging_buffer)
     rounds = 0
     for _ in range(cfg.fire_sale_rounds + 1):
-        total += np.add.reduce(orders, axis=0)  # orders.sum(axis=0), without its wrapper
-        old = ledger.prices.copy()
-        prices = np.maximum(start_prices * np.exp(-market.impact * total
-                                                  / market.units_outstanding), market.floor)
+        if orders is not None:
+            total += np.add.reduce(orders, axis=0)  # orders.sum(axis=0), without its wrapper
+            old = ledger.prices.copy()
+        if np.count_nonzero(total):
+            prices = np.maximum(start_prices * np.exp(-market.impact * total
+                                                      / market.units_outstanding), market.floor)
+        else:  # nothing sold: exp(-impact · ±0 / depth) is 1 (finite impacts, depths > 0)
+            prices = np.maximum(start_prices, market.floor)
         ledger.revalue(prices)
         market.set_prices(prices)
-        if np.count_nonzero(orders):
+        if orders is not None:  # (their sum was > 1e-12: some are not 0)
             ledger.sell_assets(orders, 0.5 * (old + prices), kind="forced_sales")
             forced += orders
-            orders = np.zeros(orders.shape)
+            orders = None
         if not cfg.forced_deleveraging or rounds == cfg.fire_sale_rounds:
             break
         rwa = ledger.risk_weighted_assets(cfg.interbank_risk_weight)
@@ -227,6 +231,8 @@ def fire_sale_loop(
         ratio.fill(np.inf)
         np.divide(eq, rwa, out=ratio, where=rwa > 0)
         breach = ledger.active & (ratio < cfg.capital_requirement)
+        if not np.count_nonzero(breach):  # nobody below the requirement: none fails or sells
+            break
         ledger.mark_default(breach & (eq <= 0), t)
         breach &= eq > 0
         if not np.count_nonzero(breach):
