@@ -311,3 +311,78 @@ def test_brainset_without_active_banks_or_with_two_brains_gives_zeros_for_the_re
     want[0] = [1.0, 0.0, 0.0, 1.0]  # greedy; bank 1 inactive: zeros, its override ignored
     want[3] = 0.25
     assert _same_bits(got, want)
+
+
+# ------------------------------------------------------------ fire sales
+def _reference_fire_sale_loop(ledger, market, cfg, units_sold, t):
+    """The spiral as fire_sale_loop's docstring states it, every step written out:
+    the price formula each round, orders (zeros at first) added and executed."""
+    from finsim_mesa.market import deleveraging_units
+
+    start = market.prices.copy()
+    total = np.asarray(units_sold, dtype=float).copy()
+    forced = np.zeros_like(ledger.holdings)
+    orders = np.zeros_like(ledger.holdings)
+    target = cfg.capital_requirement * (1.0 + cfg.deleveraging_buffer)
+    rounds = 0
+    for _ in range(cfg.fire_sale_rounds + 1):
+        total += orders.sum(axis=0)
+        old = ledger.prices.copy()
+        prices = np.maximum(start * np.exp(-market.impact * total / market.units_outstanding),
+                            market.floor)
+        ledger.revalue(prices)
+        market.set_prices(prices)
+        if np.count_nonzero(orders):
+            ledger.sell_assets(orders, 0.5 * (old + prices), kind="forced_sales")
+            forced += orders
+            orders = np.zeros_like(orders)
+        if not cfg.forced_deleveraging or rounds == cfg.fire_sale_rounds:
+            break
+        rwa = ledger.risk_weighted_assets(cfg.interbank_risk_weight)
+        eq = ledger.equity
+        ratio = np.divide(eq, rwa, out=np.full_like(eq, np.inf), where=rwa > 0)
+        breach = ledger.active & (ratio < cfg.capital_requirement)
+        ledger.mark_default(breach & (eq <= 0), t)
+        breach &= eq > 0
+        if not np.count_nonzero(breach):
+            break
+        orders = deleveraging_units(eq, rwa, ledger.holdings, prices, target, breach,
+                                    market.sale_ranks)
+        if orders.sum() <= 1e-12:
+            break
+        rounds += 1
+    return forced, rounds
+
+
+@pytest.mark.parametrize("kw", [dict(rng=1), dict(capital_requirement=0.1, rng=2),
+                                dict(capital_requirement=0.11, n_assets=3, rng=3),
+                                dict(capital_requirement=0.11, fire_sale_rounds=1, rng=4)])
+def test_fire_sale_loop_is_the_spiral_written_out(kw):
+    """Rounds without orders skip their sums, a round with nothing sold skips the
+    price formula (exp(±0) = 1), nobody below the requirement skips the default
+    test: the ledger, the market and the result must be the spiral's, with
+    nothing sold, with this step's sales and with deleveraging rounds."""
+    from finsim_mesa.market import fire_sale_loop
+
+    m = FinancialModel(n_banks=40, scenario="systemic", brain="rule_based", steps=10**9, **kw)
+    rng = np.random.default_rng(0)
+    rounds_seen = set()
+    for _ in range(25):
+        m.step()
+        for sold in (np.zeros(m.config.n_assets),
+                     rng.uniform(0, 1.5, m.config.n_assets) * m.market.units_outstanding):
+            snap = m.snapshot()
+            want = _reference_fire_sale_loop(m.ledger, m.market, m.config, sold, m.t)
+            after = m.snapshot()
+            m.restore(snap)
+            got = fire_sale_loop(m.ledger, m.market, m.config, sold, m.t)
+            assert got[1] == want[1] and _same_bits(got[0], want[0])
+            for key in m.ledger._ARRAYS:
+                assert _same_bits(getattr(m.ledger, key), after["ledger"][key]), key
+            assert dict(m.ledger.external_in) == after["ledger"]["external_in"]
+            for key in ("prices", "fundamentals"):
+                assert _same_bits(getattr(m.market, key), after["market"][key])
+            assert m.market.last_return == after["market"]["last_return"]
+            rounds_seen.add(got[1])
+            m.restore(snap)
+    assert kw.get("capital_requirement") is None or max(rounds_seen) >= 1
