@@ -22,6 +22,7 @@ import numpy as np
 __all__ = ["clip", "flatnonzero", "leading", "mean"]
 
 _maximum, _minimum, _asanyarray, _matrix = np.maximum, np.minimum, np.asanyarray, np.matrix
+_sum = np.add.reduce  # what ``ndarray.sum`` calls, after a Python layer (``_methods._sum``)
 
 
 def clip(x: Any, lo: Any, hi: Any) -> Any:
@@ -31,7 +32,7 @@ def clip(x: Any, lo: Any, hi: Any) -> Any:
 
 def mean(x: np.ndarray) -> float:
     """``float(np.mean(x))`` of a non-empty float array (any shape)."""
-    return float(x.sum() / x.size)
+    return float(_sum(x, axis=None) / x.size)
 
 
 def flatnonzero(a: Any) -> np.ndarray:

@@ -53,7 +53,7 @@ def sell_to_market(ledger: Ledger, flows: StepFlows, units: np.ndarray, prices: 
     them in ``flows.units_sold`` for this step's price impact (the price stage)."""
     if np.count_nonzero(units):
         ledger.sell_assets(units, prices, kind=kind)
-        flows.units_sold += units.sum(axis=0)
+        flows.units_sold += np.add.reduce(units, axis=0)  # units.sum(axis=0) without its wrapper
 
 
 def set_prices(ledger: Ledger, market: Market, prices: np.ndarray) -> None:
@@ -94,7 +94,10 @@ class Market:
     @property
     def price_index(self) -> float:
         """Mean price relative to the initial price (1 = unchanged)."""
-        return mean(self.prices / self.initial_prices)
+        p, p0 = self.prices, self.initial_prices
+        if p.size == 1 == p0.size:  # one class: the one quotient, in Python floats (the same
+            return p.item() / p0.item()  # division; the mean of one term is that term)
+        return mean(p / p0)
 
     def exogenous_prices(self, volatility: float, rng: np.random.Generator) -> np.ndarray:
         """Next prices from mean reversion and volatility, shape (k,) (not applied)."""
@@ -136,7 +139,9 @@ class Market:
 
     def interbank_rate(self, stress: float) -> float:
         """Interbank rate per step at market ``stress`` in [0, 1]."""
-        self.rate = self.cfg.base_rate + self.cfg.rate_stress_spread * float(clip(stress, 0, 1))
+        # NumPy's clip of a float, min(max(x, lo), hi) (NaN kept), without NumPy scalars
+        self.rate = self.cfg.base_rate + self.cfg.rate_stress_spread * min(max(float(stress),
+                                                                              0.0), 1.0)
         return self.rate
 
 
@@ -199,34 +204,42 @@ def fire_sale_loop(
     """
     start_prices = market.prices.copy()
     total = np.asarray(units_sold, dtype=float).copy()
-    forced = np.zeros_like(ledger.holdings)
-    orders = np.zeros_like(ledger.holdings)
+    forced = np.zeros(ledger.holdings.shape)  # (np.zeros_like's dtype and order: float, C)
+    orders = None  # placed in the last round, executed in this one
     target = cfg.capital_requirement * (1.0 + cfg.deleveraging_buffer)
     rounds = 0
     for _ in range(cfg.fire_sale_rounds + 1):
-        total += orders.sum(axis=0)
-        old = ledger.prices.copy()
-        prices = np.maximum(start_prices * np.exp(-market.impact * total
-                                                  / market.units_outstanding), market.floor)
+        if orders is not None:
+            total += np.add.reduce(orders, axis=0)  # orders.sum(axis=0), without its wrapper
+            old = ledger.prices.copy()
+        if np.count_nonzero(total):
+            prices = np.maximum(start_prices * np.exp(-market.impact * total
+                                                      / market.units_outstanding), market.floor)
+        else:  # nothing sold: exp(-impact · ±0 / depth) is 1 (finite impacts, depths > 0)
+            prices = np.maximum(start_prices, market.floor)
         ledger.revalue(prices)
         market.set_prices(prices)
-        if np.count_nonzero(orders):
+        if orders is not None:  # (their sum was > 1e-12: some are not 0)
             ledger.sell_assets(orders, 0.5 * (old + prices), kind="forced_sales")
             forced += orders
-            orders = np.zeros_like(orders)
+            orders = None
         if not cfg.forced_deleveraging or rounds == cfg.fire_sale_rounds:
             break
         rwa = ledger.risk_weighted_assets(cfg.interbank_risk_weight)
         eq = ledger.equity
-        ratio = np.divide(eq, rwa, out=np.full_like(eq, np.inf), where=rwa > 0)
+        ratio = np.empty(eq.shape)  # np.full_like(eq, np.inf) in two C calls
+        ratio.fill(np.inf)
+        np.divide(eq, rwa, out=ratio, where=rwa > 0)
         breach = ledger.active & (ratio < cfg.capital_requirement)
+        if not np.count_nonzero(breach):  # nobody below the requirement: none fails or sells
+            break
         ledger.mark_default(breach & (eq <= 0), t)
         breach &= eq > 0
         if not np.count_nonzero(breach):
             break
         orders = deleveraging_units(eq, rwa, ledger.holdings, prices, target, breach,
                                     market.sale_ranks)
-        if orders.sum() <= 1e-12:
+        if np.add.reduce(orders, axis=None) <= 1e-12:
             break
         rounds += 1
     return forced, rounds

@@ -135,12 +135,13 @@ def update_core(m: Measures, L: Ledger, market: Market, stress_level: float,
     """What the next steps' dynamics read: defaults, price, stress, interbank rate
     (sets ``market.rate``). ``stress_level`` is the scenario's. Returns each
     bank's distress now (:func:`risk.distress`, shape (n,); for :func:`update_full`)."""
-    m.n_defaults = int(L.defaulted.sum())
+    defaulted = L.defaulted
+    m.n_defaults = int(np.count_nonzero(defaulted))  # (the count .sum() gives)
     m.default_rate = m.n_defaults / L.n
     m.asset_price = market.price_index
     m.price_return = float(np.log(max(m.asset_price, 1e-12) / max(price_prev, 1e-12)))
-    h = risk.distress(L.equity, L.equity0, L.defaulted)
-    m.stress_index = risk.stress_index(L.equity, L.equity0, L.defaulted, h=h)
+    h = risk.distress(L.equity, L.equity0, defaulted)
+    m.stress_index = risk.stress_index(L.equity, L.equity0, defaulted, h=h)
     m.market_stress = max(stress_level, m.stress_index)
     m.interbank_rate = market.interbank_rate(m.market_stress)
     return h
@@ -160,11 +161,12 @@ def update_full(m: Measures, L: Ledger, sheets: Sheets, assets0: np.ndarray,
     dr = risk.debtrank_entries(rows, cols, E, L.equity0, h, value=assets0, present=present,
                                by_column=L.loans.links.by_column(L.n))
     m.debtrank, m.debtrank_total = float(dr.debtrank), float(dr.total)
-    m.total_equity = float(L.equity[act].sum())
+    total = np.add.reduce  # what .sum() calls after a Python wrapper (the same sums)
+    m.total_equity = float(total(L.equity[act]))
     cr = sheets.capital_ratio[act]
     m.mean_capital_ratio = mean(cr) if cr.size else 0.0
-    m.min_capital_ratio = float(cr.min()) if cr.size else 0.0
-    m.interbank_exposure = float(sheets.interbank_assets.sum())
+    m.min_capital_ratio = float(np.minimum.reduce(cr)) if cr.size else 0.0  # cr.min()
+    m.interbank_exposure = float(total(sheets.interbank_assets))
     m.liquidity_index = liquidity(L, sheets, act)
     m.systemic_risk_index = risk.systemic_risk_index(
         m.debtrank_total, m.default_rate, m.stress_index, m.asset_price, m.liquidity_index,

@@ -295,10 +295,10 @@ class FinancialModel(mesa.Model):
         """Stage 7: price impact of this step's sales and the forced-deleveraging
         spiral; banks left with negative equity default (resolved next step)."""
         L, flows = self.ledger, self.flows
-        prices_before = L.prices.copy()
+        p0 = L.prices.copy()  # (below, np.add.reduce: .sum(axis=0) without its wrapper)
         forced, _ = fire_sales(L, self.market, self.config, flows.units_sold, self.t)
-        flows.fire_sale_volume = float((flows.units_sold + forced.sum(axis=0)) @ prices_before)
-        flows.units_sold = np.zeros_like(flows.units_sold)
+        flows.fire_sale_volume = float((flows.units_sold + np.add.reduce(forced, axis=0)) @ p0)
+        flows.units_sold = np.zeros(flows.units_sold.shape)
         L.mark_default(resolution.insolvent(L), self.t)
 
     def record(self) -> None:

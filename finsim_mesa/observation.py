@@ -66,6 +66,15 @@ INFRA_OBS_FIELDS: tuple[tuple[str, str], ...] = (
 
 OBS: dict[str, int] = {name: i for i, (name, _) in enumerate(OBS_FIELDS + INFRA_OBS_FIELDS)}
 OBS_DIM = len(OBS_FIELDS)
+# the leading columns clipped to bounds (liquidity coverage to [0, 5], then divided by 5)
+_BOUNDS = {"capital_ratio": (-1.0, 1.0), "leverage": (-1.0, 1.0), "cash_ratio": (0.0, 1.0),
+           "liquidity_coverage": (0.0, 5.0), "interbank_assets": (0.0, 1.0),
+           "interbank_liabilities": (0.0, 1.0), "deposit_funding": (0.0, 1.0),
+           "due_next": (0.0, 1.0)}
+assert list(_BOUNDS) == [name for name, _ in OBS_FIELDS[:len(_BOUNDS)]], "OBS_FIELDS order"
+_CLIPPED = len(_BOUNDS)
+_CLIP_LO, _CLIP_HI = np.array(list(_BOUNDS.values())).T.copy()
+_CLIP_LO.flags.writeable = _CLIP_HI.flags.writeable = False
 INFRA_OBS_DIM = len(INFRA_OBS_FIELDS)
 
 ACTIONS: tuple[tuple[str, str], ...] = (
@@ -114,33 +123,48 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     now = leading(flatnonzero(lb.maturity[rows2] <= t))
     due_next = np.bincount(b2[now], minlength=n, weights=o2[now])
     need = due2 + withdrawals + RUNOFF * L.deposits
-    h = risk.distress(L.equity, L.equity0, L.defaulted)
+    o = np.empty((n, OBS_DIM), order="F") if out is None else out
+    c = o.T  # c[j] is column j (one contiguous run in a column-major matrix)
+    defaulted = L.defaulted
+    h = risk.distress(L.equity, L.equity0, defaulted, out=c[OBS["own_distress"]])
     at_risk = np.bincount(lb.lender[bilateral], weights=(owed * h[lb.borrower])[bilateral],
                           minlength=n)
     ib = (sheets.interbank_assets if isinstance(bilateral, slice)
           else np.bincount(lb.lender[bilateral], weights=owed[bilateral], minlength=n))
     rate_scale = cfg.base_rate + cfg.rate_stress_spread
-    o = np.empty((n, OBS_DIM), order="F") if out is None else out
-    o[:, OBS["capital_ratio"]] = clip(sheets.capital_ratio, -1, 1)
-    o[:, OBS["leverage"]] = clip(L.equity / safe, -1, 1)
-    o[:, OBS["cash_ratio"]] = clip(L.cash / safe, 0, 1)
-    o[:, OBS["liquidity_coverage"]] = clip(
-        np.divide(L.cash, need, out=np.full(n, 5.0), where=need > 0), 0, 5) / 5
-    o[:, OBS["interbank_assets"]] = clip(ib / safe, 0, 1)
-    o[:, OBS["interbank_liabilities"]] = clip(sheets.interbank_liabilities / safe, 0, 1)
-    o[:, OBS["deposit_funding"]] = clip(L.deposits / safe, 0, 1)
-    o[:, OBS["due_next"]] = clip(due_next / safe, 0, 1)
-    o[:, OBS["counterparty_stress"]] = np.divide(at_risk, ib, out=np.zeros(n), where=ib > 0)
-    o[:, OBS["neighbour_defaults"]] = np.divide(
-        network.neighbours_in(L.defaulted), network.degree, out=np.zeros(n),
-        where=network.degree > 0)
+    # the first 8 columns are ratios written in place, then clipped together to their
+    # bounds (_CLIP_LO / _CLIP_HI, column by column: the same minimum and maximum)
+    c[OBS["capital_ratio"]] = sheets.capital_ratio
+    for name, part in (("leverage", L.equity), ("cash_ratio", L.cash), ("interbank_assets", ib),
+                       ("interbank_liabilities", sheets.interbank_liabilities),
+                       ("deposit_funding", L.deposits), ("due_next", due_next)):
+        np.divide(part, safe, out=c[OBS[name]])
+    cov = c[OBS["liquidity_coverage"]]
+    cov.fill(5.0)
+    np.divide(L.cash, need, out=cov, where=need > 0)
+    ratios = o[:, :_CLIPPED]
+    np.maximum(ratios, _CLIP_LO, out=ratios)
+    np.minimum(ratios, _CLIP_HI, out=ratios)
+    cov /= 5  # clipped to [0, 5], divided by 5
+    for name, num, den in (("counterparty_stress", at_risk, ib),
+                           ("neighbour_defaults", network.neighbours_in(defaulted),
+                            network.degree)):
+        col = c[OBS[name]]
+        col.fill(0.0)  # where nothing is divided
+        np.divide(num, den, out=col, where=den > 0)
     # NumPy's clip of a float, min(max(x, lo), hi), without NumPy scalars
-    o[:, OBS["price"]] = min(max(market.price_index, 0), 2)
-    o[:, OBS["price_trend"]] = min(max(10 * measures.price_return, -1), 1)
-    o[:, OBS["interbank_rate"]] = market.rate / rate_scale if rate_scale > 0 else 0.0
-    o[:, OBS["market_stress"]] = measures.market_stress
-    o[:, OBS["own_distress"]] = h
-    o[:, OBS["size"]] = clip(np.log(np.maximum(ta, 1e-12) / size0) / 3, -1, 1)
+    c[OBS["price"]] = min(max(market.price_index, 0), 2)
+    c[OBS["price_trend"]] = min(max(10 * measures.price_return, -1), 1)
+    c[OBS["interbank_rate"]] = market.rate / rate_scale if rate_scale > 0 else 0.0
+    c[OBS["market_stress"]] = measures.market_stress
+    # clip(log(max(ta, 1e-12) / size0) / 3, -1, 1), in place
+    size = c[OBS["size"]]
+    np.maximum(ta, 1e-12, out=size)
+    np.divide(size, size0, out=size)
+    np.log(size, out=size)
+    np.divide(size, 3, out=size)
+    np.maximum(size, -1, out=size)
+    np.minimum(size, 1, out=size)
     return o
 
 

@@ -47,6 +47,17 @@ def insolvent(L: Ledger) -> np.ndarray:
     return L.equity < -1e-9 * np.maximum(1.0, L.equity0)
 
 
+def _holds_unsellable(holdings: np.ndarray, liquid: np.ndarray) -> bool:
+    """Whether a bank whose securities are worth nothing at the liquidation price
+    (``liquid``, shape (n,), not > 0) holds any: when nobody is short or in
+    default, :func:`~finsim_mesa.market.capped_share` gives such banks a share
+    of 1 and every other bank 0, so the emergency sale of ``holdings × share``
+    sells something only then (banks resolved earlier hold nothing)."""
+    if np.count_nonzero(liquid > 0) == liquid.size:
+        return False
+    return bool(np.count_nonzero(holdings[~(liquid > 0)]))
+
+
 def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell: Sell,
                       t: int, ccps: list[CentralCounterparty],
                       router: InfrastructureRouter | None) -> int:
@@ -140,13 +151,13 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     # liquidation discount (defaulters sell everything)
     short = np.maximum(pay - L.cash - inflow, 0.0)
     if (np.count_nonzero(res.defaulted) or np.count_nonzero(short)
-            or np.count_nonzero(liquid > 0) < liquid.size):
+            or _holds_unsellable(L.holdings, liquid)):
         share = np.where(res.defaulted[:n], 1.0, capped_share(short, liquid))
         sell(L.holdings * share[:, None], fire_price, "emergency_sales")
         cost = np.where(res.defaulted[:n], L.cash + inflow - pay, 0.0)
         cost[cost < 1e-12 * np.maximum(1.0, res.obligations[:n])] = 0.0
-    else:  # nobody short or in default (most clearings): the share sold is 0 for
-        cost = np.zeros(n)  # every bank (all hold securities), so nothing is sold
+    else:  # nobody short or in default (most clearings): the share sold is 0 for every
+        cost = np.zeros(n)  # bank with securities worth something, and the others hold none
     waterfalls = (layer.run_waterfalls(L, ccps, cle, b_paid, seized_m, seized_f, resolving, t,
                                        owed) if C else None)
     if router is not None:  # audit before the settled rows leave the book

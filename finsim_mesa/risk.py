@@ -280,14 +280,28 @@ def stress_index(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray,
     h = distress(equity, equity0, defaulted) if h is None else h
     w = np.asarray(equity0 if weights is None else weights, dtype=float)
     w = np.maximum(w, 0)
-    # clipped: the weighted mean of values in [0, 1] can round to 1 + 2e-16
-    return float(clip(w @ h / w.sum(), 0.0, 1.0)) if w.sum() > 0 else float(h.mean())
+    total = np.add.reduce(w, axis=None)  # w.sum(), without its Python wrapper
+    if not total > 0:
+        return float(h.mean())
+    # clipped: the weighted mean of values in [0, 1] can round to 1 + 2e-16 (NumPy's
+    # clip of a float, min(max(x, lo), hi), NaN kept, in Python floats)
+    return min(max(float(w @ h / total), 0.0), 1.0)
 
 
-def distress(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray) -> np.ndarray:
-    """Relative equity loss ``clip(1 − E / E0, 0, 1)``; 1 for defaulted banks. Shape (n,)."""
-    h = clip(1.0 - np.divide(equity, equity0, out=np.zeros_like(equity, dtype=float),
-                                where=equity0 > 0), 0.0, 1.0)
+def distress(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray,
+             out: np.ndarray | None = None) -> np.ndarray:
+    """Relative equity loss ``clip(1 − E / E0, 0, 1)``; 1 for defaulted banks. Shape (n,);
+    written into ``out`` (float, shape (n,)) if given."""
+    # the same ufuncs in place, on one array (no temporaries, no zeros_like wrapper)
+    if out is None:
+        h = np.zeros(equity.shape if type(equity) is np.ndarray else np.shape(equity))
+    else:
+        h = out
+        h.fill(0.0)
+    np.divide(equity, equity0, out=h, where=equity0 > 0)
+    np.subtract(1.0, h, out=h)
+    np.maximum(h, 0.0, out=h)
+    np.minimum(h, 1.0, out=h)
     h[np.asarray(defaulted, dtype=bool)] = 1.0
     return h
 
