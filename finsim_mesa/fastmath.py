@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["clip", "flatnonzero", "leading", "mean"]
+__all__ = ["clip", "flatnonzero", "leading", "mean", "total"]
 
 _maximum, _minimum, _asanyarray, _matrix = np.maximum, np.minimum, np.asanyarray, np.matrix
 _sum = np.add.reduce  # what ``ndarray.sum`` calls, after a Python layer (``_methods._sum``)
@@ -33,6 +33,11 @@ def clip(x: Any, lo: Any, hi: Any) -> Any:
 def mean(x: np.ndarray) -> float:
     """``float(np.mean(x))`` of a non-empty float array (any shape)."""
     return float(_sum(x, axis=None) / x.size)
+
+
+def total(x: np.ndarray) -> float:
+    """``float(x.sum())`` of an array (any shape): the same pairwise sum."""
+    return float(_sum(x, axis=None))
 
 
 def flatnonzero(a: Any) -> np.ndarray:

@@ -227,7 +227,7 @@ class Ledger:
         amounts = np.minimum(np.maximum(amounts, 0.0), self.funding)
         self.cash -= amounts
         self.funding -= amounts
-        self.external_out["funding_repaid"] += float(amounts.sum())
+        self.external_out["funding_repaid"] += fastmath.total(amounts)
 
     def receive_asset_income(self, yield_per_step: float) -> np.ndarray:
         """Cash yield of securities and other assets, from outside the system; shape (n,)."""
@@ -235,7 +235,7 @@ class Ledger:
         income[~self.active] = 0.0
         self.cash += income
         self.equity += income
-        self.external_in["asset_income"] += float(income.sum())
+        self.external_in["asset_income"] += fastmath.total(income)
         return income
 
     def sell_assets(self, units: np.ndarray, exec_prices: np.ndarray, kind: str) -> np.ndarray:
@@ -247,7 +247,7 @@ class Ledger:
         np.maximum(self.holdings, 0.0, out=self.holdings)
         self.cash += proceeds
         self.equity += proceeds - marked
-        self.external_in[kind] += float(proceeds.sum())
+        self.external_in[kind] += fastmath.total(proceeds)
         return proceeds
 
     def revalue(self, new_prices: np.ndarray) -> np.ndarray:
@@ -281,8 +281,8 @@ class Ledger:
         self.cash[banks] += proceeds
         self.equity[banks] -= book - proceeds
         self.other_assets[banks] = 0.0
-        self.external_in["liquidations"] += float(proceeds.sum())
-        return float(proceeds.sum())
+        self.external_in["liquidations"] += fastmath.total(proceeds)
+        return fastmath.total(proceeds)
 
     def settle(self, loan_mask: np.ndarray, borrower_paid: np.ndarray, lender_paid: np.ndarray,
                ext_due: np.ndarray, ext_recovery: np.ndarray, default_cost: np.ndarray,
@@ -335,11 +335,11 @@ class Ledger:
         self.deposits -= from_deposits
         self.funding -= ext_due - from_deposits
         self.equity += ext_due - ext_paid
-        self.external_out["external_creditors"] += float(ext_paid.sum())
+        self.external_out["external_creditors"] += fastmath.total(ext_paid)
         if np.count_nonzero(default_cost):
             self.cash -= default_cost
             self.equity -= default_cost
-            self.external_out["default_costs"] += float(default_cost.sum())
+            self.external_out["default_costs"] += fastmath.total(default_cost)
 
     def mark_default(self, banks: np.ndarray, step: int) -> np.ndarray:
         """Put active ``banks`` (bool mask or indices) in default; returns the new ones."""
@@ -360,8 +360,8 @@ class Ledger:
         self.cash[banks] = 0.0
         self.equity[banks] -= left
         self.resolved[banks] = True
-        self.external_out["residual_to_shareholders"] += float(left.sum())
-        return float(left.sum())
+        self.external_out["residual_to_shareholders"] += fastmath.total(left)
+        return fastmath.total(left)
 
     # --------------------------------------------------------------- checks
     def identity_gap(self) -> np.ndarray:

@@ -75,3 +75,16 @@ def test_leading_is_a_slice_exactly_when_the_rows_are_the_first_k():
         y[at] *= 0.5
         z[rows] *= 0.5
         assert np.array_equal(y, z)
+
+
+@pytest.mark.parametrize("x", [np.arange(0), np.array([-0.0]), np.linspace(-3, 7, 37),
+                               np.random.default_rng(5).random(1001) * 1e6,
+                               np.random.default_rng(6).random((9, 13)),
+                               np.array([1.0, np.nan, 2.0]), np.array([np.inf, 1.0])])
+def test_total_is_the_float_of_numpys_sum(x):
+    from finsim_mesa.fastmath import total
+
+    got, want = total(x), float(x.sum())
+    assert type(got) is float
+    assert repr(got) == repr(want)  # the same bits (signs of zero, NaN)
+
