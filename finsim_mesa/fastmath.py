@@ -31,7 +31,10 @@ def clip(x: Any, lo: Any, hi: Any) -> Any:
 
 
 def mean(x: np.ndarray) -> float:
-    """``float(np.mean(x))`` of a non-empty float array (any shape)."""
+    """``float(np.mean(x))`` of a non-empty float array (any shape; a ``np.matrix``,
+    e.g. SciPy's sparse sums, as its array: ``np.add.reduce`` keeps a matrix 2-D)."""
+    if isinstance(x, _matrix):
+        x = x.A
     return float(_sum(x, axis=None) / x.size)
 
 

@@ -95,8 +95,9 @@ class Market:
     def price_index(self) -> float:
         """Mean price relative to the initial price (1 = unchanged)."""
         p, p0 = self.prices, self.initial_prices
-        if p.size == 1 == p0.size:  # one class: the one quotient, in Python floats (the same
-            return p.item() / p0.item()  # division; the mean of one term is that term)
+        if p.size == 1 == p0.size and p0.item():  # one class: the one quotient, in Python
+            # floats (NumPy's division; its sum of one term adds it to +0.0: a zero's sign)
+            return p.item() / p0.item() + 0.0  # (a zero p0: NumPy's inf or NaN, below)
         return mean(p / p0)
 
     def exogenous_prices(self, volatility: float, rng: np.random.Generator) -> np.ndarray:

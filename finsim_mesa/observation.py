@@ -123,7 +123,9 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     now = leading(flatnonzero(lb.maturity[rows2] <= t))
     due_next = np.bincount(b2[now], minlength=n, weights=o2[now])
     need = due2 + withdrawals + RUNOFF * L.deposits
-    o = np.empty((n, OBS_DIM), order="F") if out is None else out
+    # float64 columns, computed in place; another dtype's ``out`` gets them rounded
+    # once, at the end (as storing each float64 column into it did)
+    o = out if out is not None and out.dtype == np.float64 else np.empty((n, OBS_DIM), order="F")
     c = o.T  # c[j] is column j (one contiguous run in a column-major matrix)
     defaulted = L.defaulted
     h = risk.distress(L.equity, L.equity0, defaulted, out=c[OBS["own_distress"]])
@@ -165,6 +167,9 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     np.divide(size, 3, out=size)
     np.maximum(size, -1, out=size)
     np.minimum(size, 1, out=size)
+    if out is not None and out is not o:
+        out[...] = o
+        return out
     return o
 
 
