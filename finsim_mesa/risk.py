@@ -291,7 +291,7 @@ def stress_index(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray,
 def distress(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray,
              out: np.ndarray | None = None) -> np.ndarray:
     """Relative equity loss ``clip(1 − E / E0, 0, 1)``; 1 for defaulted banks. Shape (n,);
-    written into ``out`` (float, shape (n,)) if given (it may be one of the inputs)."""
+    written into ``out`` (float64, shape (n,)) if given (it may be one of the inputs)."""
     # the same ufuncs in place, on one array (no temporaries, no zeros_like wrapper)
     if out is None:
         h = np.zeros(equity.shape if type(equity) is np.ndarray else np.shape(equity))

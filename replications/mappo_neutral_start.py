@@ -28,7 +28,9 @@ Variants (all from the neutral actor, lr 3e-4 unless named):
 
 Variants 4-5 replace ``MAPPO.act`` and ``Trainer.collect_episode`` for the
 duration of the run (the package has no such option: the result did not
-justify one). About 4.5 min per variant on one core.
+justify one); each episode's u is drawn from the trainer's generator before
+the episode's seed, so their training episodes are not those of 1-3. About
+4.5 min per variant on one core.
 """
 
 from __future__ import annotations
@@ -141,7 +143,8 @@ def train_variant(variant: int, start: Path, out: Path, episodes: int, seed: int
 
 
 def band_means(brain, seeds: range, **env) -> dict[str, np.ndarray]:
-    """Mean action of the banks in business, per scenario, over ``seeds``' runs."""
+    """Mean action of the banks that decide (in business at the step's start), per
+    scenario, over ``seeds``' runs."""
     out = {}
     for sc in SCENARIOS:
         acts = []
@@ -149,8 +152,9 @@ def band_means(brain, seeds: range, **env) -> dict[str, np.ndarray]:
             m = FinancialModel(brain=brain, rng=s, agent_collect_every=0,
                                **run_params(sc, s, **env))
             while m.running:
+                acting = m.ledger.active.copy()  # the banks that decide this step
                 m.step()
-                acts.append(m.decisions.actions[m.ledger.active])
+                acts.append(m.decisions.actions[acting])
         out[sc] = np.concatenate(acts).mean(axis=0)
     return out
 
