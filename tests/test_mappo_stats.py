@@ -59,3 +59,33 @@ def test_approx_kl_leaves_out_masked_rows(stale):
         assert abs(got) < 1e-6  # the same policy that sampled: ratio 1 on every trained row
     assert placeholders > 1.0  # inf here
     assert np.isfinite(got)
+
+
+def test_a_placeholder_rows_stored_logp_does_not_reach_the_update(monkeypatch):
+    """A row not trained on (padded, defaulted, frozen) may carry any stored
+    log-probability: the losses and the weights after the update are those of
+    the same batch with that log-probability set to 0 (before: ratio
+    exp(logp + 1e4) = inf, inf x 0 = NaN, 'gradient norm is not finite').
+    The minibatches are shuffled with a seed taken from the stored
+    log-probabilities; here every shuffle gets the same generator, so that the
+    three updates see their rows in the same order."""
+    real = np.random.default_rng
+    monkeypatch.setattr(np.random, "default_rng", lambda seed=None: real(0))
+    T, n, d = 5, 4, 6
+    results = []
+    for stored in (0.0, -1e4, 1e4):
+        torch.manual_seed(4)
+        agent = MAPPO(n, d, MAPPOConfig(update_epochs=2, minibatches=2, hidden=16))
+        batch = _batch(agent, T, n, d, np.random.default_rng())
+        batch["train_mask"][:, 2:] = False
+        batch["alive"][:, 2:] = False
+        batch["actions"][:, 2:] = 0.0
+        batch["logp"][:, 2:] = stored
+        stats = agent.update(batch)
+        results.append((stats, [p.detach().clone() for p in agent.actor.parameters()]))
+    (ref_stats, ref_w), *others = results
+    assert all(np.isfinite(v) for v in ref_stats.values())
+    for stats, w in others:
+        assert stats == ref_stats
+        for a, b in zip(w, ref_w, strict=True):
+            assert torch.equal(a, b)

@@ -303,7 +303,9 @@ class MAPPO:
                     continue
                 dist = self.actor.distribution(obs[mb])
                 logp = dist.log_prob(act[mb].clamp(1e-6, 1 - 1e-6)).sum(-1)
-                ratio = torch.exp(logp - old_logp[mb])
+                # rows not trained on get ratio 1: a placeholder's stored logp
+                # could make it 0 or inf, and inf x 0 would be NaN in the sums below
+                ratio = torch.exp(torch.where(w > 0, logp - old_logp[mb], 0.0))
                 pg = torch.max(-adv[mb] * ratio,
                                -adv[mb] * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef))
                 pg_loss = (pg * w).sum() / w.sum()
@@ -317,8 +319,7 @@ class MAPPO:
                 grad = self.guard.clip_gradients(
                     [*self.actor.parameters(), *self.critic.parameters()])
                 self.optimizer.step()
-                with torch.no_grad():  # over the rows trained on, as the losses (a
-                    # placeholder row's ratio may be 0 or inf: selected, not weighted)
+                with torch.no_grad():  # over the rows trained on, as the losses
                     kl = ((ratio - 1) - torch.log(ratio))[w > 0].mean()
                 stats = {"policy_loss": float(pg_loss.detach()),
                          "value_loss": float(v_loss.detach()),
