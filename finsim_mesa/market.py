@@ -23,7 +23,7 @@ import numpy as np
 from finsim_mesa.accounting import values
 from finsim_mesa.config import ModelConfig
 from finsim_mesa.deleveraging import leverage_loop, sale_units
-from finsim_mesa.fastmath import clip, mean
+from finsim_mesa.fastmath import clip, mean, total
 from finsim_mesa.ledger import Ledger
 from finsim_mesa.portfolios import class_names, depths, impacts
 
@@ -204,17 +204,17 @@ def fire_sale_loop(
         (forced units sold per bank, shape (n, k); number of deleveraging rounds).
     """
     start_prices = market.prices.copy()
-    total = np.asarray(units_sold, dtype=float).copy()
+    sold = np.asarray(units_sold, dtype=float).copy()  # units of each class, all rounds
     forced = np.zeros(ledger.holdings.shape)  # (np.zeros_like's dtype and order: float, C)
     orders = None  # placed in the last round, executed in this one
     target = cfg.capital_requirement * (1.0 + cfg.deleveraging_buffer)
     rounds = 0
     for _ in range(cfg.fire_sale_rounds + 1):
         if orders is not None:
-            total += np.add.reduce(orders, axis=0)  # orders.sum(axis=0), without its wrapper
+            sold += np.add.reduce(orders, axis=0)  # orders.sum(axis=0), without its wrapper
             old = ledger.prices.copy()
-        if np.count_nonzero(total):
-            prices = np.maximum(start_prices * np.exp(-market.impact * total
+        if np.count_nonzero(sold):
+            prices = np.maximum(start_prices * np.exp(-market.impact * sold
                                                       / market.units_outstanding), market.floor)
         else:  # nothing sold: exp(-impact · ±0 / depth) is 1 (finite impacts, depths > 0)
             prices = np.maximum(start_prices, market.floor)
@@ -240,7 +240,7 @@ def fire_sale_loop(
             break
         orders = deleveraging_units(eq, rwa, ledger.holdings, prices, target, breach,
                                     market.sale_ranks)
-        if np.add.reduce(orders, axis=None) <= 1e-12:
+        if total(orders) <= 1e-12:
             break
         rounds += 1
     return forced, rounds

@@ -15,7 +15,7 @@ import numpy as np
 
 from finsim_mesa import risk
 from finsim_mesa.collector import AgentRows, FinsimDataCollector
-from finsim_mesa.fastmath import mean
+from finsim_mesa.fastmath import mean, total
 from finsim_mesa.observation import RUNOFF
 
 if TYPE_CHECKING:
@@ -161,12 +161,11 @@ def update_full(m: Measures, L: Ledger, sheets: Sheets, assets0: np.ndarray,
     dr = risk.debtrank_entries(rows, cols, E, L.equity0, h, value=assets0, present=present,
                                by_column=L.loans.links.by_column(L.n))
     m.debtrank, m.debtrank_total = float(dr.debtrank), float(dr.total)
-    total = np.add.reduce  # what .sum() calls after a Python wrapper (the same sums)
-    m.total_equity = float(total(L.equity[act]))
+    m.total_equity = total(L.equity[act])
     cr = sheets.capital_ratio[act]
     m.mean_capital_ratio = mean(cr) if cr.size else 0.0
     m.min_capital_ratio = float(np.minimum.reduce(cr)) if cr.size else 0.0  # cr.min()
-    m.interbank_exposure = float(total(sheets.interbank_assets))
+    m.interbank_exposure = total(sheets.interbank_assets)
     m.liquidity_index = liquidity(L, sheets, act)
     m.systemic_risk_index = risk.systemic_risk_index(
         m.debtrank_total, m.default_rate, m.stress_index, m.asset_price, m.liquidity_index,
@@ -177,16 +176,15 @@ def update_infrastructure(m: Measures, L: Ledger, exchanges: list[Exchange],
                           ccps: list[CentralCounterparty], router: InfrastructureRouter,
                           t: int) -> None:
     """Exchange and CCP figures of the system."""
-    total = np.add.reduce  # np.sum of a list, without its Python layers (the same sum)
     m.exchange_utilisation = mean(np.array([e.utilisation for e in exchanges]))
     m.congested_exchanges = int(sum(e.congested for e in exchanges))
-    m.order_backlog = float(total([e.backlog for e in exchanges]))
-    m.orders_expired = float(total([e.expired for e in exchanges]))
+    m.order_backlog = total([e.backlog for e in exchanges])
+    m.orders_expired = total([e.expired for e in exchanges])
     m.margin_posted = float(L.margin.sum())
     m.netting_efficiency = (mean(np.array([c.netting_efficiency for c in ccps]))
                             if ccps else 0.0)
-    m.default_fund_used = float(total([c.fund_used for c in ccps]))
-    m.uncovered_loss = float(total([c.uncovered for c in ccps]))
+    m.default_fund_used = total([c.fund_used for c in ccps])
+    m.uncovered_loss = total([c.uncovered for c in ccps])
     m.routed_transactions = router.transactions(t)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from finsim_mesa.fastmath import clip, flatnonzero
+from finsim_mesa.fastmath import clip, flatnonzero, total
 
 __all__ = [
     "DebtRankResult",
@@ -267,9 +267,9 @@ def debtrank_per_bank(
 def liquidity_index(cash: np.ndarray, short_term_liabilities: np.ndarray) -> float:
     """System liquidity coverage: total cash / total short-term liabilities
     (interbank liabilities plus the assumed deposit run-off); ``inf`` if none."""
-    need = float(np.add.reduce(short_term_liabilities))  # np.sum without its wrappers
+    need = total(short_term_liabilities)
     # at least 0: cash rounded to -1e-15 after paying everything is no cash
-    return max(float(np.add.reduce(cash)), 0.0) / need if need > 0 else float("inf")
+    return max(total(cash), 0.0) / need if need > 0 else float("inf")
 
 
 def stress_index(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray,
@@ -280,12 +280,12 @@ def stress_index(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray,
     h = distress(equity, equity0, defaulted) if h is None else h
     w = np.asarray(equity0 if weights is None else weights, dtype=float)
     w = np.maximum(w, 0)
-    total = np.add.reduce(w, axis=None)  # w.sum(), without its Python wrapper
-    if not total > 0:
+    weight = total(w)
+    if not weight > 0:
         return float(h.mean())
     # clipped: the weighted mean of values in [0, 1] can round to 1 + 2e-16 (NumPy's
     # clip of a float, min(max(x, lo), hi), NaN kept, in Python floats)
-    return min(max(float(w @ h / total), 0.0), 1.0)
+    return min(max(float(w @ h / weight), 0.0), 1.0)
 
 
 def distress(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray,
@@ -324,11 +324,10 @@ def systemic_risk_index(debtrank_total: float, default_rate: float, stress: floa
     ``1 − price_index`` and illiquidity ``1 − min(1, liquidity / liquidity0)``."""
     illiq = 1.0 - min(1.0, liquidity / liquidity0) if liquidity0 > 0 else 0.0
     parts = (debtrank_total, default_rate, stress, 1.0 - price_index, illiq)
-    # np.sum (here its np.add.reduce), not sum(): Python 3.12's sum() of floats is
+    # NumPy's sum (fastmath.total), not sum(): Python 3.12's sum() of floats is
     # compensated, 3.11's is not, and the two CI legs must give identical figures;
     # min(max(v, 0), 1) is NumPy's clip of a float (NaN kept), without NumPy scalars
-    return float(np.add.reduce([w * min(max(float(v), 0.0), 1.0)
-                                for w, v in zip(_SRI_W, parts, strict=True)]))
+    return total([w * min(max(float(v), 0.0), 1.0) for w, v in zip(_SRI_W, parts, strict=True)])
 
 
 def rank_systemic(scores: np.ndarray, size: np.ndarray | None = None,
