@@ -116,24 +116,36 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
         rows, cols, vals, ext, forced = b_borrower, lb.lender[bi], owed[bi], ext_due, resolving
     else:
         cle = due & (lb.ccp >= 0)
-        seized_m, seized_f = np.zeros((n, C)), np.zeros((n, C))
-        leg = owed.copy()  # the borrower's leg, after set-off
-        if np.count_nonzero(cle):
+        anyone = np.count_nonzero(resolving) > 0
+        seized_m, seized_f = np.zeros((n, C)), np.zeros((n, C))  # nothing seized yet
+        leg = owed  # the borrower's leg, after set-off (read only)
+        if anyone and np.count_nonzero(cle):
             seized_m, seized_f, leg = layer.seize_collateral(L, lb, cle, resolving, owed)
-        bi, ci = flatnonzero(due & (lb.ccp < 0)), flatnonzero(cle)
+        elif np.count_nonzero(cle):  # seize_collateral's own no-set-off path: cash's -0.0
+            L.cash += 0.0  # turns to +0.0 as its moves of zeros would
+        paid_on = flatnonzero(due)  # the due loans, in book order
+        if np.count_nonzero(cle) == paid_on.size:  # every due loan cleared (the usual case)
+            bi, ci = paid_on[:0], paid_on
+        else:
+            bi, ci = flatnonzero(due & (lb.ccp < 0)), flatnonzero(cle)
         b_borrower, c_borrower, c_node = lb.borrower[bi], lb.borrower[ci], n + lb.ccp[ci]
         rows = np.concatenate([b_borrower, c_borrower, c_node])
         cols = np.concatenate([lb.lender[bi], c_node, lb.lender[ci]])
         vals = np.concatenate([owed[bi], leg[ci], owed[ci]])
-        survivors_fund = np.where(resolving[:, None], 0.0, L.fund).sum(axis=0)
-        e = np.maximum(np.concatenate([
-            L.cash + liquid,
-            L.ccp_capital + survivors_fund + (seized_m + seized_f).sum(axis=0)]), 0.0)
-        ones = np.ones(C)
-        ext = np.concatenate([ext_due, np.zeros(C)])
-        alpha, beta = (np.concatenate([np.full(n, alpha), ones]),
-                       np.concatenate([np.full(n, beta), ones]))
-        forced = np.concatenate([resolving, np.zeros(C, dtype=bool)])
+        survivors_fund = (np.where(resolving[:, None], 0.0, L.fund) if anyone
+                          else L.fund).sum(axis=0)
+        seized = (seized_m + seized_f).sum(axis=0) if anyone else np.zeros(C)
+        e = np.empty(n + C)
+        np.add(L.cash, liquid, out=e[:n])
+        e[n:] = L.ccp_capital + survivors_fund + seized
+        np.maximum(e, 0.0, out=e)
+        ext = np.zeros(n + C)
+        ext[:n] = ext_due
+        a, b = np.ones(n + C), np.ones(n + C)  # the CCPs' shares are 1
+        a[:n], b[:n] = alpha, beta
+        alpha, beta = a, b
+        forced = np.zeros(n + C, dtype=bool)
+        forced[:n] = resolving
     # the ledger's legs are valid by construction: the trusted path, which also
     # skips the matrices when nobody is short (most clearings)
     res = clear_legs(rows, cols, vals, e, ext, alpha=alpha, beta=beta, forced=forced)
@@ -144,7 +156,8 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     if C:
         b_paid[ci] = leg[ci] * rec[c_borrower]
         l_paid[ci] = owed[ci] * rec[c_node]
-    paid_on = bi if not C else flatnonzero(due)  # the due loans, in book order
+    if not C:
+        paid_on = bi
     inflow = np.bincount(lb.lender[paid_on], weights=l_paid[paid_on], minlength=n)
     pay = res.payments[:n]
     # cash short of what must be paid is raised by emergency sales at the
@@ -161,7 +174,7 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     waterfalls = (layer.run_waterfalls(L, ccps, cle, b_paid, seized_m, seized_f, resolving, t,
                                        owed) if C else None)
     if router is not None:  # audit before the settled rows leave the book
-        d = flatnonzero(due)
+        d = paid_on if C else flatnonzero(due)
         full = b_paid[d] >= leg[d] * (1 - 1e-12)
         outcome = np.where(full, OUTCOMES.index("paid"),
                            np.where(b_paid[d] > 0, OUTCOMES.index("partial"),
