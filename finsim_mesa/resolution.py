@@ -107,6 +107,7 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     fire_price = L.prices * (1 - cfg.liquidation_discount)
     liquid = values(L.holdings, fire_price)
     alpha, beta = cfg.default_cost_alpha, cfg.default_cost_beta  # arrays when needed
+    anyone = np.count_nonzero(resolving) > 0
     if not C:  # no CCPs: every leg is bilateral, the institutions are the banks
         bi = leading(flatnonzero(due))  # a slice when the due loans come first (read-only use)
         leg = owed  # nothing set off
@@ -116,7 +117,6 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
         rows, cols, vals, ext, forced = b_borrower, lb.lender[bi], owed[bi], ext_due, resolving
     else:
         cle = due & (lb.ccp >= 0)
-        anyone = np.count_nonzero(resolving) > 0
         seized_m, seized_f = np.zeros((n, C)), np.zeros((n, C))  # nothing seized yet
         leg = owed  # the borrower's leg, after set-off (read only)
         if anyone and np.count_nonzero(cle):
@@ -171,16 +171,28 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
         cost[cost < 1e-12 * np.maximum(1.0, res.obligations[:n])] = 0.0
     else:  # nobody short or in default (most clearings): the share sold is 0 for every
         cost = np.zeros(n)  # bank with securities worth something, and the others hold none
-    waterfalls = (layer.run_waterfalls(L, ccps, cle, b_paid, seized_m, seized_f, resolving, t,
-                                       owed) if C else None)
+    # everybody paid in full and nothing was set off (most clearings): every loan's
+    # borrower paid what it owed, so no CCP has a loss and every repayment is "paid"
+    in_full = not (C and anyone) and np.count_nonzero(rec[:n] != 1.0) == 0
+    if not C:
+        waterfalls = None
+    elif in_full:  # run_waterfalls would find each loss 0 (the same sums of equal terms)
+        waterfalls = np.zeros(C), np.zeros((n, C))
+    else:
+        waterfalls = layer.run_waterfalls(L, ccps, cle, b_paid, seized_m, seized_f, resolving,
+                                          t, owed)
     if router is not None:  # audit before the settled rows leave the book
         d = paid_on if C else flatnonzero(due)
-        full = b_paid[d] >= leg[d] * (1 - 1e-12)
-        outcome = np.where(full, OUTCOMES.index("paid"),
-                           np.where(b_paid[d] > 0, OUTCOMES.index("partial"),
-                                    OUTCOMES.index("unpaid")))
-        router.record("repayment", lb.borrower[d], lb.lender[d], b_paid[d], l_paid[d],
-                      router.bank_exchange[lb.lender[d]], lb.ccp[d], 0.0, 0, outcome, t)
+        paid = b_paid[d]
+        if in_full:  # b_paid is the leg (x 1.0), >= leg x (1 - 1e-12)
+            outcome: np.ndarray | str = "paid"
+        else:
+            outcome = np.where(paid >= leg[d] * (1 - 1e-12), OUTCOMES.index("paid"),
+                               np.where(paid > 0, OUTCOMES.index("partial"),
+                                        OUTCOMES.index("unpaid")))
+        lender = lb.lender[d]
+        router.record("repayment", lb.borrower[d], lender, paid, l_paid[d],
+                      router.bank_exchange[lender], lb.ccp[d], 0.0, 0, outcome, t)
     if waterfalls is None:
         L.settle(due, b_paid, l_paid, ext_due, rec[:n], cost)
     else:

@@ -54,7 +54,20 @@ def test_ccp_clearing_inputs_match_a_loan_by_loan_reference(kw, monkeypatch):
         key = "shortcut" if cleared.all() and not resolving.any() else "general"
         seen[key] += 1
         seen["resolving"] += int(resolving.any())
-        return real_clear_due(L, cfg, due, ext_due, resolving, *args)
+        router = m.router
+        before = router.transactions()
+        borrower, lender = lb.borrower[due].copy(), lb.lender[due].copy()
+        out = real_clear_due(L, cfg, due, ext_due, resolving, *args)
+        rows = router.audit().iloc[before:]
+        rows = rows[rows.kind == "repayment"]  # one per due loan, in book order
+        assert rows.sender.tolist() == borrower.tolist()
+        assert rows.receiver.tolist() == lender.tolist()
+        amount, owed = rows.amount.to_numpy(), call["owed"]
+        ref = np.where(amount >= owed * (1 - 1e-12), "paid",
+                       np.where(amount > 0, "partial", "unpaid"))
+        plain = ~resolving[borrower]  # (a member in resolution: its leg after set-off)
+        assert rows.outcome.astype(str).to_numpy()[plain].tolist() == ref[plain].tolist()
+        return out
 
     def spy_legs(rows, cols, vals, e, ext, alpha, beta, forced):
         L, cfg, res = call["L"], call["cfg"], call["resolving"]
@@ -92,3 +105,24 @@ def test_ccp_clearing_inputs_match_a_loan_by_loan_reference(kw, monkeypatch):
         assert seen["shortcut"] > 0  # the shortcut ran where it applies
     if kw.get("scenario") == "systemic":
         assert seen["resolving"] > 0
+
+
+@pytest.mark.parametrize("n_ccps", [1, 2])
+def test_waterfalls_of_loans_paid_in_full_take_nothing(n_ccps):
+    """What the clear stage skips when every borrower paid in full and nobody is
+    in resolution: the waterfalls would find no loss, use no capital, charge no
+    member and record nothing."""
+    from finsim_mesa.infrastructure import layer
+
+    m = FinancialModel(n_banks=30, n_exchanges=2, n_ccps=n_ccps, rng=5)
+    m.run_for(3)
+    L, lb = m.ledger, m.ledger.loans
+    cleared = lb.ccp >= 0
+    owed = lb.principal + lb.accrued
+    zeros = np.zeros((L.n, n_ccps))
+    before = [(len(c.waterfalls), c.capital_used, c.fund_used) for c in m.ccps]
+    capital, charges = layer.run_waterfalls(L, m.ccps, cleared, owed.copy(), zeros, zeros,
+                                            np.zeros(L.n, dtype=bool), m.t, owed)
+    assert cleared.any()
+    assert capital.tolist() == [0.0] * n_ccps and not charges.any()
+    assert [(len(c.waterfalls), c.capital_used, c.fund_used) for c in m.ccps] == before
