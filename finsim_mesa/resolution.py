@@ -107,16 +107,17 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     fire_price = L.prices * (1 - cfg.liquidation_discount)
     liquid = values(L.holdings, fire_price)
     alpha, beta = cfg.default_cost_alpha, cfg.default_cost_beta  # arrays when needed
-    anyone = np.count_nonzero(resolving) > 0
     if not C:  # no CCPs: every leg is bilateral, the institutions are the banks
         bi = leading(flatnonzero(due))  # a slice when the due loans come first (read-only use)
         leg = owed  # nothing set off
+        anyone = False  # (what the CCPs' set-off asks)
         b_borrower = lb.borrower[bi]
         # clamp round-off (e.g. cash after a margin payment that used all of it)
         e = np.maximum(L.cash + liquid, 0.0)
         rows, cols, vals, ext, forced = b_borrower, lb.lender[bi], owed[bi], ext_due, resolving
     else:
         cle = due & (lb.ccp >= 0)
+        anyone = np.count_nonzero(resolving) > 0
         seized_m, seized_f = np.zeros((n, C)), np.zeros((n, C))  # nothing seized yet
         leg = owed  # the borrower's leg, after set-off (read only)
         if anyone and np.count_nonzero(cle):
@@ -173,7 +174,8 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
         cost = np.zeros(n)  # bank with securities worth something, and the others hold none
     # everybody paid in full and nothing was set off (most clearings): every loan's
     # borrower paid what it owed, so no CCP has a loss and every repayment is "paid"
-    in_full = not (C and anyone) and np.count_nonzero(rec[:n] != 1.0) == 0
+    in_full = ((router is not None or C) and not anyone
+               and np.count_nonzero(rec[:n] != 1.0) == 0)
     if not C:
         waterfalls = None
     elif in_full:  # run_waterfalls would find each loss 0 (the same sums of equal terms)
