@@ -110,30 +110,43 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     if not C:  # no CCPs: every leg is bilateral, the institutions are the banks
         bi = leading(flatnonzero(due))  # a slice when the due loans come first (read-only use)
         leg = owed  # nothing set off
+        anyone = False  # (what the CCPs' set-off asks)
         b_borrower = lb.borrower[bi]
         # clamp round-off (e.g. cash after a margin payment that used all of it)
         e = np.maximum(L.cash + liquid, 0.0)
         rows, cols, vals, ext, forced = b_borrower, lb.lender[bi], owed[bi], ext_due, resolving
     else:
         cle = due & (lb.ccp >= 0)
-        seized_m, seized_f = np.zeros((n, C)), np.zeros((n, C))
-        leg = owed.copy()  # the borrower's leg, after set-off
-        if np.count_nonzero(cle):
+        anyone = np.count_nonzero(resolving) > 0
+        seized_m, seized_f = np.zeros((n, C)), np.zeros((n, C))  # nothing seized yet
+        leg = owed  # the borrower's leg, after set-off (read only)
+        if anyone and np.count_nonzero(cle):
             seized_m, seized_f, leg = layer.seize_collateral(L, lb, cle, resolving, owed)
-        bi, ci = flatnonzero(due & (lb.ccp < 0)), flatnonzero(cle)
+        elif np.count_nonzero(cle):  # seize_collateral's own no-set-off path: cash's -0.0
+            L.cash += 0.0  # turns to +0.0 as its moves of zeros would
+        paid_on = flatnonzero(due)  # the due loans, in book order
+        if np.count_nonzero(cle) == paid_on.size:  # every due loan cleared (the usual case)
+            bi, ci = paid_on[:0], paid_on
+        else:
+            bi, ci = flatnonzero(due & (lb.ccp < 0)), flatnonzero(cle)
         b_borrower, c_borrower, c_node = lb.borrower[bi], lb.borrower[ci], n + lb.ccp[ci]
         rows = np.concatenate([b_borrower, c_borrower, c_node])
         cols = np.concatenate([lb.lender[bi], c_node, lb.lender[ci]])
         vals = np.concatenate([owed[bi], leg[ci], owed[ci]])
-        survivors_fund = np.where(resolving[:, None], 0.0, L.fund).sum(axis=0)
-        e = np.maximum(np.concatenate([
-            L.cash + liquid,
-            L.ccp_capital + survivors_fund + (seized_m + seized_f).sum(axis=0)]), 0.0)
-        ones = np.ones(C)
-        ext = np.concatenate([ext_due, np.zeros(C)])
-        alpha, beta = (np.concatenate([np.full(n, alpha), ones]),
-                       np.concatenate([np.full(n, beta), ones]))
-        forced = np.concatenate([resolving, np.zeros(C, dtype=bool)])
+        survivors_fund = (np.where(resolving[:, None], 0.0, L.fund) if anyone
+                          else L.fund).sum(axis=0)
+        seized = (seized_m + seized_f).sum(axis=0) if anyone else np.zeros(C)
+        e = np.empty(n + C)
+        np.add(L.cash, liquid, out=e[:n])
+        e[n:] = L.ccp_capital + survivors_fund + seized
+        np.maximum(e, 0.0, out=e)
+        ext = np.zeros(n + C)
+        ext[:n] = ext_due
+        a, b = np.ones(n + C), np.ones(n + C)  # the CCPs' shares are 1
+        a[:n], b[:n] = alpha, beta
+        alpha, beta = a, b
+        forced = np.zeros(n + C, dtype=bool)
+        forced[:n] = resolving
     # the ledger's legs are valid by construction: the trusted path, which also
     # skips the matrices when nobody is short (most clearings)
     res = clear_legs(rows, cols, vals, e, ext, alpha=alpha, beta=beta, forced=forced)
@@ -144,7 +157,8 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     if C:
         b_paid[ci] = leg[ci] * rec[c_borrower]
         l_paid[ci] = owed[ci] * rec[c_node]
-    paid_on = bi if not C else flatnonzero(due)  # the due loans, in book order
+    if not C:
+        paid_on = bi
     inflow = np.bincount(lb.lender[paid_on], weights=l_paid[paid_on], minlength=n)
     pay = res.payments[:n]
     # cash short of what must be paid is raised by emergency sales at the
@@ -158,16 +172,29 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
         cost[cost < 1e-12 * np.maximum(1.0, res.obligations[:n])] = 0.0
     else:  # nobody short or in default (most clearings): the share sold is 0 for every
         cost = np.zeros(n)  # bank with securities worth something, and the others hold none
-    waterfalls = (layer.run_waterfalls(L, ccps, cle, b_paid, seized_m, seized_f, resolving, t,
-                                       owed) if C else None)
+    # everybody paid in full and nothing was set off (most clearings): every loan's
+    # borrower paid what it owed, so no CCP has a loss and every repayment is "paid"
+    in_full = ((router is not None or C) and not anyone
+               and np.count_nonzero(rec[:n] != 1.0) == 0)
+    if not C:
+        waterfalls = None
+    elif in_full:  # run_waterfalls would find each loss 0 (the same sums of equal terms)
+        waterfalls = np.zeros(C), np.zeros((n, C))
+    else:
+        waterfalls = layer.run_waterfalls(L, ccps, cle, b_paid, seized_m, seized_f, resolving,
+                                          t, owed)
     if router is not None:  # audit before the settled rows leave the book
-        d = flatnonzero(due)
-        full = b_paid[d] >= leg[d] * (1 - 1e-12)
-        outcome = np.where(full, OUTCOMES.index("paid"),
-                           np.where(b_paid[d] > 0, OUTCOMES.index("partial"),
-                                    OUTCOMES.index("unpaid")))
-        router.record("repayment", lb.borrower[d], lb.lender[d], b_paid[d], l_paid[d],
-                      router.bank_exchange[lb.lender[d]], lb.ccp[d], 0.0, 0, outcome, t)
+        d = paid_on if C else flatnonzero(due)
+        paid = b_paid[d]
+        if in_full:  # b_paid is the leg (x 1.0), >= leg x (1 - 1e-12)
+            outcome: np.ndarray | str = "paid"
+        else:
+            outcome = np.where(paid >= leg[d] * (1 - 1e-12), OUTCOMES.index("paid"),
+                               np.where(paid > 0, OUTCOMES.index("partial"),
+                                        OUTCOMES.index("unpaid")))
+        lender = lb.lender[d]
+        router.record("repayment", lb.borrower[d], lender, paid, l_paid[d],
+                      router.bank_exchange[lender], lb.ccp[d], 0.0, 0, outcome, t)
     if waterfalls is None:
         L.settle(due, b_paid, l_paid, ext_due, rec[:n], cost)
     else:

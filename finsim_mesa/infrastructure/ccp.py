@@ -131,7 +131,10 @@ class CentralCounterparty(mesa.Agent):
 
     def snapshot(self) -> dict[str, Any]:
         """Copies of the CCP's counters and waterfall records."""
-        return {k: copy.copy(getattr(self, k)) for k in _COUNTERS}
+        # numbers as they are (immutable), the record list copied (copy.copy of each)
+        state = {k: getattr(self, k) for k in _COUNTERS}
+        state["waterfalls"] = list(self.waterfalls)
+        return state
 
     def restore(self, state: dict[str, Any]) -> None:
         """Put a :meth:`snapshot` back."""

@@ -155,7 +155,7 @@ class ExchangeQueue:
                 congested=0.0 > self.congestion_threshold, fee_rate=self.fee_rate(0.0),
                 fees=0.0, mean_delay=0.0)
             self.history.append(stats)
-            return {k: v[:0] for k, v in o.items()}, {k: v[:0] for k, v in o.items()}, stats
+            return dict(o), dict(o), stats  # (its columns are empty: the empty columns)
         demand = float(o["amount"].sum())
         utilisation = demand / self.max_throughput
         rate = self.fee_rate(utilisation)
@@ -194,7 +194,8 @@ class ExchangeQueue:
         out whole (they are never changed in place) and the queue is left empty;
         the figures are the general case's (processed = demand: the same sum)."""
         o = self.orders
-        self.orders = {k: v[:0] for k, v in o.items()}
+        empty = {k: v[:0] for k, v in o.items()}
+        self.orders = empty
         delays = step - o["submitted"]
         count = delays.size
         stats = ExchangeStats(
@@ -203,7 +204,7 @@ class ExchangeQueue:
             congested=utilisation > self.congestion_threshold, fee_rate=rate,
             fees=rate * demand, mean_delay=int(delays.sum()) / count)
         self.history.append(stats)
-        return o, {k: v[:0] for k, v in o.items()}, stats
+        return o, dict(empty), stats
 
     def snapshot(self, shallow_logs: bool = False) -> dict[str, Any]:
         """Copies of the queue's state (orders, history, capacity, next order id);
@@ -301,17 +302,20 @@ class Exchange(mesa.Agent):
     @property
     def utilisation(self) -> float:
         """Last step's demand / capacity (may exceed 1)."""
-        return self.last.utilisation if self.last else 0.0
+        h = self.queue.history  # (one lookup: these are read every step)
+        return h[-1].utilisation if h else 0.0
 
     @property
     def congested(self) -> bool:
         """Whether utilisation exceeded the congestion threshold last step."""
-        return bool(self.last.congested) if self.last else False
+        h = self.queue.history
+        return bool(h[-1].congested) if h else False
 
     @property
     def fee_rate(self) -> float:
         """Fee rate charged last step."""
-        return self.last.fee_rate if self.last else self.queue.base_fee
+        h = self.queue.history  # (one lookup: these are read every step)
+        return h[-1].fee_rate if h else self.queue.base_fee
 
     @property
     def backlog(self) -> float:
@@ -321,17 +325,20 @@ class Exchange(mesa.Agent):
     @property
     def mean_delay(self) -> float:
         """Mean waiting time (steps) of the orders processed last step."""
-        return self.last.mean_delay if self.last else 0.0
+        h = self.queue.history  # (one lookup: these are read every step)
+        return h[-1].mean_delay if h else 0.0
 
     @property
     def expired(self) -> float:
         """Money of orders that expired last step."""
-        return self.last.expired if self.last else 0.0
+        h = self.queue.history  # (one lookup: these are read every step)
+        return h[-1].expired if h else 0.0
 
     @property
     def processed(self) -> float:
         """Money processed last step."""
-        return self.last.processed if self.last else 0.0
+        h = self.queue.history  # (one lookup: these are read every step)
+        return h[-1].processed if h else 0.0
 
     @property
     def members(self) -> int:

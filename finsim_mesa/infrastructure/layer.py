@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from finsim_mesa.model import FinancialModel
 
 __all__ = ["book_orders", "build", "call_margin", "margin_rate", "run_waterfalls",
-           "seize_collateral"]
+           "seize_collateral", "stable_order"]
 
 Sell = Callable[[np.ndarray, np.ndarray, str], None]
 
@@ -121,7 +121,7 @@ def book_orders(L: Ledger, router: InfrastructureRouter,
     first_new = len(L.loans)
     snd, rcv, amt = orders["sender"], orders["receiver"], orders["amount"]
     need = amt * (1.0 + orders["fee_rate"])
-    order = np.argsort(snd, kind="stable")
+    order = stable_order(snd, L.n)
     by_sender, need_o = snd[order], need[order]
     cs = np.cumsum(need_o)
     first = np.empty(snd.size, dtype=bool)  # a sender's first order in the sorted queue
@@ -151,6 +151,16 @@ def book_orders(L: Ledger, router: InfrastructureRouter,
     return float(fee.sum()), float(amt.sum())
 
 
+def stable_order(ids: np.ndarray, n: int) -> np.ndarray:
+    """``np.argsort(ids, kind="stable")`` of bank ids in ``0..n-1``: the same
+    permutation (a stable sort by the same keys is unique), by NumPy's radix
+    sort of 16-bit keys when ``n`` allows it (4x faster than its merge sort of
+    64-bit keys for a step's orders)."""
+    if n <= 1 << 16:
+        return np.argsort(ids.astype(np.uint16), kind="stable")
+    return np.argsort(ids, kind="stable")
+
+
 def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: InfrastructureRouter,
                 rate: float, cfg: ModelConfig, sell: Sell, t: int) -> float:
     """CCPs call (or return) margin so that each member's margin equals ``rate`` ×
@@ -173,14 +183,19 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     if not np.count_nonzero(need):
         return called
     short = np.maximum(need - L.cash, 0.0)
-    if np.count_nonzero(short):
-        fire_price = L.prices * (1 - cfg.liquidation_discount)
-        liquid = values(L.holdings, fire_price)
-        sell(L.holdings * capped_share(short, liquid)[:, None], fire_price, "margin_sales")
+    i, c, f = _cells(call)
+    if not np.count_nonzero(short):  # everybody can pay (most steps): capped_share is 1 for
+        L.move_to_ccp("margin", call)  # all (need <= cash), so pay = call x 1 = call
+        called_f = call.ravel()[f]
+        router.record("margin_call", i, node0 + c, called_f, called_f,
+                      router.bank_exchange[i], c, 0.0, 0, "posted", t)
+        return called
+    fire_price = L.prices * (1 - cfg.liquidation_discount)
+    liquid = values(L.holdings, fire_price)
+    sell(L.holdings * capped_share(short, liquid)[:, None], fire_price, "margin_sales")
     frac = capped_share(L.cash, need)
     pay = call * frac[:, None]
     L.move_to_ccp("margin", pay)
-    i, c, f = _cells(call)
     outcome = np.where(frac[i] < 1 - 1e-12, OUTCOMES.index("short"), OUTCOMES.index("posted"))
     router.record("margin_call", i, node0 + c, call.ravel()[f], pay.ravel()[f],
                   router.bank_exchange[i], c, 0.0, 0, outcome, t)
