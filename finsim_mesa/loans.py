@@ -102,10 +102,10 @@ class LoanBook:
         return self.principal[rows] + self.accrued[rows]
 
     def append(self, lender: np.ndarray, borrower: np.ndarray, amount: np.ndarray,
-               rate: np.ndarray, maturity: np.ndarray, ccp: np.ndarray | None = None,
+               rate: np.ndarray, maturity: np.ndarray | int, ccp: np.ndarray | None = None,
                link: np.ndarray | None = None) -> None:
-        """Add loans (arrays of equal length; ``ccp`` −1 or omitted = bilateral;
-        ``link``: their link ids if known)."""
+        """Add loans (arrays of equal length; ``maturity`` one step for all or one
+        each; ``ccp`` −1 or omitted = bilateral; ``link``: their link ids if known)."""
         m, k = len(self), len(amount)
         bufs = self._room(m + k)
         # each column written into its buffer's new rows (a scalar or a missing
