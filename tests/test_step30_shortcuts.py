@@ -57,3 +57,73 @@ def test_act_splits_the_actions_as_column_products():
     rows = actions.T * m.ledger.active
     for i in range(4):
         assert _same_bits(rows[i], actions[:, i] * (m.ledger.status == ACTIVE))
+
+
+# ------------------------------------------------------------ the loan book's buffers
+def _plain_consolidate(ref: dict, start: int) -> dict:
+    """LoanBook.consolidate from its definition: the rows from ``start`` grouped by
+    (lender, borrower, ccp) in that order, amounts summed in book order, if every
+    group has one rate and one maturity."""
+    head = {f: v[:start] for f, v in ref.items()}
+    block = {f: v[start:] for f, v in ref.items()}
+    keys = sorted({(a, b, c) for a, b, c in zip(block["lender"], block["borrower"],
+                                                 block["ccp"], strict=True)})
+    if len(keys) == block["lender"].size:
+        return ref
+    out = {f: [] for f in ref}
+    for key in keys:
+        rows = [i for i in range(block["lender"].size)
+                if (block["lender"][i], block["borrower"][i], block["ccp"][i]) == key]
+        if (len({block["rate"][i] for i in rows}) > 1
+                or len({block["maturity"][i] for i in rows}) > 1):
+            return ref
+        for f in ref:
+            if f in ("principal", "accrued"):
+                s = 0.0
+                for i in rows:
+                    s += block[f][i]
+                out[f].append(s)
+            else:
+                out[f].append(block[f][rows[0]])
+    return {f: np.concatenate([head[f], np.array(out[f], dtype=ref[f].dtype)]) for f in ref}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_book_with_a_moved_head_matches_plain_arrays(seed):
+    """Appends, consolidation, repayment of the first rows (the head moves),
+    repayment of scattered rows (compaction in place from the head), in-place
+    interest and row arrays replaced from outside: the book's rows equal plain
+    arrays doing the same, bit for bit (the fast room check sees replaced rows)."""
+    rng = np.random.default_rng(seed)
+    book = LoanBook()
+    cols = ("lender", "borrower", "principal", "accrued", "rate", "maturity", "ccp")
+    ref = {f: np.zeros(0, dtype=np.int64 if f in ("lender", "borrower", "maturity", "ccp")
+                       else float) for f in cols}
+    for t in range(40):
+        k = int(rng.integers(1, 12))
+        lend, borr = rng.integers(0, 4, k), rng.integers(0, 4, k)
+        amt = rng.random(k)
+        rate = np.full(k, 0.01 * (1 + t % 2))
+        ccp = rng.integers(-1, 1, k)
+        start = len(book)
+        book.append(lend, borr, amt, rate, t + 3, ccp)
+        new = dict(lender=lend, borrower=borr, principal=amt, accrued=np.zeros(k), rate=rate,
+                   maturity=np.full(k, t + 3), ccp=ccp)
+        ref = {f: np.concatenate([ref[f], new[f].astype(ref[f].dtype)]) for f in cols}
+        book.consolidate(start)
+        ref = _plain_consolidate(ref, start)
+        if t % 3 == 0:
+            due = book.maturity <= t  # the first rows: the head moves
+        else:
+            due = rng.random(len(book)) < 0.2  # scattered: compacted from the head
+        book.keep(~due)
+        ref = {f: v[~due] for f, v in ref.items()}
+        book.accrued += book.principal * book.rate
+        ref["accrued"] = ref["accrued"] + ref["principal"] * ref["rate"]
+        if t % 7 == 5:  # a row array replaced from outside
+            book.principal = book.principal * 1.0 + 0.0
+            book.lender = book.lender.copy()
+        for f in cols:
+            assert _same_bits(getattr(book, f), ref[f]), (t, f)
+        assert book.link_ids(False).size == len(book)
+    assert book._spare.head > 0 or len(book) == 0
