@@ -2,12 +2,16 @@
 for bit: each is checked against a reference written out here from its
 definition, on inputs where it applies and where it must not."""
 
+import pickle
+import random
+
 import numpy as np
 import pytest
 
 from finsim_mesa import FinancialModel
 from finsim_mesa.ledger import ACTIVE, DEFAULTED, Ledger
 from finsim_mesa.loans import LoanBook
+from finsim_mesa.state import WatchedRandom
 
 
 def _same_bits(a, b) -> bool:
@@ -127,3 +131,81 @@ def test_book_with_a_moved_head_matches_plain_arrays(seed):
             assert _same_bits(getattr(book, f), ref[f]), (t, f)
         assert book.link_ids(False).size == len(book)
     assert book._spare.head > 0 or len(book) == 0
+
+
+# ------------------------------------------------------------ model.random in a step's rollback
+def _draws(r: random.Random) -> list:
+    """A mix of the ways to draw: each goes through random() or getrandbits()."""
+    out: list = [r.random(), r.getrandbits(70), r.randint(0, 10**9), r.uniform(-1, 1),
+                 r.gauss(0, 1), r.choice(range(1000)), r.sample(range(50), 5),
+                 r.choices(range(9), k=4), r.randbytes(7), r.expovariate(2.0)]
+    items = list(range(40))
+    r.shuffle(items)
+    return [*out, items]
+
+
+def test_watched_random_draws_the_plain_generators_numbers():
+    plain, watched = random.Random(11), random.Random(11)
+    watched.__class__ = WatchedRandom
+    assert _draws(plain) == _draws(watched)
+    watched.watch()  # armed: the first draw keeps the state before it
+    before = watched.getstate()
+    assert _draws(plain) == _draws(watched)
+    assert watched._before == before and not watched._armed
+    watched.watch()
+    watched.seed(5)
+    plain.seed(5)
+    assert _draws(plain) == _draws(watched)
+    copy = pickle.loads(pickle.dumps(watched))
+    assert _draws(copy) == _draws(plain) == _draws(watched)
+
+
+class _DrawsThenFails:
+    """A brain that draws from Mesa's model.random (or reseeds, or replaces it)
+    and then fails on the step where it is told to."""
+
+    def __init__(self, how: str) -> None:
+        self.how, self.model, self.fail = how, None, False
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        if self.fail:
+            r = self.model.random
+            if self.how == "draw":
+                r.shuffle(list(range(30)))
+                r.random()
+            elif self.how == "seed":
+                r.seed(123)
+            elif self.how == "setstate":
+                r.setstate(random.Random(9).getstate())
+            elif self.how == "replace":
+                self.model.random = random.Random(77)
+            raise RuntimeError("brain failed")
+        return np.full((obs.shape[0], 4), 0.3)
+
+
+@pytest.mark.parametrize("how", ["none", "draw", "seed", "setstate", "replace"])
+def test_failed_step_puts_model_random_back(how):
+    """A step that changed model.random and failed leaves it (or the generator
+    that replaced it) in the state before the step, as the full snapshot's
+    getstate did; the model then runs on exactly as one that never failed."""
+    brain = _DrawsThenFails(how)
+    m = FinancialModel(n_banks=20, brain=brain, rng=4, steps=50)
+    twin = FinancialModel(n_banks=20, brain=_DrawsThenFails(how), rng=4, steps=50)
+    brain.model = m
+    m.run_for(3)
+    twin.run_for(3)
+    m.random.random()  # drawn between steps too (by a user): not a step's business
+    twin.random.random()
+    before = m.random.getstate()
+    brain.fail = True
+    with pytest.raises(RuntimeError):
+        m.step()
+    brain.fail = False
+    assert m.random.getstate() == before
+    if how != "replace":
+        assert m.agents.random is m.random  # Mesa's agent set still shares it
+    m.run_for(2)
+    twin.run_for(2)
+    assert m.random.getstate() == twin.random.getstate()
+    assert m.random.random() == twin.random.random()
+    assert np.array_equal(m.ledger.equity, twin.ledger.equity)
