@@ -23,6 +23,8 @@ from finsim_mesa.links import LinkTable
 
 __all__ = ["LinkTable", "LoanBook", "masked_terms"]
 
+_count_nonzero, _max, _min = np.count_nonzero, np.maximum.reduce, np.minimum.reduce
+
 
 def masked_terms(x: np.ndarray | float, rows: np.ndarray, m: int, name: str) -> np.ndarray:
     """``x`` for the loans ``rows`` (indices, in book order) of a book of ``m``
@@ -184,8 +186,9 @@ class LoanBook:
             return
         first, inverse = groups
         rate, mat = self.rate[t], self.maturity[t]
-        if not (np.array_equal(rate, rate[first][inverse])
-                and np.array_equal(mat, mat[first][inverse])):
+        # (np.array_equal of equal shapes, without its Python layer: NaN differs too)
+        if (_count_nonzero(rate != rate[first][inverse])
+                or _count_nonzero(mat != mat[first][inverse])):
             return  # pairs with different terms stay separate loans
         merged = {
             "lender": self.lender[t][first], "borrower": self.borrower[t][first],
@@ -206,10 +209,10 @@ class LoanBook:
         return_index=True, return_inverse=True)`` of a key in that order gives
         them; None if every row is its own group."""
         link, ccp = self.link_ids(assign=False)[t], self.ccp[t]
-        c = int(ccp.max()) + 2
+        c = int(_max(ccp)) + 2  # (ndarray.max() and .min() without their Python layer)
         # every row's link known (the act stage) and the table not much larger than
         # the block (the mark array is the table's size): no sort
-        if int(link.min()) >= 0 and len(self.links) * c <= 64 * link.size:
+        if int(_min(link)) >= 0 and len(self.links) * c <= 64 * link.size:
             # a pair's rank in (lender, borrower) order, so the key is in the same order
             key = self.links.ranks()[link] * c + (ccp + 1)
             mark = np.zeros(len(self.links) * c, dtype=bool)
@@ -274,7 +277,7 @@ class LoanBook:
                 or self.borrower is not linked[1]):
             self.link = np.full(self.lender.size, -1, dtype=np.int64)
             self._linked = (self.lender, self.borrower)
-        if assign and self.link.size and int(self.link.min()) < 0:
+        if assign and self.link.size and int(_min(self.link)) < 0:
             todo = self.link < 0
             self.link[todo] = self.links.ids(self.lender[todo], self.borrower[todo])
         return self.link

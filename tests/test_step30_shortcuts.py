@@ -209,3 +209,36 @@ def test_failed_step_puts_model_random_back(how):
     assert m.random.getstate() == twin.random.getstate()
     assert m.random.random() == twin.random.random()
     assert np.array_equal(m.ledger.equity, twin.ledger.equity)
+
+
+@pytest.mark.parametrize("case", ["alike", "rate", "maturity", "nan_rate", "ccp"])
+def test_consolidate_merges_exactly_when_np_array_equal_says_the_terms_agree(case):
+    """The terms test (count of differing entries, NaN differing from itself)
+    decides as np.array_equal of each row's terms with its group's first row's."""
+    book = LoanBook()
+    src, dst = np.array([0, 1, 0, 2, 1]), np.array([1, 2, 1, 0, 2])
+    rate, mat = np.full(5, 0.01), np.full(5, 7)
+    ccp = np.full(5, -1)
+    if case == "rate":
+        rate[2] = 0.02
+    elif case == "maturity":
+        mat[4] = 8
+    elif case == "nan_rate":
+        rate[[0, 2]] = np.nan
+    elif case == "ccp":
+        ccp[2] = 0  # another group: nothing mixed
+    book.append(np.array([3]), np.array([4]), np.array([1.0]), np.array([0.5]), 2)
+    book.append(src, dst, np.arange(1.0, 6.0), rate, mat, ccp)
+    before = {f: getattr(book, f).copy() for f in LoanBook._ROWS}
+    key = [(a, b, c) for a, b, c in zip(src, dst, ccp, strict=True)]
+    first = {k: key.index(k) for k in key}
+    agree = (np.array_equal(rate, rate[[first[k] for k in key]])
+             and np.array_equal(mat, mat[[first[k] for k in key]]))
+    book.consolidate(1)
+    if agree:
+        assert len(book) == 1 + len(set(key))
+        assert book.principal[1:].tolist() == [1.0 + 3.0, 2.0 + 5.0, 4.0] or case == "ccp"
+    else:
+        for f in LoanBook._ROWS:
+            assert _same_bits(getattr(book, f), before[f]), f
+    assert agree == (case in ("alike", "ccp"))
