@@ -76,10 +76,8 @@ class Ledger:
         its own capital in ``ccp_cash[C]`` (so ``ccp_cash − Σ margin − Σ fund =
         ccp_capital``); each exchange holds the fees it earned in ``exchange_cash[X]``.
         """
-        self.margin = np.zeros((self.n, n_ccps))
-        self.fund = np.zeros((self.n, n_ccps))
-        self.ccp_cash = np.zeros(n_ccps)
-        self.ccp_capital = np.zeros(n_ccps)
+        self.margin, self.fund = np.zeros((self.n, n_ccps)), np.zeros((self.n, n_ccps))
+        self.ccp_cash, self.ccp_capital = np.zeros(n_ccps), np.zeros(n_ccps)
         self.exchange_cash = np.zeros(n_exchanges)
 
     # ------------------------------------------------------------------ views
@@ -111,9 +109,10 @@ class Ledger:
                 else np.zeros(self.n))  # no CCP: the sums of no columns, without summing
 
     def total_assets(self) -> np.ndarray:
-        """shape (n,): cash + securities + other assets + interbank assets + CCP accounts."""
-        return (self.cash + self.asset_values() + self.other_assets + self.interbank_assets()
-                + self.infrastructure_assets())
+        """shape (n,): cash + securities + other assets + interbank assets + CCP accounts
+        (none without CCPs: + 0.0 changes no sum here, which is never −0.0; tested)."""
+        ta = self.cash + self.asset_values() + self.other_assets + self.interbank_assets()
+        return ta + self.infrastructure_assets() if self.margin.shape[1] else ta
 
     def system_cash(self) -> float:
         """Cash of banks, CCPs and exchanges together."""

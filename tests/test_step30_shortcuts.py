@@ -8,10 +8,10 @@ import random
 import numpy as np
 import pytest
 
-from finsim_mesa import FinancialModel
+from finsim_mesa import FinancialModel, measures
 from finsim_mesa.ledger import ACTIVE, DEFAULTED, Ledger
 from finsim_mesa.loans import LoanBook
-from finsim_mesa.state import WatchedRandom
+from finsim_mesa.state import Sheets, WatchedRandom
 
 
 def _same_bits(a, b) -> bool:
@@ -242,3 +242,32 @@ def test_consolidate_merges_exactly_when_np_array_equal_says_the_terms_agree(cas
         for f in LoanBook._ROWS:
             assert _same_bits(getattr(book, f), before[f]), f
     assert agree == (case in ("alike", "ccp"))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_total_assets_without_ccps_is_the_sum_with_their_zero_accounts(seed):
+    """Without CCPs nothing is added for their accounts: bit for bit the sum with
+    the zeros added (interbank assets are a bincount from +0.0, so the sum is
+    never −0.0), signed zeros and NaN in every other term included; with CCPs
+    their accounts are added."""
+    rng = np.random.default_rng(seed)
+    n = 40
+    pick = [np.array([-0.0, 0.0, 1.5, -2.0, np.nan])[rng.integers(0, 5, n)] for _ in range(3)]
+    L = Ledger(pick[0], pick[1][:, None], np.ones(n), np.array([-0.0 if seed % 2 else 1.0]),
+               other_assets=pick[2])
+    src, dst = rng.integers(0, n, 15), rng.integers(0, n, 15)
+    L.loans.append(src, dst, np.array([-0.0, 0.0, 2.0])[rng.integers(0, 3, 15)],
+                   np.full(15, 0.01), 4)
+    sheets = Sheets()
+    measures.refresh_sheets(sheets, L, 0.2)
+    ib = np.bincount(L.loans.lender, weights=L.loans.principal + L.loans.accrued, minlength=n)
+    ref = (L.cash + L.holdings[:, 0] * L.prices[0] + L.other_assets + ib
+           + (L.margin.sum(axis=1) + L.fund.sum(axis=1)))
+    assert _same_bits(L.total_assets(), ref) and _same_bits(sheets.total_assets, ref)
+    L.setup_infrastructure(2, 1)
+    L.margin[:, 1] = 3.0
+    L.fund[5, 0] = 1.0
+    measures.refresh_sheets(sheets, L, 0.2)
+    ref = (L.cash + L.holdings[:, 0] * L.prices[0] + L.other_assets + ib
+           + (L.margin.sum(axis=1) + L.fund.sum(axis=1)))
+    assert _same_bits(L.total_assets(), ref) and _same_bits(sheets.total_assets, ref)
