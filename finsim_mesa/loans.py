@@ -13,6 +13,7 @@ whose data it refills. The loans of one pair are summed in book order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter, is_
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,6 +22,8 @@ from finsim_mesa.fastmath import flatnonzero
 from finsim_mesa.links import LinkTable
 
 __all__ = ["LinkTable", "LoanBook", "masked_terms"]
+
+_count_nonzero, _max, _min = np.count_nonzero, np.maximum.reduce, np.minimum.reduce
 
 
 def masked_terms(x: np.ndarray | float, rows: np.ndarray, m: int, name: str) -> np.ndarray:
@@ -50,7 +53,7 @@ class _Buffers:
 
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {}
-        self.views: dict[str, np.ndarray] = {}  # the views handed out, to spot replaced rows
+        self.views: tuple[np.ndarray, ...] = ()  # the views handed out, to spot replaced rows
         self.capacity = -1  # rows every buffer holds (-1: not all allocated yet)
         self.head = 0  # the buffer row of the book's row 0
 
@@ -102,32 +105,34 @@ class LoanBook:
         return self.principal[rows] + self.accrued[rows]
 
     def append(self, lender: np.ndarray, borrower: np.ndarray, amount: np.ndarray,
-               rate: np.ndarray, maturity: np.ndarray, ccp: np.ndarray | None = None,
+               rate: np.ndarray, maturity: np.ndarray | int, ccp: np.ndarray | None = None,
                link: np.ndarray | None = None) -> None:
-        """Add loans (arrays of equal length; ``ccp`` −1 or omitted = bilateral;
-        ``link``: their link ids if known)."""
+        """Add loans (arrays of equal length; ``maturity`` one step for all or one
+        each; ``ccp`` −1 or omitted = bilateral; ``link``: their link ids if known)."""
         m, k = len(self), len(amount)
-        bufs = self._room(m + k)
+        bufs, head = self._room(m + k)
         # each column written into its buffer's new rows (a scalar or a missing
         # ccp / link broadcast by the assignment: no temporary arrays)
         new = (lender, borrower, amount, 0.0, rate, maturity, -1 if ccp is None else ccp,
                -1 if link is None else link)
+        lo, hi = head + m, head + m + k
         for name, arr in zip(self._ROWS, new, strict=True):
-            bufs[name][m:m + k] = arr
+            bufs[name][lo:hi] = arr
         self._rows(m + k)
 
-    def _room(self, size: int) -> dict[str, np.ndarray]:
-        """The buffers from the book's row 0 on, holding the current rows at their
-        start and room for ``size`` rows (the rows moved to the buffers' start
-        or the buffers grown by half when short of room; a row array replaced
-        from outside is copied back in)."""
+    def _room(self, size: int) -> tuple[dict[str, np.ndarray], int]:
+        """The buffers, holding the current rows from the returned buffer row
+        (the book's row 0) on and room for ``size`` rows after it (the rows
+        moved to the buffers' start or the buffers grown by half when short of
+        room; a row array replaced from outside is copied back in)."""
+        spare = self._spare
+        if (size <= spare.capacity - spare.head and len(spare.views) == len(self._ROWS)
+                and all(map(is_, _row_arrays(self), spare.views))):
+            # the usual case: every row array is its buffer's view (so the link
+            # ids are the rows' own), with room
+            return spare.arrays, spare.head
         self.link_ids(assign=False)
-        m, spare = len(self), self._spare
-        if size <= spare.capacity - spare.head and len(spare.views) == len(self._ROWS) and all(
-                getattr(self, name) is view for name, view in spare.views.items()):
-            # the usual case: every row array is its buffer's view, with room
-            head = spare.head
-            return {name: buf[head:] for name, buf in spare.arrays.items()}
+        m = len(self)
         # short of room after the head: the rows move to the start, and the buffers
         # grow unless that leaves room for half as many rows again (so that the
         # head can move on a few steps before the rows move back)
@@ -147,16 +152,15 @@ class LoanBook:
         # views may overlap the moved rows, and an append that fails after this
         # (no _rows of its own) must leave the book as it was
         self._rows(m)
-        return spare.arrays
+        return spare.arrays, 0
 
     def _rows(self, size: int) -> None:
         """The row arrays become the ``size`` buffer rows from ``head`` on."""
-        head = self._spare.head
-        for name in self._ROWS:
-            view = self._spare.arrays[name][head:head + size]
-            setattr(self, name, view)
-            self._spare.views[name] = view
-        self._linked = (self.lender, self.borrower)
+        spare = self._spare
+        head, arrays = spare.head, spare.arrays
+        views = spare.views = tuple([arrays[name][head:head + size] for name in self._ROWS])
+        self.__dict__.update(zip(self._ROWS, views, strict=True))
+        self._linked = views[:2]  # (lender, borrower)
 
     def _drop_first(self, count: int) -> None:
         """Drop the first ``count`` rows: the view starts later (no rows move)."""
@@ -182,8 +186,9 @@ class LoanBook:
             return
         first, inverse = groups
         rate, mat = self.rate[t], self.maturity[t]
-        if not (np.array_equal(rate, rate[first][inverse])
-                and np.array_equal(mat, mat[first][inverse])):
+        # (np.array_equal of equal shapes, without its Python layer: NaN differs too)
+        if (_count_nonzero(rate != rate[first][inverse])
+                or _count_nonzero(mat != mat[first][inverse])):
             return  # pairs with different terms stay separate loans
         merged = {
             "lender": self.lender[t][first], "borrower": self.borrower[t][first],
@@ -192,9 +197,10 @@ class LoanBook:
             "principal": np.bincount(inverse, weights=self.principal[t]),
             "accrued": np.bincount(inverse, weights=self.accrued[t]),
         }
-        bufs = self._room(len(self))
+        bufs, head = self._room(len(self))
+        lo, hi = head + start, head + start + first.size
         for name in self._ROWS:
-            bufs[name][start:start + first.size] = merged[name]
+            bufs[name][lo:hi] = merged[name]
         self._rows(start + first.size)
 
     def _groups(self, t: slice) -> tuple[np.ndarray, np.ndarray] | None:
@@ -203,10 +209,10 @@ class LoanBook:
         return_index=True, return_inverse=True)`` of a key in that order gives
         them; None if every row is its own group."""
         link, ccp = self.link_ids(assign=False)[t], self.ccp[t]
-        c = int(ccp.max()) + 2
+        c = int(_max(ccp)) + 2  # (ndarray.max() and .min() without their Python layer)
         # every row's link known (the act stage) and the table not much larger than
         # the block (the mark array is the table's size): no sort
-        if int(link.min()) >= 0 and len(self.links) * c <= 64 * link.size:
+        if int(_min(link)) >= 0 and len(self.links) * c <= 64 * link.size:
             # a pair's rank in (lender, borrower) order, so the key is in the same order
             key = self.links.ranks()[link] * c + (ccp + 1)
             mark = np.zeros(len(self.links) * c, dtype=bool)
@@ -244,10 +250,11 @@ class LoanBook:
         if np.count_nonzero(mask[m - k:]) == k:  # the first m - k rows go (the usual case:
             self._drop_first(m - k)  # the book is in maturity order, what is due comes first)
             return
-        bufs = self._room(m)
+        bufs, head = self._room(m)
         keep = flatnonzero(mask)
         for name in self._ROWS:  # compacted in place: row keep[j] >= j is read first
-            np.take(bufs[name][:m], keep, out=bufs[name][:k], mode="clip")
+            rows = bufs[name][head:head + m]
+            np.take(rows, keep, out=rows[:k], mode="clip")
         self._rows(k)
 
     def copy(self) -> LoanBook:
@@ -270,7 +277,7 @@ class LoanBook:
                 or self.borrower is not linked[1]):
             self.link = np.full(self.lender.size, -1, dtype=np.int64)
             self._linked = (self.lender, self.borrower)
-        if assign and self.link.size and int(self.link.min()) < 0:
+        if assign and self.link.size and int(_min(self.link)) < 0:
             todo = self.link < 0
             self.link[todo] = self.links.ids(self.lender[todo], self.borrower[todo])
         return self.link
@@ -326,3 +333,6 @@ class LoanBook:
         if "links" not in state:  # pickled before link ids existed
             self.links = LinkTable()
             self.link = np.full(self.lender.size, -1, dtype=np.int64)
+
+
+_row_arrays = attrgetter(*LoanBook._ROWS)  # a book's row arrays, as a tuple in _ROWS order

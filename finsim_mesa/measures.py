@@ -114,8 +114,9 @@ def refresh_sheets(s: Sheets, L: Ledger, interbank_weight: float) -> None:
     owed = lb.owed
     s.interbank_assets = np.bincount(lb.lender, weights=owed, minlength=n)
     s.interbank_liabilities = np.bincount(lb.borrower, weights=owed, minlength=n)
-    s.total_assets = (L.cash + s.asset_values + L.other_assets + s.interbank_assets
-                      + L.infrastructure_assets())
+    s.total_assets = L.cash + s.asset_values + L.other_assets + s.interbank_assets
+    if L.margin.shape[1]:  # CCP accounts (none: + 0.0 changes no bit, Ledger.total_assets)
+        s.total_assets = s.total_assets + L.infrastructure_assets()
     s.rwa = s.asset_values + L.other_assets + interbank_weight * s.interbank_assets
     s.capital_ratio = np.divide(L.equity, s.rwa, out=np.zeros(L.n), where=s.rwa > 0)
     s.capital_ratio[L.defaulted] = 0.0

@@ -247,7 +247,7 @@ class FinancialModel(mesa.Model):
         lender hoards; new lending matched between network neighbours (through
         the lender's exchange when the infrastructure layer is on)."""
         L, cfg, t = self.ledger, self.config, self.t
-        lend, hoard, sell, borrow = (actions[:, i] * act for act in [L.active] for i in range(4))
+        lend, hoard, sell, borrow = actions.T * L.active  # four contiguous rows, one product
         self._sell(L.holdings * (sell * cfg.max_sell_fraction)[:, None],
                    L.prices * (1 - cfg.sale_discount), "voluntary_sales")
         spread = cfg.rate_stress_spread * risk.distress(L.equity, L.equity0, L.defaulted)
@@ -261,7 +261,7 @@ class FinancialModel(mesa.Model):
             self.router.record_rollovers(rolled, t)
             self.router.submit_many(src, dst, amount, rate, t)  # settled by the exchanges
         else:
-            L.lend(src, dst, amount, rate, np.full(amount.size, t + cfg.loan_maturity), link=link)
+            L.lend(src, dst, amount, rate, t + cfg.loan_maturity, link=link)
             self.flows.interbank_volume = float(amount.sum())
         L.loans.consolidate(first_new)  # one loan per pair for all of this step's lending
 
