@@ -248,12 +248,12 @@ def _shallow(obj: T) -> T:
 
 class WatchedRandom(random.Random):
     """A :class:`random.Random` that, at its first change, keeps the state before it
-    and becomes a plain one again. Changes go through the methods overridden
-    here (the others draw through them; not a C method bound before, e.g.
-    ``draw = model.random.random``): it draws the plain class's numbers. A
-    step's transaction makes Mesa's ``model.random`` (the model never draws
-    from it) one in place (Mesa's agent sets share it): a rollback restores it
-    only if it changed, instead of a 625-word ``getstate`` every step (8 µs)."""
+    and becomes a plain ``random.Random`` again (later draws at full speed).
+    Every change goes through the methods overridden here (the others draw
+    through them): it draws the plain class's numbers. A step's transaction
+    makes Mesa's ``model.random`` (the model never draws from it) one in place
+    (Mesa's agent sets share it): a rollback restores it only if it changed,
+    instead of a 625-word ``getstate`` every step (8 µs)."""
 
     _before, gauss_next = None, None  # state before the change; gauss_next: for __init__
 
