@@ -247,66 +247,60 @@ def _shallow(obj: T) -> T:
 
 
 class WatchedRandom(random.Random):
-    """A :class:`random.Random` that, at its first change, keeps the state before it
-    and becomes a plain ``random.Random`` again (later draws at full speed).
-    Every change goes through the methods overridden here (the others draw
-    through them): it draws the plain class's numbers. A step's transaction
-    makes Mesa's ``model.random`` (the model never draws from it) one in place
-    (Mesa's agent sets share it): a rollback restores it only if it changed,
-    instead of a 625-word ``getstate`` every step (8 µs)."""
+    """A :class:`random.Random` that keeps its state from before its first change
+    after :meth:`watch`. Every change goes through the four C-level methods
+    overridden here (the others are built on them), so draws give the plain
+    class's numbers. A step's transaction turns Mesa's ``model.random`` (which
+    the model never draws from) into one in place (Mesa's agent sets share it),
+    so that a rollback restores it only if something drew from it, instead of
+    a 625-word ``getstate`` copy every step (8 µs)."""
 
-    _before, gauss_next = None, None  # state before the change; gauss_next: for __init__
+    _armed, _before = False, None  # _before: the state at the first change since watch()
 
-    def _changed(self) -> None:  # (a method bound before the change can call it again)
-        if type(self) is WatchedRandom:
-            self._before = random.Random.getstate(self)
-            self.__class__ = random.Random
+    def watch(self) -> None:
+        """Keep the state again before the next change."""
+        self._armed, self._before = True, None
 
-    def random(self) -> float:
-        WatchedRandom._changed(self)
-        return random.Random.random(self)
+    def _change(self) -> None:
+        self._armed, self._before = False, super().getstate()
+
+    def random(self) -> float:  # (the check inline: a draw costs one attribute test)
+        if self._armed:
+            self._change()
+        return super().random()
 
     def getrandbits(self, k: int) -> int:
-        WatchedRandom._changed(self)
-        return random.Random.getrandbits(self, k)
-
-    def gauss(self, mu: float = 0.0, sigma: float = 1.0) -> float:  # its cached normal
-        WatchedRandom._changed(self)
-        return random.Random.gauss(self, mu, sigma)
+        if self._armed:
+            self._change()
+        return super().getrandbits(k)
 
     def seed(self, *args: Any, **kwargs: Any) -> None:
-        WatchedRandom._changed(self)
-        random.Random.seed(self, *args, **kwargs)
+        if self._armed:
+            self._change()
+        super().seed(*args, **kwargs)
 
     def setstate(self, state: Any) -> None:
-        WatchedRandom._changed(self)
-        random.Random.setstate(self, state)
-
-
-@dataclass(slots=True)
-class _Watched:
-    """A transaction's hold on a watched ``model.random``."""
-
-    generator: random.Random
+        if self._armed:
+            self._change()
+        super().setstate(state)
 
 
 def _random_state(model: Any, watch: bool) -> Any:
-    """``model.random``'s state, or with ``watch`` (a transaction) a hold on it, made
-    a :class:`WatchedRandom` (if it is a plain ``random.Random``)."""
+    """``model.random``'s state; with ``watch`` (a step's transaction) the generator
+    itself, watched (a plain ``random.Random`` becomes a :class:`WatchedRandom`)."""
     r = model.random
     if watch and type(r) in (random.Random, WatchedRandom):
-        r._before = None
         r.__class__ = WatchedRandom
-        return _Watched(r)
+        r.watch()
+        return r
     return r.getstate()
 
 
 def _restore_random(model: Any, saved: Any) -> None:
-    if type(saved) is not _Watched:
-        return model.random.setstate(saved)
-    r = saved.generator
-    if r is not model.random or r._before is not None:  # replaced, or changed
-        model.random.setstate(r.getstate() if r._before is None else r._before)
+    if not isinstance(saved, WatchedRandom):
+        model.random.setstate(saved)
+    elif saved is not model.random or saved._before is not None:  # replaced, or drawn from
+        model.random.setstate(saved.getstate() if saved._before is None else saved._before)
 
 
 def snapshot_model(model: Any, shallow_logs: bool = False) -> dict[str, Any]:
