@@ -14,16 +14,25 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["Decisions", "Measures", "Reference", "RewardBreakdown", "Sheets", "StepFlows",
-           "WatchedRandom", "copy_state", "restore_model", "restore_state", "snapshot_model",
-           "transaction"]
+__all__ = [
+    "Decisions",
+    "Measures",
+    "Reference",
+    "RewardBreakdown",
+    "Sheets",
+    "StepFlows",
+    "copy_state",
+    "restore_model",
+    "restore_state",
+    "snapshot_model",
+    "transaction",
+]
 
 #: the model's attributes that hold the dataclasses below
 MODEL_STATE = ("sheets", "flows", "measures", "reward", "decisions", "reference")
@@ -246,77 +255,19 @@ def _shallow(obj: T) -> T:
     return new
 
 
-class WatchedRandom(random.Random):
-    """A :class:`random.Random` that keeps its state from before its first change
-    after :meth:`watch`. Every change goes through the four C-level methods
-    overridden here (the others are built on them), so draws give the plain
-    class's numbers. A step's transaction turns Mesa's ``model.random`` (which
-    the model never draws from) into one in place (Mesa's agent sets share it),
-    so that a rollback restores it only if something drew from it, instead of
-    a 625-word ``getstate`` copy every step (8 µs)."""
-
-    _armed, _before = False, None  # _before: the state at the first change since watch()
-
-    def watch(self) -> None:
-        """Keep the state again before the next change."""
-        self._armed, self._before = True, None
-
-    def _change(self) -> None:
-        self._armed, self._before = False, super().getstate()
-
-    def random(self) -> float:  # (the check inline: a draw costs one attribute test)
-        if self._armed:
-            self._change()
-        return super().random()
-
-    def getrandbits(self, k: int) -> int:
-        if self._armed:
-            self._change()
-        return super().getrandbits(k)
-
-    def seed(self, *args: Any, **kwargs: Any) -> None:
-        if self._armed:
-            self._change()
-        super().seed(*args, **kwargs)
-
-    def setstate(self, state: Any) -> None:
-        if self._armed:
-            self._change()
-        super().setstate(state)
-
-
-def _random_state(model: Any, watch: bool) -> Any:
-    """``model.random``'s state; with ``watch`` (a step's transaction) the generator
-    itself, watched (a plain ``random.Random`` becomes a :class:`WatchedRandom`)."""
-    r = model.random
-    if watch and type(r) in (random.Random, WatchedRandom):
-        r.__class__ = WatchedRandom
-        r.watch()
-        return r
-    return r.getstate()
-
-
-def _restore_random(model: Any, saved: Any) -> None:
-    if not isinstance(saved, WatchedRandom):
-        model.random.setstate(saved)
-    elif saved is not model.random or saved._before is not None:  # replaced, or drawn from
-        model.random.setstate(saved.getstate() if saved._before is None else saved._before)
-
-
 def snapshot_model(model: Any, shallow_logs: bool = False) -> dict[str, Any]:
     """Copies of everything that changes as a FinancialModel runs: the clock and its
     generators, the ledger, the market, the dataclasses of :data:`MODEL_STATE`,
     the shock log, the brains' own generators, the router, exchanges and CCPs.
     Each component copies itself (``snapshot()``); nothing holds a reference
-    into the live model, except with ``shallow_logs`` (the step's transaction;
-    ``model.random`` is then watched, :class:`WatchedRandom`):
+    into the live model, except with ``shallow_logs`` (the step's transaction):
     the append-only logs (shock log, exchange histories, the router's audit)
     are then held with their length (:func:`log_state`), and the dataclasses a
     step only ever *replaces* field by field (:data:`REPLACED_STATE`; tested:
     their arrays are read-only through steps) by a shallow copy."""
     return {
         "t": model.t, "running": model.running, "collapsed": model.collapsed,
-        "rng": model.rng.bit_generator.state, "random": _random_state(model, shallow_logs),
+        "rng": model.rng.bit_generator.state, "random": model.random.getstate(),
         "ledger": model.ledger.snapshot(), "market": model.market.snapshot(),
         "state": {name: (_shallow(getattr(model, name))
                          if shallow_logs and name in REPLACED_STATE
@@ -341,7 +292,7 @@ def restore_model(model: Any, snap: Mapping[str, Any]) -> None:
     model.t = snap["t"]
     model.running, model.collapsed = snap["running"], snap["collapsed"]
     model.rng.bit_generator.state = snap["rng"]
-    _restore_random(model, snap["random"])
+    model.random.setstate(snap["random"])
     model.ledger.restore(snap["ledger"])
     model.market.restore(snap["market"])
     for name in MODEL_STATE:

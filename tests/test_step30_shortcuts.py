@@ -2,7 +2,6 @@
 for bit: each is checked against a reference written out here from its
 definition, on inputs where it applies and where it must not."""
 
-import pickle
 import random
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 from finsim_mesa import FinancialModel, measures
 from finsim_mesa.ledger import ACTIVE, DEFAULTED, Ledger
 from finsim_mesa.loans import LoanBook
-from finsim_mesa.state import Sheets, WatchedRandom
+from finsim_mesa.state import Sheets
 
 
 def _same_bits(a, b) -> bool:
@@ -134,32 +133,6 @@ def test_book_with_a_moved_head_matches_plain_arrays(seed):
 
 
 # ------------------------------------------------------------ model.random in a step's rollback
-def _draws(r: random.Random) -> list:
-    """A mix of the ways to draw: each goes through random() or getrandbits()."""
-    out: list = [r.random(), r.getrandbits(70), r.randint(0, 10**9), r.uniform(-1, 1),
-                 r.gauss(0, 1), r.choice(range(1000)), r.sample(range(50), 5),
-                 r.choices(range(9), k=4), r.randbytes(7), r.expovariate(2.0)]
-    items = list(range(40))
-    r.shuffle(items)
-    return [*out, items]
-
-
-def test_watched_random_draws_the_plain_generators_numbers():
-    plain, watched = random.Random(11), random.Random(11)
-    watched.__class__ = WatchedRandom
-    assert _draws(plain) == _draws(watched)
-    watched.watch()  # armed: the first draw keeps the state before it
-    before = watched.getstate()
-    assert _draws(plain) == _draws(watched)
-    assert watched._before == before and not watched._armed
-    watched.watch()
-    watched.seed(5)
-    plain.seed(5)
-    assert _draws(plain) == _draws(watched)
-    copy = pickle.loads(pickle.dumps(watched))
-    assert _draws(copy) == _draws(plain) == _draws(watched)
-
-
 class _DrawsThenFails:
     """A brain that draws from Mesa's model.random (or reseeds, or replaces it)
     and then fails on the step where it is told to."""
