@@ -24,13 +24,22 @@ Variants (all from the neutral actor, lr 3e-4 unless named):
    at u (so a band's banks play one perturbed stance, whose effect on the team
    score is the whole population's, not 1/n of it);
 5. as 4, advantages standardised over the batch (the per-episode form removes
-   each episode's mean advantage: exactly the signal shared noise creates).
+   each episode's mean advantage: exactly the signal shared noise creates);
+6. common random numbers: the update's episodes come in pairs run on one episode
+   draw (seed and conditions), the shared noise mirrored (u in one, 1 - u in
+   the other); a step's advantage is the episode's team return-to-go minus the
+   pair's mean (``TrainerConfig(pairing="antithetic")``; no per-episode
+   centering, then the batch standardisation of every PPO update);
+7. pairs on one draw with each bank's own noise (``pairing="common"``): what
+   the common draw alone buys;
+8. as 6, lr 3e-3;
+9. as 6, 16 episodes (8 pairs) per update;
+10. as 6, advantages not standardised (``MAPPOConfig(standardize_advantages=False)``).
 
-Variants 4-5 replace ``MAPPO.act`` and ``Trainer.collect_episode`` for the
-duration of the run (the package has no such option: the result did not
-justify one); each episode's u is drawn from the trainer's generator before
-the episode's seed, so their training episodes are not those of 1-3. About
-4.5 min per variant on one core.
+Variants 4-5 draw each episode's u from the trainer's generator before the
+episode's seed (so their training episodes are not those of 1-3) and act with
+``MAPPO.act(obs, u=u)``; 6-10 draw a pair's u, then its seed and conditions.
+About 4.5 min per variant on one core.
 """
 
 from __future__ import annotations
@@ -61,6 +70,18 @@ VARIANTS = {
     4: ("shared noise per episode", {"ent_start": 0.0, "ent_end": 0.0}, {}, "episode"),
     5: ("shared noise, batch advantages",
         {"ent_start": 0.0, "ent_end": 0.0, "advantage_norm": "batch"}, {}, "episode"),
+    6: ("antithetic pairs, pair-mean advantage",
+        {"ent_start": 0.0, "ent_end": 0.0, "pairing": "antithetic"}, {}, None),
+    7: ("same-draw pairs, own noise, pair-mean advantage",
+        {"ent_start": 0.0, "ent_end": 0.0, "pairing": "common"}, {}, None),
+    8: ("as 6, lr 3e-3",
+        {"ent_start": 0.0, "ent_end": 0.0, "pairing": "antithetic"}, {"lr": 3e-3}, None),
+    9: ("as 6, 16 episodes (8 pairs) per update",
+        {"ent_start": 0.0, "ent_end": 0.0, "pairing": "antithetic",
+         "episodes_per_update": 16}, {}, None),
+    10: ("as 6, advantages not standardised",
+         {"ent_start": 0.0, "ent_end": 0.0, "pairing": "antithetic"},
+         {"standardize_advantages": False}, None),
 }
 
 
@@ -86,42 +107,26 @@ def neutral_actor(folder: Path, env: dict) -> Path:
 def shared_noise_act(agent, obs: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every bank's action at the common uniform ``u`` (shape (4,)) through its
     own Beta's inverse CDF, and its log-probability under that Beta; shapes
-    (n, 4) and (n,)."""
-    import torch
-    from scipy.special import betaincinv
-
-    with torch.no_grad():
-        dist = agent.actor.distribution(torch.as_tensor(obs, dtype=torch.float32),
-                                        validate=False)
-        a = dist.concentration1.double().numpy()
-        b = dist.concentration0.double().numpy()
-        x = np.clip(betaincinv(a, b, np.broadcast_to(u, a.shape)), 1e-6, 1 - 1e-6)
-        x = x.astype(np.float32)
-        return x, dist.log_prob(torch.as_tensor(x)).sum(-1).numpy()
+    (n, 4) and (n,) (``MAPPO.act`` with ``u``, the trainer's shared noise)."""
+    return agent.act(obs, u=u)
 
 
 @contextlib.contextmanager
 def shared_noise():
-    """For the duration: MAPPO's collection draws one u per episode from the
-    trainer's generator and every bank acts at it (:func:`shared_noise_act`)."""
-    from finsim_mesa.learning import mappo, trainer
+    """For the duration: each of MAPPO's training episodes draws one u from the
+    trainer's generator (before the episode's seed) and every bank acts at it."""
+    from finsim_mesa.learning import trainer
 
-    collect, act = trainer.Trainer.collect_episode, mappo.MAPPO.act
+    collect = trainer.Trainer.collect_episode
 
-    def collect_episode(self):
-        self.agent._shared_u = self.rng.random(4)
-        return collect(self)
+    def collect_episode(self, draw=None, u=None):
+        return collect(self, draw, self.rng.random(4) if u is None else u)
 
-    def shared_act(self, obs, deterministic=False):
-        if deterministic:
-            return act(self, obs, deterministic)
-        return shared_noise_act(self, obs, self._shared_u)
-
-    trainer.Trainer.collect_episode, mappo.MAPPO.act = collect_episode, shared_act
+    trainer.Trainer.collect_episode = collect_episode
     try:
         yield
     finally:
-        trainer.Trainer.collect_episode, mappo.MAPPO.act = collect, act
+        trainer.Trainer.collect_episode = collect
 
 
 def train_variant(variant: int, start: Path, out: Path, episodes: int, seed: int = 7,
