@@ -19,7 +19,11 @@ PPO update. Around it:
 * a fixed horizon (:mod:`finsim_mesa.scoring`): episodes are not cut short by
   a collapse, and a bank that defaults receives, on top of that step's
   reward, the discounted sum of the default penalty for every remaining step
-  (``-α Σ_{k=1..R} γ^k``), so the learner maximises the score evaluation ranks.
+  (``-α Σ_{k=1..R} γ^k``), so the learner maximises the score evaluation ranks;
+* common random numbers (``pairing``): episodes in pairs on one episode draw,
+  with ``"antithetic"`` the exploration noise shared by all banks of an episode
+  and mirrored in the pair (u, 1 − u); a paired step's advantage is the team
+  return-to-go minus the pair's mean (:func:`pair_advantages`).
 
 Training seeds are drawn from ``[TRAIN_SEEDS, 2**31)``; evaluation and selection
 seeds below ``TRAIN_SEEDS`` are never trained on.
