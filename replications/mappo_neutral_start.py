@@ -38,7 +38,7 @@ Variants (all from the neutral actor, lr 3e-4 unless named):
 11. as 7, lr 3e-3;
 12. as 5, lr 3e-3 (shared noise, no pairs);
 13. as 8, but each episode of a pair draws its own shared u (pairs on one draw,
-    shared noise, not mirrored).
+    shared noise, not mirrored: ``pairing="shared"``).
 
 Variants 4-5 draw each episode's u from the trainer's generator before the
 episode's seed (so their training episodes are not those of 1-3) and act with
@@ -91,7 +91,7 @@ VARIANTS = {
     12: ("as 5, lr 3e-3", {"ent_start": 0.0, "ent_end": 0.0, "advantage_norm": "batch"},
          {"lr": 3e-3}, "episode"),
     13: ("as 8, each episode of a pair its own shared u (not mirrored)",
-         {"ent_start": 0.0, "ent_end": 0.0, "pairing": "antithetic"}, {"lr": 3e-3}, "fresh"),
+         {"ent_start": 0.0, "ent_end": 0.0, "pairing": "shared"}, {"lr": 3e-3}, None),
 }
 
 
@@ -122,17 +122,15 @@ def shared_noise_act(agent, obs: np.ndarray, u: np.ndarray) -> tuple[np.ndarray,
 
 
 @contextlib.contextmanager
-def shared_noise(fresh: bool = False):
+def shared_noise():
     """For the duration: each of MAPPO's training episodes draws one u from the
-    trainer's generator (before the episode's seed) and every bank acts at it;
-    with ``fresh`` a paired episode too draws its own u (the pair's u and 1 - u
-    are not used: variant 13)."""
+    trainer's generator (before the episode's seed) and every bank acts at it."""
     from finsim_mesa.learning import trainer
 
     collect = trainer.Trainer.collect_episode
 
     def collect_episode(self, draw=None, u=None):
-        return collect(self, draw, self.rng.random(4) if u is None or fresh else u)
+        return collect(self, draw, self.rng.random(4) if u is None else u)
 
     trainer.Trainer.collect_episode = collect_episode
     try:
@@ -148,7 +146,7 @@ def train_variant(variant: int, start: Path, out: Path, episodes: int, seed: int
     from finsim_mesa.learning import run
 
     _, tcfg, mcfg, noise = VARIANTS[variant]
-    with shared_noise(noise == "fresh") if noise else contextlib.nullcontext():
+    with shared_noise() if noise else contextlib.nullcontext():
         summary = run.train_policy(
             episodes=episodes, seed=seed, scenarios=["mixture"], out_dir=out,
             eval_every=max(episodes // 5, 1), eval_seeds=tuple(range(1001, 1011)),

@@ -68,15 +68,19 @@ def test_the_default_training_writes_the_same_weights_as_before_pairing_existed(
     assert _digest(b) == "09dd93178a61dd8ff2a4bc5fd1bece1b3d562835d5a7915058f7d130cfff69ef"
 
 
-@pytest.mark.parametrize("pairing", ["antithetic", "common"])
-def test_pairs_share_the_episode_draw_and_mirror_the_noise(pairing):
+def _paired_run(pairing: str) -> list[dict]:
     trainer = Trainer({"n_banks": 7, "steps": 5},
                       TrainerConfig(episodes=8, episodes_per_update=4, seed=5, team_reward=1.0,
                                     conditions=MIX, pairing=pairing),
                       MAPPOConfig(hidden=16))
     seen = _spied(trainer)
     trainer.train()
-    eps = [s for s in seen if "ep" in s]
+    return [s for s in seen if "ep" in s]
+
+
+@pytest.mark.parametrize("pairing", ["antithetic", "common", "shared"])
+def test_pairs_share_the_episode_draw_and_mirror_the_noise(pairing):
+    eps = _paired_run(pairing)
     assert len(eps) == 8
     for a, b in zip(eps[::2], eps[1::2], strict=True):
         assert a["seed"] == b["seed"] and a["params"] == b["params"]
@@ -85,11 +89,14 @@ def test_pairs_share_the_episode_draw_and_mirror_the_noise(pairing):
         assert not np.array_equal(a["ep"]["actions"][0], b["ep"]["actions"][0])
         if pairing == "antithetic":
             np.testing.assert_array_equal(b["u"], 1.0 - a["u"])
+        elif pairing == "shared":
+            assert not np.allclose(b["u"], 1.0 - a["u"]) and not np.allclose(b["u"], a["u"])
         else:
             assert a["u"] is None and b["u"] is None
     assert len({s["seed"] for s in eps}) == 4  # each pair its own draw
-    if pairing == "antithetic":
-        assert len({tuple(s["u"]) for s in eps[::2]}) == 4
+    if pairing != "common":
+        assert len({tuple(s["u"]) for s in eps}) == 8
+        assert all(((s["u"] > 0) & (s["u"] < 1)).all() for s in eps)
 
 
 def test_team_scores_add_up_to_the_episode_score():

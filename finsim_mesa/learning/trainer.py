@@ -22,7 +22,8 @@ PPO update. Around it:
   (``-α Σ_{k=1..R} γ^k``), so the learner maximises the score evaluation ranks;
 * common random numbers (``pairing``): episodes in pairs on one episode draw,
   with ``"antithetic"`` the exploration noise shared by all banks of an episode
-  and mirrored in the pair (u, 1 − u); a paired step's advantage is the team
+  and mirrored in the pair (u, 1 − u), with ``"shared"`` shared but drawn for
+  each episode; a paired step's advantage is the team
   return-to-go minus the pair's mean (:func:`pair_advantages`).
 
 Training seeds are drawn from ``[TRAIN_SEEDS, 2**31)``; evaluation and selection
@@ -49,7 +50,7 @@ __all__ = ["PAIRINGS", "TRAIN_SEEDS", "Trainer", "TrainerConfig", "gae", "pad_ba
            "pair_advantages", "returns_to_go"]
 
 TRAIN_SEEDS = 1_000_000  # training seeds are >= this; test/selection seeds lie below
-PAIRINGS = ("none", "common", "antithetic")
+PAIRINGS = ("none", "common", "antithetic", "shared")
 
 
 @dataclass
@@ -79,8 +80,10 @@ class TrainerConfig:
     # episode draw (seed and conditions), each bank's noise its own; "antithetic":
     # as "common", the exploration noise shared by all banks of an episode (one u
     # per action, MAPPO.act), u in the first episode of the pair and 1 - u in the
-    # second. A paired episode's advantage at step t is the team return-to-go minus
-    # the pair's mean (pair_advantages; advantage_norm is not applied)
+    # second; "shared": as "antithetic", each episode of the pair its own u (drawn
+    # after the pair's draw, which takes a u in both modes). A paired episode's
+    # advantage at step t is the team return-to-go minus the pair's mean
+    # (pair_advantages; advantage_norm is not applied)
     pairing: str = "none"
     ent_start: float = 0.01
     ent_end: float = 0.0
@@ -308,15 +311,18 @@ class Trainer:
 
     def _collect(self, k: int) -> dict[str, np.ndarray]:
         """The update's k-th episode; with pairing, odd k replays episode k − 1's
-        draw (and, antithetic, its noise mirrored: 1 − u)."""
-        if self.config.pairing == "none":
+        draw (antithetic: its noise mirrored, 1 − u; shared: a fresh u)."""
+        pairing = self.config.pairing
+        if pairing == "none":
             return self.collect_episode()
         if k % 2 == 0:
-            u = self.rng.random(4) if self.config.pairing == "antithetic" else None
+            u = self.rng.random(4) if pairing in ("antithetic", "shared") else None
             draw = int(self.rng.integers(TRAIN_SEEDS, 2**31 - 1)), self.episode_params()
             self._pair_draw = draw, u
         draw, u = self._pair_draw
-        if k % 2 and u is not None:
+        if pairing == "shared":
+            u = self.rng.random(4)
+        elif k % 2 and u is not None:
             u = 1.0 - u
         return self.collect_episode(draw, u)
 
