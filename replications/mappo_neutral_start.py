@@ -42,8 +42,10 @@ Variants (all from the neutral actor, lr 3e-4 unless named):
 
 Variants 4-5 draw each episode's u from the trainer's generator before the
 episode's seed (so their training episodes are not those of 1-3) and act with
-``MAPPO.act(obs, u=u)``; 6-10 draw a pair's u, then its seed and conditions.
-About 4.5 min per variant on one core.
+``MAPPO.act(obs, u=u)``; 6-13 draw a pair's u, then its seed and conditions
+(7 and 11 draw no u).
+About 4.5-5.5 min per variant on one free core (load average about 2 on
+the 2-core machine; up to 9 min under heavier load).
 """
 
 from __future__ import annotations
