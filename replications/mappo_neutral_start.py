@@ -1,6 +1,6 @@
 """Does MAPPO learn the state dependence from a neutral start? (issue 14, item 3)
 
-    python replications/mappo_neutral_start.py [--variants 1,2,3,4,5] [--episodes 1600]
+    python replications/mappo_neutral_start.py [--variants 1,2,3,4,5] [--episodes 1600] [--seed 7]
 
 The shipped policy reads ``market_stress`` in four bands (cut at 0.15, 0.4,
 0.65: the scenarios' stress levels) and was found by a band-by-band search
@@ -24,13 +24,28 @@ Variants (all from the neutral actor, lr 3e-4 unless named):
    at u (so a band's banks play one perturbed stance, whose effect on the team
    score is the whole population's, not 1/n of it);
 5. as 4, advantages standardised over the batch (the per-episode form removes
-   each episode's mean advantage: exactly the signal shared noise creates).
+   each episode's mean advantage: exactly the signal shared noise creates);
+6. common random numbers: the update's episodes come in pairs run on one episode
+   draw (seed and conditions), the shared noise mirrored (u in one, 1 - u in
+   the other); a step's advantage is the episode's team return-to-go minus the
+   pair's mean (``TrainerConfig(pairing="antithetic")``; no per-episode
+   centering, then the batch standardisation of every PPO update);
+7. pairs on one draw with each bank's own noise (``pairing="common"``): what
+   the common draw alone buys;
+8. as 6, lr 3e-3;
+9. as 8, 16 episodes (8 pairs) per update;
+10. as 8, advantages not standardised (``MAPPOConfig(standardize_advantages=False)``);
+11. as 7, lr 3e-3;
+12. as 5, lr 3e-3 (shared noise, no pairs);
+13. as 8, but each episode of a pair draws its own shared u (pairs on one draw,
+    shared noise, not mirrored: ``pairing="shared"``).
 
-Variants 4-5 replace ``MAPPO.act`` and ``Trainer.collect_episode`` for the
-duration of the run (the package has no such option: the result did not
-justify one); each episode's u is drawn from the trainer's generator before
-the episode's seed, so their training episodes are not those of 1-3. About
-4.5 min per variant on one core.
+Variants 4-5 draw each episode's u from the trainer's generator before the
+episode's seed (so their training episodes are not those of 1-3) and act with
+``MAPPO.act(obs, u=u)``; 6-13 draw a pair's u, then its seed and conditions
+(7 and 11 draw no u).
+About 4.5-5.5 min per variant on one free core (load average about 2 on
+the 2-core machine; up to 9 min under heavier load).
 """
 
 from __future__ import annotations
@@ -61,6 +76,24 @@ VARIANTS = {
     4: ("shared noise per episode", {"ent_start": 0.0, "ent_end": 0.0}, {}, "episode"),
     5: ("shared noise, batch advantages",
         {"ent_start": 0.0, "ent_end": 0.0, "advantage_norm": "batch"}, {}, "episode"),
+    6: ("antithetic pairs, pair-mean advantage",
+        {"ent_start": 0.0, "ent_end": 0.0, "pairing": "antithetic"}, {}, None),
+    7: ("same-draw pairs, own noise, pair-mean advantage",
+        {"ent_start": 0.0, "ent_end": 0.0, "pairing": "common"}, {}, None),
+    8: ("as 6, lr 3e-3",
+        {"ent_start": 0.0, "ent_end": 0.0, "pairing": "antithetic"}, {"lr": 3e-3}, None),
+    9: ("as 8, 16 episodes (8 pairs) per update",
+        {"ent_start": 0.0, "ent_end": 0.0, "pairing": "antithetic",
+         "episodes_per_update": 16}, {"lr": 3e-3}, None),
+    10: ("as 8, advantages not standardised",
+         {"ent_start": 0.0, "ent_end": 0.0, "pairing": "antithetic"},
+         {"lr": 3e-3, "standardize_advantages": False}, None),
+    11: ("as 7, lr 3e-3", {"ent_start": 0.0, "ent_end": 0.0, "pairing": "common"},
+         {"lr": 3e-3}, None),
+    12: ("as 5, lr 3e-3", {"ent_start": 0.0, "ent_end": 0.0, "advantage_norm": "batch"},
+         {"lr": 3e-3}, "episode"),
+    13: ("as 8, each episode of a pair its own shared u (not mirrored)",
+         {"ent_start": 0.0, "ent_end": 0.0, "pairing": "shared"}, {"lr": 3e-3}, None),
 }
 
 
@@ -86,42 +119,26 @@ def neutral_actor(folder: Path, env: dict) -> Path:
 def shared_noise_act(agent, obs: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every bank's action at the common uniform ``u`` (shape (4,)) through its
     own Beta's inverse CDF, and its log-probability under that Beta; shapes
-    (n, 4) and (n,)."""
-    import torch
-    from scipy.special import betaincinv
-
-    with torch.no_grad():
-        dist = agent.actor.distribution(torch.as_tensor(obs, dtype=torch.float32),
-                                        validate=False)
-        a = dist.concentration1.double().numpy()
-        b = dist.concentration0.double().numpy()
-        x = np.clip(betaincinv(a, b, np.broadcast_to(u, a.shape)), 1e-6, 1 - 1e-6)
-        x = x.astype(np.float32)
-        return x, dist.log_prob(torch.as_tensor(x)).sum(-1).numpy()
+    (n, 4) and (n,) (``MAPPO.act`` with ``u``, the trainer's shared noise)."""
+    return agent.act(obs, u=u)
 
 
 @contextlib.contextmanager
 def shared_noise():
-    """For the duration: MAPPO's collection draws one u per episode from the
-    trainer's generator and every bank acts at it (:func:`shared_noise_act`)."""
-    from finsim_mesa.learning import mappo, trainer
+    """For the duration: each of MAPPO's training episodes draws one u from the
+    trainer's generator (before the episode's seed) and every bank acts at it."""
+    from finsim_mesa.learning import trainer
 
-    collect, act = trainer.Trainer.collect_episode, mappo.MAPPO.act
+    collect = trainer.Trainer.collect_episode
 
-    def collect_episode(self):
-        self.agent._shared_u = self.rng.random(4)
-        return collect(self)
+    def collect_episode(self, draw=None, u=None):
+        return collect(self, draw, self.rng.random(4) if u is None else u)
 
-    def shared_act(self, obs, deterministic=False):
-        if deterministic:
-            return act(self, obs, deterministic)
-        return shared_noise_act(self, obs, self._shared_u)
-
-    trainer.Trainer.collect_episode, mappo.MAPPO.act = collect_episode, shared_act
+    trainer.Trainer.collect_episode = collect_episode
     try:
         yield
     finally:
-        trainer.Trainer.collect_episode, mappo.MAPPO.act = collect, act
+        trainer.Trainer.collect_episode = collect
 
 
 def train_variant(variant: int, start: Path, out: Path, episodes: int, seed: int = 7,
@@ -144,8 +161,14 @@ def train_variant(variant: int, start: Path, out: Path, episodes: int, seed: int
 
 def band_means(brain, seeds: range, **env) -> dict[str, np.ndarray]:
     """Mean action of the banks that decide (in business at the step's start), per
-    scenario, over ``seeds``' runs."""
-    out = {}
+    scenario (keys the scenario names) and per ``market_stress`` band of the
+    deciding row (keys ``band0`` … ``band3``, cut at 0.15, 0.4, 0.65), over
+    ``seeds``' runs in each scenario; each value shape (4,)."""
+    from finsim_mesa.observation import OBS
+
+    col = OBS["market_stress"]
+    cuts = (0.15, 0.4, 0.65)
+    out, rows, stress = {}, [], []
     for sc in SCENARIOS:
         acts = []
         for s in seeds:
@@ -155,7 +178,13 @@ def band_means(brain, seeds: range, **env) -> dict[str, np.ndarray]:
                 acting = m.ledger.active.copy()  # the banks that decide this step
                 m.step()
                 acts.append(m.decisions.actions[acting])
+                stress.append(m.decisions.observations[acting, col])
         out[sc] = np.concatenate(acts).mean(axis=0)
+        rows += acts
+    band = np.digitize(np.concatenate(stress), cuts)
+    rows = np.concatenate(rows)
+    for b in range(len(cuts) + 1):
+        out[f"band{b}"] = rows[band == b].mean(axis=0) if (band == b).any() else np.full(4, np.nan)
     return out
 
 
@@ -164,6 +193,7 @@ def main() -> None:
     ap.add_argument("--variants", default="1,2,3,4,5")
     ap.add_argument("--episodes", type=int, default=1600)
     ap.add_argument("--banks", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=7, help="the training's seed (default 7)")
     ap.add_argument("--out", help="folder for the runs (default: a temporary one)")
     args = ap.parse_args()
     try:
@@ -183,18 +213,18 @@ def main() -> None:
     print(f"neutral start: {np.mean(base):.3f} on the mixture, seeds 22000-22059")
     for v in variants:
         t0 = time.perf_counter()
-        final = train_variant(v, start, root / f"variant{v}", args.episodes, **env)
+        final = train_variant(v, start, root / f"variant{v}", args.episodes, args.seed, **env)
         brain = load_actor_folder(final)
         got = [evaluate_run(brain, "mixture", s, **env)["episode_reward"]
                for s in SELECTION_SEEDS]
         mean, _, low, high = ci95(np.subtract(got, base))
         bands = {k: np.round(a, 3).tolist() for k, a in band_means(brain, range(22000, 22005),
                                                                      **env).items()}
-        print(json.dumps({"variant": v, "what": VARIANTS[v][0],
+        print(json.dumps({"variant": v, "what": VARIANTS[v][0], "seed": args.seed,
                           "minus_neutral": [round(mean, 3), round(low, 3), round(high, 3)],
                           "share_better": float(np.mean(np.subtract(got, base) > 0)),
                           "train_minutes": round((time.perf_counter() - t0) / 60, 1),
-                          "mean_action_by_scenario": bands}))
+                          "mean_action_by_scenario_and_band": bands}))
 
 
 if __name__ == "__main__":

@@ -60,30 +60,55 @@ def test_shared_noise_is_each_banks_beta_at_the_common_u(rep):
 
 
 @pytest.mark.slow
-def test_a_short_shared_noise_run_trains_and_restores_the_methods(rep, tmp_path):
+def test_a_short_shared_noise_run_trains_and_restores_the_methods(rep, tmp_path, monkeypatch):
     from finsim_mesa.agents.actor import load_actor_folder
     from finsim_mesa.learning import mappo, trainer
 
-    act, collect = mappo.MAPPO.act, trainer.Trainer.collect_episode
+    collect = trainer.Trainer.collect_episode
     env = {"n_banks": 8, "steps": 6}
     start = rep.neutral_actor(tmp_path / "neutral", env)
     seen = []
-    original = rep.shared_noise_act
-    rep.shared_noise_act = lambda agent, obs, u: (seen.append(u.copy()), original(
-        agent, obs, u))[1]
-    try:
-        final = rep.train_variant(4, start, tmp_path / "v4", episodes=16, **env)
-    finally:
-        rep.shared_noise_act = original
-    assert mappo.MAPPO.act is act and trainer.Trainer.collect_episode is collect
+    act = mappo.MAPPO.act
+
+    def spy(self, obs, deterministic=False, u=None):
+        if not deterministic:
+            seen.append(None if u is None else u.copy())
+        return act(self, obs, deterministic, u)
+
+    monkeypatch.setattr(mappo.MAPPO, "act", spy)
+    final = rep.train_variant(4, start, tmp_path / "v4", episodes=16, **env)
+    assert trainer.Trainer.collect_episode is collect
     assert load_actor_folder(final).act(np.zeros((3, len(load_actor_folder(
         final).obs_fields)))).shape == (3, 4)
     # one u per episode: 16 episodes, each u held for all its steps
+    assert all(u is not None for u in seen)
     distinct = {tuple(u) for u in seen}
     assert len(distinct) == 16 and len(seen) >= 16 * 2
 
 
-@pytest.mark.parametrize("args, says", [(["--variants", "6"], "--variants"),
+@pytest.mark.slow
+def test_variant_13_pairs_share_the_draw_but_not_the_noise(rep, tmp_path, monkeypatch):
+    from finsim_mesa.learning import trainer
+
+    env = {"n_banks": 8, "steps": 6}
+    start = rep.neutral_actor(tmp_path / "neutral", env)
+    seen, collect = [], trainer.Trainer.collect_episode
+
+    def spy(self, draw=None, u=None):
+        ep = collect(self, draw, u)
+        seen.append((self.last_seed, np.array(u)))
+        return ep
+
+    monkeypatch.setattr(trainer.Trainer, "collect_episode", spy)
+    rep.train_variant(13, start, tmp_path / "v13", episodes=16, **env)
+    assert len(seen) == 16
+    for (sa, ua), (sb, ub) in zip(seen[::2], seen[1::2], strict=True):
+        assert sa == sb  # one episode draw per pair
+        assert not np.allclose(ub, 1.0 - ua) and not np.allclose(ub, ua)
+    assert len({s for s, _ in seen}) == 8 and len({tuple(u) for _, u in seen}) == 16
+
+
+@pytest.mark.parametrize("args, says", [(["--variants", "14"], "--variants"),
                                         (["--variants", "a"], "--variants"),
                                         (["--episodes", "3"], "--episodes")])
 def test_bad_flags_are_refused(args, says, tmp_path):
@@ -91,3 +116,25 @@ def test_bad_flags_are_refused(args, says, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and says in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_band_means_put_each_row_in_its_stress_band(rep):
+    from finsim_mesa.agents.brains import Brain
+    from finsim_mesa.observation import OBS
+
+    class Stress(Brain):  # plays market_stress in every action
+        name = "stress"
+
+        def act(self, obs):
+            return np.repeat(obs[:, [OBS["market_stress"]]], 4, axis=1)
+
+    got = rep.band_means(Stress(), range(3), n_banks=8, steps=12)
+    assert set(got) == {*rep.SCENARIOS, "band0", "band1", "band2", "band3"}
+    edges = [0.0, 0.15, 0.4, 0.65, 1.0]
+    seen = 0
+    for b in range(4):
+        if np.isnan(got[f"band{b}"]).any():
+            continue
+        seen += 1
+        assert np.all(got[f"band{b}"] >= edges[b]) and np.all(got[f"band{b}"] < edges[b + 1])
+    assert seen >= 2  # the scenarios reach more than one band

@@ -74,6 +74,8 @@ class MAPPOConfig:
     # standardise each observation column by running mean/std (stored with the
     # actor's weights) before the actor and the critic see it
     normalize_obs: bool = False
+    # standardise the batch's advantages (over the rows trained on) before the update
+    standardize_advantages: bool = True
     global_state: GlobalStateConfig = field(default_factory=GlobalStateConfig)
 
     def to_dict(self) -> dict:
@@ -254,13 +256,26 @@ class MAPPO:
             StabilityConfig(max_grad_norm=self.config.max_grad_norm))
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = False
+    def act(self, obs: np.ndarray, deterministic: bool = False, u: np.ndarray | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
-        """Actions and log-probabilities for all banks in one pass: obs (n, obs_dim)."""
-        # α, β > 1 by construction and samples are clamped inside (0, 1): no
-        # argument checks while collecting (the update keeps them)
-        a, logp = self.actor.sample(torch.as_tensor(obs, dtype=torch.float32), deterministic)
-        return a.numpy(), logp.numpy()
+        """Actions (n, 4) and summed log-probabilities (n,) for all banks in one
+        pass: obs (n, obs_dim). With ``u`` (shape (4,), in (0, 1)) the
+        exploration noise is shared: every bank plays its own Beta's inverse CDF
+        at the common ``u`` (clamped to [1e-6, 1 − 1e-6]), so banks that see
+        the same play the same, and its log-probability under that Beta."""
+        obs_t = torch.as_tensor(obs, dtype=torch.float32)
+        if u is None or deterministic:
+            # α, β > 1 by construction and samples are clamped inside (0, 1): no
+            # argument checks while collecting (the update keeps them)
+            a, logp = self.actor.sample(obs_t, deterministic)
+            return a.numpy(), logp.numpy()
+        from scipy.special import betaincinv
+
+        dist = self.actor.distribution(obs_t, validate=False)
+        a, b = dist.concentration1.double().numpy(), dist.concentration0.double().numpy()
+        x = np.clip(betaincinv(a, b, np.broadcast_to(u, a.shape)), 1e-6, 1 - 1e-6)
+        x = torch.as_tensor(x.astype(np.float32))
+        return x.numpy(), dist.log_prob(x).sum(-1).numpy()
 
     @torch.no_grad()
     def values(self, obs: np.ndarray, alive: np.ndarray) -> np.ndarray:
@@ -291,7 +306,8 @@ class MAPPO:
         mask = torch.as_tensor(batch["train_mask"], dtype=torch.bool)
         m = mask.float()
         sel = adv[mask]
-        adv = (adv - sel.mean()) / (sel.std() + 1e-8) if sel.numel() > 1 else adv
+        if cfg.standardize_advantages and sel.numel() > 1:
+            adv = (adv - sel.mean()) / (sel.std() + 1e-8)
         T = obs.shape[0]
         idx = np.arange(T)
         stats: dict[str, float] = {}

@@ -19,7 +19,12 @@ PPO update. Around it:
 * a fixed horizon (:mod:`finsim_mesa.scoring`): episodes are not cut short by
   a collapse, and a bank that defaults receives, on top of that step's
   reward, the discounted sum of the default penalty for every remaining step
-  (``-α Σ_{k=1..R} γ^k``), so the learner maximises the score evaluation ranks.
+  (``-α Σ_{k=1..R} γ^k``), so the learner maximises the score evaluation ranks;
+* common random numbers (``pairing``): episodes in pairs on one episode draw,
+  with ``"antithetic"`` the exploration noise shared by all banks of an episode
+  and mirrored in the pair (u, 1 − u), with ``"shared"`` shared but drawn for
+  each episode; a paired step's advantage is the team
+  return-to-go minus the pair's mean (:func:`pair_advantages`).
 
 Training seeds are drawn from ``[TRAIN_SEEDS, 2**31)``; evaluation and selection
 seeds below ``TRAIN_SEEDS`` are never trained on.
@@ -41,9 +46,11 @@ from finsim_mesa.learning.env import FinancialEnv
 from finsim_mesa.learning.mappo import MAPPO, MAPPOConfig, NumericalStabilityGuard, StabilityConfig
 from finsim_mesa.scoring import EpisodeScore, fixed_horizon_params
 
-__all__ = ["TRAIN_SEEDS", "Trainer", "TrainerConfig", "gae", "pad_banks"]
+__all__ = ["PAIRINGS", "TRAIN_SEEDS", "Trainer", "TrainerConfig", "gae", "pad_banks",
+           "pair_advantages", "returns_to_go"]
 
 TRAIN_SEEDS = 1_000_000  # training seeds are >= this; test/selection seeds lie below
+PAIRINGS = ("none", "common", "antithetic", "shared")
 
 
 @dataclass
@@ -69,6 +76,15 @@ class TrainerConfig:
     # alike although their rewards differ by orders of magnitude) or over the
     # whole batch ("batch", the usual PPO)
     advantage_norm: str = "batch"
+    # common random numbers: "none"; "common": episodes come in pairs run on one
+    # episode draw (seed and conditions), each bank's noise its own; "antithetic":
+    # as "common", the exploration noise shared by all banks of an episode (one u
+    # per action, MAPPO.act), u in the first episode of the pair and 1 - u in the
+    # second; "shared": as "antithetic", each episode of the pair its own u (drawn
+    # after the pair's draw, which takes a u in both modes). A paired episode's
+    # advantage at step t is the team return-to-go minus the pair's mean
+    # (pair_advantages; advantage_norm is not applied)
+    pairing: str = "none"
     ent_start: float = 0.01
     ent_end: float = 0.0
     seed: int = 0
@@ -119,6 +135,34 @@ def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_value: 
     return adv, adv + values
 
 
+def returns_to_go(scores: np.ndarray, gamma: float) -> np.ndarray:
+    """G[t] = Σ_{k>=t} γ^(k−t) scores[k]; shape of ``scores`` (H,)."""
+    out = np.zeros(len(scores), dtype=np.float64)
+    acc = 0.0
+    for t in reversed(range(len(scores))):
+        acc = float(scores[t]) + gamma * acc
+        out[t] = acc
+    return out
+
+
+def pair_advantages(team_a: np.ndarray, team_b: np.ndarray, gamma: float
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Advantages of a pair of episodes run on one episode draw: at each step the
+    episode's team return-to-go minus the pair's mean (a control variate that
+    removes the draw's shocks; what is left is the difference the two episodes'
+    actions made). ``team_a``, ``team_b``: each step's team score over the whole
+    horizon, shape (H,); returns two arrays of shape (H,), each the other's
+    negative."""
+    ga, gb = returns_to_go(team_a, gamma), returns_to_go(team_b, gamma)
+    mean = (ga + gb) / 2
+    return ga - mean, gb - mean
+
+
+def _per_bank(g: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """``g`` (H,) cut to ``like``'s T steps and given to each of its n banks: (T, n)."""
+    return np.broadcast_to(g[:like.shape[0], None], like.shape).astype(like.dtype)
+
+
 class Trainer:
     """Trains a :class:`MAPPO` agent on a :class:`FinancialEnv`.
 
@@ -143,6 +187,11 @@ class Trainer:
         torch.set_num_threads(self.config.torch_threads)
         self.guard = NumericalStabilityGuard(self.config.stability)
         self.agent = MAPPO(self.env.n_banks, self.env.obs_dim, mappo, self.guard)
+        if self.config.pairing not in PAIRINGS or (
+                self.config.pairing != "none" and (self.config.episodes_per_update % 2
+                                                   or self.config.episodes % 2)):
+            raise ConfigError(f"pairing {self.config.pairing!r}: give one of {PAIRINGS}; "
+                              "with pairs, episodes and episodes_per_update must be even")
         if (self.conditions is not None and self.conditions.n_banks[0] != self.conditions.n_banks[1]
                 and not self.agent.config.global_state.use_attention):
             raise ConfigError("a mixture of bank counts needs the attention critic "
@@ -200,11 +249,16 @@ class Trainer:
             return self.conditions.draw(self.rng)
         return {"scenario": self.scenario}
 
-    def collect_episode(self) -> dict[str, np.ndarray]:
+    def collect_episode(self, draw: tuple[int, dict[str, Any]] | None = None,
+                        u: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """One whole episode (the fixed horizon) with the current policy; frozen
-        banks use the frozen actor."""
-        seed = int(self.rng.integers(TRAIN_SEEDS, 2**31 - 1))
-        params = self.episode_params()
+        banks use the frozen actor. ``draw``: the episode's (seed, model
+        parameters), by default drawn from the trainer's generator; ``u``: shared
+        exploration noise (:meth:`MAPPO.act`). Each step's team score over the
+        horizon is left in ``last_team_scores``, shape (H,)."""
+        if draw is None:
+            draw = int(self.rng.integers(TRAIN_SEEDS, 2**31 - 1)), self.episode_params()
+        seed, params = draw
         self.env.reset(seed=seed, options={"model_params": params})
         model = self.env.model
         n = model.n_banks
@@ -213,18 +267,18 @@ class Trainer:
         frozen = self.frozen_mask if self.frozen_actor is not None else np.zeros(n, bool)
         score = EpisodeScore(model)  # the horizon: the model's steps
         gamma, alpha = self.agent.config.gamma, score.alpha
-        obs_l, act_l, logp_l, rew_l, alive_l, done_l = [], [], [], [], [], []
+        obs_l, act_l, logp_l, rew_l, alive_l, done_l, team = [], [], [], [], [], [], []
         obs = self.guard.clip_observations(self.env.observation_matrix())
         alive = ~model.ledger.defaulted
         while True:
-            actions, logp = self.agent.act(obs)
+            actions, logp = self.agent.act(obs) if u is None else self.agent.act(obs, u=u)
             if frozen.any():
                 with torch.no_grad():
                     d = self.frozen_actor.distribution(torch.as_tensor(obs[frozen]))
                     actions[frozen] = d.sample().clamp(1e-6, 1 - 1e-6).numpy()
             nxt, rewards, defaulted, ended = self.env.step_array(actions)
             step_scores = score.step_scores()
-            score.add_step()
+            team.append(score.add_step())
             if self.config.team_reward:
                 w = self.config.team_reward
                 rewards = (1.0 - w) * rewards + w * float(step_scores.mean())
@@ -248,9 +302,29 @@ class Trainer:
               "rewards": np.stack(rew_l), "alive": np.stack(alive_l),
               "dones": np.stack(done_l).astype(np.float32)}
         ep["train_mask"] = ep["alive"] & ~frozen[None, :]
+        remaining = max(score.horizon - score.steps, 0)  # what finish() scores per step
+        team += [-alpha * float(model.ledger.defaulted.mean())] * remaining
+        self.last_team_scores = np.asarray(team, dtype=np.float64)
         self.last_episode_reward = score.finish()
         self.last_params, self.last_seed = params, seed
         return ep
+
+    def _collect(self, k: int) -> dict[str, np.ndarray]:
+        """The update's k-th episode; with pairing, odd k replays episode k − 1's
+        draw (antithetic: its noise mirrored, 1 − u; shared: a fresh u)."""
+        pairing = self.config.pairing
+        if pairing == "none":
+            return self.collect_episode()
+        if k % 2 == 0:
+            u = self.rng.random(4) if pairing in ("antithetic", "shared") else None
+            draw = int(self.rng.integers(TRAIN_SEEDS, 2**31 - 1)), self.episode_params()
+            self._pair_draw = draw, u
+        draw, u = self._pair_draw
+        if pairing == "shared":
+            u = self.rng.random(4)
+        elif k % 2 and u is not None:
+            u = 1.0 - u
+        return self.collect_episode(draw, u)
 
     def train(self, callback: Callable[[dict[str, Any]], None] | None = None
               ) -> list[dict[str, Any]]:
@@ -259,14 +333,22 @@ class Trainer:
         while self.episode < cfg.episodes:
             self._maybe_freeze()
             episodes = []
-            for _ in range(cfg.episodes_per_update):
+            pair: list[np.ndarray] = []
+            for k in range(cfg.episodes_per_update):
                 if self.episode >= cfg.episodes:
                     break
-                ep = self.collect_episode()
+                ep = self._collect(k)
                 values = self.agent.values(ep["obs"], ep["alive"])
                 adv, ret = gae(ep["rewards"], values, ep["dones"],
                                np.zeros(ep["obs"].shape[1]), mcfg.gamma, mcfg.gae_lambda)
-                if cfg.advantage_norm == "episode":
+                if cfg.pairing != "none":
+                    pair.append(self.last_team_scores)
+                    if k % 2:  # the pair is complete: both episodes' advantages
+                        pa, pb = pair_advantages(pair[-2], pair[-1], mcfg.gamma)
+                        prev = episodes[-1]
+                        prev["advantages"] = _per_bank(pa, prev["advantages"])
+                        adv = _per_bank(pb, adv)
+                elif cfg.advantage_norm == "episode":
                     sel = adv[ep["train_mask"]]
                     if sel.size > 1:
                         adv = (adv - sel.mean()) / (sel.std() + 1e-8)
