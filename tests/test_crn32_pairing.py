@@ -194,3 +194,24 @@ def test_standardize_advantages_off_passes_the_advantages_as_they_are(standardiz
 def test_bad_pairing_settings_are_refused(cfg, says):
     with pytest.raises(ConfigError, match=says):
         Trainer(TINY, TrainerConfig(**({"episodes": 8} | cfg)), MAPPOConfig(hidden=8))
+
+
+def test_cli_pairing_flag_reaches_the_trainer_and_odd_counts_are_refused(tmp_path, capsys):
+    """``finsim train --pairing shared`` trains in pairs (recorded in the model's
+    metadata); an odd episode count is refused with a message naming the rule."""
+    import json
+
+    from finsim_mesa.cli import main
+
+    out = tmp_path / "m"
+    assert main(["train", "--episodes", "4", "--episodes-per-update", "4", "--pairing",
+                 "shared", "--team-reward", "1", "--banks", "6", "--steps", "6", "-q",
+                 "--out", str(out)]) == 0
+    meta = json.loads((out / "final" / "meta.json").read_text())
+    assert json.dumps(meta).count('"pairing": "shared"') == 1
+    capsys.readouterr()
+    assert main(["train", "--episodes", "3", "--pairing", "antithetic", "-q",
+                 "--out", str(tmp_path / "odd")]) == 2
+    err = capsys.readouterr().err
+    assert "pairing 'antithetic'" in err and "even" in err
+    assert not (tmp_path / "odd" / "final").exists()

@@ -77,7 +77,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer_config={"team_reward": args.team_reward, "ent_start": args.ent_start,
                         "ent_end": args.ent_end,
                         "episodes_per_update": args.episodes_per_update,
-                        "conditions": conditions, "advantage_norm": args.advantage_norm},
+                        "conditions": conditions, "advantage_norm": args.advantage_norm,
+                        "pairing": args.pairing},
         mappo_config={"init_action_mean": _init_action(args.init_action),
                       "gamma": args.gamma, "lr": args.lr, "hidden": args.hidden,
                       "normalize_obs": args.normalize_obs,
@@ -193,6 +194,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "beta is 1.69")
     tr.add_argument("--advantage-norm", choices=("batch", "episode"), default="batch",
                     help="standardise advantages over the batch or per episode")
+    tr.add_argument("--pairing", choices=("none", "common", "antithetic", "shared"),
+                    default="none",
+                    help="common random numbers: each update's episodes in pairs on one "
+                         "episode draw, advantage = team return-to-go minus the pair's mean; "
+                         "'shared': every bank of an episode shares one exploration draw "
+                         "(each episode its own), 'antithetic': the pair's draws mirrored, "
+                         "'common': each bank its own noise (even --episodes and "
+                         "--episodes-per-update; use with --team-reward 1)")
     tr.add_argument("--init-search", metavar="SEEDS,ITERATIONS,POPULATION[,SWEEPS]",
                     help="first search a state-reading actor by the cross-entropy method "
                          "(piecewise constant in --init-field, every piece starting at "
