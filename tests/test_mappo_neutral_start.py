@@ -138,3 +138,40 @@ def test_band_means_put_each_row_in_its_stress_band(rep):
         seen += 1
         assert np.all(got[f"band{b}"] >= edges[b]) and np.all(got[f"band{b}"] < edges[b + 1])
     assert seen >= 2  # the scenarios reach more than one band
+
+
+def test_fresh_block_script_pairs_each_actor_against_the_best_constant(rep, tmp_path, capsys):
+    """replications/mappo_crn_fresh_block.py: each row's figures are the paired
+    differences and shares computed here from plain evaluations of the same seeds
+    (the neutral actor plays the best constant up to float32 rounding: near 0)."""
+    import importlib.util
+    import json
+
+    from finsim_mesa.agents.actor import load_actor_folder
+    from finsim_mesa.agents.brains import ConstantBrain
+    from finsim_mesa.evaluation import evaluate_run
+
+    path = SCRIPT.parent / "mappo_crn_fresh_block.py"
+    spec = importlib.util.spec_from_file_location("mappo_crn_fresh_block", path)
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    assert fresh.BEST_CONSTANT == rep.BEST_CONSTANT
+    env = {"n_banks": 8, "steps": 6}
+    folder = rep.neutral_actor(tmp_path / "neutral", env)
+    fresh.main([str(folder), "--first", "500", "--count", "3", "--banks", "8", "--steps", "6",
+                "--conditions", "systemic,normal"])
+    rows = [json.loads(line.rsplit(" (", 1)[0]) for line in capsys.readouterr().out.splitlines()]
+    assert [r["condition"] for r in rows] == ["systemic", "normal"]
+    actor = load_actor_folder(folder)
+    for r in rows:
+        const = np.array([evaluate_run(ConstantBrain(rep.BEST_CONSTANT), r["condition"], s,
+                                       **env)["episode_reward"] for s in range(500, 503)])
+        mine = np.array([evaluate_run(actor, r["condition"], s, **env)["episode_reward"]
+                         for s in range(500, 503)])
+        assert r["best_constant"][0] == round(float(const.mean()), 3)
+        got = r[str(folder)]
+        assert got["vs_best_constant"][0] == round(float((mine - const).mean()), 3)
+        assert abs(got["vs_best_constant"][0]) < 0.05
+        low, mean, high = (got["vs_best_constant"][i] for i in (1, 0, 2))
+        assert low <= mean <= high
+        assert got["better_on"] == round(float(np.mean(mine > const)), 2)
