@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="the learn extra (torch) is not installed")
-from scipy import special, stats  # noqa: E402
 
 SCRIPT = Path(__file__).parents[1] / "replications" / "mappo_neutral_start.py"
 
@@ -38,25 +37,20 @@ def test_the_neutral_actor_plays_the_best_constant_in_every_band(rep, tmp_path):
     np.testing.assert_allclose(acts, np.tile(want, (40, 1)), atol=2e-4)
 
 
-def test_shared_noise_is_each_banks_beta_at_the_common_u(rep):
+def test_shared_noise_act_is_mappos_act_at_the_common_u(rep):
+    """The script's shared noise is ``MAPPO.act(obs, u=u)`` (tested against SciPy's
+    Beta in tests/test_crn32_pairing.py): the same actions and log-probabilities."""
     from finsim_mesa.learning.mappo import MAPPO, MAPPOConfig
 
     torch.manual_seed(1)
     agent = MAPPO(6, 5, MAPPOConfig(hidden=8, init_concentration=12.0))
-    rng = np.random.default_rng(2)
-    obs = rng.normal(size=(6, 5)).astype(np.float32)
-    obs[3] = obs[0]  # two banks that see the same: the same action
+    obs = np.random.default_rng(2).normal(size=(6, 5)).astype(np.float32)
     u = np.array([0.1, 0.5, 0.93, 0.7])
     x, logp = rep.shared_noise_act(agent, obs, u)
-    with torch.no_grad():
-        d = agent.actor.distribution(torch.as_tensor(obs))
-        a, b = d.concentration1.double().numpy(), d.concentration0.double().numpy()
-    np.testing.assert_array_equal(x[3], x[0])
-    # the inverse CDF: each action's Beta CDF is the common u (x is float32)
-    np.testing.assert_allclose(special.betainc(a, b, x.astype(float)),
-                               np.broadcast_to(u, a.shape), atol=1e-5)
-    np.testing.assert_allclose(logp, stats.beta.logpdf(x.astype(float), a, b).sum(1),
-                               rtol=1e-4, atol=1e-4)
+    want_x, want_logp = agent.act(obs, u=u)
+    np.testing.assert_array_equal(x, want_x)
+    np.testing.assert_array_equal(logp, want_logp)
+    assert not np.array_equal(x, rep.shared_noise_act(agent, obs, 1.0 - u)[0])
 
 
 @pytest.mark.slow
