@@ -115,17 +115,19 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
         # clamp round-off (e.g. cash after a margin payment that used all of it)
         e = np.maximum(L.cash + liquid, 0.0)
         rows, cols, vals, ext, forced = b_borrower, lb.lender[bi], owed[bi], ext_due, resolving
+        paid_on = bi
     else:
         cle = due & (lb.ccp >= 0)
+        n_cleared = np.count_nonzero(cle)
         anyone = np.count_nonzero(resolving) > 0
         seized_m, seized_f = np.zeros((n, C)), np.zeros((n, C))  # nothing seized yet
         leg = owed  # the borrower's leg, after set-off (read only)
-        if anyone and np.count_nonzero(cle):
+        if anyone and n_cleared:
             seized_m, seized_f, leg = layer.seize_collateral(L, lb, cle, resolving, owed)
-        elif np.count_nonzero(cle):  # seize_collateral's own no-set-off path: cash's -0.0
+        elif n_cleared:  # seize_collateral's own no-set-off path: cash's -0.0
             L.cash += 0.0  # turns to +0.0 as its moves of zeros would
         paid_on = flatnonzero(due)  # the due loans, in book order
-        if np.count_nonzero(cle) == paid_on.size:  # every due loan cleared (the usual case)
+        if n_cleared == paid_on.size:  # every due loan cleared (the usual case)
             bi, ci = paid_on[:0], paid_on
         else:
             bi, ci = flatnonzero(due & (lb.ccp < 0)), flatnonzero(cle)
@@ -157,8 +159,6 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     if C:
         b_paid[ci] = leg[ci] * rec[c_borrower]
         l_paid[ci] = owed[ci] * rec[c_node]
-    if not C:
-        paid_on = bi
     inflow = np.bincount(lb.lender[paid_on], weights=l_paid[paid_on], minlength=n)
     pay = res.payments[:n]
     # cash short of what must be paid is raised by emergency sales at the
