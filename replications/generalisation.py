@@ -22,12 +22,9 @@ import numpy as np
 from finsim_mesa.agents.actor import MappoBrain
 from finsim_mesa.agents.brains import ConstantBrain
 from finsim_mesa.conditions import MIXTURE, condition_params
-from finsim_mesa.evaluation import evaluate_run
+from finsim_mesa.evaluation import BEST_CONSTANT, evaluate_run
 from finsim_mesa.intervals import ci95
 
-#: the best constant searched by ``finsim evaluate --best-constant 8,6,12`` (CEM on
-#: selection seeds 20000...), as reported with the shipped policy
-BEST_CONSTANT = (0.0, 0.5507549760114743, 0.2983362415052715, 0.05364978081681621)
 CONDITIONS = {"100 banks": {"n_banks": 100}, "1000 banks": {"n_banks": 1000},
               "core-periphery": {"topology": "core_periphery"},
               "capital 0.08": {"capital_ratio": 0.08}}

@@ -25,11 +25,9 @@ import numpy as np
 
 from finsim_mesa.agents.actor import load_actor_folder
 from finsim_mesa.agents.brains import ConstantBrain
-from finsim_mesa.evaluation import evaluate_run
+from finsim_mesa.evaluation import BEST_CONSTANT, evaluate_run
 from finsim_mesa.intervals import ci95
 
-#: the searched best constant (``finsim evaluate --best-constant 8,6,12``)
-BEST_CONSTANT = (0.0, 0.5507549760114743, 0.2983362415052715, 0.05364978081681621)
 CONDITIONS = ("mixture", "normal", "liquidity_crisis", "asset_crash", "systemic")
 
 

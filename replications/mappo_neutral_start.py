@@ -61,12 +61,10 @@ import numpy as np
 
 from finsim_mesa.agents.actor import load_actor_folder
 from finsim_mesa.conditions import MIXTURE
-from finsim_mesa.evaluation import evaluate_run, run_params
+from finsim_mesa.evaluation import BEST_CONSTANT, evaluate_run, run_params
 from finsim_mesa.intervals import ci95
 from finsim_mesa.model import FinancialModel
 
-#: the searched best constant (``finsim evaluate --best-constant 8,6,12``)
-BEST_CONSTANT = (0.0, 0.5507549760114743, 0.2983362415052715, 0.05364978081681621)
 SELECTION_SEEDS = range(22000, 22060)
 SCENARIOS = ("normal", "liquidity_crisis", "asset_crash", "systemic")
 VARIANTS = {
@@ -116,13 +114,6 @@ def neutral_actor(folder: Path, env: dict) -> Path:
     return folder
 
 
-def shared_noise_act(agent, obs: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every bank's action at the common uniform ``u`` (shape (4,)) through its
-    own Beta's inverse CDF, and its log-probability under that Beta; shapes
-    (n, 4) and (n,) (``MAPPO.act`` with ``u``, the trainer's shared noise)."""
-    return agent.act(obs, u=u)
-
-
 @contextlib.contextmanager
 def shared_noise():
     """For the duration: each of MAPPO's training episodes draws one u from the
@@ -164,10 +155,11 @@ def band_means(brain, seeds: range, **env) -> dict[str, np.ndarray]:
     scenario (keys the scenario names) and per ``market_stress`` band of the
     deciding row (keys ``band0`` … ``band3``, cut at 0.15, 0.4, 0.65), over
     ``seeds``' runs in each scenario; each value shape (4,)."""
+    from finsim_mesa.learning.evolve import stress_cuts
     from finsim_mesa.observation import OBS
 
     col = OBS["market_stress"]
-    cuts = (0.15, 0.4, 0.65)
+    cuts = stress_cuts(SCENARIOS)  # the band actor's own cuts
     out, rows, stress = {}, [], []
     for sc in SCENARIOS:
         acts = []

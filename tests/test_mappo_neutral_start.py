@@ -37,22 +37,6 @@ def test_the_neutral_actor_plays_the_best_constant_in_every_band(rep, tmp_path):
     np.testing.assert_allclose(acts, np.tile(want, (40, 1)), atol=2e-4)
 
 
-def test_shared_noise_act_is_mappos_act_at_the_common_u(rep):
-    """The script's shared noise is ``MAPPO.act(obs, u=u)`` (tested against SciPy's
-    Beta in tests/test_crn32_pairing.py): the same actions and log-probabilities."""
-    from finsim_mesa.learning.mappo import MAPPO, MAPPOConfig
-
-    torch.manual_seed(1)
-    agent = MAPPO(6, 5, MAPPOConfig(hidden=8, init_concentration=12.0))
-    obs = np.random.default_rng(2).normal(size=(6, 5)).astype(np.float32)
-    u = np.array([0.1, 0.5, 0.93, 0.7])
-    x, logp = rep.shared_noise_act(agent, obs, u)
-    want_x, want_logp = agent.act(obs, u=u)
-    np.testing.assert_array_equal(x, want_x)
-    np.testing.assert_array_equal(logp, want_logp)
-    assert not np.array_equal(x, rep.shared_noise_act(agent, obs, 1.0 - u)[0])
-
-
 @pytest.mark.slow
 def test_a_short_shared_noise_run_trains_and_restores_the_methods(rep, tmp_path, monkeypatch):
     from finsim_mesa.agents.actor import load_actor_folder
