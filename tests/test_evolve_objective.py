@@ -115,6 +115,33 @@ def test_refined_value_is_what_an_independent_rerun_scores(tmp_path):
     np.testing.assert_array_equal(again.act(obs), ActorBrain(res.weights, None).act(obs))
 
 
+def test_a_set_start_is_the_incumbent_and_plays_where_its_block_acts():
+    env = {"n_banks": 10, "steps": 4}
+    starts = [(3, "lend", 0.3), (3, "borrow", 0.0), (4, "sell", 0.7)]  # block 4: the sub-bin
+    res = refine_scenarios(START, 1, blocks=[], scenarios=("systemic",), starts=starts,
+                           subs=[(3, "cash_ratio", 0.1, "below")], **env)
+    np.testing.assert_array_equal(res.actions[3], [0.3, 0.9, 0.9, 0.0])
+    rec = res.history[0]["refine"]
+    assert rec["starts"] == [list(s) for s in starts]
+    assert rec["sub_actions"] == [[0.05, 0.9, 0.7, 0.05]]  # its bin's record action, then set
+    rng = np.random.default_rng(4)
+    obs = rng.uniform(0, 1, (400, 16))
+    obs[:, 13] = 0.8
+    obs[:, 2] = np.where(rng.random(400) < 0.5, rng.uniform(0, 0.09, 400),
+                         rng.uniform(0.11, 1, 400))
+    got = ActorBrain(res.weights, None).act(obs)
+    poor = obs[:, 2] < 0.1
+    assert 50 < poor.sum() < 350
+    np.testing.assert_allclose(got[~poor], [[0.3, 0.9, 0.9, 0.002]] * int((~poor).sum()),
+                               atol=1e-4)  # a mean of 0 is played as 0.002 (_beta_logits)
+    np.testing.assert_allclose(got[poor], [[0.05, 0.9, 0.7, 0.05]] * int(poor.sum()), atol=1e-4)
+    want = evaluate_run(ActorBrain(res.weights, res.obs_fields), "systemic", REFINE_SEEDS, **env)
+    assert res.value == pytest.approx(want["episode_reward"], abs=1e-12)
+    plain = evaluate_run(ActorBrain(binned_actor(A, CUTS, 13, 16), None), "systemic",
+                         REFINE_SEEDS, **env)
+    assert plain["episode_reward"] != want["episode_reward"]  # the start did change the play
+
+
 def test_run_value_subtracts_the_default_penalty():
     assert run_value({"episode_reward": -1.25, "default_rate": 0.1}, 5.0) == pytest.approx(-1.75)
     assert run_value({"episode_reward": 0.3, "default_rate": 0.5}, 0.0) == 0.3
@@ -126,6 +153,9 @@ def test_run_value_subtracts_the_default_penalty():
     ({"blocks": [9]}, "blocks"),
     ({"subs": [(7, "cash_ratio", 0.1, "below")]}, "sub-bins"),
     ({"subs": [(1, "no_such_column", 0.1, "below")]}, "no observation column"),
+    ({"starts": [(4, "lend", 0.1)]}, "give a bin"),  # no sub-bin 4 here
+    ({"starts": [(1, "lent", 0.1)]}, "an action of lend"),
+    ({"starts": [(1, "lend", 1.5)]}, r"in \[0, 1\]"),
 ])
 def test_refine_refuses_bad_settings(kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -183,6 +213,16 @@ def test_train_refine_writes_an_actor_with_its_command_and_refuses_bad_input(tmp
     assert "--init-from" in capsys.readouterr().err
     assert main([*args, "--refine", "1.5,1,2", "--out", str(tmp_path / "c")]) == 2
     assert "whole numbers" in capsys.readouterr().err
+    out = tmp_path / "s"
+    assert main([*args, "--refine-set", "3:lend=0.2:borrow=0,6:borrow=1", "--out", str(out)]) == 0
+    meta = json.loads((out / "evolved" / "meta.json").read_text())
+    assert "--refine-set 3:lend=0.2:borrow=0,6:borrow=1 " in meta["command"]
+    assert meta["evolve"]["actions"][3][0] == 0.2 and meta["evolve"]["actions"][3][3] == 0.0
+    assert meta["evolve"]["sub_actions"][0][3] == 1.0  # block 6: the first sub-bin
+    for bad, msg in [("3:lend", "BLOCK:ACTION=VALUE"), ("x:lend=1", "BLOCK:ACTION=VALUE"),
+                     ("3:lend=nan", "BLOCK:ACTION=VALUE"), ("3:lent=0.2", "an action of")]:
+        assert main([*args, "--refine-set", bad, "--out", str(tmp_path / "bad")]) == 2
+        assert msg in capsys.readouterr().err
     # an actor folder without a search record: refused by --refine and --init-search alike
     plain = tmp_path / "plain"
     shutil.copytree(POLICY_DIR, plain)

@@ -233,6 +233,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--refine-sub", metavar="BIN:FIELD:CUT:SIDE,...",
                     help="add sub-bins: the part of BIN where FIELD is above/below CUT plays "
                          "its own searched action, e.g. 1:liquidity_coverage:0.05:below")
+    tr.add_argument("--refine-set", metavar="BLOCK:ACTION=VALUE[:...],...",
+                    help="before the search, set actions of bins / sub-bins (Beta means in "
+                         "[0, 1]), e.g. 3:lend=0.2:borrow=0; the search starts from there")
     tr.add_argument("--workers", default="1", metavar="N",
                     help="processes that run the episodes of --init-search / --refine "
                          "(default 1; e.g. 2 on two cores); the result is the same for any N")

@@ -21,6 +21,8 @@ def _command(args: argparse.Namespace) -> str:
         parts.append(f"--refine-blocks {args.refine_blocks}")
     if args.refine_sub:
         parts.append(f"--refine-sub {args.refine_sub}")
+    if args.refine_set:
+        parts.append(f"--refine-set {args.refine_set}")
     if workers_arg(args.workers) != 1:
         parts.append(f"--workers {workers_arg(args.workers)}")
     return " ".join([*parts, f"--out {args.out}"])
@@ -38,6 +40,23 @@ def _subs(text: str | None) -> list[tuple[int, str, float, str]]:
         if len(parts) != 4 or not np.isfinite(c) or side not in ("above", "below"):
             raise FinsimError(f"--refine-sub {item!r}: a finite CUT and SIDE above or below")
         out.append((b, f, c, side))
+    return out
+
+
+def _starts(text: str | None) -> list[tuple[int, str, float]]:
+    """``BLOCK:ACTION=VALUE[:ACTION=VALUE...],...`` as (block, action, value) triples."""
+    out = []
+    for item in text.split(",") if text else []:
+        block, *pairs = item.split(":")
+        try:
+            k = int(block)
+            pv = [(a, float(v)) for a, v in (p.split("=") for p in pairs)]
+        except ValueError:
+            pv = []
+        if not pv or not all(np.isfinite(v) for _, v in pv):
+            raise FinsimError(f"--refine-set {item!r}: give BLOCK:ACTION=VALUE[:ACTION=VALUE], "
+                              "e.g. 3:lend=0.2:borrow=0")
+        out += [(k, a, v) for a, v in pv]
     return out
 
 
@@ -60,7 +79,8 @@ def refine(args: argparse.Namespace) -> int:
     res = refine_scenarios(start, budget[0], kappa=args.refine_kappa, blocks=blocks,
                            iterations=budget[1], population=budget[2], seed=args.seed,
                            progress=not args.quiet, subs=_subs(args.refine_sub),
-                           workers=workers_arg(args.workers), **env)
+                           workers=workers_arg(args.workers), starts=_starts(args.refine_set),
+                           **env)
     meta = save_refined(res, folder, _command(args), env)
     print(json.dumps({"evolved": str(folder), "actions": meta["evolve"]["actions"],
                       "subs": meta["evolve"]["subs"], "sub_actions": meta["evolve"]["sub_actions"],

@@ -48,6 +48,7 @@ from finsim_mesa.learning.evolve import (
     _obs_fields,
     binned_actor,
 )
+from finsim_mesa.observation import ACTION_NAMES
 
 __all__ = ["REFINE_SEEDS", "add_sub_bins", "refine_blocks", "refine_scenarios", "run_value",
            "save_refined"]
@@ -172,6 +173,7 @@ def refine_scenarios(start: dict[str, Any], per_scenario: int, kappa: float = 0.
                      hidden: int = 64, progress: bool = False,
                      first_seed: int = REFINE_SEEDS,
                      subs: Sequence[tuple[int, str, float, str]] = (), workers: int = 1,
+                     starts: Sequence[tuple[int, str, float]] = (),
                      **env: Any) -> EvolveResult:
     """Refine the searched actor ``start`` (a metadata ``evolve`` record) bin by
     bin on ``per_scenario`` training seeds of each of ``scenarios``, each run
@@ -188,6 +190,10 @@ def refine_scenarios(start: dict[str, Any], per_scenario: int, kappa: float = 0.
             (:func:`add_sub_bins`), each starting at its bin's action (the
             policy unchanged) and searched as one more block, scored on the
             runs that reached its bin; kept with ``start``'s own sub-bins.
+        starts: (block, action name, value): before the search, set that action
+            of a bin or sub-bin block (its Beta mean, in [0, 1]) to ``value``; the
+            incumbent is then this changed actor (e.g. a start found by a
+            diagnosis, which the search of ``blocks`` refines from there).
         workers: processes that run each candidate's episodes
             (:class:`~finsim_mesa.learning.episode_pool.EpisodePool`); the
             result is the same for every count.
@@ -239,6 +245,14 @@ def refine_scenarios(start: dict[str, Any], per_scenario: int, kappa: float = 0.
         raise ConfigError(f"blocks {bad}: give bins 0..{bins - 1}, extra columns and "
                           f"sub-bins {bins}..{n_blocks - 1}")
     e_end = bins + len(extras)
+    set_at = []
+    for blk, act, val in starts:
+        if (not (0 <= int(blk) < bins or e_end <= int(blk) < n_blocks)
+                or act not in ACTION_NAMES or not 0 <= float(val) <= 1):
+            raise ConfigError(f"start {(blk, act, val)}: give a bin 0..{bins - 1} or a sub-bin "
+                              f"{e_end}..{n_blocks - 1}, an action of {', '.join(ACTION_NAMES)} "
+                              "and a value in [0, 1]")
+        set_at.append((int(blk) * N_ACTIONS + ACTION_NAMES.index(act), float(val)))
 
     def weights(x: np.ndarray) -> dict[str, np.ndarray]:
         b = x.reshape(n_blocks, N_ACTIONS)
@@ -261,6 +275,8 @@ def refine_scenarios(start: dict[str, Any], per_scenario: int, kappa: float = 0.
     runs = [(sc, s) for sc in scenarios for s in seeds]
     x0 = np.concatenate([acts.ravel(), (shifts.ravel() / SHIFT + 1) / 2,
                          np.asarray(sub_acts, dtype=float).ravel()])
+    for i, val in set_at:
+        x0[i] = val
     local = {k: k for k in range(bins)} | {e_end + i: s[0] for i, s in enumerate(all_subs)}
     t0 = time.perf_counter()
     with pool:
@@ -272,7 +288,8 @@ def refine_scenarios(start: dict[str, Any], per_scenario: int, kappa: float = 0.
                                   "seeds": [seeds[0], seeds[-1]], "blocks": order,
                                   "iterations": iterations, "population": population,
                                   "subs": [list(s) for s in all_subs],
-                                  "sub_actions": b[e_end:].tolist()}})
+                                  "sub_actions": b[e_end:].tolist(),
+                                  "starts": [[int(k), a, float(v)] for k, a, v in starts]}})
     return EvolveResult(field_name, cuts, b[:bins], weights(x), names, value, seeds,
                         iterations * population * len(order), time.perf_counter() - t0,
                         history, calls, "scenario-blocks", extras,
