@@ -1,0 +1,98 @@
+"""helper-35: DebtRank rounds in which many banks are distressed multiply every
+entry (undistressed columns' distress read as 0) instead of gathering the
+distressed columns' entries. Checked bit for bit against SciPy's CSR product
+(``risk.debtrank``, which sums every stored entry in row order), against a
+plain Python loop of Battiston et al.'s dynamics, and against the gathering
+path, with signed zeros, absent links and a NaN exposure."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from finsim_mesa import risk
+from finsim_mesa.links import LinkTable
+
+
+def _case(seed: int, n: int, pairs: int, share: float):
+    rng = np.random.default_rng(seed)
+    table = LinkTable()
+    table.ids(rng.integers(0, n, pairs), rng.integers(0, n, pairs))
+    rows, cols = table.csr_entries()
+    exposures = rng.random(rows.size) * 10.0
+    exposures[rng.random(rows.size) < 0.05] = -0.0  # a settled loan's -0.0
+    exposures[rng.random(rows.size) < 0.05] = 0.0
+    present = rng.random(rows.size) < 0.9
+    equity = rng.random(n) * 20.0 + 1.0
+    equity[rng.random(n) < 0.02] = -1.0  # no positive equity: weight 1
+    h0 = np.where(rng.random(n) < share, rng.random(n), 0.0)
+    value = rng.random(n) + 0.5
+    return table, rows, cols, exposures, present, equity, h0, value
+
+
+def _same(a, b):
+    assert a.distress.tobytes() == b.distress.tobytes()
+    assert np.array([a.debtrank, a.total]).tobytes() == np.array([b.debtrank, b.total]).tobytes()
+    assert a.steps == b.steps
+
+
+def _gathering(monkeypatch, *args, **kwargs):
+    with monkeypatch.context() as m:
+        m.setattr(risk, "_SCAN_SHARE", 0)  # never scan: the former rounds
+        return risk.debtrank_entries(*args, **kwargs)
+
+
+@pytest.mark.parametrize("seed,n,pairs,share", [(1, 300, 2000, 0.9), (2, 3000, 20_000, 0.6),
+                                                (3, 5000, 40_000, 1.0), (4, 2000, 12_000, 0.4)])
+def test_scanning_rounds_give_scipys_and_the_gathering_bits(monkeypatch, seed, n, pairs, share):
+    table, rows, cols, exposures, present, equity, h0, value = _case(seed, n, pairs, share)
+    assert risk._SCAN_SHARE * np.count_nonzero(h0) > n  # the first round scans
+    got = risk.debtrank_entries(rows, cols, exposures, equity, h0, value, present=present,
+                                by_column=table.by_column(n))
+    csr = sp.csr_matrix((exposures, cols, np.searchsorted(rows, np.arange(n + 1))), shape=(n, n))
+    assert csr.has_canonical_format
+    _same(got, risk.debtrank(csr, equity, h0, value, present=present))
+    _same(got, _gathering(monkeypatch, rows, cols, exposures, equity, h0, value,
+                          present=present, by_column=table.by_column(n)))
+    assert got.debtrank > 0
+
+
+def test_scanning_round_against_a_plain_loop():
+    """Battiston et al.'s dynamics written out with Python floats, each row's
+    terms added in entry order from 0.0 (as a CSR product adds them)."""
+    _table, rows, cols, exposures, present, equity, h0, value = _case(5, 120, 700, 0.95)
+    got = risk.debtrank_entries(rows, cols, exposures, equity, h0, value, present=present)
+    n = h0.size
+    w = [0.0] * rows.size
+    for k in range(rows.size):
+        eq = float(equity[rows[k]])
+        w[k] = 1.0 if not eq > 0 else min(1.0, float(exposures[k]) / eq)
+        w[k] = w[k] * float(present[k])
+    h = [min(max(float(x), 0.0), 1.0) for x in h0]
+    distressed = [x > 0 for x in h]
+    inactive = [False] * n
+    steps = 0
+    while any(distressed):
+        push = [0.0] * n
+        for k in range(rows.size):
+            push[rows[k]] += w[k] * (h[cols[k]] if distressed[cols[k]] else 0.0)
+        inactive = [a or b for a, b in zip(inactive, distressed, strict=True)]
+        h = [min(1.0, a + b) for a, b in zip(h, push, strict=True)]
+        distressed = [x > 0 and not i for x, i in zip(h, inactive, strict=True)]
+        steps += 1
+    assert got.distress.tolist() == h and got.steps == steps
+
+
+def test_a_nan_exposure_keeps_the_gathering_rounds(monkeypatch):
+    """NaN x 0 is NaN: an undistressed column's NaN exposure must not reach the
+    sums (the gathering rounds skip it), so such inputs never scan."""
+    _table, rows, cols, exposures, present, equity, h0, value = _case(6, 400, 3000, 0.8)
+    # a bank j never distressed (no distress, no exposures, positive equity) that
+    # owes others: its creditors' NaN exposures to j are never read by a gathering
+    j = next(j for j in np.flatnonzero(h0 == 0) if np.count_nonzero(cols == j))
+    exposures[rows == j] = 0.0
+    equity[j] = 5.0
+    exposures[cols == j] = np.nan
+    got = risk.debtrank_entries(rows, cols, exposures, equity, h0, value, present=present)
+    _same(got, _gathering(monkeypatch, rows, cols, exposures, equity, h0, value,
+                          present=present))
+    assert got.distress[j] == 0.0 and np.isfinite(got.distress).all()
