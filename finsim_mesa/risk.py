@@ -240,7 +240,16 @@ def _column_entries(by_column: tuple[np.ndarray, np.ndarray], cols: np.ndarray) 
     total = int(lens.sum())
     # column j's positions order[start_j : start_j + len_j], all columns in one gather
     at = np.arange(total) + np.repeat(start - (np.cumsum(lens) - lens), lens)
-    return np.sort(order[at])
+    if _MARK_FROM * total <= order.size:  # few: sorted into entry order
+        return np.sort(order[at])
+    # more (a sort of k entries costs more than a pass over all): marked, then
+    # read in entry order (the same positions, each once)
+    mark = np.zeros(order.size, dtype=bool)
+    mark[order[at]] = True
+    return mark.nonzero()[0]
+
+
+_MARK_FROM = 64  # entries of the columns beyond 1/64 of all: marked, not sorted (measured)
 
 
 def _values(exposures: np.ndarray | sp.spmatrix | None, value: np.ndarray | None,

@@ -96,3 +96,27 @@ def test_a_nan_exposure_keeps_the_gathering_rounds(monkeypatch):
     _same(got, _gathering(monkeypatch, rows, cols, exposures, equity, h0, value,
                           present=present))
     assert got.distress[j] == 0.0 and np.isfinite(got.distress).all()
+
+
+@pytest.mark.parametrize("share", [0.001, 0.01, 0.04, 0.06])
+def test_column_entries_sorted_or_marked_are_the_columns_entries(share):
+    """``_column_entries`` (sorted for few entries, marked for more) against
+    NumPy's membership test: the positions of the chosen columns' entries in
+    entry order; and the rounds that use it against the scanning rounds."""
+    rng, n = np.random.default_rng(int(share * 1000)), 6000
+    table = LinkTable()
+    table.ids(rng.integers(0, n, 50_000), rng.integers(0, n, 50_000))
+    rows, cols = table.csr_entries()
+    chosen = np.flatnonzero(rng.random(n) < share)
+    got = risk._column_entries(table.by_column(n), chosen)
+    assert np.array_equal(got, np.flatnonzero(np.isin(cols, chosen)))
+    marked = risk._MARK_FROM * got.size > cols.size
+    assert marked == (share >= 0.04)  # both ways are exercised
+    exposures = rng.random(rows.size) * 10.0
+    equity = rng.random(n) * 20.0 + 1.0
+    h0 = np.zeros(n)
+    h0[chosen] = rng.random(chosen.size)
+    value = rng.random(n) + 0.5
+    fast = risk.debtrank_entries(rows, cols, exposures, equity, h0, value,
+                                 by_column=table.by_column(n))
+    _same(fast, risk.debtrank_entries(rows, cols, exposures, equity, h0, value))
