@@ -70,7 +70,8 @@ def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray
     to the sums it forms, so leaving them out changes no bit (tested against
     matching every link).
     """
-    ta = L.total_assets()
+    owed = L.loans.owed  # one pass for the assets and the pairs' exposures (same book)
+    ta = L.total_assets(owed)
     reserve = ta * (cfg.reserve_ratio + hoard * max(cfg.liquidity_share - cfg.reserve_ratio, 0.0))
     offer = lend * np.maximum(L.cash - reserve, 0.0) * cfg.max_lend_fraction
     request = borrow * cfg.max_borrow_fraction * ta
@@ -85,7 +86,7 @@ def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray
         return empty, empty, np.zeros(0), empty
     s, d = src[e], dst[e]
     # = exposure_matrix()[s, d], without building it
-    held = L.loans.held_on(src, dst, e)
+    held = L.loans.held_on(src, dst, e, owed=owed)
     room = np.maximum(cfg.large_exposure_limit * np.maximum(L.equity[s], 0.0) - held, 0.0)
     x = match_lending(offer, request, s, d, room)
     k = flatnonzero(x > MIN_LOAN)  # one pass for the gathers

@@ -244,6 +244,7 @@ class LoanBook:
 
     def keep(self, mask: np.ndarray) -> None:
         """Keep only the loans where ``mask`` (shape (m,), bool) is True."""
+        mask = np.asarray(mask, dtype=bool)
         m, k = len(self), int(np.count_nonzero(mask))
         if k == m:
             return
@@ -251,10 +252,9 @@ class LoanBook:
             self._drop_first(m - k)  # the book is in maturity order, what is due comes first)
             return
         bufs, head = self._room(m)
-        keep = flatnonzero(mask)
-        for name in self._ROWS:  # compacted in place: row keep[j] >= j is read first
+        for name in self._ROWS:  # compacted in place (the kept rows gathered first)
             rows = bufs[name][head:head + m]
-            np.take(rows, keep, out=rows[:k], mode="clip")
+            rows[:k] = rows[mask]
         self._rows(k)
 
     def copy(self) -> LoanBook:
@@ -282,14 +282,16 @@ class LoanBook:
             self.link[todo] = self.links.ids(self.lender[todo], self.borrower[todo])
         return self.link
 
-    def held_on(self, src: np.ndarray, dst: np.ndarray, subset: np.ndarray | None = None
-                ) -> np.ndarray:
+    def held_on(self, src: np.ndarray, dst: np.ndarray, subset: np.ndarray | None = None,
+                owed: np.ndarray | None = None) -> np.ndarray:
         """What ``src[e]`` is owed by ``dst[e]`` now over all loans, shape (e,):
         ``exposure_matrix()[src, dst]`` without building it (the loans of a
         pair are summed in book order); with ``subset`` (edge indices) only for
-        those edges, shape (subset.size,)."""
+        those edges, shape (subset.size,). ``owed``: :attr:`owed`, if the
+        caller has it."""
         edges = self.links.edge_ids(src, dst)
-        per_link = np.bincount(self.link_ids(), weights=self.owed, minlength=len(self.links))
+        per_link = np.bincount(self.link_ids(), weights=self.owed if owed is None else owed,
+                               minlength=len(self.links))
         return per_link[edges if subset is None else edges[subset]]
 
     def exposures(self, n: int, bilateral_only: bool = False
