@@ -68,6 +68,21 @@ def _impact_weights(exposures: np.ndarray, denom: np.ndarray,
     return data
 
 
+def _entry_weights(exposures: np.ndarray, equity: np.ndarray, rows: np.ndarray,
+                   present: np.ndarray | None) -> np.ndarray:
+    """:func:`_impact_weights` of ``exposures`` and the creditors' ``equity[rows]``
+    with the tests and the safe divisor formed per bank (shape (n,)) instead of
+    per entry: the same divisions, fewer passes over the entries."""
+    pos = equity > 0
+    data = exposures / np.where(pos, equity, 1.0)[rows]
+    np.minimum(1.0, data, out=data)
+    if np.count_nonzero(pos) < pos.size:  # banks without positive equity: weight 1
+        data[~pos[rows]] = 1.0
+    if present is not None:
+        data *= present  # x * 0 = +0.0 and x * 1 = x for the finite x >= 0 here
+    return data
+
+
 @dataclass(frozen=True)
 class DebtRankResult:
     """Outcome of a DebtRank propagation.
@@ -191,7 +206,7 @@ def debtrank_entries(
     h0 = clip(np.asarray(initial_distress, dtype=float), 0.0, 1.0)
     n = h0.shape[0]
     v = _values(None, value, n)
-    data = _impact_weights(exposures, np.asarray(equity, dtype=float)[rows], present)
+    data = _entry_weights(exposures, np.asarray(equity, dtype=float), rows, present)
     h = h0.copy()
     distressed = h > 0
     inactive = np.zeros(n, dtype=bool)

@@ -120,3 +120,34 @@ def test_column_entries_sorted_or_marked_are_the_columns_entries(share):
     fast = risk.debtrank_entries(rows, cols, exposures, equity, h0, value,
                                  by_column=table.by_column(n))
     _same(fast, risk.debtrank_entries(rows, cols, exposures, equity, h0, value))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_entry_weights_are_the_impact_weights_per_entry(seed):
+    """The per-bank divisor against the per-entry form (the former one) and a
+    plain loop of the definition, with every kind of float in the inputs."""
+    rng = np.random.default_rng(seed)
+    n, nnz = 50, 400
+    rows = np.sort(rng.integers(0, n, nnz))
+    specials = np.array([0.0, -0.0, -1.0, np.nan, np.inf, 1e-300, 1e300])
+    equity = np.where(rng.random(n) < 0.3, rng.choice(specials, n), rng.random(n) * 5)
+    exposures = np.where(rng.random(nnz) < 0.2, rng.choice(specials[[0, 1, 3, 4, 5]], nnz),
+                         rng.random(nnz) * 10)
+    if seed == 0:
+        equity = np.abs(equity) + 1.0  # every bank with positive equity
+    for present in (None, rng.random(nnz) < 0.8):
+        with np.errstate(invalid="ignore", over="ignore"):
+            got = risk._entry_weights(exposures, equity, rows, present)
+            want = risk._impact_weights(exposures, equity[rows], present)
+        assert got.tobytes() == want.tobytes()
+        for k in range(nnz):
+            eq = float(equity[rows[k]])
+            if not eq > 0:
+                w = 1.0
+            else:
+                q = float(exposures[k]) / eq if eq != np.inf else float(exposures[k]) * 0.0
+                w = q if q != q else min(1.0, q)  # NaN stays NaN (as np.minimum keeps it)
+            if present is not None:
+                w = w * float(present[k])
+            assert np.array([w]).tobytes() == got[k:k + 1].tobytes() or (
+                w != w and np.isnan(got[k])), (k, w, got[k])
