@@ -96,10 +96,9 @@ class Ledger:
         return accounting.values(self.holdings, self.prices)
 
     def interbank_assets(self, owed: np.ndarray | None = None) -> np.ndarray:
-        """shape (n,): loans receivable incl. accrued interest (``owed``: the book's
-        ``owed``, if the caller has it)."""
-        return np.bincount(self.loans.lender, weights=self.loans.owed if owed is None else owed,
-                           minlength=self.n)
+        """shape (n,): loans receivable incl. accrued interest (``owed``: the book's, if known)."""
+        lb = self.loans
+        return np.bincount(lb.lender, weights=lb.owed if owed is None else owed, minlength=self.n)
 
     def interbank_liabilities(self) -> np.ndarray:
         """shape (n,): loans payable incl. accrued interest."""
@@ -112,8 +111,7 @@ class Ledger:
 
     def total_assets(self, owed: np.ndarray | None = None) -> np.ndarray:
         """shape (n,): cash + securities + other assets + interbank assets + CCP accounts
-        (none without CCPs: + 0.0 changes no sum here, which is never −0.0; tested).
-        ``owed``: the loan book's ``owed``, if the caller has it."""
+        (none without CCPs: + 0.0 changes no sum here, which is never −0.0; tested)."""
         ta = self.cash + self.asset_values() + self.other_assets + self.interbank_assets(owed)
         return ta + self.infrastructure_assets() if self.margin.shape[1] else ta
 
