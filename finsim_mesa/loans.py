@@ -186,9 +186,9 @@ class LoanBook:
             return
         first, inverse = groups
         rate, mat = self.rate[t], self.maturity[t]
+        lead = first[inverse]  # each row's group's first row
         # (np.array_equal of equal shapes, without its Python layer: NaN differs too)
-        if (_count_nonzero(rate != rate[first][inverse])
-                or _count_nonzero(mat != mat[first][inverse])):
+        if _count_nonzero(rate != rate[lead]) or _count_nonzero(mat != mat[lead]):
             return  # pairs with different terms stay separate loans
         merged = {
             "lender": self.lender[t][first], "borrower": self.borrower[t][first],
@@ -214,7 +214,9 @@ class LoanBook:
         # the block (the mark array is the table's size): no sort
         if int(_min(link)) >= 0 and len(self.links) * c <= 64 * link.size:
             # a pair's rank in (lender, borrower) order, so the key is in the same order
-            key = self.links.ranks()[link] * c + (ccp + 1)
+            key = self.links.ranks()[link]
+            if c > 1:  # (no CCP: every ccp + 1 is 0 and c is 1, so the key is the rank)
+                key = key * c + (ccp + 1)
             mark = np.zeros(len(self.links) * c, dtype=bool)
             mark[key] = True
             keys = flatnonzero(mark)  # the groups' keys, in order

@@ -75,3 +75,49 @@ def test_assets_and_exposures_with_a_given_owed_are_the_row_loops():
     want = [pairs.get((int(src[e]), int(dst[e])), 0.0) for e in subset]
     assert lb.held_on(src, dst, subset, owed=owed).tolist() == want
     assert lb.held_on(src, dst, subset).tolist() == want
+
+
+def _merged_by_loop(block: dict[str, list]) -> dict[str, list] | None:
+    """Consolidation written from its definition: rows grouped by (lender,
+    borrower, CCP) in that order, sums in row order; None if a group mixes terms."""
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    for r, key in enumerate(zip(block["lender"], block["borrower"], block["ccp"], strict=True)):
+        groups.setdefault(key, []).append(r)
+    out: dict[str, list] = {name: [] for name in LoanBook._ROWS}
+    for key in sorted(groups):
+        rows = groups[key]
+        if len({block["rate"][r] for r in rows}) > 1 or len({block["maturity"][r]
+                                                             for r in rows}) > 1:
+            return None
+        for name in ("lender", "borrower", "rate", "maturity", "ccp", "link"):
+            out[name].append(block[name][rows[0]])
+        for name in ("principal", "accrued"):
+            s = 0.0
+            for r in rows:
+                s += block[name][r]
+            out[name].append(s)
+    return out
+
+
+@pytest.mark.parametrize("ccps", [0, 2])
+@pytest.mark.parametrize("mixed", [False, True])
+def test_consolidate_is_the_grouping_loop(ccps, mixed):
+    rng = np.random.default_rng(ccps * 10 + mixed)
+    lb = LoanBook()
+    lb.links.ids(np.repeat(np.arange(12), 12), np.tile(np.arange(12), 12))  # every pair
+    m = 300
+    lender, borrower = rng.integers(0, 12, m), rng.integers(0, 12, m)
+    ccp = rng.integers(-1, ccps, m) if ccps else np.full(m, -1)
+    rate = np.full(m, 0.01)
+    if mixed:
+        rate[rng.integers(0, m)] = 0.02
+    lb.append(lender, borrower, rng.random(m) * 5, rate, 7, ccp)
+    lb.accrued[:] = rng.random(m) * 0.1
+    lb.link_ids()  # known links: the rank merge
+    block = _columns(lb)
+    want = _merged_by_loop(block)
+    lb.consolidate(0)
+    if want is None:  # some pair's loans differ in rate: left as they were
+        assert _columns(lb) == block
+    else:
+        assert _columns(lb) == want and len(lb) < m
