@@ -174,7 +174,8 @@ def debtrank_entries(
     is most of the cost on small networks. Bit for bit :func:`debtrank` of the
     CSR matrix of these entries: each row's products are summed in the same
     order (``np.bincount`` adds them in entry order from 0, as SciPy's CSR
-    product does; the terms of undistressed columns, all +0.0, are skipped).
+    product does; the terms of undistressed columns, all ±0.0, are skipped, or,
+    in a round with many distressed banks, summed as data × 0).
 
     Args:
         rows, cols: shape (nnz,), int: lender i, borrower j of each entry.
