@@ -248,11 +248,17 @@ class LoanBook:
         """Keep only the loans where ``mask`` (shape (m,), bool) is True."""
         mask = np.asarray(mask, dtype=bool)
         m, k = len(self), int(np.count_nonzero(mask))
+        if mask.shape != (m,):
+            raise IndexError(f"keep: a mask of shape {mask.shape} for a book of {m} loans")
         if k == m:
             return
         if np.count_nonzero(mask[m - k:]) == k:  # the first m - k rows go (the usual case:
             self._drop_first(m - k)  # the book is in maturity order, what is due comes first)
             return
+        first = int(mask.argmax())  # the rows before the first kept one go without moving
+        if first:  # (what is due; the others, e.g. a resolved bank's loans, are compacted)
+            self._drop_first(first)
+            mask, m = mask[first:], m - first
         bufs, head = self._room(m)
         for name in self._ROWS:  # compacted in place (the kept rows gathered first)
             rows = bufs[name][head:head + m]

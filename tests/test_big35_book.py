@@ -34,6 +34,9 @@ def test_keep_is_a_row_by_row_filter(seed):
     signs = np.signbit(lb.accrued).tolist()
     mask = rng.random(len(lb)) < 0.6
     mask[-1] = False  # not a prefix drop: the rows are compacted
+    if seed % 2:
+        mask[:10] = False  # the first rows go too: the head moves past them first
+    head = lb._spare.head
     if seed == 0:
         mask = mask.astype(np.int8)  # 0/1 given as integers: still a mask
     lb.keep(mask)
@@ -41,6 +44,7 @@ def test_keep_is_a_row_by_row_filter(seed):
     want = {name: [col[j] for j in keep] for name, col in before.items()}
     assert _columns(lb) == want
     assert np.signbit(lb.accrued).tolist() == [signs[j] for j in keep]
+    assert lb._spare.head == head + keep[0]  # the leading rows dropped without moving
     lb.append(np.array([1]), np.array([10]), np.array([2.0]), np.array([0.01]), 9)
     assert len(lb) == len(keep) + 1 and lb.principal[-1] == 2.0  # still a working book
     assert lb.lender[:-1].tolist() == want["lender"]
@@ -49,9 +53,10 @@ def test_keep_is_a_row_by_row_filter(seed):
 def test_keep_with_a_wrong_mask_leaves_the_book_as_it_was():
     lb = _book(np.random.default_rng(9), 50)
     before = _columns(lb)
-    with pytest.raises(IndexError):
-        lb.keep(np.ones(49, dtype=bool) & (np.arange(49) % 2 == 0))
-    assert _columns(lb) == before
+    for wrong in (np.arange(49) % 2 == 0, np.arange(49) % 2 == 1, np.arange(51) > 3):
+        with pytest.raises(IndexError):
+            lb.keep(wrong)
+        assert _columns(lb) == before
 
 
 def test_assets_and_exposures_with_a_given_owed_are_the_row_loops():
