@@ -311,26 +311,30 @@ class LoanBook:
         owed, present = self._per_link(bilateral_only)
         return self.links.csr(n, owed), self.links.in_csr_order(present)
 
-    def exposure_entries(self, bilateral_only: bool = False
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def exposure_entries(self, bilateral_only: bool = False, present: bool = True
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """The stored entries of :meth:`exposures` without building the matrix:
         (rows = lenders, cols = borrowers, exposure (money), carries a loan),
-        each shape (links,), in CSR order."""
-        owed, present = self._per_link(bilateral_only)
+        each shape (links,), in CSR order; the last is None unless ``present``."""
+        owed, carries = self._per_link(bilateral_only, present)
         rows, cols = self.links.csr_entries()
         return (rows, cols, self.links.in_csr_order(owed).astype(float, copy=False),
-                self.links.in_csr_order(present))
+                None if carries is None else self.links.in_csr_order(carries))
 
-    def _per_link(self, bilateral_only: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(amount owed, whether it carries a loan) on each link, by link id."""
+    def _per_link(self, bilateral_only: bool, present: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(amount owed, whether it carries a loan: None unless ``present``) on
+        each link, by link id."""
         link, owed = self.link_ids(), self.owed
         if bilateral_only:
             keep = self.ccp < 0
             link, owed = link[keep], owed[keep]
         size = len(self.links)
-        present = np.zeros(size, dtype=bool)
-        present[link] = True
-        return np.bincount(link, weights=owed, minlength=size), present
+        carries = None
+        if present:
+            carries = np.zeros(size, dtype=bool)
+            carries[link] = True
+        return np.bincount(link, weights=owed, minlength=size), carries
 
     def __getstate__(self) -> dict:
         self.link_ids(assign=False)  # ids of replaced rows reset first

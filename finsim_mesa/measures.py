@@ -158,7 +158,10 @@ def update_full(m: Measures, L: Ledger, sheets: Sheets, assets0: np.ndarray,
     h = risk.distress(L.equity, L.equity0, L.defaulted) if h is None else h
     # economic value v = share of total assets at the start (a stable weight)
     # on the loan book's fixed link pattern (data refilled, no matrix built)
-    rows, cols, E, present = L.loans.exposure_entries(bilateral_only=bilateral_only)
+    # which links carry a loan matters only to a creditor without positive equity
+    # (weight 1): with none, a link without loans weighs 0 / equity = +0.0 anyway
+    rows, cols, E, present = L.loans.exposure_entries(
+        bilateral_only, present=np.count_nonzero(L.equity0 > 0) < L.n)
     dr = risk.debtrank_entries(rows, cols, E, L.equity0, h, value=assets0, present=present,
                                by_column=L.loans.links.by_column(L.n))
     m.debtrank, m.debtrank_total = float(dr.debtrank), float(dr.total)

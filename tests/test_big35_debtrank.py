@@ -151,3 +151,55 @@ def test_entry_weights_are_the_impact_weights_per_entry(seed):
                 w = w * float(present[k])
             assert np.array([w]).tobytes() == got[k:k + 1].tobytes() or (
                 w != w and np.isnan(got[k])), (k, w, got[k])
+
+
+def _model_debtrank(m, present_always: bool):
+    """The record stage's DebtRank of ``m``'s book: the loan marks always
+    passed (the former call) or as ``update_full`` passes them now."""
+    from finsim_mesa.measures import update_full
+
+    L = m.ledger
+    if present_always:
+        rows, cols, E, present = L.loans.exposure_entries(m.router is not None)
+        return risk.debtrank_entries(rows, cols, E, L.equity0, risk.distress(
+            L.equity, L.equity0, L.defaulted), value=m.reference.assets0, present=present,
+            by_column=L.loans.links.by_column(L.n))
+    update_full(m.measures, L, m.sheets, m.reference.assets0, m.reference.liquidity0,
+                m.router is not None)
+    return m.measures
+
+
+@pytest.mark.parametrize("kw", [dict(n_banks=300, scenario="systemic", rng=2),
+                                dict(n_banks=200, scenario="normal", rng=3, n_exchanges=1,
+                                     n_ccps=1)])
+def test_debtrank_without_loan_marks_when_every_creditor_has_equity(kw):
+    """With every initial equity positive a link without loans weighs +0.0
+    either way, so update_full leaves the marks out: the same DebtRank, bit
+    for bit; with a bank of no initial equity it passes them (the same bits
+    too: that bank's distress is 1 from the start, so its weight-1 row changes
+    nothing, but the marks are kept rather than relying on that)."""
+    from finsim_mesa import FinancialModel
+
+    m = FinancialModel(steps=20, **kw)
+    m.run_for(6)
+    L = m.ledger
+    assert np.count_nonzero(L.equity0 > 0) == L.n
+    rows, cols, exposure, present = L.loans.exposure_entries(m.router is not None)
+    assert not present.all()  # some links carry no loan now
+    unmarked = L.loans.exposure_entries(m.router is not None, present=False)
+    assert unmarked[3] is None and unmarked[2].tobytes() == exposure.tobytes()
+    want = _model_debtrank(m, True)
+    got = _model_debtrank(m, False)
+    assert np.array([got.debtrank, got.debtrank_total]).tobytes() == np.array(
+        [want.debtrank, want.total]).tobytes()
+    # a creditor on a link without loans, to a distressed borrower, has no
+    # initial equity: weight 1 there
+    h = risk.distress(L.equity, L.equity0, L.defaulted)
+    absent = np.flatnonzero(~present)
+    k = absent[np.argmax(h[cols[absent]])]
+    assert h[cols[k]] > 0
+    L.equity0[rows[k]] = 0.0
+    want = _model_debtrank(m, True)
+    got = _model_debtrank(m, False)
+    assert np.array([got.debtrank, got.debtrank_total]).tobytes() == np.array(
+        [want.debtrank, want.total]).tobytes()
