@@ -44,8 +44,9 @@ def match_lending(offer: np.ndarray, request: np.ndarray, src: np.ndarray, dst: 
     n = offer.size
     want = np.minimum(request[dst], room)
     asked = np.bincount(src, weights=want, minlength=n)
-    x = np.minimum(np.divide(offer[src] * want, asked[src], out=np.zeros(src.size),
-                             where=asked[src] > 0), want)
+    per = asked[src]  # (gathered once for the division and its test)
+    x = np.minimum(np.divide(offer[src] * want, per, out=np.zeros(src.size), where=per > 0),
+                   want)
     got = np.bincount(dst, weights=x, minlength=n)
     scale = np.divide(request, got, out=np.ones(n), where=got > request)
     x *= np.minimum(scale, 1.0)[dst]

@@ -67,3 +67,45 @@ def test_the_rows_are_c_contiguous_and_the_products():
         assert rows.tobytes() == np.ascontiguousarray(a.T * active).tobytes()
         for j in range(4):
             assert rows[j].tolist() == [x * float(s) for x, s in zip(a[:, j], active, strict=True)]
+
+
+def test_match_lending_is_its_definition_loop():
+    """Each link's share of its lender's offer, scaled to the borrower's request,
+    written out link by link (the divisions as np.divide makes them)."""
+    from finsim_mesa.lending import match_lending
+
+    rng = np.random.default_rng(4)
+    n, e = 40, 300
+    src, dst = rng.integers(0, n, e), rng.integers(0, n, e)
+    offer = np.where(rng.random(n) < 0.7, rng.random(n) * 10, 0.0)
+    request = np.where(rng.random(n) < 0.7, rng.random(n) * 10, 0.0)
+    room = np.where(rng.random(e) < 0.9, rng.random(e) * 5, 0.0)
+    got = match_lending(offer, request, src, dst, room)
+    want = [min(float(request[dst[k]]), float(room[k])) for k in range(e)]
+    asked = [0.0] * n
+    for k in range(e):
+        asked[src[k]] += want[k]
+    x = [min(float(offer[src[k]]) * want[k] / asked[src[k]], want[k]) if asked[src[k]] > 0
+         else min(0.0, want[k]) for k in range(e)]
+    got_by = [0.0] * n
+    for k in range(e):
+        got_by[dst[k]] += x[k]
+    scale = [float(request[i]) / got_by[i] if got_by[i] > request[i] else 1.0 for i in range(n)]
+    x = [x[k] * min(scale[dst[k]], 1.0) for k in range(e)]
+    assert got.tolist() == x
+
+
+def test_decide_gives_zeros_to_inactive_banks_and_each_brain_its_rows():
+    """One brain for every bank with some banks out, and several brains: the
+    actions are each brain's on its active rows, zeros elsewhere."""
+    for brain in ("rule_based", ["greedy", "rule_based", "conservative"] * 10):
+        m = FinancialModel(n_banks=30, brain=brain, scenario="systemic", rng=6, steps=20)
+        m.run_for(3)
+        m.ledger.status[::4] = 1
+        obs = m.observe()
+        got = m.decide(obs)
+        active = m.ledger.active
+        assert not got[~active].any()
+        for b, idx in m.brains.groups:
+            rows = idx[active[idx]]
+            assert got[rows].tobytes() == np.clip(b.act(obs[rows]), 0, 1).tobytes()
