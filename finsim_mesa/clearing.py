@@ -60,6 +60,7 @@ import scipy.sparse as sp
 
 from finsim_mesa.clearing_picard import picard_clearing
 from finsim_mesa.clearing_rounds import RESIDUAL_TOL, fictitious_default
+from finsim_mesa.fastmath import stable_order
 
 __all__ = ["FAST_PATH_MIN_N", "METHODS", "ClearingResult", "clear_legs", "eisenberg_noe",
            "fixed_point_clearing"]
@@ -341,7 +342,7 @@ def clear_legs(
     keep = amount > 0
     row, col, data = debtor[keep], creditor[keep], amount[keep]
     if n >= FAST_PATH_MIN_N:
-        order = np.argsort(row, kind="stable")  # Πᵀ's columns are the debtors
+        order = stable_order(row, n)  # Πᵀ's columns are the debtors (a stable argsort)
         indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(row, minlength=n), out=indptr[1:])
         PiT = sp.csc_matrix(((data / pbar[row])[order], col[order], indptr), shape=(n, n))

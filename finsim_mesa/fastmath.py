@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["clip", "flatnonzero", "leading", "mean", "total"]
+__all__ = ["clip", "flatnonzero", "leading", "mean", "stable_order", "total"]
 
 _maximum, _minimum, _asanyarray, _matrix = np.maximum, np.minimum, np.asanyarray, np.matrix
 _sum = np.add.reduce  # what ``ndarray.sum`` calls, after a Python layer (``_methods._sum``)
@@ -63,3 +63,24 @@ def leading(rows: np.ndarray) -> np.ndarray | slice:
     if k == 0 or (rows[0] == 0 and rows[k - 1] == k - 1):
         return slice(0, k)
     return rows
+
+
+_U16 = 1 << 16
+
+
+def stable_order(ids: np.ndarray, n: int) -> np.ndarray:
+    """``np.argsort(ids, kind="stable")`` of integer ids in ``0..n-1``, shape (k,):
+    the same permutation (a stable sort by the same keys is unique), by NumPy's
+    radix sort of 16-bit keys: one pass when ``n <= 2**16``, else two (least
+    significant digit first: the low 16 bits, then the high bits of the rows in
+    that order; a stable sort by the high bits keeps the low bits' order among
+    equal high bits, so the rows end in (high, low) order, ties in row order).
+    NumPy sorts 64-bit keys stably by merge sort, 5-13x slower on a clearing's
+    legs at 10,000 banks, 3-4x at 100,000."""
+    if n <= _U16:
+        return np.argsort(ids.astype(np.uint16), kind="stable")
+    if n > _U16 * _U16:  # ids beyond 32 bits: NumPy's own sort
+        return np.argsort(ids, kind="stable")
+    low = np.argsort(ids.astype(np.uint16), kind="stable")  # (astype wraps: ids mod 2**16)
+    high = (ids >> 16).astype(np.uint8 if n <= _U16 << 8 else np.uint16)
+    return low[np.argsort(high[low], kind="stable")]

@@ -95,9 +95,10 @@ class Ledger:
         """shape (n,): market value of illiquid holdings."""
         return accounting.values(self.holdings, self.prices)
 
-    def interbank_assets(self) -> np.ndarray:
-        """shape (n,): loans receivable incl. accrued interest."""
-        return np.bincount(self.loans.lender, weights=self.loans.owed, minlength=self.n)
+    def interbank_assets(self, owed: np.ndarray | None = None) -> np.ndarray:
+        """shape (n,): loans receivable incl. accrued interest (``owed``: the book's, if known)."""
+        lb = self.loans
+        return np.bincount(lb.lender, weights=lb.owed if owed is None else owed, minlength=self.n)
 
     def interbank_liabilities(self) -> np.ndarray:
         """shape (n,): loans payable incl. accrued interest."""
@@ -108,10 +109,10 @@ class Ledger:
         return (self.margin.sum(axis=1) + self.fund.sum(axis=1) if self.margin.shape[1]
                 else np.zeros(self.n))  # no CCP: the sums of no columns, without summing
 
-    def total_assets(self) -> np.ndarray:
+    def total_assets(self, owed: np.ndarray | None = None) -> np.ndarray:
         """shape (n,): cash + securities + other assets + interbank assets + CCP accounts
         (none without CCPs: + 0.0 changes no sum here, which is never −0.0; tested)."""
-        ta = self.cash + self.asset_values() + self.other_assets + self.interbank_assets()
+        ta = self.cash + self.asset_values() + self.other_assets + self.interbank_assets(owed)
         return ta + self.infrastructure_assets() if self.margin.shape[1] else ta
 
     def system_cash(self) -> float:

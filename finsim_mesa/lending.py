@@ -44,8 +44,9 @@ def match_lending(offer: np.ndarray, request: np.ndarray, src: np.ndarray, dst: 
     n = offer.size
     want = np.minimum(request[dst], room)
     asked = np.bincount(src, weights=want, minlength=n)
-    x = np.minimum(np.divide(offer[src] * want, asked[src], out=np.zeros(src.size),
-                             where=asked[src] > 0), want)
+    per = asked[src]  # (gathered once for the division and its test)
+    x = np.minimum(np.divide(offer[src] * want, per, out=np.zeros(src.size), where=per > 0),
+                   want)
     got = np.bincount(dst, weights=x, minlength=n)
     scale = np.divide(request, got, out=np.ones(n), where=got > request)
     x *= np.minimum(scale, 1.0)[dst]
@@ -70,7 +71,8 @@ def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray
     to the sums it forms, so leaving them out changes no bit (tested against
     matching every link).
     """
-    ta = L.total_assets()
+    owed = L.loans.owed  # one pass for the assets and the pairs' exposures (same book)
+    ta = L.total_assets(owed)
     reserve = ta * (cfg.reserve_ratio + hoard * max(cfg.liquidity_share - cfg.reserve_ratio, 0.0))
     offer = lend * np.maximum(L.cash - reserve, 0.0) * cfg.max_lend_fraction
     request = borrow * cfg.max_borrow_fraction * ta
@@ -85,7 +87,7 @@ def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray
         return empty, empty, np.zeros(0), empty
     s, d = src[e], dst[e]
     # = exposure_matrix()[s, d], without building it
-    held = L.loans.held_on(src, dst, e)
+    held = L.loans.held_on(src, dst, e, owed=owed)
     room = np.maximum(cfg.large_exposure_limit * np.maximum(L.equity[s], 0.0) - held, 0.0)
     x = match_lending(offer, request, s, d, room)
     k = flatnonzero(x > MIN_LOAN)  # one pass for the gathers

@@ -186,9 +186,9 @@ class LoanBook:
             return
         first, inverse = groups
         rate, mat = self.rate[t], self.maturity[t]
+        lead = first[inverse]  # each row's group's first row
         # (np.array_equal of equal shapes, without its Python layer: NaN differs too)
-        if (_count_nonzero(rate != rate[first][inverse])
-                or _count_nonzero(mat != mat[first][inverse])):
+        if _count_nonzero(rate != rate[lead]) or _count_nonzero(mat != mat[lead]):
             return  # pairs with different terms stay separate loans
         merged = {
             "lender": self.lender[t][first], "borrower": self.borrower[t][first],
@@ -214,7 +214,9 @@ class LoanBook:
         # the block (the mark array is the table's size): no sort
         if int(_min(link)) >= 0 and len(self.links) * c <= 64 * link.size:
             # a pair's rank in (lender, borrower) order, so the key is in the same order
-            key = self.links.ranks()[link] * c + (ccp + 1)
+            key = self.links.ranks()[link]
+            if c > 1:  # (no CCP: every ccp + 1 is 0 and c is 1, so the key is the rank)
+                key = key * c + (ccp + 1)
             mark = np.zeros(len(self.links) * c, dtype=bool)
             mark[key] = True
             keys = flatnonzero(mark)  # the groups' keys, in order
@@ -244,17 +246,23 @@ class LoanBook:
 
     def keep(self, mask: np.ndarray) -> None:
         """Keep only the loans where ``mask`` (shape (m,), bool) is True."""
+        mask = np.asarray(mask, dtype=bool)
         m, k = len(self), int(np.count_nonzero(mask))
+        if mask.shape != (m,):
+            raise IndexError(f"keep: a mask of shape {mask.shape} for a book of {m} loans")
         if k == m:
             return
         if np.count_nonzero(mask[m - k:]) == k:  # the first m - k rows go (the usual case:
             self._drop_first(m - k)  # the book is in maturity order, what is due comes first)
             return
+        first = int(mask.argmax())  # the rows before the first kept one go without moving
+        if first:  # (what is due; the others, e.g. a resolved bank's loans, are compacted)
+            self._drop_first(first)
+            mask, m = mask[first:], m - first
         bufs, head = self._room(m)
-        keep = flatnonzero(mask)
-        for name in self._ROWS:  # compacted in place: row keep[j] >= j is read first
+        for name in self._ROWS:  # compacted in place (the kept rows gathered first)
             rows = bufs[name][head:head + m]
-            np.take(rows, keep, out=rows[:k], mode="clip")
+            rows[:k] = rows[mask]
         self._rows(k)
 
     def copy(self) -> LoanBook:
@@ -282,14 +290,16 @@ class LoanBook:
             self.link[todo] = self.links.ids(self.lender[todo], self.borrower[todo])
         return self.link
 
-    def held_on(self, src: np.ndarray, dst: np.ndarray, subset: np.ndarray | None = None
-                ) -> np.ndarray:
+    def held_on(self, src: np.ndarray, dst: np.ndarray, subset: np.ndarray | None = None,
+                owed: np.ndarray | None = None) -> np.ndarray:
         """What ``src[e]`` is owed by ``dst[e]`` now over all loans, shape (e,):
         ``exposure_matrix()[src, dst]`` without building it (the loans of a
         pair are summed in book order); with ``subset`` (edge indices) only for
-        those edges, shape (subset.size,)."""
+        those edges, shape (subset.size,). ``owed``: :attr:`owed`, if the
+        caller has it."""
         edges = self.links.edge_ids(src, dst)
-        per_link = np.bincount(self.link_ids(), weights=self.owed, minlength=len(self.links))
+        per_link = np.bincount(self.link_ids(), weights=self.owed if owed is None else owed,
+                               minlength=len(self.links))
         return per_link[edges if subset is None else edges[subset]]
 
     def exposures(self, n: int, bilateral_only: bool = False
@@ -301,26 +311,30 @@ class LoanBook:
         owed, present = self._per_link(bilateral_only)
         return self.links.csr(n, owed), self.links.in_csr_order(present)
 
-    def exposure_entries(self, bilateral_only: bool = False
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def exposure_entries(self, bilateral_only: bool = False, present: bool = True
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """The stored entries of :meth:`exposures` without building the matrix:
         (rows = lenders, cols = borrowers, exposure (money), carries a loan),
-        each shape (links,), in CSR order."""
-        owed, present = self._per_link(bilateral_only)
+        each shape (links,), in CSR order; the last is None unless ``present``."""
+        owed, carries = self._per_link(bilateral_only, present)
         rows, cols = self.links.csr_entries()
         return (rows, cols, self.links.in_csr_order(owed).astype(float, copy=False),
-                self.links.in_csr_order(present))
+                None if carries is None else self.links.in_csr_order(carries))
 
-    def _per_link(self, bilateral_only: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(amount owed, whether it carries a loan) on each link, by link id."""
+    def _per_link(self, bilateral_only: bool, present: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(amount owed, whether it carries a loan: None unless ``present``) on
+        each link, by link id."""
         link, owed = self.link_ids(), self.owed
         if bilateral_only:
             keep = self.ccp < 0
             link, owed = link[keep], owed[keep]
         size = len(self.links)
-        present = np.zeros(size, dtype=bool)
-        present[link] = True
-        return np.bincount(link, weights=owed, minlength=size), present
+        carries = None
+        if present:
+            carries = np.zeros(size, dtype=bool)
+            carries[link] = True
+        return np.bincount(link, weights=owed, minlength=size), carries
 
     def __getstate__(self) -> dict:
         self.link_ids(assign=False)  # ids of replaced rows reset first

@@ -209,6 +209,7 @@ def fire_sale_loop(
     orders = None  # placed in the last round, executed in this one
     target = cfg.capital_requirement * (1.0 + cfg.deleveraging_buffer)
     rounds = 0
+    interbank = None  # the lenders' interbank assets: no round changes the loan book
     for _ in range(cfg.fire_sale_rounds + 1):
         if orders is not None:
             sold += np.add.reduce(orders, axis=0)  # orders.sum(axis=0), without its wrapper
@@ -226,7 +227,10 @@ def fire_sale_loop(
             orders = None
         if not cfg.forced_deleveraging or rounds == cfg.fire_sale_rounds:
             break
-        rwa = ledger.risk_weighted_assets(cfg.interbank_risk_weight)
+        if interbank is None:
+            interbank = ledger.interbank_assets()
+        # ledger.risk_weighted_assets(weight), its interbank assets computed once
+        rwa = ledger.asset_values() + ledger.other_assets + cfg.interbank_risk_weight * interbank
         eq = ledger.equity
         ratio = np.empty(eq.shape)  # np.full_like(eq, np.inf) in two C calls
         ratio.fill(np.inf)

@@ -123,8 +123,8 @@ def refresh_sheets(s: Sheets, L: Ledger, interbank_weight: float) -> None:
 
 
 def liquidity(L: Ledger, sheets: Sheets, act: np.ndarray | None = None) -> float:
-    """System liquidity index of the active banks (``act``, shape (n,), bool: the
-    ledger's, if omitted), capped at :data:`LIQUIDITY_CAP`."""
+    """System liquidity index of the active banks (``act``, shape (n,), bool, or a
+    slice of all: the ledger's, if omitted), capped at :data:`LIQUIDITY_CAP`."""
     act = L.active if act is None else act
     li = risk.liquidity_index(L.cash[act], (sheets.interbank_liabilities
                                             + RUNOFF * L.deposits)[act])
@@ -155,10 +155,15 @@ def update_full(m: Measures, L: Ledger, sheets: Sheets, assets0: np.ndarray,
     with a bank counterparty (the infrastructure layer novates the others).
     ``h``: the distress :func:`update_core` returned (computed if omitted)."""
     act = L.active
+    if np.count_nonzero(act) == act.size:  # every bank active (the usual case): the
+        act = slice(None)  # whole arrays, not gathered copies (the same sums and extremes)
     h = risk.distress(L.equity, L.equity0, L.defaulted) if h is None else h
     # economic value v = share of total assets at the start (a stable weight)
     # on the loan book's fixed link pattern (data refilled, no matrix built)
-    rows, cols, E, present = L.loans.exposure_entries(bilateral_only=bilateral_only)
+    # which links carry a loan matters only to a creditor without positive equity
+    # (weight 1): with none, a link without loans weighs 0 / equity = +0.0 anyway
+    rows, cols, E, present = L.loans.exposure_entries(
+        bilateral_only, present=np.count_nonzero(L.equity0 > 0) < L.n)
     dr = risk.debtrank_entries(rows, cols, E, L.equity0, h, value=assets0, present=present,
                                by_column=L.loans.links.by_column(L.n))
     m.debtrank, m.debtrank_total = float(dr.debtrank), float(dr.total)

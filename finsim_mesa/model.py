@@ -247,7 +247,7 @@ class FinancialModel(mesa.Model):
         lender hoards; new lending matched between network neighbours (through
         the lender's exchange when the infrastructure layer is on)."""
         L, cfg, t = self.ledger, self.config, self.t
-        lend, hoard, sell, borrow = actions.T * L.active  # four contiguous rows, one product
+        lend, hoard, sell, borrow = np.multiply(actions.T, L.active, order="C")  # 4 C rows
         self._sell(L.holdings * (sell * cfg.max_sell_fraction)[:, None],
                    L.prices * (1 - cfg.sale_discount), "voluntary_sales")
         spread = cfg.rate_stress_spread * risk.distress(L.equity, L.equity0, L.defaulted)

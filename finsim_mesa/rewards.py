@@ -49,16 +49,18 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
     default = (L.default_step == t).astype(float)
     sri = np.full(L.n, systemic_risk_index)
     comps = {"profit": profit, "liquidity": liquidity, "default": default, "system_risk": sri}
-    for v in comps.values():
-        v[was_out] = 0.0
+    out = np.count_nonzero(was_out)
+    if out:  # (nobody out, the usual case: nothing to zero and every bank in the means)
+        for v in comps.values():
+            v[was_out] = 0.0
     r.components = comps
     r.per_bank = (cfg.reward_profit_weight * profit
                   + cfg.reward_liquidity_weight * liquidity
                   - cfg.reward_default_penalty * default
                   - cfg.reward_system_risk_weight * sri)
     r.equity_prev = L.equity.copy()
-    live = ~was_out
-    any_live = np.count_nonzero(live) > 0
+    live = ~was_out if out else slice(None)  # all: the same elements, in the same order
+    any_live = out < L.n
     r.mean = mean(r.per_bank[live]) if any_live else 0.0
     for name, v in comps.items():
         setattr(r, name, mean(v[live]) if any_live else 0.0)

@@ -171,7 +171,7 @@ def test_a_book_pickled_before_link_ids_existed_still_works():
 
 
 # --------------------------------------------- the model, former paths vs these
-def _old_held(self, src, dst, subset=None):
+def _old_held(self, src, dst, subset=None, owed=None):  # owed: the same as self.owed
     if subset is not None:
         src, dst = src[subset], dst[subset]
     n = int(max(src.max(initial=0), dst.max(initial=0), self.lender.max(initial=0),

@@ -84,7 +84,7 @@ class BrainSet:
         Raises:
             BrainError: a brain returned a wrong shape, NaN/inf or values outside [0, 1].
         """
-        actions = np.zeros((observations.shape[0], 4))
+        actions = None  # zeros, unless one brain acts for every bank (made when needed)
         # each brain gets its own copy of its rows: row-major, as always, or
         # column by column for the brains that read columns (the matrix is
         # stored so; a row gather would leave every column strided); a class
@@ -112,7 +112,11 @@ class BrainSet:
                 if rows.size == n:  # one brain for every bank, all active
                     actions = checked
                 else:
+                    if actions is None:
+                        actions = np.zeros((n, 4))
                     actions[rows] = checked
+        if actions is None:
+            actions = np.zeros((n, 4))
         for bank, vec in overrides.items():
             if active[bank]:
                 actions[bank] = vec

@@ -20,7 +20,7 @@ import networkx as nx
 import numpy as np
 
 from finsim_mesa.accounting import values
-from finsim_mesa.fastmath import flatnonzero
+from finsim_mesa.fastmath import flatnonzero, stable_order
 from finsim_mesa.infrastructure.ccp import CentralCounterparty, cleared_by_ccp
 from finsim_mesa.infrastructure.exchange import Exchange, ExchangeQueue
 from finsim_mesa.infrastructure.router import OUTCOMES, InfrastructureRouter, assign_venues
@@ -149,16 +149,6 @@ def book_orders(L: Ledger, router: InfrastructureRouter,
                       orders["amount"][bad], 0.0, orders["exchange"][bad], orders["ccp"][bad],
                       0.0, orders["delay"][bad], "failed", t)
     return float(fee.sum()), float(amt.sum())
-
-
-def stable_order(ids: np.ndarray, n: int) -> np.ndarray:
-    """``np.argsort(ids, kind="stable")`` of bank ids in ``0..n-1``: the same
-    permutation (a stable sort by the same keys is unique), by NumPy's radix
-    sort of 16-bit keys when ``n`` allows it (4x faster than its merge sort of
-    64-bit keys for a step's orders)."""
-    if n <= 1 << 16:
-        return np.argsort(ids.astype(np.uint16), kind="stable")
-    return np.argsort(ids, kind="stable")
 
 
 def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: InfrastructureRouter,
