@@ -189,8 +189,11 @@ def evaluation_figure(result: EvaluationResult):
         for k, b in enumerate(brains):
             tb = t[t.brain == b].set_index("scenario").reindex(scen)
             x = np.arange(len(scen)) + k * width
-            ax.bar(x, tb["mean"], width, label=b,
-                   yerr=[tb["mean"] - tb.ci95_low, tb.ci95_high - tb["mean"]], capsize=2)
+            mean, low, high = (tb[c].to_numpy(dtype=float) for c in ("mean", "ci95_low",
+                                                                      "ci95_high"))
+            # arrays, not Series: matplotlib's float() of a one-row Series is deprecated
+            ax.bar(x, mean, width, label=b, yerr=np.vstack([mean - low, high - mean]),
+                   capsize=2)
         ax.set_xticks(np.arange(len(scen)) + 0.4 - width / 2, scen, fontsize=8)
         ax.set_title(f"{metric} (mean, 95% CI)", fontsize=9)
         ax.grid(alpha=0.3, axis="y")

@@ -172,6 +172,26 @@ def test_table_intervals_and_files(tmp_path):
     assert res.beats("passive", "normal") == bool(lo["passive"] > hi["greedy"])
 
 
+def test_figure_of_one_scenario_draws_the_table_without_warnings():
+    import warnings
+
+    from finsim_mesa.evaluation import evaluation_figure
+
+    res = run_evaluation(["passive", "greedy"], ["asset_crash"], seeds=3, n_banks=8, steps=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (a one-row Series given to matplotlib warned)
+        fig = evaluation_figure(res)
+    ax = fig.axes[0]
+    t = res.table[res.table.metric == "episode_reward"].set_index("brain")
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == pytest.approx([t.loc["passive", "mean"], t.loc["greedy", "mean"]])
+    # each bar's error bar spans its 95% interval
+    segs = [c for c in ax.collections if c.get_segments()]
+    spans = sorted((float(s[0][1]), float(s[1][1])) for c in segs for s in c.get_segments())
+    want = sorted((t.loc[b, "ci95_low"], t.loc[b, "ci95_high"]) for b in ("passive", "greedy"))
+    assert np.allclose(spans, want)
+
+
 def test_forked_workers_give_the_same_runs():
     import pandas as pd
 
