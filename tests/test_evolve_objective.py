@@ -299,6 +299,7 @@ def test_train_refine_writes_an_actor_with_its_command_and_refuses_bad_input(tmp
     assert "--refine-grid 3:lend,borrow:2 " in meta["command"]
     grid = meta["evolve"]["history"][1]["grid"]
     assert grid["block"] == 3 and grid["actions"] == [0, 3] and len(grid["table"]) == 4
+    assert meta["evolve"]["evaluations"] == 1 * 2 * 1 + 4  # the CEM's candidates + the cells
     for bad, msg in [("3:lend:2", "BLOCK:ACTION,ACTION:K"), ("3:lend,borrow:1", "K >= 2"),
                      ("x:lend,borrow:3", "BLOCK:ACTION,ACTION:K"),
                      ("3:lend,borrow,sell:3", "BLOCK:ACTION,ACTION:K"),

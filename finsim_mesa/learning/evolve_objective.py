@@ -345,7 +345,8 @@ def refine_scenarios(start: dict[str, Any], per_scenario: int, kappa: float = 0.
                                   "grid": None if grid is None else [int(grid[0]), grid[1],
                                                                      grid[2], int(grid[3])]}})
     return EvolveResult(field_name, cuts, b[:bins], weights(x), names, value, seeds,
-                        iterations * population * len(order), time.perf_counter() - t0,
+                        iterations * population * len(order) + (grid_at[3] ** 2 if grid_at else 0),
+                        time.perf_counter() - t0,
                         history, calls, "scenario-blocks", extras,
                         SHIFT * (2 * b[bins:e_end] - 1), pool.workers)
 
