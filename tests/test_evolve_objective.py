@@ -142,6 +142,72 @@ def test_a_set_start_is_the_incumbent_and_plays_where_its_block_acts():
     assert plain["episode_reward"] != want["episode_reward"]  # the start did change the play
 
 
+def test_the_grid_scores_every_cell_on_the_blocks_runs_and_takes_the_best():
+    """Runs of 'a' visit bin 0, runs of 'b' bin 1; a run's value is minus the squared
+    distance of its bin's block to a target. The grid of block 1's actions 0 and 3
+    (K = 5) has its best cell at (0.75, 0.25), where the target is."""
+    target = np.array([0.8, 0.5, 0.5, 0.2])
+    calls = []
+
+    def runner(x, sc, s):
+        calls.append((sc, x.copy()))
+        blk = x.reshape(2, 4)[0 if sc == "a" else 1]
+        return s - float(np.sum((blk - (target if sc == "b" else 0.5)) ** 2)), {
+            0 if sc == "a" else 1}
+
+    runs = [(sc, s) for sc in "ab" for s in range(3)]
+    x, value, history, n = refine_blocks(np.full(8, 0.5), [], runs, runner,
+                                         local={0: 0, 1: 1}, grid=(1, 0, 3, 5))
+    grid = history[0]["grid"]
+    levels = [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert [c[:2] for c in grid["table"]] == [[a, b] for a in levels for b in levels]
+    for a, b, v in grid["table"]:  # independent: the mean over all six runs
+        want = (3 * 1.0 + 3 * 1.0 - 3 * ((a - 0.8) ** 2 + (b - 0.2) ** 2)) / 6
+        assert v == pytest.approx(want, abs=1e-12)
+    assert grid["best"][:2] == [0.75, 0.25] and grid["accepted"] and grid["runs"] == 3
+    np.testing.assert_array_equal(x, [0.5] * 4 + [0.75, 0.5, 0.5, 0.25])
+    assert value == pytest.approx(1.0 - (0.05 ** 2 + 0.05 ** 2) / 2, abs=1e-12)
+    # the incumbent in full, 25 cells on the 'b' runs only, the new incumbent in full
+    assert n == len(calls) == 6 + 25 * 3 + 6
+    assert {sc for sc, _ in calls[6:6 + 75]} == {"b"}
+    # an incumbent better than every cell is kept
+    x0 = np.array([0.5] * 4 + [0.8, 0.5, 0.5, 0.2])
+    x, value, history, n = refine_blocks(x0, [], runs, runner, local={0: 0, 1: 1},
+                                         grid=(1, 0, 3, 5))
+    assert not history[0]["grid"]["accepted"] and n == 6 + 75
+    np.testing.assert_array_equal(x, x0)
+    for bad in [(1, 0, 0, 5), (1, 0, 4, 5), (1, 0, 3, 1), (2, 0, 3, 5)]:
+        with pytest.raises(ConfigError):
+            refine_blocks(x0, [], runs, runner, local={0: 0, 1: 1}, grid=bad)
+
+
+def test_grid_cells_score_what_independent_reruns_score():
+    env = {"n_banks": 10, "steps": 4}
+    res = refine_scenarios(START, 2, kappa=7.0, blocks=[], scenarios=("systemic",),
+                           grid=(3, "lend", "borrow", 2), **env)
+    grid = next(h["grid"] for h in res.history if "grid" in h)
+    assert grid["runs"] == 2 and len(grid["table"]) == 4
+    assert res.history[0]["refine"]["grid"] == [3, "lend", "borrow", 2]
+    for a, b, v in grid["table"]:
+        acts = A.copy()
+        acts[3, 0], acts[3, 3] = a, b
+        brain = ActorBrain(binned_actor(acts, CUTS, 13, 16), None)
+        want = np.mean([run_value(evaluate_run(brain, "systemic", s, **env), 7.0)
+                        for s in (REFINE_SEEDS, REFINE_SEEDS + 1)])
+        assert v == pytest.approx(want, abs=1e-12)
+    values = [v for *_, v in grid["table"]]
+    assert len(set(values)) > 1  # the cells do play differently
+    best = grid["table"][int(np.argmax(values))]
+    assert grid["best"] == best
+    brain = ActorBrain(binned_actor(A, CUTS, 13, 16), None)
+    incumbent = np.mean([run_value(evaluate_run(brain, "systemic", s, **env), 7.0)
+                         for s in (REFINE_SEEDS, REFINE_SEEDS + 1)])
+    assert grid["accepted"] == (best[2] > incumbent)
+    want = best[:2] if grid["accepted"] else [A[3, 0], A[3, 3]]
+    assert [res.actions[3][0], res.actions[3][3]] == want
+    assert res.value == pytest.approx(max(best[2], incumbent), abs=1e-12)
+
+
 def test_run_value_subtracts_the_default_penalty():
     assert run_value({"episode_reward": -1.25, "default_rate": 0.1}, 5.0) == pytest.approx(-1.75)
     assert run_value({"episode_reward": 0.3, "default_rate": 0.5}, 0.0) == 0.3
@@ -156,6 +222,10 @@ def test_run_value_subtracts_the_default_penalty():
     ({"starts": [(4, "lend", 0.1)]}, "give a bin"),  # no sub-bin 4 here
     ({"starts": [(1, "lent", 0.1)]}, "an action of lend"),
     ({"starts": [(1, "lend", 1.5)]}, r"in \[0, 1\]"),
+    ({"grid": (3, "lend", "lend", 3)}, "two different actions"),
+    ({"grid": (3, "lend", "lent", 3)}, "two different actions"),
+    ({"grid": (3, "lend", "borrow", 1)}, "K >= 2"),
+    ({"grid": (4, "lend", "borrow", 3)}, "give a bin"),  # no sub-bin 4 here
 ])
 def test_refine_refuses_bad_settings(kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -222,6 +292,19 @@ def test_train_refine_writes_an_actor_with_its_command_and_refuses_bad_input(tmp
     for bad, msg in [("3:lend", "BLOCK:ACTION=VALUE"), ("x:lend=1", "BLOCK:ACTION=VALUE"),
                      ("3:lend=nan", "BLOCK:ACTION=VALUE"), ("3:lent=0.2", "an action of")]:
         assert main([*args, "--refine-set", bad, "--out", str(tmp_path / "bad")]) == 2
+        assert msg in capsys.readouterr().err
+    out = tmp_path / "g"
+    assert main([*args, "--refine-grid", "3:lend,borrow:2", "--out", str(out)]) == 0
+    meta = json.loads((out / "evolved" / "meta.json").read_text())
+    assert "--refine-grid 3:lend,borrow:2 " in meta["command"]
+    grid = meta["evolve"]["history"][1]["grid"]
+    assert grid["block"] == 3 and grid["actions"] == [0, 3] and len(grid["table"]) == 4
+    assert meta["evolve"]["evaluations"] == 1 * 2 * 1 + 4  # the CEM's candidates + the cells
+    for bad, msg in [("3:lend:2", "BLOCK:ACTION,ACTION:K"), ("3:lend,borrow:1", "K >= 2"),
+                     ("x:lend,borrow:3", "BLOCK:ACTION,ACTION:K"),
+                     ("3:lend,borrow,sell:3", "BLOCK:ACTION,ACTION:K"),
+                     ("3:lend,lent:3", "two different actions")]:
+        assert main([*args, "--refine-grid", bad, "--out", str(tmp_path / "bad")]) == 2
         assert msg in capsys.readouterr().err
     # an actor folder without a search record: refused by --refine and --init-search alike
     plain = tmp_path / "plain"

@@ -236,6 +236,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--refine-set", metavar="BLOCK:ACTION=VALUE[:...],...",
                     help="before the search, set actions of bins / sub-bins (Beta means in "
                          "[0, 1]), e.g. 3:lend=0.2:borrow=0; the search starts from there")
+    tr.add_argument("--refine-grid", metavar="BLOCK:ACTION,ACTION:K",
+                    help="after --refine-set, before the search: a K x K grid of two actions "
+                         "of a bin / sub-bin over 0..1 (the others at the incumbent), scored "
+                         "as the block search scores candidates; the best cell starts the "
+                         "search if it beats the incumbent, e.g. 3:lend,borrow:5")
     tr.add_argument("--workers", default="1", metavar="N",
                     help="processes that run the episodes of --init-search / --refine "
                          "(default 1; e.g. 2 on two cores); the result is the same for any N")

@@ -23,6 +23,8 @@ def _command(args: argparse.Namespace) -> str:
         parts.append(f"--refine-sub {args.refine_sub}")
     if args.refine_set:
         parts.append(f"--refine-set {args.refine_set}")
+    if args.refine_grid:
+        parts.append(f"--refine-grid {args.refine_grid}")
     if workers_arg(args.workers) != 1:
         parts.append(f"--workers {workers_arg(args.workers)}")
     return " ".join([*parts, f"--out {args.out}"])
@@ -60,6 +62,22 @@ def _starts(text: str | None) -> list[tuple[int, str, float]]:
     return out
 
 
+def _grid(text: str | None) -> tuple[int, str, str, int] | None:
+    """``BLOCK:ACTION,ACTION:K`` as (block, action, action, K)."""
+    if not text:
+        return None
+    parts = text.split(":")
+    try:
+        acts = parts[1].split(",")
+        k, n = int(parts[0]), int(parts[2])
+    except (ValueError, IndexError):
+        acts, k, n = [], 0, 0
+    if len(parts) != 3 or len(acts) != 2 or n < 2:
+        raise FinsimError(f"--refine-grid {text!r}: give BLOCK:ACTION,ACTION:K with K >= 2, "
+                          "e.g. 3:lend,borrow:5")
+    return (k, acts[0], acts[1], n)
+
+
 def refine(args: argparse.Namespace) -> int:
     """Run the refinement and write ``OUT/evolved``; returns the exit status."""
     from finsim_mesa.learning.evolve_objective import refine_scenarios, save_refined
@@ -80,6 +98,7 @@ def refine(args: argparse.Namespace) -> int:
                            iterations=budget[1], population=budget[2], seed=args.seed,
                            progress=not args.quiet, subs=_subs(args.refine_sub),
                            workers=workers_arg(args.workers), starts=_starts(args.refine_set),
+                           grid=_grid(args.refine_grid),
                            **env)
     meta = save_refined(res, folder, _command(args), env)
     print(json.dumps({"evolved": str(folder), "actions": meta["evolve"]["actions"],

@@ -105,7 +105,8 @@ def add_sub_bins(weights: dict[str, np.ndarray], n_cuts: int, n_extras: int,
 def refine_blocks(x0: np.ndarray, blocks: Sequence[int], runs: Sequence[tuple[str, int]],
                   runner: Runner, iterations: int = 6, population: int = 12, seed: int = 0,
                   init_std: float = 0.15, local: dict[int, int] | None = None,
-                  progress: bool = False, batch: Batch | None = None
+                  progress: bool = False, batch: Batch | None = None,
+                  grid: tuple[int, int, int, int] | None = None
                   ) -> tuple[np.ndarray, float, list[dict[str, Any]], int]:
     """Block-coordinate CEM over ``x0`` (shape (B × 4,), each block in [0, 1]).
 
@@ -120,6 +121,14 @@ def refine_blocks(x0: np.ndarray, blocks: Sequence[int], runs: Sequence[tuple[st
     ``batch(x, runs)``, if given, does what ``[runner(x, *r) for r in runs]``
     does (in that order; e.g. in worker processes) and is called instead.
 
+    ``grid = (k, i, j, K)``, if given, is an automated start before the CEM:
+    actions i and j of block k take every pair of ``linspace(0, 1, K)`` (the
+    other entries at the incumbent), each of the K × K cells scored as a
+    candidate of block k is (same runs, the rest at their incumbent value);
+    the best cell (the first in row-major order on a tie) replaces the
+    incumbent if its value is higher, which is then re-run in full. The
+    table is the first entry of the history (``{"grid": ...}``).
+
     Returns (x, mean value, history, runner calls).
     """
     from finsim_mesa.search import cem
@@ -132,12 +141,41 @@ def refine_blocks(x0: np.ndarray, blocks: Sequence[int], runs: Sequence[tuple[st
         calls["n"] += len(some)
         return [runner(z, *r) for r in some] if batch is None else batch(z, some)
 
+    for k in [*blocks, *([grid[0]] if grid else [])]:
+        if not 0 <= k < len(x) // N_ACTIONS:
+            raise ConfigError(f"block {k}: the actor has {len(x) // N_ACTIONS} blocks")
+    if grid and not (0 <= grid[1] < N_ACTIONS and 0 <= grid[2] < N_ACTIONS
+                     and grid[1] != grid[2] and grid[3] >= 2):
+        raise ConfigError(f"grid {grid}: give two different actions 0..{N_ACTIONS - 1} "
+                          "and K >= 2 levels")
     inc = dict(zip(runs, call(x, runs), strict=True))
     value = float(np.mean([v for v, _ in inc.values()]))
     history: list[dict[str, Any]] = []
+    if grid:
+        k, i, j, n = grid
+        active = [r for r in runs if k not in local or local[k] in inc[r][1]]
+        rest = sum(inc[r][0] for r in runs if r not in active)
+        levels = np.linspace(0.0, 1.0, n)
+        table = []
+        for a in levels:
+            for b in levels:
+                z = x.copy()
+                z[k * N_ACTIONS + i], z[k * N_ACTIONS + j] = a, b
+                got = (rest + sum(v for v, _ in call(z, active))) / len(runs) if active else value
+                table.append([float(a), float(b), float(got)])
+        best = max(range(len(table)), key=lambda c: (table[c][2], -c))
+        accepted = table[best][2] > value
+        if accepted:
+            x[k * N_ACTIONS + i], x[k * N_ACTIONS + j] = table[best][0], table[best][1]
+            inc = dict(zip(runs, call(x, runs), strict=True))
+            value = float(np.mean([v for v, _ in inc.values()]))
+        history.append({"grid": {"block": int(k), "actions": [int(i), int(j)], "runs": len(active),
+                                 "table": table, "best": table[best], "accepted": bool(accepted),
+                                 "value": value}})
+        if progress:
+            print(f"  grid of block {k} on {len(active)} runs: best {table[best]}, "
+                  f"{'accepted' if accepted else 'kept'}; value {value:.4f}", flush=True)
     for k in blocks:
-        if not 0 <= k < len(x) // N_ACTIONS:
-            raise ConfigError(f"block {k}: the actor has {len(x) // N_ACTIONS} blocks")
         active = [r for r in runs if k not in local or local[k] in inc[r][1]]
         if not active:
             continue
@@ -174,6 +212,7 @@ def refine_scenarios(start: dict[str, Any], per_scenario: int, kappa: float = 0.
                      first_seed: int = REFINE_SEEDS,
                      subs: Sequence[tuple[int, str, float, str]] = (), workers: int = 1,
                      starts: Sequence[tuple[int, str, float]] = (),
+                     grid: tuple[int, str, str, int] | None = None,
                      **env: Any) -> EvolveResult:
     """Refine the searched actor ``start`` (a metadata ``evolve`` record) bin by
     bin on ``per_scenario`` training seeds of each of ``scenarios``, each run
@@ -194,6 +233,10 @@ def refine_scenarios(start: dict[str, Any], per_scenario: int, kappa: float = 0.
             of a bin or sub-bin block (its Beta mean, in [0, 1]) to ``value``; the
             incumbent is then this changed actor (e.g. a start found by a
             diagnosis, which the search of ``blocks`` refines from there).
+        grid: (block, action, action, K): after ``starts``, before the search
+            of ``blocks``, a K × K grid of the two actions of that bin or
+            sub-bin over ``linspace(0, 1, K)`` (:func:`refine_blocks`' ``grid``);
+            the best cell is the incumbent the search starts from if it beats it.
         workers: processes that run each candidate's episodes
             (:class:`~finsim_mesa.learning.episode_pool.EpisodePool`); the
             result is the same for every count.
@@ -253,6 +296,15 @@ def refine_scenarios(start: dict[str, Any], per_scenario: int, kappa: float = 0.
                               f"{e_end}..{n_blocks - 1}, an action of {', '.join(ACTION_NAMES)} "
                               "and a value in [0, 1]")
         set_at.append((int(blk) * N_ACTIONS + ACTION_NAMES.index(act), float(val)))
+    grid_at = None
+    if grid is not None:
+        blk, a1, a2, n = grid
+        if (not (0 <= int(blk) < bins or e_end <= int(blk) < n_blocks) or a1 == a2
+                or a1 not in ACTION_NAMES or a2 not in ACTION_NAMES or int(n) < 2):
+            raise ConfigError(f"grid {tuple(grid)}: give a bin 0..{bins - 1} or a sub-bin "
+                              f"{e_end}..{n_blocks - 1}, two different actions of "
+                              f"{', '.join(ACTION_NAMES)} and K >= 2")
+        grid_at = (int(blk), ACTION_NAMES.index(a1), ACTION_NAMES.index(a2), int(n))
 
     def weights(x: np.ndarray) -> dict[str, np.ndarray]:
         b = x.reshape(n_blocks, N_ACTIONS)
@@ -282,16 +334,19 @@ def refine_scenarios(start: dict[str, Any], per_scenario: int, kappa: float = 0.
     with pool:
         x, value, history, calls = refine_blocks(x0, order, runs, runner, iterations,
                                                  population, seed, init_std, local, progress,
-                                                 batch)
+                                                 batch, grid_at)
     b = x.reshape(n_blocks, N_ACTIONS)
     history.insert(0, {"refine": {"scenarios": list(scenarios), "kappa": kappa,
                                   "seeds": [seeds[0], seeds[-1]], "blocks": order,
                                   "iterations": iterations, "population": population,
                                   "subs": [list(s) for s in all_subs],
                                   "sub_actions": b[e_end:].tolist(),
-                                  "starts": [[int(k), a, float(v)] for k, a, v in starts]}})
+                                  "starts": [[int(k), a, float(v)] for k, a, v in starts],
+                                  "grid": None if grid is None else [int(grid[0]), grid[1],
+                                                                     grid[2], int(grid[3])]}})
     return EvolveResult(field_name, cuts, b[:bins], weights(x), names, value, seeds,
-                        iterations * population * len(order), time.perf_counter() - t0,
+                        iterations * population * len(order) + (grid_at[3] ** 2 if grid_at else 0),
+                        time.perf_counter() - t0,
                         history, calls, "scenario-blocks", extras,
                         SHIFT * (2 * b[bins:e_end] - 1), pool.workers)
 
