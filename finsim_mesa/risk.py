@@ -212,14 +212,19 @@ def debtrank_entries(
     distressed = h > 0
     inactive = np.zeros(n, dtype=bool)
     steps = 0
-    scan = None  # whether a round may multiply every entry (no NaN weight: checked once)
+    # whether a round may multiply every entry: only if every weight is finite (NaN
+    # or -inf times 0 is NaN, not ±0.0; +inf cannot stay, min(1, ·)), checked once
+    scan = None
     for _ in range(n + 1):
         k = np.count_nonzero(distressed)
         if not k:
             break
         # only the entries of distressed columns: the others add +0.0, which
         # changes no sum (all terms are >= 0), and the kept ones stay in order
-        if _SCAN_SHARE * k > n and (scan := (not np.isnan(data).any()) if scan is None else scan):
+        many = _SCAN_SHARE * k > n
+        if many and scan is None:
+            scan = bool(np.isfinite(data).all())
+        if many and scan:
             # many distressed (a first round: most banks lost some equity): every
             # entry, the undistressed columns' distress read as 0 — their terms
             # are data x 0 = ±0.0, which change no sum (never -0.0: it starts at
