@@ -123,10 +123,10 @@ class Ledger:
         """shape (n,): deposits + funding loans + interbank liabilities."""
         return self.deposits + self.funding + self.interbank_liabilities()
 
-    def risk_weighted_assets(self, interbank_weight: float) -> np.ndarray:
-        """shape (n,): securities and other assets (weight 1) + interbank assets (given
-        weight); cash 0."""
-        return self.asset_values() + self.other_assets + interbank_weight * self.interbank_assets()
+    def risk_weighted_assets(self, weight: float, ib: np.ndarray | None = None) -> np.ndarray:
+        """shape (n,): securities + other assets + weight × interbank assets (``ib``, if known)."""
+        ib = self.interbank_assets() if ib is None else ib
+        return self.asset_values() + self.other_assets + weight * ib
 
     def exposure_matrix(self, bilateral_only: bool = False) -> sp.csr_matrix:
         """shape (n, n), CSR: ``[i, j]`` = what bank *j* owes bank *i* (i's exposure to j).
@@ -281,8 +281,8 @@ class Ledger:
         self.cash[banks] += proceeds
         self.equity[banks] -= book - proceeds
         self.other_assets[banks] = 0.0
-        self.external_in["liquidations"] += fastmath.total(proceeds)
-        return fastmath.total(proceeds)
+        self.external_in["liquidations"] += (paid := fastmath.total(proceeds))
+        return paid
 
     def settle(self, loan_mask: np.ndarray, borrower_paid: np.ndarray, lender_paid: np.ndarray,
                ext_due: np.ndarray, ext_recovery: np.ndarray, default_cost: np.ndarray,
@@ -360,8 +360,8 @@ class Ledger:
         self.cash[banks] = 0.0
         self.equity[banks] -= left
         self.resolved[banks] = True
-        self.external_out["residual_to_shareholders"] += fastmath.total(left)
-        return fastmath.total(left)
+        self.external_out["residual_to_shareholders"] += (paid := fastmath.total(left))
+        return paid
 
     # --------------------------------------------------------------- checks
     def identity_gap(self) -> np.ndarray:

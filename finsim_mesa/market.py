@@ -229,8 +229,7 @@ def fire_sale_loop(
             break
         if interbank is None:
             interbank = ledger.interbank_assets()
-        # ledger.risk_weighted_assets(weight), its interbank assets computed once
-        rwa = ledger.asset_values() + ledger.other_assets + cfg.interbank_risk_weight * interbank
+        rwa = ledger.risk_weighted_assets(cfg.interbank_risk_weight, interbank)
         eq = ledger.equity
         ratio = np.empty(eq.shape)  # np.full_like(eq, np.inf) in two C calls
         ratio.fill(np.inf)

@@ -45,7 +45,7 @@ def impact_matrix(exposures: np.ndarray | sp.spmatrix, equity: np.ndarray,
     E = sp.csr_matrix(exposures, dtype=float)
     eq = np.asarray(equity, dtype=float)
     rows = np.repeat(np.arange(E.shape[0]), np.diff(E.indptr))
-    data = _impact_weights(E.data, eq[rows], present)
+    data = _entry_weights(E.data, eq, rows, present)
     if present is not None:
         W = sp.csr_matrix(E, copy=False)  # a new matrix on the same pattern
         W.data = data
@@ -55,24 +55,12 @@ def impact_matrix(exposures: np.ndarray | sp.spmatrix, equity: np.ndarray,
     return W
 
 
-def _impact_weights(exposures: np.ndarray, denom: np.ndarray,
-                    present: np.ndarray | None) -> np.ndarray:
-    """Stored entries of :func:`impact_matrix`: ``min(1, exposure / equity)`` of
-    the creditor (``denom``), 1 where it has no positive equity, 0 where not
-    ``present``."""
-    pos = denom > 0
-    data = np.minimum(1.0, exposures / np.where(pos, denom, 1.0))
-    data[~pos] = 1.0
-    if present is not None:
-        data *= present  # x * 0 = +0.0 and x * 1 = x for the finite x >= 0 here
-    return data
-
-
 def _entry_weights(exposures: np.ndarray, equity: np.ndarray, rows: np.ndarray,
                    present: np.ndarray | None) -> np.ndarray:
-    """:func:`_impact_weights` of ``exposures`` and the creditors' ``equity[rows]``
-    with the tests and the safe divisor formed per bank (shape (n,)) instead of
-    per entry: the same divisions, fewer passes over the entries."""
+    """Stored entries of :func:`impact_matrix` (``rows``: each entry's creditor):
+    ``min(1, exposure / equity)`` of the creditor, 1 where it has no positive
+    equity, 0 where not ``present``; the test and the safe divisor are formed per
+    bank (shape (n,)) and gathered once."""
     pos = equity > 0
     data = exposures / np.where(pos, equity, 1.0)[rows]
     np.minimum(1.0, data, out=data)

@@ -104,3 +104,16 @@ def serve(data: Path, models: Path, *, token: str | None = None,
             proc.kill()
             pytest.fail(f"server did not start: {proc.stdout.read()}")
         time.sleep(0.1)
+
+
+def per_entry_impact_weights(exposures, denom, present):
+    """DebtRank's impact weights formed entry by entry (the project's former
+    ``risk._impact_weights``), a reference for the per-bank form:
+    ``min(1, exposure / denom)`` with ``denom`` the creditor's equity per entry,
+    1 where it is not positive, 0 where not ``present``."""
+    pos = denom > 0
+    data = np.minimum(1.0, exposures / np.where(pos, denom, 1.0))
+    data[~pos] = 1.0
+    if present is not None:
+        data *= present
+    return data

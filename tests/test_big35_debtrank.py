@@ -8,6 +8,7 @@ path, with signed zeros, absent links and a NaN exposure."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from support import per_entry_impact_weights
 
 from finsim_mesa import risk
 from finsim_mesa.links import LinkTable
@@ -138,7 +139,7 @@ def test_entry_weights_are_the_impact_weights_per_entry(seed):
     for present in (None, rng.random(nnz) < 0.8):
         with np.errstate(invalid="ignore", over="ignore"):
             got = risk._entry_weights(exposures, equity, rows, present)
-            want = risk._impact_weights(exposures, equity[rows], present)
+            want = per_entry_impact_weights(exposures, equity[rows], present)
         assert got.tobytes() == want.tobytes()
         for k in range(nnz):
             eq = float(equity[rows[k]])

@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import pytest
+from support import per_entry_impact_weights
 
 from finsim_mesa import FinancialModel, measures
 from finsim_mesa.ledger import ACTIVE, DEFAULTED, Ledger
@@ -284,7 +285,7 @@ def test_debtrank_entries_rounds_are_the_documented_dynamics(seed):
     h0[rng.integers(0, n, 1 + seed % 3)] = rng.uniform(0.05, 1.0)
     value = rng.random(n)
     got = risk.debtrank_entries(rows, cols, exposures, equity, h0, value=value)
-    w = risk._impact_weights(exposures, equity[rows], None)
+    w = per_entry_impact_weights(exposures, equity[rows], None)
     h, steps = _debtrank_rounds(rows, cols, w, h0)
     assert _same_bits(got.distress, h) and got.steps == steps
     csr = sp.csr_matrix((exposures, (rows, cols)), shape=(n, n))
