@@ -114,12 +114,18 @@ def refresh_sheets(s: Sheets, L: Ledger, interbank_weight: float) -> None:
     owed = lb.owed
     s.interbank_assets = np.bincount(lb.lender, weights=owed, minlength=n)
     s.interbank_liabilities = np.bincount(lb.borrower, weights=owed, minlength=n)
-    s.total_assets = L.cash + s.asset_values + L.other_assets + s.interbank_assets
+    ta = L.cash + s.asset_values  # (new arrays, added to in place: the same sums in order)
+    ta += L.other_assets
+    ta += s.interbank_assets
     if L.margin.shape[1]:  # CCP accounts (none: + 0.0 changes no bit, Ledger.total_assets)
-        s.total_assets = s.total_assets + L.infrastructure_assets()
-    s.rwa = s.asset_values + L.other_assets + interbank_weight * s.interbank_assets
-    s.capital_ratio = np.divide(L.equity, s.rwa, out=np.zeros(L.n), where=s.rwa > 0)
-    s.capital_ratio[L.defaulted] = 0.0
+        ta += L.infrastructure_assets()
+    s.total_assets = ta
+    rwa = s.asset_values + L.other_assets
+    rwa += interbank_weight * s.interbank_assets
+    s.rwa = rwa
+    # equity / RWA where RWA > 0 and the bank is active; +0.0 elsewhere (defaulted
+    # banks' ratio is 0: one mask instead of the division's and a second pass)
+    s.capital_ratio = np.divide(L.equity, rwa, out=np.zeros(n), where=(rwa > 0) & L.active)
 
 
 def liquidity(L: Ledger, sheets: Sheets, act: np.ndarray | None = None) -> float:
@@ -164,9 +170,9 @@ def update_full(m: Measures, L: Ledger, sheets: Sheets, assets0: np.ndarray,
     # (weight 1): with none, a link without loans weighs 0 / equity = +0.0 anyway
     rows, cols, E, present = L.loans.exposure_entries(
         bilateral_only, present=np.count_nonzero(L.equity0 > 0) < L.n)
-    dr = risk.debtrank_entries(rows, cols, E, L.equity0, h, value=assets0, present=present,
-                               by_column=L.loans.links.by_column(L.n))
-    m.debtrank, m.debtrank_total = float(dr.debtrank), float(dr.total)
+    _, dr_total, dr_start, _ = risk._debtrank_rounds(  # debtrank_entries' figures
+        rows, cols, E, L.equity0, h, assets0, present, L.loans.links.by_column(L.n))
+    m.debtrank, m.debtrank_total = dr_total - dr_start, dr_total
     m.total_equity = total(L.equity[act])
     cr = sheets.capital_ratio[act]
     m.mean_capital_ratio = mean(cr) if cr.size else 0.0

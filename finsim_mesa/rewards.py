@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from finsim_mesa.fastmath import mean
-
 if TYPE_CHECKING:
     from finsim_mesa.config import ModelConfig
     from finsim_mesa.ledger import Ledger
@@ -44,23 +42,36 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
         t: this step.
     """
     was_out = L.defaulted & (L.default_step < t)
-    profit = (L.equity - r.equity_prev) / np.where(L.equity0 > 0, L.equity0, 1.0)
-    liquidity = np.divide(L.cash, total_assets, out=np.zeros(L.n), where=total_assets > 0)
-    default = (L.default_step == t).astype(float)
-    sri = np.full(L.n, systemic_risk_index)
-    comps = {"profit": profit, "liquidity": liquidity, "default": default, "system_risk": sri}
     out = np.count_nonzero(was_out)
+    # the reward and its four components as the rows of one block: written in place
+    # by the same operations, in the same order, and averaged by one reduction
+    # (each row's pairwise sum, as its own would be: tests/test_small38_record.py)
+    block = np.empty((5, L.n))
+    per_bank, profit, liquidity, default, sri = block
+    eq0 = L.equity0
+    np.subtract(L.equity, r.equity_prev, out=profit)
+    np.divide(profit, np.where(eq0 > 0, eq0, 1.0), out=profit)
+    liquidity.fill(0.0)
+    np.divide(L.cash, total_assets, out=liquidity, where=total_assets > 0)
+    np.equal(L.default_step, t, out=default)  # (bool to 1.0 / +0.0, as astype(float))
+    sri.fill(systemic_risk_index)
     if out:  # (nobody out, the usual case: nothing to zero and every bank in the means)
-        for v in comps.values():
-            v[was_out] = 0.0
-    r.components = comps
-    r.per_bank = (cfg.reward_profit_weight * profit
-                  + cfg.reward_liquidity_weight * liquidity
-                  - cfg.reward_default_penalty * default
-                  - cfg.reward_system_risk_weight * sri)
+        block[1:, was_out] = 0.0
+    r.components = {"profit": profit, "liquidity": liquidity, "default": default,
+                    "system_risk": sri}
+    # w·profit + μ·liquidity − α·default − λ·system_risk, left to right
+    np.multiply(cfg.reward_profit_weight, profit, out=per_bank)
+    per_bank += cfg.reward_liquidity_weight * liquidity
+    per_bank -= cfg.reward_default_penalty * default
+    per_bank -= cfg.reward_system_risk_weight * sri
+    r.per_bank = per_bank
     r.equity_prev = L.equity.copy()
-    live = ~was_out if out else slice(None)  # all: the same elements, in the same order
-    any_live = out < L.n
-    r.mean = mean(r.per_bank[live]) if any_live else 0.0
-    for name, v in comps.items():
-        setattr(r, name, mean(v[live]) if any_live else 0.0)
+    if out == L.n:  # nobody left in the game
+        r.mean = r.profit = r.liquidity = r.default = r.system_risk = 0.0
+        return
+    # the banks still in (all: the same elements, in the same order), as C-ordered
+    # rows (``compress``, not ``block[:, mask]``, whose rows are strided and summed
+    # one by one, not pairwise): each row's sum is the one its own mean() takes
+    live = block.compress(~was_out, axis=1) if out else block
+    means = (np.add.reduce(live, axis=1) / live.shape[1]).tolist()
+    r.mean, r.profit, r.liquidity, r.default, r.system_risk = means

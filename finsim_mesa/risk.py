@@ -19,6 +19,8 @@ import scipy.sparse as sp
 
 from finsim_mesa.fastmath import clip, flatnonzero, total
 
+_sum, _all = np.add.reduce, np.logical_and.reduce
+
 __all__ = [
     "DebtRankResult",
     "debtrank",
@@ -182,8 +184,25 @@ def debtrank_entries(
         ValueError: no ``value``; a ``by_column`` that does not fit the entries
             (taken from another table, or before pairs were added to it).
     """
-    if by_column is not None and (np.shape(by_column[0]) != np.shape(cols)
-                                  or np.shape(by_column[1]) != (len(initial_distress) + 1,)):
+    h, total, start, steps = _debtrank_rounds(rows, cols, exposures, equity, initial_distress,
+                                              value, present, by_column)
+    return DebtRankResult(h, total - start, total, steps)
+
+
+def _shape(x: object) -> tuple[int, ...]:
+    return x.shape if type(x) is np.ndarray else np.shape(x)
+
+
+def _debtrank_rounds(
+    rows: np.ndarray, cols: np.ndarray, exposures: np.ndarray, equity: np.ndarray,
+    initial_distress: np.ndarray, value: np.ndarray, present: np.ndarray | None,
+    by_column: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[np.ndarray, float, float, int]:
+    """:func:`debtrank_entries` as (final distress, ``Σ v h(T)``, ``Σ v h(1)``,
+    steps), without building a :class:`DebtRankResult` (the record stage reads
+    the two sums)."""
+    if by_column is not None and (_shape(by_column[0]) != _shape(cols)
+                                  or _shape(by_column[1]) != (len(initial_distress) + 1,)):
         raise ValueError(f"by_column has {np.size(by_column[0])} positions and "
                          f"{np.size(by_column[1])} pointers for {np.size(cols)} entries of "
                          f"{len(initial_distress)} banks: take LinkTable.by_column(n) of the "
@@ -196,7 +215,7 @@ def debtrank_entries(
     n = h0.shape[0]
     v = _values(None, value, n)
     data = _entry_weights(exposures, np.asarray(equity, dtype=float), rows, present)
-    h = h0.copy()
+    h = h0  # (clip's own array; each round makes a new h, so h0 is kept)
     distressed = h > 0
     inactive = np.zeros(n, dtype=bool)
     steps = 0
@@ -211,7 +230,7 @@ def debtrank_entries(
         # changes no sum (all terms are >= 0), and the kept ones stay in order
         many = _SCAN_SHARE * k > n
         if many and scan is None:
-            scan = bool(np.isfinite(data).all())
+            scan = bool(_all(np.isfinite(data)))  # np.isfinite(data).all(), in C
         if many and scan:
             # many distressed (a first round: most banks lost some equity): every
             # entry, the undistressed columns' distress read as 0 — their terms
@@ -228,10 +247,9 @@ def debtrank_entries(
             push = np.bincount(rows[sel], weights=data[sel] * h[cols[sel]], minlength=n)
         inactive |= distressed
         h = np.minimum(1.0, h + push)
-        distressed = (h > 0) & ~inactive
+        distressed = np.less(inactive, h > 0)  # (h > 0) & ~inactive, in one call fewer
         steps += 1
-    total = float(v @ h)
-    return DebtRankResult(h, total - float(v @ h0), total, steps)
+    return h, float(v @ h), float(v @ h0), steps
 
 
 _COLUMN_PATH_MIN_ENTRIES = 10_000  # below, scanning every entry costs less (measured)
@@ -266,7 +284,7 @@ def _values(exposures: np.ndarray | sp.spmatrix | None, value: np.ndarray | None
     if value is None:
         value = np.asarray(sp.csr_matrix(exposures).sum(axis=0)).reshape(-1)
     v = np.asarray(value, dtype=float)
-    s = v.sum()
+    s = _sum(v, axis=None)  # v.sum(), without its Python wrapper
     return v / s if s > 0 else np.full(n, 1.0 / n)
 
 

@@ -184,8 +184,16 @@ class Reference:
     debtrank0: np.ndarray | None = None
 
 
+_SHARED = frozenset({float, int, bool, str, type(None)})  # immutable: shared, not copied
+
+
 def _copy(value: Any) -> Any:
     """A copy of a state value: arrays, dicts and lists copied, scalars shared."""
+    kind = type(value)
+    if kind in _SHARED:  # (the usual field: tested first, by its exact type)
+        return value
+    if kind is np.ndarray:
+        return value.copy()
     if isinstance(value, np.ndarray):
         return value.copy()
     if isinstance(value, dict):
@@ -207,9 +215,13 @@ def _names(cls: type) -> tuple[str, ...]:
 def copy_state(obj: T) -> T:
     """A copy of a state value or dataclass whose arrays and containers are copies
     too (the fields hold arrays, dicts, lists and immutable scalars only)."""
-    if not dataclasses.is_dataclass(obj):
-        return _copy(obj)
-    return type(obj)(**{name: _copy(getattr(obj, name)) for name in _names(type(obj))})
+    cls = type(obj)
+    names = _FIELDS.get(cls)
+    if names is None:
+        if not dataclasses.is_dataclass(obj):
+            return _copy(obj)
+        names = _names(cls)
+    return cls(**{name: _copy(getattr(obj, name)) for name in names})
 
 
 def restore_state(target: Any, saved: Any) -> None:
