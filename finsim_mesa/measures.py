@@ -160,9 +160,9 @@ def update_full(m: Measures, L: Ledger, sheets: Sheets, assets0: np.ndarray,
     index (after :func:`update_core`). ``bilateral_only``: DebtRank on loans
     with a bank counterparty (the infrastructure layer novates the others).
     ``h``: the distress :func:`update_core` returned (computed if omitted)."""
-    act = L.active
-    if np.count_nonzero(act) == act.size:  # every bank active (the usual case): the
-        act = slice(None)  # whole arrays, not gathered copies (the same sums and extremes)
+    # every bank active (status all 0, the usual case): the whole arrays, not
+    # gathered copies (the same sums and extremes)
+    act = L.active if np.count_nonzero(L.status) else slice(None)
     h = risk.distress(L.equity, L.equity0, L.defaulted) if h is None else h
     # economic value v = share of total assets at the start (a stable weight)
     # on the loan book's fixed link pattern (data refilled, no matrix built)

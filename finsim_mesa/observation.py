@@ -76,6 +76,10 @@ _CLIPPED = len(_BOUNDS)
 _CLIP_LO, _CLIP_HI = np.array(list(_BOUNDS.values())).T.copy()
 _CLIP_LO.flags.writeable = _CLIP_HI.flags.writeable = False
 INFRA_OBS_DIM = len(INFRA_OBS_FIELDS)
+# the columns of system-wide figures, the same for every bank (adjacent, in this order)
+_SYSTEM_COLUMNS = slice(OBS["price"], OBS["market_stress"] + 1)
+assert [name for name, _ in OBS_FIELDS[_SYSTEM_COLUMNS]] == [
+    "price", "price_trend", "interbank_rate", "market_stress"], "OBS_FIELDS order"
 
 ACTIONS: tuple[tuple[str, str], ...] = (
     ("lend", "offer this share of lendable cash (cash above the reserve target, times "
@@ -125,10 +129,16 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     need = due2 + withdrawals + RUNOFF * L.deposits
     # float64 columns, computed in place; another dtype's ``out`` gets them rounded
     # once, at the end (as storing each float64 column into it did)
-    o = out if out is not None and out.dtype == np.float64 else np.empty((n, OBS_DIM), order="F")
+    given = out is not None and out.dtype == np.float64
+    o = out if given else np.empty((n, OBS_DIM), order="F")
     c = o.T  # c[j] is column j (one contiguous run in a column-major matrix)
     defaulted = L.defaulted
-    h = risk.distress(L.equity, L.equity0, defaulted, out=c[OBS["own_distress"]])
+    h = c[OBS["own_distress"]]
+    if given:  # (a caller's array: distress checks that it shares no input's memory)
+        risk.distress(L.equity, L.equity0, defaulted, out=h)
+    else:  # a new matrix: no overlap to check
+        h.fill(0.0)
+        risk._distress_into(h, L.equity, L.equity0, defaulted)
     at_risk = np.bincount(lb.lender[bilateral], weights=(owed * h[lb.borrower])[bilateral],
                           minlength=n)
     ib = (sheets.interbank_assets if isinstance(bilateral, slice)
@@ -148,17 +158,20 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     np.maximum(ratios, _CLIP_LO, out=ratios)
     np.minimum(ratios, _CLIP_HI, out=ratios)
     cov /= 5  # clipped to [0, 5], divided by 5
-    for name, num, den in (("counterparty_stress", at_risk, ib),
-                           ("neighbour_defaults", network.neighbours_in(defaulted),
-                            network.degree)):
-        col = c[OBS[name]]
-        col.fill(0.0)  # where nothing is divided
-        np.divide(num, den, out=col, where=den > 0)
-    # NumPy's clip of a float, min(max(x, lo), hi), without NumPy scalars
-    c[OBS["price"]] = min(max(market.price_index, 0), 2)
-    c[OBS["price_trend"]] = min(max(10 * measures.price_return, -1), 1)
-    c[OBS["interbank_rate"]] = market.rate / rate_scale if rate_scale > 0 else 0.0
-    c[OBS["market_stress"]] = measures.market_stress
+    col = c[OBS["counterparty_stress"]]
+    col.fill(0.0)  # where nothing is divided
+    np.divide(at_risk, ib, out=col, where=ib > 0)
+    col = c[OBS["neighbour_defaults"]]
+    col.fill(0.0)  # where nothing is divided, and everywhere while nobody is in default
+    if np.count_nonzero(defaulted):  # (0 / degree is +0.0: the column as filled)
+        deg = network.degree
+        np.divide(network.neighbours_in(defaulted), deg, out=col, where=deg > 0)
+    # NumPy's clip of a float, min(max(x, lo), hi), without NumPy scalars; the four
+    # columns the same for every bank written as one block (they are adjacent)
+    o[:, _SYSTEM_COLUMNS] = (min(max(market.price_index, 0), 2),
+                             min(max(10 * measures.price_return, -1), 1),
+                             market.rate / rate_scale if rate_scale > 0 else 0.0,
+                             measures.market_stress)
     # clip(log(max(ta, 1e-12) / size0) / 3, -1, 1), in place
     size = c[OBS["size"]]
     np.maximum(ta, 1e-12, out=size)
@@ -259,11 +272,16 @@ def observe(model: FinancialModel) -> np.ndarray:
     width = OBS_DIM + (INFRA_OBS_DIM if infra else 0) + (k if k > 1 else 0)
     # column-major: each column is written (here) and read (by the brains) as
     # one contiguous run; rows are what a bank sees
-    o = np.empty((L.n, width), order="F")
-    bank_observations(L, model.sheets, model.market, model.measures, model.flows.withdrawals,
-                      model.network, model.reference.size0, model.config, model.t,
-                      flatnonzero(L.loans.ccp < 0) if infra else slice(None),
-                      out=o[:, :OBS_DIM])  # (indices: the same loans, one pass for the gathers)
+    # (only the bank columns: bank_observations' own new matrix, the same layout)
+    o = np.empty((L.n, width), order="F") if width > OBS_DIM else None
+    bank = bank_observations(L, model.sheets, model.market, model.measures,
+                             model.flows.withdrawals, model.network, model.reference.size0,
+                             model.config, model.t,
+                             flatnonzero(L.loans.ccp < 0) if infra else slice(None),
+                             out=None if o is None else o[:, :OBS_DIM])
+    # (bilateral loans as indices: the same loans, one pass for the gathers)
+    if o is None:
+        return bank
     if infra:
         ta = model.sheets.total_assets
         infrastructure_observations(L, np.where(ta > 0, ta, 1.0), model.exchanges, model.ccps,

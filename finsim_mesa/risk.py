@@ -351,6 +351,13 @@ def distress(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray,
     else:
         h = out
         h.fill(0.0)
+    return _distress_into(h, equity, equity0, defaulted)
+
+
+def _distress_into(h: np.ndarray, equity: np.ndarray, equity0: np.ndarray,
+                   defaulted: np.ndarray) -> np.ndarray:
+    """:func:`distress` written into ``h`` (float64, shape (n,), all +0.0, sharing
+    no memory with the inputs: the caller's guarantee, e.g. a new array)."""
     np.divide(equity, equity0, out=h, where=equity0 > 0)
     np.subtract(1.0, h, out=h)
     np.maximum(h, 0.0, out=h)
