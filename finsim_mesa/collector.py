@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import types
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from copy import deepcopy
 from functools import partial
@@ -105,6 +106,7 @@ class FinsimDataCollector(DataCollector):
             paths = [getattr(r, "path", None) for _, r in items]
             self._plain_get = attrgetter(*paths) if None not in paths else None
             self._plain_items = items
+            self._plain_names = tuple(var for var, _ in items)
         if hasattr(self, "_collection_steps"):  # Mesa >= 3.5
             self._collection_steps.append(model.time)
         model_vars = self.model_vars
@@ -115,6 +117,11 @@ class FinsimDataCollector(DataCollector):
                 model_vars[var].append(value if type(value) in _ATOMIC else deepcopy(value))
             return True
         values = get(model) if len(items) > 1 else (get(model),)  # reads only
+        if _ATOMIC.issuperset(map(type, values)):  # (the usual case) each value itself,
+            # appended to its column's list in C
+            deque(map(list.append, map(model_vars.__getitem__, self._plain_names), values),
+                  maxlen=0)
+            return True
         for (var, _), value in zip(items, values, strict=True):
             model_vars[var].append(value if type(value) in _ATOMIC else deepcopy(value))
         return True

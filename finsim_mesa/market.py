@@ -104,7 +104,14 @@ class Market:
         """Next prices from mean reversion and volatility, shape (k,) (not applied)."""
         eps = rng.standard_normal(self.prices.size)
         logp = np.log(self.prices)
-        logp += self.cfg.mean_reversion * (np.log(self.fundamentals) - logp) + volatility * eps
+        if logp.size == 1 == self.fundamentals.size:  # one class: the same arithmetic on
+            # Python floats (IEEE doubles, the same operations in the same order as
+            # NumPy's elementwise ones); NumPy's log and exp of the arrays as below
+            x = logp.item()
+            logp[0] = x + (self.cfg.mean_reversion * (np.log(self.fundamentals).item() - x)
+                           + volatility * eps.item())
+        else:
+            logp += self.cfg.mean_reversion * (np.log(self.fundamentals) - logp) + volatility * eps
         return np.maximum(np.exp(logp), self.floor)
 
     def crash_prices(self, magnitude: float, assets: np.ndarray | None = None) -> np.ndarray:

@@ -260,3 +260,33 @@ def test_collector_mark_counts_every_column():
     m.step()
     dc.rollback(mark)
     assert {k: len(v) for k, v in dc.model_vars.items()} == lengths
+
+
+@pytest.mark.parametrize("value", ["atomic", "array", "numpy_scalar"])
+def test_model_rows_as_mesa_records_them(value):
+    """The collector appends the reporters' values to their columns in C when every
+    value is an immutable Python scalar; otherwise each is deep-copied as in
+    Mesa's loop. Mesa's own DataCollector is the reference."""
+    from mesa.datacollection import DataCollector
+
+    from finsim_mesa.measures import FinsimDataCollector, make_reporters
+
+    m = FinancialModel(n_banks=12, scenario="systemic", rng=2)
+    reporters = make_reporters(False, m.market.names)
+    ours = FinsimDataCollector(agent_every=0, model_reporters=dict(reporters))
+    ref = DataCollector(model_reporters=dict(reporters))
+    for _ in range(6):
+        m.step()
+        if value == "array":
+            m.measures.total_equity = np.array([m.ledger.equity.sum()])
+        elif value == "numpy_scalar":
+            m.measures.total_equity = np.float64(m.ledger.equity.sum())
+        ours.collect(m)
+        ref.collect(m)
+    assert list(ours.model_vars) == list(ref.model_vars)
+    for column, want in ref.model_vars.items():
+        got = ours.model_vars[column]
+        assert [type(v) for v in got] == [type(v) for v in want], column
+        assert [np.asarray(v).tobytes() for v in got] == [np.asarray(v).tobytes() for v in want]
+    if value == "array":  # deep copies, not the model's array
+        assert ours.model_vars["total_equity"][-1] is not m.measures.total_equity
