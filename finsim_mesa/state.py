@@ -226,7 +226,12 @@ def copy_state(obj: T) -> T:
 
 def restore_state(target: Any, saved: Any) -> None:
     """Copy every field of ``saved`` into ``target`` (same dataclass), in place, so
-    that references to ``target`` stay valid."""
+    that references to ``target`` stay valid. ``saved`` may also be a dict of the
+    field values (a step's transaction holds them so: :func:`_fields`)."""
+    if type(saved) is dict:
+        for name in _names(type(target)):
+            setattr(target, name, _copy(saved[name]))
+        return
     for name in _names(type(target)):
         setattr(target, name, _copy(getattr(saved, name)))
 
@@ -267,6 +272,16 @@ def _shallow(obj: T) -> T:
     return new
 
 
+def _fields(obj: Any) -> Any:
+    """The field values of a state dataclass as they are now, without copying them:
+    a plain instance's ``__dict__`` copied (a dict, a quarter of the cost of a new
+    instance), else :func:`_shallow`'s copy (:func:`restore_state` takes either)."""
+    cls = type(obj)
+    if _PLAIN.get(cls) is None:
+        _shallow(obj)  # (looks the class up)
+    return obj.__dict__.copy() if _PLAIN[cls] else _shallow(obj)
+
+
 def snapshot_model(model: Any, shallow_logs: bool = False) -> dict[str, Any]:
     """Copies of everything that changes as a FinancialModel runs: the clock and its
     generators, the ledger, the market, the dataclasses of :data:`MODEL_STATE`,
@@ -276,12 +291,13 @@ def snapshot_model(model: Any, shallow_logs: bool = False) -> dict[str, Any]:
     the append-only logs (shock log, exchange histories, the router's audit)
     are then held with their length (:func:`log_state`), and the dataclasses a
     step only ever *replaces* field by field (:data:`REPLACED_STATE`; tested:
-    their arrays are read-only through steps) by a shallow copy."""
+    their arrays are read-only through steps) by their field values
+    (:func:`_fields`)."""
     return {
         "t": model.t, "running": model.running, "collapsed": model.collapsed,
         "rng": model.rng.bit_generator.state, "random": model.random.getstate(),
         "ledger": model.ledger.snapshot(), "market": model.market.snapshot(),
-        "state": {name: (_shallow(getattr(model, name))
+        "state": {name: (_fields(getattr(model, name))
                          if shallow_logs and name in REPLACED_STATE
                          else copy_state(getattr(model, name))) for name in MODEL_STATE},
         "shock_log": log_state(model.shock_log, shallow_logs),

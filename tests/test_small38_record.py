@@ -290,3 +290,54 @@ def test_model_rows_as_mesa_records_them(value):
         assert [np.asarray(v).tobytes() for v in got] == [np.asarray(v).tobytes() for v in want]
     if value == "array":  # deep copies, not the model's array
         assert ours.model_vars["total_equity"][-1] is not m.measures.total_equity
+
+
+def test_transaction_holds_the_replaced_states_field_values():
+    """A step's transaction holds each REPLACED_STATE dataclass's field values (a
+    dict, not a new instance); restore_state puts either form back the same way,
+    and a failed step leaves every field as it was (the same objects' values)."""
+    from finsim_mesa.state import REPLACED_STATE, _fields, restore_state, snapshot_model
+
+    m = FinancialModel(n_banks=15, scenario="systemic", rng=6)
+    m.run_for(3)
+    snap = snapshot_model(m, shallow_logs=True)
+    for name in REPLACED_STATE:
+        obj = getattr(m, name)
+        held = snap["state"][name]
+        assert type(held) is dict and held == vars(obj) and held is not vars(obj)
+        a, b = copy_state(obj), copy_state(obj)
+        restore_state(a, held)
+        restore_state(b, copy.copy(obj))
+        for field in vars(obj):
+            x, y = getattr(a, field), getattr(b, field)
+            assert type(x) is type(y)
+            if isinstance(x, np.ndarray):
+                assert x.tobytes() == y.tobytes() and x is not getattr(obj, field)
+    before = {name: copy.deepcopy(vars(getattr(m, name))) for name in REPLACED_STATE}
+
+    def boom(*_):
+        raise RuntimeError("late failure")
+
+    m.datacollector.collect = boom  # fails after every stage ran
+    with pytest.raises(RuntimeError):
+        m.step()
+    for name in REPLACED_STATE:
+        now = vars(getattr(m, name))
+        assert now.keys() == before[name].keys()
+        for field, value in before[name].items():
+            if isinstance(value, np.ndarray):
+                assert now[field].tobytes() == value.tobytes(), (name, field)
+            elif isinstance(value, dict):
+                assert {k: np.asarray(v).tobytes() for k, v in now[field].items()} == {
+                    k: np.asarray(v).tobytes() for k, v in value.items()}
+            elif hasattr(value, "toarray"):  # the initial exposures (sparse)
+                assert (now[field] != value).nnz == 0
+            else:
+                assert now[field] == value, (name, field)
+
+    class Slotted:
+        __slots__ = ("x",)
+
+    one = Slotted()
+    one.x = 1
+    assert type(_fields(one)) is Slotted and _fields(one).x == 1
