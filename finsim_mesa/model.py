@@ -338,7 +338,7 @@ class FinancialModel(KeptAgentLists, mesa.Model):
                                  self.reference.liquidity0, bilateral_only=infra, h=h)
             if infra:
                 measures.update_infrastructure(m, L, self.exchanges, self.ccps, self.router,
-                                               self.t)
+                                               self.t, self.sheets)
 
     def snapshot(self) -> dict[str, Any]:
         """Copies of everything that changes as the model runs (see
