@@ -260,7 +260,7 @@ class FinancialModel(KeptAgentLists, mesa.Model):
         self.flows.interbank_volume = 0.0
         if self.router is not None:
             self.router.record_rollovers(rolled, t)
-            self.router.submit_many(src, dst, amount, rate, t)  # settled by the exchanges
+            self.router.submit_many(src, dst, amount, rate, t, link)  # settled by the exchanges
         else:
             L.lend(src, dst, amount, rate, t + cfg.loan_maturity, link=link)
             self.flows.interbank_volume = float(amount.sum())

@@ -115,6 +115,7 @@ def book_orders(L: Ledger, router: InfrastructureRouter,
     orders fail, in order. Loans made between the same pair are merged.
     Returns (fees paid, volume lent), money."""
     done = [o for o in processed if o]
+    link = router.submitted_links(done)  # (also drops the links kept when nothing is done)
     if not done:
         return 0.0, 0.0
     orders = {key: np.concatenate([o[key] for o in done]) for key in done[0]}
@@ -137,9 +138,11 @@ def book_orders(L: Ledger, router: InfrastructureRouter,
     else:  # each column gathered once for the booking and its audit
         bad = ~ok
         booked = {key: col[ok] for key, col in orders.items()}
+        link = None if link is None else link[ok]
     snd, rcv, amt = booked["sender"], booked["receiver"], booked["amount"]
     fee = amt * booked["fee_rate"]
-    L.lend(snd, rcv, amt, booked["rate"], np.full(k, t + cfg.loan_maturity), booked["ccp"])
+    L.lend(snd, rcv, amt, booked["rate"], np.full(k, t + cfg.loan_maturity), booked["ccp"],
+           link=link)  # (their link ids: consolidation's groups without a sort)
     L.charge_fees(snd, fee, booked["exchange"])
     L.loans.consolidate(first_new)
     router.record("loan", snd, rcv, amt, amt, booked["exchange"], booked["ccp"], fee,

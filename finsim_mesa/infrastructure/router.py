@@ -35,6 +35,8 @@ __all__ = ["AUDIT_COLUMNS", "InfrastructureRouter", "assign_venues"]
 KINDS = ("loan", "rollover", "repayment", "margin_call", "margin_return")
 OUTCOMES = ("processed", "expired", "failed", "renewed", "paid", "partial", "unpaid",
             "posted", "short", "returned")
+_KIND_CODE = {kind: code for code, kind in enumerate(KINDS)}  # KINDS.index, by lookup
+_OUTCOME_CODE = {out: code for code, out in enumerate(OUTCOMES)}
 AUDIT_COLUMNS = ("step", "kind", "sender", "receiver", "amount", "received", "exchange", "ccp",
                  "fee", "delay", "outcome")
 
@@ -82,6 +84,8 @@ class InfrastructureRouter:
             ex.ccp_id = int(c)
         self._audit: list[dict[str, np.ndarray]] = []
         self._constants = _Constants()
+        # the link ids of the orders last submitted (see submitted_links): a cache
+        self._links: tuple[Any, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] | None = None
 
     # ----------------------------------------------------------- submitting
     def submit_transaction(self, sender: int, receiver: int, amount: float,
@@ -114,16 +118,44 @@ class InfrastructureRouter:
         return int(ids[0])
 
     def submit_many(self, sender: np.ndarray, receiver: np.ndarray, amount: np.ndarray,
-                    rate: np.ndarray, step: int) -> np.ndarray:
-        """Queue loan orders on each sender's exchange; returns the order ids."""
+                    rate: np.ndarray, step: int, link: np.ndarray | None = None) -> np.ndarray:
+        """Queue loan orders on each sender's exchange; returns the order ids.
+
+        ``link``: each order's link id in the loan book's link table, if known;
+        kept with the columns queued (see :meth:`submitted_links`)."""
         ids = np.empty(sender.size, dtype=np.int64)
         venue = self.bank_exchange[sender]
+        kept = []
         for x, ex in enumerate(self.exchanges):
             m = venue == x
             if np.count_nonzero(m):
                 # the gathered columns are new arrays: the queue may keep them
-                ids[m] = ex.submit(sender[m], receiver[m], amount[m], rate[m], step, copy=False)
+                snd, rcv = sender[m], receiver[m]
+                ids[m] = ex.submit(snd, rcv, amount[m], rate[m], step, copy=False)
+                queued = ex.queue.orders
+                if link is not None and queued["sender"] is snd and queued["receiver"] is rcv:
+                    kept.append((snd, rcv, link[m]))  # (the queue was empty: kept as given)
+        self._links = (self.model.ledger.loans.links, kept) if kept else None
         return ids
+
+    def submitted_links(self, processed: list[dict[str, np.ndarray]]) -> np.ndarray | None:
+        """The link ids of the orders ``processed`` (the exchanges' non-empty
+        outputs, in order, as :func:`~finsim_mesa.infrastructure.layer.book_orders`
+        concatenates them) when they are exactly the orders the last
+        :meth:`submit_many` queued with their links, each exchange's whole: its
+        output's sender and receiver columns are the very arrays that call left
+        as the (then empty) queue's columns, and the loan book's link table is
+        the one the ids were looked up in. Else None (the ids are looked up
+        when needed). Either way the links kept are dropped."""
+        kept, self._links = self.__dict__.get("_links"), None
+        if kept is None:
+            return None
+        table, parts = kept
+        if (table is not self.model.ledger.loans.links or len(parts) != len(processed)
+                or any(p["sender"] is not snd or p["receiver"] is not rcv
+                       for p, (snd, rcv, _) in zip(processed, parts, strict=True))):
+            return None
+        return parts[0][2] if len(parts) == 1 else np.concatenate([lk for *_, lk in parts])
 
     def snapshot(self, shallow_logs: bool = False) -> dict[str, Any]:
         """Copies of the routing table and the audit records (``shallow_logs``, a
@@ -142,6 +174,7 @@ class InfrastructureRouter:
         self.bank_ccp = state["bank_ccp"].copy()
         self.exchange_ccp = state["exchange_ccp"].copy()
         self._audit = log_restore(state["audit"])
+        self._links = None
 
     # ---------------------------------------------------------------- audit
     def record_rollovers(self, rolled: dict[str, np.ndarray], step: int) -> None:
@@ -159,17 +192,21 @@ class InfrastructureRouter:
         Lookahead copies of a model (``collect_data`` off) keep no audit."""
         if not self.model.collect_data:
             return
-        amount = np.asarray(amount, dtype=float)
+        given, amount = amount, np.asarray(amount, dtype=float)
         k = amount.size
         if not k:
             return
-        out = OUTCOMES.index(outcome) if isinstance(outcome, str) else outcome
+        out = _OUTCOME_CODE[outcome] if isinstance(outcome, str) else outcome
         const = self._constants.column
         self._audit.append({
-            "step": const(step, k, np.int32), "kind": const(KINDS.index(kind), k, np.int8),
+            "step": const(step, k, np.int32), "kind": const(_KIND_CODE[kind], k, np.int8),
             "sender": _column(sender, k, np.int32, const),
             "receiver": _column(receiver, k, np.int32, const),
-            "amount": amount, "received": _column(received, k, float, const),
+            # what was received given as the amount itself (loans, roll-overs, margin
+            # posted in full): the amount column again, not a copy of it (records
+            # are never changed in place)
+            "amount": amount,
+            "received": amount if received is given else _column(received, k, float, const),
             "exchange": _column(exchange, k, np.int16, const),
             "ccp": _column(ccp, k, np.int16, const), "fee": _column(fee, k, float, const),
             "delay": _column(delay, k, np.int16, const), "outcome": _column(out, k, np.int8, const),
