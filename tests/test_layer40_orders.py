@@ -72,8 +72,9 @@ def test_links_are_refused_when_the_orders_are_not_the_ones_kept():
     done = [p for p in processed if p]
     got = r.submitted_links(done)
     # the orders in the exchanges' order, each with its own pair's link
-    pairs = np.concatenate([p["sender"] for p in done]), np.concatenate([p["receiver"] for p in done])
-    assert np.array_equal(got, m.ledger.loans.links.ids(*pairs))
+    snd = np.concatenate([p["sender"] for p in done])
+    rcv = np.concatenate([p["receiver"] for p in done])
+    assert np.array_equal(got, m.ledger.loans.links.ids(snd, rcv))
     assert r.submitted_links(done) is None  # used once
     # orders already waiting in a queue: the queue's columns are not the arrays
     # submitted, so nothing is kept for that exchange
