@@ -56,6 +56,40 @@ def test_links_kept_for_booked_orders_change_no_bit(kw, monkeypatch):
     assert any(taken) == (kw.get("exchange_capacity") is None)
 
 
+@pytest.mark.parametrize("kw", CONFIGS[:2])
+def test_skipped_consolidation_of_distinct_pairs_changes_no_bit(kw, monkeypatch):
+    """Twin runs, one consolidating every booking (the former form, links kept):
+    the same book, ledger, audit and data."""
+    original = InfrastructureRouter.submitted_links
+    skipped = []
+
+    def spy(self, processed):
+        got = original(self, processed)
+        skipped.append(got is not None and got[1])
+        return got
+
+    monkeypatch.setattr(InfrastructureRouter, "submitted_links", spy)
+    a = FinancialModel(**kw)
+    a.run_for(20)
+    assert any(skipped)
+
+    def always(self, processed):
+        got = original(self, processed)
+        return None if got is None else (got[0], False)
+
+    monkeypatch.setattr(InfrastructureRouter, "submitted_links", always)
+    b = FinancialModel(**kw)
+    b.run_for(20)
+    for name in (*a.ledger.loans._FIELDS, "link"):
+        assert getattr(a.ledger.loans, name).tobytes() == getattr(b.ledger.loans, name).tobytes()
+    for name, v in vars(a.ledger).items():
+        if isinstance(v, np.ndarray):
+            assert v.tobytes() == getattr(b.ledger, name).tobytes(), name
+    assert a.router.audit().equals(b.router.audit())
+    assert a.datacollector.get_model_vars_dataframe().equals(
+        b.datacollector.get_model_vars_dataframe())
+
+
 def test_links_are_refused_when_the_orders_are_not_the_ones_kept():
     m = FinancialModel(n_banks=200, n_exchanges=2, n_ccps=1, rng=23)
     m.run_for(3)
@@ -70,12 +104,22 @@ def test_links_are_refused_when_the_orders_are_not_the_ones_kept():
     r.submit_many(src, dst, np.ones(4), np.full(4, 0.01), m.t, link)
     processed = [ex.process(m.t) for ex in m.exchanges]
     done = [p for p in processed if p]
-    got = r.submitted_links(done)
+    got, distinct = r.submitted_links(done)
+    assert distinct  # four pairs
     # the orders in the exchanges' order, each with its own pair's link
     snd = np.concatenate([p["sender"] for p in done])
     rcv = np.concatenate([p["receiver"] for p in done])
     assert np.array_equal(got, m.ledger.loans.links.ids(snd, rcv))
     assert r.submitted_links(done) is None  # used once
+    # a pair twice: not distinct (consolidation merges them)
+    for s2, d2 in ((np.array([1, 1, 2]), np.array([5, 5, 6])),
+                   (np.array([1, 1]), np.array([6, 5]))):
+        lk = m.ledger.loans.links.ids(s2, d2)
+        r.submit_many(s2, d2, np.ones(s2.size), np.full(s2.size, 0.01), m.t, lk)
+        done = [p for p in (ex.process(m.t) for ex in m.exchanges) if p]
+        got, distinct = r.submitted_links(done)
+        assert sorted(got.tolist()) == sorted(lk.tolist())
+        assert distinct == (s2.size == 2)  # the pair (1, 5) twice, or two pairs
     # orders already waiting in a queue: the queue's columns are not the arrays
     # submitted, so nothing is kept for that exchange
     r.submit_transaction(1, 5, 1.0)

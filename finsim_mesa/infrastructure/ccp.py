@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CentralCounterparty", "cleared_by_ccp", "netting_efficiency"]
 
+_min, _max = np.minimum.reduce, np.maximum.reduce  # (ndarray.min() / .max() without their layer)
+
 
 def cleared_by_ccp(loans: LoanBook, ccp_ids: Sequence[int], n: int) -> np.ndarray:
     """shape (n, len(ccp_ids)): what each member owes each of these CCPs on the
@@ -40,12 +42,15 @@ def cleared_by_ccp(loans: LoanBook, ccp_ids: Sequence[int], n: int) -> np.ndarra
     m: np.ndarray | slice
     if ids.tolist() == list(range(ids.size)):  # all CCPs in id order (the model's
         col = loans.ccp  # call): a CCP's column is its id
-        m = (col >= 0) & (col < ids.size)
-        if np.count_nonzero(m) == m.size:  # every loan cleared (ccp_clearing_share 1):
-            m = slice(None)  # the whole book, no gathers (the same rows, in book order)
+        # every loan cleared (ccp_clearing_share 1): every id in 0..C-1, read off the
+        # extremes (no mask): the whole book, no gathers (the same rows, in book order)
+        if not col.size or (int(_min(col)) >= 0 and int(_max(col)) < ids.size):
+            m = slice(None)
             if ids.size == 1:  # one CCP: its column is 0 for every loan
                 return np.bincount(loans.borrower, weights=loans.owed_at(m),
                                    minlength=n)[:, None]
+        else:
+            m = (col >= 0) & (col < ids.size)
     else:
         slot = np.full(int(max(ids.max(initial=-1), loans.ccp.max(initial=-1))) + 2, -1)
         slot[ids + 1] = np.arange(ids.size)  # column of each CCP id (+1: -1 is bilateral)

@@ -35,6 +35,7 @@ __all__ = ["AUDIT_COLUMNS", "InfrastructureRouter", "assign_venues"]
 KINDS = ("loan", "rollover", "repayment", "margin_call", "margin_return")
 OUTCOMES = ("processed", "expired", "failed", "renewed", "paid", "partial", "unpaid",
             "posted", "short", "returned")
+_min, _max = np.minimum.reduce, np.maximum.reduce
 _KIND_CODE = {kind: code for code, kind in enumerate(KINDS)}  # KINDS.index, by lookup
 _OUTCOME_CODE = {out: code for code, out in enumerate(OUTCOMES)}
 AUDIT_COLUMNS = ("step", "kind", "sender", "receiver", "amount", "received", "exchange", "ccp",
@@ -138,7 +139,8 @@ class InfrastructureRouter:
         self._links = (self.model.ledger.loans.links, kept) if kept else None
         return ids
 
-    def submitted_links(self, processed: list[dict[str, np.ndarray]]) -> np.ndarray | None:
+    def submitted_links(self, processed: list[dict[str, np.ndarray]]
+                        ) -> tuple[np.ndarray, bool] | None:
         """The link ids of the orders ``processed`` (the exchanges' non-empty
         outputs, in order, as :func:`~finsim_mesa.infrastructure.layer.book_orders`
         concatenates them) when they are exactly the orders the last
@@ -146,7 +148,11 @@ class InfrastructureRouter:
         output's sender and receiver columns are the very arrays that call left
         as the (then empty) queue's columns, and the loan book's link table is
         the one the ids were looked up in. Else None (the ids are looked up
-        when needed). Either way the links kept are dropped."""
+        when needed). Either way the links kept are dropped.
+
+        Returned with the ids: whether no two orders share a (lender, borrower)
+        pair (no id twice: an id is one pair's).
+        """
         kept, self._links = self.__dict__.get("_links"), None
         if kept is None:
             return None
@@ -155,7 +161,14 @@ class InfrastructureRouter:
                 or any(p["sender"] is not snd or p["receiver"] is not rcv
                        for p, (snd, rcv, _) in zip(processed, parts, strict=True))):
             return None
-        return parts[0][2] if len(parts) == 1 else np.concatenate([lk for *_, lk in parts])
+        link = parts[0][2] if len(parts) == 1 else np.concatenate([lk for *_, lk in parts])
+        size = len(table)
+        distinct = False
+        if link.size and int(_min(link)) >= 0 and int(_max(link)) < size:
+            mark = np.zeros(size, dtype=bool)
+            mark[link] = True
+            distinct = int(np.count_nonzero(mark)) == link.size
+        return link, distinct
 
     def snapshot(self, shallow_logs: bool = False) -> dict[str, Any]:
         """Copies of the routing table and the audit records (``shallow_logs``, a
