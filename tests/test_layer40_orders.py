@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -166,3 +168,43 @@ def test_received_given_as_the_amount_is_the_amount_column():
     r.record("loan", snd, rcv, ints, ints, 1, 0, 0.0, 0, "processed", 3)
     rec = r._audit[0]
     assert rec["received"].dtype == float and rec["received"].tolist() == [3.0, 4.0, 5.0]
+
+
+@pytest.mark.parametrize("value", [0, 3, -1, 2**20, True, 0.0, -0.0, 1.5, math.nan, math.inf,
+                                   -math.inf, np.int64(7), np.float64(-0.0), np.float32(0.25),
+                                   np.array(4), np.array([2.5])])
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, float])
+def test_audit_column_of_a_number_is_np_full(value, dtype):
+    """_column's lookups (ints, floats that are neither NaN nor -0.0) and its
+    general path give what np.full gives, in every length, asked in any order."""
+    from finsim_mesa.infrastructure.router import _column, _Constants
+
+    if dtype is not float and isinstance(value, float | np.floating) and not np.isfinite(value):
+        return  # (no integer column holds NaN or inf)
+    if isinstance(value, np.ndarray) and value.ndim and dtype is not float:
+        return
+    if value == 2**20 and dtype in (np.int8, np.int16):
+        return  # (out of the dtype's range: np.full refuses it too)
+    c = _Constants()
+    for k in (3, 1, 40, 3, 100, 0, 7):
+        want = np.full(k, np.asarray(value).reshape(-1)[0] if np.ndim(value) else value,
+                       dtype=dtype)
+        got = _column(value, k, dtype, c)
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), k
+    arr = np.arange(5)
+    col = _column(arr, 5, dtype, c)
+    assert col is not arr and col.tobytes() == arr.astype(dtype).tobytes()
+
+
+def test_audit_column_of_minus_zero_after_plus_zero():
+    """-0.0 equals 0.0 (and hashes alike): asked after 0.0 it must not get 0.0's
+    column, nor NaN another NaN's."""
+    from finsim_mesa.infrastructure.router import _column, _Constants
+
+    c = _Constants()
+    assert not np.signbit(_column(0.0, 4, float, c)).any()
+    assert np.signbit(_column(-0.0, 4, float, c)).all()
+    assert not np.signbit(_column(0.0, 2, float, c)).any()
+    assert np.isnan(_column(math.nan, 3, float, c)).all()
+    assert _column(1, 3, float, c).tolist() == [1.0] * 3  # an int 1 and a float 1.0 alike
+    assert _column(True, 3, np.int8, c).tolist() == [1] * 3

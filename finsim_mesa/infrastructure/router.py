@@ -17,7 +17,6 @@ deals a random permutation round robin (every venue gets members). Exchange
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -210,19 +209,18 @@ class InfrastructureRouter:
         if not k:
             return
         out = _OUTCOME_CODE[outcome] if isinstance(outcome, str) else outcome
-        const = self._constants.column
+        c = self._constants
         self._audit.append({
-            "step": const(step, k, np.int32), "kind": const(_KIND_CODE[kind], k, np.int8),
-            "sender": _column(sender, k, np.int32, const),
-            "receiver": _column(receiver, k, np.int32, const),
+            "step": _column(step, k, _I32, c), "kind": _column(_KIND_CODE[kind], k, _I8, c),
+            "sender": _column(sender, k, _I32, c), "receiver": _column(receiver, k, _I32, c),
             # what was received given as the amount itself (loans, roll-overs, margin
             # posted in full): the amount column again, not a copy of it (records
             # are never changed in place)
             "amount": amount,
-            "received": amount if received is given else _column(received, k, float, const),
-            "exchange": _column(exchange, k, np.int16, const),
-            "ccp": _column(ccp, k, np.int16, const), "fee": _column(fee, k, float, const),
-            "delay": _column(delay, k, np.int16, const), "outcome": _column(out, k, np.int8, const),
+            "received": amount if received is given else _column(received, k, float, c),
+            "exchange": _column(exchange, k, _I16, c), "ccp": _column(ccp, k, _I16, c),
+            "fee": _column(fee, k, float, c), "delay": _column(delay, k, _I16, c),
+            "outcome": _column(out, k, _I8, c),
         })
 
     def audit(self) -> pd.DataFrame:
@@ -253,19 +251,29 @@ class InfrastructureRouter:
         return count
 
 
-def _column(value: Any, k: int, dtype: Any, constant: Callable[[Any, int, Any], np.ndarray]
-            ) -> np.ndarray:
+def _column(value: Any, k: int, dtype: Any, constants: _Constants) -> np.ndarray:
     """An audit column of ``k`` entries of ``dtype``: a copy of an array, or a
-    number repeated (``constant``: :meth:`_Constants.column`)."""
-    if type(value) in _NUMBERS:  # the usual one-number columns, first
-        return constant(value, k, dtype)
+    number repeated (:meth:`_Constants.column`; an int, or a float neither NaN
+    nor -0.0, looked up here first: the usual columns, without the calls)."""
+    kind = type(value)
+    if kind is _ndarray and value.shape == (k,):
+        return value.astype(dtype)
+    if kind is int or (kind is float and value == value and (value or _copysign(1.0, value) > 0)):
+        base = constants.arrays.get((value, kind, dtype))
+        if base is not None and base.size >= k:
+            return base[:k]
+    if kind in _NUMBERS:
+        return constants.column(value, k, dtype)
     if isinstance(value, np.ndarray) and value.shape == (k,):
         return value.astype(dtype)
     if np.ndim(value) == 0:
-        return constant(value.item() if isinstance(value, np.ndarray) else value, k, dtype)
+        return constants.column(value.item() if isinstance(value, np.ndarray) else value, k,
+                                dtype)
     return np.broadcast_to(value, k).astype(dtype)
 
 
+_ndarray, _copysign = np.ndarray, math.copysign
+_I8, _I16, _I32 = np.int8, np.int16, np.int32
 _NUMBERS = frozenset((int, float, bool))
 
 
@@ -277,10 +285,10 @@ class _Constants:
     dtype and shape as a full column (so the same bytes in a snapshot and its
     fingerprint). Not state: a cache."""
 
-    __slots__ = ("_arrays",)
+    __slots__ = ("arrays",)
 
     def __init__(self) -> None:
-        self._arrays: dict[tuple[Any, type, Any], np.ndarray] = {}
+        self.arrays: dict[tuple[Any, type, Any], np.ndarray] = {}
 
     def column(self, value: Any, k: int, dtype: Any) -> np.ndarray:
         """``np.full(k, value, dtype)``, read-only."""
@@ -288,13 +296,13 @@ class _Constants:
                 value == 0.0 and math.copysign(1.0, value) < 0)):
             return np.full(k, value, dtype=dtype)  # NaN: no key matches; -0.0 would match 0.0
         key = (value, type(value), dtype)
-        base = self._arrays.get(key)
+        base = self.arrays.get(key)
         if base is None or base.size < k:
-            if len(self._arrays) > 256:  # one key a step (the step number): forget old ones
-                self._arrays.clear()
+            if len(self.arrays) > 256:  # one key a step (the step number): forget old ones
+                self.arrays.clear()
             base = np.full(max(k, 0 if base is None else 2 * base.size), value, dtype=dtype)
             base.flags.writeable = False
-            self._arrays[key] = base
+            self.arrays[key] = base
         return base[:k]
 
     def __repr__(self) -> str:
