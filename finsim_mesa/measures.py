@@ -16,6 +16,7 @@ import numpy as np
 from finsim_mesa import risk
 from finsim_mesa.collector import AgentRows, FinsimDataCollector
 from finsim_mesa.fastmath import mean, total
+from finsim_mesa.infrastructure.ccp import netting_efficiency
 from finsim_mesa.observation import RUNOFF
 
 if TYPE_CHECKING:
@@ -186,15 +187,20 @@ def update_full(m: Measures, L: Ledger, sheets: Sheets, assets0: np.ndarray,
 
 def update_infrastructure(m: Measures, L: Ledger, exchanges: list[Exchange],
                           ccps: list[CentralCounterparty], router: InfrastructureRouter,
-                          t: int) -> None:
-    """Exchange and CCP figures of the system."""
-    m.exchange_utilisation = mean(np.array([e.utilisation for e in exchanges]))
-    m.congested_exchanges = int(sum(e.congested for e in exchanges))
-    m.order_backlog = total([e.backlog for e in exchanges])
-    m.orders_expired = total([e.expired for e in exchanges])
+                          t: int, sheets: Sheets | None = None) -> None:
+    """Exchange and CCP figures of the system. ``sheets``: the ledger's derived
+    figures, up to date (as the record stage has them; see
+    :func:`~finsim_mesa.infrastructure.ccp.netting_efficiency`)."""
+    # each exchange's last step read once (its properties' values: 0 / False before one)
+    last = [e.queue.history[-1] if e.queue.history else None for e in exchanges]
+    m.exchange_utilisation = mean(np.array([h.utilisation if h else 0.0 for h in last]))
+    m.congested_exchanges = int(sum(bool(h.congested) if h else False for h in last))
+    m.order_backlog = total([e.queue.backlog for e in exchanges])
+    m.orders_expired = total([h.expired if h else 0.0 for h in last])
     m.margin_posted = float(L.margin.sum())
-    m.netting_efficiency = (mean(np.array([c.netting_efficiency for c in ccps]))
-                            if ccps else 0.0)
+    n = L.n
+    m.netting_efficiency = (mean(np.array([netting_efficiency(L.loans, c.ccp_id, n, sheets)
+                                           for c in ccps])) if ccps else 0.0)
     m.default_fund_used = total([c.fund_used for c in ccps])
     m.uncovered_loss = total([c.uncovered for c in ccps])
     m.routed_transactions = router.transactions(t)

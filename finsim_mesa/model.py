@@ -43,6 +43,7 @@ from finsim_mesa.agents.brainset import BrainSet
 from finsim_mesa.config import ModelConfig, explicit_params, resolve_config
 from finsim_mesa.errors import ConfigError
 from finsim_mesa.infrastructure import CentralCounterparty, Exchange, InfrastructureRouter, layer
+from finsim_mesa.infrastructure.kept import KeptAgentLists
 from finsim_mesa.market import Market, fire_sales, sell_to_market, set_prices
 from finsim_mesa.resources import check_memory, check_rng
 from finsim_mesa.rewards import update_rewards
@@ -74,7 +75,7 @@ def build_space(graph: nx.Graph) -> mesa.space.NetworkGrid:
     return mesa.space.NetworkGrid(graph)
 
 
-class FinancialModel(mesa.Model):
+class FinancialModel(KeptAgentLists, mesa.Model):
     """An interbank system under stress.
 
     Any :class:`~finsim_mesa.config.ModelConfig` field can be passed as a
@@ -259,7 +260,7 @@ class FinancialModel(mesa.Model):
         self.flows.interbank_volume = 0.0
         if self.router is not None:
             self.router.record_rollovers(rolled, t)
-            self.router.submit_many(src, dst, amount, rate, t)  # settled by the exchanges
+            self.router.submit_many(src, dst, amount, rate, t, link)  # settled by the exchanges
         else:
             L.lend(src, dst, amount, rate, t + cfg.loan_maturity, link=link)
             self.flows.interbank_volume = float(amount.sum())
@@ -276,7 +277,7 @@ class FinancialModel(mesa.Model):
         L.receive_asset_income(cfg.asset_return)
         if self.router is None:
             return
-        processed = self.agents_by_type[Exchange].map("process", self.t)
+        processed = [ex.process(self.t) for ex in self.of_type(Exchange)]  # (in id order)
         flows.exchange_fees, flows.interbank_volume = layer.book_orders(
             L, self.router, processed, cfg, self.t)
         if cfg.n_ccps:
@@ -337,7 +338,7 @@ class FinancialModel(mesa.Model):
                                  self.reference.liquidity0, bilateral_only=infra, h=h)
             if infra:
                 measures.update_infrastructure(m, L, self.exchanges, self.ccps, self.router,
-                                               self.t)
+                                               self.t, self.sheets)
 
     def snapshot(self) -> dict[str, Any]:
         """Copies of everything that changes as the model runs (see
@@ -363,16 +364,6 @@ class FinancialModel(mesa.Model):
         return layer.margin_rate(self.config, self.market.price_index)
 
     # ============================================================ institutions
-    @property
-    def exchanges(self) -> list[Exchange]:
-        """The exchange agents in id order (Mesa's ``agents_by_type``)."""
-        return list(self.agents_by_type.get(Exchange, ()))
-
-    @property
-    def ccps(self) -> list[CentralCounterparty]:
-        """The CCP agents in id order (Mesa's ``agents_by_type``)."""
-        return list(self.agents_by_type.get(CentralCounterparty, ()))
-
     def add_institution(self, agent: mesa.Agent) -> int:
         """Put a new institution (a Mesa agent of this model) on its own node of the
         network; its class's ``REPORTERS`` (column -> attribute) are collected per

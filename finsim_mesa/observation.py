@@ -17,6 +17,8 @@ import numpy as np
 from finsim_mesa import risk
 from finsim_mesa.fastmath import clip, flatnonzero, leading
 
+_maximum, _minimum = np.maximum, np.minimum
+
 if TYPE_CHECKING:
     from finsim_mesa.config import ModelConfig
     from finsim_mesa.infrastructure import CentralCounterparty, Exchange, InfrastructureRouter
@@ -80,6 +82,11 @@ INFRA_OBS_DIM = len(INFRA_OBS_FIELDS)
 _SYSTEM_COLUMNS = slice(OBS["price"], OBS["market_stress"] + 1)
 assert [name for name, _ in OBS_FIELDS[_SYSTEM_COLUMNS]] == [
     "price", "price_trend", "interbank_rate", "market_stress"], "OBS_FIELDS order"
+# the exchanges' four columns: clipped to [0, hi], then divided by scale
+_EXCHANGE_HI = np.array([2.0, 1.0, 3.0, 1.0])
+_EXCHANGE_SCALE = _EXCHANGE_HI.copy()
+_EXCHANGE_SCALE[[1, 3]] = 1.0
+_EXCHANGE_HI.flags.writeable = _EXCHANGE_SCALE.flags.writeable = False
 
 ACTIONS: tuple[tuple[str, str], ...] = (
     ("lend", "offer this share of lendable cash (cash above the reserve target, times "
@@ -203,25 +210,20 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
             interbank assets less liabilities (the same sums); else, or if
             omitted, it is summed from the book.
     """
-    x = router.bank_exchange
-    # each column's value per exchange (a handful), then gathered for the banks:
-    # the same elementwise arithmetic, done once per exchange instead of per bank
-    util = np.array([e.utilisation for e in exchanges])
-    fee = np.array([e.fee_rate for e in exchanges])
-    cap = np.array([e.queue.max_throughput for e in exchanges])
-    backlog = np.array([e.backlog for e in exchanges])
-    delay = np.array([e.mean_delay for e in exchanges])
+    # each exchange's four values (a handful of rows) in Python floats (the same
+    # IEEE arithmetic, element by element, as NumPy's on these arrays), clipped
+    # and scaled as one small table, then gathered for the banks
+    base = max(cfg.exchange_base_fee, 1e-12)
+    slope, wait = max(cfg.exchange_fee_slope, 1e-12), max(cfg.max_order_wait, 1)
+    raw = np.array([(e.utilisation, (e.fee_rate / base - 1) / slope,
+                     e.backlog / e.queue.max_throughput, e.mean_delay / wait)
+                    for e in exchanges], dtype=float).reshape(-1, 4)
+    # = clip(value, 0, hi) / scale per column (x / 1.0 is x)
+    table = _minimum(_maximum(raw, 0.0), _EXCHANGE_HI) / _EXCHANGE_SCALE
     o = np.empty((L.n, INFRA_OBS_DIM), order="F") if out is None else out
     i = OBS_DIM  # infrastructure columns follow the bank columns in OBS
-    base = max(cfg.exchange_base_fee, 1e-12)
-    per_exchange = {
-        "exchange_congestion": clip(util, 0, 2) / 2,
-        "exchange_fee_level": clip((fee / base - 1) / max(cfg.exchange_fee_slope, 1e-12), 0, 1),
-        "queue_backlog": clip(backlog / cap, 0, 3) / 3,
-        "expected_delay": clip(delay / max(cfg.max_order_wait, 1), 0, 1)}
-    for name, value in per_exchange.items():
-        np.take(value, x, out=o[:, OBS[name] - i], mode="clip")  # (x is in range: "clip"
-        # only spares take's buffered copy)
+    o[:, :4] = np.take(table, router.bank_exchange, axis=0, mode="clip")  # (in range:
+    # "clip" only spares take's checks; the four columns lead INFRA_OBS_FIELDS)
     if ccps:
         lb = L.loans
         m: np.ndarray | slice = lb.ccp >= 0
@@ -235,9 +237,18 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
                            - np.bincount(lb.borrower[m], weights=owed, minlength=L.n))
         health = clip(np.array([c.default_fund_health for c in ccps]), 0, 1)
         o[:, OBS["ccp_margin_rate"] - i] = margin_rate
-        o[:, OBS["posted_margin"] - i] = clip(L.margin.sum(axis=1) / total_assets, 0, 1)
-        o[:, OBS["net_ccp_exposure"] - i] = clip(cleared_net / total_assets, -1, 1)
-        np.take(health, router.bank_ccp, out=o[:, OBS["default_fund_health"] - i], mode="clip")
+        # clip(a / total_assets, lo, hi) written into its column (no temporaries)
+        for name, a, lo in (("posted_margin", L.margin.sum(axis=1), 0.0),
+                            ("net_ccp_exposure", cleared_net, -1.0)):
+            col = o[:, OBS[name] - i]
+            np.divide(a, total_assets, out=col)
+            _maximum(col, lo, out=col)
+            _minimum(col, 1.0, out=col)
+        col = o[:, OBS["default_fund_health"] - i]
+        if health.size == 1:  # one CCP: take with mode "clip" gives its figure to every bank
+            col[...] = health[0]
+        else:
+            np.take(health, router.bank_ccp, out=col, mode="clip")
     else:
         for name in ("ccp_margin_rate", "posted_margin", "net_ccp_exposure"):
             o[:, OBS[name] - i] = 0.0

@@ -195,8 +195,8 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
         lender = lb.lender[d]
         router.record("repayment", lb.borrower[d], lender, paid, l_paid[d],
                       router.bank_exchange[lender], lb.ccp[d], 0.0, 0, outcome, t)
-    if waterfalls is None:
-        L.settle(due, b_paid, l_paid, ext_due, rec[:n], cost)
+    if waterfalls is None or in_full:  # (in full: nothing seized or charged, each a
+        L.settle(due, b_paid, l_paid, ext_due, rec[:n], cost)  # +0.0: x - 0.0 is x)
     else:
         L.settle(due, b_paid, l_paid, ext_due, rec[:n], cost, seized_m, seized_f, *waterfalls)
     return res

@@ -56,11 +56,11 @@ def test_every_interbank_money_movement_is_routed(monkeypatch, stage_watch):
     lent, calls = [], []
     original = Ledger.lend
 
-    def spy(self, lender, borrower, amount, rate, maturity, ccp=None):
+    def spy(self, lender, borrower, amount, rate, maturity, ccp=None, link=None):
         calls.append((m.t, now["stage"], np.asarray(lender).copy(),
                       np.asarray(borrower).copy(), np.asarray(amount, dtype=float).copy()))
         lent.append((m.t, float(np.sum(amount))))
-        return original(self, lender, borrower, amount, rate, maturity, ccp)
+        return original(self, lender, borrower, amount, rate, maturity, ccp, link)
 
     monkeypatch.setattr(Ledger, "lend", spy)
     paid_by_step = {}

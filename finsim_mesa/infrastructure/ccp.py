@@ -27,8 +27,11 @@ from finsim_mesa.infrastructure.waterfall import WaterfallResult, default_waterf
 if TYPE_CHECKING:
     from finsim_mesa.loans import LoanBook
     from finsim_mesa.model import FinancialModel
+    from finsim_mesa.state import Sheets
 
-__all__ = ["CentralCounterparty", "cleared_by_ccp"]
+__all__ = ["CentralCounterparty", "cleared_by_ccp", "netting_efficiency"]
+
+_min, _max = np.minimum.reduce, np.maximum.reduce  # (ndarray.min() / .max() without their layer)
 
 
 def cleared_by_ccp(loans: LoanBook, ccp_ids: Sequence[int], n: int) -> np.ndarray:
@@ -39,12 +42,15 @@ def cleared_by_ccp(loans: LoanBook, ccp_ids: Sequence[int], n: int) -> np.ndarra
     m: np.ndarray | slice
     if ids.tolist() == list(range(ids.size)):  # all CCPs in id order (the model's
         col = loans.ccp  # call): a CCP's column is its id
-        m = (col >= 0) & (col < ids.size)
-        if np.count_nonzero(m) == m.size:  # every loan cleared (ccp_clearing_share 1):
-            m = slice(None)  # the whole book, no gathers (the same rows, in book order)
+        # every loan cleared (ccp_clearing_share 1): every id in 0..C-1, read off the
+        # extremes (no mask): the whole book, no gathers (the same rows, in book order)
+        if not col.size or (int(_min(col)) >= 0 and int(_max(col)) < ids.size):
+            m = slice(None)
             if ids.size == 1:  # one CCP: its column is 0 for every loan
                 return np.bincount(loans.borrower, weights=loans.owed_at(m),
                                    minlength=n)[:, None]
+        else:
+            m = (col >= 0) & (col < ids.size)
     else:
         slot = np.full(int(max(ids.max(initial=-1), loans.ccp.max(initial=-1))) + 2, -1)
         slot[ids + 1] = np.arange(ids.size)  # column of each CCP id (+1: -1 is bilateral)
@@ -53,6 +59,29 @@ def cleared_by_ccp(loans: LoanBook, ccp_ids: Sequence[int], n: int) -> np.ndarra
     owed = loans.owed_at(m)
     return np.bincount(loans.borrower[m] * ids.size + col[m], weights=owed,
                        minlength=n * ids.size).reshape(n, ids.size)
+
+def netting_efficiency(loans: LoanBook, ccp_id: int, n: int, sheets: Sheets | None = None
+                       ) -> float:
+    """:attr:`CentralCounterparty.netting_efficiency` of CCP ``ccp_id``: the share
+    of the gross obligations on the loans it cleared that multilateral netting
+    removes. ``sheets``: the ledger's derived figures, up to date (as the
+    record stage has them): when this CCP cleared every loan, each member's net
+    position is its interbank assets less its liabilities there (the same sums,
+    in book order); else, or if omitted, it is summed from the book."""
+    mask = loans.ccp == ccp_id
+    # the whole book (one CCP clears every loan): no gathers; else one pass for them
+    m = slice(None) if np.count_nonzero(mask) == mask.size else flatnonzero(mask)
+    owed = loans.owed_at(m)
+    gross = float(owed.sum())
+    if gross <= 0:
+        return 0.0
+    if sheets is not None and isinstance(m, slice):
+        net = sheets.interbank_assets - sheets.interbank_liabilities
+    else:
+        net = (np.bincount(loans.lender[m], weights=owed, minlength=n)
+               - np.bincount(loans.borrower[m], weights=owed, minlength=n))
+    return 1.0 - float(np.maximum(-net, 0.0).sum()) / gross
+
 
 _COUNTERS = ("initial_fund", "initial_capital", "fund_used", "capital_used", "margin_used",
              "uncovered", "defaults_handled", "waterfalls")
@@ -186,18 +215,7 @@ class CentralCounterparty(mesa.Agent):
     def netting_efficiency(self) -> float:
         """Share of the gross cleared obligations removed by multilateral netting
         (as :func:`multilateral_netting`, from the loan book's columns directly)."""
-        lb = self.model.ledger.loans
-        mask = self.cleared_book()
-        # the whole book (one CCP clears every loan): no gathers; else one pass for them
-        m = slice(None) if np.count_nonzero(mask) == mask.size else flatnonzero(mask)
-        owed = lb.owed_at(m)
-        gross = float(owed.sum())
-        if gross <= 0:
-            return 0.0
-        n = self.model.n_banks
-        net = (np.bincount(lb.lender[m], weights=owed, minlength=n)
-               - np.bincount(lb.borrower[m], weights=owed, minlength=n))
-        return 1.0 - float(np.maximum(-net, 0.0).sum()) / gross
+        return netting_efficiency(self.model.ledger.loans, self.ccp_id, self.model.n_banks)
 
     def netting(self) -> NettingResult:
         """Full multilateral-netting figures of this CCP's book (incl. bilateral)."""

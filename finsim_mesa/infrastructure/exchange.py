@@ -7,7 +7,7 @@ in the settle stage. Money in currency units; rates are fractions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import mesa
@@ -40,8 +40,31 @@ class ExchangeStats:
     mean_delay: float
 
 
-_minimum, _maximum = np.minimum, np.maximum
+_minimum, _maximum, _add = np.minimum, np.maximum, np.add
 ORDER_FIELDS = ("order_id", "sender", "receiver", "amount", "rate", "submitted", "kind")
+_STAT_FIELDS = tuple(f.name for f in fields(ExchangeStats))
+
+
+def _full(k: int, value: Any) -> np.ndarray:
+    """``np.full(k, value)``: for a Python int or float, an empty array of its
+    default dtype filled (the same array, without ``np.full``'s Python layer)."""
+    kind = type(value)
+    if kind is int or kind is float:
+        out = np.empty(k, dtype=np.int64 if kind is int else np.float64)
+        out.fill(value)
+        return out
+    return np.full(k, value)
+
+
+def _stats(**fields: Any) -> ExchangeStats:
+    """``ExchangeStats(**fields)`` with every field given, without the frozen
+    dataclass's ``object.__setattr__`` per field (the same instance dict, in
+    field order)."""
+    if len(fields) != len(_STAT_FIELDS):
+        return ExchangeStats(**fields)  # (its own error)
+    stats = object.__new__(ExchangeStats)
+    stats.__dict__.update({name: fields[name] for name in _STAT_FIELDS})
+    return stats
 
 
 def _repeat(value: Any, k: int) -> np.ndarray:
@@ -50,6 +73,10 @@ def _repeat(value: Any, k: int) -> np.ndarray:
     if isinstance(value, np.ndarray) and value.shape == (k,):
         return value
     return np.broadcast_to(value, k)
+
+
+_EMPTY_ORDERS = {name: np.zeros(0, dtype=float if name in ("amount", "rate") else np.int64)
+                 for name in ORDER_FIELDS}  # (what a new queue holds)
 
 
 class ExchangeQueue:
@@ -118,7 +145,7 @@ class ExchangeQueue:
         ids = np.arange(self._next_id, self._next_id + k)
         self._next_id += k
         new = (ids, _repeat(sender, k), _repeat(receiver, k), amount, _repeat(rate, k),
-               np.full(k, step), np.full(k, kind))
+               _full(k, step), _full(k, kind))
         orders = self.orders
         for name, col in zip(ORDER_FIELDS, new, strict=True):
             old = orders[name]
@@ -156,11 +183,12 @@ class ExchangeQueue:
                 fees=0.0, mean_delay=0.0)
             self.history.append(stats)
             return dict(o), dict(o), stats  # (its columns are empty: the empty columns)
-        demand = float(o["amount"].sum())
+        amount = o["amount"]
+        demand = float(_add.reduce(amount))  # (amount.sum(), without its Python layer)
         utilisation = demand / self.max_throughput
         rate = self.fee_rate(utilisation)
         # amounts are positive, so this is a prefix of the queue: strict FIFO
-        running = np.cumsum(o["amount"])
+        running = amount.cumsum()  # (np.cumsum's own call)
         limit = self.max_throughput * (1 + 1e-12)
         if running[-1] <= limit:  # everything fits (most steps; the running sum's
             return self._process_all(step, demand, utilisation, rate)  # last is its largest)
@@ -177,7 +205,7 @@ class ExchangeQueue:
             self.orders = {k: v[p:] for k, v in o.items()}
         used = float(processed["amount"].sum())
         delays = step - processed["submitted"]
-        stats = ExchangeStats(
+        stats = _stats(
             step=step, demand=demand, processed=used, processed_orders=p,
             waiting=self.backlog, waiting_orders=self.backlog_orders,
             expired=float(gone["amount"].sum()), expired_orders=int(expired.sum()),
@@ -194,17 +222,18 @@ class ExchangeQueue:
         out whole (they are never changed in place) and the queue is left empty;
         the figures are the general case's (processed = demand: the same sum)."""
         o = self.orders
-        empty = {k: v[:0] for k, v in o.items()}
-        self.orders = empty
+        # the empty columns of each dtype (not views of the columns handed out,
+        # which would keep them alive while the queue is empty)
+        self.orders = dict(_EMPTY_ORDERS)
         delays = step - o["submitted"]
         count = delays.size
-        stats = ExchangeStats(
+        stats = _stats(
             step=step, demand=demand, processed=demand, processed_orders=count, waiting=0.0,
             waiting_orders=0, expired=0.0, expired_orders=0, utilisation=utilisation,
             congested=utilisation > self.congestion_threshold, fee_rate=rate,
             fees=rate * demand, mean_delay=int(delays.sum()) / count)
         self.history.append(stats)
-        return o, dict(empty), stats
+        return o, dict(_EMPTY_ORDERS), stats
 
     def snapshot(self, shallow_logs: bool = False) -> dict[str, Any]:
         """Copies of the queue's state (orders, history, capacity, next order id);
@@ -275,13 +304,13 @@ class Exchange(mesa.Agent):
         k = done["amount"].size
         if not k:
             return None
-        ccp = np.full(k, self.ccp_id)
+        ccp = _full(k, self.ccp_id)
         share = model.config.ccp_clearing_share
         if self.ccp_id >= 0 and share < 1.0:
             ccp = np.where(model.rng.random(k) < share, ccp, -1)
         return {"sender": done["sender"], "receiver": done["receiver"],
-                "amount": done["amount"], "rate": done["rate"], "exchange": np.full(k, x),
-                "ccp": ccp, "fee_rate": np.full(k, stats.fee_rate),
+                "amount": done["amount"], "rate": done["rate"], "exchange": _full(k, x),
+                "ccp": ccp, "fee_rate": _full(k, stats.fee_rate),
                 "delay": t - done["submitted"]}
 
     def snapshot(self, shallow_logs: bool = False) -> dict[str, Any]:

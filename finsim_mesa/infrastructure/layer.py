@@ -115,6 +115,8 @@ def book_orders(L: Ledger, router: InfrastructureRouter,
     orders fail, in order. Loans made between the same pair are merged.
     Returns (fees paid, volume lent), money."""
     done = [o for o in processed if o]
+    kept = router.submitted_links(done)  # (also drops the links kept when nothing is done)
+    link, distinct = (None, False) if kept is None else kept
     if not done:
         return 0.0, 0.0
     orders = {key: np.concatenate([o[key] for o in done]) for key in done[0]}
@@ -130,18 +132,23 @@ def book_orders(L: Ledger, router: InfrastructureRouter,
     within = cs - np.maximum.accumulate(np.where(first, cs - need_o, 0.0))
     affordable = np.empty(snd.size, dtype=bool)
     affordable[order] = within <= L.cash[by_sender] * (1 + 1e-12)
-    ok = affordable & L.active[snd] & L.active[rcv]
+    active = L.active  # (one evaluation of the mask for both ends)
+    ok = affordable & active[snd] & active[rcv]
     k = int(np.count_nonzero(ok))
     if k == ok.size:  # every order settles (the usual case): the columns as they are
         booked, bad = orders, None
     else:  # each column gathered once for the booking and its audit
         bad = ~ok
         booked = {key: col[ok] for key, col in orders.items()}
+        link = None if link is None else link[ok]
     snd, rcv, amt = booked["sender"], booked["receiver"], booked["amount"]
     fee = amt * booked["fee_rate"]
-    L.lend(snd, rcv, amt, booked["rate"], np.full(k, t + cfg.loan_maturity), booked["ccp"])
+    # one maturity for all (the book's column takes it as np.full would give it);
+    # their link ids, when known (router.submitted_links)
+    L.lend(snd, rcv, amt, booked["rate"], t + cfg.loan_maturity, booked["ccp"], link=link)
     L.charge_fees(snd, fee, booked["exchange"])
-    L.loans.consolidate(first_new)
+    if not distinct:  # (orders of distinct pairs: every group one row, nothing to merge)
+        L.loans.consolidate(first_new)
     router.record("loan", snd, rcv, amt, amt, booked["exchange"], booked["ccp"], fee,
                   booked["delay"], "processed", t)
     if bad is not None:

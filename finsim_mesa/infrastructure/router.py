@@ -17,7 +17,6 @@ deals a random permutation round robin (every venue gets members). Exchange
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +34,9 @@ __all__ = ["AUDIT_COLUMNS", "InfrastructureRouter", "assign_venues"]
 KINDS = ("loan", "rollover", "repayment", "margin_call", "margin_return")
 OUTCOMES = ("processed", "expired", "failed", "renewed", "paid", "partial", "unpaid",
             "posted", "short", "returned")
+_min, _max = np.minimum.reduce, np.maximum.reduce
+_KIND_CODE = {kind: code for code, kind in enumerate(KINDS)}  # KINDS.index, by lookup
+_OUTCOME_CODE = {out: code for code, out in enumerate(OUTCOMES)}
 AUDIT_COLUMNS = ("step", "kind", "sender", "receiver", "amount", "received", "exchange", "ccp",
                  "fee", "delay", "outcome")
 
@@ -82,6 +84,8 @@ class InfrastructureRouter:
             ex.ccp_id = int(c)
         self._audit: list[dict[str, np.ndarray]] = []
         self._constants = _Constants()
+        # the link ids of the orders last submitted (see submitted_links): a cache
+        self._links: tuple[Any, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] | None = None
 
     # ----------------------------------------------------------- submitting
     def submit_transaction(self, sender: int, receiver: int, amount: float,
@@ -114,16 +118,56 @@ class InfrastructureRouter:
         return int(ids[0])
 
     def submit_many(self, sender: np.ndarray, receiver: np.ndarray, amount: np.ndarray,
-                    rate: np.ndarray, step: int) -> np.ndarray:
-        """Queue loan orders on each sender's exchange; returns the order ids."""
+                    rate: np.ndarray, step: int, link: np.ndarray | None = None) -> np.ndarray:
+        """Queue loan orders on each sender's exchange; returns the order ids.
+
+        ``link``: each order's link id in the loan book's link table, if known;
+        kept with the columns queued (see :meth:`submitted_links`)."""
         ids = np.empty(sender.size, dtype=np.int64)
         venue = self.bank_exchange[sender]
+        kept = []
         for x, ex in enumerate(self.exchanges):
             m = venue == x
             if np.count_nonzero(m):
                 # the gathered columns are new arrays: the queue may keep them
-                ids[m] = ex.submit(sender[m], receiver[m], amount[m], rate[m], step, copy=False)
+                snd, rcv = sender[m], receiver[m]
+                ids[m] = ex.submit(snd, rcv, amount[m], rate[m], step, copy=False)
+                queued = ex.queue.orders
+                if link is not None and queued["sender"] is snd and queued["receiver"] is rcv:
+                    kept.append((snd, rcv, link[m]))  # (the queue was empty: kept as given)
+        self._links = (self.model.ledger.loans.links, kept) if kept else None
         return ids
+
+    def submitted_links(self, processed: list[dict[str, np.ndarray]]
+                        ) -> tuple[np.ndarray, bool] | None:
+        """The link ids of the orders ``processed`` (the exchanges' non-empty
+        outputs, in order, as :func:`~finsim_mesa.infrastructure.layer.book_orders`
+        concatenates them) when they are exactly the orders the last
+        :meth:`submit_many` queued with their links, each exchange's whole: its
+        output's sender and receiver columns are the very arrays that call left
+        as the (then empty) queue's columns, and the loan book's link table is
+        the one the ids were looked up in. Else None (the ids are looked up
+        when needed). Either way the links kept are dropped.
+
+        Returned with the ids: whether no two orders share a (lender, borrower)
+        pair (no id twice: an id is one pair's).
+        """
+        kept, self._links = self.__dict__.get("_links"), None
+        if kept is None:
+            return None
+        table, parts = kept
+        if (table is not self.model.ledger.loans.links or len(parts) != len(processed)
+                or any(p["sender"] is not snd or p["receiver"] is not rcv
+                       for p, (snd, rcv, _) in zip(processed, parts, strict=True))):
+            return None
+        link = parts[0][2] if len(parts) == 1 else np.concatenate([lk for *_, lk in parts])
+        size = len(table)
+        distinct = False
+        if link.size and int(_min(link)) >= 0 and int(_max(link)) < size:
+            mark = np.zeros(size, dtype=bool)
+            mark[link] = True
+            distinct = int(np.count_nonzero(mark)) == link.size
+        return link, distinct
 
     def snapshot(self, shallow_logs: bool = False) -> dict[str, Any]:
         """Copies of the routing table and the audit records (``shallow_logs``, a
@@ -142,6 +186,7 @@ class InfrastructureRouter:
         self.bank_ccp = state["bank_ccp"].copy()
         self.exchange_ccp = state["exchange_ccp"].copy()
         self._audit = log_restore(state["audit"])
+        self._links = None
 
     # ---------------------------------------------------------------- audit
     def record_rollovers(self, rolled: dict[str, np.ndarray], step: int) -> None:
@@ -159,20 +204,23 @@ class InfrastructureRouter:
         Lookahead copies of a model (``collect_data`` off) keep no audit."""
         if not self.model.collect_data:
             return
-        amount = np.asarray(amount, dtype=float)
+        given, amount = amount, np.asarray(amount, dtype=float)
         k = amount.size
         if not k:
             return
-        out = OUTCOMES.index(outcome) if isinstance(outcome, str) else outcome
-        const = self._constants.column
+        out = _OUTCOME_CODE[outcome] if isinstance(outcome, str) else outcome
+        c = self._constants
         self._audit.append({
-            "step": const(step, k, np.int32), "kind": const(KINDS.index(kind), k, np.int8),
-            "sender": _column(sender, k, np.int32, const),
-            "receiver": _column(receiver, k, np.int32, const),
-            "amount": amount, "received": _column(received, k, float, const),
-            "exchange": _column(exchange, k, np.int16, const),
-            "ccp": _column(ccp, k, np.int16, const), "fee": _column(fee, k, float, const),
-            "delay": _column(delay, k, np.int16, const), "outcome": _column(out, k, np.int8, const),
+            "step": _column(step, k, _I32, c), "kind": _column(_KIND_CODE[kind], k, _I8, c),
+            "sender": _column(sender, k, _I32, c), "receiver": _column(receiver, k, _I32, c),
+            # what was received given as the amount itself (loans, roll-overs, margin
+            # posted in full): the amount column again, not a copy of it (records
+            # are never changed in place)
+            "amount": amount,
+            "received": amount if received is given else _column(received, k, float, c),
+            "exchange": _column(exchange, k, _I16, c), "ccp": _column(ccp, k, _I16, c),
+            "fee": _column(fee, k, float, c), "delay": _column(delay, k, _I16, c),
+            "outcome": _column(out, k, _I8, c),
         })
 
     def audit(self) -> pd.DataFrame:
@@ -203,19 +251,29 @@ class InfrastructureRouter:
         return count
 
 
-def _column(value: Any, k: int, dtype: Any, constant: Callable[[Any, int, Any], np.ndarray]
-            ) -> np.ndarray:
+def _column(value: Any, k: int, dtype: Any, constants: _Constants) -> np.ndarray:
     """An audit column of ``k`` entries of ``dtype``: a copy of an array, or a
-    number repeated (``constant``: :meth:`_Constants.column`)."""
-    if type(value) in _NUMBERS:  # the usual one-number columns, first
-        return constant(value, k, dtype)
+    number repeated (:meth:`_Constants.column`; an int, or a float neither NaN
+    nor -0.0, looked up here first: the usual columns, without the calls)."""
+    kind = type(value)
+    if kind is _ndarray and value.shape == (k,):
+        return value.astype(dtype)
+    if kind is int or (kind is float and value == value and (value or _copysign(1.0, value) > 0)):
+        base = constants.arrays.get((value, kind, dtype))
+        if base is not None and base.size >= k:
+            return base[:k]
+    if kind in _NUMBERS:
+        return constants.column(value, k, dtype)
     if isinstance(value, np.ndarray) and value.shape == (k,):
         return value.astype(dtype)
     if np.ndim(value) == 0:
-        return constant(value.item() if isinstance(value, np.ndarray) else value, k, dtype)
+        return constants.column(value.item() if isinstance(value, np.ndarray) else value, k,
+                                dtype)
     return np.broadcast_to(value, k).astype(dtype)
 
 
+_ndarray, _copysign = np.ndarray, math.copysign
+_I8, _I16, _I32 = np.int8, np.int16, np.int32
 _NUMBERS = frozenset((int, float, bool))
 
 
@@ -227,10 +285,10 @@ class _Constants:
     dtype and shape as a full column (so the same bytes in a snapshot and its
     fingerprint). Not state: a cache."""
 
-    __slots__ = ("_arrays",)
+    __slots__ = ("arrays",)
 
     def __init__(self) -> None:
-        self._arrays: dict[tuple[Any, type, Any], np.ndarray] = {}
+        self.arrays: dict[tuple[Any, type, Any], np.ndarray] = {}
 
     def column(self, value: Any, k: int, dtype: Any) -> np.ndarray:
         """``np.full(k, value, dtype)``, read-only."""
@@ -238,13 +296,13 @@ class _Constants:
                 value == 0.0 and math.copysign(1.0, value) < 0)):
             return np.full(k, value, dtype=dtype)  # NaN: no key matches; -0.0 would match 0.0
         key = (value, type(value), dtype)
-        base = self._arrays.get(key)
+        base = self.arrays.get(key)
         if base is None or base.size < k:
-            if len(self._arrays) > 256:  # one key a step (the step number): forget old ones
-                self._arrays.clear()
+            if len(self.arrays) > 256:  # one key a step (the step number): forget old ones
+                self.arrays.clear()
             base = np.full(max(k, 0 if base is None else 2 * base.size), value, dtype=dtype)
             base.flags.writeable = False
-            self._arrays[key] = base
+            self.arrays[key] = base
         return base[:k]
 
     def __repr__(self) -> str:
