@@ -45,8 +45,8 @@ from finsim_mesa.errors import ConfigError
 from finsim_mesa.resources import available_memory
 from finsim_mesa.threads import single_threaded
 
-__all__ = ["AUTO", "auto_workers", "can_fork", "check_workers", "fork_pool", "max_workers",
-           "run_all", "usable_cpus"]
+__all__ = ["AUTO", "after_fork_in_child", "auto_workers", "can_fork", "check_workers",
+           "fork_pool", "max_workers", "run_all", "usable_cpus"]
 
 AUTO = "auto"  # workers chosen by run_all: the cores, when the runs are long enough
 # the least time the runs after the first must take for "auto" to fork: a fork,
@@ -96,8 +96,8 @@ def fork_pool(processes: int) -> Iterator[ProcessPoolExecutor]:
     submission, which is made here, in the guarded region.
     """
     with single_threaded():
-        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")
-                                 ) as pool:
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=after_fork_in_child) as pool:
             with warnings.catch_warnings():
                 # Python >= 3.12 warns on fork() while other OS threads exist; with
                 # no other Python thread (checked by the caller) they are OpenBLAS's
@@ -110,6 +110,25 @@ def fork_pool(processes: int) -> Iterator[ProcessPoolExecutor]:
                 with tqdm.tqdm.get_lock() if tqdm is not None else nullcontext():
                     pool.submit(int).result()  # every worker forked now
             yield pool
+
+
+def after_fork_in_child() -> None:
+    """In a forked child: tqdm gets a lock of its own and no monitor thread.
+
+    The child inherits tqdm's write lock held (the fork is made inside it, see
+    :func:`fork_pool`): its thread part is owned by the child's main thread for
+    good, and its semaphore is shared with every other process. A monitor
+    thread started in the child (by its first bar, even a disabled one, e.g.
+    ``mesa.batch_run``'s) woke after ``monitor_interval`` (10 s), took the
+    shared semaphore, then waited for ever on the thread part: the whole pool
+    and the caller hung (a forked sweep longer than ~10 s, issue 15). A child
+    never draws a bar, so a plain lock and no monitor change nothing else.
+    """
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None:
+        tqdm.tqdm.set_lock(threading.RLock())
+        tqdm.tqdm.monitor_interval = 0
+        tqdm.tqdm.monitor = None
 
 
 def usable_cpus() -> int:
@@ -221,6 +240,7 @@ def _child(jobs: Sequence[Callable[[], Any]], fd: int) -> None:
     pickled exception, its traceback) to ``fd`` and exit without Python's
     clean-up (the parent's objects are not this process's to finalise)."""
     try:
+        after_fork_in_child()
         try:
             data = pickle.dumps(("ok", [job() for job in jobs]), pickle.HIGHEST_PROTOCOL)
         except BaseException as err:  # every error goes to the parent

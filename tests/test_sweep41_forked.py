@@ -230,3 +230,54 @@ def test_the_fork_tests_run_in_a_fresh_process_where_this_one_cannot_fork():
                           __file__, "-k", "not fresh_process"], capture_output=True,
                          text=True, timeout=600, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
     assert out.returncode == 0 and "skipped" not in out.stdout, out.stdout[-3000:]
+
+
+_TQDM_SWEEP = """
+import tqdm
+tqdm.tqdm.monitor_interval = 0.05  # tqdm's monitor wakes every 50 ms (10 s by default)
+from finsim_mesa.sweeps import run_sweep
+if __name__ == "__main__":
+    df = run_sweep({"n_banks": [20, 21]}, seeds=3, steps=40, processes=2, progress=False)
+    print("rows", len(df))
+"""
+
+_TQDM_RUN_ALL = """
+import os, time
+import tqdm
+tqdm.tqdm.monitor_interval = 0.05
+from finsim_mesa.forked import run_all
+def job():  # a disabled bar, as mesa.batch_run makes, alive past the monitor's wake-up
+    with tqdm.tqdm(total=1, disable=True):
+        time.sleep(0.3)
+    return os.getpid()
+print("processes", len(set(run_all([job] * 4, 2))))
+"""
+
+
+def _run_or_kill(code, timeout=90):
+    """Run ``code`` in a fresh session; on a timeout kill it and its children
+    (a deadlocked pool's workers too)."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env=dict(os.environ, PYTHONPATH=ROOT), start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("deadlocked (killed after the timeout)")
+    return out, err
+
+
+@pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(),
+                    reason="no fork on this platform")
+@pytest.mark.parametrize(("code", "expect"), [(_TQDM_SWEEP, "rows 240"),
+                                              (_TQDM_RUN_ALL, "processes 2")])
+def test_forked_children_do_not_deadlock_on_tqdms_lock(code, expect):
+    """The fork is made inside tqdm's lock: a child inherited it held, and a
+    monitor thread started in the child (after 10 s, here 50 ms) hung every
+    process on it (a forked sweep of more than ~10 s never ended)."""
+    out, err = _run_or_kill(code)
+    assert expect in out, out + err[-2000:]
