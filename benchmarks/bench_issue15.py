@@ -90,13 +90,16 @@ print(statistics.median(times), statistics.median(cpu), r.n_defaults / L.shape[0
 """
 
 # workers > 1: forked processes (a tree without the option runs one process);
-# CPU counts the reaped workers too
+# None: the default call, whatever the tree's default is; CPU counts the reaped
+# workers too
 RECOMMEND = """
 import os, statistics, time
 from finsim_mesa import FinancialModel
 m = FinancialModel(n_banks=100, scenario="liquidity_crisis", rng=1{extra})
 m.run_for(15)
 def recommend():
+    if {workers!r} is None:  # the default call (workers="auto" since sweep41)
+        return m.recommend(3, steps=10, seeds=10)
     try:
         return m.recommend(3, steps=10, seeds=10, workers={workers})
     except TypeError:  # a tree from before the option
@@ -175,7 +178,7 @@ def workloads(big: bool, seeds: int) -> dict[str, tuple[str, bool]]:
         w["step 100000"] = (STEP.format(n=100_000, collect=0, steps=8, extra=""), True)
     if importlib.util.find_spec("torch") is not None:
         w["mappo"] = (MAPPO.format(here=str(HERE), episodes=8), True)
-    for workers, label in ((1, ""), (2, " 2w")):
+    for workers, label in ((1, ""), (2, " 2w"), (None, " default")):
         w["recommend" + label] = (RECOMMEND.format(extra="", workers=workers), True)
         w["recommend infra" + label] = (RECOMMEND.format(
             extra=", n_exchanges=2, n_ccps=1", workers=workers), True)
@@ -290,7 +293,9 @@ def main() -> None:
             f"{r:.2f}x (CPU {r_cpu:.2f}x)", r <= 1.3, base_r)
     for k, label in (("recommend", ""), ("recommend infra", " (2 + 1)"),
                      ("recommend 2w", ", 2 forked workers"),
-                     ("recommend infra 2w", " (2 + 1), 2 forked workers")):
+                     ("recommend infra 2w", " (2 + 1), 2 forked workers"),
+                     ("recommend default", ", the default call (auto; base: 1)"),
+                     ("recommend infra default", " (2 + 1), the default call")):
         if k in med:
             row(f"recommendation, 100 banks, 10 x 10 x 10{label}", "< 0.5 s",
                 f"{med[k]:.2f} s (CPU {cpu[k]:.2f})", med[k] < 0.5, ratio(k))

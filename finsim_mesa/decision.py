@@ -33,8 +33,9 @@ import pandas as pd
 
 from finsim_mesa.agents.brains import BRAINS
 from finsim_mesa.errors import ConfigError, ShockError
-from finsim_mesa.forked import check_workers, run_all
+from finsim_mesa.forked import AUTO, check_workers, run_all
 from finsim_mesa.intervals import ci95
+from finsim_mesa.resources import estimate_memory
 from finsim_mesa.scenarios.engine import make_shock
 
 if TYPE_CHECKING:
@@ -83,7 +84,11 @@ class _Scratch:
 
     def __init__(self, live: FinancialModel, brains: Mapping[int, Any] | None) -> None:
         self.live = live
-        self.model = live.twin(brain=_brain_specs(live, brains), agent_collect_every=0,
+        specs = _brain_specs(live, brains)
+        # only built-in brains, made fresh for this model: no object shared with the
+        # caller that might keep state from one run to the next
+        self.own_brains = all(isinstance(s, str) for s in specs)
+        self.model = live.twin(brain=specs, agent_collect_every=0,
                                ranking_every=0, steps=10**9)
         self.model.collect_data = False
         # the brains' own generators (a user's brain drawing from one of its own)
@@ -93,7 +98,10 @@ class _Scratch:
 
     def run(self, state: dict[str, Any], seed: int, steps: int,
             shock: Mapping[str, Any] | None, actions: Mapping[int, np.ndarray],
-            bank: int | None) -> dict[str, float]:
+            bank: int | None, debtrank: bool = True) -> dict[str, float]:
+        """One lookahead run from ``state`` on ``seed``; ``debtrank=False`` leaves
+        out the final DebtRank (the one full measure of a run; a recommendation
+        reads only the bank's outcome and the defaults)."""
         m = self.model
         m.restore(state)
         m.running = True
@@ -108,11 +116,13 @@ class _Scratch:
             m.apply_shock(**shock)
         for _ in range(steps):
             m.step()
-        m.measure()  # the full measures (DebtRank) once, at the end of the run
         out = {"defaults": float(L.defaulted.sum() - defaults0),
                "equity_change": float(np.maximum(np.where(L.defaulted, 0.0, L.equity),
-                                                 0.0).sum() - eq0),
-               "debtrank": m.measures.debtrank_total, "price": m.market.price_index}
+                                                 0.0).sum() - eq0)}
+        if debtrank:
+            m.measure()  # the full measures (DebtRank) once, at the end of the run
+            out["debtrank"] = m.measures.debtrank_total
+        out["price"] = m.market.price_index
         if len(m.market.names) > 1:  # each asset class's price / its initial price
             rel = m.market.prices / m.market.initial_prices
             out |= {f"price_{c}": float(v) for c, v in zip(m.market.names, rel, strict=True)}
@@ -126,6 +136,18 @@ class _Scratch:
         generators as they were before the runs."""
         self.model.brains.restore(self.brain_rngs)
         self.live.brains.setup(self.live)
+
+
+def _run_all(jobs: list[Any], workers: Any, scratches: Sequence[_Scratch]) -> list[Any]:
+    """The runs through :func:`finsim_mesa.forked.run_all`; ``"auto"`` stays in one
+    process where a brain is the caller's object (it might keep state between
+    runs: the results would then depend on the split, so on the timing)."""
+    if workers == AUTO and not all(s.own_brains for s in scratches):
+        workers = 1
+    live = scratches[0].live
+    models = len({id(s) for s in scratches})  # what a child may copy: the scratch models
+    memory = models * estimate_memory(live.config, live.graph.number_of_edges())
+    return run_all(jobs, workers, memory=memory)
 
 
 def _is_int(x: Any) -> bool:
@@ -218,7 +240,7 @@ def _validate(model: FinancialModel, steps: int, shock: Mapping[str, Any] | None
 def what_if(model: FinancialModel, steps: int = 10, seeds: int | Sequence[int] = 10, *,
             shock: Mapping[str, Any] | None = None, brains: Mapping[int, Any] | None = None,
             actions: Mapping[int, Any] | None = None, bank: int | None = None,
-            workers: int = 1) -> WhatIfResult:
+            workers: int | str = AUTO) -> WhatIfResult:
     """Simulate ``steps`` ahead under a hypothetical against the no-change baseline.
 
     Args:
@@ -232,10 +254,13 @@ def what_if(model: FinancialModel, steps: int = 10, seeds: int | Sequence[int] =
             over the horizon.
         bank: the bank whose own equity and default to report.
         workers: processes the runs are split between (see
-            :mod:`finsim_mesa.forked`; the same results as 1). Every run starts
-            from the brains' own generators (``rng``) as they were; a brain
-            keeping other state between calls makes the runs depend on each
-            other, and then on their order and split.
+            :mod:`finsim_mesa.forked`; the same results as 1). ``"auto"``
+            (the default): the CPUs this process may use, when the runs are
+            long enough to pay for the forks (the first run, timed, decides),
+            and one process where a brain is an object of the caller's. Every
+            run starts from the brains' own generators (``rng``) as they were;
+            a brain keeping other state between calls makes the runs depend on
+            each other, and then on their order and split.
 
     Raises:
         ConfigError / ShockError: bad horizon, seeds, banks, actions or shock,
@@ -245,16 +270,17 @@ def what_if(model: FinancialModel, steps: int = 10, seeds: int | Sequence[int] =
     if bank is not None:
         bank = _bank(model, bank)
     seed_list = _seeds(seeds)
-    workers = check_workers(workers)
+    workers = check_workers(workers, auto=True)
     if shock is not None:  # check the shock before running anything
         make_shock(**shock, n_banks=model.n_banks, assets=model.market.names)
     state = model.snapshot()
     base = _Scratch(model, None)
     hypo = base if not brains else _Scratch(model, brains)
     try:
-        out = run_all([partial(scratch.run, state, seed, steps, sh, fx, bank)
-                       for seed in seed_list
-                       for scratch, sh, fx in ((base, None, {}), (hypo, shock, fixed))], workers)
+        out = _run_all([partial(scratch.run, state, seed, steps, sh, fx, bank)
+                        for seed in seed_list
+                        for scratch, sh, fx in ((base, None, {}), (hypo, shock, fixed))],
+                       workers, (base, hypo))
     finally:
         hypo.rebind()
         base.rebind()
@@ -297,7 +323,8 @@ class Recommendation:
 
 def recommend(model: FinancialModel, bank: int, candidates: Mapping[str, Any] | None = None,
               steps: int = 10, seeds: int | Sequence[int] = 10, *,
-              shock: Mapping[str, Any] | None = None, workers: int = 1) -> Recommendation:
+              shock: Mapping[str, Any] | None = None, workers: int | str = AUTO
+              ) -> Recommendation:
     """Evaluate candidate actions for ``bank`` by lookahead and return the best.
 
     Objective: the bank's expected equity after ``steps`` steps, counting a
@@ -306,7 +333,8 @@ def recommend(model: FinancialModel, bank: int, candidates: Mapping[str, Any] | 
     bank's current brain in charge. All candidates use the same seeds. With
     ``shock`` (as in :func:`what_if`), every candidate starts from the state
     after that shock: the recommendation is for the hypothetical. ``workers``
-    splits the runs between processes (:mod:`finsim_mesa.forked`; the same result).
+    splits the runs between processes (:mod:`finsim_mesa.forked`; the same
+    result; ``"auto"`` as in :func:`what_if`).
 
     Raises:
         ConfigError / ShockError: unknown bank, bad horizon, seeds, candidate
@@ -327,14 +355,14 @@ def recommend(model: FinancialModel, bank: int, candidates: Mapping[str, Any] | 
         except ConfigError as err:
             raise ConfigError(f"candidate {name!r}: {err}") from None
     seed_list = _seeds(seeds)
-    workers = check_workers(workers)
+    workers = check_workers(workers, auto=True)
     state = model.snapshot()
     scratch = _Scratch(model, None)
     rows, names = [], [("own_brain", None), *grid.items()]
     try:
         fixed = [{} if vec is None else {bank: np.asarray(vec, dtype=float)} for _, vec in names]
-        out = run_all([partial(scratch.run, state, s, steps, shock, fx, bank)
-                       for fx in fixed for s in seed_list], workers)
+        out = _run_all([partial(scratch.run, state, s, steps, shock, fx, bank, debtrank=False)
+                        for fx in fixed for s in seed_list], workers, (scratch,))
         for i, (name, _vec) in enumerate(names):
             res = out[i * len(seed_list):(i + 1) * len(seed_list)]
             mean, std, low, high = ci95(np.array([r["bank_equity"] for r in res]))

@@ -6,9 +6,14 @@ depend on each other or on their order, so they can be split between
 processes. Workers are *forked*, so they start in milliseconds with the scratch
 models and the snapshot already in memory (nothing is pickled but the results,
 small dicts of floats); a spawned worker would import the package first
-(about a second, longer than the runs). Each worker takes one contiguous share
-of the runs; the results come back in the order of the runs, so the outcome is
-the same, value for value, as running them one after the other.
+(about a second, longer than the runs). With k processes the runs are cut
+into k contiguous shares: this process runs the first itself while k − 1
+children, each forked with a pipe (``os.fork``: no pool, no manager thread —
+about 10 ms less than a ``ProcessPoolExecutor`` per call at 100 banks), run
+the others and pickle their results back. The results come back in the order
+of the runs, so the outcome is the same, value for value, as running them one
+after the other. ``workers="auto"`` times the first run here and forks only
+when the rest would take long enough to pay for it (:func:`auto_workers`).
 
 Where forking is not safe or not possible, the runs are made in this process
 instead (same results): on platforms without ``fork``, and in a process where
@@ -18,25 +23,36 @@ would inherit locks another thread holds).
 
 from __future__ import annotations
 
-import math
+import itertools
 import multiprocessing
 import os
+import pickle
+import signal
 import sys
 import threading
+import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
 
 from finsim_mesa.errors import ConfigError
+from finsim_mesa.resources import available_memory
 from finsim_mesa.threads import single_threaded
 
-__all__ = ["can_fork", "check_workers", "fork_pool", "max_workers", "run_all"]
+__all__ = ["AUTO", "after_fork_in_child", "auto_workers", "can_fork", "check_workers",
+           "fork_pool", "max_workers", "run_all", "usable_cpus"]
 
-_JOBS: Sequence[Callable[[], Any]] = ()  # what the forked workers read (set before the fork)
+AUTO = "auto"  # workers chosen by run_all: the cores, when the runs are long enough
+# the least time the runs after the first must take for "auto" to fork: a fork,
+# the copy-on-write of the pages the children write and the results' transfer
+# cost ~10-20 ms of wall time at 100 banks (issue 15)
+AUTO_SECONDS = 0.1
 
 
 def max_workers() -> int:
@@ -45,13 +61,17 @@ def max_workers() -> int:
     return 4 * (os.cpu_count() or 1)
 
 
-def check_workers(workers: Any) -> int:
-    """``workers`` as a whole number in 1 … :func:`max_workers`, or ConfigError."""
+def check_workers(workers: Any, auto: bool = False) -> Any:
+    """``workers`` as a whole number in 1 … :func:`max_workers` (or, where
+    ``auto``, :data:`AUTO`), or ConfigError."""
+    if auto and isinstance(workers, str) and workers == AUTO:
+        return AUTO
     ok = isinstance(workers, int | np.integer) and not isinstance(workers, bool)
     if not ok or not 1 <= int(workers) <= max_workers():
         raise ConfigError(f"workers {workers!r}: give a whole number of worker processes from "
-                          f"1 to {max_workers()} (4 x the {os.cpu_count()} CPUs here); "
-                          "1 runs everything in this process")
+                          f"1 to {max_workers()} (4 x the {os.cpu_count()} CPUs here)"
+                          + (f" or {AUTO!r} (the cores, where that is faster)" if auto else "")
+                          + "; 1 runs everything in this process")
     return int(workers)
 
 
@@ -76,8 +96,8 @@ def fork_pool(processes: int) -> Iterator[ProcessPoolExecutor]:
     submission, which is made here, in the guarded region.
     """
     with single_threaded():
-        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")
-                                 ) as pool:
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=after_fork_in_child) as pool:
             with warnings.catch_warnings():
                 # Python >= 3.12 warns on fork() while other OS threads exist; with
                 # no other Python thread (checked by the caller) they are OpenBLAS's
@@ -92,31 +112,180 @@ def fork_pool(processes: int) -> Iterator[ProcessPoolExecutor]:
             yield pool
 
 
-def _run(i: int) -> Any:
-    return _JOBS[i]()
+def after_fork_in_child() -> None:
+    """In a forked child: tqdm gets a lock of its own and no monitor thread.
+
+    The child inherits tqdm's write lock held (the fork is made inside it, see
+    :func:`fork_pool`): its thread part is owned by the child's main thread for
+    good, and its semaphore is shared with every other process. A monitor
+    thread started in the child (by its first bar, even a disabled one, e.g.
+    ``mesa.batch_run``'s) woke after ``monitor_interval`` (10 s), took the
+    shared semaphore, then waited for ever on the thread part: the whole pool
+    and the caller hung (a forked sweep longer than ~10 s, issue 15). A child
+    never draws a bar, so a plain lock and no monitor change nothing else.
+    """
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None:
+        tqdm.tqdm.set_lock(threading.RLock())
+        tqdm.tqdm.monitor_interval = 0
+        tqdm.tqdm.monitor = None
 
 
-def run_all(jobs: Sequence[Callable[[], Any]], workers: int = 1) -> list[Any]:
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the platform has
+    one, else the CPU count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _cuda_in_use() -> bool:
+    """Whether torch has initialised CUDA here (a forked child cannot use it)."""
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    return bool(cuda is not None and cuda.is_initialized())
+
+
+def auto_workers(first_seconds: float, rest: int, memory: float = 0.0) -> int:
+    """How many processes ``workers="auto"`` uses for ``rest`` more jobs after a
+    first one took ``first_seconds`` here: 1 (this process) unless the rest would
+    take at least :data:`AUTO_SECONDS`, the platform can fork (:func:`can_fork`)
+    and CUDA is not in use; else up to :func:`usable_cpus`, ``rest`` and, with
+    ``memory`` (bytes a worker may copy, e.g. a model's estimate), as many as
+    half the available memory holds."""
+    if first_seconds * rest < AUTO_SECONDS or not can_fork() or _cuda_in_use():
+        return 1
+    k = min(usable_cpus(), rest)
+    have = available_memory()
+    if memory > 0 and have is not None:
+        k = min(k, max(1, int(have / 2 // memory)))
+    return max(k, 1)
+
+
+def run_all(jobs: Sequence[Callable[[], Any]], workers: int | str = 1,
+            memory: float = 0.0) -> list[Any]:
     """Call every job and return their results in order.
 
     Args:
         jobs: calls without arguments, independent of each other.
         workers: processes to split them between (1: here, one after the other);
-            more than one where :func:`can_fork` holds, else run here.
+            more than one where :func:`can_fork` holds, else run here. ``"auto"``:
+            the first job runs here, timed, and :func:`auto_workers` decides
+            for the rest (with ``memory``, bytes a worker may copy).
+        memory: see ``workers="auto"``.
 
     Returns:
-        ``[job() for job in jobs]``; with several workers each result is pickled
-        back from the worker that made it. An exception in a job is raised here;
-        a worker that dies (killed, exiting) raises ``BrokenProcessPool``.
+        ``[job() for job in jobs]``. With k processes, this one runs the first
+        of k contiguous shares and k - 1 forked children one each, whose
+        results are pickled back. An exception in a job is raised here (one
+        that cannot be rebuilt here as a RuntimeError with the child's
+        traceback); a child that dies (killed, exiting) raises
+        ``BrokenProcessPool``.
     """
-    global _JOBS
+    if isinstance(workers, str) and workers == AUTO:
+        if not jobs:
+            return []
+        t0 = time.perf_counter()
+        first = jobs[0]()
+        k = auto_workers(time.perf_counter() - t0, len(jobs) - 1, memory)
+        return [first, *run_all(jobs[1:], k)]
     workers = min(check_workers(workers), len(jobs))
     if workers <= 1 or not can_fork():
         return [job() for job in jobs]
-    outer, _JOBS = _JOBS, jobs  # a job may split runs of its own (in its worker)
+    cuts = [round(i * len(jobs) / workers) for i in range(workers + 1)]
+    with single_threaded():
+        children = _fork_children(jobs, cuts)
+        done = False
+        try:
+            mine = [job() for job in jobs[:cuts[1]]]
+            out = mine + [r for pid, fd in children for r in _collect(pid, fd)]
+            done = True
+            return out
+        finally:
+            _reap(children, kill=not done)
+
+
+def _fork_children(jobs: Sequence[Callable[[], Any]], cuts: list[int]) -> list[tuple[int, int]]:
+    """Fork one child per share but the first; (pid, read end of its pipe) each."""
+    children: list[tuple[int, int]] = []
+    for stream in (sys.stdout, sys.stderr):  # nothing buffered here printed twice
+        if stream is not None:
+            stream.flush()
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns on fork() while other OS threads exist; with no other
+        # Python thread (checked by the caller) they are OpenBLAS's idle pool (one
+        # thread, see single_threaded), which holds no lock a child needs
+        warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
+                                category=DeprecationWarning)
+        tqdm = sys.modules.get("tqdm")  # its lock held: its monitor cannot be inside it
+        with tqdm.tqdm.get_lock() if tqdm is not None else nullcontext():
+            try:
+                for lo, hi in itertools.pairwise(cuts[1:]):
+                    read, write = os.pipe()
+                    pid = os.fork()
+                    if pid == 0:  # the child: its share, then exit at once
+                        os.close(read)
+                        _child(jobs[lo:hi], write)
+                    os.close(write)
+                    children.append((pid, read))
+            except BaseException:
+                _reap(children, kill=True)
+                raise
+    return children
+
+
+def _child(jobs: Sequence[Callable[[], Any]], fd: int) -> None:
+    """In a forked child: run ``jobs``, write ("ok", results) or ("error", the
+    pickled exception, its traceback) to ``fd`` and exit without Python's
+    clean-up (the parent's objects are not this process's to finalise)."""
     try:
-        with fork_pool(workers) as pool:
-            return list(pool.map(_run, range(len(jobs)),
-                                 chunksize=math.ceil(len(jobs) / workers)))
+        after_fork_in_child()
+        try:
+            data = pickle.dumps(("ok", [job() for job in jobs]), pickle.HIGHEST_PROTOCOL)
+        except BaseException as err:  # every error goes to the parent
+            text = traceback.format_exc()
+            try:
+                inner = pickle.dumps(err, pickle.HIGHEST_PROTOCOL)
+            except BaseException:  # an error that cannot be pickled
+                inner = pickle.dumps(RuntimeError(f"a forked worker failed:\n{text}"))
+            data = pickle.dumps(("error", inner, text), pickle.HIGHEST_PROTOCOL)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
     finally:
-        _JOBS = outer
+        os._exit(0)
+
+
+def _collect(pid: int, fd: int) -> list[Any]:
+    """A child's results (the child is reaped by :func:`_reap`)."""
+    with os.fdopen(os.dup(fd), "rb") as pipe:
+        data = pipe.read()
+    if not data:
+        _, status = os.waitpid(pid, 0)
+        raise BrokenProcessPool(f"a forked worker (pid {pid}) died before returning its "
+                                f"results (exit status {os.waitstatus_to_exitcode(status)})")
+    message = pickle.loads(data)
+    if message[0] == "ok":
+        return message[1]
+    try:
+        err = pickle.loads(message[1])
+    except Exception:  # one this process cannot rebuild
+        raise RuntimeError(f"a forked worker failed:\n{message[2]}") from None
+    err.add_note(f"(raised in a forked worker:\n{message[2]})")
+    raise err
+
+
+def _reap(children: list[tuple[int, int]], kill: bool) -> None:
+    """Close the pipes and wait for the children; with ``kill`` (this process
+    failed first: their results are not wanted) they are killed first."""
+    for pid, fd in children:
+        os.close(fd)
+        try:
+            if kill:
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ChildProcessError, ProcessLookupError):  # already reaped
+            pass

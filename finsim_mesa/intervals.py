@@ -1,9 +1,12 @@
-"""Confidence intervals shared by what-if analysis, evaluation and sweeps."""
+"""Confidence intervals shared by what-if analysis, evaluation and sweeps.
+
+``scipy.stats`` (a third of a second to import, with ``scipy.optimize``) is
+imported at the first interval, not with this module: a sweep's Dask worker
+imports the package to run models and never forms an interval (issue 15)."""
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 __all__ = ["ci95"]
 
@@ -18,5 +21,7 @@ def ci95(x: np.ndarray) -> tuple[float, float, float, float]:
     if x.size < 2:
         return mean, 0.0, float("nan"), float("nan")
     std = float(x.std(ddof=1))
+    from scipy import stats
+
     half = float(stats.t.ppf(0.975, x.size - 1) * std / np.sqrt(x.size))
     return mean, std, mean - half, mean + half

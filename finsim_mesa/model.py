@@ -440,7 +440,7 @@ class FinancialModel(KeptAgentLists, mesa.Model):
 
     def recommend(self, bank_id: int, candidates: Mapping[str, Any] | None = None,
                   steps: int = 10, seeds: Any = 10, shock: Mapping[str, Any] | None = None,
-                  workers: int = 1) -> Any:
+                  workers: int | str = "auto") -> Any:
         """The best candidate action for one bank by lookahead (after ``shock``, if
         given; in ``workers`` processes). See :func:`finsim_mesa.decision.recommend`."""
         from finsim_mesa.decision import recommend

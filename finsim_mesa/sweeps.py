@@ -17,12 +17,16 @@ milliseconds. Elsewhere (no ``fork``, or other threads running in this
 process, e.g. a Jupyter kernel's) Mesa's own pool runs. On Dask
 (``scheduler=ADDRESS`` for a running cluster, or ``workers=N`` for a local one)
 each run is likewise one task, so a worker runs exactly what a local sweep runs.
+A local cluster is started in a thread while this process runs the first runs
+itself, one after the other, until the workers are up: spawning them and
+importing the package in them takes 1.5-2 s, as long as a small sweep.
 """
 
 from __future__ import annotations
 
 import inspect
 import itertools
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import as_completed
 from contextlib import nullcontext
@@ -200,7 +204,7 @@ def _forked_runs(grid: dict[str, list], seeds: list[int], steps: int, processes:
 def _dask_runs(grid: dict[str, list], seeds: list[int], steps: int, scheduler: str | None,
                workers: int | None, progress: bool, every: int) -> list[dict[str, Any]]:
     try:
-        from dask.distributed import Client, LocalCluster, as_completed
+        from dask.distributed import Client, as_completed
     except ImportError:
         raise ConfigError("Dask sweeps need the `distributed` extra: "
                           "pip install 'finsim-mesa[distributed]'") from None
@@ -208,33 +212,77 @@ def _dask_runs(grid: dict[str, list], seeds: list[int], steps: int, scheduler: s
 
     if workers is not None and workers < 1:
         raise ConfigError(f"workers = {workers}: must be >= 1")
+    tasks = [(combo, seed) for combo in _combinations(grid) for seed in seeds]
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(total=len(tasks), disable=not progress, desc="sweep (dask)")
     cluster = None
     if scheduler is None:
-        # Dask's own start method (spawn): its nanny forks from a process whose
-        # event-loop thread may hold locks (a forked start failed in CI when
-        # filelock refused os.fork mid-transition); spawned workers import the
-        # package again (~1.7 s), the price of a local cluster's start-up
-        with single_threaded():
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
-        client = Client(cluster)
+        cluster, done = _start_cluster_running(tasks, workers, steps, every, rows, bar)
+        tasks = tasks[done:]
+        client = Client(cluster) if tasks else None
     else:
         try:
             client = Client(scheduler, timeout="10s")
         except OSError as err:
             raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
     try:
-        futures = [client.submit(_one_run, combo, seed, steps, every, pure=False)
-                   for combo in _combinations(grid) for seed in seeds]
-        rows: list[dict[str, Any]] = []
-        for fut in tqdm(as_completed(futures), total=len(futures), disable=not progress,
-                        desc="sweep (dask)"):
-            rows.extend(fut.result())
+        if client is not None:
+            futures = [client.submit(_one_run, combo, seed, steps, every, pure=False)
+                       for combo, seed in tasks]
+            for fut in as_completed(futures):
+                rows.extend(fut.result())
+                bar.update()
         return rows
     finally:
-        client.close()
+        bar.close()
+        if client is not None:
+            client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _start_cluster_running(tasks: list[tuple[dict[str, Any], int]], workers: int | None,
+                           steps: int, every: int, rows: list[dict[str, Any]], bar: Any
+                           ) -> tuple[Any, int]:
+    """Start a local cluster in a thread while this process runs the first tasks
+    itself (into ``rows``), one after the other until the cluster is up: its
+    workers are spawned and import the package (1.5-2 s, as long as a small
+    sweep). Returns the cluster and how many tasks were run here; the rows are
+    those a worker would return (the same call)."""
+    from dask.distributed import LocalCluster
+
+    box: dict[str, Any] = {}
+
+    def start() -> None:
+        try:
+            box["cluster"] = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                          processes=True, dashboard_address=None)
+        except BaseException as err:  # raised in the caller's thread below
+            box["error"] = err
+
+    # Dask's own start method (spawn): its nanny forks from a process whose
+    # event-loop thread may hold locks (a forked start failed in CI when filelock
+    # refused os.fork mid-transition); spawned workers import the package again.
+    # One BLAS / torch thread here and, through the environment, in the workers.
+    done, ok = 0, False
+    with single_threaded():
+        starter = threading.Thread(target=start, name="finsim-sweep-cluster", daemon=True)
+        starter.start()
+        try:
+            while starter.is_alive() and done < len(tasks):
+                combo, seed = tasks[done]
+                rows.extend(_one_run(combo, seed, steps, every))
+                done += 1
+                bar.update()
+            ok = True
+        finally:
+            starter.join()
+            cluster = box.get("cluster")
+            if cluster is not None and (not ok or done == len(tasks)):
+                cluster.close()  # a run failed here, or every run was made here
+    if "error" in box:
+        raise box["error"]
+    return (None if done == len(tasks) else cluster), done
 
 
 def load_grid(path: str | Path) -> dict[str, Any]:

@@ -202,15 +202,17 @@ def floats(text: str, count: int | None, flag: str) -> list[float]:
     return vals
 
 
-def workers_arg(text: str) -> int:
-    """``--workers``: the number of processes that run a search's episodes."""
+def workers_arg(text: str, auto: bool = False) -> Any:
+    """``--workers``: the number of processes that run a search's episodes (with
+    ``auto``, also ``auto``: the cores where that is faster)."""
     from finsim_mesa.errors import ConfigError
-    from finsim_mesa.forked import check_workers, max_workers
+    from finsim_mesa.forked import AUTO, check_workers, max_workers
 
     try:
-        return check_workers(int(text))
+        return check_workers(AUTO if auto and text == AUTO else int(text), auto=auto)
     except (ValueError, ConfigError):
         raise FinsimError(f"--workers {text}: give a whole number of processes from 1 to "
-                          f"{max_workers()} (4 x the {os.cpu_count()} CPUs here), e.g. "
+                          f"{max_workers()} (4 x the {os.cpu_count()} CPUs here)"
+                          + (f" or {AUTO}" if auto else "") + ", e.g. "
                           "--workers 2 on two cores; 1 runs everything in this process"
                           ) from None

@@ -39,7 +39,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
                              ("--seeds", args.seeds, 1)):
         if value < low:
             raise FinsimError(f"{flag} {value}: must be >= {low}")
-    workers = workers_arg(args.workers)
+    workers = workers_arg(args.workers, auto=True)
     if args.recommend and args.bank is None:
         raise FinsimError("--recommend needs --bank BANK_ID")
     shock = _parse_shock(args.shock)
@@ -110,8 +110,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "funding_withdrawal:0.3:4, default::3,7 (default: no shock)")
     wi.add_argument("--horizon", type=int, default=10, help="steps to look ahead")
     wi.add_argument("--seeds", type=int, default=10, help="Monte-Carlo seeds")
-    wi.add_argument("--workers", default="1", metavar="N",
-                    help="processes to split the lookahead runs between (forked; same results)")
+    wi.add_argument("--workers", default="auto", metavar="N",
+                    help="processes to split the lookahead runs between (forked; same "
+                    "results); auto: the cores, where the runs are long enough to gain")
     wi.add_argument("--bank", type=int, help="bank whose own outcome to report (default: none)")
     wi.add_argument("--recommend", action="store_true", help="recommend an action for --bank")
     wi.set_defaults(func=cmd_whatif, steps=None)
