@@ -16,6 +16,7 @@ actions of shape (b, 4) in [0, 1]: lend, hoard, sell, borrow (meanings in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import isfinite
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -23,6 +24,8 @@ import numpy as np
 from finsim_mesa.errors import BrainError, ConfigError
 from finsim_mesa.fastmath import clip
 from finsim_mesa.observation import OBS
+
+_min_of, _max_of = np.minimum.reduce, np.maximum.reduce
 
 __all__ = [
     "BRAINS",
@@ -134,12 +137,17 @@ class RuleBasedBrain(_RequirementAware):
         coverage = o[:, OBS["liquidity_coverage"]] * 5.0
         cr = o[:, OBS["capital_ratio"]]
         headroom = cr / max(self.capital_requirement, 1e-9)
+        own = o[:, OBS["own_distress"]]
+        calm = clip(0.8 - stress - own, 0.0, 1.0)
+        # each column's term written into the matrix, then all four clipped to
+        # [0, 1] at once (clip is elementwise: the same values as column by column)
         a = np.empty((len(o), 4))
-        calm = clip(0.8 - stress - o[:, OBS["own_distress"]], 0.0, 1.0)
-        a[:, 0] = calm * clip(coverage - 1.0, 0.0, 1.0)  # lend only liquidity to spare
-        a[:, 1] = clip(0.5 * stress + o[:, OBS["own_distress"]] - 0.1, 0.0, 1.0)
-        a[:, 2] = clip(1.5 - headroom, 0.0, 1.0)
-        a[:, 3] = clip(1.0 - coverage, 0.0, 1.0)  # borrow only when short
+        np.subtract(coverage, 1.0, out=a[:, 0])  # lend only liquidity to spare (x calm)
+        np.subtract(0.5 * stress + own, 0.1, out=a[:, 1])
+        np.subtract(1.5, headroom, out=a[:, 2])
+        np.subtract(1.0, coverage, out=a[:, 3])  # borrow only when short
+        np.minimum(np.maximum(a, 0.0, out=a), 1.0, out=a)
+        a[:, 0] *= calm
         return a
 
 
@@ -273,27 +281,29 @@ def check_actions(brain: Any, out: Any, rows: int) -> np.ndarray:
         BrainError: not numbers, a wrong shape, NaN or infinite values, or values
             outside [0, 1] (beyond 1e-6), naming the brain.
     """
-    name = brain_name(brain)
     try:
         arr = np.asarray(out)
         if arr.dtype.kind not in "biuf":  # complex, strings, objects: not actions
             raise TypeError
         arr = np.array(arr, dtype=float, order="C")  # our own copy, clipped in place below
     except (TypeError, ValueError):
-        raise BrainError(f"brain '{name}' returned {type(out).__name__}, not an array of "
-                         "numbers") from None
+        raise BrainError(f"brain '{brain_name(brain)}' returned {type(out).__name__}, not an "
+                         "array of numbers") from None
     if arr.shape != (rows, 4):
-        raise BrainError(f"brain '{name}' returned actions of shape {arr.shape}; expected "
-                         f"({rows}, 4): lend, hoard, sell, borrow per bank")
-    if arr.size:
-        lo, hi = arr.min(), arr.max()  # NaN propagates to both
-        if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise BrainError(f"brain '{brain_name(brain)}' returned actions of shape {arr.shape}; "
+                         f"expected ({rows}, 4): lend, hoard, sell, borrow per bank")
+    if not arr.size:
+        return arr
+    # arr.min() / arr.max() without their Python layer; NaN propagates to both
+    lo, hi = _min_of(arr, axis=None), _max_of(arr, axis=None)
+    if not (lo >= -1e-6 and hi <= 1 + 1e-6):  # (False for NaN and infinities too)
+        if not (isfinite(lo) and isfinite(hi)):
             bad = int(np.argwhere(~np.isfinite(arr))[0][0])
-            raise BrainError(f"brain '{name}' returned NaN or infinite actions (first in "
-                             f"row {bad})")
-        if lo < -1e-6 or hi > 1 + 1e-6:
-            raise BrainError(f"brain '{name}' returned actions outside [0, 1] "
-                             f"(min {lo:g}, max {hi:g})")
+            raise BrainError(f"brain '{brain_name(brain)}' returned NaN or infinite actions "
+                             f"(first in row {bad})")
+        raise BrainError(f"brain '{brain_name(brain)}' returned actions outside [0, 1] "
+                         f"(min {lo:g}, max {hi:g})")
     np.maximum(arr, 0.0, out=arr)  # clip(arr, 0, 1): the same ufuncs, in place
-    np.minimum(arr, 1.0, out=arr)
+    if hi > 1.0:  # (else min(x, 1.0) is x for every entry, which is at most 1)
+        np.minimum(arr, 1.0, out=arr)
     return arr
