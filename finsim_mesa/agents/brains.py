@@ -60,12 +60,18 @@ class Brain:
     the built-in rule brains do). A brain class that also never writes into its
     input may set ``reads_only = True`` in its own body (a subclass does not
     inherit it): when it acts for every bank it then gets the model's
-    column-major matrix itself, read-only, instead of a copy.
+    column-major matrix itself, read-only, instead of a copy. A class whose
+    ``act`` computes each bank's actions from that bank's row alone (and its
+    fixed settings) and changes nothing may set ``rowwise = True`` too (again in
+    its own body): when some banks are out it then gets every bank's row, and
+    the actions of the banks that are out are dropped (the same actions for the
+    others, without copying their rows out).
     """
 
     name = "brain"
     reads_columns = False
     reads_only = False
+    rowwise = False
 
     def setup(self, model: Any) -> None:
         """Bind to a model (e.g. take its random generator). Default: nothing."""
@@ -83,6 +89,7 @@ class PassiveBrain(Brain):
     name = "passive"
     reads_columns = True
     reads_only = True
+    rowwise = True
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         return np.zeros((len(observations), 4))
@@ -130,6 +137,7 @@ class RuleBasedBrain(_RequirementAware):
 
     name = "rule_based"
     reads_only = True
+    rowwise = True
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         o = observations
@@ -158,6 +166,7 @@ class MyopicBrain(Brain):
     name = "myopic"
     reads_columns = True
     reads_only = True
+    rowwise = True
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         a = np.zeros((len(observations), 4))
@@ -172,6 +181,7 @@ class GreedyBrain(Brain):
     name = "greedy"
     reads_columns = True
     reads_only = True
+    rowwise = True
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         a = np.zeros((len(observations), 4))
@@ -186,6 +196,7 @@ class ConservativeBrain(_RequirementAware):
 
     name = "conservative"
     reads_only = True
+    rowwise = True
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         a = np.zeros((len(observations), 4))
@@ -210,6 +221,7 @@ class ConstantBrain(Brain):
     name = "constant"
     reads_columns = True
     reads_only = True
+    rowwise = True
 
     def __init__(self, action: Sequence[float]) -> None:
         try:
