@@ -18,9 +18,10 @@ members' fund; its waterfall says who bears the rest (layers 3 and 4) and
 anything uncovered is lost by the lenders on its loans pro rata.
 
 Most clearings find nobody short: without CCPs, a router or a bank in
-resolution, :func:`settle_in_full` tests that with :func:`clear_legs`' own test
-and settles it with :meth:`Ledger.settle <finsim_mesa.ledger.Ledger.settle>`'s
-postings, bit for bit, without the general path's matrices' inputs (issue 15).
+resolution, and below ``FAST_PATH_MIN_N`` banks, :func:`settle_in_full` tests
+that with :func:`clear_legs`' own test and settles it with :meth:`Ledger.settle
+<finsim_mesa.ledger.Ledger.settle>`'s postings, bit for bit, without the
+general path's matrices' inputs (issue 15).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from finsim_mesa.accounting import values
-from finsim_mesa.clearing import ClearingResult, clear_legs, pays_in_full
+from finsim_mesa.clearing import FAST_PATH_MIN_N, ClearingResult, clear_legs, pays_in_full
 from finsim_mesa.fastmath import flatnonzero, leading, total
 from finsim_mesa.infrastructure import layer
 from finsim_mesa.infrastructure.router import OUTCOMES
@@ -88,9 +89,11 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
         failed = None  # nobody failed to pay
         if not (np.count_nonzero(due) or np.count_nonzero(ext_due)):
             pass
-        elif (anyone or L.ccp_cash.size or router is not None
+        elif (anyone or L.ccp_cash.size or router is not None or n >= FAST_PATH_MIN_N
               or not settle_in_full(L, cfg, due, ext_due)):
-            # (settle_in_full: everybody paid in full, settled as clear_due would)
+            # (settle_in_full: everybody paid in full, settled as clear_due would; not
+            # tried on large systems, where someone is short often enough that the
+            # test, done again by clear_due, costs more than the shortcut saves)
             res = clear_due(L, cfg, due, ext_due, resolving, sell, t, ccps, router)
             depth += res.rounds
             failed = res.defaulted[:n]

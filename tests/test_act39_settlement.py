@@ -171,3 +171,29 @@ def test_declines_when_a_bank_holds_securities_worth_nothing():
     clear_due(L, cfg, due, ext_due, np.zeros(30, dtype=bool), lambda *a: sold.append(a),
               m.t, [], None)
     assert sold and sold[0][0][5, 1] == held  # the general path sells them
+
+
+def test_not_tried_from_the_fast_path_size_on(monkeypatch):
+    """Large systems (``FAST_PATH_MIN_N`` banks on) clear the general way: the
+    shortcut is not tried there (someone is often short, and the declined test
+    would be done twice). Scaled down here: the threshold set to 30 banks."""
+    import finsim_mesa.resolution as R
+
+    def run(threshold):
+        monkeypatch.setattr(R, "FAST_PATH_MIN_N", threshold)
+        calls = []
+        real = R.settle_in_full
+
+        def spy(*a):
+            calls.append(1)
+            return real(*a)
+
+        monkeypatch.setattr(R, "settle_in_full", spy)
+        m = FinancialModel(n_banks=30, brain="rule_based", rng=4, steps=20)
+        m.run_for(20)
+        return len(calls), _state(m.ledger)
+
+    tried, state = run(31)
+    skipped, general = run(30)
+    assert tried > 0 and skipped == 0
+    assert state == general
