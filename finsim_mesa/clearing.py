@@ -63,7 +63,7 @@ from finsim_mesa.clearing_rounds import RESIDUAL_TOL, fictitious_default
 from finsim_mesa.fastmath import stable_order
 
 __all__ = ["FAST_PATH_MIN_N", "METHODS", "ClearingResult", "clear_legs", "eisenberg_noe",
-           "fixed_point_clearing"]
+           "fixed_point_clearing", "pays_in_full"]
 
 FAST_PATH_MIN_N = 5000  # method="auto" takes the fast path from this many institutions
 METHODS = ("auto", "rounds", "picard")
@@ -299,6 +299,21 @@ def eisenberg_noe(
 _ROUNDING = 8.0 * np.finfo(float).eps  # the fast path's round-off bound per term
 
 
+def pays_in_full(pbar: np.ndarray, inflow: np.ndarray, terms: np.ndarray,
+                 external_assets: np.ndarray, tol: float = 1e-9) -> bool:
+    """Whether :func:`clear_legs` (no institution forced) finds that everybody pays
+    in full without building a matrix: each institution's resources with
+    everybody paying in full (``external_assets + inflow``; ``inflow``: the exact
+    sums of what it is owed, from ``terms`` legs) clear its obligations
+    ``pbar`` by more than the round-off of computing them. Shapes (n,)."""
+    thresh = pbar - tol * np.maximum(1.0, pbar)
+    # the exact inflows; eisenberg_noe's differ by the round-off of sums of
+    # (amount / p̄) · p̄: at most a few ulps per term, bounded by ``slack``
+    resources = external_assets + inflow
+    slack = _ROUNDING * (terms + 4) * resources
+    return np.count_nonzero(resources - slack >= thresh) == pbar.size
+
+
 def clear_legs(
     debtor: np.ndarray, creditor: np.ndarray, amount: np.ndarray, external_assets: np.ndarray,
     external_liabilities: np.ndarray, alpha: np.ndarray | float, beta: np.ndarray | float,
@@ -325,16 +340,10 @@ def clear_legs(
     """
     n = external_assets.size
     pbar = np.bincount(debtor, weights=amount, minlength=n) + external_liabilities
-    thresh = pbar - tol * np.maximum(1.0, pbar)
-    if not np.count_nonzero(forced):
-        # the exact inflows; eisenberg_noe's differ by the round-off of sums of
-        # (amount / p̄) · p̄: at most a few ulps per term, bounded by ``slack``
-        inflow = np.bincount(creditor, weights=amount, minlength=n)
-        terms = np.bincount(creditor, minlength=n)
-        resources = external_assets + inflow
-        slack = _ROUNDING * (terms + 4) * resources
-        if np.count_nonzero(resources - slack >= thresh) == n:
-            return ClearingResult(pbar.copy(), pbar, np.zeros(n, dtype=bool),
+    if not np.count_nonzero(forced) and pays_in_full(
+            pbar, np.bincount(creditor, weights=amount, minlength=n),
+            np.bincount(creditor, minlength=n), external_assets, tol):
+        return ClearingResult(pbar.copy(), pbar, np.zeros(n, dtype=bool),
                                   np.zeros(n, dtype=np.int64), 0,
                                   np.ones(n), "rounds" if n < FAST_PATH_MIN_N else "picard")
     alpha = np.broadcast_to(np.asarray(alpha, dtype=float), (n,))  # one number, or per

@@ -198,8 +198,8 @@ class Ledger:
                "ccp": lb.ccp[pick]}
         if not pick.size:
             return out
-        lb.principal[at] *= 1.0 - share
-        lb.accrued[at] *= 1.0 - share
+        lb.principal[at] *= (kept := 1.0 - share)
+        lb.accrued[at] *= kept
         lb.append(out["lender"], out["borrower"], out["amount"], rate[rolled],
                   maturity, out["ccp"], lb.link_ids(False)[pick])
         return out
@@ -232,7 +232,7 @@ class Ledger:
     def receive_asset_income(self, yield_per_step: float) -> np.ndarray:
         """Cash yield of securities and other assets, from outside the system; shape (n,)."""
         income = yield_per_step * (self.asset_values() + self.other_assets)
-        income[~self.active] = 0.0
+        income[self.defaulted] = 0.0  # (~active, in one pass)
         self.cash += income
         self.equity += income
         self.external_in["asset_income"] += fastmath.total(income)

@@ -48,8 +48,10 @@ def match_lending(offer: np.ndarray, request: np.ndarray, src: np.ndarray, dst: 
     x = np.minimum(np.divide(offer[src] * want, per, out=np.zeros(src.size), where=per > 0),
                    want)
     got = np.bincount(dst, weights=x, minlength=n)
-    scale = np.divide(request, got, out=np.ones(n), where=got > request)
-    x *= np.minimum(scale, 1.0)[dst]
+    over = got > request
+    if np.count_nonzero(over):  # (else every scale is 1.0, and x * 1.0 is x)
+        scale = np.divide(request, got, out=np.ones(n), where=over)
+        x *= np.minimum(scale, 1.0)[dst]
     return x
 
 

@@ -265,6 +265,18 @@ class LoanBook:
             rows[:k] = rows[mask]
         self._rows(k)
 
+    def remove(self, rows: np.ndarray | slice) -> None:
+        """Remove the loans ``rows`` (increasing indices, or ``slice(0, k)`` as
+        :func:`~finsim_mesa.fastmath.leading` gives the first ``k``): what
+        :meth:`keep` of the other rows does."""
+        if isinstance(rows, slice):
+            if rows.stop:
+                self._drop_first(rows.stop)
+            return
+        mask = np.ones(len(self), dtype=bool)
+        mask[rows] = False
+        self.keep(mask)
+
     def copy(self) -> LoanBook:
         """Deep copy of the arrays and the link table."""
         self.link_ids(assign=False)

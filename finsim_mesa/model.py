@@ -254,7 +254,7 @@ class FinancialModel(KeptAgentLists, mesa.Model):
         spread = cfg.rate_stress_spread * risk.distress(L.equity, L.equity0, L.defaulted)
         first_new = len(L.loans)
         rolled = lending.roll_over(L, hoard, self.market.rate, spread, t, t + cfg.loan_maturity)
-        self.flows.rollover_volume = float(rolled["amount"].sum())
+        self.flows.rollover_volume = float(np.add.reduce(rolled["amount"], axis=None))
         src, dst, amount, link = lending.new_loans(L, self.network, lend, hoard, borrow, cfg)
         rate = self.market.rate + spread[dst]
         self.flows.interbank_volume = 0.0
@@ -263,7 +263,7 @@ class FinancialModel(KeptAgentLists, mesa.Model):
             self.router.submit_many(src, dst, amount, rate, t, link)  # settled by the exchanges
         else:
             L.lend(src, dst, amount, rate, t + cfg.loan_maturity, link=link)
-            self.flows.interbank_volume = float(amount.sum())
+            self.flows.interbank_volume = float(np.add.reduce(amount, axis=None))
         L.loans.consolidate(first_new)  # one loan per pair for all of this step's lending
 
     def settle(self) -> None:

@@ -16,6 +16,7 @@ actions of shape (b, 4) in [0, 1]: lend, hoard, sell, borrow (meanings in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import isfinite
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -23,6 +24,8 @@ import numpy as np
 from finsim_mesa.errors import BrainError, ConfigError
 from finsim_mesa.fastmath import clip
 from finsim_mesa.observation import OBS
+
+_min_of, _max_of = np.minimum.reduce, np.maximum.reduce
 
 __all__ = [
     "BRAINS",
@@ -57,12 +60,18 @@ class Brain:
     the built-in rule brains do). A brain class that also never writes into its
     input may set ``reads_only = True`` in its own body (a subclass does not
     inherit it): when it acts for every bank it then gets the model's
-    column-major matrix itself, read-only, instead of a copy.
+    column-major matrix itself, read-only, instead of a copy. A class whose
+    ``act`` computes each bank's actions from that bank's row alone (and its
+    fixed settings) and changes nothing may set ``rowwise = True`` too (again in
+    its own body): when some banks are out it then gets every bank's row, and
+    the actions of the banks that are out are dropped (the same actions for the
+    others, without copying their rows out).
     """
 
     name = "brain"
     reads_columns = False
     reads_only = False
+    rowwise = False
 
     def setup(self, model: Any) -> None:
         """Bind to a model (e.g. take its random generator). Default: nothing."""
@@ -80,6 +89,7 @@ class PassiveBrain(Brain):
     name = "passive"
     reads_columns = True
     reads_only = True
+    rowwise = True
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         return np.zeros((len(observations), 4))
@@ -127,6 +137,7 @@ class RuleBasedBrain(_RequirementAware):
 
     name = "rule_based"
     reads_only = True
+    rowwise = True
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         o = observations
@@ -134,12 +145,17 @@ class RuleBasedBrain(_RequirementAware):
         coverage = o[:, OBS["liquidity_coverage"]] * 5.0
         cr = o[:, OBS["capital_ratio"]]
         headroom = cr / max(self.capital_requirement, 1e-9)
+        own = o[:, OBS["own_distress"]]
+        calm = clip(0.8 - stress - own, 0.0, 1.0)
+        # each column's term written into the matrix, then all four clipped to
+        # [0, 1] at once (clip is elementwise: the same values as column by column)
         a = np.empty((len(o), 4))
-        calm = clip(0.8 - stress - o[:, OBS["own_distress"]], 0.0, 1.0)
-        a[:, 0] = calm * clip(coverage - 1.0, 0.0, 1.0)  # lend only liquidity to spare
-        a[:, 1] = clip(0.5 * stress + o[:, OBS["own_distress"]] - 0.1, 0.0, 1.0)
-        a[:, 2] = clip(1.5 - headroom, 0.0, 1.0)
-        a[:, 3] = clip(1.0 - coverage, 0.0, 1.0)  # borrow only when short
+        np.subtract(coverage, 1.0, out=a[:, 0])  # lend only liquidity to spare (x calm)
+        np.subtract(0.5 * stress + own, 0.1, out=a[:, 1])
+        np.subtract(1.5, headroom, out=a[:, 2])
+        np.subtract(1.0, coverage, out=a[:, 3])  # borrow only when short
+        np.minimum(np.maximum(a, 0.0, out=a), 1.0, out=a)
+        a[:, 0] *= calm
         return a
 
 
@@ -150,6 +166,7 @@ class MyopicBrain(Brain):
     name = "myopic"
     reads_columns = True
     reads_only = True
+    rowwise = True
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         a = np.zeros((len(observations), 4))
@@ -164,6 +181,7 @@ class GreedyBrain(Brain):
     name = "greedy"
     reads_columns = True
     reads_only = True
+    rowwise = True
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         a = np.zeros((len(observations), 4))
@@ -178,6 +196,7 @@ class ConservativeBrain(_RequirementAware):
 
     name = "conservative"
     reads_only = True
+    rowwise = True
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         a = np.zeros((len(observations), 4))
@@ -202,6 +221,7 @@ class ConstantBrain(Brain):
     name = "constant"
     reads_columns = True
     reads_only = True
+    rowwise = True
 
     def __init__(self, action: Sequence[float]) -> None:
         try:
@@ -273,27 +293,29 @@ def check_actions(brain: Any, out: Any, rows: int) -> np.ndarray:
         BrainError: not numbers, a wrong shape, NaN or infinite values, or values
             outside [0, 1] (beyond 1e-6), naming the brain.
     """
-    name = brain_name(brain)
     try:
         arr = np.asarray(out)
         if arr.dtype.kind not in "biuf":  # complex, strings, objects: not actions
             raise TypeError
         arr = np.array(arr, dtype=float, order="C")  # our own copy, clipped in place below
     except (TypeError, ValueError):
-        raise BrainError(f"brain '{name}' returned {type(out).__name__}, not an array of "
-                         "numbers") from None
+        raise BrainError(f"brain '{brain_name(brain)}' returned {type(out).__name__}, not an "
+                         "array of numbers") from None
     if arr.shape != (rows, 4):
-        raise BrainError(f"brain '{name}' returned actions of shape {arr.shape}; expected "
-                         f"({rows}, 4): lend, hoard, sell, borrow per bank")
-    if arr.size:
-        lo, hi = arr.min(), arr.max()  # NaN propagates to both
-        if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise BrainError(f"brain '{brain_name(brain)}' returned actions of shape {arr.shape}; "
+                         f"expected ({rows}, 4): lend, hoard, sell, borrow per bank")
+    if not arr.size:
+        return arr
+    # arr.min() / arr.max() without their Python layer; NaN propagates to both
+    lo, hi = _min_of(arr, axis=None), _max_of(arr, axis=None)
+    if not (lo >= -1e-6 and hi <= 1 + 1e-6):  # (False for NaN and infinities too)
+        if not (isfinite(lo) and isfinite(hi)):
             bad = int(np.argwhere(~np.isfinite(arr))[0][0])
-            raise BrainError(f"brain '{name}' returned NaN or infinite actions (first in "
-                             f"row {bad})")
-        if lo < -1e-6 or hi > 1 + 1e-6:
-            raise BrainError(f"brain '{name}' returned actions outside [0, 1] "
-                             f"(min {lo:g}, max {hi:g})")
+            raise BrainError(f"brain '{brain_name(brain)}' returned NaN or infinite actions "
+                             f"(first in row {bad})")
+        raise BrainError(f"brain '{brain_name(brain)}' returned actions outside [0, 1] "
+                         f"(min {lo:g}, max {hi:g})")
     np.maximum(arr, 0.0, out=arr)  # clip(arr, 0, 1): the same ufuncs, in place
-    np.minimum(arr, 1.0, out=arr)
+    if hi > 1.0:  # (else min(x, 1.0) is x for every entry, which is at most 1)
+        np.minimum(arr, 1.0, out=arr)
     return arr

@@ -94,6 +94,10 @@ class BrainSet:
         n = observations.shape[0]
         for brain, idx in self.groups:
             rows = idx[active[idx]]
+            if 0 < rows.size < n == idx.size and by_column and _rowwise(brain):
+                actions = _every_row(brain, observations, active)
+                if actions is not None:
+                    continue
             if rows.size:
                 if not (by_column and getattr(brain, "reads_columns", False)):
                     obs = observations[rows]
@@ -140,6 +144,31 @@ class BrainSet:
         for (b, _), state in zip(self.groups, states, strict=True):
             if state is not None:
                 b.rng.bit_generator.state = state
+
+
+def _rowwise(brain: Any) -> bool:
+    """Whether ``brain``'s own class declares it reads columns only, never writes
+    its input and acts on each row alone (see :class:`~finsim_mesa.agents.brains.Brain`)."""
+    own = vars(type(brain))
+    return (own.get("rowwise", False) and own.get("reads_only", False)
+            and getattr(brain, "reads_columns", False) and not getattr(brain, "per_bank", False))
+
+
+def _every_row(brain: Any, observations: np.ndarray, active: np.ndarray) -> np.ndarray | None:
+    """The actions of a :func:`_rowwise` brain for all banks, given every bank's
+    row (read-only): for the active banks what it gives on their rows alone;
+    +0.0 for the others (checked actions lie in [0, 1] with no −0.0, so times
+    the active mask is each or +0.0). None if acting or checking fails on some
+    row (perhaps only an inactive bank's): then the active rows alone decide,
+    as always, with their own errors."""
+    obs = observations.view()
+    obs.flags.writeable = False
+    try:
+        checked = check_actions(brain, brain.act(obs), observations.shape[0])
+    except Exception:
+        return None
+    np.multiply(checked, active[:, None], out=checked)
+    return checked
 
 
 # BrainSet lived in brains.py before issue 15: its old name still finds it (pickles of
