@@ -117,3 +117,41 @@ def per_entry_impact_weights(exposures, denom, present):
     if present is not None:
         data *= present
     return data
+
+
+def masked_rewards(r, L, total_assets, sri_value, cfg, t):
+    """``rewards.update_rewards`` in its masked form (as of 87a6056: separate
+    arrays, one mean each), the tests' reference: (components, per-bank
+    rewards, their mean over live banks, the components' means)."""
+    was_out = L.defaulted & (L.default_step < t)
+    profit = (L.equity - r.equity_prev) / np.where(L.equity0 > 0, L.equity0, 1.0)
+    liquidity = np.divide(L.cash, total_assets, out=np.zeros(L.n), where=total_assets > 0)
+    default = (L.default_step == t).astype(float)
+    sri = np.full(L.n, sri_value)
+    comps = {"profit": profit, "liquidity": liquidity, "default": default, "system_risk": sri}
+    for v in comps.values():
+        v[was_out] = 0.0
+    per_bank = (cfg.reward_profit_weight * profit + cfg.reward_liquidity_weight * liquidity
+                - cfg.reward_default_penalty * default - cfg.reward_system_risk_weight * sri)
+    live = ~was_out
+    means = {name: float(np.mean(v[live])) if live.any() else 0.0 for name, v in comps.items()}
+    return comps, per_bank, float(np.mean(per_bank[live])) if live.any() else 0.0, means
+
+
+def loop_match(offer, request, src, dst, room):
+    """``lending.match_lending`` as a Python loop over the edges (the tests'
+    reference): each lender's offer shared pro rata to what its neighbours ask
+    (capped by the edge's room), then each borrower's total scaled down to its
+    request."""
+    n, e = offer.size, src.size
+    want = [min(float(request[dst[k]]), float(room[k])) for k in range(e)]
+    asked = [0.0] * n
+    for k in range(e):
+        asked[src[k]] += want[k]
+    x = [min(float(offer[src[k]]) * want[k] / asked[src[k]], want[k]) if asked[src[k]] > 0
+         else min(0.0, want[k]) for k in range(e)]
+    got = [0.0] * n
+    for k in range(e):
+        got[dst[k]] += x[k]
+    scale = [float(request[i]) / got[i] if got[i] > request[i] else 1.0 for i in range(n)]
+    return [x[k] * min(scale[dst[k]], 1.0) for k in range(e)]

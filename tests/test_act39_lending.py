@@ -8,6 +8,7 @@ import copy
 
 import numpy as np
 import pytest
+from support import loop_match
 
 from finsim_mesa.ledger import DEFAULTED, Ledger
 from finsim_mesa.lending import match_lending
@@ -31,21 +32,6 @@ def _former_match(offer, request, src, dst, room):
     return x
 
 
-def _loop_match(offer, request, src, dst, room):
-    n, e = offer.size, src.size
-    want = [min(float(request[dst[k]]), float(room[k])) for k in range(e)]
-    asked = [0.0] * n
-    for k in range(e):
-        asked[src[k]] += want[k]
-    x = [min(float(offer[src[k]]) * want[k] / asked[src[k]], want[k]) if asked[src[k]] > 0
-         else min(0.0, want[k]) for k in range(e)]
-    got = [0.0] * n
-    for k in range(e):
-        got[dst[k]] += x[k]
-    scale = [float(request[i]) / got[i] if got[i] > request[i] else 1.0 for i in range(n)]
-    return [x[k] * min(scale[dst[k]], 1.0) for k in range(e)]
-
-
 @pytest.mark.parametrize("plenty", [True, False])
 def test_match_lending_is_its_former_form_and_its_loop(plenty):
     rng = np.random.default_rng(7 + plenty)
@@ -64,7 +50,7 @@ def test_match_lending_is_its_former_form_and_its_loop(plenty):
         got = match_lending(offer, request, src, dst, room)
         assert _bits(got) == _bits(_former_match(offer, request, src, dst, room))
         if trial % 4 != 3:
-            assert got.tolist() == _loop_match(offer, request, src, dst, room)
+            assert got.tolist() == loop_match(offer, request, src, dst, room)
         want = np.minimum(request[dst], room)
         per = np.bincount(src, weights=want, minlength=n)[src]
         x = np.minimum(np.divide(offer[src] * want, per, out=np.zeros(e), where=per > 0), want)

@@ -5,6 +5,7 @@ brain's actions, the run is the same, bit for bit, as with the plain product
 
 import numpy as np
 import pytest
+from support import loop_match
 
 from finsim_mesa import FinancialModel
 from finsim_mesa.agents.brains import RuleBasedBrain
@@ -71,7 +72,7 @@ def test_the_rows_are_c_contiguous_and_the_products():
 
 def test_match_lending_is_its_definition_loop():
     """Each link's share of its lender's offer, scaled to the borrower's request,
-    written out link by link (the divisions as np.divide makes them)."""
+    written out link by link (support.loop_match)."""
     from finsim_mesa.lending import match_lending
 
     rng = np.random.default_rng(4)
@@ -81,18 +82,7 @@ def test_match_lending_is_its_definition_loop():
     request = np.where(rng.random(n) < 0.7, rng.random(n) * 10, 0.0)
     room = np.where(rng.random(e) < 0.9, rng.random(e) * 5, 0.0)
     got = match_lending(offer, request, src, dst, room)
-    want = [min(float(request[dst[k]]), float(room[k])) for k in range(e)]
-    asked = [0.0] * n
-    for k in range(e):
-        asked[src[k]] += want[k]
-    x = [min(float(offer[src[k]]) * want[k] / asked[src[k]], want[k]) if asked[src[k]] > 0
-         else min(0.0, want[k]) for k in range(e)]
-    got_by = [0.0] * n
-    for k in range(e):
-        got_by[dst[k]] += x[k]
-    scale = [float(request[i]) / got_by[i] if got_by[i] > request[i] else 1.0 for i in range(n)]
-    x = [x[k] * min(scale[dst[k]], 1.0) for k in range(e)]
-    assert got.tolist() == x
+    assert got.tolist() == loop_match(offer, request, src, dst, room)
 
 
 def test_decide_gives_zeros_to_inactive_banks_and_each_brain_its_rows():

@@ -1,6 +1,7 @@
 """helper-38 (issue 15): the record stage and the step's transaction with fewer
 NumPy calls. Each faster form is checked bit for bit against the former code,
-written out here as the reference (or a plain loop of the definition):
+written out as the reference (support.masked_rewards for the rewards) or a plain
+loop of the definition:
 
 - the rewards and their means computed as the rows of one block (one
   reduction; the banks still in taken by ``compress``, whose rows are
@@ -17,6 +18,7 @@ import warnings
 
 import numpy as np
 import pytest
+from support import masked_rewards
 
 from finsim_mesa import FinancialModel, measures, risk
 from finsim_mesa.rewards import update_rewards
@@ -25,23 +27,6 @@ from finsim_mesa.state import MODEL_STATE, copy_state
 
 def _bits(x):
     return np.asarray(x, dtype=float).tobytes()
-
-
-def _former_rewards(r, L, total_assets, sri_value, cfg, t):
-    """update_rewards as it was (87a6056): separate arrays, one mean each."""
-    was_out = L.defaulted & (L.default_step < t)
-    profit = (L.equity - r.equity_prev) / np.where(L.equity0 > 0, L.equity0, 1.0)
-    liquidity = np.divide(L.cash, total_assets, out=np.zeros(L.n), where=total_assets > 0)
-    default = (L.default_step == t).astype(float)
-    sri = np.full(L.n, sri_value)
-    comps = {"profit": profit, "liquidity": liquidity, "default": default, "system_risk": sri}
-    for v in comps.values():
-        v[was_out] = 0.0
-    per_bank = (cfg.reward_profit_weight * profit + cfg.reward_liquidity_weight * liquidity
-                - cfg.reward_default_penalty * default - cfg.reward_system_risk_weight * sri)
-    live = ~was_out
-    means = {name: float(np.mean(v[live])) if live.any() else 0.0 for name, v in comps.items()}
-    return comps, per_bank, float(np.mean(per_bank[live])) if live.any() else 0.0, means
 
 
 def _reward_case(n, out, seed):
@@ -80,7 +65,7 @@ def test_rewards_block_gives_the_former_bits(n, out):
                                           reward_system_risk_weight=0.45))
     for sri in (0.37, 0.0, 1.0 / 3.0):
         ref_r, r = copy.deepcopy(m.reward), copy.deepcopy(m.reward)
-        comps, per_bank, mean_all, means = _former_rewards(ref_r, L, ta, sri, cfg, t)
+        comps, per_bank, mean_all, means = masked_rewards(ref_r, L, ta, sri, cfg, t)
         update_rewards(r, L, ta, sri, cfg, t)
         assert r.per_bank.tobytes() == per_bank.tobytes()
         assert list(r.components) == list(comps)
@@ -109,7 +94,7 @@ def test_rewards_in_a_run_match_the_former_form():
     for _ in range(25):
         ref_r = copy.deepcopy(m.reward)
         m.step()
-        _, per_bank, mean_all, _ = _former_rewards(
+        _, per_bank, mean_all, _ = masked_rewards(
             ref_r, m.ledger, m.sheets.total_assets, m.measures.systemic_risk_index, m.config, m.t)
         assert m.reward.per_bank.tobytes() == per_bank.tobytes()
         assert _bits(m.reward.mean) == _bits(mean_all)
