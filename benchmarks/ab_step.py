@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def tree(rev: str, scratch: Path) -> Path:
     """A folder with ``finsim_mesa`` of ``rev`` (a folder is used as it is)."""
     if Path(rev).is_dir():
-        return Path(rev)
+        return Path(rev).resolve()  # (a relative "." would not match the module's path)
     dest = scratch / rev.replace("/", "_")
     if dest.is_dir():  # the same revision twice (e.g. --layer-ratio REV REV)
         return dest
