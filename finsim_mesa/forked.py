@@ -280,12 +280,17 @@ def _collect(pid: int, fd: int) -> list[Any]:
 
 def _reap(children: list[tuple[int, int]], kill: bool) -> None:
     """Close the pipes and wait for the children; with ``kill`` (this process
-    failed first: their results are not wanted) they are killed first."""
+    failed first: their results are not wanted) they are killed first. A child
+    already reaped (:func:`_collect` found it dead) is not signalled: its pid is
+    free and may be another process's by now (an exited, unreaped one is only
+    reaped; a zombie keeps its pid, so the kill after that test is safe)."""
     for pid, fd in children:
         os.close(fd)
         try:
             if kill:
+                if os.waitpid(pid, os.WNOHANG)[0]:  # it had exited: reaped now
+                    continue
                 os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-        except (ChildProcessError, ProcessLookupError):  # already reaped
+        except ChildProcessError:  # already reaped: nothing to wait for (or to kill)
             pass
