@@ -263,11 +263,14 @@ def _collect(pid: int, fd: int) -> list[Any]:
     """A child's results (the child is reaped by :func:`_reap`)."""
     with os.fdopen(os.dup(fd), "rb") as pipe:
         data = pipe.read()
-    if not data:
+    try:
+        message = pickle.loads(data) if data else None
+    except Exception:  # cut short: it died while writing (killed, e.g. out of memory)
+        message = None
+    if message is None:
         _, status = os.waitpid(pid, 0)
         raise BrokenProcessPool(f"a forked worker (pid {pid}) died before returning its "
                                 f"results (exit status {os.waitstatus_to_exitcode(status)})")
-    message = pickle.loads(data)
     if message[0] == "ok":
         return message[1]
     try:

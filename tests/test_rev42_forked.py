@@ -47,3 +47,28 @@ def test_a_dead_childs_reaped_pid_is_not_killed_again(tmp_path, monkeypatch):
     for pid in (dead, alive):
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # both reaped: no zombie left
+
+
+@pytest.mark.skipif(not can_fork() or forked.usable_cpus() < 2,
+                    reason="no fork in this process, or one CPU")
+def test_a_child_killed_while_writing_its_results_is_a_broken_pool(tmp_path):
+    """A child whose results fill the pipe waits in its write until this process
+    reads; killed there (e.g. by the OOM killer), it leaves a truncated pickle:
+    that is a dead worker (BrokenProcessPool), not an unpickling error."""
+
+    def big():
+        (tmp_path / "pid").write_text(str(os.getpid()))
+        return b"x" * (4 << 20)  # far more than a pipe holds
+
+    def here():
+        deadline = time.time() + 10
+        while not (tmp_path / "pid").exists() and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # the child is blocked in its write by now
+        os.kill(int((tmp_path / "pid").read_text()), signal.SIGKILL)
+        return 1
+
+    with pytest.raises(BrokenProcessPool, match="died"):
+        run_all([here, big], 2)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(int((tmp_path / "pid").read_text()), os.WNOHANG)  # reaped
