@@ -263,11 +263,14 @@ def _collect(pid: int, fd: int) -> list[Any]:
     """A child's results (the child is reaped by :func:`_reap`)."""
     with os.fdopen(os.dup(fd), "rb") as pipe:
         data = pipe.read()
-    if not data:
+    try:
+        message = pickle.loads(data) if data else None
+    except Exception:  # cut short: it died while writing (killed, e.g. out of memory)
+        message = None
+    if message is None:
         _, status = os.waitpid(pid, 0)
         raise BrokenProcessPool(f"a forked worker (pid {pid}) died before returning its "
                                 f"results (exit status {os.waitstatus_to_exitcode(status)})")
-    message = pickle.loads(data)
     if message[0] == "ok":
         return message[1]
     try:
@@ -280,12 +283,17 @@ def _collect(pid: int, fd: int) -> list[Any]:
 
 def _reap(children: list[tuple[int, int]], kill: bool) -> None:
     """Close the pipes and wait for the children; with ``kill`` (this process
-    failed first: their results are not wanted) they are killed first."""
+    failed first: their results are not wanted) they are killed first. A child
+    already reaped (:func:`_collect` found it dead) is not signalled: its pid is
+    free and may be another process's by now (an exited, unreaped one is only
+    reaped; a zombie keeps its pid, so the kill after that test is safe)."""
     for pid, fd in children:
         os.close(fd)
         try:
             if kill:
+                if os.waitpid(pid, os.WNOHANG)[0]:  # it had exited: reaped now
+                    continue
                 os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-        except (ChildProcessError, ProcessLookupError):  # already reaped
+        except ChildProcessError:  # already reaped: nothing to wait for (or to kill)
             pass

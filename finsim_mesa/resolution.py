@@ -119,7 +119,8 @@ def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.nda
     * each borrower pays, each lender receives, the sums of ``owed × 1.0`` over
       its due loans (``np.bincount`` of the same weights in the same order);
     * the write-offs ``owed − paid`` are +0.0 (every ``owed`` is finite when the
-      test passes: a NaN or infinite one makes p̄'s test fail), so equity's
+      test passes: a NaN or +inf one makes p̄'s test fail, a −inf one is
+      declined before it), so equity's
       four postings of zeros are one ``+= 0.0`` (−0.0 becomes +0.0, as there);
     * the external dues are paid in full (``ext_due × 1.0``), deposits first.
     """
@@ -131,8 +132,10 @@ def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.nda
     received = np.bincount(lender, weights=owed, minlength=n)
     pbar = paid + ext_due
     liquid = values(L.holdings, L.prices * (1 - cfg.liquidation_discount))
-    if not (pays_in_full(pbar, received, np.bincount(lender, minlength=n),
-                         np.maximum(L.cash + liquid, 0.0))
+    if not (np.minimum.reduce(pbar) > -np.inf  # (a -inf obligation passes the test, but
+            # the general path writes off -inf - (-inf): NaN, not +0.0)
+            and pays_in_full(pbar, received, np.bincount(lender, minlength=n),
+                             np.maximum(L.cash + liquid, 0.0))
             and not np.count_nonzero(np.maximum(pbar - L.cash - received, 0.0))
             and not _holds_unsellable(L.holdings, liquid)):
         return False

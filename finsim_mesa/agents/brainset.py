@@ -148,10 +148,12 @@ class BrainSet:
 
 def _rowwise(brain: Any) -> bool:
     """Whether ``brain``'s own class declares it reads columns only, never writes
-    its input and acts on each row alone (see :class:`~finsim_mesa.agents.brains.Brain`)."""
+    its input and acts on each row alone (see :class:`~finsim_mesa.agents.brains.Brain`),
+    with that class's ``act`` (not one set on the instance, which the flag does not cover)."""
     own = vars(type(brain))
     return (own.get("rowwise", False) and own.get("reads_only", False)
-            and getattr(brain, "reads_columns", False) and not getattr(brain, "per_bank", False))
+            and getattr(brain, "reads_columns", False) and not getattr(brain, "per_bank", False)
+            and "act" not in getattr(brain, "__dict__", ()))
 
 
 def _every_row(brain: Any, observations: np.ndarray, active: np.ndarray) -> np.ndarray | None:
