@@ -223,7 +223,12 @@ def _fork_children(jobs: Sequence[Callable[[], Any]], cuts: list[int]) -> list[t
             try:
                 for lo, hi in itertools.pairwise(cuts[1:]):
                     read, write = os.pipe()
-                    pid = os.fork()
+                    try:
+                        pid = os.fork()
+                    except BaseException:  # no child: its pipe is this process's to close
+                        os.close(read)
+                        os.close(write)
+                        raise
                     if pid == 0:  # the child: its share, then exit at once
                         os.close(read)
                         _child(jobs[lo:hi], write)

@@ -72,3 +72,18 @@ def test_a_child_killed_while_writing_its_results_is_a_broken_pool(tmp_path):
         run_all([here, big], 2)
     with pytest.raises(ChildProcessError):
         os.waitpid(int((tmp_path / "pid").read_text()), os.WNOHANG)  # reaped
+
+
+def test_a_failed_fork_closes_its_pipe_and_raises(monkeypatch):
+    """os.fork failing (e.g. EAGAIN: no more processes) leaves no open pipe
+    behind and the error reaches the caller. No real fork is made here, so it
+    runs in any process."""
+    def no_fork():
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(forked, "can_fork", lambda: True)
+    monkeypatch.setattr(os, "fork", no_fork)
+    before = sorted(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError, match="Resource temporarily unavailable"):
+        run_all([lambda: 1, lambda: 2], 2)
+    assert sorted(os.listdir("/proc/self/fd")) == before

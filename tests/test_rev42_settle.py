@@ -17,6 +17,9 @@ from finsim_mesa.ledger import Ledger
 from finsim_mesa.loans import LoanBook
 from finsim_mesa.resolution import clear_due, settle_in_full
 
+# -inf and NaN in a ledger are the point here: NumPy's invalid-value warnings are expected
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+
 
 def _bits(a) -> bytes:
     a = np.asarray(a)
