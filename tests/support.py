@@ -155,3 +155,29 @@ def loop_match(offer, request, src, dst, room):
         got[dst[k]] += x[k]
     scale = [float(request[i]) / got[i] if got[i] > request[i] else 1.0 for i in range(n)]
     return [x[k] * min(scale[dst[k]], 1.0) for k in range(e)]
+
+
+def ledger_bits(L) -> dict:
+    """A ledger's every array and loan-book column as bytes (dtype and shape
+    included: signed zeros and NaN payloads count) and its external flows as
+    hex, for bit-for-bit comparisons of two ledgers."""
+    from finsim_mesa.ledger import Ledger
+    from finsim_mesa.loans import LoanBook
+
+    def bits(a) -> bytes:
+        a = np.asarray(a)
+        return str(a.dtype).encode() + str(a.shape).encode() + np.ascontiguousarray(a).tobytes()
+
+    out = {k: bits(getattr(L, k)) for k in Ledger._ARRAYS}
+    out |= {f"loans.{k}": bits(getattr(L.loans, k)) for k in LoanBook._ROWS}
+    out["external_in"] = sorted((k, float(v).hex()) for k, v in L.external_in.items())
+    out["external_out"] = sorted((k, float(v).hex()) for k, v in L.external_out.items())
+    return out
+
+
+def stages_until_clear(m) -> None:
+    """Run a step's stages up to (not including) the clear stage."""
+    m.t += 1
+    m.shock()
+    m.act(m.decide(m.observe()))
+    m.settle()

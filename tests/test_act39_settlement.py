@@ -9,10 +9,10 @@ import copy
 
 import numpy as np
 import pytest
+from support import ledger_bits, stages_until_clear
 
 from finsim_mesa import FinancialModel
 from finsim_mesa.clearing import eisenberg_noe, pays_in_full
-from finsim_mesa.ledger import Ledger
 from finsim_mesa.loans import LoanBook
 from finsim_mesa.resolution import clear_due, settle_in_full
 
@@ -20,22 +20,6 @@ from finsim_mesa.resolution import clear_due, settle_in_full
 def _bits(a) -> bytes:
     a = np.asarray(a)
     return str(a.dtype).encode() + str(a.shape).encode() + np.ascontiguousarray(a).tobytes()
-
-
-def _state(L: Ledger) -> dict:
-    out = {k: _bits(getattr(L, k)) for k in Ledger._ARRAYS}
-    out |= {f"loans.{k}": _bits(getattr(L.loans, k)) for k in LoanBook._ROWS}
-    out["external_in"] = sorted((k, float(v).hex()) for k, v in L.external_in.items())
-    out["external_out"] = sorted((k, float(v).hex()) for k, v in L.external_out.items())
-    return out
-
-
-def _until_clear(m: FinancialModel) -> None:
-    """A step's stages up to (not including) the clear stage."""
-    m.t += 1
-    m.shock()
-    m.act(m.decide(m.observe()))
-    m.settle()
 
 
 def _rest(m: FinancialModel) -> None:
@@ -64,7 +48,7 @@ def test_settle_in_full_is_the_general_clearing_bit_for_bit(kw):
     for step in range(40):
         if not m.running:
             break
-        _until_clear(m)
+        stages_until_clear(m)
         L, cfg, n = m.ledger, m.config, m.n_banks
         if not np.count_nonzero(L.defaulted & ~L.resolved):  # (nobody in resolution)
             if step % 6 == 1:  # signed zeros where the postings of zeros show them
@@ -72,17 +56,17 @@ def test_settle_in_full_is_the_general_clearing_bit_for_bit(kw):
                 L.equity[rng.integers(0, n)] = -0.0
             due = L.loans.maturity <= m.t
             ext_due = np.minimum(m.flows.withdrawals, L.deposits)
-            before = _state(L)
+            before = ledger_bits(L)
             fast, general = copy.deepcopy(L), copy.deepcopy(L)
             if settle_in_full(fast, cfg, due.copy(), ext_due.copy()):
                 seen["fast"] += 1
                 res = clear_due(general, cfg, due, ext_due, np.zeros(n, dtype=bool),
                                 lambda *a: sold.append(a), m.t, [], None)
                 assert res.rounds == 0 and not res.defaulted.any() and not sold
-                assert _state(fast) == _state(general)
+                assert ledger_bits(fast) == ledger_bits(general)
             else:
                 seen["declined"] += 1
-                assert _state(fast) == before  # nothing done
+                assert ledger_bits(fast) == before  # nothing done
         _rest(m)
     assert seen["fast"] > 0
     if kw.get("scenario") == "systemic":
@@ -96,7 +80,7 @@ def test_a_model_with_the_shortcut_runs_as_with_the_general_path(monkeypatch):
     def run():
         m = FinancialModel(n_banks=50, brain="rule_based", scenario="systemic", rng=7, steps=30)
         m.run_for(30)
-        return _state(m.ledger), m.datacollector.get_model_vars_dataframe()
+        return ledger_bits(m.ledger), m.datacollector.get_model_vars_dataframe()
 
     fast_state, fast_data = run()
     monkeypatch.setattr(R, "settle_in_full", lambda *a: False)
@@ -157,16 +141,16 @@ def test_declines_when_a_bank_holds_securities_worth_nothing():
     ``capped_share`` is 1 even when nobody is short): the shortcut must not settle."""
     m = FinancialModel(n_banks=30, brain="rule_based", n_assets=2, rng=2, steps=10**9)
     m.run_for(3)
-    _until_clear(m)
+    stages_until_clear(m)
     L, cfg = m.ledger, m.config
     due, ext_due = L.loans.maturity <= m.t, np.minimum(m.flows.withdrawals, L.deposits)
     assert settle_in_full(copy.deepcopy(L), cfg, due, ext_due)  # applies as it is
     L.holdings[5, 0], L.prices[1] = 0.0, 0.0  # bank 5 holds only class 1, worth nothing
     held = float(L.holdings[5, 1])
     assert held > 0
-    before = _state(L)
+    before = ledger_bits(L)
     assert not settle_in_full(L, cfg, due, ext_due)
-    assert _state(L) == before
+    assert ledger_bits(L) == before
     sold = []
     clear_due(L, cfg, due, ext_due, np.zeros(30, dtype=bool), lambda *a: sold.append(a),
               m.t, [], None)
@@ -191,7 +175,7 @@ def test_not_tried_from_the_fast_path_size_on(monkeypatch):
         monkeypatch.setattr(R, "settle_in_full", spy)
         m = FinancialModel(n_banks=30, brain="rule_based", rng=4, steps=20)
         m.run_for(20)
-        return len(calls), _state(m.ledger)
+        return len(calls), ledger_bits(m.ledger)
 
     tried, state = run(31)
     skipped, general = run(30)

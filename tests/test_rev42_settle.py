@@ -11,36 +11,21 @@ import copy
 
 import numpy as np
 import pytest
+from support import ledger_bits, stages_until_clear
 
 from finsim_mesa import FinancialModel
 from finsim_mesa.ledger import Ledger
-from finsim_mesa.loans import LoanBook
 from finsim_mesa.resolution import clear_due, settle_in_full
 
 # -inf and NaN in a ledger are the point here: NumPy's invalid-value warnings are expected
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 
 
-def _bits(a) -> bytes:
-    a = np.asarray(a)
-    return str(a.dtype).encode() + str(a.shape).encode() + np.ascontiguousarray(a).tobytes()
-
-
-def _state(L: Ledger) -> dict:
-    out = {k: _bits(getattr(L, k)) for k in Ledger._ARRAYS}
-    out |= {f"loans.{k}": _bits(getattr(L.loans, k)) for k in LoanBook._ROWS}
-    out["external_out"] = sorted((k, float(v).hex()) for k, v in L.external_out.items())
-    return out
-
-
 def _before_clear(seed: int) -> FinancialModel:
     m = FinancialModel(n_banks=30, brain="rule_based", scenario="liquidity_crisis", rng=seed,
                        steps=10**9, agent_collect_every=0)
     m.run_for(2)
-    m.t += 1
-    m.shock()
-    m.act(m.decide(m.observe()))
-    m.settle()
+    stages_until_clear(m)
     return m
 
 
@@ -67,11 +52,11 @@ def test_minus_inf_obligation_settles_as_the_general_path(where):
     general = _general(L, cfg, due, ext_due, m.t)
     assert np.isnan(general.equity).any()  # the write-off -inf - (-inf) is NaN there
     fast = copy.deepcopy(L)
-    before = _state(fast)
+    before = ledger_bits(fast)
     if settle_in_full(fast, cfg, due.copy(), ext_due.copy()):
-        assert _state(fast) == _state(general)
+        assert ledger_bits(fast) == ledger_bits(general)
     else:
-        assert _state(fast) == before  # declined: nothing done
+        assert ledger_bits(fast) == before  # declined: nothing done
 
 
 def test_a_run_with_minus_inf_deposits_is_the_general_path(monkeypatch):
@@ -83,7 +68,7 @@ def test_a_run_with_minus_inf_deposits_is_the_general_path(monkeypatch):
         m.ledger.deposits[5] = -np.inf
         m.ledger.equity[28] = np.nan
         m.run_for(2)
-        return _state(m.ledger)
+        return ledger_bits(m.ledger)
 
     fast = run()
     monkeypatch.setattr(R, "settle_in_full", lambda *a: False)
