@@ -253,16 +253,8 @@ class InfrastructureRouter:
 
 def _column(value: Any, k: int, dtype: Any, constants: _Constants) -> np.ndarray:
     """An audit column of ``k`` entries of ``dtype``: a copy of an array, or a
-    number repeated (:meth:`_Constants.column`; an int, or a float neither NaN
-    nor -0.0, looked up here first: the usual columns, without the calls)."""
-    kind = type(value)
-    if kind is _ndarray and value.shape == (k,):
-        return value.astype(dtype)
-    if kind is int or (kind is float and value == value and (value or _copysign(1.0, value) > 0)):
-        base = constants.arrays.get((value, kind, dtype))
-        if base is not None and base.size >= k:
-            return base[:k]
-    if kind in _NUMBERS:
+    number repeated (:meth:`_Constants.column`)."""
+    if type(value) in _NUMBERS:  # the usual one-number columns, first
         return constants.column(value, k, dtype)
     if isinstance(value, np.ndarray) and value.shape == (k,):
         return value.astype(dtype)
@@ -272,7 +264,6 @@ def _column(value: Any, k: int, dtype: Any, constants: _Constants) -> np.ndarray
     return np.broadcast_to(value, k).astype(dtype)
 
 
-_ndarray, _copysign = np.ndarray, math.copysign
 _I8, _I16, _I32 = np.int8, np.int16, np.int32
 _NUMBERS = frozenset((int, float, bool))
 
