@@ -191,12 +191,10 @@ def update_infrastructure(m: Measures, L: Ledger, exchanges: list[Exchange],
     """Exchange and CCP figures of the system. ``sheets``: the ledger's derived
     figures, up to date (as the record stage has them; see
     :func:`~finsim_mesa.infrastructure.ccp.netting_efficiency`)."""
-    # each exchange's last step read once (its properties' values: 0 / False before one)
-    last = [e.queue.history[-1] if e.queue.history else None for e in exchanges]
-    m.exchange_utilisation = mean(np.array([h.utilisation if h else 0.0 for h in last]))
-    m.congested_exchanges = int(sum(bool(h.congested) if h else False for h in last))
-    m.order_backlog = total([e.queue.backlog for e in exchanges])
-    m.orders_expired = total([h.expired if h else 0.0 for h in last])
+    m.exchange_utilisation = mean(np.array([e.utilisation for e in exchanges]))
+    m.congested_exchanges = int(sum(e.congested for e in exchanges))
+    m.order_backlog = total([e.backlog for e in exchanges])
+    m.orders_expired = total([e.expired for e in exchanges])
     m.margin_posted = float(L.margin.sum())
     n = L.n
     m.netting_efficiency = (mean(np.array([netting_efficiency(L.loans, c.ccp_id, n, sheets)
