@@ -19,10 +19,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["clip", "flatnonzero", "leading", "mean", "stable_order", "total"]
+__all__ = ["clip", "count_nonzero", "flatnonzero", "leading", "mean", "stable_order", "total"]
 
 _maximum, _minimum, _asanyarray, _matrix = np.maximum, np.minimum, np.asanyarray, np.matrix
 _sum = np.add.reduce  # what ``ndarray.sum`` calls, after a Python layer (``_methods._sum``)
+# ``np.count_nonzero(a)`` (no axis) is a Python function that calls this C one: the
+# same count, a Python int, without the wrapper and its dispatcher (~0.14 µs a call)
+count_nonzero = getattr(getattr(getattr(np, "_core", None), "multiarray", None),
+                        "count_nonzero", np.count_nonzero)
 
 
 def clip(x: Any, lo: Any, hi: Any) -> Any:
