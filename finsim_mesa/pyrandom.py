@@ -44,8 +44,19 @@ class RawState:
         return (random.Random.VERSION, (*words.tolist(), index), self.gauss_next)
 
 
+_VIEWS: dict[int, tuple[random.Random, memoryview]] = {}  # id -> (generator, its bytes)
+
+
 def _read(r: random.Random, at: int) -> RawState:
-    return RawState(ctypes.string_at(id(r) + at, _SIZE), r.gauss_next)
+    # a view of the state's bytes, made once per generator and kept with it (the
+    # reference keeps the memory valid; at most 64 kept), copied out by tobytes()
+    kept = _VIEWS.get(id(r))
+    if kept is None or kept[0] is not r:
+        if len(_VIEWS) >= 64:
+            _VIEWS.clear()
+        view = memoryview((ctypes.c_char * _SIZE).from_address(id(r) + at)).cast("B")
+        kept = _VIEWS[id(r)] = (r, view)
+    return RawState(kept[1].tobytes(), r.gauss_next)
 
 
 def _probe() -> int | None:
@@ -71,6 +82,8 @@ def _probe() -> int | None:
                 return None
     except Exception:  # any surprise: getstate() as before
         return None
+    finally:
+        _VIEWS.clear()
     return at
 
 

@@ -108,3 +108,20 @@ def test_failed_step_puts_the_generator_back(how):
     twin.step()
     assert m.random.getstate() == twin.random.getstate()
     assert m.ledger.equity.tobytes() == twin.ledger.equity.tobytes()
+
+
+def test_many_generators_and_reused_ids():
+    # the kept views (at most 64) belong to their generators: a new generator,
+    # perhaps at a freed one's address, gets its own state, never another's
+    for i in range(300):
+        r = random.Random(i)
+        for _ in range(i % 7):
+            r.random()
+        assert pyrandom.save(r).as_tuple() == r.getstate()
+        del r
+    many = [random.Random(i) for i in range(100)]
+    for _ in range(2):
+        for i, r in enumerate(many):
+            r.getrandbits(i + 1)
+            assert pyrandom.save(r).as_tuple() == r.getstate()
+    assert len(pyrandom._VIEWS) <= 64
