@@ -124,3 +124,24 @@ def test_update_full_debtrank_is_scipys(case):
                                     L.loans.links.by_column(L.n))
         assert np.array_equal(_bits(chk.total), _bits(ref.total))
         L.equity[:] = kept  # (a NaN equity would stop the next step's brain)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_flatnonzero_is_numpys(seed):
+    # the 1-D array shortcut (nonzero of the array itself) and the general path
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 200))
+    x = rng.standard_normal(n)
+    x[rng.random(n) < 0.4] = 0.0
+    x[rng.random(n) < 0.1] = -0.0
+    x[rng.random(n) < 0.05] = np.nan
+    cases = [x, x > 0, x[::3], np.nan_to_num(x).astype(np.int64), x.reshape(1, -1),
+             x.reshape(-1, 1),
+             np.asfortranarray(rng.random((4, 5)) < 0.5), list(x[:7]), 0.0, 2,
+             sp.csr_matrix(rng.random((5, 4)) < 0.5).sum(axis=0), np.zeros(0),
+             np.ma.masked_array(x, mask=x > 1)]
+    for a in cases:
+        got, want = fastmath.flatnonzero(a), np.flatnonzero(a)
+        assert got.dtype == want.dtype and np.array_equal(got, want), type(a)
