@@ -19,10 +19,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["clip", "flatnonzero", "leading", "mean", "stable_order", "total"]
+__all__ = ["clip", "count_nonzero", "flatnonzero", "leading", "mean", "stable_order", "total"]
 
 _maximum, _minimum, _asanyarray, _matrix = np.maximum, np.minimum, np.asanyarray, np.matrix
+_ndarray = np.ndarray
 _sum = np.add.reduce  # what ``ndarray.sum`` calls, after a Python layer (``_methods._sum``)
+# ``np.count_nonzero(a)`` (no axis) is a Python function that calls this C one: the
+# same count, a Python int, without the wrapper and its dispatcher (~0.14 µs a call)
+count_nonzero = getattr(getattr(getattr(np, "_core", None), "multiarray", None),
+                        "count_nonzero", np.count_nonzero)
 
 
 def clip(x: Any, lo: Any, hi: Any) -> Any:
@@ -47,6 +52,8 @@ def flatnonzero(a: Any) -> np.ndarray:
     """``np.flatnonzero(a)``: indices of the non-zero entries of ``a`` flattened,
     shape (k,), int (``np.nonzero(np.ravel(a))[0]``, as NumPy defines it; like
     ``np.ravel``, a ``np.matrix`` (SciPy's sparse sums) is flattened as an array)."""
+    if type(a) is _ndarray and a.ndim == 1:  # (the usual call: a 1-D array is its ravel)
+        return a.nonzero()[0]
     a = _asanyarray(a)
     if isinstance(a, _matrix):  # its ravel() stays 2-D: nonzero()[0] would be row indices
         a = a.A

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from finsim_mesa.fastmath import flatnonzero, leading
+from finsim_mesa.fastmath import count_nonzero, flatnonzero, leading
 
 if TYPE_CHECKING:
     from finsim_mesa.config import ModelConfig
@@ -49,7 +49,7 @@ def match_lending(offer: np.ndarray, request: np.ndarray, src: np.ndarray, dst: 
                    want)
     got = np.bincount(dst, weights=x, minlength=n)
     over = got > request
-    if np.count_nonzero(over):  # (else every scale is 1.0, and x * 1.0 is x)
+    if count_nonzero(over):  # (else every scale is 1.0, and x * 1.0 is x)
         scale = np.divide(request, got, out=np.ones(n), where=over)
         x *= np.minimum(scale, 1.0)[dst]
     return x
@@ -80,7 +80,7 @@ def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray
     request = borrow * cfg.max_borrow_fraction * ta
     src, dst = network.src, network.dst
     empty = np.zeros(0, dtype=np.int64)
-    if src.size == 0 or not np.count_nonzero(offer) or not np.count_nonzero(request):
+    if src.size == 0 or not count_nonzero(offer) or not count_nonzero(request):
         return empty, empty, np.zeros(0), empty
     # the links that can carry a loan (!= 0, not > 0: a negative or NaN request
     # or offer would enter the sums, so it is kept as matching every link keeps it)
@@ -107,7 +107,7 @@ def roll_over(L: Ledger, hoard: np.ndarray, rate: float, spread: np.ndarray, t: 
     lb = L.loans
     active = L.active
     maturing = lb.maturity <= t
-    if np.count_nonzero(active) < active.size:  # only then can a due loan's bank be out
+    if count_nonzero(active) < active.size:  # only then can a due loan's bank be out
         due = flatnonzero(maturing)  # the banks of the due loans only, not the whole book
         maturing[due[~(active[lb.lender[due]] & active[lb.borrower[due]])]] = False
     rows = leading(flatnonzero(maturing))  # terms for these loans only, not the whole book

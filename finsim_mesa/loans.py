@@ -18,12 +18,12 @@ from operator import attrgetter, is_
 import numpy as np
 import scipy.sparse as sp
 
-from finsim_mesa.fastmath import flatnonzero
+from finsim_mesa.fastmath import count_nonzero, flatnonzero
 from finsim_mesa.links import LinkTable
 
 __all__ = ["LinkTable", "LoanBook", "masked_terms"]
 
-_count_nonzero, _max, _min = np.count_nonzero, np.maximum.reduce, np.minimum.reduce
+_count_nonzero, _max, _min = count_nonzero, np.maximum.reduce, np.minimum.reduce
 
 
 def masked_terms(x: np.ndarray | float, rows: np.ndarray, m: int, name: str) -> np.ndarray:
@@ -247,12 +247,12 @@ class LoanBook:
     def keep(self, mask: np.ndarray) -> None:
         """Keep only the loans where ``mask`` (shape (m,), bool) is True."""
         mask = np.asarray(mask, dtype=bool)
-        m, k = len(self), int(np.count_nonzero(mask))
+        m, k = len(self), int(count_nonzero(mask))
         if mask.shape != (m,):
             raise IndexError(f"keep: a mask of shape {mask.shape} for a book of {m} loans")
         if k == m:
             return
-        if np.count_nonzero(mask[m - k:]) == k:  # the first m - k rows go (the usual case:
+        if count_nonzero(mask[m - k:]) == k:  # the first m - k rows go (the usual case:
             self._drop_first(m - k)  # the book is in maturity order, what is due comes first)
             return
         first = int(mask.argmax())  # the rows before the first kept one go without moving

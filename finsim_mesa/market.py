@@ -23,7 +23,7 @@ import numpy as np
 from finsim_mesa.accounting import values
 from finsim_mesa.config import ModelConfig
 from finsim_mesa.deleveraging import leverage_loop, sale_units
-from finsim_mesa.fastmath import clip, mean, total
+from finsim_mesa.fastmath import clip, count_nonzero, mean, total
 from finsim_mesa.ledger import Ledger
 from finsim_mesa.portfolios import class_names, depths, impacts
 
@@ -51,7 +51,7 @@ def sell_to_market(ledger: Ledger, flows: StepFlows, units: np.ndarray, prices: 
                    kind: str) -> None:
     """Sell ``units`` (n, k) to buyers outside the system at ``prices`` (k,) and count
     them in ``flows.units_sold`` for this step's price impact (the price stage)."""
-    if np.count_nonzero(units):
+    if count_nonzero(units):
         ledger.sell_assets(units, prices, kind=kind)
         flows.units_sold += np.add.reduce(units, axis=0)  # units.sum(axis=0) without its wrapper
 
@@ -221,7 +221,7 @@ def fire_sale_loop(
         if orders is not None:
             sold += np.add.reduce(orders, axis=0)  # orders.sum(axis=0), without its wrapper
             old = ledger.prices.copy()
-        if np.count_nonzero(sold):
+        if count_nonzero(sold):
             prices = np.maximum(start_prices * np.exp(-market.impact * sold
                                                       / market.units_outstanding), market.floor)
         else:  # nothing sold: exp(-impact · ±0 / depth) is 1 (finite impacts, depths > 0)
@@ -242,11 +242,11 @@ def fire_sale_loop(
         ratio.fill(np.inf)
         np.divide(eq, rwa, out=ratio, where=rwa > 0)
         breach = ledger.active & (ratio < cfg.capital_requirement)
-        if not np.count_nonzero(breach):  # nobody below the requirement: none fails or sells
+        if not count_nonzero(breach):  # nobody below the requirement: none fails or sells
             break
         ledger.mark_default(breach & (eq <= 0), t)
         breach &= eq > 0
-        if not np.count_nonzero(breach):
+        if not count_nonzero(breach):
             break
         orders = deleveraging_units(eq, rwa, ledger.holdings, prices, target, breach,
                                     market.sale_ranks)

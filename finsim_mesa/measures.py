@@ -15,7 +15,7 @@ import numpy as np
 
 from finsim_mesa import risk
 from finsim_mesa.collector import AgentRows, FinsimDataCollector
-from finsim_mesa.fastmath import mean, total
+from finsim_mesa.fastmath import count_nonzero, mean, total
 from finsim_mesa.infrastructure.ccp import netting_efficiency
 from finsim_mesa.observation import RUNOFF
 
@@ -144,7 +144,7 @@ def update_core(m: Measures, L: Ledger, market: Market, stress_level: float,
     (sets ``market.rate``). ``stress_level`` is the scenario's. Returns each
     bank's distress now (:func:`risk.distress`, shape (n,); for :func:`update_full`)."""
     defaulted = L.defaulted
-    m.n_defaults = int(np.count_nonzero(defaulted))  # (the count .sum() gives)
+    m.n_defaults = int(count_nonzero(defaulted))  # (the count .sum() gives)
     m.default_rate = m.n_defaults / L.n
     m.asset_price = market.price_index
     m.price_return = float(np.log(max(m.asset_price, 1e-12) / max(price_prev, 1e-12)))
@@ -163,16 +163,19 @@ def update_full(m: Measures, L: Ledger, sheets: Sheets, assets0: np.ndarray,
     ``h``: the distress :func:`update_core` returned (computed if omitted)."""
     # every bank active (status all 0, the usual case): the whole arrays, not
     # gathered copies (the same sums and extremes)
-    act = L.active if np.count_nonzero(L.status) else slice(None)
+    act = L.active if count_nonzero(L.status) else slice(None)
     h = risk.distress(L.equity, L.equity0, L.defaulted) if h is None else h
     # economic value v = share of total assets at the start (a stable weight)
     # on the loan book's fixed link pattern (data refilled, no matrix built)
     # which links carry a loan matters only to a creditor without positive equity
     # (weight 1): with none, a link without loans weighs 0 / equity = +0.0 anyway
     rows, cols, E, present = L.loans.exposure_entries(
-        bilateral_only, present=np.count_nonzero(L.equity0 > 0) < L.n)
-    _, dr_total, dr_start, _ = risk._debtrank_rounds(  # debtrank_entries' figures
-        rows, cols, E, L.equity0, h, assets0, present, L.loans.links.by_column(L.n))
+        bilateral_only, present=count_nonzero(L.equity0 > 0) < L.n)
+    # debtrank_entries' figures, from its checked part: h is distress's own (in [0, 1]
+    # or NaN: its clip changes no bit) and by_column is the entries' table's
+    _, dr_total, dr_start, _ = risk._rounds(
+        rows, cols, E, np.asarray(L.equity0, dtype=float), h, risk._values(None, assets0, L.n),
+        present, L.loans.links.by_column(L.n))
     m.debtrank, m.debtrank_total = dr_total - dr_start, dr_total
     m.total_equity = total(L.equity[act])
     cr = sheets.capital_ratio[act]

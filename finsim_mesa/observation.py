@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from finsim_mesa import risk
-from finsim_mesa.fastmath import clip, flatnonzero, leading
+from finsim_mesa.fastmath import clip, count_nonzero, flatnonzero, leading
 
 _maximum, _minimum = np.maximum, np.minimum
 
@@ -170,7 +170,7 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     np.divide(at_risk, ib, out=col, where=ib > 0)
     col = c[OBS["neighbour_defaults"]]
     col.fill(0.0)  # where nothing is divided, and everywhere while nobody is in default
-    if np.count_nonzero(defaulted):  # (0 / degree is +0.0: the column as filled)
+    if count_nonzero(defaulted):  # (0 / degree is +0.0: the column as filled)
         deg = network.degree
         np.divide(network.neighbours_in(defaulted), deg, out=col, where=deg > 0)
     # NumPy's clip of a float, min(max(x, lo), hi), without NumPy scalars; the four
@@ -227,7 +227,7 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
     if ccps:
         lb = L.loans
         m: np.ndarray | slice = lb.ccp >= 0
-        if np.count_nonzero(m) == m.size:  # every loan cleared: the whole book, no gathers
+        if count_nonzero(m) == m.size:  # every loan cleared: the whole book, no gathers
             m = slice(None)
         if sheets is not None and isinstance(m, slice):  # already summed, in book order
             cleared_net = sheets.interbank_assets - sheets.interbank_liabilities

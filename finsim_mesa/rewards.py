@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from finsim_mesa.fastmath import count_nonzero
+
 if TYPE_CHECKING:
     from finsim_mesa.config import ModelConfig
     from finsim_mesa.ledger import Ledger
@@ -42,7 +44,7 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
         t: this step.
     """
     was_out = L.defaulted & (L.default_step < t)
-    out = np.count_nonzero(was_out)
+    out = count_nonzero(was_out)
     # the reward and its four components as the rows of one block: written in place
     # by the same operations, in the same order, and averaged by one reduction
     # (each row's pairwise sum, as its own would be: tests/test_small38_record.py)
@@ -56,7 +58,7 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
     np.equal(L.default_step, t, out=default)  # (bool to 1.0 / +0.0, as astype(float))
     sri.fill(systemic_risk_index)
     if out:  # (nobody out, the usual case: nothing to zero and every bank in the means)
-        block[1:, was_out] = 0.0
+        np.copyto(block[1:], 0.0, where=was_out)  # = block[1:, was_out] = 0.0, in one call
     r.components = {"profit": profit, "liquidity": liquidity, "default": default,
                     "system_risk": sri}
     # w·profit + μ·liquidity − α·default − λ·system_risk, left to right

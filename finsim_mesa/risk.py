@@ -17,21 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from finsim_mesa.fastmath import clip, flatnonzero, total
+from finsim_mesa.fastmath import clip, count_nonzero, flatnonzero, total
 
 _sum, _all = np.add.reduce, np.logical_and.reduce
 
-__all__ = [
-    "DebtRankResult",
-    "debtrank",
-    "debtrank_entries",
-    "debtrank_per_bank",
-    "impact_matrix",
-    "liquidity_index",
-    "rank_systemic",
-    "stress_index",
-    "systemic_risk_index",
-]
+__all__ = ["DebtRankResult", "debtrank", "debtrank_entries", "debtrank_per_bank", "impact_matrix",
+           "liquidity_index", "rank_systemic", "stress_index", "systemic_risk_index"]
 
 
 def impact_matrix(exposures: np.ndarray | sp.spmatrix, equity: np.ndarray,
@@ -66,7 +57,7 @@ def _entry_weights(exposures: np.ndarray, equity: np.ndarray, rows: np.ndarray,
     pos = equity > 0
     data = exposures / np.where(pos, equity, 1.0)[rows]
     np.minimum(1.0, data, out=data)
-    if np.count_nonzero(pos) < pos.size:  # banks without positive equity: weight 1
+    if count_nonzero(pos) < pos.size:  # banks without positive equity: weight 1
         data[~pos[rows]] = 1.0
     if present is not None:
         data *= present  # x * 0 = +0.0 and x * 1 = x for the finite x >= 0 here
@@ -212,10 +203,20 @@ def _debtrank_rounds(
                          "value, e.g. its initial total assets); debtrank() can derive it "
                          "from the exposures")
     h0 = clip(np.asarray(initial_distress, dtype=float), 0.0, 1.0)
+    return _rounds(rows, cols, exposures, np.asarray(equity, dtype=float), h0,
+                   _values(None, value, h0.shape[0]), present, by_column)
+
+
+def _rounds(rows: np.ndarray, cols: np.ndarray, exposures: np.ndarray, equity: np.ndarray,
+            h0: np.ndarray, v: np.ndarray, present: np.ndarray | None,
+            by_column: tuple[np.ndarray, np.ndarray] | None
+            ) -> tuple[np.ndarray, float, float, int]:
+    """:func:`_debtrank_rounds` of checked inputs (the record stage's call): float64
+    ``equity`` and ``h0``, ``h0`` as :func:`clip` leaves it (e.g. :func:`distress`'s
+    own: clipped again, no bit changes; not written to), ``v`` from :func:`_values`."""
     n = h0.shape[0]
-    v = _values(None, value, n)
-    data = _entry_weights(exposures, np.asarray(equity, dtype=float), rows, present)
-    h = h0  # (clip's own array; each round makes a new h, so h0 is kept)
+    data = _entry_weights(exposures, equity, rows, present)
+    h = h0  # (each round makes a new h, so h0 is kept)
     distressed = h > 0
     inactive = np.zeros(n, dtype=bool)
     steps = 0
@@ -223,7 +224,7 @@ def _debtrank_rounds(
     # or -inf times 0 is NaN, not ±0.0; +inf cannot stay, min(1, ·)), checked once
     scan = None
     for _ in range(n + 1):
-        k = np.count_nonzero(distressed)
+        k = count_nonzero(distressed)
         if not k:
             break
         # only the entries of distressed columns: the others add +0.0, which
@@ -380,10 +381,11 @@ def systemic_risk_index(debtrank_total: float, default_rate: float, stress: floa
     ``1 − price_index`` and illiquidity ``1 − min(1, liquidity / liquidity0)``."""
     illiq = 1.0 - min(1.0, liquidity / liquidity0) if liquidity0 > 0 else 0.0
     parts = (debtrank_total, default_rate, stress, 1.0 - price_index, illiq)
-    # NumPy's sum (fastmath.total), not sum(): Python 3.12's sum() of floats is
+    # NumPy's sum of < 8 floats (one after another) written out, not sum(): 3.12's is
     # compensated, 3.11's is not, and the two CI legs must give identical figures;
     # min(max(v, 0), 1) is NumPy's clip of a float (NaN kept), without NumPy scalars
-    return total([w * min(max(float(v), 0.0), 1.0) for w, v in zip(_SRI_W, parts, strict=True)])
+    a, b, c, d, e = [w * min(max(float(v), 0.0), 1.0) for w, v in zip(_SRI_W, parts, strict=True)]
+    return (((a + b) + c) + d) + e
 
 
 def rank_systemic(scores: np.ndarray, size: np.ndarray | None = None,

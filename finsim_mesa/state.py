@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from finsim_mesa import pyrandom
+
 __all__ = [
     "Decisions",
     "Measures",
@@ -295,7 +297,8 @@ def snapshot_model(model: Any, shallow_logs: bool = False) -> dict[str, Any]:
     (:func:`_fields`)."""
     return {
         "t": model.t, "running": model.running, "collapsed": model.collapsed,
-        "rng": model.rng.bit_generator.state, "random": model.random.getstate(),
+        "rng": model.rng.bit_generator.state,  # (the transaction: pyrandom's quick copy)
+        "random": pyrandom.save(model.random) if shallow_logs else model.random.getstate(),
         "ledger": model.ledger.snapshot(), "market": model.market.snapshot(),
         "state": {name: (_fields(getattr(model, name))
                          if shallow_logs and name in REPLACED_STATE
@@ -320,7 +323,7 @@ def restore_model(model: Any, snap: Mapping[str, Any]) -> None:
     model.t = snap["t"]
     model.running, model.collapsed = snap["running"], snap["collapsed"]
     model.rng.bit_generator.state = snap["rng"]
-    model.random.setstate(snap["random"])
+    pyrandom.put_back(model.random, snap["random"])  # (setstate, for either kind of state)
     model.ledger.restore(snap["ledger"])
     model.market.restore(snap["market"])
     for name in MODEL_STATE:
