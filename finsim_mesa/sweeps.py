@@ -16,7 +16,8 @@ of 100 banks takes), so two spawned workers ran slower than one process
 milliseconds. Elsewhere (no ``fork``, or other threads running in this
 process, e.g. a Jupyter kernel's) Mesa's own pool runs. On Dask
 (``scheduler=ADDRESS`` for a running cluster, or ``workers=N`` for a local one)
-each run is likewise one task, so a worker runs exactly what a local sweep runs.
+the runs go in tasks of several runs, each run the same ``mesa.batch_run`` call
+a local sweep makes, so the rows are the same (:mod:`finsim_mesa.dask_sweep`).
 A local cluster is started in a thread while this process runs the first runs
 itself, one after the other, until the workers are up: spawning them and
 importing the package in them takes 1.5-2 s, as long as a small sweep.
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import as_completed
 from contextlib import nullcontext
@@ -201,88 +201,27 @@ def _forked_runs(grid: dict[str, list], seeds: list[int], steps: int, processes:
     return rows
 
 
+def _run_chunk(runs: list[tuple[dict[str, Any], int]], steps: int, every: int
+               ) -> list[dict[str, Any]]:
+    """Several (combination, seed) runs, one after the other: what a Dask task runs."""
+    rows: list[dict[str, Any]] = []
+    for combo, seed in runs:
+        rows.extend(_one_run(combo, seed, steps, every))
+    return rows
+
+
 def _dask_runs(grid: dict[str, list], seeds: list[int], steps: int, scheduler: str | None,
                workers: int | None, progress: bool, every: int) -> list[dict[str, Any]]:
-    try:
-        from dask.distributed import Client, as_completed
-    except ImportError:
-        raise ConfigError("Dask sweeps need the `distributed` extra: "
-                          "pip install 'finsim-mesa[distributed]'") from None
-    from tqdm import tqdm
+    """Every (combination, seed) on Dask (:mod:`finsim_mesa.dask_sweep`), rows in
+    the order of the runs."""
+    from finsim_mesa import dask_sweep
 
-    if workers is not None and workers < 1:
-        raise ConfigError(f"workers = {workers}: must be >= 1")
+    def here(combo: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+        return _one_run(combo, seed, steps, every)
+
     tasks = [(combo, seed) for combo in _combinations(grid) for seed in seeds]
-    rows: list[dict[str, Any]] = []
-    bar = tqdm(total=len(tasks), disable=not progress, desc="sweep (dask)")
-    cluster = None
-    if scheduler is None:
-        cluster, done = _start_cluster_running(tasks, workers, steps, every, rows, bar)
-        tasks = tasks[done:]
-        client = Client(cluster) if tasks else None
-    else:
-        try:
-            client = Client(scheduler, timeout="10s")
-        except OSError as err:
-            raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
-    try:
-        if client is not None:
-            futures = [client.submit(_one_run, combo, seed, steps, every, pure=False)
-                       for combo, seed in tasks]
-            for fut in as_completed(futures):
-                rows.extend(fut.result())
-                bar.update()
-        return rows
-    finally:
-        bar.close()
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
-
-
-def _start_cluster_running(tasks: list[tuple[dict[str, Any], int]], workers: int | None,
-                           steps: int, every: int, rows: list[dict[str, Any]], bar: Any
-                           ) -> tuple[Any, int]:
-    """Start a local cluster in a thread while this process runs the first tasks
-    itself (into ``rows``), one after the other until the cluster is up: its
-    workers are spawned and import the package (1.5-2 s, as long as a small
-    sweep). Returns the cluster and how many tasks were run here; the rows are
-    those a worker would return (the same call)."""
-    from dask.distributed import LocalCluster
-
-    box: dict[str, Any] = {}
-
-    def start() -> None:
-        try:
-            box["cluster"] = LocalCluster(n_workers=workers, threads_per_worker=1,
-                                          processes=True, dashboard_address=None)
-        except BaseException as err:  # raised in the caller's thread below
-            box["error"] = err
-
-    # Dask's own start method (spawn): its nanny forks from a process whose
-    # event-loop thread may hold locks (a forked start failed in CI when filelock
-    # refused os.fork mid-transition); spawned workers import the package again.
-    # One BLAS / torch thread here and, through the environment, in the workers.
-    done, ok = 0, False
-    with single_threaded():
-        starter = threading.Thread(target=start, name="finsim-sweep-cluster", daemon=True)
-        starter.start()
-        try:
-            while starter.is_alive() and done < len(tasks):
-                combo, seed = tasks[done]
-                rows.extend(_one_run(combo, seed, steps, every))
-                done += 1
-                bar.update()
-            ok = True
-        finally:
-            starter.join()
-            cluster = box.get("cluster")
-            if cluster is not None and (not ok or done == len(tasks)):
-                cluster.close()  # a run failed here, or every run was made here
-    if "error" in box:
-        raise box["error"]
-    return (None if done == len(tasks) else cluster), done
+    return dask_sweep.run(tasks, here, _run_chunk, (steps, every), scheduler, workers,
+                          progress)
 
 
 def load_grid(path: str | Path) -> dict[str, Any]:
