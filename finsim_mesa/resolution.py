@@ -17,9 +17,10 @@ layers 1 and 2); the CCP's resources are its own capital and the surviving
 members' fund; its waterfall says who bears the rest (layers 3 and 4) and
 anything uncovered is lost by the lenders on its loans pro rata.
 
-Most clearings find nobody short: with nobody in resolution and below
-``FAST_PATH_MIN_N`` banks, :func:`settle_in_full` tests that with
-:func:`clear_legs`' own test (with CCPs, on their legs too) and settles it with
+In most clearings everybody pays in full (some banks after an emergency
+sale): with nobody in resolution and below ``FAST_PATH_MIN_N`` banks,
+:func:`settle_in_full` tests that with :func:`clear_legs`' own test (with
+CCPs, on their legs too) and settles it with the general path's sales,
 :meth:`Ledger.settle <finsim_mesa.ledger.Ledger.settle>`'s postings and the
 router's audit records, bit for bit, without the general path's matrices'
 inputs (issue 15).
@@ -91,10 +92,10 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
         if not (np.count_nonzero(due) or np.count_nonzero(ext_due)):
             pass
         elif (anyone or n >= FAST_PATH_MIN_N
-              or not settle_in_full(L, cfg, due, ext_due, router, t)):
+              or not settle_in_full(L, cfg, due, ext_due, router, t, sell)):
             # (settle_in_full: everybody paid in full, settled as clear_due would; not
-            # tried on large systems, where someone is short often enough that the
-            # test, done again by clear_due, costs more than the shortcut saves)
+            # tried on large systems, where someone fails to pay often enough that
+            # the test, done again by clear_due, costs more than the shortcut saves)
             res = clear_due(L, cfg, due, ext_due, resolving, sell, t, ccps, router)
             depth += res.rounds
             failed = res.defaulted[:n]
@@ -109,15 +110,20 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
 
 
 def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
-                   router: InfrastructureRouter | None = None, t: int = 0) -> bool:
+                   router: InfrastructureRouter | None = None, t: int = 0,
+                   sell: Sell | None = None) -> bool:
     """Settle the loans ``due`` (mask over the book) and the external dues
     ``ext_due`` (shape (n,)) if everybody pays in full; False (nothing done) if
     not. For a clearing with nobody in resolution (the caller's condition): then
     :func:`~finsim_mesa.resolution.clear_due` would clear the same legs, find
-    nobody short (:func:`pays_in_full`, the test
-    :func:`~finsim_mesa.clearing.clear_legs` makes) and nobody to sell, and
-    settle as this does:
+    that everybody pays in full (:func:`pays_in_full`, the test
+    :func:`~finsim_mesa.clearing.clear_legs` makes) and settle as this does:
 
+    * a bank whose cash and inflow fall short of what it pays sells that share of
+      its securities first (the emergency sale, ``sell``, as there: the shares
+      of :func:`~finsim_mesa.market.capped_share`, which also sells what a bank
+      holds at a liquidation price of zero); without ``sell``, such a clearing
+      is declined;
     * each borrower pays, each lender receives, the sums of ``owed × 1.0`` over
       its due loans (``np.bincount`` of the same weights in the same order);
     * the write-offs ``owed − paid`` are +0.0 (every ``owed`` is finite when the
@@ -163,16 +169,21 @@ def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.nda
         if not pays_in_full(ccp_owed + np.zeros(C), ccp_owed, terms, ccp_e):
             return False
     pbar = pbar + ext_due
-    liquid = values(L.holdings, L.prices * (1 - cfg.liquidation_discount))
+    fire_price = L.prices * (1 - cfg.liquidation_discount)
+    liquid = values(L.holdings, fire_price)
     if not (np.minimum.reduce(pbar) > -np.inf  # (a -inf obligation passes the test, but
             # the general path writes off -inf - (-inf): NaN, not +0.0)
             and pays_in_full(pbar, inflow, np.bincount(lender, minlength=n),
-                             np.maximum(cash + liquid, 0.0))
-            and not np.count_nonzero(np.maximum(pbar - cash - received, 0.0))
-            and not _holds_unsellable(L.holdings, liquid)):
+                             np.maximum(cash + liquid, 0.0))):
+        return False
+    short = np.maximum(pbar - cash - received, 0.0)
+    selling = bool(np.count_nonzero(short)) or _holds_unsellable(L.holdings, liquid)
+    if selling and sell is None:
         return False
     if n_cleared:
         L.cash += 0.0
+    if selling and sell is not None:
+        sell(L.holdings * capped_share(short, liquid)[:, None], fire_price, "emergency_sales")
     if router is not None:  # (audited before the settled rows leave the book)
         router.record("repayment", borrower, lender, owed, owed[:],  # (received: another
                       # array object, copied there as clear_due's l_paid[d] is)

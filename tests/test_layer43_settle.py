@@ -23,6 +23,16 @@ def _audit_bits(records) -> list:
     return [{k: (str(v.dtype), v.shape, v.tobytes()) for k, v in rec.items()} for rec in records]
 
 
+def _seller(L: Ledger, log: list):
+    """The model's emergency sale (``market.sell_to_market``) on ``L``, each call
+    logged as bytes."""
+    def sell(units, prices, kind):
+        log.append((units.tobytes(), units.shape, prices.tobytes(), kind))
+        if np.count_nonzero(units):
+            L.sell_assets(units, prices, kind=kind)
+    return sell
+
+
 def _router_copy(router):
     if router is None:
         return None
@@ -40,13 +50,14 @@ CASES = [
          ccp_clearing_share=0.5, venue_rule="random", rng=17),
     dict(n_banks=50, brain="rule_based", scenario="liquidity_crisis", n_exchanges=2, n_ccps=0,
          rng=8),  # a router without CCPs
+    dict(n_banks=40, brain="greedy", scenario="liquidity_crisis", rng=3),  # the layer off
 ]
 
 
 @pytest.mark.parametrize("kw", CASES)
 def test_layer_shortcut_is_the_general_clearing_bit_for_bit(kw):
     m = FinancialModel(steps=10**9, agent_collect_every=0, **kw)
-    seen = {"fast": 0, "declined": 0, "mixed": 0}
+    seen = {"fast": 0, "declined": 0, "mixed": 0, "sold": 0}
     rng = np.random.default_rng(0)
     for step in range(40):
         if not m.running:
@@ -65,20 +76,23 @@ def test_layer_shortcut_is_the_general_clearing_bit_for_bit(kw):
             before = ledger_bits(L)
             fast, general = copy.deepcopy(L), copy.deepcopy(L)
             r_fast, r_general = _router_copy(m.router), _router_copy(m.router)
-            if settle_in_full(fast, cfg, due.copy(), ext_due.copy(), r_fast, m.t):
+            sold_fast, sold_general = [], []
+            if settle_in_full(fast, cfg, due.copy(), ext_due.copy(), r_fast, m.t,
+                              _seller(fast, sold_fast)):
                 seen["fast"] += 1
                 seen["mixed"] += bool(0 < np.count_nonzero(cleared) < cleared.size)
-                sold = []
+                seen["sold"] += bool(sold_fast)
                 res = clear_due(general, cfg, due, ext_due, np.zeros(n, dtype=bool),
-                                lambda *a, out=sold: out.append(a), m.t, m.ccps, r_general)
-                assert res.rounds == 0 and not res.defaulted.any() and not sold
+                                _seller(general, sold_general), m.t, m.ccps, r_general)
+                assert res.rounds == 0 and not res.defaulted.any()
+                assert sold_fast == sold_general
                 assert ledger_bits(fast) == ledger_bits(general)
                 if m.router is not None:
                     assert len(r_fast._audit) == len(r_general._audit) == int(due.any())
                     assert _audit_bits(r_fast._audit) == _audit_bits(r_general._audit)
             else:
                 seen["declined"] += 1
-                assert ledger_bits(fast) == before  # nothing done
+                assert ledger_bits(fast) == before and not sold_fast  # nothing done
                 assert r_fast is None or not r_fast._audit
         m.clear()
         m.price()
@@ -86,6 +100,8 @@ def test_layer_shortcut_is_the_general_clearing_bit_for_bit(kw):
     assert seen["fast"] > 0, seen
     if kw.get("ccp_clearing_share") == 0.5:
         assert seen["mixed"] > 0, seen
+    if kw["scenario"] == "liquidity_crisis":
+        assert seen["sold"] > 0, seen  # withdrawals: some banks sell to pay
     if kw["scenario"] == "systemic":
         assert seen["declined"] > 0 or m.t < 10, seen
 
@@ -124,6 +140,26 @@ def test_at_the_boundary_the_legs_are_summed_in_the_clearings_order():
         else:
             assert ledger_bits(fast) == ledger_bits(L)
     assert outcomes == {True, False}  # both sides of the boundary were seen
+
+
+def test_at_the_boundary_the_emergency_sale_is_the_general_paths():
+    """With a seller: one ulp of obligations decides whether bank 0 sells (a
+    tiny share) before it pays; the shortcut sells exactly what the general
+    path sells, on both sides of the boundary."""
+    cfg = ModelConfig()
+    sales = set()
+    for k in range(-6, 7):
+        L, due, ext_due = _boundary_ledger(1.0 + k * 2.0 ** -52)
+        fast, general = copy.deepcopy(L), copy.deepcopy(L)
+        sold_fast, sold_general = [], []
+        assert settle_in_full(fast, cfg, due.copy(), ext_due.copy(), None, 1,
+                              _seller(fast, sold_fast))
+        clear_due(general, cfg, due, ext_due, np.zeros(L.n, dtype=bool),
+                  _seller(general, sold_general), 1, [], None)
+        assert sold_fast == sold_general
+        assert ledger_bits(fast) == ledger_bits(general)
+        sales.add(bool(sold_fast))
+    assert sales == {True, False}
 
 
 def test_declines_when_a_ccp_cannot_be_tested_and_leaves_everything():
