@@ -185,9 +185,9 @@ def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.nda
     if selling and sell is not None:
         sell(L.holdings * capped_share(short, liquid)[:, None], fire_price, "emergency_sales")
     if router is not None:  # (audited before the settled rows leave the book)
-        router.record("repayment", borrower, lender, owed, owed[:],  # (received: another
-                      # array object, copied there as clear_due's l_paid[d] is)
-                      router.bank_exchange[lender], lb.ccp[rows], 0.0, 0, "paid", t)
+        # (received in full: the amount itself, one column for both, as for loans)
+        router.record("repayment", borrower, lender, owed, owed, router.bank_exchange[lender],
+                      lb.ccp[rows], 0.0, 0, "paid", t)
     L.cash -= paid
     L.cash += received
     L.equity += 0.0
