@@ -184,7 +184,7 @@ def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.nda
         L.cash += 0.0
     if selling and sell is not None:
         sell(L.holdings * capped_share(short, liquid)[:, None], fire_price, "emergency_sales")
-    if router is not None:  # (audited before the settled rows leave the book)
+    if router is not None and router.auditing:  # (before the settled rows leave the book)
         # (received in full: the amount itself, one column for both, as for loans)
         router.record("repayment", borrower, lender, owed, owed, router.bank_exchange[lender],
                       lb.ccp[rows], 0.0, 0, "paid", t)
