@@ -17,11 +17,13 @@ layers 1 and 2); the CCP's resources are its own capital and the surviving
 members' fund; its waterfall says who bears the rest (layers 3 and 4) and
 anything uncovered is lost by the lenders on its loans pro rata.
 
-Most clearings find nobody short: without CCPs, a router or a bank in
-resolution, and below ``FAST_PATH_MIN_N`` banks, :func:`settle_in_full` tests
-that with :func:`clear_legs`' own test and settles it with :meth:`Ledger.settle
-<finsim_mesa.ledger.Ledger.settle>`'s postings, bit for bit, without the
-general path's matrices' inputs (issue 15).
+In most clearings everybody pays in full (some banks after an emergency
+sale): with nobody in resolution and below ``FAST_PATH_MIN_N`` banks,
+:func:`settle_in_full` tests that with :func:`clear_legs`' own test (with
+CCPs, on their legs too) and settles it with the general path's sales,
+:meth:`Ledger.settle <finsim_mesa.ledger.Ledger.settle>`'s postings and the
+router's audit records, bit for bit, without the general path's matrices'
+inputs (issue 15).
 """
 
 from __future__ import annotations
@@ -89,11 +91,11 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
         failed = None  # nobody failed to pay
         if not (np.count_nonzero(due) or np.count_nonzero(ext_due)):
             pass
-        elif (anyone or L.ccp_cash.size or router is not None or n >= FAST_PATH_MIN_N
-              or not settle_in_full(L, cfg, due, ext_due)):
+        elif (anyone or n >= FAST_PATH_MIN_N
+              or not settle_in_full(L, cfg, due, ext_due, router, t, sell)):
             # (settle_in_full: everybody paid in full, settled as clear_due would; not
-            # tried on large systems, where someone is short often enough that the
-            # test, done again by clear_due, costs more than the shortcut saves)
+            # tried on large systems, where someone fails to pay often enough that
+            # the test, done again by clear_due, costs more than the shortcut saves)
             res = clear_due(L, cfg, due, ext_due, resolving, sell, t, ccps, router)
             depth += res.rounds
             failed = res.defaulted[:n]
@@ -107,15 +109,21 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
     return depth
 
 
-def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray) -> bool:
+def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
+                   router: InfrastructureRouter | None = None, t: int = 0,
+                   sell: Sell | None = None) -> bool:
     """Settle the loans ``due`` (mask over the book) and the external dues
     ``ext_due`` (shape (n,)) if everybody pays in full; False (nothing done) if
-    not. For a ledger without CCPs, no router and nobody in resolution (the
-    caller's conditions): then :func:`~finsim_mesa.resolution.clear_due` would
-    clear the same legs, find nobody short (:func:`pays_in_full`, the test
-    :func:`~finsim_mesa.clearing.clear_legs` makes) and nobody to sell, and
-    settle as this does:
+    not. For a clearing with nobody in resolution (the caller's condition): then
+    :func:`~finsim_mesa.resolution.clear_due` would clear the same legs, find
+    that everybody pays in full (:func:`pays_in_full`, the test
+    :func:`~finsim_mesa.clearing.clear_legs` makes) and settle as this does:
 
+    * a bank whose cash and inflow fall short of what it pays sells that share of
+      its securities first (the emergency sale, ``sell``, as there: the shares
+      of :func:`~finsim_mesa.market.capped_share`, which also sells what a bank
+      holds at a liquidation price of zero); without ``sell``, such a clearing
+      is declined;
     * each borrower pays, each lender receives, the sums of ``owed × 1.0`` over
       its due loans (``np.bincount`` of the same weights in the same order);
     * the write-offs ``owed − paid`` are +0.0 (every ``owed`` is finite when the
@@ -123,25 +131,68 @@ def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.nda
       declined before it), so equity's
       four postings of zeros are one ``+= 0.0`` (−0.0 becomes +0.0, as there);
     * the external dues are paid in full (``ext_due × 1.0``), deposits first.
+
+    With CCPs (``L.ccp_cash``) a cleared loan is two legs, borrower → CCP and
+    CCP → lender, each CCP an institution after the banks whose resources are
+    its capital and the members' fund: the test is made on the banks' sums in
+    the clearing's leg order (the bilateral legs, then the cleared ones, as
+    ``clear_due`` concatenates them) and on the CCPs' own; cash's −0.0 turns to
+    +0.0 when loans are cleared (the set-off's moves of zeros), and each CCP
+    owed on them gets its ``+= 0.0`` (the margin of ``paid − received``).
+    ``router``: the repayments' audit records ("paid"), as ``clear_due`` writes
+    them at step ``t``.
     """
-    lb, n = L.loans, L.n
+    lb, n, C = L.loans, L.n, L.ccp_cash.size
     rows = leading(flatnonzero(due))  # the due loans come first: a slice, no gathers
     owed = lb.owed_at(rows)
-    lender = lb.lender[rows]
-    paid = np.bincount(lb.borrower[rows], weights=owed, minlength=n)
+    lender, borrower = lb.lender[rows], lb.borrower[rows]
+    paid = np.bincount(borrower, weights=owed, minlength=n)
     received = np.bincount(lender, weights=owed, minlength=n)
-    pbar = paid + ext_due
-    liquid = values(L.holdings, L.prices * (1 - cfg.liquidation_discount))
+    cash, pbar, inflow = L.cash, paid, received  # the banks' sums, in the clearing's order
+    n_cleared = 0
+    if C:
+        ccp = lb.ccp[rows]
+        cleared = ccp >= 0
+        n_cleared = np.count_nonzero(cleared)
+        if n_cleared:
+            cash = L.cash + 0.0  # (what clear_due posts before it reads cash)
+            if n_cleared < owed.size:  # bilateral legs first, then the cleared ones
+                order = np.concatenate([flatnonzero(~cleared), flatnonzero(cleared)])
+                pbar = np.bincount(borrower[order], weights=owed[order], minlength=n)
+                inflow = np.bincount(lender[order], weights=owed[order], minlength=n)
+            on = ccp[cleared]
+            ccp_owed = np.bincount(on, weights=owed[cleared], minlength=C)
+            terms = np.bincount(on, minlength=C)
+        else:
+            ccp_owed, terms = np.zeros(C), np.zeros(C, dtype=np.int64)
+        ccp_e = np.maximum(L.ccp_capital + L.fund.sum(axis=0) + np.zeros(C), 0.0)
+        if not pays_in_full(ccp_owed + np.zeros(C), ccp_owed, terms, ccp_e):
+            return False
+    pbar = pbar + ext_due
+    fire_price = L.prices * (1 - cfg.liquidation_discount)
+    liquid = values(L.holdings, fire_price)
     if not (np.minimum.reduce(pbar) > -np.inf  # (a -inf obligation passes the test, but
             # the general path writes off -inf - (-inf): NaN, not +0.0)
-            and pays_in_full(pbar, received, np.bincount(lender, minlength=n),
-                             np.maximum(L.cash + liquid, 0.0))
-            and not np.count_nonzero(np.maximum(pbar - L.cash - received, 0.0))
-            and not _holds_unsellable(L.holdings, liquid)):
+            and pays_in_full(pbar, inflow, np.bincount(lender, minlength=n),
+                             np.maximum(cash + liquid, 0.0))):
         return False
+    short = np.maximum(pbar - cash - received, 0.0)
+    selling = bool(np.count_nonzero(short)) or _holds_unsellable(L.holdings, liquid)
+    if selling and sell is None:
+        return False
+    if n_cleared:
+        L.cash += 0.0
+    if selling and sell is not None:
+        sell(L.holdings * capped_share(short, liquid)[:, None], fire_price, "emergency_sales")
+    if router is not None and router.auditing:  # (before the settled rows leave the book)
+        # (received in full: the amount itself, one column for both, as for loans)
+        router.record("repayment", borrower, lender, owed, owed, router.bank_exchange[lender],
+                      lb.ccp[rows], 0.0, 0, "paid", t)
     L.cash -= paid
     L.cash += received
     L.equity += 0.0
+    if n_cleared:
+        L.ccp_cash[terms > 0] += 0.0
     lb.remove(rows)
     L.cash -= ext_due
     from_deposits = np.minimum(ext_due, L.deposits)  # then the funding loan

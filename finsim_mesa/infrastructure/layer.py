@@ -168,25 +168,29 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     node0 = cfg.n_banks + cfg.n_exchanges  # grid node of CCP 0 (its id in the audit)
     delta = (requirements(ccps, rate) - L.margin) * active[:, None]
     back = np.minimum(delta, 0.0)
+    auditing = router.auditing  # (lookahead copies keep no audit: its columns skipped)
     if np.count_nonzero(back):
         L.move_to_ccp("margin", back)
-        i, c, f = _cells(back)
-        returned = -back.ravel()[f]
-        router.record("margin_return", node0 + c, i, returned, returned,
-                      router.bank_exchange[i], c, 0.0, 0, "returned", t)
+        if auditing:
+            i, c, f = _cells(back)
+            returned = -back.ravel()[f]
+            router.record("margin_return", node0 + c, i, returned, returned,
+                          router.bank_exchange[i], c, 0.0, 0, "returned", t)
     call = np.maximum(delta, 0.0)
     need = call.sum(axis=1)
     called = float(need.sum())
     if not np.count_nonzero(need):
         return called
     short = np.maximum(need - L.cash, 0.0)
-    i, c, f = _cells(call)
     if not np.count_nonzero(short):  # everybody can pay (most steps): capped_share is 1 for
         L.move_to_ccp("margin", call)  # all (need <= cash), so pay = call x 1 = call
-        called_f = call.ravel()[f]
-        router.record("margin_call", i, node0 + c, called_f, called_f,
-                      router.bank_exchange[i], c, 0.0, 0, "posted", t)
+        if auditing:
+            i, c, f = _cells(call)
+            called_f = call.ravel()[f]
+            router.record("margin_call", i, node0 + c, called_f, called_f,
+                          router.bank_exchange[i], c, 0.0, 0, "posted", t)
         return called
+    i, c, f = _cells(call)
     fire_price = L.prices * (1 - cfg.liquidation_discount)
     liquid = values(L.holdings, fire_price)
     sell(L.holdings * capped_share(short, liquid)[:, None], fire_price, "margin_sales")

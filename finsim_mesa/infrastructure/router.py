@@ -189,9 +189,17 @@ class InfrastructureRouter:
         self._links = None
 
     # ---------------------------------------------------------------- audit
+    @property
+    def auditing(self) -> bool:
+        """Whether :meth:`record` keeps records: not in lookahead copies of a model
+        (``collect_data`` off), whose callers may skip gathering the columns."""
+        return bool(self.model.collect_data)
+
     def record_rollovers(self, rolled: dict[str, np.ndarray], step: int) -> None:
         """Audit the loans rolled over in the act stage (columns lender, borrower,
         amount, ccp)."""
+        if not self.auditing:
+            return
         self.record("rollover", rolled["lender"], rolled["borrower"], rolled["amount"],
                     rolled["amount"], self.bank_exchange[rolled["lender"]], rolled["ccp"], 0.0,
                     0, "renewed", step)
