@@ -124,10 +124,11 @@ def _forkserver() -> tuple[dict[str, str], Callable[[], None]]:
     from distributed.utils import get_mp_context
 
     setting = {"distributed.worker.multiprocessing-method": "forkserver"}
+    # the list to put back is the one from before Dask's (which replaces it)
+    running, preload = server._forkserver_pid is not None, list(server._preload_modules)
     with dask.config.set(setting):
         get_mp_context()  # Dask's preload list, set once per process
-    running, preload = server._forkserver_pid is not None, list(server._preload_modules)
-    server.set_forkserver_preload([*preload, "finsim_mesa.sweeps"])
+    server.set_forkserver_preload([*server._preload_modules, "finsim_mesa.sweeps"])
 
     def restore() -> None:
         if not running:  # started for this sweep (its workers are closed)
