@@ -112,15 +112,20 @@ def _forkserver() -> tuple[dict[str, str], Callable[[], None]]:
     the package preloaded there (imported once, not once per spawned worker),
     and what puts things back after the sweep: the server stopped if this call
     started it, its preload list as it was. ({}, no-op) where there is no fork
-    server (Windows) or its internals differ."""
+    server (Windows) or its internals differ, and where the user chose the
+    workers' start method (``distributed.worker.multiprocessing-method`` other
+    than Dask's default "spawn"): theirs is kept."""
     import multiprocessing
     from multiprocessing import forkserver
 
-    server = getattr(forkserver, "_forkserver", None)
-    if "forkserver" not in multiprocessing.get_all_start_methods() or not all(
-            hasattr(server, a) for a in ("_stop", "_forkserver_pid", "_preload_modules")):
-        return {}, lambda: None
     import dask
+
+    server = getattr(forkserver, "_forkserver", None)
+    if ("forkserver" not in multiprocessing.get_all_start_methods()
+            or dask.config.get("distributed.worker.multiprocessing-method") != "spawn"
+            or not all(hasattr(server, a)
+                       for a in ("_stop", "_forkserver_pid", "_preload_modules"))):
+        return {}, lambda: None
     from distributed.utils import get_mp_context
 
     setting = {"distributed.worker.multiprocessing-method": "forkserver"}

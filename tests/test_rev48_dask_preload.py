@@ -45,3 +45,18 @@ def test_a_preload_list_set_before_dask_is_kept_during_the_sweep_too(monkeypatch
     finally:
         restore()
     assert server._preload_modules == ["json"]
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_a_start_method_the_user_chose_is_kept(monkeypatch, method):
+    dask = pytest.importorskip("dask", reason="the distributed extra (Dask) is not installed")
+    pytest.importorskip("distributed", reason="the distributed extra (Dask) is not installed")
+    server = forkserver._forkserver
+    monkeypatch.setattr(server, "_preload_modules", ["json"])
+    with dask.config.set({"distributed.worker.multiprocessing-method": method}):
+        setting, restore = dask_sweep._forkserver()
+        restore()
+        # nothing overrides the user's method, and their preload list is untouched
+        assert setting == {}
+        assert dask.config.get("distributed.worker.multiprocessing-method") == method
+    assert server._preload_modules == ["json"]
