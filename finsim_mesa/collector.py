@@ -132,21 +132,26 @@ class FinsimDataCollector(DataCollector):
             self._new_agenttype_reporter(agent_type, name, reporter)
 
     def mark(self) -> tuple[Any, ...]:
-        """Where the records end now (see :meth:`rollback`)."""
-        model_vars = self.model_vars  # {column: its length}, built in C
-        return (dict(zip(model_vars, map(len, model_vars.values()), strict=True)),
-                set(self._agent_records),
-                set(self._agenttype_records), len(getattr(self, "_collection_steps", ())))
+        """Where the records end now (see :meth:`rollback`): the model columns and
+        their lengths, and how many step keys the agent records hold. Records are
+        only ever added to (a collect appends to the columns and adds, or
+        replaces, one step key), so the keys after the mark's are a failed
+        step's; marking costs the same at any run length (not a set of every
+        step's key)."""
+        model_vars = self.model_vars
+        return (tuple(model_vars), tuple(map(len, model_vars.values())),
+                len(self._agent_records), len(self._agenttype_records),
+                len(getattr(self, "_collection_steps", ())))
 
     def rollback(self, mark: tuple[Any, ...]) -> None:
         """Drop every record made after :meth:`mark` (a failed step's, if any)."""
-        lengths, agents, types, steps = mark
+        names, sizes, agents, types, steps = mark
+        lengths = dict(zip(names, sizes, strict=True))
         for k, v in self.model_vars.items():
             del v[lengths.get(k, 0):]
-        for key in set(self._agent_records) - agents:
-            del self._agent_records[key]
-        for key in set(self._agenttype_records) - types:
-            del self._agenttype_records[key]
+        for records, kept in ((self._agent_records, agents), (self._agenttype_records, types)):
+            for key in list(records)[kept:]:
+                del records[key]
         if hasattr(self, "_collection_steps"):  # Mesa >= 3.5
             del self._collection_steps[steps:]
 

@@ -382,19 +382,19 @@ class Ledger:
                "default_step", "resolved", "equity", "equity0", "margin", "fund", "ccp_cash",
                "ccp_capital", "exchange_cash")
 
-    def snapshot(self) -> dict[str, Any]:
-        """Copies of every array, the loan book and the external-flow records."""
-        out: dict[str, Any] = {k: getattr(self, k).copy() for k in self._ARRAYS}
-        return out | {"loans": self.loans.copy(), "external_in": dict(self.external_in),
-                      "external_out": dict(self.external_out), "initial_scale": self.initial_scale,
+    def snapshot(self, quick: bool = False) -> dict[str, Any]:
+        """Copies of every array, the loan book and the external flows (``quick``: a step's)."""
+        out: dict[str, Any] = {k: a if quick and not a.size else a.copy()  # (quick: arrays
+                               for k in self._ARRAYS for a in (getattr(self, k),)}  # w/o entries)
+        return out | {"loans": self.loans.save() if quick else self.loans.copy(),
+                      "external_in": dict(self.external_in), "initial_scale": self.initial_scale,
+                      "external_out": dict(self.external_out),
                       "initial_cash_total": self.initial_cash_total}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Put a :meth:`snapshot` back (copies, so the snapshot can be reused)."""
-        for key in self._ARRAYS:
-            setattr(self, key, state[key].copy())
-        self.loans = state["loans"].copy()
-        self.external_in = defaultdict(float, state["external_in"])
-        self.external_out = defaultdict(float, state["external_out"])
-        self.initial_cash_total = state["initial_cash_total"]
-        self.initial_scale = state["initial_scale"]
+        self.__dict__.update({k: state[k].copy() for k in self._ARRAYS},
+                             loans=LoanBook.load(state["loans"]),  # (a book, or save()'s rows)
+                             external_in=defaultdict(float, state["external_in"]),
+                             external_out=defaultdict(float, state["external_out"]),
+                             **{k: state[k] for k in ("initial_cash_total", "initial_scale")})

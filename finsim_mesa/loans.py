@@ -286,6 +286,26 @@ class LoanBook:
         out._linked = (out.lender, out.borrower)
         return out
 
+    def save(self) -> tuple[tuple[np.ndarray, ...], LinkTable]:
+        """What a step's transaction keeps of the book (``Ledger.snapshot(quick=True)``):
+        copies of the row arrays (``link`` included, as :meth:`copy` takes them) and
+        of the link table; :meth:`load` makes a book of it only if the step fails."""
+        self.link_ids(assign=False)
+        return tuple(map(_copied, _row_arrays(self))), self.links.copy()
+
+    @classmethod
+    def load(cls, saved: LoanBook | tuple[tuple[np.ndarray, ...], LinkTable]) -> LoanBook:
+        """A book of :meth:`save`'s rows, or a :meth:`copy` of a book (copies either
+        way: ``saved`` stays valid)."""
+        if isinstance(saved, LoanBook):
+            return saved.copy()
+        rows, links = saved
+        out = cls.__new__(cls)  # what __init__ and __post_init__ set, as in copy()
+        out.__dict__.update(zip(cls._ROWS, map(_copied, rows), strict=True))
+        out.links, out._spare = links.copy(), _Buffers()
+        out._linked = (out.lender, out.borrower)
+        return out
+
     # ------------------------------------------------------------ links
     def link_ids(self, assign: bool = True) -> np.ndarray:
         """Each loan's link id, shape (m,); ``assign``: look up the missing ones
@@ -362,3 +382,4 @@ class LoanBook:
 
 
 _row_arrays = attrgetter(*LoanBook._ROWS)  # a book's row arrays, as a tuple in _ROWS order
+_copied = np.ndarray.copy  # (the rows are the buffers' views: ndarrays)

@@ -284,6 +284,24 @@ def _fields(obj: Any) -> Any:
     return obj.__dict__.copy() if _PLAIN[cls] else _shallow(obj)
 
 
+def _copied_fields(obj: Any) -> Any:
+    """:func:`copy_state`'s copy as :func:`_fields`' dict (a plain instance: no
+    new instance built, scalars taken as they are, arrays and containers copied)."""
+    cls = type(obj)
+    if _PLAIN.get(cls) is None:
+        _shallow(obj)  # (looks the class up)
+    if not _PLAIN[cls]:
+        return copy_state(obj)
+    return {k: v if type(v) in _SHARED else _copy(v) for k, v in obj.__dict__.items()}
+
+
+def _step_state(model: Any) -> dict[str, Any]:
+    """The transaction's copy of :data:`MODEL_STATE`: the dataclasses a step only
+    replaces field by field by their field values, the others copied."""
+    return {name: (_fields if name in REPLACED_STATE else _copied_fields)(getattr(model, name))
+            for name in MODEL_STATE}
+
+
 def snapshot_model(model: Any, shallow_logs: bool = False) -> dict[str, Any]:
     """Copies of everything that changes as a FinancialModel runs: the clock and its
     generators, the ledger, the market, the dataclasses of :data:`MODEL_STATE`,
@@ -291,24 +309,25 @@ def snapshot_model(model: Any, shallow_logs: bool = False) -> dict[str, Any]:
     Each component copies itself (``snapshot()``); nothing holds a reference
     into the live model, except with ``shallow_logs`` (the step's transaction):
     the append-only logs (shock log, exchange histories, the router's audit)
-    are then held with their length (:func:`log_state`), and the dataclasses a
+    are then held with their length (:func:`log_state`), the dataclasses a
     step only ever *replaces* field by field (:data:`REPLACED_STATE`; tested:
     their arrays are read-only through steps) by their field values
-    (:func:`_fields`)."""
+    (:func:`_fields`), arrays without entries as they are and the loan book as
+    its rows (``Ledger.snapshot(quick=True)``), and the generators as their raw
+    bytes (:mod:`finsim_mesa.pyrandom`)."""
+    quick, bits = shallow_logs, model.rng.bit_generator
     return {
         "t": model.t, "running": model.running, "collapsed": model.collapsed,
-        "rng": model.rng.bit_generator.state,  # (the transaction: pyrandom's quick copy)
-        "random": pyrandom.save(model.random) if shallow_logs else model.random.getstate(),
-        "ledger": model.ledger.snapshot(), "market": model.market.snapshot(),
-        "state": {name: (_fields(getattr(model, name))
-                         if shallow_logs and name in REPLACED_STATE
-                         else copy_state(getattr(model, name))) for name in MODEL_STATE},
-        "shock_log": log_state(model.shock_log, shallow_logs),
+        "rng": pyrandom.save_bits(bits) if quick else bits.state,
+        "random": pyrandom.save(model.random) if quick else model.random.getstate(),
+        "ledger": model.ledger.snapshot(quick), "market": model.market.snapshot(),
+        "state": (_step_state(model) if quick
+                  else {name: copy_state(getattr(model, name)) for name in MODEL_STATE}),
+        "shock_log": log_state(model.shock_log, quick),
         "sib_scores": None if model.sib_scores is None else copy_state(model.sib_scores),
         "brains": model.brains.snapshot(model.rng),
-        "router": (model.router.snapshot(shallow_logs) if model.router is not None
-                   else None),
-        "exchanges": [e.snapshot(shallow_logs) for e in model.exchanges],
+        "router": model.router.snapshot(quick) if model.router is not None else None,
+        "exchanges": [e.snapshot(quick) for e in model.exchanges],
         "ccps": [c.snapshot() for c in model.ccps],
     }
 
@@ -322,7 +341,7 @@ def restore_model(model: Any, snap: Mapping[str, Any]) -> None:
     """
     model.t = snap["t"]
     model.running, model.collapsed = snap["running"], snap["collapsed"]
-    model.rng.bit_generator.state = snap["rng"]
+    pyrandom.put_back_bits(model.rng.bit_generator, snap["rng"])  # (either kind of state)
     pyrandom.put_back(model.random, snap["random"])  # (setstate, for either kind of state)
     model.ledger.restore(snap["ledger"])
     model.market.restore(snap["market"])

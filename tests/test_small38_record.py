@@ -239,7 +239,8 @@ def test_collector_mark_counts_every_column():
     m = FinancialModel(n_banks=10, rng=1)
     m.run_for(3)
     dc = m.datacollector
-    lengths, *_ = dc.mark()
+    names, sizes, *_ = dc.mark()
+    lengths = dict(zip(names, sizes, strict=True))
     assert lengths == {k: len(v) for k, v in dc.model_vars.items()}
     mark = dc.mark()
     m.step()
