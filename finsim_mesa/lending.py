@@ -88,12 +88,12 @@ def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray
     if not e.size:
         return empty, empty, np.zeros(0), empty
     s, d = src[e], dst[e]
-    # = exposure_matrix()[s, d], without building it
-    held = L.loans.held_on(src, dst, e, owed=owed)
+    ids = L.loans.links.edge_ids(src, dst)[e]  # the candidate links' ids, gathered once
+    held = L.loans.held_on_links(ids, owed)  # = exposure_matrix()[s, d], without building it
     room = np.maximum(cfg.large_exposure_limit * np.maximum(L.equity[s], 0.0) - held, 0.0)
     x = match_lending(offer, request, s, d, room)
     k = flatnonzero(x > MIN_LOAN)  # one pass for the gathers
-    return s[k], d[k], x[k], L.loans.links.edge_ids(src, dst)[e[k]]
+    return s[k], d[k], x[k], ids[k]
 
 
 def roll_over(L: Ledger, hoard: np.ndarray, rate: float, spread: np.ndarray, t: int,

@@ -188,7 +188,10 @@ class LoanBook:
         rate, mat = self.rate[t], self.maturity[t]
         lead = first[inverse]  # each row's group's first row
         # (np.array_equal of equal shapes, without its Python layer: NaN differs too)
-        if _count_nonzero(rate != rate[lead]) or _count_nonzero(mat != mat[lead]):
+        # (one maturity for the whole block, the usual case: no group mixes
+        # maturities, and two reductions replace a gather and a comparison)
+        if _count_nonzero(rate != rate[lead]) or (
+                _min(mat) != _max(mat) and _count_nonzero(mat != mat[lead])):
             return  # pairs with different terms stay separate loans
         merged = {
             "lender": self.lender[t][first], "borrower": self.borrower[t][first],
@@ -330,9 +333,15 @@ class LoanBook:
         those edges, shape (subset.size,). ``owed``: :attr:`owed`, if the
         caller has it."""
         edges = self.links.edge_ids(src, dst)
+        return self.held_on_links(edges if subset is None else edges[subset], owed)
+
+    def held_on_links(self, ids: np.ndarray, owed: np.ndarray | None = None) -> np.ndarray:
+        """What is owed now on each link ``ids[i]`` (link ids) over all loans,
+        shape (ids.size,), the loans of a link summed in book order. ``owed``:
+        :attr:`owed`, if the caller has it."""
         per_link = np.bincount(self.link_ids(), weights=self.owed if owed is None else owed,
                                minlength=len(self.links))
-        return per_link[edges if subset is None else edges[subset]]
+        return per_link[ids]
 
     def exposures(self, n: int, bilateral_only: bool = False
                   ) -> tuple[sp.csr_matrix, np.ndarray]:
