@@ -57,19 +57,30 @@ class RawState:
         return (random.Random.VERSION, (*words.tolist(), index), self.gauss_next)
 
 
+def _bytes_at(address: int, size: int) -> memoryview:
+    """A writable view of ``size`` bytes of memory at ``address``."""
+    return memoryview((ctypes.c_char * size).from_address(address)).cast("B")
+
+
+def _kept(views: dict[int, tuple], obj: Any, make: Any) -> tuple:
+    """``(obj, *make(obj))``: views of ``obj``'s state, made once per object and
+    kept with it in ``views`` (the reference keeps the memory valid and its id
+    unused by another object; at most 64 kept)."""
+    kept = views.get(id(obj))
+    if kept is None or kept[0] is not obj:
+        if len(views) >= 64:
+            views.clear()
+        kept = views[id(obj)] = (obj, *make(obj))
+    return kept
+
+
 _VIEWS: dict[int, tuple[random.Random, memoryview]] = {}  # id -> (generator, its bytes)
 
 
 def _read(r: random.Random, at: int) -> RawState:
-    # a view of the state's bytes, made once per generator and kept with it (the
-    # reference keeps the memory valid; at most 64 kept), copied out by tobytes()
-    kept = _VIEWS.get(id(r))
-    if kept is None or kept[0] is not r:
-        if len(_VIEWS) >= 64:
-            _VIEWS.clear()
-        view = memoryview((ctypes.c_char * _SIZE).from_address(id(r) + at)).cast("B")
-        kept = _VIEWS[id(r)] = (r, view)
-    return RawState(kept[1].tobytes(), r.gauss_next)
+    # the state's bytes through a kept view, copied out by tobytes()
+    view = _kept(_VIEWS, r, lambda r: (_bytes_at(id(r) + at, _SIZE),))[1]
+    return RawState(view.tobytes(), r.gauss_next)
 
 
 def _probe() -> int | None:
@@ -150,20 +161,16 @@ class RawBits:
 _BIT_VIEWS: dict[int, tuple[Any, memoryview, memoryview]] = {}  # id -> (bitgen, pcg, extra)
 
 
+def _pcg_views(bg: Any) -> tuple[memoryview, memoryview]:
+    at = bg.ctypes.state_address  # struct {pcg64_random_t *pcg; int has; uint32 u}
+    pcg = ctypes.c_void_p.from_address(at).value
+    return _bytes_at(pcg, 32), _bytes_at(at + ctypes.sizeof(ctypes.c_void_p), 8)
+
+
 def _bit_views(bg: Any) -> tuple[Any, memoryview, memoryview]:
-    # writable views of the generator's state, made once per generator and kept
-    # with it (the reference keeps the memory valid; at most 64 kept)
-    kept = _BIT_VIEWS.get(id(bg))
-    if kept is None or kept[0] is not bg:
-        if len(_BIT_VIEWS) >= 64:
-            _BIT_VIEWS.clear()
-        at = bg.ctypes.state_address  # struct {pcg64_random_t *pcg; int has; uint32 u}
-        pcg = ctypes.c_void_p.from_address(at).value
-        kept = _BIT_VIEWS[id(bg)] = (
-            bg, memoryview((ctypes.c_char * 32).from_address(pcg)).cast("B"),
-            memoryview((ctypes.c_char * 8).from_address(at + ctypes.sizeof(ctypes.c_void_p)))
-            .cast("B"))
-    return kept
+    # writable views of the generator's state (the PCG's 32 bytes, the buffered
+    # draw's 8), kept with it
+    return _kept(_BIT_VIEWS, bg, _pcg_views)
 
 
 def _probe_bits() -> bool:
