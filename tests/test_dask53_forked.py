@@ -232,3 +232,20 @@ def test_a_bar_class_with_its_own_lock_does_not_hang_a_forked_childs_thread():
     out = subprocess.run([sys.executable, "-c", BAR_IN_A_CHILDS_THREAD], capture_output=True,
                          text=True, timeout=120, cwd=root, env=dict(os.environ, PYTHONPATH=root))
     assert out.stdout.split() == ["True", "True"], out.stdout + out.stderr[-2000:]
+
+
+def test_a_tasks_rows_travel_packed_and_come_back_the_same():
+    import pickle
+    import zlib
+
+    from distributed.protocol import dumps
+
+    runs = [({"scenario": "systemic", "n_banks": 10}, s) for s in range(4)]
+    rows = sweeps._run_chunk(runs, 6, 1)
+    data = dask_sweep._packed(sweeps._run_chunk, runs, 6, 1)
+    assert isinstance(data, bytes)
+    back = pickle.loads(zlib.decompress(data))
+    assert [list(r) for r in back] == [list(r) for r in rows]  # keys in order
+    pd.testing.assert_frame_equal(pd.DataFrame(back), pd.DataFrame(rows))  # values, NaN too
+    # far fewer bytes than Dask's own message for the list of dicts
+    assert len(data) < sum(len(f) for f in dumps({"data": rows})) / 2
