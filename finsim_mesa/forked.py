@@ -126,9 +126,21 @@ def after_fork_in_child() -> None:
     """
     tqdm = sys.modules.get("tqdm")
     if tqdm is not None:
-        tqdm.tqdm.set_lock(threading.RLock())
-        tqdm.tqdm.monitor_interval = 0
-        tqdm.tqdm.monitor = None
+        # every bar class with a lock of its own gets the new one: a subclass
+        # (tqdm.auto's, mesa.batch_run's bar) whose first bar came before any
+        # plain one keeps its own lock object, over the same inherited thread
+        # lock, owned in the child by the parent's forking thread: a bar made
+        # in another thread of the child (a Dask worker's task) waited for ever
+        lock, todo = threading.RLock(), [tqdm.tqdm]
+        while todo:
+            cls = todo.pop()
+            todo.extend(cls.__subclasses__())
+            if cls is tqdm.tqdm or "_lock" in vars(cls):
+                cls.set_lock(lock)
+            if "monitor" in vars(cls):
+                cls.monitor = None
+            if cls is tqdm.tqdm or "monitor_interval" in vars(cls):
+                cls.monitor_interval = 0
 
 
 def usable_cpus() -> int:

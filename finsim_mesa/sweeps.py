@@ -19,8 +19,9 @@ process, e.g. a Jupyter kernel's) Mesa's own pool runs. On Dask
 the runs go in tasks of several runs, each run the same ``mesa.batch_run`` call
 a local sweep makes, so the rows are the same (:mod:`finsim_mesa.dask_sweep`).
 A local cluster is started in a thread while this process runs the first runs
-itself, one after the other, until the workers are up: spawning them and
-importing the package in them takes 1.5-2 s, as long as a small sweep.
+itself, one after the other, until the workers are up: forked from this process
+where that is safe (~0.3 s), else started by the fork server, which imports the
+package first (1.5-2 s, as long as a small sweep).
 """
 
 from __future__ import annotations
