@@ -88,6 +88,7 @@ _EXCHANGE_SCALE = _EXCHANGE_HI.copy()
 _EXCHANGE_SCALE[[1, 3]] = 1.0
 _EXCHANGE_HI.flags.writeable = _EXCHANGE_SCALE.flags.writeable = False
 _FIVE, _THREE, _MINUS_ONE, _TINY = constant(5.0), constant(3.0), constant(-1.0), constant(1e-12)
+_RUNOFF = constant(RUNOFF)
 
 ACTIONS: tuple[tuple[str, str], ...] = (
     ("lend", "offer this share of lendable cash (cash above the reserve target, times "
@@ -135,7 +136,7 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     due2 = np.bincount(b2, minlength=n, weights=o2)
     now = leading(flatnonzero(lb.maturity[rows2] <= t))
     due_next = np.bincount(b2[now], minlength=n, weights=o2[now])
-    need = due2 + withdrawals + RUNOFF * L.deposits
+    need = due2 + withdrawals + _RUNOFF * L.deposits  # (the ledger's arrays are float64)
     # float64 columns, computed in place; another dtype's ``out`` gets them rounded
     # once, at the end (as storing each float64 column into it did)
     given = out is not None and out.dtype == np.float64

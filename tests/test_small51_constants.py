@@ -87,7 +87,8 @@ def python_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
         for name in ("ZERO", "ONE"):
             if hasattr(mod, name):
                 monkeypatch.setattr(mod, name, 0.0 if name == "ZERO" else 1.0)
-    for name, v in (("_FIVE", 5), ("_THREE", 3), ("_MINUS_ONE", -1), ("_TINY", 1e-12)):
+    for name, v in (("_FIVE", 5), ("_THREE", 3), ("_MINUS_ONE", -1), ("_TINY", 1e-12),
+                    ("_RUNOFF", observation.RUNOFF)):
         monkeypatch.setattr(observation, name, v)
     monkeypatch.setattr(brains, "_RULE_F64", brains._RULE_NUMBERS)
     monkeypatch.setattr(brains, "_ZERO", 0.0)
