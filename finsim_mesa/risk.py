@@ -380,12 +380,15 @@ def systemic_risk_index(debtrank_total: float, default_rate: float, stress: floa
     of DebtRank total distress, default rate, stress index, price fall
     ``1 − price_index`` and illiquidity ``1 − min(1, liquidity / liquidity0)``."""
     illiq = 1.0 - min(1.0, liquidity / liquidity0) if liquidity0 > 0 else 0.0
-    parts = (debtrank_total, default_rate, stress, 1.0 - price_index, illiq)
+    wa, wb, wc, wd, we = _SRI_W
     # NumPy's sum of < 8 floats (one after another) written out, not sum(): 3.12's is
     # compensated, 3.11's is not, and the two CI legs must give identical figures;
     # min(max(v, 0), 1) is NumPy's clip of a float (NaN kept), without NumPy scalars
-    a, b, c, d, e = [w * min(max(float(v), 0.0), 1.0) for w, v in zip(_SRI_W, parts, strict=True)]
-    return (((a + b) + c) + d) + e
+    sri = wa * min(max(float(debtrank_total), 0.0), 1.0)
+    sri += wb * min(max(float(default_rate), 0.0), 1.0)
+    sri += wc * min(max(float(stress), 0.0), 1.0)
+    sri += wd * min(max(float(1.0 - price_index), 0.0), 1.0)
+    return sri + we * min(max(float(illiq), 0.0), 1.0)
 
 
 def rank_systemic(scores: np.ndarray, size: np.ndarray | None = None,

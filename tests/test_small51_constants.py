@@ -160,3 +160,27 @@ def test_check_actions_clips_as_before() -> None:
     got = brains.check_actions(brains.RuleBasedBrain(), raw.copy(), 2)
     ref = np.minimum(np.maximum(raw, 0.0), 1.0)
     assert got.tobytes() == ref.tobytes() and not np.signbit(got).any()
+
+
+def former_systemic_risk_index(debtrank_total: Any, default_rate: Any, stress: Any,
+                               price_index: Any, liquidity: Any, liquidity0: Any) -> float:
+    """``risk.systemic_risk_index`` as it was (95c95ff)."""
+    illiq = 1.0 - min(1.0, liquidity / liquidity0) if liquidity0 > 0 else 0.0
+    parts = (debtrank_total, default_rate, stress, 1.0 - price_index, illiq)
+    a, b, c, d, e = [w * min(max(float(v), 0.0), 1.0)
+                     for w, v in zip(risk._SRI_W, parts, strict=True)]
+    return (((a + b) + c) + d) + e
+
+
+def test_systemic_risk_index_matches_the_former_form() -> None:
+    """The five terms written out: the same float (bits, NaN, type) on random and
+    awkward parts, Python floats and NumPy scalars alike."""
+    rng = np.random.default_rng(8)
+    cases = [tuple(map(float, rng.choice(AWKWARD, 6))) for _ in range(400)]
+    cases += [tuple(map(float, rng.normal(0.5, 0.7, 6))) for _ in range(400)]
+    cases += [tuple(np.float64(v) for v in c) for c in cases[:200]]
+    with np.errstate(all="ignore"):
+        for c in cases:
+            got, ref = risk.systemic_risk_index(*c), former_systemic_risk_index(*c)
+            assert type(got) is type(ref) is float
+            assert got.hex() == ref.hex() or (got != got and ref != ref), c
