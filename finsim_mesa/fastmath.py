@@ -11,6 +11,9 @@ difference: the sign of a zero at a bound (``np.clip(-0.0, 0, 1)`` is −0.0,
 ``clip`` gives +0.0); the two compare equal, and no caller divides by a
 clipped zero. ``flatnonzero`` is ``np.flatnonzero`` (the same indices) in
 one C call after the conversion, instead of four Python-level wrappers.
+``ZERO``, ``ONE`` (and :func:`constant`): read-only 0-d float64 arrays, for
+ufunc operands that would be Python floats — with float64 arrays the same
+loop and values, without converting the float on every call (~0.2 µs each).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["clip", "count_nonzero", "flatnonzero", "leading", "mean", "stable_order", "total"]
+__all__ = ["ONE", "ZERO", "clip", "constant", "count_nonzero", "flatnonzero", "leading", "mean",
+           "stable_order", "total"]
 
 _maximum, _minimum, _asanyarray, _matrix = np.maximum, np.minimum, np.asanyarray, np.matrix
 _ndarray = np.ndarray
@@ -28,6 +32,19 @@ _sum = np.add.reduce  # what ``ndarray.sum`` calls, after a Python layer (``_met
 # same count, a Python int, without the wrapper and its dispatcher (~0.14 µs a call)
 count_nonzero = getattr(getattr(getattr(np, "_core", None), "multiarray", None),
                         "count_nonzero", np.count_nonzero)
+
+
+def constant(x: float) -> np.ndarray:
+    """``x`` as a read-only 0-d float64 array: an operand that gives float64 arrays'
+    ufuncs the values the Python float gives them (the same float64 loop, ``x``
+    converted once). Use it only with float64 operands (or in a test of sign against
+    zero): with a float32 or integer array a float64 one makes the result float64."""
+    c = np.array(x, dtype=np.float64)
+    c.flags.writeable = False
+    return c
+
+
+ZERO, ONE = constant(0.0), constant(1.0)
 
 
 def clip(x: Any, lo: Any, hi: Any) -> Any:

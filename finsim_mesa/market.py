@@ -23,7 +23,7 @@ import numpy as np
 from finsim_mesa.accounting import values
 from finsim_mesa.config import ModelConfig
 from finsim_mesa.deleveraging import leverage_loop, sale_units
-from finsim_mesa.fastmath import clip, count_nonzero, mean, total
+from finsim_mesa.fastmath import ZERO, clip, count_nonzero, mean, total
 from finsim_mesa.ledger import Ledger
 from finsim_mesa.portfolios import class_names, depths, impacts
 
@@ -240,12 +240,12 @@ def fire_sale_loop(
         eq = ledger.equity
         ratio = np.empty(eq.shape)  # np.full_like(eq, np.inf) in two C calls
         ratio.fill(np.inf)
-        np.divide(eq, rwa, out=ratio, where=rwa > 0)
+        np.divide(eq, rwa, out=ratio, where=rwa > ZERO)  # (ZERO: 0.0, converted once)
         breach = ledger.active & (ratio < cfg.capital_requirement)
         if not count_nonzero(breach):  # nobody below the requirement: none fails or sells
             break
-        ledger.mark_default(breach & (eq <= 0), t)
-        breach &= eq > 0
+        ledger.mark_default(breach & (eq <= ZERO), t)
+        breach &= eq > ZERO
         if not count_nonzero(breach):
             break
         orders = deleveraging_units(eq, rwa, ledger.holdings, prices, target, breach,

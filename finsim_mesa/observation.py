@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from finsim_mesa import risk
-from finsim_mesa.fastmath import clip, count_nonzero, flatnonzero, leading
+from finsim_mesa.fastmath import ONE, ZERO, clip, constant, count_nonzero, flatnonzero, leading
 
 _maximum, _minimum = np.maximum, np.minimum
 
@@ -87,6 +87,8 @@ _EXCHANGE_HI = np.array([2.0, 1.0, 3.0, 1.0])
 _EXCHANGE_SCALE = _EXCHANGE_HI.copy()
 _EXCHANGE_SCALE[[1, 3]] = 1.0
 _EXCHANGE_HI.flags.writeable = _EXCHANGE_SCALE.flags.writeable = False
+_FIVE, _THREE, _MINUS_ONE, _TINY = constant(5.0), constant(3.0), constant(-1.0), constant(1e-12)
+_RUNOFF = constant(RUNOFF)
 
 ACTIONS: tuple[tuple[str, str], ...] = (
     ("lend", "offer this share of lendable cash (cash above the reserve target, times "
@@ -122,7 +124,8 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
             full observation matrix); a new array if omitted.
     """
     ta = sheets.total_assets
-    safe = np.where(ta > 0, ta, 1.0)
+    # (ZERO, ONE, _FIVE, ...: the Python numbers' values as float64 operands, converted once)
+    safe = np.where(ta > ZERO, ta, ONE)
     lb = L.loans
     n = L.n
     owed = lb.owed
@@ -133,7 +136,7 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     due2 = np.bincount(b2, minlength=n, weights=o2)
     now = leading(flatnonzero(lb.maturity[rows2] <= t))
     due_next = np.bincount(b2[now], minlength=n, weights=o2[now])
-    need = due2 + withdrawals + RUNOFF * L.deposits
+    need = due2 + withdrawals + _RUNOFF * L.deposits  # (the ledger's arrays are float64)
     # float64 columns, computed in place; another dtype's ``out`` gets them rounded
     # once, at the end (as storing each float64 column into it did)
     given = out is not None and out.dtype == np.float64
@@ -160,14 +163,14 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
         np.divide(part, safe, out=c[OBS[name]])
     cov = c[OBS["liquidity_coverage"]]
     cov.fill(5.0)
-    np.divide(L.cash, need, out=cov, where=need > 0)
+    np.divide(L.cash, need, out=cov, where=need > ZERO)
     ratios = o[:, :_CLIPPED]
     np.maximum(ratios, _CLIP_LO, out=ratios)
     np.minimum(ratios, _CLIP_HI, out=ratios)
-    cov /= 5  # clipped to [0, 5], divided by 5
+    np.divide(cov, _FIVE, out=cov)  # clipped to [0, 5], divided by 5
     col = c[OBS["counterparty_stress"]]
     col.fill(0.0)  # where nothing is divided
-    np.divide(at_risk, ib, out=col, where=ib > 0)
+    np.divide(at_risk, ib, out=col, where=ib > ZERO)
     col = c[OBS["neighbour_defaults"]]
     col.fill(0.0)  # where nothing is divided, and everywhere while nobody is in default
     if count_nonzero(defaulted):  # (0 / degree is +0.0: the column as filled)
@@ -181,12 +184,12 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
                              measures.market_stress)
     # clip(log(max(ta, 1e-12) / size0) / 3, -1, 1), in place
     size = c[OBS["size"]]
-    np.maximum(ta, 1e-12, out=size)
+    np.maximum(ta, _TINY, out=size)
     np.divide(size, size0, out=size)
     np.log(size, out=size)
-    np.divide(size, 3, out=size)
-    np.maximum(size, -1, out=size)
-    np.minimum(size, 1, out=size)
+    np.divide(size, _THREE, out=size)
+    np.maximum(size, _MINUS_ONE, out=size)
+    np.minimum(size, ONE, out=size)
     if out is not None and out is not o:
         out[...] = o
         return out

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from finsim_mesa.fastmath import clip, count_nonzero, flatnonzero, total
+from finsim_mesa.fastmath import ONE, ZERO, clip, count_nonzero, flatnonzero, total
 
 _sum, _all = np.add.reduce, np.logical_and.reduce
 
@@ -54,9 +54,9 @@ def _entry_weights(exposures: np.ndarray, equity: np.ndarray, rows: np.ndarray,
     ``min(1, exposure / equity)`` of the creditor, 1 where it has no positive
     equity, 0 where not ``present``; the test and the safe divisor are formed per
     bank (shape (n,)) and gathered once."""
-    pos = equity > 0
-    data = exposures / np.where(pos, equity, 1.0)[rows]
-    np.minimum(1.0, data, out=data)
+    pos = equity > ZERO  # (ZERO, ONE: the Python floats' values, float64 operands)
+    data = exposures / np.where(pos, equity, ONE)[rows]
+    np.minimum(ONE, data, out=data)
     if count_nonzero(pos) < pos.size:  # banks without positive equity: weight 1
         data[~pos[rows]] = 1.0
     if present is not None:
@@ -217,7 +217,7 @@ def _rounds(rows: np.ndarray, cols: np.ndarray, exposures: np.ndarray, equity: n
     n = h0.shape[0]
     data = _entry_weights(exposures, equity, rows, present)
     h = h0  # (each round makes a new h, so h0 is kept)
-    distressed = h > 0
+    distressed = h > ZERO
     inactive = np.zeros(n, dtype=bool)
     steps = 0
     # whether a round may multiply every entry: only if every weight is finite (NaN
@@ -237,7 +237,7 @@ def _rounds(rows: np.ndarray, cols: np.ndarray, exposures: np.ndarray, equity: n
             # entry, the undistressed columns' distress read as 0 — their terms
             # are data x 0 = ±0.0, which change no sum (never -0.0: it starts at
             # +0.0), and the others are the same products in the same order
-            push = np.bincount(rows, weights=data * np.where(distressed, h, 0.0)[cols],
+            push = np.bincount(rows, weights=data * np.where(distressed, h, ZERO)[cols],
                                minlength=n)
         else:
             if by_column is not None and 16 * k < n and cols.size >= _COLUMN_PATH_MIN_ENTRIES:
@@ -247,8 +247,8 @@ def _rounds(rows: np.ndarray, cols: np.ndarray, exposures: np.ndarray, equity: n
                 sel = flatnonzero(distressed[cols])
             push = np.bincount(rows[sel], weights=data[sel] * h[cols[sel]], minlength=n)
         inactive |= distressed
-        h = np.minimum(1.0, h + push)
-        distressed = np.less(inactive, h > 0)  # (h > 0) & ~inactive, in one call fewer
+        h = np.minimum(ONE, h + push)
+        distressed = np.less(inactive, h > ZERO)  # (h > 0) & ~inactive, in one call fewer
         steps += 1
     return h, float(v @ h), float(v @ h0), steps
 
@@ -329,7 +329,7 @@ def stress_index(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray,
     (:func:`distress` of the same arguments), if already computed."""
     h = distress(equity, equity0, defaulted) if h is None else h
     w = np.asarray(equity0 if weights is None else weights, dtype=float)
-    w = np.maximum(w, 0)
+    w = np.maximum(w, ZERO)
     weight = total(w)
     if not weight > 0:
         return float(h.mean())
@@ -359,10 +359,10 @@ def _distress_into(h: np.ndarray, equity: np.ndarray, equity0: np.ndarray,
                    defaulted: np.ndarray) -> np.ndarray:
     """:func:`distress` written into ``h`` (float64, shape (n,), all +0.0, sharing
     no memory with the inputs: the caller's guarantee, e.g. a new array)."""
-    np.divide(equity, equity0, out=h, where=equity0 > 0)
-    np.subtract(1.0, h, out=h)
-    np.maximum(h, 0.0, out=h)
-    np.minimum(h, 1.0, out=h)
+    np.divide(equity, equity0, out=h, where=equity0 > ZERO)  # (ZERO, ONE: 0.0, 1.0)
+    np.subtract(ONE, h, out=h)
+    np.maximum(h, ZERO, out=h)
+    np.minimum(h, ONE, out=h)
     h[np.asarray(defaulted, dtype=bool)] = 1.0
     return h
 
@@ -380,12 +380,15 @@ def systemic_risk_index(debtrank_total: float, default_rate: float, stress: floa
     of DebtRank total distress, default rate, stress index, price fall
     ``1 − price_index`` and illiquidity ``1 − min(1, liquidity / liquidity0)``."""
     illiq = 1.0 - min(1.0, liquidity / liquidity0) if liquidity0 > 0 else 0.0
-    parts = (debtrank_total, default_rate, stress, 1.0 - price_index, illiq)
+    wa, wb, wc, wd, we = _SRI_W
     # NumPy's sum of < 8 floats (one after another) written out, not sum(): 3.12's is
     # compensated, 3.11's is not, and the two CI legs must give identical figures;
     # min(max(v, 0), 1) is NumPy's clip of a float (NaN kept), without NumPy scalars
-    a, b, c, d, e = [w * min(max(float(v), 0.0), 1.0) for w, v in zip(_SRI_W, parts, strict=True)]
-    return (((a + b) + c) + d) + e
+    sri = wa * min(max(float(debtrank_total), 0.0), 1.0)
+    sri += wb * min(max(float(default_rate), 0.0), 1.0)
+    sri += wc * min(max(float(stress), 0.0), 1.0)
+    sri += wd * min(max(float(1.0 - price_index), 0.0), 1.0)
+    return sri + we * min(max(float(illiq), 0.0), 1.0)
 
 
 def rank_systemic(scores: np.ndarray, size: np.ndarray | None = None,

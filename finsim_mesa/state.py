@@ -296,10 +296,14 @@ def _copied_fields(obj: Any) -> Any:
 
 
 def _step_state(model: Any) -> dict[str, Any]:
-    """The transaction's copy of :data:`MODEL_STATE`: the dataclasses a step only
-    replaces field by field by their field values, the others copied."""
-    return {name: (_fields if name in REPLACED_STATE else _copied_fields)(getattr(model, name))
-            for name in MODEL_STATE}
+    """The transaction's copy of :data:`MODEL_STATE`: the dataclasses a step only replaces
+    field by field by their field values (a plain one's ``__dict__`` copied), the others copied."""
+    attrs, out = model.__dict__, {}
+    for name in MODEL_STATE:
+        obj = attrs[name] if name in attrs else getattr(model, name)
+        out[name] = (obj.__dict__.copy() if name in REPLACED_STATE and _PLAIN.get(type(obj))
+                     else (_fields if name in REPLACED_STATE else _copied_fields)(obj))
+    return out
 
 
 def snapshot_model(model: Any, shallow_logs: bool = False) -> dict[str, Any]:

@@ -22,10 +22,15 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from finsim_mesa.errors import BrainError, ConfigError
-from finsim_mesa.fastmath import clip
+from finsim_mesa.fastmath import clip, constant
 from finsim_mesa.observation import OBS
 
 _min_of, _max_of = np.minimum.reduce, np.maximum.reduce
+# RuleBasedBrain's numbers: as Python floats, and as float64 0-d arrays (the same values
+# with float64 observations, converted once instead of on every call)
+_RULE_NUMBERS = (5.0, 0.8, 0.0, 1.0, 0.5, 0.1, 1.5)
+_RULE_F64 = tuple(constant(x) for x in _RULE_NUMBERS)
+_ZERO, _ONE = _RULE_F64[2:4]
 
 __all__ = [
     "BRAINS",
@@ -141,20 +146,22 @@ class RuleBasedBrain(_RequirementAware):
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         o = observations
+        five, p8, zero, one, half, p1, p15 = (_RULE_F64 if getattr(o, "dtype", None) == np.float64
+                                              else _RULE_NUMBERS)
         stress = np.maximum(o[:, OBS["market_stress"]], o[:, OBS["counterparty_stress"]])
-        coverage = o[:, OBS["liquidity_coverage"]] * 5.0
+        coverage = o[:, OBS["liquidity_coverage"]] * five
         cr = o[:, OBS["capital_ratio"]]
         headroom = cr / max(self.capital_requirement, 1e-9)
         own = o[:, OBS["own_distress"]]
-        calm = clip(0.8 - stress - own, 0.0, 1.0)
+        calm = clip(p8 - stress - own, zero, one)
         # each column's term written into the matrix, then all four clipped to
         # [0, 1] at once (clip is elementwise: the same values as column by column)
         a = np.empty((len(o), 4))
-        np.subtract(coverage, 1.0, out=a[:, 0])  # lend only liquidity to spare (x calm)
-        np.subtract(0.5 * stress + own, 0.1, out=a[:, 1])
-        np.subtract(1.5, headroom, out=a[:, 2])
-        np.subtract(1.0, coverage, out=a[:, 3])  # borrow only when short
-        np.minimum(np.maximum(a, 0.0, out=a), 1.0, out=a)
+        np.subtract(coverage, one, out=a[:, 0])  # lend only liquidity to spare (x calm)
+        np.subtract(half * stress + own, p1, out=a[:, 1])
+        np.subtract(p15, headroom, out=a[:, 2])
+        np.subtract(one, coverage, out=a[:, 3])  # borrow only when short
+        np.minimum(np.maximum(a, zero, out=a), one, out=a)
         a[:, 0] *= calm
         return a
 
@@ -315,7 +322,7 @@ def check_actions(brain: Any, out: Any, rows: int) -> np.ndarray:
                              f"(first in row {bad})")
         raise BrainError(f"brain '{brain_name(brain)}' returned actions outside [0, 1] "
                          f"(min {lo:g}, max {hi:g})")
-    np.maximum(arr, 0.0, out=arr)  # clip(arr, 0, 1): the same ufuncs, in place
+    np.maximum(arr, _ZERO, out=arr)  # clip(arr, 0, 1): the same ufuncs, in place (float64)
     if hi > 1.0:  # (else min(x, 1.0) is x for every entry, which is at most 1)
-        np.minimum(arr, 1.0, out=arr)
+        np.minimum(arr, _ONE, out=arr)
     return arr
