@@ -180,28 +180,29 @@ class Ledger:
 
     def rollover(self, mask: np.ndarray, share: np.ndarray, rate: np.ndarray,
                  maturity: int) -> dict[str, np.ndarray]:
-        """Roll over ``share`` (in [0, 1]) of the loans in ``mask`` (shape (m,)): the
-        rolled part (principal plus accrued interest) becomes a new loan at ``rate``
-        (per step) due at step ``maturity``, same CCP; the rest stays due; nothing
-        is gained or lost. ``share`` and ``rate``: one number, one per loan of the
-        book or one per loan in ``mask`` (:func:`~finsim_mesa.loans.masked_terms`).
-        Returns the renewed loans as columns (lender, borrower, amount, ccp)."""
-        lb = self.loans
-        rows, m = fastmath.flatnonzero(mask), len(lb)
+        """Roll over ``share`` (in [0, 1]) of the loans in ``mask`` (shape (m,)): the rolled
+        part (principal plus accrued interest) becomes a new loan at ``rate`` (per step)
+        due at step ``maturity``, same CCP; the rest stays due; nothing is gained or lost.
+        ``share`` and ``rate``: one number, one per loan of the book or one per loan in
+        ``mask`` (:func:`~finsim_mesa.loans.masked_terms`). Returns the renewed loans as
+        columns (lender, borrower, amount, ccp)."""
+        lb, rows = self.loans, fastmath.flatnonzero(mask)
         at = fastmath.leading(rows)  # the due loans come first: a slice, no gathers
-        share = fastmath.clip(masked_terms(share, rows, m, "share"), 0.0, 1.0)
-        rate = masked_terms(rate, rows, m, "rate")
+        share = fastmath.clip(masked_terms(share, rows, len(lb), "share"), 0.0, 1.0)
+        rate = masked_terms(rate, rows, len(lb), "rate")
         roll = lb.owed_at(at) * share
         rolled = fastmath.flatnonzero(roll > 0)
-        pick = rows[rolled]
-        out = {"lender": lb.lender[pick], "borrower": lb.borrower[pick], "amount": roll[rolled],
-               "ccp": lb.ccp[pick]}
-        if not pick.size:
+        pick = at  # every due loan rolled (the usual case): a slice when they come first,
+        if rolled.size < rows.size:  # whose columns are copied, not gathered
+            pick, roll, rate = rows[rolled], roll[rolled], rate[rolled]
+        col = (lambda a: a[pick].copy()) if isinstance(pick, slice) else (lambda a: a[pick])
+        lend, borr, ccp = col(lb.lender), col(lb.borrower), col(lb.ccp)
+        out = {"lender": lend, "borrower": borr, "amount": roll, "ccp": ccp}
+        if not rolled.size:
             return out
         lb.principal[at] *= (kept := 1.0 - share)
         lb.accrued[at] *= kept
-        lb.append(out["lender"], out["borrower"], out["amount"], rate[rolled],
-                  maturity, out["ccp"], lb.link_ids(False)[pick])
+        lb.append(lend, borr, roll, rate, maturity, ccp, col(lb.link_ids(False)))
         return out
 
     def accrue_interest(self) -> np.ndarray:
@@ -308,12 +309,11 @@ class Ledger:
 
         Unpaid amounts are written off (lost by the creditor, extinguished for the debtor).
         """
-        lb = self.loans
+        lb, n = self.loans, self.n
         settled = fastmath.leading(fastmath.flatnonzero(loan_mask))  # due first: no gathers
         bp, lp = borrower_paid[settled], lender_paid[settled]
         owed = lb.owed_at(settled)
         lend, borr, ccp = lb.lender[settled], lb.borrower[settled], lb.ccp[settled]
-        n = self.n
         self.cash -= np.bincount(borr, weights=bp, minlength=n)
         self.cash += np.bincount(lend, weights=lp, minlength=n)
         self.equity -= np.bincount(lend, weights=owed - lp, minlength=n)

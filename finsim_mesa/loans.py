@@ -186,16 +186,16 @@ class LoanBook:
             return
         first, inverse = groups
         rate, mat = self.rate[t], self.maturity[t]
-        lead = first[inverse]  # each row's group's first row
+        rates = rate[first]  # each group's rate (its first row's), compared with its rows'
         # (np.array_equal of equal shapes, without its Python layer: NaN differs too)
         # (one maturity for the whole block, the usual case: no group mixes
-        # maturities, and two reductions replace a gather and a comparison)
-        if _count_nonzero(rate != rate[lead]) or (
-                _min(mat) != _max(mat) and _count_nonzero(mat != mat[lead])):
+        # maturities, and two reductions replace two gathers and a comparison)
+        if _count_nonzero(rate != rates[inverse]) or (
+                _min(mat) != _max(mat) and _count_nonzero(mat != mat[first][inverse])):
             return  # pairs with different terms stay separate loans
         merged = {
             "lender": self.lender[t][first], "borrower": self.borrower[t][first],
-            "rate": rate[first], "maturity": mat[first], "ccp": self.ccp[t][first],
+            "rate": rates, "maturity": mat[first], "ccp": self.ccp[t][first],
             "link": self.link_ids(assign=False)[t][first],
             "principal": np.bincount(inverse, weights=self.principal[t]),
             "accrued": np.bincount(inverse, weights=self.accrued[t]),

@@ -209,20 +209,21 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     the external dues ``ext_due`` (shape (n,)), settled into the ledger."""
     n, C = L.n, L.ccp_cash.size
     lb = L.loans
-    owed = lb.owed
     fire_price = L.prices * (1 - cfg.liquidation_discount)
     liquid = values(L.holdings, fire_price)
     alpha, beta = cfg.default_cost_alpha, cfg.default_cost_beta  # arrays when needed
     if not C:  # no CCPs: every leg is bilateral, the institutions are the banks
         bi = leading(flatnonzero(due))  # a slice when the due loans come first (read-only use)
-        leg = owed  # nothing set off
+        # what is owed on the due loans only (owed[bi]: the same sums, not the whole book's)
+        leg = owed = lb.owed_at(bi)  # nothing set off; both indexed by position in bi below
         anyone = False  # (what the CCPs' set-off asks)
         b_borrower = lb.borrower[bi]
         # clamp round-off (e.g. cash after a margin payment that used all of it)
         e = np.maximum(L.cash + liquid, 0.0)
-        rows, cols, vals, ext, forced = b_borrower, lb.lender[bi], owed[bi], ext_due, resolving
+        rows, cols, vals, ext, forced = b_borrower, lb.lender[bi], owed, ext_due, resolving
         paid_on = bi
     else:
+        owed = lb.owed
         cle = due & (lb.ccp >= 0)
         n_cleared = np.count_nonzero(cle)
         anyone = np.count_nonzero(resolving) > 0
@@ -259,10 +260,12 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     # skips the matrices when nobody is short (most clearings)
     res = clear_legs(rows, cols, vals, e, ext, alpha=alpha, beta=beta, forced=forced)
     rec = res.recovery
-    b_paid = np.zeros(len(lb))
-    l_paid = np.zeros(len(lb))
-    b_paid[bi] = l_paid[bi] = owed[bi] * rec[b_borrower]
-    if C:
+    if not C:  # each bilateral loan's borrower pays its lender: one array for both
+        b_paid = l_paid = np.zeros(len(lb))  # (read only below and in L.settle)
+        b_paid[bi] = owed * rec[b_borrower]
+    else:
+        b_paid, l_paid = np.zeros(len(lb)), np.zeros(len(lb))
+        b_paid[bi] = l_paid[bi] = owed[bi] * rec[b_borrower]
         b_paid[ci] = leg[ci] * rec[c_borrower]
         l_paid[ci] = owed[ci] * rec[c_node]
     inflow = np.bincount(lb.lender[paid_on], weights=l_paid[paid_on], minlength=n)
@@ -294,8 +297,9 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
         paid = b_paid[d]
         if in_full:  # b_paid is the leg (x 1.0), >= leg x (1 - 1e-12)
             outcome: np.ndarray | str = "paid"
-        else:
-            outcome = np.where(paid >= leg[d] * (1 - 1e-12), OUTCOMES.index("paid"),
+        else:  # (no CCPs: leg is already the due loans', d's rows in order)
+            full = (leg[d] if C else leg) * (1 - 1e-12)
+            outcome = np.where(paid >= full, OUTCOMES.index("paid"),
                                np.where(paid > 0, OUTCOMES.index("partial"),
                                         OUTCOMES.index("unpaid")))
         lender = lb.lender[d]
