@@ -114,6 +114,9 @@ def _model(kind: str) -> FinancialModel:
     elif kind == "congested":  # queues left waiting: backlog, expiries, congestion
         kw = dict(n_banks=80, n_exchanges=2, n_ccps=1, exchange_capacity=0.0005,
                   max_order_wait=2, scenario="liquidity_crisis", rng=3)
+    elif kind == "two_ccps":  # every loan cleared, by two CCPs: no bilateral loan
+        kw = dict(n_banks=60, n_exchanges=2, n_ccps=2, venue_rule="random", scenario="systemic",
+                  rng=5)
     else:  # several CCPs, partial clearing: bilateral loans in the book
         kw = dict(n_banks=60, n_exchanges=3, n_ccps=2, ccp_clearing_share=0.5,
                   venue_rule="random", exchange_capacity=0.0005, scenario="systemic", rng=17)
@@ -146,7 +149,7 @@ def _check(model: FinancialModel) -> None:
 # ------------------------------------------------------------ tests
 
 
-@pytest.mark.parametrize("kind", ["one_ccp", "congested", "several"])
+@pytest.mark.parametrize("kind", ["one_ccp", "congested", "two_ccps", "several"])
 def test_reads_equal_former_forms_bit_for_bit_along_a_run(kind):
     model = _model(kind)
     _check(model)  # before the first step (no history yet)
@@ -156,6 +159,9 @@ def test_reads_equal_former_forms_bit_for_bit_along_a_run(kind):
         _check(model)
         seen_partial |= bool(np.any(model.ledger.loans.ccp < 0))
         seen_congested |= any(e.congested or e.backlog > 0 for e in model.exchanges)
+    if kind == "two_ccps":  # each CCP's own rows, though no loan is bilateral
+        ids = model.ledger.loans.ccp
+        assert ids.min() == 0 and ids.max() == 1
     if kind == "several":
         assert seen_partial  # the masked (not whole-book) paths were exercised
     if kind == "congested":
