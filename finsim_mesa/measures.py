@@ -194,10 +194,11 @@ def update_infrastructure(m: Measures, L: Ledger, exchanges: list[Exchange],
     """Exchange and CCP figures of the system. ``sheets``: the ledger's derived
     figures, up to date (as the record stage has them; see
     :func:`~finsim_mesa.infrastructure.ccp.netting_efficiency`)."""
-    m.exchange_utilisation = mean(np.array([e.utilisation for e in exchanges]))
-    m.congested_exchanges = int(sum(e.congested for e in exchanges))
-    m.order_backlog = total([e.backlog for e in exchanges])
-    m.orders_expired = total([e.expired for e in exchanges])
+    util, congested, backlog, expired = _exchange_figures(exchanges)
+    m.exchange_utilisation = mean(np.array(util))
+    m.congested_exchanges = congested
+    m.order_backlog = total(backlog)
+    m.orders_expired = total(expired)
     m.margin_posted = float(L.margin.sum())
     n = L.n
     m.netting_efficiency = (mean(np.array([netting_efficiency(L.loans, c.ccp_id, n, sheets)
@@ -205,6 +206,28 @@ def update_infrastructure(m: Measures, L: Ledger, exchanges: list[Exchange],
     m.default_fund_used = total([c.fund_used for c in ccps])
     m.uncovered_loss = total([c.uncovered for c in ccps])
     m.routed_transactions = router.transactions(t)
+
+
+def _exchange_figures(exchanges: list[Exchange]
+                      ) -> tuple[list[float], int, list[float], list[float]]:
+    """Each exchange's :attr:`~Exchange.utilisation`, :attr:`~Exchange.backlog`
+    and :attr:`~Exchange.expired`, and how many are :attr:`~Exchange.congested`,
+    the same figures as those properties, in one pass: each exchange's last
+    statistics looked up once."""
+    util, backlog, expired, congested = [], [], [], 0
+    for e in exchanges:
+        q = e.queue
+        h = q.history
+        if h:
+            s = h[-1]
+            util.append(s.utilisation)
+            expired.append(s.expired)
+            congested += bool(s.congested)
+        else:
+            util.append(0.0)
+            expired.append(0.0)
+        backlog.append(q.backlog)
+    return util, congested, backlog, expired
 
 
 def debtrank_per_bank(L: Ledger, assets0: np.ndarray, bilateral_only: bool) -> np.ndarray:

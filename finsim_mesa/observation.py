@@ -229,34 +229,45 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
     # "clip" only spares take's checks; the four columns lead INFRA_OBS_FIELDS)
     if ccps:
         lb = L.loans
-        m: np.ndarray | slice = lb.ccp >= 0
-        if count_nonzero(m) == m.size:  # every loan cleared: the whole book, no gathers
-            m = slice(None)
+        m: np.ndarray | slice = slice(None)  # every loan cleared (read off the smallest
+        if lb.ccp.size and _minimum.reduce(lb.ccp) < 0:  # id): the whole book, no gathers
+            m = lb.ccp >= 0
         if sheets is not None and isinstance(m, slice):  # already summed, in book order
             cleared_net = sheets.interbank_assets - sheets.interbank_liabilities
         else:
             owed = lb.owed_at(m)
             cleared_net = (np.bincount(lb.lender[m], weights=owed, minlength=L.n)
                            - np.bincount(lb.borrower[m], weights=owed, minlength=L.n))
-        health = clip(np.array([c.default_fund_health for c in ccps]), 0, 1)
         o[:, OBS["ccp_margin_rate"] - i] = margin_rate
         # clip(a / total_assets, lo, hi) written into its column (no temporaries)
-        for name, a, lo in (("posted_margin", L.margin.sum(axis=1), 0.0),
+        # (one CCP: a row's sum of one entry is that entry, its column read as it is)
+        margin = L.margin[:, 0] if L.margin.shape[1] == 1 else L.margin.sum(axis=1)
+        for name, a, lo in (("posted_margin", margin, 0.0),
                             ("net_ccp_exposure", cleared_net, -1.0)):
             col = o[:, OBS[name] - i]
             np.divide(a, total_assets, out=col)
             _maximum(col, lo, out=col)
             _minimum(col, 1.0, out=col)
         col = o[:, OBS["default_fund_health"] - i]
-        if health.size == 1:  # one CCP: take with mode "clip" gives its figure to every bank
-            col[...] = health[0]
+        if len(ccps) == 1:  # one CCP: its figure, clipped as a Python float, for every bank
+            col[...] = _clip01(ccps[0].default_fund_health)
         else:
+            health = clip(np.array([c.default_fund_health for c in ccps]), 0, 1)
             np.take(health, router.bank_ccp, out=col, mode="clip")
     else:
         for name in ("ccp_margin_rate", "posted_margin", "net_ccp_exposure"):
             o[:, OBS[name] - i] = 0.0
         o[:, OBS["default_fund_health"] - i] = 1.0
     return o
+
+
+def _clip01(x: float) -> float:
+    """``float(np.minimum(np.maximum(x, 0.0), 1.0))`` of a Python float (NaN kept,
+    as the ufuncs keep it; -0.0 becomes 0.0, as np.maximum(-0.0, 0.0) gives)."""
+    if x != x:  # NaN
+        return x
+    x = x if x > 0.0 else 0.0
+    return x if x <= 1.0 else 1.0
 
 
 def class_observations(market: Market, n: int) -> np.ndarray:

@@ -68,19 +68,25 @@ def netting_efficiency(loans: LoanBook, ccp_id: int, n: int, sheets: Sheets | No
     record stage has them): when this CCP cleared every loan, each member's net
     position is its interbank assets less its liabilities there (the same sums,
     in book order); else, or if omitted, it is summed from the book."""
-    mask = loans.ccp == ccp_id
-    # the whole book (one CCP clears every loan): no gathers; else one pass for them
-    m = slice(None) if np.count_nonzero(mask) == mask.size else flatnonzero(mask)
+    col = loans.ccp
+    # the whole book (one CCP clears every loan, read off the extremes: no mask):
+    # no gathers; else one pass for them (an empty book: no rows, as either gives)
+    m: np.ndarray | slice = (slice(None) if col.size and int(_min(col)) == ccp_id
+                             and int(_max(col)) == ccp_id else flatnonzero(col == ccp_id))
     owed = loans.owed_at(m)
     gross = float(owed.sum())
     if gross <= 0:
         return 0.0
     if sheets is not None and isinstance(m, slice):
-        net = sheets.interbank_assets - sheets.interbank_liabilities
+        # -(a - b) as b - a (IEEE subtraction: the same magnitude; only a zero's sign
+        # differs, which the sum of these non-negative terms cannot show): in place
+        short = sheets.interbank_liabilities - sheets.interbank_assets
+        np.maximum(short, 0.0, out=short)
     else:
         net = (np.bincount(loans.lender[m], weights=owed, minlength=n)
                - np.bincount(loans.borrower[m], weights=owed, minlength=n))
-    return 1.0 - float(np.maximum(-net, 0.0).sum()) / gross
+        short = np.maximum(-net, 0.0)
+    return 1.0 - float(short.sum()) / gross
 
 
 _COUNTERS = ("initial_fund", "initial_capital", "fund_used", "capital_used", "margin_used",

@@ -166,7 +166,9 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     default. Returns the margin called (money)."""
     active = L.active
     node0 = cfg.n_banks + cfg.n_exchanges  # grid node of CCP 0 (its id in the audit)
-    delta = (requirements(ccps, rate) - L.margin) * active[:, None]
+    delta = requirements(ccps, rate)  # (a new array: the two steps below in place)
+    np.subtract(delta, L.margin, out=delta)
+    np.multiply(delta, active[:, None], out=delta)
     back = np.minimum(delta, 0.0)
     auditing = router.auditing  # (lookahead copies keep no audit: its columns skipped)
     if np.count_nonzero(back):
@@ -177,7 +179,8 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
             router.record("margin_return", node0 + c, i, returned, returned,
                           router.bank_exchange[i], c, 0.0, 0, "returned", t)
     call = np.maximum(delta, 0.0)
-    need = call.sum(axis=1)
+    # (one CCP: a row's sum of one entry is that entry, the column read as it is)
+    need = call[:, 0] if call.shape[1] == 1 else call.sum(axis=1)
     called = float(need.sum())
     if not np.count_nonzero(need):
         return called
