@@ -202,12 +202,18 @@ def due_rows(maturity: np.ndarray, t: int) -> np.ndarray | slice:
     """``leading(flatnonzero(maturity <= t))``: the loans due by step ``t``, as
     ``slice(0, k)`` when they are the first ``k`` (a book in maturity order),
     else their indices. The first ``k`` are found by a binary search and
-    checked with one max and one min (no mask over the book)."""
+    checked with one max and one min (no mask over the book), in books of at least
+    :data:`_SEARCH_FROM` loans (below, the mask costs less: measured at 30 banks)."""
+    if maturity.size < _SEARCH_FROM:
+        return leading(flatnonzero(maturity <= t))
     k = int(maturity.searchsorted(t, side="right"))  # (any k: what follows checks it)
     if ((k == 0 or _maximum.reduce(maturity[:k]) <= t)
             and (k == maturity.size or _minimum.reduce(maturity[k:]) > t)):
         return slice(0, k)
     return leading(flatnonzero(maturity <= t))
+
+
+_SEARCH_FROM = 4096
 
 
 def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: list[Exchange],

@@ -124,7 +124,7 @@ def _as_rows(r, size):
 @pytest.mark.parametrize("seed", range(6))
 def test_due_rows_are_the_masks(seed):
     rng = np.random.default_rng(seed)
-    for size in (0, 1, 2, 7, 50, 400):
+    for size in (0, 1, 2, 7, 50, 400, 5000, 9000):
         sorted_m = np.sort(rng.integers(0, 10, size))
         for m in (sorted_m, rng.permutation(sorted_m), sorted_m[::-1].copy(),
                   np.concatenate((sorted_m, [0])) if size else sorted_m):
@@ -137,7 +137,9 @@ def test_due_rows_are_the_masks(seed):
 
 def test_observations_with_the_former_due_rows(monkeypatch):
     """The bank columns bit for bit with the former mask form, on a book in
-    maturity order and on the same book with its rows reversed."""
+    maturity order and on the same book with its rows reversed (the binary search
+    used at any book size here)."""
+    monkeypatch.setattr(observation, "_SEARCH_FROM", 0)
     m = FinancialModel(n_banks=300, brain="rule_based", agent_collect_every=0, steps=10**9,
                        rng=5)
     m.run_for(6)
