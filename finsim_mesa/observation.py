@@ -131,10 +131,10 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     owed = lb.owed
     # the loans due within two steps, then those due now among them, in book order
     # (slices when they come first, as in a book in maturity order)
-    rows2 = leading(flatnonzero(lb.maturity <= t + 1))
+    rows2 = due_rows(lb.maturity, t + 1)
     b2, o2 = lb.borrower[rows2], owed[rows2]
     due2 = np.bincount(b2, minlength=n, weights=o2)
-    now = leading(flatnonzero(lb.maturity[rows2] <= t))
+    now = due_rows(lb.maturity[rows2], t)
     due_next = np.bincount(b2[now], minlength=n, weights=o2[now])
     need = due2 + withdrawals + _RUNOFF * L.deposits  # (the ledger's arrays are float64)
     # float64 columns, computed in place; another dtype's ``out`` gets them rounded
@@ -149,7 +149,9 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     else:  # a new matrix: no overlap to check
         h.fill(0.0)
         risk._distress_into(h, L.equity, L.equity0, defaulted)
-    at_risk = np.bincount(lb.lender[bilateral], weights=(owed * h[lb.borrower])[bilateral],
+    # (take: the same values as h[lb.borrower], a third faster at 100,000 banks)
+    at_risk = np.bincount(lb.lender[bilateral],
+                          weights=(owed * h.take(lb.borrower, mode="clip"))[bilateral],
                           minlength=n)
     ib = (sheets.interbank_assets if isinstance(bilateral, slice)
           else np.bincount(lb.lender[bilateral], weights=owed[bilateral], minlength=n))
@@ -194,6 +196,24 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
         out[...] = o
         return out
     return o
+
+
+def due_rows(maturity: np.ndarray, t: int) -> np.ndarray | slice:
+    """``leading(flatnonzero(maturity <= t))``: the loans due by step ``t``, as
+    ``slice(0, k)`` when they are the first ``k`` (a book in maturity order),
+    else their indices. The first ``k`` are found by a binary search and
+    checked with one max and one min (no mask over the book), in books of at least
+    :data:`_SEARCH_FROM` loans (below, the mask costs less: measured at 30 banks)."""
+    if maturity.size < _SEARCH_FROM:
+        return leading(flatnonzero(maturity <= t))
+    k = int(maturity.searchsorted(t, side="right"))  # (any k: what follows checks it)
+    if ((k == 0 or _maximum.reduce(maturity[:k]) <= t)
+            and (k == maturity.size or _minimum.reduce(maturity[k:]) > t)):
+        return slice(0, k)
+    return leading(flatnonzero(maturity <= t))
+
+
+_SEARCH_FROM = 4096
 
 
 def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: list[Exchange],

@@ -55,7 +55,7 @@ def _entry_weights(exposures: np.ndarray, equity: np.ndarray, rows: np.ndarray,
     equity, 0 where not ``present``; the test and the safe divisor are formed per
     bank (shape (n,)) and gathered once."""
     pos = equity > ZERO  # (ZERO, ONE: the Python floats' values, float64 operands)
-    data = exposures / np.where(pos, equity, ONE)[rows]
+    data = exposures / np.where(pos, equity, ONE).take(rows, mode="clip")  # (take: as [rows])
     np.minimum(ONE, data, out=data)
     if count_nonzero(pos) < pos.size:  # banks without positive equity: weight 1
         data[~pos[rows]] = 1.0
@@ -88,8 +88,7 @@ def _propagate(W: sp.csr_matrix, h0: np.ndarray, max_steps: int) -> tuple[np.nda
 
     States: undistressed (h = 0), distressed (propagates once, next step),
     inactive (has propagated). ``h_i(t) = min(1, h_i(t−1) + Σ_j W_ij h_j(t−1))``
-    over ``j`` distressed at ``t−1``.
-    """
+    over ``j`` distressed at ``t−1``."""
     h = h0.astype(float).copy()
     distressed = h > 0
     inactive = np.zeros_like(distressed)
@@ -140,13 +139,8 @@ def debtrank(
 
 
 def debtrank_entries(
-    rows: np.ndarray,
-    cols: np.ndarray,
-    exposures: np.ndarray,
-    equity: np.ndarray,
-    initial_distress: np.ndarray,
-    value: np.ndarray,
-    present: np.ndarray | None = None,
+    rows: np.ndarray, cols: np.ndarray, exposures: np.ndarray, equity: np.ndarray,
+    initial_distress: np.ndarray, value: np.ndarray, present: np.ndarray | None = None,
     by_column: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> DebtRankResult:
     """:func:`debtrank` of the matrix whose stored entries are ``exposures[k]`` at
@@ -169,7 +163,8 @@ def debtrank_entries(
         by_column: the entries grouped by column (``LinkTable.by_column``:
             positions, shape (nnz,), and pointers, shape (n + 1,)); with it a
             round with few distressed banks gathers only their columns' entries
-            (the same entries, sorted into entry order: the same sums).
+            (the same entries, sorted into entry order: the same sums) and, after
+            the first round, updates only the rows they reach.
 
     Raises:
         ValueError: no ``value``; a ``by_column`` that does not fit the entries
@@ -219,13 +214,13 @@ def _rounds(rows: np.ndarray, cols: np.ndarray, exposures: np.ndarray, equity: n
     h = h0  # (each round makes a new h, so h0 is kept)
     distressed = h > ZERO
     inactive = np.zeros(n, dtype=bool)
-    steps = 0
     # whether a round may multiply every entry: only if every weight is finite (NaN
     # or -inf times 0 is NaN, not ±0.0; +inf cannot stay, min(1, ·)), checked once
     scan = None
-    for _ in range(n + 1):
+    for steps in range(1, n + 2):  # (steps: the rounds run, this one included)
         k = count_nonzero(distressed)
         if not k:
+            steps -= 1
             break
         # only the entries of distressed columns: the others add +0.0, which
         # changes no sum (all terms are >= 0), and the kept ones stay in order
@@ -233,23 +228,29 @@ def _rounds(rows: np.ndarray, cols: np.ndarray, exposures: np.ndarray, equity: n
         if many and scan is None:
             scan = bool(_all(np.isfinite(data)))  # np.isfinite(data).all(), in C
         if many and scan:
-            # many distressed (a first round: most banks lost some equity): every
-            # entry, the undistressed columns' distress read as 0 — their terms
-            # are data x 0 = ±0.0, which change no sum (never -0.0: it starts at
-            # +0.0), and the others are the same products in the same order
-            push = np.bincount(rows, weights=data * np.where(distressed, h, ZERO)[cols],
-                               minlength=n)
+            # many distressed (a first round: most banks lost some equity): every entry,
+            # the undistressed columns' distress read as 0 — their terms are data x 0 =
+            # ±0.0, which change no sum (never -0.0: it starts at +0.0), the others the same
+            push = np.bincount(rows, weights=data * np.where(distressed, h, ZERO).take(
+                cols, mode="clip"), minlength=n)  # (take(mode="clip"): [cols], faster)
         else:
-            if by_column is not None and 16 * k < n and cols.size >= _COLUMN_PATH_MIN_ENTRIES:
-                # few of many (a large network): their columns' entries
-                sel = _column_entries(by_column, flatnonzero(distressed))
-            else:
-                sel = flatnonzero(distressed[cols])
-            push = np.bincount(rows[sel], weights=data[sel] * h[cols[sel]], minlength=n)
+            few = by_column is not None and 16 * k < n and cols.size >= _COLUMN_PATH_MIN_ENTRIES
+            sel = (_column_entries(by_column, ids := flatnonzero(distressed)) if few  # few of
+                   else flatnonzero(distressed.take(cols, mode="clip")))  # many: their columns'
+            r, w = rows.take(sel, mode="clip"), data.take(sel, mode="clip") * h.take(
+                cols.take(sel, mode="clip"), mode="clip")
+            if few and steps > 1:  # only the rows r (non-decreasing) reached change: h + 0.0
+                # is h elsewhere (no -0.0 after a round) and h > 0 there only if inactive
+                inactive[ids], distressed[ids] = True, False
+                head = r != np.concatenate(([-1], r[:-1]))  # each row's first term
+                u = r[head]  # and its terms summed in order from 0.0: bincount(r)'s sums
+                h[u] = hu = np.minimum(ONE, h.take(u) + np.bincount(np.cumsum(head) - 1, weights=w))
+                distressed[u] = np.less(inactive[u], hu > ZERO)  # (h: a round's own array)
+                continue
+            push = np.bincount(r, weights=w, minlength=n)
         inactive |= distressed
         h = np.minimum(ONE, h + push)
         distressed = np.less(inactive, h > ZERO)  # (h > 0) & ~inactive, in one call fewer
-        steps += 1
     return h, float(v @ h), float(v @ h0), steps
 
 
@@ -269,11 +270,10 @@ def _column_entries(by_column: tuple[np.ndarray, np.ndarray], cols: np.ndarray) 
     # column j's positions order[start_j : start_j + len_j], all columns in one gather
     at = np.arange(total) + np.repeat(start - (np.cumsum(lens) - lens), lens)
     if _MARK_FROM * total <= order.size:  # few: sorted into entry order
-        return np.sort(order[at])
-    # more (a sort of k entries costs more than a pass over all): marked, then
-    # read in entry order (the same positions, each once)
+        return np.sort(order.take(at, mode="clip"))  # (take: as order[at], faster)
+    # more (sorting them costs more than a pass over all): marked, read in entry order
     mark = np.zeros(order.size, dtype=bool)
-    mark[order[at]] = True
+    mark[order.take(at, mode="clip")] = True
     return mark.nonzero()[0]
 
 
