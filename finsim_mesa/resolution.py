@@ -35,7 +35,7 @@ import numpy as np
 
 from finsim_mesa.accounting import values
 from finsim_mesa.clearing import FAST_PATH_MIN_N, ClearingResult, clear_legs, pays_in_full
-from finsim_mesa.fastmath import flatnonzero, leading, total
+from finsim_mesa.fastmath import ONE, ZERO, constant, flatnonzero, leading, total
 from finsim_mesa.infrastructure import layer
 from finsim_mesa.infrastructure.router import OUTCOMES
 from finsim_mesa.market import capped_share
@@ -48,11 +48,12 @@ if TYPE_CHECKING:
 __all__ = ["clear_and_resolve", "clear_due", "insolvent", "settle_in_full"]
 
 Sell = Callable[[np.ndarray, np.ndarray, str], None]
+_MINUS_TOL = constant(-1e-9)  # (a ufunc operand: converted once, issue 15)
 
 
 def insolvent(L: Ledger) -> np.ndarray:
     """shape (n,), bool: equity below zero (beyond round-off): losses exceed capital."""
-    return L.equity < -1e-9 * np.maximum(1.0, L.equity0)
+    return L.equity < _MINUS_TOL * np.maximum(ONE, L.equity0)
 
 
 def _holds_unsellable(holdings: np.ndarray, liquid: np.ndarray) -> bool:
@@ -61,9 +62,9 @@ def _holds_unsellable(holdings: np.ndarray, liquid: np.ndarray) -> bool:
     default, :func:`~finsim_mesa.market.capped_share` gives such banks a share
     of 1 and every other bank 0, so the emergency sale of ``holdings × share``
     sells something only then (banks resolved earlier hold nothing)."""
-    if np.count_nonzero(liquid > 0) == liquid.size:
+    if np.count_nonzero(liquid > ZERO) == liquid.size:
         return False
-    return bool(np.count_nonzero(holdings[~(liquid > 0)]))
+    return bool(np.count_nonzero(holdings[~(liquid > ZERO)]))
 
 
 def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell: Sell,
@@ -174,14 +175,14 @@ def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.nda
     if not (np.minimum.reduce(pbar) > -np.inf  # (a -inf obligation passes the test, but
             # the general path writes off -inf - (-inf): NaN, not +0.0)
             and pays_in_full(pbar, inflow, np.bincount(lender, minlength=n),
-                             np.maximum(cash + liquid, 0.0))):
+                             np.maximum(cash + liquid, ZERO))):
         return False
-    short = np.maximum(pbar - cash - received, 0.0)
+    short = np.maximum(pbar - cash - received, ZERO)
     selling = bool(np.count_nonzero(short)) or _holds_unsellable(L.holdings, liquid)
     if selling and sell is None:
         return False
     if n_cleared:
-        L.cash += 0.0
+        L.cash += ZERO
     if selling and sell is not None:
         sell(L.holdings * capped_share(short, liquid)[:, None], fire_price, "emergency_sales")
     if router is not None and router.auditing:  # (before the settled rows leave the book)
@@ -190,7 +191,7 @@ def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.nda
                       lb.ccp[rows], 0.0, 0, "paid", t)
     L.cash -= paid
     L.cash += received
-    L.equity += 0.0
+    L.equity += ZERO
     if n_cleared:
         L.ccp_cash[terms > 0] += 0.0
     lb.remove(rows)
