@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from finsim_mesa.fastmath import count_nonzero
+
 if TYPE_CHECKING:
     from finsim_mesa.config import ModelConfig
     from finsim_mesa.ledger import Ledger
@@ -105,7 +107,7 @@ def leverage_loop(L: Ledger, market: Market, cfg: ModelConfig, units_sold: np.nd
                          market.floor)
         L.revalue(new)
         market.set_prices(new)
-        if np.count_nonzero(orders):
+        if count_nonzero(orders):
             L.sell_assets(orders, 0.5 * (old + new), kind="forced_sales")
             forced += orders
             orders = np.zeros((n, k))
@@ -114,7 +116,7 @@ def leverage_loop(L: Ledger, market: Market, cfg: ModelConfig, units_sold: np.nd
         fresh = active & (lev < cfg.leverage_min)
         L.mark_default(fresh, t)
         acting = active & ~fresh & (lev < bar) & cfg.forced_deleveraging
-        if not (np.count_nonzero(acting) or np.count_nonzero(fresh)):
+        if not (count_nonzero(acting) or count_nonzero(fresh)):
             break
         amount = np.where(acting, L.total_assets() - L.equity / target, 0.0)
         amount = np.maximum(amount, 0.0)

@@ -319,7 +319,7 @@ class Ledger:
         self.equity -= np.bincount(lend, weights=owed - lp, minlength=n)
         self.equity += np.bincount(borr, weights=owed - bp, minlength=n)
         cleared = ccp >= 0
-        if np.count_nonzero(cleared):
+        if fastmath.count_nonzero(cleared):
             np.add.at(self.ccp_cash, ccp[cleared], bp[cleared] - lp[cleared])
         for acct, used in ((self.margin, seized_margin), (self.fund, seized_fund),
                            (self.fund, fund_charges)):
@@ -336,7 +336,7 @@ class Ledger:
         self.funding -= ext_due - from_deposits
         self.equity += ext_due - ext_paid
         self.external_out["external_creditors"] += fastmath.total(ext_paid)
-        if np.count_nonzero(default_cost):
+        if fastmath.count_nonzero(default_cost):
             self.cash -= default_cost
             self.equity -= default_cost
             self.external_out["default_costs"] += fastmath.total(default_cost)
@@ -344,7 +344,7 @@ class Ledger:
     def mark_default(self, banks: np.ndarray, step: int) -> np.ndarray:
         """Put active ``banks`` (bool mask or indices) in default; returns the new ones."""
         if getattr(banks, "shape", 0) == (self.n,) and banks.dtype == "?":  # a bool mask
-            if not np.count_nonzero(banks):  # of nobody (the usual case): none new
+            if not fastmath.count_nonzero(banks):  # of nobody (the usual case): none new
                 return fastmath.flatnonzero(banks)
         mask = np.zeros(self.n, dtype=bool)
         mask[banks] = True

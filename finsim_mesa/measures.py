@@ -15,7 +15,7 @@ import numpy as np
 
 from finsim_mesa import risk
 from finsim_mesa.collector import AgentRows, FinsimDataCollector
-from finsim_mesa.fastmath import ZERO, count_nonzero, mean, total
+from finsim_mesa.fastmath import ZERO, constant, count_nonzero, mean, total
 from finsim_mesa.infrastructure.ccp import netting_efficiency
 from finsim_mesa.observation import RUNOFF
 
@@ -134,7 +134,7 @@ def liquidity(L: Ledger, sheets: Sheets, act: np.ndarray | None = None) -> float
     slice of all: the ledger's, if omitted), capped at :data:`LIQUIDITY_CAP`."""
     act = L.active if act is None else act
     li = risk.liquidity_index(L.cash[act], (sheets.interbank_liabilities
-                                            + RUNOFF * L.deposits)[act])
+                                            + _RUNOFF * L.deposits)[act])
     return min(li, LIQUIDITY_CAP)
 
 
@@ -155,6 +155,7 @@ def update_core(m: Measures, L: Ledger, market: Market, stress_level: float,
     return h
 
 
+_RUNOFF = constant(RUNOFF)  # (a ufunc operand with the ledger's float64 deposits)
 _LAST_VALUES: tuple[Any, np.ndarray] = (None, np.zeros(0))  # (key, values) of the last call
 
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from finsim_mesa.accounting import values
 from finsim_mesa.clearing import FAST_PATH_MIN_N, ClearingResult, clear_legs, pays_in_full
-from finsim_mesa.fastmath import ONE, ZERO, constant, flatnonzero, leading, total
+from finsim_mesa.fastmath import ONE, ZERO, constant, count_nonzero, flatnonzero, leading, total
 from finsim_mesa.infrastructure import layer
 from finsim_mesa.infrastructure.router import OUTCOMES
 from finsim_mesa.market import capped_share
@@ -62,9 +62,9 @@ def _holds_unsellable(holdings: np.ndarray, liquid: np.ndarray) -> bool:
     default, :func:`~finsim_mesa.market.capped_share` gives such banks a share
     of 1 and every other bank 0, so the emergency sale of ``holdings × share``
     sells something only then (banks resolved earlier hold nothing)."""
-    if np.count_nonzero(liquid > ZERO) == liquid.size:
+    if count_nonzero(liquid > ZERO) == liquid.size:
         return False
-    return bool(np.count_nonzero(holdings[~(liquid > ZERO)]))
+    return bool(count_nonzero(holdings[~(liquid > ZERO)]))
 
 
 def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell: Sell,
@@ -77,7 +77,7 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
     resolving = L.defaulted & ~L.resolved
     depth = 0
     for _ in range(n + 1):
-        anyone = np.count_nonzero(resolving) > 0
+        anyone = count_nonzero(resolving) > 0
         if anyone:
             L.liquidate_other_assets(flatnonzero(resolving), cfg.liquidation_discount)
             sell(L.holdings * resolving[:, None], L.prices * (1 - cfg.liquidation_discount),
@@ -90,7 +90,7 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
             ext_due = np.where(resolving, L.deposits, ext_due)
         withdrawals[:] = 0.0
         failed = None  # nobody failed to pay
-        if not (np.count_nonzero(due) or np.count_nonzero(ext_due)):
+        if not (count_nonzero(due) or count_nonzero(ext_due)):
             pass
         elif (anyone or n >= FAST_PATH_MIN_N
               or not settle_in_full(L, cfg, due, ext_due, router, t, sell)):
@@ -154,7 +154,7 @@ def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.nda
     if C:
         ccp = lb.ccp[rows]
         cleared = ccp >= 0
-        n_cleared = np.count_nonzero(cleared)
+        n_cleared = count_nonzero(cleared)
         if n_cleared:
             cash = L.cash + 0.0  # (what clear_due posts before it reads cash)
             if n_cleared < owed.size:  # bilateral legs first, then the cleared ones
@@ -178,7 +178,7 @@ def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.nda
                              np.maximum(cash + liquid, ZERO))):
         return False
     short = np.maximum(pbar - cash - received, ZERO)
-    selling = bool(np.count_nonzero(short)) or _holds_unsellable(L.holdings, liquid)
+    selling = bool(count_nonzero(short)) or _holds_unsellable(L.holdings, liquid)
     if selling and sell is None:
         return False
     if n_cleared:
@@ -226,8 +226,8 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     else:
         owed = lb.owed
         cle = due & (lb.ccp >= 0)
-        n_cleared = np.count_nonzero(cle)
-        anyone = np.count_nonzero(resolving) > 0
+        n_cleared = count_nonzero(cle)
+        anyone = count_nonzero(resolving) > 0
         seized_m, seized_f = np.zeros((n, C)), np.zeros((n, C))  # nothing seized yet
         leg = owed  # the borrower's leg, after set-off (read only)
         if anyone and n_cleared:
@@ -274,7 +274,7 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     # cash short of what must be paid is raised by emergency sales at the
     # liquidation discount (defaulters sell everything)
     short = np.maximum(pay - L.cash - inflow, 0.0)
-    if (np.count_nonzero(res.defaulted) or np.count_nonzero(short)
+    if (count_nonzero(res.defaulted) or count_nonzero(short)
             or _holds_unsellable(L.holdings, liquid)):
         share = np.where(res.defaulted[:n], 1.0, capped_share(short, liquid))
         sell(L.holdings * share[:, None], fire_price, "emergency_sales")
@@ -285,7 +285,7 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     # everybody paid in full and nothing was set off (most clearings): every loan's
     # borrower paid what it owed, so no CCP has a loss and every repayment is "paid"
     in_full = ((router is not None or C) and not anyone
-               and np.count_nonzero(rec[:n] != 1.0) == 0)
+               and count_nonzero(rec[:n] != 1.0) == 0)
     if not C:
         waterfalls = None
     elif in_full:  # run_waterfalls would find each loss 0 (the same sums of equal terms)

@@ -191,6 +191,7 @@ def python_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
             if hasattr(mod, name):
                 monkeypatch.setattr(mod, name, v)
     monkeypatch.setattr(resolution, "_MINUS_TOL", -1e-9)
+    monkeypatch.setattr(measures, "_RUNOFF", measures.RUNOFF)
     monkeypatch.setattr(measures, "_economic_values", lambda a, n: risk._values(None, a, n))
 
 
@@ -207,6 +208,7 @@ def run_record(kw: dict[str, Any], steps: int) -> list[bytes]:
             np.array([m.measures.debtrank, m.measures.debtrank_total,
                       m.measures.stress_index, m.measures.systemic_risk_index,
                       m.measures.min_capital_ratio, m.measures.mean_capital_ratio,
+                      m.measures.liquidity_index, m.measures.total_equity,
                       m.flows.fire_sale_volume, m.flows.rollover_volume,
                       m.flows.interbank_volume]))))
     return out
@@ -231,6 +233,41 @@ def test_steps_match_the_former_python_numbers(kw: dict[str, Any],
 
 def test_the_former_forms_are_what_they_replace() -> None:
     """The constants hold the numbers the former forms used."""
-    for c, v in ((ZERO, 0.0), (ONE, 1.0), (resolution._MINUS_TOL, -1e-9)):
+    for c, v in ((ZERO, 0.0), (ONE, 1.0), (resolution._MINUS_TOL, -1e-9),
+                 (measures._RUNOFF, measures.RUNOFF)):
         assert c.dtype == np.float64 and c.shape == () and c.item() == v
         assert np.signbit(c) == np.signbit(v) and not c.flags.writeable
+
+
+def test_measures_liquidity_matches_the_former_form() -> None:
+    """``measures.liquidity`` with ``_RUNOFF``: the former ``RUNOFF * L.deposits``
+    value, on awkward deposits and liabilities, all banks or some."""
+    m = FinancialModel(n_banks=60, rng=8, agent_collect_every=0)
+    for _ in range(3):
+        m.step()
+    L, sheets = m.ledger, m.sheets
+    L.deposits[:] = np.abs(awkward(60, 4))
+    L.deposits[~np.isfinite(L.deposits)] = 3.0
+    with np.errstate(invalid="ignore"):
+        sheets.interbank_liabilities = np.abs(awkward(60, 5)) % 1e9
+    for act in (slice(None), np.random.default_rng(1).random(60) < 0.7):
+        with np.errstate(all="ignore"):
+            li = risk.liquidity_index(L.cash[act], (sheets.interbank_liabilities
+                                                    + measures.RUNOFF * L.deposits)[act])
+            ref = min(li, measures.LIQUIDITY_CAP)
+            got = measures.liquidity(L, sheets, act)
+        assert type(got) is type(ref) and (got == ref or (got != got and ref != ref))
+        assert np.float64(got).tobytes() == np.float64(ref).tobytes()
+
+
+def test_count_nonzero_is_numpys() -> None:
+    """The C ``count_nonzero`` now in resolution, ledger and deleveraging: NumPy's
+    count (the same type) for bool, float (NaN, -0.0), int and 2-D arrays."""
+    from finsim_mesa import deleveraging
+    for mod in (resolution, deleveraging):
+        assert mod.count_nonzero is fastmath.count_nonzero
+    with np.errstate(all="ignore"):
+        for a in (AWKWARD, AWKWARD > 0, np.arange(-3, 4), awkward(60, 1).reshape(6, 10),
+                  np.zeros(0), -np.zeros(5)):
+            got, ref = fastmath.count_nonzero(a), np.count_nonzero(a)
+            assert type(got) is type(ref) and got == ref
