@@ -58,7 +58,7 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
     np.equal(L.default_step, t, out=default)  # (bool to 1.0 / +0.0, as astype(float))
     sri.fill(systemic_risk_index)
     if out:  # (nobody out, the usual case: nothing to zero and every bank in the means)
-        np.copyto(block[1:], 0.0, where=was_out)  # = block[1:, was_out] = 0.0, in one call
+        np.copyto(block[1:], ZERO, where=was_out)  # = block[1:, was_out] = 0.0, in one call
     r.components = {"profit": profit, "liquidity": liquidity, "default": default,
                     "system_risk": sri}
     # w·profit + μ·liquidity − α·default − λ·system_risk, left to right

@@ -12,7 +12,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from finsim_mesa import FinancialModel, fastmath, lending, measures, resolution, rewards, risk
+from finsim_mesa import (
+    FinancialModel,
+    deleveraging,
+    fastmath,
+    lending,
+    measures,
+    resolution,
+    rewards,
+    risk,
+)
 from finsim_mesa.fastmath import ONE, ZERO
 
 AWKWARD = np.array([0.0, -0.0, 1.0, -1.0, 0.5, 1e-12, -1e-12, 5e-324, -5e-324, 1e300, -1e300,
@@ -186,7 +195,7 @@ def test_economic_values_match_and_follow_changes() -> None:
 def python_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
     """The former form: each module's constants back to the Python numbers, and the
     economic values computed every step."""
-    for mod in (measures, rewards, lending, resolution, fastmath):
+    for mod in (measures, rewards, lending, resolution, deleveraging, fastmath):
         for name, v in (("ZERO", 0.0), ("ONE", 1.0)):
             if hasattr(mod, name):
                 monkeypatch.setattr(mod, name, v)
@@ -220,8 +229,12 @@ def run_record(kw: dict[str, Any], steps: int) -> list[bytes]:
                                 dict(n_banks=20, rng=7, scenario="asset_crash"),
                                 dict(n_banks=40, rng=2, scenario="liquidity_crisis"),
                                 dict(n_banks=30, rng=3, n_exchanges=2, n_ccps=1),
-                                dict(n_banks=30, rng=6, deleveraging_rule="leverage_targeting",
-                                     scenario="asset_crash")])
+                                # some banks deleverage (acting), some not, every step
+                                dict(n_banks=30, rng=8, deleveraging_rule="leverage_targeting",
+                                     leverage_buffer=0.1, leverage_target=0.12),
+                                dict(n_banks=30, rng=8, deleveraging_rule="threshold",
+                                     leverage_buffer=0.1, leverage_target=0.12,
+                                     repay_funding_first=False)])
 def test_steps_match_the_former_python_numbers(kw: dict[str, Any],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Actions, balance sheets, the loan book, rewards and the risk measures of
@@ -263,7 +276,6 @@ def test_measures_liquidity_matches_the_former_form() -> None:
 def test_count_nonzero_is_numpys() -> None:
     """The C ``count_nonzero`` now in resolution, ledger and deleveraging: NumPy's
     count (the same type) for bool, float (NaN, -0.0), int and 2-D arrays."""
-    from finsim_mesa import deleveraging
     for mod in (resolution, deleveraging):
         assert mod.count_nonzero is fastmath.count_nonzero
     with np.errstate(all="ignore"):
@@ -271,3 +283,44 @@ def test_count_nonzero_is_numpys() -> None:
                   np.zeros(0), -np.zeros(5)):
             got, ref = fastmath.count_nonzero(a), np.count_nonzero(a)
             assert type(got) is type(ref) and got == ref
+
+
+def former_sale_units(holdings: np.ndarray, prices: np.ndarray, value: np.ndarray,
+                      rank: np.ndarray | None) -> np.ndarray:
+    """``deleveraging.sale_units`` as it was (95c95ff)."""
+    worth = holdings * prices
+    total = worth.sum(axis=1)
+    value = np.minimum(np.maximum(value, 0.0), total)
+    if rank is None:
+        share = np.divide(value, total, out=np.zeros_like(value), where=total > 0)
+        return holdings * share[:, None]
+    units = np.zeros_like(holdings)
+    left = value.copy()
+    for j in np.argsort(rank, kind="stable"):
+        take = np.minimum(left, worth[:, j])
+        units[:, j] = np.divide(take, prices[j], out=np.zeros_like(take),
+                                where=prices[j] > 0)
+        left -= take
+    return units
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sale_units_and_leverage_match_the_former_forms(seed: int) -> None:
+    """Float64, float32 and int values to raise, pro rata and by rank; leverage with
+    banks without assets (-inf)."""
+    rng = np.random.default_rng(seed)
+    holdings = np.abs(rng.normal(size=(50, 3))) * (rng.random((50, 3)) < 0.8)
+    prices = np.array([1.0, 0.0, 2.5])
+    with np.errstate(all="ignore"):
+        v = awkward(50, seed)
+        for value in (v, (v % 1e6).astype(np.float32), rng.integers(-5, 20, 50)):
+            for rank in (None, np.array([2, 0, 1])):
+                got = deleveraging.sale_units(holdings, prices, value, rank)
+                ref = former_sale_units(holdings, prices, value, rank)
+                assert got.dtype == ref.dtype and got.tobytes() == ref.tobytes()
+    m = FinancialModel(n_banks=50, rng=seed, agent_collect_every=0)
+    L = m.ledger
+    L.cash[:5] = -L.total_assets()[:5] + L.cash[:5]  # total assets 0 or less
+    assets = L.total_assets()
+    ref = np.divide(L.equity, assets, out=np.full(L.n, -np.inf), where=assets > 0)
+    assert (assets <= 0).any() and deleveraging.leverage(L).tobytes() == ref.tobytes()
