@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from finsim_mesa.fastmath import ZERO, count_nonzero
+
 if TYPE_CHECKING:
     from finsim_mesa.config import ModelConfig
     from finsim_mesa.ledger import Ledger
@@ -51,7 +53,7 @@ def impact_per_5pct(i: float) -> float:
 def leverage(L: Ledger) -> np.ndarray:
     """shape (n,): equity / total assets (−inf for a bank with no assets)."""
     assets = L.total_assets()
-    return np.divide(L.equity, assets, out=np.full(L.n, -np.inf), where=assets > 0)
+    return np.divide(L.equity, assets, out=np.full(L.n, -np.inf), where=assets > ZERO)
 
 
 def sale_units(holdings: np.ndarray, prices: np.ndarray, value: np.ndarray,
@@ -60,7 +62,7 @@ def sale_units(holdings: np.ndarray, prices: np.ndarray, value: np.ndarray,
     rata by market value, or — with ``rank`` (k,) — the lowest rank first."""
     worth = holdings * prices
     total = worth.sum(axis=1)
-    value = np.minimum(np.maximum(value, 0.0), total)
+    value = np.minimum(np.maximum(value, ZERO), total)  # (max with +0.0: exact in any dtype)
     if rank is None:
         share = np.divide(value, total, out=np.zeros_like(value), where=total > 0)
         return holdings * share[:, None]
@@ -105,7 +107,7 @@ def leverage_loop(L: Ledger, market: Market, cfg: ModelConfig, units_sold: np.nd
                          market.floor)
         L.revalue(new)
         market.set_prices(new)
-        if np.count_nonzero(orders):
+        if count_nonzero(orders):
             L.sell_assets(orders, 0.5 * (old + new), kind="forced_sales")
             forced += orders
             orders = np.zeros((n, k))
@@ -114,16 +116,16 @@ def leverage_loop(L: Ledger, market: Market, cfg: ModelConfig, units_sold: np.nd
         fresh = active & (lev < cfg.leverage_min)
         L.mark_default(fresh, t)
         acting = active & ~fresh & (lev < bar) & cfg.forced_deleveraging
-        if not (np.count_nonzero(acting) or np.count_nonzero(fresh)):
+        if not (count_nonzero(acting) or count_nonzero(fresh)):
             break
-        amount = np.where(acting, L.total_assets() - L.equity / target, 0.0)
-        amount = np.maximum(amount, 0.0)
+        amount = np.where(acting, L.total_assets() - L.equity / target, ZERO)  # (float64)
+        amount = np.maximum(amount, ZERO)
         if cfg.repay_funding_first:  # cash repays the funding loan; sell what it cannot
-            cash = np.maximum(L.cash, 0.0)
+            cash = np.maximum(L.cash, ZERO)
             pay = np.minimum(np.minimum(amount, cash), L.funding)
             L.repay_funding(pay)
             amount, cash = amount - pay, cash - pay
-            raise_value = np.where(cash < amount, amount - cash, 0.0)
+            raise_value = np.where(cash < amount, amount - cash, ZERO)
         else:
             raise_value = amount
         orders = sale_units(L.holdings, L.prices, raise_value, rank)

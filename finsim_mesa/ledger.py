@@ -186,12 +186,12 @@ class Ledger:
         ``share`` and ``rate``: one number, one per loan of the book or one per loan in
         ``mask`` (:func:`~finsim_mesa.loans.masked_terms`). Returns the renewed loans as
         columns (lender, borrower, amount, ccp)."""
-        lb, rows = self.loans, fastmath.flatnonzero(mask)
+        lb, rows, zero = self.loans, fastmath.flatnonzero(mask), fastmath.ZERO  # (0-d float64)
         at = fastmath.leading(rows)  # the due loans come first: a slice, no gathers
-        share = fastmath.clip(masked_terms(share, rows, len(lb), "share"), 0.0, 1.0)
+        share = fastmath.clip(masked_terms(share, rows, len(lb), "share"), zero, fastmath.ONE)
         rate = masked_terms(rate, rows, len(lb), "rate")
         roll = lb.owed_at(at) * share
-        rolled = fastmath.flatnonzero(roll > 0)
+        rolled = fastmath.flatnonzero(roll > zero)
         pick = at  # every due loan rolled (the usual case): a slice when they come first,
         if rolled.size < rows.size:  # whose columns are copied, not gathered
             pick, roll, rate = rows[rolled], roll[rolled], rate[rolled]
@@ -200,7 +200,7 @@ class Ledger:
         out = {"lender": lend, "borrower": borr, "amount": roll, "ccp": ccp}
         if not rolled.size:
             return out
-        lb.principal[at] *= (kept := 1.0 - share)
+        lb.principal[at] *= (kept := fastmath.ONE - share)
         lb.accrued[at] *= kept
         lb.append(lend, borr, roll, rate, maturity, ccp, col(lb.link_ids(False)))
         return out
@@ -225,7 +225,7 @@ class Ledger:
     def repay_funding(self, amounts: np.ndarray) -> None:
         """Banks repay ``amounts`` (shape (n,)) of their funding loans with cash (to
         creditors outside the system); no P&L."""
-        amounts = np.minimum(np.maximum(amounts, 0.0), self.funding)
+        amounts = np.minimum(np.maximum(amounts, fastmath.ZERO), self.funding)
         self.cash -= amounts
         self.funding -= amounts
         self.external_out["funding_repaid"] += fastmath.total(amounts)
@@ -245,7 +245,7 @@ class Ledger:
         proceeds = accounting.values(units, exec_prices)
         marked = accounting.values(units, self.prices)
         self.holdings -= units
-        np.maximum(self.holdings, 0.0, out=self.holdings)
+        np.maximum(self.holdings, fastmath.ZERO, out=self.holdings)
         self.cash += proceeds
         self.equity += proceeds - marked
         self.external_in[kind] += fastmath.total(proceeds)
@@ -319,7 +319,7 @@ class Ledger:
         self.equity -= np.bincount(lend, weights=owed - lp, minlength=n)
         self.equity += np.bincount(borr, weights=owed - bp, minlength=n)
         cleared = ccp >= 0
-        if np.count_nonzero(cleared):
+        if fastmath.count_nonzero(cleared):
             np.add.at(self.ccp_cash, ccp[cleared], bp[cleared] - lp[cleared])
         for acct, used in ((self.margin, seized_margin), (self.fund, seized_fund),
                            (self.fund, fund_charges)):
@@ -336,7 +336,7 @@ class Ledger:
         self.funding -= ext_due - from_deposits
         self.equity += ext_due - ext_paid
         self.external_out["external_creditors"] += fastmath.total(ext_paid)
-        if np.count_nonzero(default_cost):
+        if fastmath.count_nonzero(default_cost):
             self.cash -= default_cost
             self.equity -= default_cost
             self.external_out["default_costs"] += fastmath.total(default_cost)
@@ -344,7 +344,7 @@ class Ledger:
     def mark_default(self, banks: np.ndarray, step: int) -> np.ndarray:
         """Put active ``banks`` (bool mask or indices) in default; returns the new ones."""
         if getattr(banks, "shape", 0) == (self.n,) and banks.dtype == "?":  # a bool mask
-            if not np.count_nonzero(banks):  # of nobody (the usual case): none new
+            if not fastmath.count_nonzero(banks):  # of nobody (the usual case): none new
                 return fastmath.flatnonzero(banks)
         mask = np.zeros(self.n, dtype=bool)
         mask[banks] = True

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from finsim_mesa.fastmath import count_nonzero, flatnonzero, leading
+from finsim_mesa.fastmath import ONE, ZERO, count_nonzero, flatnonzero, leading
 
 if TYPE_CHECKING:
     from finsim_mesa.config import ModelConfig
@@ -45,13 +45,13 @@ def match_lending(offer: np.ndarray, request: np.ndarray, src: np.ndarray, dst: 
     want = np.minimum(request[dst], room)
     asked = np.bincount(src, weights=want, minlength=n)
     per = asked[src]  # (gathered once for the division and its test)
-    x = np.minimum(np.divide(offer[src] * want, per, out=np.zeros(src.size), where=per > 0),
+    x = np.minimum(np.divide(offer[src] * want, per, out=np.zeros(src.size), where=per > ZERO),
                    want)
     got = np.bincount(dst, weights=x, minlength=n)
     over = got > request
     if count_nonzero(over):  # (else every scale is 1.0, and x * 1.0 is x)
         scale = np.divide(request, got, out=np.ones(n), where=over)
-        x *= np.minimum(scale, 1.0)[dst]
+        x *= np.minimum(scale, ONE)[dst]
     return x
 
 
@@ -76,7 +76,7 @@ def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray
     owed = L.loans.owed  # one pass for the assets and the pairs' exposures (same book)
     ta = L.total_assets(owed)
     reserve = ta * (cfg.reserve_ratio + hoard * max(cfg.liquidity_share - cfg.reserve_ratio, 0.0))
-    offer = lend * np.maximum(L.cash - reserve, 0.0) * cfg.max_lend_fraction
+    offer = lend * np.maximum(L.cash - reserve, ZERO) * cfg.max_lend_fraction
     request = borrow * cfg.max_borrow_fraction * ta
     src, dst = network.src, network.dst
     empty = np.zeros(0, dtype=np.int64)
@@ -90,7 +90,7 @@ def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray
     s, d = src[e], dst[e]
     ids = L.loans.links.edge_ids(src, dst)[e]  # the candidate links' ids, gathered once
     held = L.loans.held_on_links(ids, owed)  # = exposure_matrix()[s, d], without building it
-    room = np.maximum(cfg.large_exposure_limit * np.maximum(L.equity[s], 0.0) - held, 0.0)
+    room = np.maximum(cfg.large_exposure_limit * np.maximum(L.equity[s], ZERO) - held, ZERO)
     x = match_lending(offer, request, s, d, room)
     k = flatnonzero(x > MIN_LOAN)  # one pass for the gathers
     return s[k], d[k], x[k], ids[k]

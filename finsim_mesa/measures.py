@@ -15,7 +15,7 @@ import numpy as np
 
 from finsim_mesa import risk
 from finsim_mesa.collector import AgentRows, FinsimDataCollector
-from finsim_mesa.fastmath import count_nonzero, mean, total
+from finsim_mesa.fastmath import ZERO, constant, count_nonzero, mean, total
 from finsim_mesa.infrastructure.ccp import netting_efficiency
 from finsim_mesa.observation import RUNOFF
 
@@ -126,7 +126,7 @@ def refresh_sheets(s: Sheets, L: Ledger, interbank_weight: float) -> None:
     s.rwa = rwa
     # equity / RWA where RWA > 0 and the bank is active; +0.0 elsewhere (defaulted
     # banks' ratio is 0: one mask instead of the division's and a second pass)
-    s.capital_ratio = np.divide(L.equity, rwa, out=np.zeros(n), where=(rwa > 0) & L.active)
+    s.capital_ratio = np.divide(L.equity, rwa, out=np.zeros(n), where=(rwa > ZERO) & L.active)
 
 
 def liquidity(L: Ledger, sheets: Sheets, act: np.ndarray | None = None) -> float:
@@ -134,7 +134,7 @@ def liquidity(L: Ledger, sheets: Sheets, act: np.ndarray | None = None) -> float
     slice of all: the ledger's, if omitted), capped at :data:`LIQUIDITY_CAP`."""
     act = L.active if act is None else act
     li = risk.liquidity_index(L.cash[act], (sheets.interbank_liabilities
-                                            + RUNOFF * L.deposits)[act])
+                                            + _RUNOFF * L.deposits)[act])
     return min(li, LIQUIDITY_CAP)
 
 
@@ -155,6 +155,29 @@ def update_core(m: Measures, L: Ledger, market: Market, stress_level: float,
     return h
 
 
+_RUNOFF = constant(RUNOFF)  # (a ufunc operand with the ledger's float64 deposits)
+_LAST_VALUES: tuple[Any, np.ndarray] = (None, np.zeros(0))  # (key, values) of the last call
+
+
+def _economic_values(assets0: np.ndarray, n: int) -> np.ndarray:
+    """``risk._values(None, assets0, n)`` (DebtRank's economic value: each bank's
+    share of the initial total assets, shape (n,)), kept for the last ``assets0``:
+    the same every step of a run. The key is its bytes, dtype, shape and ``n``, so
+    an array changed in place, or another run's, is computed again; the kept array
+    is read-only (what DebtRank reads, not written to)."""
+    global _LAST_VALUES
+    if type(assets0) is not np.ndarray:
+        return risk._values(None, assets0, n)
+    key = (assets0.tobytes(), assets0.dtype.str, assets0.shape, n)
+    last = _LAST_VALUES  # (one read: the key and its values together)
+    if last[0] == key:
+        return last[1]
+    v = risk._values(None, assets0, n)
+    v.flags.writeable = False
+    _LAST_VALUES = (key, v)
+    return v
+
+
 def update_full(m: Measures, L: Ledger, sheets: Sheets, assets0: np.ndarray,
                 liquidity0: float, bilateral_only: bool, h: np.ndarray | None = None) -> None:
     """DebtRank, equity, capital ratios, exposure, liquidity and the systemic-risk
@@ -170,11 +193,11 @@ def update_full(m: Measures, L: Ledger, sheets: Sheets, assets0: np.ndarray,
     # which links carry a loan matters only to a creditor without positive equity
     # (weight 1): with none, a link without loans weighs 0 / equity = +0.0 anyway
     rows, cols, E, present = L.loans.exposure_entries(
-        bilateral_only, present=count_nonzero(L.equity0 > 0) < L.n)
+        bilateral_only, present=count_nonzero(L.equity0 > ZERO) < L.n)
     # debtrank_entries' figures, from its checked part: h is distress's own (in [0, 1]
     # or NaN: its clip changes no bit) and by_column is the entries' table's
     _, dr_total, dr_start, _ = risk._rounds(
-        rows, cols, E, np.asarray(L.equity0, dtype=float), h, risk._values(None, assets0, L.n),
+        rows, cols, E, np.asarray(L.equity0, dtype=float), h, _economic_values(assets0, L.n),
         present, L.loans.links.by_column(L.n))
     m.debtrank, m.debtrank_total = dr_total - dr_start, dr_total
     m.total_equity = total(L.equity[act])
@@ -232,7 +255,7 @@ def _exchange_figures(exchanges: list[Exchange]
 
 def debtrank_per_bank(L: Ledger, assets0: np.ndarray, bilateral_only: bool) -> np.ndarray:
     """DebtRank of each bank defaulting alone on today's exposures, shape (n,)."""
-    eq = np.where(L.active, np.maximum(L.equity, 0.0), 0.0)
+    eq = np.where(L.active, np.maximum(L.equity, ZERO), ZERO)
     return risk.debtrank_per_bank(L.exposure_matrix(bilateral_only=bilateral_only), eq,
                                   value=assets0)
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from finsim_mesa.accounting import values
 from finsim_mesa.clearing import FAST_PATH_MIN_N, ClearingResult, clear_legs, pays_in_full
-from finsim_mesa.fastmath import flatnonzero, leading, total
+from finsim_mesa.fastmath import ONE, ZERO, constant, count_nonzero, flatnonzero, leading, total
 from finsim_mesa.infrastructure import layer
 from finsim_mesa.infrastructure.router import OUTCOMES
 from finsim_mesa.market import capped_share
@@ -48,11 +48,12 @@ if TYPE_CHECKING:
 __all__ = ["clear_and_resolve", "clear_due", "insolvent", "settle_in_full"]
 
 Sell = Callable[[np.ndarray, np.ndarray, str], None]
+_MINUS_TOL = constant(-1e-9)  # (a ufunc operand: converted once, issue 15)
 
 
 def insolvent(L: Ledger) -> np.ndarray:
     """shape (n,), bool: equity below zero (beyond round-off): losses exceed capital."""
-    return L.equity < -1e-9 * np.maximum(1.0, L.equity0)
+    return L.equity < _MINUS_TOL * np.maximum(ONE, L.equity0)
 
 
 def _holds_unsellable(holdings: np.ndarray, liquid: np.ndarray) -> bool:
@@ -61,9 +62,9 @@ def _holds_unsellable(holdings: np.ndarray, liquid: np.ndarray) -> bool:
     default, :func:`~finsim_mesa.market.capped_share` gives such banks a share
     of 1 and every other bank 0, so the emergency sale of ``holdings × share``
     sells something only then (banks resolved earlier hold nothing)."""
-    if np.count_nonzero(liquid > 0) == liquid.size:
+    if count_nonzero(liquid > ZERO) == liquid.size:
         return False
-    return bool(np.count_nonzero(holdings[~(liquid > 0)]))
+    return bool(count_nonzero(holdings[~(liquid > ZERO)]))
 
 
 def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell: Sell,
@@ -76,7 +77,7 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
     resolving = L.defaulted & ~L.resolved
     depth = 0
     for _ in range(n + 1):
-        anyone = np.count_nonzero(resolving) > 0
+        anyone = count_nonzero(resolving) > 0
         if anyone:
             L.liquidate_other_assets(flatnonzero(resolving), cfg.liquidation_discount)
             sell(L.holdings * resolving[:, None], L.prices * (1 - cfg.liquidation_discount),
@@ -89,7 +90,7 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
             ext_due = np.where(resolving, L.deposits, ext_due)
         withdrawals[:] = 0.0
         failed = None  # nobody failed to pay
-        if not (np.count_nonzero(due) or np.count_nonzero(ext_due)):
+        if not (count_nonzero(due) or count_nonzero(ext_due)):
             pass
         elif (anyone or n >= FAST_PATH_MIN_N
               or not settle_in_full(L, cfg, due, ext_due, router, t, sell)):
@@ -153,7 +154,7 @@ def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.nda
     if C:
         ccp = lb.ccp[rows]
         cleared = ccp >= 0
-        n_cleared = np.count_nonzero(cleared)
+        n_cleared = count_nonzero(cleared)
         if n_cleared:
             cash = L.cash + 0.0  # (what clear_due posts before it reads cash)
             if n_cleared < owed.size:  # bilateral legs first, then the cleared ones
@@ -174,14 +175,14 @@ def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.nda
     if not (np.minimum.reduce(pbar) > -np.inf  # (a -inf obligation passes the test, but
             # the general path writes off -inf - (-inf): NaN, not +0.0)
             and pays_in_full(pbar, inflow, np.bincount(lender, minlength=n),
-                             np.maximum(cash + liquid, 0.0))):
+                             np.maximum(cash + liquid, ZERO))):
         return False
-    short = np.maximum(pbar - cash - received, 0.0)
-    selling = bool(np.count_nonzero(short)) or _holds_unsellable(L.holdings, liquid)
+    short = np.maximum(pbar - cash - received, ZERO)
+    selling = bool(count_nonzero(short)) or _holds_unsellable(L.holdings, liquid)
     if selling and sell is None:
         return False
     if n_cleared:
-        L.cash += 0.0
+        L.cash += ZERO
     if selling and sell is not None:
         sell(L.holdings * capped_share(short, liquid)[:, None], fire_price, "emergency_sales")
     if router is not None and router.auditing:  # (before the settled rows leave the book)
@@ -190,7 +191,7 @@ def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.nda
                       lb.ccp[rows], 0.0, 0, "paid", t)
     L.cash -= paid
     L.cash += received
-    L.equity += 0.0
+    L.equity += ZERO
     if n_cleared:
         L.ccp_cash[terms > 0] += 0.0
     lb.remove(rows)
@@ -225,8 +226,8 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     else:
         owed = lb.owed
         cle = due & (lb.ccp >= 0)
-        n_cleared = np.count_nonzero(cle)
-        anyone = np.count_nonzero(resolving) > 0
+        n_cleared = count_nonzero(cle)
+        anyone = count_nonzero(resolving) > 0
         seized_m, seized_f = np.zeros((n, C)), np.zeros((n, C))  # nothing seized yet
         leg = owed  # the borrower's leg, after set-off (read only)
         if anyone and n_cleared:
@@ -273,7 +274,7 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     # cash short of what must be paid is raised by emergency sales at the
     # liquidation discount (defaulters sell everything)
     short = np.maximum(pay - L.cash - inflow, 0.0)
-    if (np.count_nonzero(res.defaulted) or np.count_nonzero(short)
+    if (count_nonzero(res.defaulted) or count_nonzero(short)
             or _holds_unsellable(L.holdings, liquid)):
         share = np.where(res.defaulted[:n], 1.0, capped_share(short, liquid))
         sell(L.holdings * share[:, None], fire_price, "emergency_sales")
@@ -284,7 +285,7 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
     # everybody paid in full and nothing was set off (most clearings): every loan's
     # borrower paid what it owed, so no CCP has a loss and every repayment is "paid"
     in_full = ((router is not None or C) and not anyone
-               and np.count_nonzero(rec[:n] != 1.0) == 0)
+               and count_nonzero(rec[:n] != 1.0) == 0)
     if not C:
         waterfalls = None
     elif in_full:  # run_waterfalls would find each loss 0 (the same sums of equal terms)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from finsim_mesa.fastmath import count_nonzero
+from finsim_mesa.fastmath import ONE, ZERO, count_nonzero
 
 if TYPE_CHECKING:
     from finsim_mesa.config import ModelConfig
@@ -52,13 +52,13 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
     per_bank, profit, liquidity, default, sri = block
     eq0 = L.equity0
     np.subtract(L.equity, r.equity_prev, out=profit)
-    np.divide(profit, np.where(eq0 > 0, eq0, 1.0), out=profit)
+    np.divide(profit, np.where(eq0 > ZERO, eq0, ONE), out=profit)
     liquidity.fill(0.0)
-    np.divide(L.cash, total_assets, out=liquidity, where=total_assets > 0)
+    np.divide(L.cash, total_assets, out=liquidity, where=total_assets > ZERO)
     np.equal(L.default_step, t, out=default)  # (bool to 1.0 / +0.0, as astype(float))
     sri.fill(systemic_risk_index)
     if out:  # (nobody out, the usual case: nothing to zero and every bank in the means)
-        np.copyto(block[1:], 0.0, where=was_out)  # = block[1:, was_out] = 0.0, in one call
+        np.copyto(block[1:], ZERO, where=was_out)  # = block[1:, was_out] = 0.0, in one call
     r.components = {"profit": profit, "liquidity": liquidity, "default": default,
                     "system_risk": sri}
     # w·profit + μ·liquidity − α·default − λ·system_risk, left to right
