@@ -19,8 +19,19 @@ from finsim_mesa import dask_sweep, forked, sweeps
 from finsim_mesa.sweeps import run_sweep
 
 pytest.importorskip("distributed", reason="the distributed extra (Dask) is not installed")
-needs_fork = pytest.mark.skipif(not forked.can_fork(),
-                                reason="this process cannot fork (threads or no fork)")
+
+
+@pytest.fixture
+def fork_here():
+    """Skip where the sweep may not fork its workers *when the test runs* (a
+    thread another test left running here, e.g. an API test client's portal;
+    Dask's idle offload thread, which an earlier sweep starts, is allowed);
+    then test_sweep41_forked.py's last test runs this file in a fresh process."""
+    if not dask_sweep._can_fork_workers():
+        pytest.skip("this process cannot fork (threads or no fork)")
+
+
+needs_fork = pytest.mark.usefixtures("fork_here")
 
 
 def _where(runs, steps, every):

@@ -14,8 +14,20 @@ from finsim_mesa import forked
 from finsim_mesa.forked import can_fork, run_all
 
 
-@pytest.mark.skipif(not can_fork() or forked.usable_cpus() < 2,
-                    reason="no fork in this process, or one CPU")
+@pytest.fixture
+def fork_here():
+    """Skip where this process may not fork *when the test runs* (a thread
+    another test left, e.g. Dask's offload thread or an API test client's
+    portal): run_all would then call the jobs here, and one of them ends its
+    process. test_sweep41_forked.py's last test runs these in a fresh process."""
+    if not can_fork() or forked.usable_cpus() < 2:
+        pytest.skip("no fork in this process, or one CPU")
+
+
+needs_fork = pytest.mark.usefixtures("fork_here")
+
+
+@needs_fork
 def test_a_dead_childs_reaped_pid_is_not_killed_again(tmp_path, monkeypatch):
     killed = []
     real_kill = os.kill
@@ -24,7 +36,11 @@ def test_a_dead_childs_reaped_pid_is_not_killed_again(tmp_path, monkeypatch):
         killed.append((pid, sig))
         return real_kill(pid, sig)
 
+    parent = os.getpid()
+
     def die():
+        if os.getpid() == parent:  # never end the test process itself
+            raise RuntimeError("run_all called a child's job in this process")
         (tmp_path / "dead").write_text(str(os.getpid()))
         os._exit(3)
 
@@ -49,8 +65,7 @@ def test_a_dead_childs_reaped_pid_is_not_killed_again(tmp_path, monkeypatch):
             os.waitpid(pid, os.WNOHANG)  # both reaped: no zombie left
 
 
-@pytest.mark.skipif(not can_fork() or forked.usable_cpus() < 2,
-                    reason="no fork in this process, or one CPU")
+@needs_fork
 def test_a_child_killed_while_writing_its_results_is_a_broken_pool(tmp_path):
     """A child whose results fill the pipe waits in its write until this process
     reads; killed there (e.g. by the OOM killer), it leaves a truncated pickle:

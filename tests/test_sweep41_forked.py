@@ -225,12 +225,14 @@ def test_a_recommendation_skips_only_the_final_debtrank(monkeypatch):
 
 
 def test_the_fork_tests_run_in_a_fresh_process_where_this_one_cannot_fork():
-    """This file's fork tests and test_rev42_forked.py's, where the full suite's
-    process cannot fork (an API test's portal thread)."""
+    """This file's fork tests, test_rev42_forked.py's and test_dask53_forked.py's,
+    where the full suite's process cannot fork (an API test's portal thread,
+    Dask's offload thread)."""
     if can_fork() or forked.usable_cpus() < 2:
         pytest.skip("this process forks (the tests above ran here), or one CPU")
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           __file__, str(Path(__file__).with_name("test_rev42_forked.py")),
+                          str(Path(__file__).with_name("test_dask53_forked.py")),
                           "-k", "not fresh_process"], capture_output=True,
                          text=True, timeout=600, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
     assert out.returncode == 0 and "skipped" not in out.stdout, out.stdout[-3000:]
