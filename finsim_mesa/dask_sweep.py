@@ -39,14 +39,12 @@ import sys
 import threading
 import time
 import traceback
-import warnings
 import zlib
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from typing import Any
 
 from finsim_mesa.errors import ConfigError
-from finsim_mesa.forked import after_fork_in_child, can_fork
+from finsim_mesa.forked import after_fork_in_child, can_fork, fork_section, fork_with_pipe
 from finsim_mesa.threads import single_threaded
 
 __all__ = ["QUIET", "chunks", "run"]
@@ -277,33 +275,18 @@ def _fork_workers(n: int) -> list[tuple[int, int]]:
     import dask
 
     children: list[tuple[int, int]] = []
-    for stream in (sys.stdout, sys.stderr):  # nothing buffered here printed twice
-        if stream is not None:
-            stream.flush()
-    with single_threaded(), dask.config.set(QUIET), warnings.catch_warnings():
-        # Python >= 3.12 warns on fork() while other OS threads exist; with no other
-        # Python thread (checked) they are OpenBLAS's idle pool, pinned to one
-        warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
-                                category=DeprecationWarning)
-        tqdm = sys.modules.get("tqdm")  # its lock held: its monitor cannot be inside it
-        with tqdm.tqdm.get_lock() if tqdm is not None else nullcontext():
-            try:
-                for _ in range(n):
-                    read, write = os.pipe()
-                    try:
-                        pid = os.fork()
-                    except BaseException:  # no child: its pipe is this process's to close
-                        os.close(read)
-                        os.close(write)
-                        raise
-                    if pid == 0:  # never returns
-                        os.close(write)
-                        _worker_child(read, [w for _, w in children])
-                    os.close(read)
-                    children.append((pid, write))
-            except BaseException:
-                _reap_workers(children, kill=True)
-                raise
+    with single_threaded(), dask.config.set(QUIET), fork_section():
+        try:
+            for _ in range(n):
+                pid, read, write = fork_with_pipe()
+                if pid == 0:  # never returns
+                    os.close(write)
+                    _worker_child(read, [w for _, w in children])
+                os.close(read)
+                children.append((pid, write))
+        except BaseException:
+            _reap_workers(children, kill=True)
+            raise
     return children
 
 

@@ -221,35 +221,52 @@ def run_all(jobs: Sequence[Callable[[], Any]], workers: int | str = 1,
 def _fork_children(jobs: Sequence[Callable[[], Any]], cuts: list[int]) -> list[tuple[int, int]]:
     """Fork one child per share but the first; (pid, read end of its pipe) each."""
     children: list[tuple[int, int]] = []
-    for stream in (sys.stdout, sys.stderr):  # nothing buffered here printed twice
+    with fork_section():
+        try:
+            for lo, hi in itertools.pairwise(cuts[1:]):
+                pid, read, write = fork_with_pipe()
+                if pid == 0:  # the child: its share, then exit at once
+                    os.close(read)
+                    _child(jobs[lo:hi], write)
+                os.close(write)
+                children.append((pid, read))
+        except BaseException:
+            _reap(children, kill=True)
+            raise
+    return children
+
+
+@contextmanager
+def fork_section() -> Iterator[None]:
+    """Around ``os.fork()`` calls from a process where no other Python thread
+    runs but tqdm's monitor (the caller checked, e.g. :func:`can_fork`):
+    buffered output flushed first (nothing printed twice), Python >= 3.12's
+    warning on fork() while other OS threads exist silenced (they are
+    OpenBLAS's idle pool, one thread under :func:`single_threaded`, which holds
+    no lock a child needs), and tqdm's lock held, so its monitor cannot be
+    inside it when a child is made."""
+    for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
     with warnings.catch_warnings():
-        # Python >= 3.12 warns on fork() while other OS threads exist; with no other
-        # Python thread (checked by the caller) they are OpenBLAS's idle pool (one
-        # thread, see single_threaded), which holds no lock a child needs
         warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork",
                                 category=DeprecationWarning)
-        tqdm = sys.modules.get("tqdm")  # its lock held: its monitor cannot be inside it
+        tqdm = sys.modules.get("tqdm")
         with tqdm.tqdm.get_lock() if tqdm is not None else nullcontext():
-            try:
-                for lo, hi in itertools.pairwise(cuts[1:]):
-                    read, write = os.pipe()
-                    try:
-                        pid = os.fork()
-                    except BaseException:  # no child: its pipe is this process's to close
-                        os.close(read)
-                        os.close(write)
-                        raise
-                    if pid == 0:  # the child: its share, then exit at once
-                        os.close(read)
-                        _child(jobs[lo:hi], write)
-                    os.close(write)
-                    children.append((pid, read))
-            except BaseException:
-                _reap(children, kill=True)
-                raise
-    return children
+            yield
+
+
+def fork_with_pipe() -> tuple[int, int, int]:
+    """``os.fork()`` with a new pipe: (pid, read end, write end), pid 0 in the
+    child; if the fork fails, both ends are closed before the error goes on."""
+    read, write = os.pipe()
+    try:
+        pid = os.fork()
+    except BaseException:  # no child: its pipe is this process's to close
+        os.close(read)
+        os.close(write)
+        raise
+    return pid, read, write
 
 
 def _child(jobs: Sequence[Callable[[], Any]], fd: int) -> None:
