@@ -44,7 +44,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from finsim_mesa.errors import ConfigError
-from finsim_mesa.forked import after_fork_in_child, can_fork, fork_section, fork_with_pipe
+from finsim_mesa.forked import (
+    _cuda_in_use,
+    after_fork_in_child,
+    can_fork,
+    fork_section,
+    fork_with_pipe,
+)
 from finsim_mesa.threads import single_threaded
 
 __all__ = ["QUIET", "chunks", "run"]
@@ -245,12 +251,15 @@ def _run_while(start: Callable[[dict[str, Any]], None], tasks: Sequence[Run],
 def _can_fork_workers() -> bool:
     """Whether the local cluster's workers may be forked from this process: it
     can fork safely (:func:`finsim_mesa.forked.can_fork`: ``fork`` exists and no
-    thread runs but tqdm's monitor) and the user left Dask's start method at its
-    default ("spawn"; another one they chose is kept)."""
+    thread runs but tqdm's monitor), CUDA is not initialised here (a forked
+    child cannot use it; fresh workers can) and the user left Dask's start
+    method at its default ("spawn"; another one they chose is kept)."""
     import dask
 
     if dask.config.get("distributed.worker.multiprocessing-method", "spawn") != "spawn":
         return False  # the user's choice ("spawn" is Dask's default)
+    if _cuda_in_use():
+        return False
     if can_fork():
         return True
     # Dask's offload thread (started by an earlier Dask sweep here, it lives as

@@ -53,6 +53,11 @@ def _here(combo, seed):  # a run here takes 50 ms: the workers start meanwhile
              "here": True}]
 
 
+def _slow_here(combo, seed):
+    time.sleep(0.25)
+    return _here(combo, seed)
+
+
 def _alive(pid):
     try:
         os.kill(pid, 0)
@@ -138,8 +143,10 @@ def test_with_another_thread_running_the_fork_server_starts_the_workers():
     other.start()
     try:
         assert not dask_sweep._can_fork_workers()
+        # 30 runs of 0.25 s here: the fork server's workers (1.5-2.5 s to start,
+        # more on a loaded machine) come up while runs are left for them
         tasks = [({"n_banks": 10}, i) for i in range(30)]
-        rows = dask_sweep.run(tasks, _here, _where, (1, 1), None, 2, False)
+        rows = dask_sweep.run(tasks, _slow_here, _where, (1, 1), None, 2, False)
     finally:
         stop.set()
         other.join()
@@ -156,6 +163,18 @@ def test_a_start_method_the_user_chose_means_no_fork_of_this_process(method):
     if forked.can_fork():  # Dask's default: the workers are forked
         assert dask_sweep._can_fork_workers()
 
+
+
+def test_with_cuda_initialised_here_the_workers_are_not_forked(monkeypatch):
+    """A forked child cannot use CUDA once this process initialised it (rev56's
+    review): the sweep's workers then start fresh (the fork server), as
+    forked.auto_workers already decides for the lookahead."""
+    if not dask_sweep._can_fork_workers():
+        pytest.skip("this process cannot fork (threads or no fork)")
+    monkeypatch.setattr(dask_sweep, "_cuda_in_use", lambda: True)
+    assert not dask_sweep._can_fork_workers()
+    monkeypatch.setattr(dask_sweep, "_cuda_in_use", lambda: False)
+    assert dask_sweep._can_fork_workers()
 
 @needs_fork
 @pytest.mark.slow
