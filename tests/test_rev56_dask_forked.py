@@ -3,6 +3,7 @@ forked worker raises what the same run raises in one process, and no worker
 is left behind; torch's thread pool started in this process before the fork
 neither hangs nor crashes the workers, whose rows are this process's."""
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -11,12 +12,22 @@ import time
 
 import pytest
 
-from finsim_mesa import dask_sweep, forked
+from finsim_mesa import dask_sweep
 
 pytest.importorskip("distributed", reason="the distributed extra (Dask) is not installed")
 psutil = pytest.importorskip("psutil")
-needs_fork = pytest.mark.skipif(not forked.can_fork(),
-                                reason="this process cannot fork (threads or no fork)")
+
+
+@pytest.fixture
+def fork_here():
+    """Skip where the sweep may not fork its workers *when the test runs* (a
+    thread another test left here); then test_sweep41_forked.py's last test
+    runs the first test below in a fresh process."""
+    if not dask_sweep._can_fork_workers():
+        pytest.skip("this process cannot fork (threads or no fork)")
+
+
+needs_fork = pytest.mark.usefixtures("fork_here")
 
 
 def _here(combo, seed):  # 20 ms a run here: the late runs go to the workers
@@ -96,7 +107,8 @@ TORCH_SCRIPT = textwrap.dedent("""
 """)
 
 
-@needs_fork
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
+                    reason="no fork on this platform")
 @pytest.mark.slow
 def test_torch_used_here_before_the_fork_neither_hangs_nor_crashes_the_workers():
     pytest.importorskip("torch")

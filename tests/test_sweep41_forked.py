@@ -233,6 +233,9 @@ def test_the_fork_tests_run_in_a_fresh_process_where_this_one_cannot_fork():
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           __file__, str(Path(__file__).with_name("test_rev42_forked.py")),
                           str(Path(__file__).with_name("test_dask53_forked.py")),
+                          str(Path(__file__).with_name("test_rev56_dask_forked.py"))
+                          + "::test_a_run_failing_in_a_forked_worker_raises_its_own_error_and_"
+                          "leaves_no_worker",
                           "-k", "not fresh_process"], capture_output=True,
                          text=True, timeout=600, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
     assert out.returncode == 0 and "skipped" not in out.stdout, out.stdout[-3000:]
