@@ -83,7 +83,7 @@ def test_distress_matches_the_former_form(seed: int) -> None:
 
 def python_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
     """The former form: each module's constants back to the Python numbers."""
-    for mod in (risk, market, observation):
+    for mod in (risk, market, observation, brains):
         for name in ("ZERO", "ONE"):
             if hasattr(mod, name):
                 monkeypatch.setattr(mod, name, 0.0 if name == "ZERO" else 1.0)
@@ -91,8 +91,6 @@ def python_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
                     ("_RUNOFF", observation.RUNOFF)):
         monkeypatch.setattr(observation, name, v)
     monkeypatch.setattr(brains, "_RULE_F64", brains._RULE_NUMBERS)
-    monkeypatch.setattr(brains, "_ZERO", 0.0)
-    monkeypatch.setattr(brains, "_ONE", 1.0)
 
 
 def run_record(kw: dict[str, Any], steps: int) -> list[bytes]:

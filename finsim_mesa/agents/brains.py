@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from finsim_mesa.errors import BrainError, ConfigError
-from finsim_mesa.fastmath import clip, constant
+from finsim_mesa.fastmath import ONE, ZERO, clip, constant
 from finsim_mesa.observation import OBS
 
 _min_of, _max_of = np.minimum.reduce, np.maximum.reduce
@@ -30,7 +30,6 @@ _min_of, _max_of = np.minimum.reduce, np.maximum.reduce
 # with float64 observations, converted once instead of on every call)
 _RULE_NUMBERS = (5.0, 0.8, 0.0, 1.0, 0.5, 0.1, 1.5)
 _RULE_F64 = tuple(constant(x) for x in _RULE_NUMBERS)
-_ZERO, _ONE = _RULE_F64[2:4]
 
 __all__ = [
     "BRAINS",
@@ -322,7 +321,7 @@ def check_actions(brain: Any, out: Any, rows: int) -> np.ndarray:
                              f"(first in row {bad})")
         raise BrainError(f"brain '{brain_name(brain)}' returned actions outside [0, 1] "
                          f"(min {lo:g}, max {hi:g})")
-    np.maximum(arr, _ZERO, out=arr)  # clip(arr, 0, 1): the same ufuncs, in place (float64)
+    np.maximum(arr, ZERO, out=arr)  # clip(arr, 0, 1): the same ufuncs, in place (float64)
     if hi > 1.0:  # (else min(x, 1.0) is x for every entry, which is at most 1)
-        np.minimum(arr, _ONE, out=arr)
+        np.minimum(arr, ONE, out=arr)
     return arr
