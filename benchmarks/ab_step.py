@@ -9,6 +9,8 @@ whose absolute figures swing with the load.
 
     python benchmarks/ab_step.py BASE [HEAD] [--steps 800] [--configs 30,100,1000,1000x]
     python benchmarks/ab_step.py BASE [HEAD] --layer-ratio --configs 100,1000
+    python benchmarks/ab_step.py BASE [HEAD] --layer-ratio --configs 1000 \
+        --steps 100 --repeat 8 --warmup 3
 
 With ``--layer-ratio`` only HEAD is timed: each bank count with the
 infrastructure layer off against the same model with it on (issue 15's
@@ -64,31 +66,34 @@ def load(folder: Path) -> tuple[type, dict]:
     return finsim_mesa.FinancialModel, mods
 
 
-def interleave(pairs: list[tuple[type, dict, dict]], n: int, steps: int
-               ) -> tuple[float, float]:
+def interleave(pairs: list[tuple[type, dict, dict]], n: int, steps: int, repeat: int = 1,
+               warmup: int = 5) -> tuple[float, float]:
     """Median CPU seconds per step of two models (``FinancialModel`` class, its
     modules, extra keyword arguments), ``n`` banks each, stepped in turns A, B,
-    B, A, ... after 5 warm-up steps."""
-    models = []
-    for cls, mods, kw in pairs:
-        sys.modules.update(mods)
-        m = cls(n_banks=n, brain="rule_based", agent_collect_every=0, steps=10**9, rng=1, **kw)
-        m.run_for(5)
-        models.append((m, mods))
+    B, A, ... after ``warmup`` steps; ``repeat`` times from fresh models (seeds
+    1, 2, ...), all steps' times pooled."""
     times: list[list[float]] = [[], []]
-    gc.disable()
-    try:
-        for i in range(steps):
-            for j in ((0, 1) if i % 2 == 0 else (1, 0)):
-                m, mods = models[j]
-                sys.modules.update(mods)
-                t0 = time.process_time()
-                m.step()
-                times[j].append(time.process_time() - t0)
-            if i % 50 == 0:
-                gc.collect()
-    finally:
-        gc.enable()
+    for r in range(repeat):
+        models = []
+        for cls, mods, kw in pairs:
+            sys.modules.update(mods)
+            m = cls(n_banks=n, brain="rule_based", agent_collect_every=0, steps=10**9,
+                    rng=1 + r, **kw)
+            m.run_for(warmup)
+            models.append((m, mods))
+        gc.disable()
+        try:
+            for i in range(steps):
+                for j in ((0, 1) if i % 2 == 0 else (1, 0)):
+                    m, mods = models[j]
+                    sys.modules.update(mods)
+                    t0 = time.process_time()
+                    m.step()
+                    times[j].append(time.process_time() - t0)
+                if i % 50 == 0:
+                    gc.collect()
+        finally:
+            gc.enable()
     return statistics.median(times[0]), statistics.median(times[1])
 
 
@@ -98,6 +103,11 @@ def main() -> int:
     ap.add_argument("head", nargs="?", default=str(ROOT))
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--configs", default="30,100,1000,1000x")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="fresh models (seeds 1..R) per config, times pooled; e.g. "
+                         "--steps 100 --repeat 8 for the early steps that bench_issue15.py's "
+                         "fresh-process rows time (steps 4-103)")
+    ap.add_argument("--warmup", type=int, default=5, help="steps run before timing")
     ap.add_argument("--layer-ratio", action="store_true",
                     help="time HEAD only: each bank count with the layer off against "
                          "the same with 2 exchanges + 1 CCP (an x on a config is ignored)")
@@ -118,7 +128,7 @@ def main() -> int:
             else:
                 pairs = [(cls, mods, kw) for cls, mods in trees]
                 labels = ("base", "head", "head / base")
-            ma, mb = interleave(pairs, n, args.steps)
+            ma, mb = interleave(pairs, n, args.steps, args.repeat, args.warmup)
             print(f"{c:>6s} banks: {labels[0]} {ma * 1e3:7.3f} ms, {labels[1]} {mb * 1e3:7.3f} ms, "
                   f"{labels[2]} {mb / ma:.3f}", flush=True)
         print("load average", open("/proc/loadavg").read().split()[:3])
