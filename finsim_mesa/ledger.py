@@ -106,8 +106,9 @@ class Ledger:
 
     def infrastructure_assets(self) -> np.ndarray:
         """shape (n,): margin posted and default-fund contributions at all CCPs."""
-        return (self.margin.sum(axis=1) + self.fund.sum(axis=1) if self.margin.shape[1]
-                else np.zeros(self.n))  # no CCP: the sums of no columns, without summing
+        m, f, c = self.margin, self.fund, self.margin.shape[1]  # (1 CCP: a row's sum is 0.0 + it:
+        return (np.add(m[:, 0] + f[:, 0], fastmath.ZERO) if c == 1  # the sum of two + 0.0: same)
+                else m.sum(axis=1) + f.sum(axis=1) if c else np.zeros(self.n))
 
     def total_assets(self, owed: np.ndarray | None = None) -> np.ndarray:
         """shape (n,): cash + securities + other assets + interbank assets + CCP accounts
@@ -373,8 +374,7 @@ class Ledger:
         return accounting.cash_gap(self)
 
     def check(self, rtol: float = 1e-9) -> None:
-        """Raise :class:`AccountingError` if an accounting identity is broken
-        (see :func:`finsim_mesa.accounting.check`)."""
+        """Raise :class:`AccountingError` if an accounting identity is broken (accounting.check)."""
         accounting.check(self, rtol)
 
     # ------------------------------------------------------------- snapshot

@@ -213,12 +213,14 @@ class LoanBook:
         them; None if every row is its own group."""
         link, ccp = self.link_ids(assign=False)[t], self.ccp[t]
         c = int(_max(ccp)) + 2  # (ndarray.max() and .min() without their Python layer)
+        if c > 1 and int(_min(ccp)) == c - 2:  # one CCP for all (the usual case with the
+            c = 1  # layer): ccp + 1 adds one number to every key, so the pair alone orders
         # every row's link known (the act stage) and the table not much larger than
         # the block (the mark array is the table's size): no sort
         if int(_min(link)) >= 0 and len(self.links) * c <= 64 * link.size:
             # a pair's rank in (lender, borrower) order, so the key is in the same order
             key = self.links.ranks()[link]
-            if c > 1:  # (no CCP: every ccp + 1 is 0 and c is 1, so the key is the rank)
+            if c > 1:  # (c is 1 without CCPs or with one for all: the key is the rank)
                 key = key * c + (ccp + 1)
             mark = np.zeros(len(self.links) * c, dtype=bool)
             mark[key] = True

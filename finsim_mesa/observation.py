@@ -245,8 +245,10 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
     table = _minimum(_maximum(raw, 0.0), _EXCHANGE_HI) / _EXCHANGE_SCALE
     o = np.empty((L.n, INFRA_OBS_DIM), order="F") if out is None else out
     i = OBS_DIM  # infrastructure columns follow the bank columns in OBS
-    o[:, :4] = np.take(table, router.bank_exchange, axis=0, mode="clip")  # (in range:
-    # "clip" only spares take's checks; the four columns lead INFRA_OBS_FIELDS)
+    # the four columns lead INFRA_OBS_FIELDS: gathered straight into them as the rows
+    # of their transpose (C-ordered in the observe stage's column-major matrix; a
+    # copy written back otherwise); the ids are in range: "clip" spares take's checks
+    np.take(table.T, router.bank_exchange, axis=1, out=o[:, :4].T, mode="clip")
     if ccps:
         lb = L.loans
         m: np.ndarray | slice = slice(None)  # every loan cleared (read off the smallest
