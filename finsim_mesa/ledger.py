@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from finsim_mesa import accounting, fastmath
-from finsim_mesa.loans import LoanBook, masked_terms
+from finsim_mesa.loans import LoanBook, masked_terms, row_indices
 
 __all__ = ["ACTIVE", "DEFAULTED", "Ledger", "LoanBook"]
 
@@ -181,14 +181,14 @@ class Ledger:
 
     def rollover(self, mask: np.ndarray, share: np.ndarray, rate: np.ndarray,
                  maturity: int) -> dict[str, np.ndarray]:
-        """Roll over ``share`` (in [0, 1]) of the loans in ``mask`` (shape (m,)): the rolled
-        part (principal plus accrued interest) becomes a new loan at ``rate`` (per step)
-        due at step ``maturity``, same CCP; the rest stays due; nothing is gained or lost.
-        ``share`` and ``rate``: one number, one per loan of the book or one per loan in
-        ``mask`` (:func:`~finsim_mesa.loans.masked_terms`). Returns the renewed loans as
-        columns (lender, borrower, amount, ccp)."""
-        lb, rows, zero = self.loans, fastmath.flatnonzero(mask), fastmath.ZERO  # (0-d float64)
-        at = fastmath.leading(rows)  # the due loans come first: a slice, no gathers
+        """Roll over ``share`` (in [0, 1]) of the loans in ``mask`` (shape (m,), or their rows,
+        :func:`~finsim_mesa.loans.row_indices`): the rolled part (principal plus accrued interest)
+        becomes a new loan at ``rate`` (per step) due at step ``maturity``, same CCP; the rest stays
+        due; nothing is gained or lost. ``share``, ``rate``: one number, one per loan of the book or
+        one per loan in ``mask`` (:func:`~finsim_mesa.loans.masked_terms`). Returns the renewed
+        loans as columns (lender, borrower, amount, ccp)."""
+        lb, rows, zero = self.loans, row_indices(mask), fastmath.ZERO  # (0-d float64; due first:
+        at = mask if isinstance(mask, slice) else fastmath.leading(rows)  # a slice, no gathers)
         share = fastmath.clip(masked_terms(share, rows, len(lb), "share"), zero, fastmath.ONE)
         rate = masked_terms(rate, rows, len(lb), "rate")
         roll = lb.owed_at(at) * share

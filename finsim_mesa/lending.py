@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from finsim_mesa.fastmath import ONE, ZERO, count_nonzero, flatnonzero, leading
+from finsim_mesa.observation import due_rows
 
 if TYPE_CHECKING:
     from finsim_mesa.config import ModelConfig
@@ -106,10 +107,12 @@ def roll_over(L: Ledger, hoard: np.ndarray, rate: float, spread: np.ndarray, t: 
     """
     lb = L.loans
     active = L.active
-    maturing = lb.maturity <= t
-    if count_nonzero(active) < active.size:  # only then can a due loan's bank be out
+    if count_nonzero(active) == active.size:  # every bank active (most steps): every due
+        maturing = rows = due_rows(lb.maturity, t)  # loan, by rows (slice(0, k): first)
+    else:  # only then can a due loan's bank be out
+        maturing = lb.maturity <= t
         due = flatnonzero(maturing)  # the banks of the due loans only, not the whole book
         maturing[due[~(active[lb.lender[due]] & active[lb.borrower[due]])]] = False
-    rows = leading(flatnonzero(maturing))  # terms for these loans only, not the whole book
+        rows = leading(flatnonzero(maturing))  # terms for these loans only, not the whole book
     return L.rollover(maturing, 1.0 - hoard[lb.lender[rows]], rate + spread[lb.borrower[rows]],
                       maturity)

@@ -21,9 +21,15 @@ import scipy.sparse as sp
 from finsim_mesa.fastmath import count_nonzero, flatnonzero
 from finsim_mesa.links import LinkTable
 
-__all__ = ["LinkTable", "LoanBook", "masked_terms"]
+__all__ = ["LinkTable", "LoanBook", "masked_terms", "row_indices"]
 
 _count_nonzero, _max, _min = count_nonzero, np.maximum.reduce, np.minimum.reduce
+
+
+def row_indices(rows: np.ndarray | slice) -> np.ndarray:
+    """Loans given as a bool mask over a book, their indices or ``slice(0, k)``, as indices."""
+    return (np.arange(rows.stop) if isinstance(rows, slice)
+            else flatnonzero(rows) if rows.dtype == bool else rows)
 
 
 def masked_terms(x: np.ndarray | float, rows: np.ndarray, m: int, name: str) -> np.ndarray:
@@ -187,9 +193,8 @@ class LoanBook:
         first, inverse = groups
         rate, mat = self.rate[t], self.maturity[t]
         rates = rate[first]  # each group's rate (its first row's), compared with its rows'
-        # (np.array_equal of equal shapes, without its Python layer: NaN differs too)
-        # (one maturity for the whole block, the usual case: no group mixes
-        # maturities, and two reductions replace two gathers and a comparison)
+        # (np.array_equal without its Python layer: NaN differs too; one maturity for the
+        # block, the usual case: no group mixes them; two reductions, not two gathers)
         if _count_nonzero(rate != rates[inverse]) or (
                 _min(mat) != _max(mat) and _count_nonzero(mat != mat[first][inverse])):
             return  # pairs with different terms stay separate loans
@@ -213,14 +218,13 @@ class LoanBook:
         them; None if every row is its own group."""
         link, ccp = self.link_ids(assign=False)[t], self.ccp[t]
         c = int(_max(ccp)) + 2  # (ndarray.max() and .min() without their Python layer)
-        if c > 1 and int(_min(ccp)) == c - 2:  # one CCP for all (the usual case with the
-            c = 1  # layer): ccp + 1 adds one number to every key, so the pair alone orders
+        c = 1 if c > 1 and int(_min(ccp)) == c - 2 else c  # one CCP id for all: the pair orders
         # every row's link known (the act stage) and the table not much larger than
         # the block (the mark array is the table's size): no sort
         if int(_min(link)) >= 0 and len(self.links) * c <= 64 * link.size:
             # a pair's rank in (lender, borrower) order, so the key is in the same order
             key = self.links.ranks()[link]
-            if c > 1:  # (c is 1 without CCPs or with one for all: the key is the rank)
+            if c > 1:  # (c is 1 without CCPs or with one id for all: the key is the rank)
                 key = key * c + (ccp + 1)
             mark = np.zeros(len(self.links) * c, dtype=bool)
             mark[key] = True

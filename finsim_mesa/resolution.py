@@ -39,7 +39,9 @@ from finsim_mesa.clearing import FAST_PATH_MIN_N, ClearingResult, clear_legs, pa
 from finsim_mesa.fastmath import ONE, ZERO, constant, count_nonzero, flatnonzero, leading, total
 from finsim_mesa.infrastructure import layer
 from finsim_mesa.infrastructure.router import OUTCOMES
+from finsim_mesa.loans import row_indices
 from finsim_mesa.market import capped_share
+from finsim_mesa.observation import due_rows
 
 if TYPE_CHECKING:
     from finsim_mesa.config import ModelConfig
@@ -85,20 +87,24 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
             sell(L.holdings * resolving[:, None], L.prices * (1 - cfg.liquidation_discount),
                  "liquidations")
         lb = L.loans
-        due = lb.maturity <= t  # nobody in resolution (most steps): what matures
+        # settle_in_full is tried (nobody in resolution, a small system): the rows of
+        # what matures (slice(0, k) in a book in maturity order), else the mask
+        quick = not anyone and n < FAST_PATH_MIN_N
+        due = due_rows(lb.maturity, t) if quick else lb.maturity <= t
         ext_due = np.minimum(withdrawals, L.deposits)
         if anyone:
             due |= resolving[lb.borrower] | resolving[lb.lender]
             ext_due = np.where(resolving, L.deposits, ext_due)
         withdrawals[:] = 0.0
         failed = None  # nobody failed to pay
-        if not (count_nonzero(due) or count_nonzero(ext_due)):
+        if not (_how_many(due) or count_nonzero(ext_due)):
             pass
-        elif (anyone or n >= FAST_PATH_MIN_N
-              or not settle_in_full(L, cfg, due, ext_due, router, t, sell)):
+        elif not (quick and settle_in_full(L, cfg, due, ext_due, router, t, sell)):
             # (settle_in_full: everybody paid in full, settled as clear_due would; not
             # tried on large systems, where someone fails to pay often enough that
             # the test, done again by clear_due, costs more than the shortcut saves)
+            if quick:  # (settle_in_full changed nothing) clear_due's mask
+                due = lb.maturity <= t
             res = clear_due(L, cfg, due, ext_due, resolving, sell, t, ccps, router)
             depth += res.rounds
             failed = res.defaulted[:n]
@@ -112,10 +118,18 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
     return depth
 
 
+def _how_many(due: np.ndarray | slice) -> int:
+    """How many loans ``due`` holds: a bool mask, indices or ``slice(0, k)``."""
+    if isinstance(due, slice):
+        return due.stop
+    return count_nonzero(due) if due.dtype == bool else due.size
+
+
 def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
                    router: InfrastructureRouter | None = None, t: int = 0,
                    sell: Sell | None = None) -> bool:
-    """Settle the loans ``due`` (mask over the book) and the external dues
+    """Settle the loans ``due`` (mask over the book, or their rows as
+    :func:`~finsim_mesa.loans.row_indices` takes them) and the external dues
     ``ext_due`` (shape (n,)) if everybody pays in full; False (nothing done) if
     not. For a clearing with nobody in resolution (the caller's condition): then
     :func:`~finsim_mesa.resolution.clear_due` would clear the same legs, find
@@ -146,7 +160,8 @@ def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.nda
     them at step ``t``.
     """
     lb, n, C = L.loans, L.n, L.ccp_cash.size
-    rows = leading(flatnonzero(due))  # the due loans come first: a slice, no gathers
+    # the due loans come first: a slice, no gathers
+    rows = due if isinstance(due, slice) else leading(row_indices(due))
     owed = lb.owed_at(rows)
     lender, borrower = lb.lender[rows], lb.borrower[rows]
     paid = np.bincount(borrower, weights=owed, minlength=n)
