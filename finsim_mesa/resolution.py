@@ -172,20 +172,27 @@ def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.nda
         ccp = lb.ccp[rows]
         cleared = ccp >= 0
         n_cleared = count_nonzero(cleared)
+        funds = L.ccp_capital + L.fund.sum(axis=0)
+        every = n_cleared == owed.size  # every due loan cleared (the usual case)
         if n_cleared:
             cash = L.cash + 0.0  # (what clear_due posts before it reads cash)
-            on, on_owed = ccp, owed  # every due loan cleared (the usual case): as they are
-            if n_cleared < owed.size:  # bilateral legs first, then the cleared ones
+            if not every:  # bilateral legs first, then the cleared ones
                 order = np.concatenate([flatnonzero(~cleared), flatnonzero(cleared)])
                 pbar = np.bincount(borrower[order], weights=owed[order], minlength=n)
                 inflow = np.bincount(lender[order], weights=owed[order], minlength=n)
-                on, on_owed = ccp[cleared], owed[cleared]
-            ccp_owed = np.bincount(on, weights=on_owed, minlength=C)
-            terms = np.bincount(on, minlength=C)
-        else:
-            ccp_owed, terms = np.zeros(C), np.zeros(C, dtype=np.int64)
-        if not _ccps_pay(ccp_owed, terms, L.ccp_capital + L.fund.sum(axis=0)):
-            return False
+        # one CCP owed on every due loan (the usual case): its test passes for sure
+        # (_surely_pays) or is made on its sum; several CCPs: on theirs
+        all_owed = C == 1 and every and n_cleared and _surely_pays(owed, float(funds[0]))
+        if not all_owed:
+            if n_cleared:
+                on, on_owed = (ccp, owed) if every else (ccp[cleared], owed[cleared])
+                ccp_owed = np.bincount(on, weights=on_owed, minlength=C)
+                terms = np.bincount(on, minlength=C)
+            else:
+                ccp_owed, terms = np.zeros(C), np.zeros(C, dtype=np.int64)
+            if not _ccps_pay(ccp_owed, terms, funds):
+                return False
+            all_owed = count_nonzero(terms) == C
     pbar = pbar + ext_due
     fire_price = L.prices * (1 - cfg.liquidation_discount)
     liquid = values(L.holdings, fire_price)
@@ -210,7 +217,7 @@ def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.nda
     L.cash += received
     L.equity += ZERO
     if n_cleared:  # (each CCP owed on them: all of them, the usual case, in one pass)
-        if count_nonzero(terms) == C:
+        if all_owed:
             L.ccp_cash += ZERO
         else:
             L.ccp_cash[terms > 0] += 0.0
@@ -237,6 +244,28 @@ def _ccps_pay(owed: np.ndarray, terms: np.ndarray, funds: np.ndarray) -> bool:
         if not resources - slack >= pbar - _TOL * (1.0 if 1.0 >= pbar else pbar):
             return False
     return True
+
+
+def _surely_pays(owed: np.ndarray, funds: float) -> bool:
+    """Whether one CCP owed ``owed`` on each of its legs (shape (k,)), with its
+    capital and fund ``funds``, passes :func:`_ccps_pay` for sure, by bounds,
+    without the sum (a serial one: ~7 µs for 1,750 legs, against two reductions).
+
+    True only when every term is finite and ≥ 0, ``k ≤ 100,000``, ``|funds| <
+    1e300`` and ``k · max(owed) + max(funds, 0) < 1e300`` (no NaN: each
+    comparison fails on it). Then its sum ``o`` (any order) and ``s = fl(e + o)``
+    are finite, ``0 ≤ o ≤ s`` with ``e = max(funds, 0)``, and with ``u = 2⁻⁵³``:
+    ``δ = fl(ROUNDING · (k + 4)) < 1.8e-10``, ``s − fl(δ s)`` rounds to at least
+    ``s (1 − 2e-10)``, and ``τ = fl(1e-9 · max(1, o)) ≥ 0.99e-9 · max(1, o)``: if
+    ``o ≤ τ`` the threshold ``fl(o − τ)`` is ≤ 0 ≤ the resources; else it is at most
+    ``(o − τ)(1 + u) ≤ o (1 − 2e-10)`` since ``τ (1 + u) ≥ o (2e-10 + u)``. Either way
+    the test passes, so the decision is the same; otherwise the caller sums.
+    """
+    k = owed.size
+    if k > 100_000 or not abs(funds) < 1e300:
+        return False
+    return bool(np.minimum.reduce(owed) >= ZERO
+                and np.maximum.reduce(owed) * k + max(funds, 0.0) < 1e300)
 
 
 def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,

@@ -220,3 +220,82 @@ def test_exchange_columns_are_the_former_gather_in_any_output_order(kw):
             assert g[:, :4].tobytes() == np.ascontiguousarray(want).tobytes()
             assert g.tobytes() == got[0].tobytes() and not np.isnan(g).any()
         assert np.isnan(big[:, :16]).all()  # nothing written outside its columns
+
+
+# ------------------------------------------------------------ _surely_pays
+
+
+def _one_ccp_reference(owed: np.ndarray, funds: float) -> bool:
+    """settle_in_full's former test of one CCP owed on every leg: the exact sum."""
+    ccp_owed = np.bincount(np.zeros(owed.size, dtype=np.int64), weights=owed, minlength=1)
+    terms = np.bincount(np.zeros(owed.size, dtype=np.int64), minlength=1)
+    return _reference(ccp_owed, terms, np.array([funds]))
+
+
+def test_surely_pays_only_where_the_exact_test_passes():
+    from finsim_mesa.resolution import _surely_pays
+    rng = np.random.default_rng(15)
+    sure = 0
+    for i in range(400):
+        k = int(rng.choice([1, 2, 7, 50, 1750, 20_000, 100_000]))
+        scale = 10.0 ** rng.integers(-300, 290)
+        owed = rng.random(k) * scale
+        if i % 5 == 0:
+            owed[rng.integers(0, k)] = 0.0 if i % 10 else -0.0
+        funds = float(rng.choice([0.0, -1.0, 1e-300, 1e299, -1e299])
+                      * (1 if i % 3 else rng.random()))
+        if _surely_pays(owed, funds):
+            sure += 1
+            assert _one_ccp_reference(owed, funds), (k, scale, funds)
+    assert sure > 250  # (the large scales and funds are declined, as they must be)
+
+
+@pytest.mark.parametrize("case", ["negative", "nan", "inf", "terms", "funds_nan", "funds_big",
+                                  "sum_big"])
+def test_surely_pays_declines_where_the_bounds_do_not_hold(case):
+    from finsim_mesa.resolution import _surely_pays
+    owed, funds = np.ones(100), 10.0
+    if case == "negative":
+        owed[3] = -1e-300
+    elif case == "nan":
+        owed[5] = np.nan
+    elif case == "inf":
+        owed[0] = np.inf
+    elif case == "terms":  # so many legs that the round-off bound passes the tolerance:
+        owed = np.ones(600_000)  # the exact test fails with no fund
+        funds = 0.0
+        assert not _one_ccp_reference(owed, funds)
+    elif case == "funds_nan":
+        funds = float("nan")
+    elif case == "funds_big":
+        funds = 1e300
+    else:
+        owed = np.full(100, 1e299)  # (a sum near the overflow)
+    assert not _surely_pays(owed, funds)
+
+
+def test_settle_in_full_without_the_bound_is_the_same_along_a_run(monkeypatch):
+    """The clear stage with _surely_pays declining every time (the exact sum) and
+    as shipped: the same ledger bytes step by step."""
+    from finsim_mesa import resolution
+    calls = {"sure": 0}
+    real = resolution._surely_pays
+
+    def counted(*a):
+        calls["sure"] += 1
+        return real(*a)
+
+    a = FinancialModel(n_banks=120, scenario="systemic", brain="rule_based", rng=9,
+                       n_exchanges=2, n_ccps=1)
+    b = FinancialModel(n_banks=120, scenario="systemic", brain="rule_based", rng=9,
+                       n_exchanges=2, n_ccps=1)
+    monkeypatch.setattr(resolution, "_surely_pays", counted)
+    for _ in range(20):
+        a.step()
+        with monkeypatch.context() as mp:
+            mp.setattr(resolution, "_surely_pays", lambda *x: False)
+            b.step()
+        for k in a.ledger._ARRAYS:
+            assert getattr(a.ledger, k).tobytes() == getattr(b.ledger, k).tobytes(), k
+        assert a.ledger.loans.principal.tobytes() == b.ledger.loans.principal.tobytes()
+    assert calls["sure"] > 5
