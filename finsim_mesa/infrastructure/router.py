@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finsim_mesa.errors import ConfigError
+from finsim_mesa.fastmath import count_nonzero
 from finsim_mesa.state import log_restore, log_state
 
 if TYPE_CHECKING:
@@ -156,17 +157,18 @@ class InfrastructureRouter:
         if kept is None:
             return None
         table, parts = kept
-        if (table is not self.model.ledger.loans.links or len(parts) != len(processed)
-                or any(p["sender"] is not snd or p["receiver"] is not rcv
-                       for p, (snd, rcv, _) in zip(processed, parts, strict=True))):
+        if table is not self.model.ledger.loans.links or len(parts) != len(processed):
             return None
-        link = parts[0][2] if len(parts) == 1 else np.concatenate([lk for *_, lk in parts])
+        for p, (snd, rcv, _) in zip(processed, parts, strict=True):
+            if p["sender"] is not snd or p["receiver"] is not rcv:
+                return None
+        link = parts[0][2] if len(parts) == 1 else np.concatenate([part[2] for part in parts])
         size = len(table)
         distinct = False
         if link.size and int(_min(link)) >= 0 and int(_max(link)) < size:
             mark = np.zeros(size, dtype=bool)
             mark[link] = True
-            distinct = int(np.count_nonzero(mark)) == link.size
+            distinct = count_nonzero(mark) == link.size
         return link, distinct
 
     def snapshot(self, shallow_logs: bool = False) -> dict[str, Any]:
@@ -216,7 +218,6 @@ class InfrastructureRouter:
         k = amount.size
         if not k:
             return
-        out = _OUTCOME_CODE[outcome] if isinstance(outcome, str) else outcome
         c = self._constants
         self._audit.append({
             "step": _column(step, k, _I32, c), "kind": _column(_KIND_CODE[kind], k, _I8, c),
@@ -228,7 +229,8 @@ class InfrastructureRouter:
             "received": amount if received is given else _column(received, k, float, c),
             "exchange": _column(exchange, k, _I16, c), "ccp": _column(ccp, k, _I16, c),
             "fee": _column(fee, k, float, c), "delay": _column(delay, k, _I16, c),
-            "outcome": _column(out, k, _I8, c),
+            "outcome": _column(_OUTCOME_CODE[outcome] if isinstance(outcome, str) else outcome,
+                               k, _I8, c),
         })
 
     def audit(self) -> pd.DataFrame:
@@ -262,7 +264,12 @@ class InfrastructureRouter:
 def _column(value: Any, k: int, dtype: Any, constants: _Constants) -> np.ndarray:
     """An audit column of ``k`` entries of ``dtype``: a copy of an array, or a
     number repeated (:meth:`_Constants.column`)."""
-    if type(value) in _NUMBERS:  # the usual one-number columns, first
+    if type(value) is int:  # (most one-number columns: an int has no NaN or -0.0 to
+        base = constants.ints.get((value, dtype))  # tell apart, its value and the
+        if base is not None and base.size >= k:  # dtype are the key)
+            return base[:k]
+        return constants.column(value, k, dtype)
+    if type(value) in _NUMBERS:  # the other one-number columns
         return constants.column(value, k, dtype)
     if isinstance(value, np.ndarray) and value.shape == (k,):
         return value.astype(dtype)
@@ -284,10 +291,11 @@ class _Constants:
     dtype and shape as a full column (so the same bytes in a snapshot and its
     fingerprint). Not state: a cache."""
 
-    __slots__ = ("arrays",)
+    __slots__ = ("arrays", "ints")
 
     def __init__(self) -> None:
         self.arrays: dict[tuple[Any, type, Any], np.ndarray] = {}
+        self.ints: dict[tuple[int, Any], np.ndarray] = {}  # those of Python ints, by (value, dtype)
 
     def column(self, value: Any, k: int, dtype: Any) -> np.ndarray:
         """``np.full(k, value, dtype)``, read-only."""
@@ -299,9 +307,12 @@ class _Constants:
         if base is None or base.size < k:
             if len(self.arrays) > 256:  # one key a step (the step number): forget old ones
                 self.arrays.clear()
+                self.ints.clear()
             base = np.full(max(k, 0 if base is None else 2 * base.size), value, dtype=dtype)
             base.flags.writeable = False
             self.arrays[key] = base
+            if type(value) is int:
+                self.ints[value, dtype] = base
         return base[:k]
 
     def __repr__(self) -> str:
