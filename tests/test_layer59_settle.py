@@ -349,3 +349,93 @@ def test_int_columns_are_np_full_through_growth_and_clearing():
             assert not got.flags.writeable
     held = {id(v) for v in c.arrays.values()}
     assert len(c.arrays) <= 257 and all(id(v) in held for v in c.ints.values())
+
+
+# ------------------------------------------------------------ submitting
+def former_submit_many(router, sender, receiver, amount, rate, step, link=None):  # 7c9fe3b
+    ids = np.empty(sender.size, dtype=np.int64)
+    venue = router.bank_exchange[sender]
+    for x, ex in enumerate(router.exchanges):
+        m = venue == x
+        if np.count_nonzero(m):
+            ids[m] = ex.submit(sender[m], receiver[m], amount[m], rate[m], step, copy=False)
+    return ids
+
+
+def _queues(m):
+    return [{c: (v.dtype.str, v.tobytes()) for c, v in ex.queue.orders.items()}
+            for ex in m.exchanges]
+
+
+@pytest.mark.parametrize("n_exchanges", [1, 2, 3])
+@pytest.mark.parametrize("waiting", [False, True])
+def test_submit_many_queues_what_a_mask_per_exchange_queued(n_exchanges, waiting):
+    """The orders grouped by a stable sort by venue: each queue gets the same
+    columns (values, dtypes, order) and the ids come back in the order given."""
+    kw = dict(n_banks=40, n_exchanges=n_exchanges, n_ccps=1, brain="passive", rng=6,
+              venue_rule="random")
+    a, b = FinancialModel(**kw), FinancialModel(**kw)
+    rng = np.random.default_rng(n_exchanges)
+    for step in range(3):
+        k = int(rng.integers(0, 80))
+        snd, rcv = rng.integers(0, 40, k), rng.integers(0, 40, k)
+        amt, rate = rng.random(k) + 0.1, rng.random(k) * 0.01
+        link = a.ledger.loans.links.ids(snd, rcv)
+        if waiting and step == 1:  # orders already queued: concatenated behind them
+            for m in (a, b):
+                m.router.submit_transaction(1, 2, 0.5)
+        got = a.router.submit_many(snd, rcv, amt, rate, step, link)
+        want = former_submit_many(b.router, snd, rcv, amt, rate, step, link)
+        assert got.tolist() == want.tolist()
+        assert _queues(a) == _queues(b)
+    # an empty queue keeps the columns it is given: they are not the caller's arrays
+    a, b = FinancialModel(**kw), FinancialModel(**kw)
+    cols = [rng.integers(0, 40, 30), rng.integers(0, 40, 30), rng.random(30) + 0.1,
+            rng.random(30) * 0.01]
+    a.router.submit_many(*cols, 0)
+    former_submit_many(b.router, *cols, 0)
+    for c in cols:
+        c[:] = 7
+    assert _queues(a) == _queues(b)
+
+
+def test_submitted_columns_are_the_processed_orders_concatenated():
+    """Held whole only when every exchange that got orders kept and processed
+    them: then each column is what book_orders' concatenation of the exchanges'
+    outputs gives; with one exchange's orders waiting (it processed none of
+    them), or a patched list of outputs, None."""
+    m = FinancialModel(n_banks=60, n_exchanges=3, n_ccps=1, brain="passive", rng=8,
+                       venue_rule="random")
+    m.run_for(2)
+    r = m.router
+    rng = np.random.default_rng(0)
+    snd, rcv = rng.integers(0, 60, 90), rng.integers(0, 60, 90)
+    link = m.ledger.loans.links.ids(snd, rcv)
+    r.submit_many(snd, rcv, (rng.random(90) + 0.1) * 1e-4, np.full(90, 0.01), m.t, link)
+    done = [p for p in (ex.process(m.t) for ex in m.exchanges) if p]
+    got_link, _ = r.submitted_links(done)
+    whole = r.submitted_columns(got_link)
+    assert whole is not None and len(done) == 3
+    for key in ("sender", "receiver", "amount", "rate", "exchange"):
+        want = np.concatenate([p[key] for p in done])
+        assert whole[key].dtype == want.dtype and whole[key].tobytes() == want.tobytes()
+    assert r.submitted_columns(got_link) is None  # used once
+    # exchange 2 over capacity with orders already waiting: it processes none of
+    # this step's orders, the other two process theirs whole
+    ex2 = m.exchanges[2]
+    ex2.queue.max_throughput = 1e-6
+    r.submit_transaction(int(np.flatnonzero(r.bank_exchange == 2)[0]),
+                         int(np.flatnonzero(r.bank_exchange == 0)[0]), 1.0)
+    r.submit_many(snd, rcv, (rng.random(90) + 0.1) * 1e-4, np.full(90, 0.01), m.t, link)
+    done = [p for p in (ex.process(m.t) for ex in m.exchanges) if p]
+    assert len(done) == 2 and ex2.queue.backlog_orders > 0
+    got = r.submitted_links(done)  # the two exchanges' links, without exchange 2's columns
+    assert got is not None and got[0].size == sum(p["sender"].size for p in done)
+    assert r.submitted_columns(got[0]) is None
+    # the links of another call: not these columns
+    ex2.queue.max_throughput = 1e9
+    ex2.process(m.t)  # (its queue emptied)
+    r.submit_many(snd[:5], rcv[:5], np.full(5, 1e-4), np.full(5, 0.01), m.t, link[:5])
+    done = [p for p in (ex.process(m.t) for ex in m.exchanges) if p]
+    got_link, _ = r.submitted_links(done)
+    assert r.submitted_columns(got_link.copy()) is None

@@ -117,9 +117,13 @@ def book_orders(L: Ledger, router: InfrastructureRouter,
     done = [o for o in processed if o]
     kept = router.submitted_links(done)  # (also drops the links kept when nothing is done)
     link, distinct = (None, False) if kept is None else kept
+    whole = router.submitted_columns(link)
     if not done:
         return 0.0, 0.0
-    orders = {key: np.concatenate([o[key] for o in done]) for key in done[0]}
+    # the columns concatenated; those the router holds whole (the arrays the
+    # exchanges' columns are slices of, see router.submitted_columns) as they are
+    orders = {key: whole[key] if whole is not None and key in whole
+              else np.concatenate([o[key] for o in done]) for key in done[0]}
     first_new = len(L.loans)
     snd, rcv, amt = orders["sender"], orders["receiver"], orders["amount"]
     need = amt * (1.0 + orders["fee_rate"])
