@@ -17,12 +17,14 @@ import numpy as np
 import pytest
 
 from finsim_mesa import FinancialModel
+from finsim_mesa.accounting import values
 from finsim_mesa.fastmath import stable_order
 from finsim_mesa.infrastructure import layer
 from finsim_mesa.infrastructure.ccp import cleared_by_ccp
 from finsim_mesa.infrastructure.exchange import _EMPTY_ORDERS, ExchangeQueue, ExchangeStats, _full
-from finsim_mesa.infrastructure.router import _column, _Constants
+from finsim_mesa.infrastructure.router import OUTCOMES, _column, _Constants
 from finsim_mesa.loans import LoanBook
+from finsim_mesa.market import capped_share
 
 
 # ------------------------------------------------------------ former forms (7c9fe3b)
@@ -439,3 +441,87 @@ def test_submitted_columns_are_the_processed_orders_concatenated():
     done = [p for p in (ex.process(m.t) for ex in m.exchanges) if p]
     got_link, _ = r.submitted_links(done)
     assert r.submitted_columns(got_link.copy()) is None
+
+
+# ------------------------------------------------------------ margin
+def former_call_margin(L, ccps, router, rate, cfg, sell, t):  # 7c9fe3b
+    active = L.active
+    node0 = cfg.n_banks + cfg.n_exchanges
+    delta = layer.requirements(ccps, rate)
+    np.subtract(delta, L.margin, out=delta)
+    np.multiply(delta, active[:, None], out=delta)
+    back = np.minimum(delta, 0.0)
+    if np.count_nonzero(back):
+        L.move_to_ccp("margin", back)
+        if router.auditing:
+            i, c, f = layer._cells(back)
+            returned = -back.ravel()[f]
+            router.record("margin_return", node0 + c, i, returned, returned,
+                          router.bank_exchange[i], c, 0.0, 0, "returned", t)
+    call = np.maximum(delta, 0.0)
+    need = call[:, 0] if call.shape[1] == 1 else call.sum(axis=1)
+    called = float(need.sum())
+    if not np.count_nonzero(need):
+        return called
+    short = np.maximum(need - L.cash, 0.0)
+    if not np.count_nonzero(short):
+        L.move_to_ccp("margin", call)
+        if router.auditing:
+            i, c, f = layer._cells(call)
+            called_f = call.ravel()[f]
+            router.record("margin_call", i, node0 + c, called_f, called_f,
+                          router.bank_exchange[i], c, 0.0, 0, "posted", t)
+        return called
+    i, c, f = layer._cells(call)
+    fire_price = L.prices * (1 - cfg.liquidation_discount)
+    liquid = values(L.holdings, fire_price)
+    sell(L.holdings * capped_share(short, liquid)[:, None], fire_price, "margin_sales")
+    frac = capped_share(L.cash, need)
+    pay = call * frac[:, None]
+    L.move_to_ccp("margin", pay)
+    outcome = np.where(frac[i] < 1 - 1e-12, OUTCOMES.index("short"), OUTCOMES.index("posted"))
+    router.record("margin_call", i, node0 + c, call.ravel()[f], pay.ravel()[f],
+                  router.bank_exchange[i], c, 0.0, 0, outcome, t)
+    L.mark_default((need > 0) & (frac < 1 - 1e-12) & active, t)
+    return called
+
+
+def _margin_bits(m):
+    L = m.ledger
+    audit = [(c, col.dtype.str, col.tobytes()) for rec in m.router._audit
+             for c, col in rec.items()]
+    return [L.margin.tobytes(), L.cash.tobytes(), L.ccp_cash.tobytes(), L.holdings.tobytes(),
+            L.status.tobytes(), L.default_step.tobytes(), np.asarray(L.prices).tobytes(), audit]
+
+
+@pytest.mark.parametrize("n_ccps", [1, 2])
+@pytest.mark.parametrize("case", ["return", "call", "short"])
+@pytest.mark.parametrize("defaults", [False, True])
+def test_call_margin_with_and_without_defaults_equals_the_former_form(n_ccps, case, defaults):
+    """Nobody in default: the product with the active mask is left out; members
+    short of cash sell and default as before (the mask of the banks active when
+    the margin was called). Bit for bit against the former form."""
+    kw = dict(n_banks=80, n_exchanges=2, n_ccps=n_ccps, scenario="systemic", brain="greedy",
+              agent_collect_every=0, steps=10**6, rng=13)
+    if n_ccps > 1:
+        kw.update(venue_rule="random", ccp_clearing_share=0.7)
+    a, b = FinancialModel(**kw), FinancialModel(**kw)
+    scale = {"return": 0.5, "call": 1.5, "short": 5.0}[case]
+    called = []
+    for m, f in ((a, layer.call_margin), (b, former_call_margin)):
+        m.run_for(6)
+        L = m.ledger
+        if defaults:
+            gone = np.zeros(L.n, dtype=bool)
+            gone[[3, 40]] = True
+            L.mark_default(gone, m.t)
+        assert bool(L.status.any()) == defaults
+        if case == "short":
+            L.cash *= 0.05
+            L.holdings *= 0.01
+        called.append(np.float64(f(L, m.ccps, m.router, m.margin_rate * scale, m.config,
+                                   m._sell, m.t)).tobytes())
+    assert called[0] == called[1]
+    assert _margin_bits(a) == _margin_bits(b)
+    if case == "short":  # (members did default here)
+        assert int(a.ledger.status.sum()) > 2 * defaults

@@ -197,11 +197,14 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     its cleared borrowing. A member short of cash sells securities at the
     liquidation price (through ``sell``); one that still cannot pay is in
     default. Returns the margin called (money)."""
-    active = L.active
     node0 = cfg.n_banks + cfg.n_exchanges  # grid node of CCP 0 (its id in the audit)
     delta = requirements(ccps, rate)  # (a new array: the two steps below in place)
     np.subtract(delta, L.margin, out=delta)
-    np.multiply(delta, active[:, None], out=delta)
+    # (nobody in default, ACTIVE being 0: a product with 1.0 everywhere, which
+    # changes no value, left out)
+    active = L.active if count_nonzero(L.status) else None
+    if active is not None:
+        np.multiply(delta, active[:, None], out=delta)
     back = np.minimum(delta, 0.0)
     auditing = router.auditing  # (lookahead copies keep no audit: its columns skipped)
     if np.count_nonzero(back):
@@ -236,7 +239,10 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     outcome = np.where(frac[i] < 1 - 1e-12, OUTCOMES.index("short"), OUTCOMES.index("posted"))
     router.record("margin_call", i, node0 + c, call.ravel()[f], pay.ravel()[f],
                   router.bank_exchange[i], c, 0.0, 0, outcome, t)
-    L.mark_default((need > 0) & (frac < 1 - 1e-12) & active, t)
+    failing = (need > 0) & (frac < 1 - 1e-12)
+    if active is not None:  # (else everybody was active when the margin was called)
+        failing &= active
+    L.mark_default(failing, t)
     return called
 
 
