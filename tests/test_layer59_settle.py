@@ -525,3 +525,17 @@ def test_call_margin_with_and_without_defaults_equals_the_former_form(n_ccps, ca
     assert _margin_bits(a) == _margin_bits(b)
     if case == "short":  # (members did default here)
         assert int(a.ledger.status.sum()) > 2 * defaults
+
+
+def test_stats_of_an_empty_queue_are_the_dataclass():
+    """An empty queue's statistics (built as one instance dict) equal the
+    dataclass's own, field for field, in order, and stay frozen."""
+    for threshold in (0.5, 1.0):
+        got, ref = ExchangeQueue(3.0, threshold, 0.001, 2.0), ExchangeQueue(3.0, threshold,
+                                                                           0.001, 2.0)
+        a, b = got.process(4)[2], _plain_process(ref, 4)[2]
+        assert type(a) is ExchangeStats and a == b and list(vars(a).items()) == list(
+            vars(b).items())
+        assert [type(v) for v in vars(a).values()] == [type(v) for v in vars(b).values()]
+        with pytest.raises(AttributeError):
+            a.demand = 1.0

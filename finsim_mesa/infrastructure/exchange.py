@@ -177,11 +177,12 @@ class ExchangeQueue:
         first two are column dicts like :attr:`orders`."""
         o = self.orders
         if not o["amount"].size:  # an empty queue (most steps): nothing moves
-            stats = ExchangeStats(
-                step=step, demand=0.0, processed=0.0, processed_orders=0, waiting=0.0,
-                waiting_orders=0, expired=0.0, expired_orders=0, utilisation=0.0,
-                congested=0.0 > self.congestion_threshold, fee_rate=self.fee_rate(0.0),
-                fees=0.0, mean_delay=0.0)
+            stats = object.__new__(ExchangeStats)  # (as _process_all builds it)
+            stats.__dict__.update({
+                "step": step, "demand": 0.0, "processed": 0.0, "processed_orders": 0,
+                "waiting": 0.0, "waiting_orders": 0, "expired": 0.0, "expired_orders": 0,
+                "utilisation": 0.0, "congested": 0.0 > self.congestion_threshold,
+                "fee_rate": self.fee_rate(0.0), "fees": 0.0, "mean_delay": 0.0})
             self.history.append(stats)
             return dict(o), dict(o), stats  # (its columns are empty: the empty columns)
         amount = o["amount"]
