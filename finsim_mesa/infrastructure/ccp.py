@@ -20,7 +20,7 @@ import mesa
 import numpy as np
 import scipy.sparse as sp
 
-from finsim_mesa.fastmath import flatnonzero
+from finsim_mesa.fastmath import count_nonzero, flatnonzero
 from finsim_mesa.infrastructure.netting import NettingResult, multilateral_netting
 from finsim_mesa.infrastructure.waterfall import WaterfallResult, default_waterfall
 
@@ -42,13 +42,15 @@ def cleared_by_ccp(loans: LoanBook, ccp_ids: Sequence[int], n: int) -> np.ndarra
     m: np.ndarray | slice
     if ids.tolist() == list(range(ids.size)):  # all CCPs in id order (the model's
         col = loans.ccp  # call): a CCP's column is its id
-        # every loan cleared (ccp_clearing_share 1): every id in 0..C-1, read off the
-        # extremes (no mask): the whole book, no gathers (the same rows, in book order)
-        if not col.size or (int(_min(col)) >= 0 and int(_max(col)) < ids.size):
+        # every loan cleared (ccp_clearing_share 1): the whole book, no gathers (the
+        # same rows, in book order). One CCP: its column is 0 for every loan (read in
+        # one pass, not its two extremes)
+        if ids.size == 1 and not count_nonzero(col):
+            return np.bincount(loans.borrower, weights=loans.owed_at(slice(None)),
+                               minlength=n)[:, None]
+        # more: every id in 0..C-1, read off the extremes (no mask)
+        if ids.size > 1 and (not col.size or (int(_min(col)) >= 0 and int(_max(col)) < ids.size)):
             m = slice(None)
-            if ids.size == 1:  # one CCP: its column is 0 for every loan
-                return np.bincount(loans.borrower, weights=loans.owed_at(m),
-                                   minlength=n)[:, None]
         else:
             m = (col >= 0) & (col < ids.size)
     else:

@@ -41,6 +41,7 @@ class ExchangeStats:
 
 
 _minimum, _maximum, _add = np.minimum, np.maximum, np.add
+_EPS = float(np.finfo(np.float64).eps)  # 2u: twice the unit round-off
 ORDER_FIELDS = ("order_id", "sender", "receiver", "amount", "rate", "submitted", "kind")
 _STAT_FIELDS = tuple(f.name for f in fields(ExchangeStats))
 
@@ -176,11 +177,12 @@ class ExchangeQueue:
         first two are column dicts like :attr:`orders`."""
         o = self.orders
         if not o["amount"].size:  # an empty queue (most steps): nothing moves
-            stats = ExchangeStats(
-                step=step, demand=0.0, processed=0.0, processed_orders=0, waiting=0.0,
-                waiting_orders=0, expired=0.0, expired_orders=0, utilisation=0.0,
-                congested=0.0 > self.congestion_threshold, fee_rate=self.fee_rate(0.0),
-                fees=0.0, mean_delay=0.0)
+            stats = object.__new__(ExchangeStats)  # (as _process_all builds it)
+            stats.__dict__.update({
+                "step": step, "demand": 0.0, "processed": 0.0, "processed_orders": 0,
+                "waiting": 0.0, "waiting_orders": 0, "expired": 0.0, "expired_orders": 0,
+                "utilisation": 0.0, "congested": 0.0 > self.congestion_threshold,
+                "fee_rate": self.fee_rate(0.0), "fees": 0.0, "mean_delay": 0.0})
             self.history.append(stats)
             return dict(o), dict(o), stats  # (its columns are empty: the empty columns)
         amount = o["amount"]
@@ -188,10 +190,16 @@ class ExchangeQueue:
         utilisation = demand / self.max_throughput
         rate = self.fee_rate(utilisation)
         # amounts are positive, so this is a prefix of the queue: strict FIFO
-        running = amount.cumsum()  # (np.cumsum's own call)
         limit = self.max_throughput * (1 + 1e-12)
-        if running[-1] <= limit:  # everything fits (most steps; the running sum's
-            return self._process_all(step, demand, utilisation, rate)  # last is its largest)
+        k = amount.size
+        # everything fits (most steps) if the running sum's last (its largest) is
+        # within the limit: so is it if the total is, with room for both sums'
+        # round-off (<= k u x the total each, u = eps / 2: 4 (k + 2) eps covers it)
+        if demand * (1.0 + 4.0 * (k + 2) * _EPS) <= limit:
+            return self._process_all(step, demand, utilisation, rate)
+        running = amount.cumsum()  # (np.cumsum's own call)
+        if running[-1] <= limit:
+            return self._process_all(step, demand, utilisation, rate)
         done = running <= limit
         expired = ~done & (step - o["submitted"] >= self.max_wait)
         p = int(np.count_nonzero(done))  # the prefix's length: its rows are slices
@@ -226,12 +234,15 @@ class ExchangeQueue:
         # which would keep them alive while the queue is empty)
         self.orders = dict(_EMPTY_ORDERS)
         delays = step - o["submitted"]
+        self._delays = (o["submitted"], delays)  # (read once by Exchange.process)
         count = delays.size
-        stats = _stats(
-            step=step, demand=demand, processed=demand, processed_orders=count, waiting=0.0,
-            waiting_orders=0, expired=0.0, expired_orders=0, utilisation=utilisation,
-            congested=utilisation > self.congestion_threshold, fee_rate=rate,
-            fees=rate * demand, mean_delay=int(delays.sum()) / count)
+        stats = object.__new__(ExchangeStats)  # (_stats' instance dict, its fields in order)
+        stats.__dict__.update({
+            "step": step, "demand": demand, "processed": demand, "processed_orders": count,
+            "waiting": 0.0, "waiting_orders": 0, "expired": 0.0, "expired_orders": 0,
+            "utilisation": utilisation, "congested": utilisation > self.congestion_threshold,
+            "fee_rate": rate, "fees": rate * demand,
+            "mean_delay": int(_add.reduce(delays)) / count})  # (delays.sum(): exact ints)
         self.history.append(stats)
         return o, dict(_EMPTY_ORDERS), stats
 
@@ -295,23 +306,26 @@ class Exchange(mesa.Agent):
         or None when nothing was processed; the settle stage books them.
         """
         model = self.model
-        router = model.router
-        done, expired, stats = self.queue.process(t)
+        queue = self.queue
+        done, expired, stats = queue.process(t)
         x = self.exchange_id
         if expired["amount"].size:
-            router.record("loan", expired["sender"], expired["receiver"], expired["amount"],
-                          0.0, x, -1, 0.0, t - expired["submitted"], "expired", t)
+            model.router.record("loan", expired["sender"], expired["receiver"],
+                                expired["amount"], 0.0, x, -1, 0.0, t - expired["submitted"],
+                                "expired", t)
         k = done["amount"].size
         if not k:
             return None
-        ccp = _full(k, self.ccp_id)
+        ccp, sub = _full(k, self.ccp_id), done["submitted"]
+        kept = queue.__dict__.pop("_delays", None)  # (t - sub as the queue formed it, if it did)
+        delay = kept[1] if kept is not None and kept[0] is sub else t - sub
         share = model.config.ccp_clearing_share
         if self.ccp_id >= 0 and share < 1.0:
             ccp = np.where(model.rng.random(k) < share, ccp, -1)
         return {"sender": done["sender"], "receiver": done["receiver"],
                 "amount": done["amount"], "rate": done["rate"], "exchange": _full(k, x),
                 "ccp": ccp, "fee_rate": _full(k, stats.fee_rate),
-                "delay": t - done["submitted"]}
+                "delay": delay}
 
     def snapshot(self, shallow_logs: bool = False) -> dict[str, Any]:
         """Copies of the exchange's state (its queue; see :meth:`ExchangeQueue.snapshot`)."""

@@ -20,7 +20,7 @@ import networkx as nx
 import numpy as np
 
 from finsim_mesa.accounting import values
-from finsim_mesa.fastmath import flatnonzero, stable_order
+from finsim_mesa.fastmath import count_nonzero, flatnonzero, stable_order, total
 from finsim_mesa.infrastructure.ccp import CentralCounterparty, cleared_by_ccp
 from finsim_mesa.infrastructure.exchange import Exchange, ExchangeQueue
 from finsim_mesa.infrastructure.router import OUTCOMES, InfrastructureRouter, assign_venues
@@ -117,26 +117,23 @@ def book_orders(L: Ledger, router: InfrastructureRouter,
     done = [o for o in processed if o]
     kept = router.submitted_links(done)  # (also drops the links kept when nothing is done)
     link, distinct = (None, False) if kept is None else kept
+    whole = router.submitted_columns(link)
     if not done:
         return 0.0, 0.0
-    orders = {key: np.concatenate([o[key] for o in done]) for key in done[0]}
+    # the columns concatenated; those the router holds whole (the arrays the
+    # exchanges' columns are slices of, see router.submitted_columns) as they are
+    orders = {key: whole[key] if whole is not None and key in whole
+              else np.concatenate([o[key] for o in done]) for key in done[0]}
     first_new = len(L.loans)
     snd, rcv, amt = orders["sender"], orders["receiver"], orders["amount"]
     need = amt * (1.0 + orders["fee_rate"])
-    order = stable_order(snd, L.n)
-    by_sender, need_o = snd[order], need[order]
-    cs = np.cumsum(need_o)
-    first = np.empty(snd.size, dtype=bool)  # a sender's first order in the sorted queue
-    first[:1] = True
-    np.not_equal(by_sender[1:], by_sender[:-1], out=first[1:])
-    within = cs - np.maximum.accumulate(np.where(first, cs - need_o, 0.0))
-    affordable = np.empty(snd.size, dtype=bool)
-    affordable[order] = within <= L.cash[by_sender] * (1 + 1e-12)
-    active = L.active  # (one evaluation of the mask for both ends)
-    ok = affordable & active[snd] & active[rcv]
-    k = int(np.count_nonzero(ok))
-    if k == ok.size:  # every order settles (the usual case): the columns as they are
-        booked, bad = orders, None
+    ok = _affordable(snd, need, L.cash, L.n)  # (None: every order is)
+    if count_nonzero(L.status):  # someone in default (ACTIVE is 0): both ends must be active
+        active = L.active  # (one evaluation of the mask for both ends)
+        both = active[snd] & active[rcv]
+        ok = both if ok is None else ok & both
+    if ok is None or count_nonzero(ok) == ok.size:  # every order settles (the usual
+        booked, bad = orders, None  # case): the columns as they are
     else:  # each column gathered once for the booking and its audit
         bad = ~ok
         booked = {key: col[ok] for key, col in orders.items()}
@@ -155,7 +152,43 @@ def book_orders(L: Ledger, router: InfrastructureRouter,
         router.record("loan", orders["sender"][bad], orders["receiver"][bad],
                       orders["amount"][bad], 0.0, orders["exchange"][bad], orders["ccp"][bad],
                       0.0, orders["delay"][bad], "failed", t)
-    return float(fee.sum()), float(amt.sum())
+    return total(fee), total(amt)  # (float(x.sum()): the same pairwise sums)
+
+
+_EPS = float(np.finfo(np.float64).eps)  # 2u: twice the unit round-off
+
+
+def _affordable(snd: np.ndarray, need: np.ndarray, cash: np.ndarray, n: int
+                ) -> np.ndarray | None:
+    """Whether each order (lender ``snd``, amount plus fee ``need`` > 0) is
+    affordable: its lender's orders up to it, in order, sum to at most its
+    ``cash`` × (1 + 1e-12) — the running sums of the orders sorted by lender
+    (a stable sort), each less the sum before the lender's first order. None
+    when every order is (most steps).
+
+    That is known without the sort when each lender's total (a ``bincount``),
+    plus a bound on how far the running sums' round-off may carry them
+    (``tol``, 4 (k + 2) eps × the sum of all k orders: it covers 3 k u × the
+    total, u = eps / 2, with room), is within its cash × (1 + 1e-12): a
+    lender's running sums grow with its orders, so its last is its largest,
+    and within its total plus round-off. Else the sums are formed as before.
+    """
+    cap = cash * (1 + 1e-12)
+    owes = np.bincount(snd, weights=need, minlength=n)
+    tol = 4.0 * (snd.size + 2) * _EPS * total(need)
+    over = owes + tol > cap  # (also where cap is NaN: the sums decide)
+    if not count_nonzero(over & (owes > 0.0)):  # (owes > 0: the lenders)
+        return None
+    order = stable_order(snd, n)
+    by_sender, need_o = snd[order], need[order]
+    cs = np.cumsum(need_o)
+    first = np.empty(snd.size, dtype=bool)  # a sender's first order in the sorted queue
+    first[:1] = True
+    np.not_equal(by_sender[1:], by_sender[:-1], out=first[1:])
+    within = cs - np.maximum.accumulate(np.where(first, cs - need_o, 0.0))
+    affordable = np.empty(snd.size, dtype=bool)
+    affordable[order] = within <= cap[by_sender]
+    return affordable
 
 
 def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: InfrastructureRouter,
@@ -164,11 +197,14 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     its cleared borrowing. A member short of cash sells securities at the
     liquidation price (through ``sell``); one that still cannot pay is in
     default. Returns the margin called (money)."""
-    active = L.active
     node0 = cfg.n_banks + cfg.n_exchanges  # grid node of CCP 0 (its id in the audit)
     delta = requirements(ccps, rate)  # (a new array: the two steps below in place)
     np.subtract(delta, L.margin, out=delta)
-    np.multiply(delta, active[:, None], out=delta)
+    # (nobody in default, ACTIVE being 0: a product with 1.0 everywhere, which
+    # changes no value, left out)
+    active = L.active if count_nonzero(L.status) else None
+    if active is not None:
+        np.multiply(delta, active[:, None], out=delta)
     back = np.minimum(delta, 0.0)
     auditing = router.auditing  # (lookahead copies keep no audit: its columns skipped)
     if np.count_nonzero(back):
@@ -181,7 +217,7 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     call = np.maximum(delta, 0.0)
     # (one CCP: a row's sum of one entry is that entry, the column read as it is)
     need = call[:, 0] if call.shape[1] == 1 else call.sum(axis=1)
-    called = float(need.sum())
+    called = total(need)  # (float(need.sum()): the same pairwise sum)
     if not np.count_nonzero(need):
         return called
     short = np.maximum(need - L.cash, 0.0)
@@ -203,7 +239,10 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     outcome = np.where(frac[i] < 1 - 1e-12, OUTCOMES.index("short"), OUTCOMES.index("posted"))
     router.record("margin_call", i, node0 + c, call.ravel()[f], pay.ravel()[f],
                   router.bank_exchange[i], c, 0.0, 0, outcome, t)
-    L.mark_default((need > 0) & (frac < 1 - 1e-12) & active, t)
+    failing = (need > 0) & (frac < 1 - 1e-12)
+    if active is not None:  # (else everybody was active when the margin was called)
+        failing &= active
+    L.mark_default(failing, t)
     return called
 
 

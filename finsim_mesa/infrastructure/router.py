@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finsim_mesa.errors import ConfigError
+from finsim_mesa.fastmath import count_nonzero, stable_order
 from finsim_mesa.state import log_restore, log_state
 
 if TYPE_CHECKING:
@@ -85,7 +86,8 @@ class InfrastructureRouter:
         self._audit: list[dict[str, np.ndarray]] = []
         self._constants = _Constants()
         # the link ids of the orders last submitted (see submitted_links): a cache
-        self._links: tuple[Any, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] | None = None
+        self._links: tuple[Any, ...] | None = None
+        self._whole: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # (submitted_columns)
 
     # ----------------------------------------------------------- submitting
     def submit_transaction(self, sender: int, receiver: int, amount: float,
@@ -123,20 +125,40 @@ class InfrastructureRouter:
 
         ``link``: each order's link id in the loan book's link table, if known;
         kept with the columns queued (see :meth:`submitted_links`)."""
-        ids = np.empty(sender.size, dtype=np.int64)
+        exchanges, k = self.exchanges, sender.size
         venue = self.bank_exchange[sender]
-        kept = []
-        for x, ex in enumerate(self.exchanges):
-            m = venue == x
-            if np.count_nonzero(m):
-                # the gathered columns are new arrays: the queue may keep them
-                snd, rcv = sender[m], receiver[m]
-                ids[m] = ex.submit(snd, rcv, amount[m], rate[m], step, copy=False)
+        # the orders grouped by exchange, in order within each (a stable sort by
+        # venue: what a mask per exchange gathers), as new arrays: each exchange
+        # gets a slice of them, which its (empty) queue may keep as its columns
+        x_count = len(exchanges)
+        order = None if x_count == 1 and not count_nonzero(venue) else stable_order(
+            venue, max(x_count, 1))
+        take = _copied if order is None else (lambda a: a[order])
+        sender, receiver, amount, rate = take(sender), take(receiver), take(amount), take(rate)
+        venue = venue if order is None else venue[order]
+        ends = np.searchsorted(venue, np.arange(1, x_count + 1)).tolist()
+        ids = np.empty(k, dtype=np.int64)
+        kept, lo, queued_on = [], 0, 0
+        for ex, hi in zip(exchanges, ends, strict=True):
+            if hi > lo:
+                queued_on += 1
+                snd, rcv = sender[lo:hi], receiver[lo:hi]
+                ids[lo:hi] = ex.submit(snd, rcv, amount[lo:hi], rate[lo:hi], step, copy=False)
                 queued = ex.queue.orders
                 if link is not None and queued["sender"] is snd and queued["receiver"] is rcv:
-                    kept.append((snd, rcv, link[m]))  # (the queue was empty: kept as given)
-        self._links = (self.model.ledger.loans.links, kept) if kept else None
-        return ids
+                    kept.append((snd, rcv, lo, hi))  # (the queue was empty: kept as given)
+            lo = hi
+        if kept:  # (and the whole, when every exchange with orders kept them)
+            whole = ({"sender": sender, "receiver": receiver, "amount": amount, "rate": rate,
+                      "exchange": venue} if len(kept) == queued_on and lo == k else None)
+            self._links = (self.model.ledger.loans.links, kept, take(link), whole)
+        else:
+            self._links = None
+        if order is None:
+            return ids
+        out = np.empty(k, dtype=np.int64)
+        out[order] = ids  # (each order's id where it was given)
+        return out
 
     def submitted_links(self, processed: list[dict[str, np.ndarray]]
                         ) -> tuple[np.ndarray, bool] | None:
@@ -150,24 +172,38 @@ class InfrastructureRouter:
         when needed). Either way the links kept are dropped.
 
         Returned with the ids: whether no two orders share a (lender, borrower)
-        pair (no id twice: an id is one pair's).
+        pair (no id twice: an id is one pair's). The orders' other columns are
+        then held for :meth:`submitted_columns`.
         """
-        kept, self._links = self.__dict__.get("_links"), None
+        kept, self._links, self._whole = self.__dict__.get("_links"), None, None
         if kept is None:
             return None
-        table, parts = kept
-        if (table is not self.model.ledger.loans.links or len(parts) != len(processed)
-                or any(p["sender"] is not snd or p["receiver"] is not rcv
-                       for p, (snd, rcv, _) in zip(processed, parts, strict=True))):
+        table, parts, link, whole = kept
+        if table is not self.model.ledger.loans.links or len(parts) != len(processed):
             return None
-        link = parts[0][2] if len(parts) == 1 else np.concatenate([lk for *_, lk in parts])
+        for p, (snd, rcv, _, _) in zip(processed, parts, strict=True):
+            if p["sender"] is not snd or p["receiver"] is not rcv:
+                return None
+        if whole is None:  # (some exchange's orders not kept: the kept ones' links)
+            link = np.concatenate([link[lo:hi] for *_, lo, hi in parts])
+        else:
+            self._whole = (link, whole)
         size = len(table)
         distinct = False
         if link.size and int(_min(link)) >= 0 and int(_max(link)) < size:
             mark = np.zeros(size, dtype=bool)
             mark[link] = True
-            distinct = int(np.count_nonzero(mark)) == link.size
+            distinct = count_nonzero(mark) == link.size
         return link, distinct
+
+    def submitted_columns(self, link: np.ndarray | None) -> dict[str, np.ndarray] | None:
+        """The sender, receiver, amount, rate and exchange columns of the orders
+        whose links :meth:`submitted_links` just gave as ``link`` (that very
+        array), concatenated in their order, when every exchange that got orders
+        from the last :meth:`submit_many` had kept them: that call's arrays, of
+        which the exchanges' columns are slices. Else None; either way dropped."""
+        held, self._whole = self.__dict__.get("_whole"), None
+        return held[1] if held is not None and link is not None and held[0] is link else None
 
     def snapshot(self, shallow_logs: bool = False) -> dict[str, Any]:
         """Copies of the routing table and the audit records (``shallow_logs``, a
@@ -186,7 +222,7 @@ class InfrastructureRouter:
         self.bank_ccp = state["bank_ccp"].copy()
         self.exchange_ccp = state["exchange_ccp"].copy()
         self._audit = log_restore(state["audit"])
-        self._links = None
+        self._links = self._whole = None
 
     # ---------------------------------------------------------------- audit
     @property
@@ -216,7 +252,6 @@ class InfrastructureRouter:
         k = amount.size
         if not k:
             return
-        out = _OUTCOME_CODE[outcome] if isinstance(outcome, str) else outcome
         c = self._constants
         self._audit.append({
             "step": _column(step, k, _I32, c), "kind": _column(_KIND_CODE[kind], k, _I8, c),
@@ -228,7 +263,8 @@ class InfrastructureRouter:
             "received": amount if received is given else _column(received, k, float, c),
             "exchange": _column(exchange, k, _I16, c), "ccp": _column(ccp, k, _I16, c),
             "fee": _column(fee, k, float, c), "delay": _column(delay, k, _I16, c),
-            "outcome": _column(out, k, _I8, c),
+            "outcome": _column(_OUTCOME_CODE[outcome] if isinstance(outcome, str) else outcome,
+                               k, _I8, c),
         })
 
     def audit(self) -> pd.DataFrame:
@@ -262,7 +298,12 @@ class InfrastructureRouter:
 def _column(value: Any, k: int, dtype: Any, constants: _Constants) -> np.ndarray:
     """An audit column of ``k`` entries of ``dtype``: a copy of an array, or a
     number repeated (:meth:`_Constants.column`)."""
-    if type(value) in _NUMBERS:  # the usual one-number columns, first
+    if type(value) is int:  # (most one-number columns: an int has no NaN or -0.0 to
+        base = constants.ints.get((value, dtype))  # tell apart, its value and the
+        if base is not None and base.size >= k:  # dtype are the key)
+            return base[:k]
+        return constants.column(value, k, dtype)
+    if type(value) in _NUMBERS:  # the other one-number columns
         return constants.column(value, k, dtype)
     if isinstance(value, np.ndarray) and value.shape == (k,):
         return value.astype(dtype)
@@ -273,6 +314,10 @@ def _column(value: Any, k: int, dtype: Any, constants: _Constants) -> np.ndarray
 
 
 _I8, _I16, _I32 = np.int8, np.int16, np.int32
+
+
+def _copied(a: np.ndarray) -> np.ndarray:
+    return a.copy()
 _NUMBERS = frozenset((int, float, bool))
 
 
@@ -284,10 +329,11 @@ class _Constants:
     dtype and shape as a full column (so the same bytes in a snapshot and its
     fingerprint). Not state: a cache."""
 
-    __slots__ = ("arrays",)
+    __slots__ = ("arrays", "ints")
 
     def __init__(self) -> None:
         self.arrays: dict[tuple[Any, type, Any], np.ndarray] = {}
+        self.ints: dict[tuple[int, Any], np.ndarray] = {}  # those of Python ints, by (value, dtype)
 
     def column(self, value: Any, k: int, dtype: Any) -> np.ndarray:
         """``np.full(k, value, dtype)``, read-only."""
@@ -299,9 +345,12 @@ class _Constants:
         if base is None or base.size < k:
             if len(self.arrays) > 256:  # one key a step (the step number): forget old ones
                 self.arrays.clear()
+                self.ints.clear()
             base = np.full(max(k, 0 if base is None else 2 * base.size), value, dtype=dtype)
             base.flags.writeable = False
             self.arrays[key] = base
+            if type(value) is int:
+                self.ints[value, dtype] = base
         return base[:k]
 
     def __repr__(self) -> str:
