@@ -260,3 +260,62 @@ def test_decide_asks_each_brain_about_its_active_banks(out):
     BrainSet(spec, 10, "rule_based").decide(obs, active, m.banks, {})
     assert two.asked == [[i for i in (0, 2, 3) if i not in out]]
     assert three.asked == [[i for i in range(10) if i not in (0, 2, 3, *out)]]
+
+
+def _former_rule_act(brain, o):
+    """``RuleBasedBrain.act`` as of 7c9fe3b (each action a column of the result)."""
+    from finsim_mesa.agents.brains import _RULE_F64, _RULE_NUMBERS
+    from finsim_mesa.fastmath import clip
+    from finsim_mesa.observation import OBS
+
+    five, p8, zero, one, half, p1, p15 = (_RULE_F64 if getattr(o, "dtype", None) == np.float64
+                                          else _RULE_NUMBERS)
+    stress = np.maximum(o[:, OBS["market_stress"]], o[:, OBS["counterparty_stress"]])
+    coverage = o[:, OBS["liquidity_coverage"]] * five
+    headroom = o[:, OBS["capital_ratio"]] / max(brain.capital_requirement, 1e-9)
+    own = o[:, OBS["own_distress"]]
+    calm = clip(p8 - stress - own, zero, one)
+    a = np.empty((len(o), 4))
+    np.subtract(coverage, one, out=a[:, 0])
+    np.subtract(half * stress + own, p1, out=a[:, 1])
+    np.subtract(p15, headroom, out=a[:, 2])
+    np.subtract(one, coverage, out=a[:, 3])
+    np.minimum(np.maximum(a, zero, out=a), one, out=a)
+    a[:, 0] *= calm
+    return a
+
+
+def _tied_observations(b, seed, dtype):
+    """Observation rows whose rule terms often tie at 0 and 1 (signed zeros, the
+    clip bounds exactly), with NaN and infinities here and there."""
+    from finsim_mesa.observation import OBS, OBS_DIM
+
+    rng = np.random.default_rng(seed)
+    o = rng.uniform(-0.3, 1.3, (b, OBS_DIM))
+    pick = rng.random((b, OBS_DIM))
+    o[pick < 0.25] = rng.choice([0.0, -0.0, 0.2, 0.4, 0.8, 1.0, 0.3, 0.5], (pick < 0.25).sum())
+    o[pick > 0.97] = rng.choice([np.nan, np.inf, -np.inf, 5e-324], (pick > 0.97).sum())
+    st, own = OBS["market_stress"], OBS["own_distress"]
+    tie = rng.random(b) < 0.3  # 0.8 - stress - own = 0.0 exactly
+    o[tie, st], o[tie, OBS["counterparty_stress"]], o[tie, own] = 0.5, 0.25, 0.3
+    o[rng.random(b) < 0.2, OBS["liquidity_coverage"]] = 0.2  # coverage x 5 = 1.0
+    o[rng.random(b) < 0.2, OBS["capital_ratio"]] = 0.12  # headroom 1.5 at 0.08
+    return o.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_rule_brain_block_is_the_former_columns(dtype, order):
+    from finsim_mesa.agents.brains import RuleBasedBrain
+
+    brain = RuleBasedBrain(0.08)
+    for b in (0, 1, 3, 7, 30, 33, 100, 257):
+        o = np.asarray(_tied_observations(b, b, dtype), order=order)
+        with np.errstate(all="ignore"):
+            got, want = brain.act(o), _former_rule_act(brain, o)
+        assert got.shape == want.shape == (b, 4) and got.dtype == want.dtype
+        assert np.ascontiguousarray(got).tobytes() == want.tobytes()
+        ro = o.view()
+        ro.flags.writeable = False  # (what decide hands over: the model's matrix, read-only)
+        with np.errstate(all="ignore"):
+            assert np.ascontiguousarray(brain.act(ro)).tobytes() == want.tobytes()
