@@ -300,9 +300,10 @@ class FinancialModel(KeptAgentLists, mesa.Model):
         L, flows = self.ledger, self.flows
         p0 = L.prices.copy()  # (below, np.add.reduce: .sum(axis=0) without its wrapper)
         forced, _ = fire_sales(L, self.market, self.config, flows.units_sold, self.t)
-        sold = flows.units_sold + np.add.reduce(forced, axis=0)  # (one class: matmul's sum,
-        flows.fire_sale_volume = (sold.item() * p0.item() + 0.0 if sold.size == 1  # 0.0 +
-                                  else float(sold @ p0))  # the product, in Python floats)
+        sold = (flows.units_sold + np.add.reduce(forced, axis=0) if count_nonzero(forced)
+                else flows.units_sold)  # (no forced sale: + (+-0.0) changes no units sold)
+        flows.fire_sale_volume = (sold.item() * p0.item() + 0.0 if sold.size == 1  # (one class:
+                                  else float(sold @ p0))  # matmul's 0.0 + x * p, in floats)
         flows.units_sold = np.zeros(flows.units_sold.shape)
         L.mark_default(resolution.insolvent(L), self.t)
 

@@ -10,7 +10,8 @@ expression:
 - the collector's usual step (model data alone) returns after the model rows;
 - the act stage skips the voluntary sale when no bank sells;
 - the price stage's fire-sale value with one asset class as matmul's one-term
-  sum (``0.0 + x·p``) in Python floats;
+  sum (``0.0 + x·p``) in Python floats, without adding the forced sales when
+  there are none;
 - ``BrainSet.decide`` with every bank active keeps a group of all banks' indices.
 """
 
@@ -206,14 +207,15 @@ def test_fire_sale_value_is_the_one_term_matmul():
         assert _bits(got) == _bits(want), (x, p)
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(n_assets=2)])
+@pytest.mark.parametrize("kw", [dict(), dict(n_assets=2), dict(deleveraging_rule="threshold")])
 def test_fire_sale_value_in_a_run_is_the_former_expression(monkeypatch, kw):
-    seen = []
+    seen, forced_sales = [], []
     real = model_module.fire_sales
 
     def spy(L, market, cfg, units_sold, t):
         forced, rest = real(L, market, cfg, units_sold, t)
         seen.append(float((units_sold + np.add.reduce(forced, axis=0)) @ market.prices0_))
+        forced_sales.append(bool(count_nonzero(forced)))
         return forced, rest
 
     def before(L, market, cfg, units_sold, t):
@@ -229,6 +231,7 @@ def test_fire_sale_value_in_a_run_is_the_former_expression(monkeypatch, kw):
     assert len(seen) == 25
     assert _bits(values) == _bits(seen)
     assert any(v > 0 for v in values)
+    assert True in forced_sales and False in forced_sales  # (both paths taken)
 
 
 class _Recorder(Brain):
