@@ -322,3 +322,42 @@ def test_rule_brain_block_is_the_former_columns(dtype, order):
         ro.flags.writeable = False  # (what decide hands over: the model's matrix, read-only)
         with np.errstate(all="ignore"):
             assert np.ascontiguousarray(brain.act(ro)).tobytes() == want.tobytes()
+
+
+def _former_copied_fields(obj):
+    """``state._copied_fields`` of a plain dataclass as of 7c9fe3b."""
+    from finsim_mesa.state import _SHARED, _copy
+
+    return {k: v if type(v) in _SHARED else _copy(v) for k, v in obj.__dict__.items()}
+
+
+def test_copied_fields_are_the_former_copies():
+    """The transaction's copy of the flows (and of any plain state): the same keys in
+    the same order, scalars the same objects, arrays (subclasses too), lists and
+    dicts new copies with the same contents; nothing of the live object changed."""
+    from finsim_mesa.state import StepFlows, _copied_fields
+
+    class Sub(np.ndarray):
+        pass
+
+    f = StepFlows(withdrawals=np.arange(5.0), units_sold=np.array([-0.0, np.nan]))
+    f.price_prev, f.contagion_depth = 0.97, 3
+    f.extra_list = [np.ones(2), 1.5]  # (fields a subclass or a user might add)
+    f.extra_dict = {"a": np.zeros(3)}
+    f.extra_sub = np.arange(3.0).view(Sub)
+    f.extra_none = None
+    before = dict(vars(f))
+    new, old = _copied_fields(f), _former_copied_fields(f)
+    assert list(new) == list(old) == list(before)
+    assert vars(f) == before and all(vars(f)[k] is v for k, v in before.items())
+    for k, v in before.items():
+        x, y = new[k], old[k]
+        assert type(x) is type(y) is type(v), k
+        if isinstance(v, np.ndarray):
+            assert x is not v and x.tobytes() == v.tobytes() and x.dtype == v.dtype, k
+        elif isinstance(v, list | dict):
+            assert x is not v and len(x) == len(v), k
+        else:
+            assert x is v, k
+    assert new["extra_list"][0] is not f.extra_list[0]
+    assert new["extra_dict"]["a"] is not f.extra_dict["a"]
