@@ -46,8 +46,8 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
     """
     # banks out since an earlier step (none while nobody has defaulted: status is
     # 0 or 1, so one count of it stands for the mask, its comparison and its count)
-    defaulted = out = count_nonzero(L.status)
-    if defaulted:
+    out = count_nonzero(L.status)
+    if out:
         was_out = L.defaulted & (L.default_step < t)
         out = count_nonzero(was_out)
     # the reward and its four components as the rows of one block: written in place
@@ -59,8 +59,12 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
     np.subtract(L.equity, r.equity_prev, out=profit)
     # / initial equity where positive (elsewhere / 1.0, which leaves each value as it is)
     np.divide(profit, eq0, out=profit, where=eq0 > ZERO)
-    liquidity.fill(0.0)
-    np.divide(L.cash, total_assets, out=liquidity, where=total_assets > ZERO)
+    positive = total_assets > ZERO
+    if count_nonzero(positive) == L.n:  # (the usual case: every quotient, no mask)
+        np.divide(L.cash, total_assets, out=liquidity)
+    else:
+        liquidity.fill(0.0)
+        np.divide(L.cash, total_assets, out=liquidity, where=positive)
     np.equal(L.default_step, t, out=default)  # (bool to 1.0 / +0.0, as astype(float))
     sri.fill(systemic_risk_index)
     if out:  # (nobody out, the usual case: nothing to zero and every bank in the means)
@@ -73,7 +77,7 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
     alpha = cfg.reward_default_penalty
     # nobody defaulting now (the row all +0.0): α·0.0 is +0.0 for a finite α >= 0,
     # and x − (+0.0) is x
-    if not (0.0 <= alpha < _INF) or (defaulted and count_nonzero(default)):
+    if not (0.0 <= alpha < _INF) or count_nonzero(default):
         per_bank -= alpha * default
     # λ·s is one product for every bank while nobody is out (the row is s throughout)
     per_bank -= cfg.reward_system_risk_weight * (sri if out else systemic_risk_index)

@@ -80,6 +80,7 @@ def _case(n, who, seed):
     same = rng.random(n) < 0.1  # no change: a zero profit
     m.reward.equity_prev[same] = L.equity[same]
     L.status[:], L.default_step[:] = 0, -1
+    ta = np.abs(m.sheets.total_assets) + 1.0  # (positive: every quotient unmasked)
     gone = rng.random(n) < 0.3
     now = ~gone & (rng.random(n) < 0.2)
     if who in ("out", "both"):
@@ -88,9 +89,13 @@ def _case(n, who, seed):
         L.status[now], L.default_step[now] = 1, t
     if who == "all_out":
         L.status[:], L.default_step[:] = 1, t - 2
-    ta = m.sheets.total_assets.copy()
-    ta[rng.random(n) < 0.1] = 0.0
-    ta[rng.random(n) < 0.05] = -1.0
+    if who == "stale":  # (a state the model never makes: a default step, status active)
+        L.default_step[now] = t
+    if who != "nobody":
+        ta[rng.random(n) < 0.1] = 0.0
+        ta[rng.random(n) < 0.05] = -1.0
+        ta[rng.random(n) < 0.05] = np.nan
+        ta[rng.integers(n)] = 0.0  # (at least one)
     return m, L, ta, t
 
 
@@ -102,10 +107,11 @@ WEIGHTS = [dict(), dict(reward_default_penalty=0.0),
 
 
 @pytest.mark.parametrize("n", [5, 30, 257])
-@pytest.mark.parametrize("who", ["nobody", "now", "out", "both", "all_out"])
+@pytest.mark.parametrize("who", ["nobody", "now", "out", "both", "all_out", "stale"])
 @pytest.mark.parametrize("w", range(len(WEIGHTS)))
 def test_rewards_are_the_former_bits(n, who, w):
     m, L, ta, t = _case(n, who, seed=n + w)
+    assert (ta > 0).all() == (who == "nobody")  # (the unmasked and the masked quotients)
     cfg = m.config.model_copy(update=WEIGHTS[w])  # (model_copy: no validation)
     for sri in (0.37, 0.0, -0.0, 1.0 / 3.0, 1.0):
         ref, r = copy.deepcopy(m.reward), copy.deepcopy(m.reward)
