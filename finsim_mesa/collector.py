@@ -176,6 +176,8 @@ class FinsimDataCollector(DataCollector):
         """Model data every call; agent data when ``model.t % agent_every == 0``
         (the banks' rows as :class:`AgentRows` when built from the columns)."""
         agents = bool(self.agent_every and model.t % self.agent_every == 0)
+        if not agents and self._model_rows(model):  # (the usual step: model data alone,
+            return  # no reporter left for Mesa's collect to run)
         lazy = agents and self._columns is not None and bool(model.banks)
         if agents and not lazy:
             super().collect(model)

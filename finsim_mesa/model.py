@@ -42,6 +42,7 @@ from finsim_mesa.agents.bank import Bank
 from finsim_mesa.agents.brainset import BrainSet
 from finsim_mesa.config import ModelConfig, explicit_params, resolve_config
 from finsim_mesa.errors import ConfigError
+from finsim_mesa.fastmath import count_nonzero
 from finsim_mesa.infrastructure import CentralCounterparty, Exchange, InfrastructureRouter, layer
 from finsim_mesa.infrastructure.kept import KeptAgentLists
 from finsim_mesa.market import Market, fire_sales, sell_to_market, set_prices
@@ -249,8 +250,9 @@ class FinancialModel(KeptAgentLists, mesa.Model):
         the lender's exchange when the infrastructure layer is on)."""
         L, cfg, t = self.ledger, self.config, self.t
         lend, hoard, sell, borrow = np.multiply(actions.T, L.active, order="C")  # 4 C rows
-        self._sell(L.holdings * (sell * cfg.max_sell_fraction)[:, None],
-                   L.prices * (1 - cfg.sale_discount), "voluntary_sales")
+        if count_nonzero(sell):  # (else every unit +-0.0: finite holdings, nothing sold)
+            self._sell(L.holdings * (sell * cfg.max_sell_fraction)[:, None],
+                       L.prices * (1 - cfg.sale_discount), "voluntary_sales")
         spread = cfg.rate_stress_spread * risk.distress(L.equity, L.equity0, L.defaulted)
         first_new = len(L.loans)
         rolled = lending.roll_over(L, hoard, self.market.rate, spread, t, t + cfg.loan_maturity)
@@ -298,7 +300,10 @@ class FinancialModel(KeptAgentLists, mesa.Model):
         L, flows = self.ledger, self.flows
         p0 = L.prices.copy()  # (below, np.add.reduce: .sum(axis=0) without its wrapper)
         forced, _ = fire_sales(L, self.market, self.config, flows.units_sold, self.t)
-        flows.fire_sale_volume = float((flows.units_sold + np.add.reduce(forced, axis=0)) @ p0)
+        sold = (flows.units_sold + np.add.reduce(forced, axis=0) if count_nonzero(forced)
+                else flows.units_sold)  # (no forced sale: + (+-0.0) changes no units sold)
+        flows.fire_sale_volume = (sold.item() * p0.item() + 0.0 if sold.size == 1  # (one class:
+                                  else float(sold @ p0))  # matmul's 0.0 + x * p, in floats)
         flows.units_sold = np.zeros(flows.units_sold.shape)
         L.mark_default(resolution.insolvent(L), self.t)
 

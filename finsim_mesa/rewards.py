@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from finsim_mesa.fastmath import ONE, ZERO, count_nonzero
+from finsim_mesa.fastmath import ZERO, count_nonzero
 
 if TYPE_CHECKING:
     from finsim_mesa.config import ModelConfig
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["COMPONENTS", "update_rewards"]
 
 COMPONENTS = ("profit", "liquidity", "default", "system_risk")
+_INF = float("inf")
 
 
 def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
@@ -43,8 +44,12 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
         cfg: the weights.
         t: this step.
     """
-    was_out = L.defaulted & (L.default_step < t)
-    out = count_nonzero(was_out)
+    # banks out since an earlier step (none while nobody has defaulted: status is
+    # 0 or 1, so one count of it stands for the mask, its comparison and its count)
+    out = count_nonzero(L.status)
+    if out:
+        was_out = L.defaulted & (L.default_step < t)
+        out = count_nonzero(was_out)
     # the reward and its four components as the rows of one block: written in place
     # by the same operations, in the same order, and averaged by one reduction
     # (each row's pairwise sum, as its own would be: tests/test_small38_record.py)
@@ -52,9 +57,14 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
     per_bank, profit, liquidity, default, sri = block
     eq0 = L.equity0
     np.subtract(L.equity, r.equity_prev, out=profit)
-    np.divide(profit, np.where(eq0 > ZERO, eq0, ONE), out=profit)
-    liquidity.fill(0.0)
-    np.divide(L.cash, total_assets, out=liquidity, where=total_assets > ZERO)
+    # / initial equity where positive (elsewhere / 1.0, which leaves each value as it is)
+    np.divide(profit, eq0, out=profit, where=eq0 > ZERO)
+    positive = total_assets > ZERO
+    if count_nonzero(positive) == L.n:  # (the usual case: every quotient, no mask)
+        np.divide(L.cash, total_assets, out=liquidity)
+    else:
+        liquidity.fill(0.0)
+        np.divide(L.cash, total_assets, out=liquidity, where=positive)
     np.equal(L.default_step, t, out=default)  # (bool to 1.0 / +0.0, as astype(float))
     sri.fill(systemic_risk_index)
     if out:  # (nobody out, the usual case: nothing to zero and every bank in the means)
@@ -64,8 +74,13 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
     # w·profit + μ·liquidity − α·default − λ·system_risk, left to right
     np.multiply(cfg.reward_profit_weight, profit, out=per_bank)
     per_bank += cfg.reward_liquidity_weight * liquidity
-    per_bank -= cfg.reward_default_penalty * default
-    per_bank -= cfg.reward_system_risk_weight * sri
+    alpha = cfg.reward_default_penalty
+    # nobody defaulting now (the row all +0.0): α·0.0 is +0.0 for a finite α >= 0,
+    # and x − (+0.0) is x
+    if not (0.0 <= alpha < _INF) or count_nonzero(default):
+        per_bank -= alpha * default
+    # λ·s is one product for every bank while nobody is out (the row is s throughout)
+    per_bank -= cfg.reward_system_risk_weight * (sri if out else systemic_risk_index)
     r.per_bank = per_bank
     r.equity_prev = L.equity.copy()
     if out == L.n:  # nobody left in the game

@@ -22,19 +22,8 @@ import numpy as np
 
 from finsim_mesa import pyrandom
 
-__all__ = [
-    "Decisions",
-    "Measures",
-    "Reference",
-    "RewardBreakdown",
-    "Sheets",
-    "StepFlows",
-    "copy_state",
-    "restore_model",
-    "restore_state",
-    "snapshot_model",
-    "transaction",
-]
+__all__ = ["Decisions", "Measures", "Reference", "RewardBreakdown", "Sheets", "StepFlows",
+           "copy_state", "restore_model", "restore_state", "snapshot_model", "transaction"]
 
 #: the model's attributes that hold the dataclasses below
 MODEL_STATE = ("sheets", "flows", "measures", "reward", "decisions", "reference")
@@ -194,9 +183,7 @@ def _copy(value: Any) -> Any:
     kind = type(value)
     if kind in _SHARED:  # (the usual field: tested first, by its exact type)
         return value
-    if kind is np.ndarray:
-        return value.copy()
-    if isinstance(value, np.ndarray):
+    if kind is np.ndarray or isinstance(value, np.ndarray):  # (the exact type first)
         return value.copy()
     if isinstance(value, dict):
         return {k: _copy(v) for k, v in value.items()}
@@ -292,7 +279,13 @@ def _copied_fields(obj: Any) -> Any:
         _shallow(obj)  # (looks the class up)
     if not _PLAIN[cls]:
         return copy_state(obj)
-    return {k: v if type(v) in _SHARED else _copy(v) for k, v in obj.__dict__.items()}
+    out = obj.__dict__.copy()  # (values replaced in place: the keys and order stay; an
+    for k, v in out.items():  # array, the usual non-scalar, copied without _copy's call)
+        if type(v) is np.ndarray:
+            out[k] = v.copy()
+        elif type(v) not in _SHARED:
+            out[k] = _copy(v)
+    return out
 
 
 def _step_state(model: Any) -> dict[str, Any]:

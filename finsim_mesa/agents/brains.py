@@ -30,6 +30,10 @@ _min_of, _max_of = np.minimum.reduce, np.maximum.reduce
 # with float64 observations, converted once instead of on every call)
 _RULE_NUMBERS = (5.0, 0.8, 0.0, 1.0, 0.5, 0.1, 1.5)
 _RULE_F64 = tuple(constant(x) for x in _RULE_NUMBERS)
+_F64 = np.dtype(np.float64)  # (a float64 array's dtype is this one; any other: the floats)
+_STRESS, _CP_STRESS, _COVERAGE, _CAPITAL, _OWN = (OBS[k] for k in (
+    "market_stress", "counterparty_stress", "liquidity_coverage", "capital_ratio",
+    "own_distress"))
 
 __all__ = [
     "BRAINS",
@@ -145,24 +149,25 @@ class RuleBasedBrain(_RequirementAware):
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         o = observations
-        five, p8, zero, one, half, p1, p15 = (_RULE_F64 if getattr(o, "dtype", None) == np.float64
+        five, p8, zero, one, half, p1, p15 = (_RULE_F64 if getattr(o, "dtype", None) is _F64
                                               else _RULE_NUMBERS)
-        stress = np.maximum(o[:, OBS["market_stress"]], o[:, OBS["counterparty_stress"]])
-        coverage = o[:, OBS["liquidity_coverage"]] * five
-        cr = o[:, OBS["capital_ratio"]]
-        headroom = cr / max(self.capital_requirement, 1e-9)
-        own = o[:, OBS["own_distress"]]
-        calm = clip(p8 - stress - own, zero, one)
-        # each column's term written into the matrix, then all four clipped to
-        # [0, 1] at once (clip is elementwise: the same values as column by column)
-        a = np.empty((len(o), 4))
-        np.subtract(coverage, one, out=a[:, 0])  # lend only liquidity to spare (x calm)
-        np.subtract(half * stress + own, p1, out=a[:, 1])
-        np.subtract(p15, headroom, out=a[:, 2])
-        np.subtract(one, coverage, out=a[:, 3])  # borrow only when short
+        c = o.T  # the columns as rows (views; contiguous for the model's column-major matrix)
+        stress = np.maximum(c[_STRESS], c[_CP_STRESS])
+        coverage = c[_COVERAGE] * five
+        headroom = c[_CAPITAL] / max(self.capital_requirement, 1e-9)
+        own = c[_OWN]
+        # the four actions' terms and calm (row 4) as the rows of one block, all
+        # clipped to [0, 1] at once (clip is elementwise: the same values as one by
+        # one), returned as its first four rows' transpose, shape (b, 4)
+        a = np.empty((5, len(o)))
+        np.subtract(coverage, one, out=a[0])  # lend only liquidity to spare (x calm)
+        np.subtract(half * stress + own, p1, out=a[1])
+        np.subtract(p15, headroom, out=a[2])
+        np.subtract(one, coverage, out=a[3])  # borrow only when short
+        np.subtract(p8 - stress, own, out=a[4])  # calm
         np.minimum(np.maximum(a, zero, out=a), one, out=a)
-        a[:, 0] *= calm
-        return a
+        a[0] *= a[4]
+        return a[:4].T
 
 
 class MyopicBrain(Brain):

@@ -12,6 +12,7 @@ import numpy as np
 from finsim_mesa.agents import brains as _brains
 from finsim_mesa.agents.brains import BrainLike, brain_name, check_actions, make_brain
 from finsim_mesa.errors import ConfigError
+from finsim_mesa.fastmath import count_nonzero
 
 __all__ = ["BrainSet"]
 
@@ -92,8 +93,9 @@ class BrainSet:
         # read-only
         by_column = observations.flags.f_contiguous and observations.ndim == 2
         n = observations.shape[0]
-        for brain, idx in self.groups:
-            rows = idx[active[idx]]
+        everyone = count_nonzero(active) == n  # (every bank active: a group of all keeps
+        for brain, idx in self.groups:  # its indices, 0..n-1, without two gathers)
+            rows = idx if everyone and idx.size == n else idx[active[idx]]
             if 0 < rows.size < n == idx.size and by_column and _rowwise(brain):
                 actions = _every_row(brain, observations, active)
                 if actions is not None:
