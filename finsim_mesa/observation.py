@@ -10,12 +10,22 @@ asset classes, one ``price_<class>`` column per class comes last.
 
 from __future__ import annotations
 
+from math import isfinite
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from finsim_mesa import risk
-from finsim_mesa.fastmath import ONE, ZERO, clip, constant, count_nonzero, flatnonzero, leading
+from finsim_mesa.fastmath import (
+    ONE,
+    ZERO,
+    clip,
+    constant,
+    count_nonzero,
+    flatnonzero,
+    leading,
+    total,
+)
 
 _maximum, _minimum = np.maximum, np.minimum
 
@@ -23,6 +33,7 @@ if TYPE_CHECKING:
     from finsim_mesa.config import ModelConfig
     from finsim_mesa.infrastructure import CentralCounterparty, Exchange, InfrastructureRouter
     from finsim_mesa.ledger import Ledger
+    from finsim_mesa.loans import LoanBook
     from finsim_mesa.market import Market
     from finsim_mesa.model import FinancialModel
     from finsim_mesa.network import Adjacency
@@ -128,11 +139,10 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     safe = np.where(ta > ZERO, ta, ONE)
     lb = L.loans
     n = L.n
-    owed = lb.owed
     # the loans due within two steps, then those due now among them, in book order
-    # (slices when they come first, as in a book in maturity order)
+    # (slices when they come first, as in a book in maturity order); owed on them only
     rows2 = due_rows(lb.maturity, t + 1)
-    b2, o2 = lb.borrower[rows2], owed[rows2]
+    b2, o2 = lb.borrower[rows2], lb.owed_at(rows2)
     due2 = np.bincount(b2, minlength=n, weights=o2)
     now = due_rows(lb.maturity[rows2], t)
     due_next = np.bincount(b2[now], minlength=n, weights=o2[now])
@@ -149,12 +159,8 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     else:  # a new matrix: no overlap to check
         h.fill(0.0)
         risk._distress_into(h, L.equity, L.equity0, defaulted)
-    # (take: the same values as h[lb.borrower], a third faster at 100,000 banks)
-    at_risk = np.bincount(lb.lender[bilateral],
-                          weights=(owed * h.take(lb.borrower, mode="clip"))[bilateral],
-                          minlength=n)
     ib = (sheets.interbank_assets if isinstance(bilateral, slice)
-          else np.bincount(lb.lender[bilateral], weights=owed[bilateral], minlength=n))
+          else np.bincount(lb.lender[bilateral], weights=lb.owed_at(bilateral), minlength=n))
     rate_scale = cfg.base_rate + cfg.rate_stress_spread
     # the first 8 columns are ratios written in place, then clipped together to their
     # bounds (_CLIP_LO / _CLIP_HI, column by column: the same minimum and maximum)
@@ -172,7 +178,14 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     np.divide(cov, _FIVE, out=cov)  # clipped to [0, 5], divided by 5
     col = c[OBS["counterparty_stress"]]
     col.fill(0.0)  # where nothing is divided
-    np.divide(at_risk, ib, out=col, where=ib > ZERO)
+    # a finite sum of ib certifies its terms finite (an inf or NaN term gives an inf or
+    # NaN sum), so every owed x 0 term is ±0.0: with nobody distressed each divided
+    # at_risk is +0.0 (the column as filled), and with few only the others' terms count
+    k = count_nonzero(h)
+    finite = isfinite(total(ib))
+    if k or not finite:
+        at_risk = _at_risk(lb, h, bilateral, n, few=finite and _FEW * k < n)
+        np.divide(at_risk, ib, out=col, where=ib > ZERO)
     col = c[OBS["neighbour_defaults"]]
     col.fill(0.0)  # where nothing is divided, and everywhere while nobody is in default
     if count_nonzero(defaulted):  # (0 / degree is +0.0: the column as filled)
@@ -196,6 +209,31 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
         out[...] = o
         return out
     return o
+
+
+def _at_risk(lb: LoanBook, h: np.ndarray, bilateral: np.ndarray | slice, n: int,
+             few: bool) -> np.ndarray:
+    """What each lender is owed on the loans ``bilateral`` (see
+    :func:`bank_observations`) times its borrower's distress ``h``, summed in their
+    order, shape (n,). ``few``: only the terms whose distress is not ±0.0 (exact
+    when every owed is finite: x × ±0.0 is ±0.0, and a sum from +0.0 of terms
+    >= 0 or ±0.0 is never -0.0, so adding ±0.0 to it changes no bit)."""
+    # (take: the same values as h[lb.borrower], a third faster at 100,000 banks)
+    hb = h.take(lb.borrower, mode="clip")
+    if not few:
+        return np.bincount(lb.lender[bilateral], weights=(lb.owed * hb)[bilateral],
+                           minlength=n)
+    w = hb[bilateral]  # in bilateral's order
+    sel = flatnonzero(w != ZERO)  # (NaN is not 0: kept; a bool mask's is faster)
+    if isinstance(bilateral, slice):  # the book rows of the counted loans kept
+        rows = sel if bilateral == slice(None) else np.arange(len(lb))[bilateral][sel]
+    else:
+        b = np.asarray(bilateral)
+        rows = (flatnonzero(b) if b.dtype == bool else b)[sel]
+    return np.bincount(lb.lender[rows], weights=lb.owed_at(rows) * w[sel], minlength=n)
+
+
+_FEW = 4  # fewer than 1/_FEW of the banks distressed: only their borrowers' loans' terms
 
 
 def due_rows(maturity: np.ndarray, t: int) -> np.ndarray | slice:
