@@ -238,9 +238,12 @@ def fire_sale_loop(
             interbank = ledger.interbank_assets()
         rwa = ledger.risk_weighted_assets(cfg.interbank_risk_weight, interbank)
         eq = ledger.equity
-        ratio = np.empty(eq.shape)  # np.full_like(eq, np.inf) in two C calls
-        ratio.fill(np.inf)
-        np.divide(eq, rwa, out=ratio, where=rwa > ZERO)  # (ZERO: 0.0, converted once)
+        if rwa.size and np.minimum.reduce(rwa) > 0.0:  # every RWA > 0 (a NaN minimum is
+            ratio = eq / rwa  # not): the quotient everywhere, without the mask
+        else:
+            ratio = np.empty(eq.shape)  # np.full_like(eq, np.inf) in two C calls
+            ratio.fill(np.inf)
+            np.divide(eq, rwa, out=ratio, where=rwa > ZERO)  # (ZERO: 0.0, converted once)
         breach = ledger.active & (ratio < cfg.capital_requirement)
         if not count_nonzero(breach):  # nobody below the requirement: none fails or sells
             break

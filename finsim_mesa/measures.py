@@ -49,6 +49,7 @@ __all__ = [
     "update_infrastructure",
 ]
 
+_min = np.minimum.reduce
 LIQUIDITY_CAP = 100.0  # liquidity index reported at most this (no short-term debt left)
 
 # DataCollector column -> where the model keeps it (attribute path)
@@ -125,8 +126,13 @@ def refresh_sheets(s: Sheets, L: Ledger, interbank_weight: float) -> None:
     rwa += interbank_weight * s.interbank_assets
     s.rwa = rwa
     # equity / RWA where RWA > 0 and the bank is active; +0.0 elsewhere (defaulted
-    # banks' ratio is 0: one mask instead of the division's and a second pass)
-    s.capital_ratio = np.divide(L.equity, rwa, out=np.zeros(n), where=(rwa > ZERO) & L.active)
+    # banks' ratio is 0: one mask instead of the division's and a second pass); every
+    # bank active with RWA > 0 (the usual case; a NaN minimum is not > 0): the quotient
+    if n and not count_nonzero(L.status) and _min(rwa) > 0.0:
+        s.capital_ratio = L.equity / rwa
+    else:
+        s.capital_ratio = np.divide(L.equity, rwa, out=np.zeros(n),
+                                    where=(rwa > ZERO) & L.active)
 
 
 def liquidity(L: Ledger, sheets: Sheets, act: np.ndarray | None = None) -> float:
