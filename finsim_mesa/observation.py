@@ -86,6 +86,9 @@ _BOUNDS = {"capital_ratio": (-1.0, 1.0), "leverage": (-1.0, 1.0), "cash_ratio": 
            "due_next": (0.0, 1.0)}
 assert list(_BOUNDS) == [name for name, _ in OBS_FIELDS[:len(_BOUNDS)]], "OBS_FIELDS order"
 _CLIPPED = len(_BOUNDS)
+_FROM_ZERO = slice(list(_BOUNDS).index("cash_ratio"), _CLIPPED)  # the columns clipped at 0
+assert all(lo == 0.0 for lo, _ in list(_BOUNDS.values())[_FROM_ZERO]), "_BOUNDS order"
+assert all(lo != 0.0 for lo, _ in list(_BOUNDS.values())[:_FROM_ZERO.start]), "_BOUNDS order"
 _CLIP_LO, _CLIP_HI = np.array(list(_BOUNDS.values())).T.copy()
 _CLIP_LO.flags.writeable = _CLIP_HI.flags.writeable = False
 INFRA_OBS_DIM = len(INFRA_OBS_FIELDS)
@@ -172,9 +175,7 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     cov = c[OBS["liquidity_coverage"]]
     cov.fill(5.0)
     np.divide(L.cash, need, out=cov, where=need > ZERO)
-    ratios = o[:, :_CLIPPED]
-    np.maximum(ratios, _CLIP_LO, out=ratios)
-    np.minimum(ratios, _CLIP_HI, out=ratios)
+    _clip_ratios(o)
     np.divide(cov, _FIVE, out=cov)  # clipped to [0, 5], divided by 5
     col = c[OBS["counterparty_stress"]]
     col.fill(0.0)  # where nothing is divided
@@ -203,12 +204,23 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     np.divide(size, size0, out=size)
     np.log(size, out=size)
     np.divide(size, _THREE, out=size)
-    np.maximum(size, _MINUS_ONE, out=size)
-    np.minimum(size, ONE, out=size)
+    np.clip(size, _MINUS_ONE, ONE, out=size)  # (no bound is 0: min(max(x, -1), 1) in one pass)
     if out is not None and out is not o:
         out[...] = o
         return out
     return o
+
+
+def _clip_ratios(o: np.ndarray) -> None:
+    """The first :data:`_CLIPPED` columns of ``o`` clipped to their bounds in place:
+    ``np.minimum(np.maximum(x, lo), hi)`` in fewer passes. np.clip is that, in
+    one, except that it may keep the -0.0 of max(-0.0, 0.0) (some of its loops do,
+    some do not), which maximum makes +0.0: the columns clipped at 0 get + 0.0
+    (-0.0 + 0.0 is +0.0; any other value, NaN included, is itself)."""
+    ratios = o[:, :_CLIPPED]
+    np.clip(ratios, _CLIP_LO, _CLIP_HI, out=ratios)
+    from_zero = o[:, _FROM_ZERO]
+    np.add(from_zero, ZERO, out=from_zero)
 
 
 def _at_risk(lb: LoanBook, h: np.ndarray, bilateral: np.ndarray | slice, n: int,

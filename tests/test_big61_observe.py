@@ -250,3 +250,53 @@ def test_debtrank_skipped_without_distress_is_the_former(kind, monkeypatch):
     want = np.array(_former_update_full(m, h))
     assert got.tobytes() == want.tobytes()
     assert (kind == "few") == (got[1] > 0)
+
+
+@pytest.mark.parametrize("order", ["F", "C", "none", "f32"])
+def test_clipped_columns_with_signed_zeros_nans_and_infinities(order):
+    """np.clip keeps max(-0.0, 0.0)'s -0.0: the columns clipped at 0 get + 0.0;
+    NaN (either sign) and infinities as the former maximum / minimum give them."""
+    m = _model(300, 6)
+    L = m.ledger
+    L.cash[[1, 2]] = -0.0
+    L.equity[3] = -0.0
+    L.deposits[4], L.deposits[5] = np.nan, -np.nan
+    L.cash[6], L.deposits[7], L.cash[8] = np.inf, -np.inf, -1e-300
+    L.other_assets[9] = np.inf  # total assets +inf
+    L.holdings[10] = 0.0
+    L.other_assets[10] = -L.cash[10]  # total assets about 0: size's log of 1e-12
+    m.refresh()
+    args = _args(m)
+    want = _former_bank_observations(*args)
+    if order == "none":
+        got = observation.bank_observations(*args)
+    else:
+        out = np.full((L.n, OBS_DIM), 9.0, dtype=np.float32 if order == "f32" else float,
+                      order="F" if order != "C" else "C")
+        got = observation.bank_observations(*args, out=out)
+        assert got is out
+        if order == "f32":
+            want = want.astype(np.float32)
+    assert got.tobytes() == want.tobytes()  # (values in C order, whatever the layout)
+    assert np.signbit(want[1:3, OBS["cash_ratio"]]).sum() == 0  # +0.0 where cash is -0.0
+    assert np.isnan(want[4:6, OBS["deposit_funding"]]).all()
+
+
+@pytest.mark.parametrize("n", [1, 5, 17, 300, 4099, 100_003])
+@pytest.mark.parametrize("order", ["F", "C"])
+def test_clip_ratios_is_maximum_then_minimum(n, order):
+    """``_clip_ratios`` against the former maximum / minimum with the bound arrays,
+    on every value class (±0, ±NaN, ±inf, tiny, in and out of bounds) in every
+    column, at sizes and layouts that take NumPy's different loops."""
+    vals = np.array([-0.0, 0.0, np.nan, -np.nan, np.inf, -np.inf, -1.0, 1.0, 5.0, -2.0, 0.5,
+                     7.0, -1e-300, 1e-300, 4.9999999, -0.9999])
+    rng = np.random.default_rng(n)
+    o = np.asarray(rng.choice(vals, (n, OBS_DIM)), order=order)
+    o[: vals.size % n or 1, 2] = -0.0
+    want = o.copy(order=order)
+    r = want[:, :_CLIPPED]
+    np.maximum(r, _CLIP_LO, out=r)
+    np.minimum(r, _CLIP_HI, out=r)
+    observation._clip_ratios(o)
+    assert o.tobytes() == want.tobytes()
+    assert not np.signbit(want[:, 2][want[:, 2] == 0]).any()  # max(-0.0, 0.0) is +0.0
