@@ -139,7 +139,8 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     """
     ta = sheets.total_assets
     # (ZERO, ONE, _FIVE, ...: the Python numbers' values as float64 operands, converted once)
-    safe = np.where(ta > ZERO, ta, ONE)
+    # (every total > 0, the usual case, a NaN minimum is not: the totals themselves, read only)
+    safe = ta if ta.size and _minimum.reduce(ta) > 0.0 else np.where(ta > ZERO, ta, ONE)
     lb = L.loans
     n = L.n
     # the loans due within two steps, then those due now among them, in book order
