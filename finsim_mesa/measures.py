@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 _min = np.minimum.reduce
+_PLAIN_FROM = 4096  # banks from which checking for a plain quotient pays (below: the mask)
 LIQUIDITY_CAP = 100.0  # liquidity index reported at most this (no short-term debt left)
 
 # DataCollector column -> where the model keeps it (attribute path)
@@ -128,7 +129,7 @@ def refresh_sheets(s: Sheets, L: Ledger, interbank_weight: float) -> None:
     # equity / RWA where RWA > 0 and the bank is active; +0.0 elsewhere (defaulted
     # banks' ratio is 0: one mask instead of the division's and a second pass); every
     # bank active with RWA > 0 (the usual case; a NaN minimum is not > 0): the quotient
-    if n and not count_nonzero(L.status) and _min(rwa) > 0.0:
+    if n >= _PLAIN_FROM and not count_nonzero(L.status) and _min(rwa) > 0.0:
         s.capital_ratio = L.equity / rwa
     else:
         s.capital_ratio = np.divide(L.equity, rwa, out=np.zeros(n),

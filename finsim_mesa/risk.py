@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from finsim_mesa.fastmath import ONE, ZERO, clip, count_nonzero, flatnonzero, total
 
-_sum, _all, _min = np.add.reduce, np.logical_and.reduce, np.minimum.reduce
+_sum, _all = np.add.reduce, np.logical_and.reduce
 
 __all__ = ["DebtRankResult", "debtrank", "debtrank_entries", "debtrank_per_bank", "impact_matrix",
            "liquidity_index", "rank_systemic", "stress_index", "systemic_risk_index"]
@@ -359,7 +359,7 @@ def _distress_into(h: np.ndarray, equity: np.ndarray, equity0: np.ndarray,
                    defaulted: np.ndarray) -> np.ndarray:
     """:func:`distress` written into ``h`` (float64, shape (n,), all +0.0, sharing
     no memory with the inputs: the caller's guarantee, e.g. a new array)."""
-    np.divide(equity, equity0, out=h, where=_min(equity0, initial=np.inf) > 0 or equity0 > ZERO)
+    np.divide(equity, equity0, out=h, where=equity0 > ZERO)  # (ZERO, ONE: 0.0, 1.0)
     np.subtract(ONE, h, out=h)
     np.maximum(h, ZERO, out=h)
     np.minimum(h, ONE, out=h)

@@ -253,9 +253,14 @@ def test_debtrank_skipped_without_distress_is_the_former(kind, monkeypatch):
 
 
 @pytest.mark.parametrize("order", ["F", "C", "none", "f32"])
-def test_clipped_columns_with_signed_zeros_nans_and_infinities(order):
+@pytest.mark.parametrize("lowered", [False, True])
+def test_clipped_columns_with_signed_zeros_nans_and_infinities(order, lowered, monkeypatch):
     """np.clip keeps max(-0.0, 0.0)'s -0.0: the columns clipped at 0 get + 0.0;
-    NaN (either sign) and infinities as the former maximum / minimum give them."""
+    NaN (either sign) and infinities as the former maximum / minimum give them;
+    totals about 0 and +inf (the divisor). ``lowered``: the paths taken from
+    4,096 banks (np.clip, the totals as the divisor) taken at 300."""
+    if lowered:
+        monkeypatch.setattr(observation, "_CLIP_FROM", 1)
     m = _model(300, 6)
     L = m.ledger
     L.cash[[1, 2]] = -0.0

@@ -1,12 +1,13 @@
 """helper-61: plain quotients where every divisor is positive — the sheets'
-capital ratio (every bank active, RWA > 0), the fire-sale loop's capital ratio
-(RWA > 0) and distress (initial equity > 0) — against the former masked forms
-kept here, bit for bit, with defaulted banks, zero, negative and NaN divisors."""
+capital ratio (every bank active, RWA > 0) and the fire-sale loop's capital
+ratio (RWA > 0), from 4,096 banks — against the former masked forms kept here,
+bit for bit, with defaulted banks, zero, negative and NaN divisors (small
+models with the threshold lowered, and one of 5,000 banks as it is)."""
 
 import numpy as np
 import pytest
 
-from finsim_mesa import FinancialModel, measures, risk
+from finsim_mesa import FinancialModel, market, measures
 from finsim_mesa.fastmath import ZERO, count_nonzero, total
 from finsim_mesa.market import deleveraging_units, fire_sale_loop
 from finsim_mesa.state import Sheets
@@ -89,9 +90,19 @@ def _edit(m, kind):
 KINDS = ["none", "defaults", "zero", "negative", "nan"]
 
 
+@pytest.fixture(params=["lowered", "as_is"])
+def size(request, monkeypatch):
+    """Small models with the plain quotients' threshold lowered, or 5,000 banks."""
+    if request.param == "lowered":
+        monkeypatch.setattr(measures, "_PLAIN_FROM", 1)
+        monkeypatch.setattr(market, "_PLAIN_FROM", 1)
+        return 300
+    return 5000
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_capital_ratio_is_the_masked_quotient(kind):
-    m = _model()
+def test_capital_ratio_is_the_masked_quotient(kind, size):
+    m = _model(size)
     _edit(m, kind)
     L = m.ledger
     s = Sheets()
@@ -104,9 +115,9 @@ def test_capital_ratio_is_the_masked_quotient(kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("requirement", [0.06, 0.11])
-def test_fire_sale_loop_is_the_former(kind, requirement):
+def test_fire_sale_loop_is_the_former(kind, requirement, size):
     """The whole loop (defaults marked, orders, prices) as the former gives it."""
-    m = _model(300, 4, capital_requirement=requirement)
+    m = _model(size, 4, capital_requirement=requirement)
     _edit(m, kind)
     if requirement > 0.1:  # banks in breach: orders, rounds, defaults
         m.ledger.equity[10:40] *= np.linspace(-0.2, 0.8, 30)
@@ -123,33 +134,3 @@ def test_fire_sale_loop_is_the_former(kind, requirement):
             if isinstance(a[k], np.ndarray):
                 assert a[k].tobytes() == b[k].tobytes(), k
     assert requirement < 0.1 or got[1] > 0
-
-
-def _former_distress(equity, equity0, defaulted):
-    h = np.zeros(np.shape(equity))
-    np.divide(equity, equity0, out=h, where=np.asarray(equity0) > 0.0)
-    np.subtract(1.0, h, out=h)
-    np.maximum(h, 0.0, out=h)
-    np.minimum(h, 1.0, out=h)
-    h[np.asarray(defaulted, dtype=bool)] = 1.0
-    return h
-
-
-@pytest.mark.parametrize("kind", ["positive", "zero", "negzero", "negative", "nan", "empty"])
-def test_distress_is_the_masked_form(kind):
-    rng = np.random.default_rng(1)
-    n = 0 if kind == "empty" else 500
-    equity0 = rng.uniform(1, 10, n)
-    equity = equity0 * rng.uniform(-0.5, 1.5, n)
-    if n:
-        equity[3] = -0.0
-        equity[7] = -1.0
-        equity0[7] = {"positive": 2.0, "zero": 0.0, "negzero": -0.0, "negative": -3.0,
-                      "nan": np.nan}[kind]
-    defaulted = rng.random(n) < 0.05
-    want = _former_distress(equity, equity0, defaulted)
-    assert risk.distress(equity, equity0, defaulted).tobytes() == want.tobytes()
-    out = np.full(n, 7.0)
-    assert risk.distress(equity, equity0, defaulted, out=out).tobytes() == want.tobytes()
-    assert risk.distress(list(equity), list(equity0), list(defaulted)).tobytes() == want.tobytes()
-    assert n == 0 or total(want) > 0
