@@ -35,6 +35,9 @@ __all__ = ["Market", "capped_share", "deleveraging_units", "fire_sale_loop", "fi
            "set_prices"]
 
 
+_PLAIN_FROM = 4096  # banks from which checking for a plain quotient pays (below: the mask)
+
+
 def capped_share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
     """The share of ``whole`` that ``part`` covers, in [0, 1], elementwise: 1 where
     ``part >= whole`` or nothing is needed (``whole <= 0``), ``max(part, 0) /
@@ -238,9 +241,12 @@ def fire_sale_loop(
             interbank = ledger.interbank_assets()
         rwa = ledger.risk_weighted_assets(cfg.interbank_risk_weight, interbank)
         eq = ledger.equity
-        ratio = np.empty(eq.shape)  # np.full_like(eq, np.inf) in two C calls
-        ratio.fill(np.inf)
-        np.divide(eq, rwa, out=ratio, where=rwa > ZERO)  # (ZERO: 0.0, converted once)
+        if rwa.size >= _PLAIN_FROM and np.minimum.reduce(rwa) > 0.0:  # every RWA > 0 (a
+            ratio = eq / rwa  # NaN minimum is not): the quotient, without the mask
+        else:
+            ratio = np.empty(eq.shape)  # np.full_like(eq, np.inf) in two C calls
+            ratio.fill(np.inf)
+            np.divide(eq, rwa, out=ratio, where=rwa > ZERO)  # (ZERO: 0.0, converted once)
         breach = ledger.active & (ratio < cfg.capital_requirement)
         if not count_nonzero(breach):  # nobody below the requirement: none fails or sells
             break

@@ -49,6 +49,8 @@ __all__ = [
     "update_infrastructure",
 ]
 
+_min = np.minimum.reduce
+_PLAIN_FROM = 4096  # banks from which checking for a plain quotient pays (below: the mask)
 LIQUIDITY_CAP = 100.0  # liquidity index reported at most this (no short-term debt left)
 
 # DataCollector column -> where the model keeps it (attribute path)
@@ -125,8 +127,13 @@ def refresh_sheets(s: Sheets, L: Ledger, interbank_weight: float) -> None:
     rwa += interbank_weight * s.interbank_assets
     s.rwa = rwa
     # equity / RWA where RWA > 0 and the bank is active; +0.0 elsewhere (defaulted
-    # banks' ratio is 0: one mask instead of the division's and a second pass)
-    s.capital_ratio = np.divide(L.equity, rwa, out=np.zeros(n), where=(rwa > ZERO) & L.active)
+    # banks' ratio is 0: one mask instead of the division's and a second pass); every
+    # bank active with RWA > 0 (the usual case; a NaN minimum is not > 0): the quotient
+    if n >= _PLAIN_FROM and not count_nonzero(L.status) and _min(rwa) > 0.0:
+        s.capital_ratio = L.equity / rwa
+    else:
+        s.capital_ratio = np.divide(L.equity, rwa, out=np.zeros(n),
+                                    where=(rwa > ZERO) & L.active)
 
 
 def liquidity(L: Ledger, sheets: Sheets, act: np.ndarray | None = None) -> float:
@@ -189,16 +196,17 @@ def update_full(m: Measures, L: Ledger, sheets: Sheets, assets0: np.ndarray,
     act = L.active if count_nonzero(L.status) else slice(None)
     h = risk.distress(L.equity, L.equity0, L.defaulted) if h is None else h
     # economic value v = share of total assets at the start (a stable weight)
-    # on the loan book's fixed link pattern (data refilled, no matrix built)
-    # which links carry a loan matters only to a creditor without positive equity
-    # (weight 1): with none, a link without loans weighs 0 / equity = +0.0 anyway
-    rows, cols, E, present = L.loans.exposure_entries(
-        bilateral_only, present=count_nonzero(L.equity0 > ZERO) < L.n)
-    # debtrank_entries' figures, from its checked part: h is distress's own (in [0, 1]
-    # or NaN: its clip changes no bit) and by_column is the entries' table's
-    _, dr_total, dr_start, _ = risk._rounds(
-        rows, cols, E, np.asarray(L.equity0, dtype=float), h, _economic_values(assets0, L.n),
-        present, L.loans.links.by_column(L.n))
+    v = _economic_values(assets0, L.n)
+    if count_nonzero(h):
+        dr_total, dr_start = _debtrank_sums(L, h, v, bilateral_only)
+    else:  # nobody distressed (most steps): no round runs, h(T) is h(1) itself, and
+        # _rounds' two sums are both v @ h (no exposures read, no weights formed)
+        dr_total = dr_start = float(v @ h)
+        # the link table's entries by column, kept by the table until pairs are added:
+        # built at the first record after they are (~30 ms at 100,000 banks), as
+        # before, not at the next distress (the rounds ask for it after the
+        # exposures, which may add pairs first)
+        L.loans.links.by_column(L.n)
     m.debtrank, m.debtrank_total = dr_total - dr_start, dr_total
     m.total_equity = total(L.equity[act])
     cr = sheets.capital_ratio[act]
@@ -209,6 +217,23 @@ def update_full(m: Measures, L: Ledger, sheets: Sheets, assets0: np.ndarray,
     m.systemic_risk_index = risk.systemic_risk_index(
         m.debtrank_total, m.default_rate, m.stress_index, m.asset_price, m.liquidity_index,
         liquidity0)
+
+
+def _debtrank_sums(L: Ledger, h: np.ndarray, v: np.ndarray, bilateral_only: bool
+                   ) -> tuple[float, float]:
+    """DebtRank's ``Σ v h(T)`` and ``Σ v h(1)`` from the distress ``h`` (distress's
+    own: in [0, 1] or NaN, its clip changes no bit) and the economic values ``v``,
+    on the loan book's fixed link pattern (data refilled, no matrix built)."""
+    # which links carry a loan matters only to a creditor without positive equity
+    # (weight 1): with none, a link without loans weighs 0 / equity = +0.0 anyway
+    rows, cols, E, present = L.loans.exposure_entries(
+        bilateral_only, present=count_nonzero(L.equity0 > ZERO) < L.n)
+    # debtrank_entries' figures, from its checked part: by_column is the entries'
+    # table's, taken after them (looking up their link ids may add pairs to it)
+    _, dr_total, dr_start, _ = risk._rounds(
+        rows, cols, E, np.asarray(L.equity0, dtype=float), h, v, present,
+        L.loans.links.by_column(L.n))
+    return dr_total, dr_start
 
 
 def update_infrastructure(m: Measures, L: Ledger, exchanges: list[Exchange],
