@@ -15,17 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from finsim_mesa import risk
-from finsim_mesa.fastmath import (
-    ONE,
-    ZERO,
-    clip,
-    constant,
-    count_nonzero,
-    flatnonzero,
-    leading,
-    total,
-)
+from finsim_mesa import fastmath, risk
+from finsim_mesa.fastmath import ONE, ZERO, clip, constant, count_nonzero, flatnonzero, leading
 
 _maximum, _minimum = np.maximum, np.minimum
 try:  # the ufunc np.clip calls, without its Python wrapper (~2 us a call)
@@ -188,7 +179,7 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     # NaN sum), so every owed x 0 term is ±0.0: with nobody distressed each divided
     # at_risk is +0.0 (the column as filled), and with few only the others' terms count
     k = count_nonzero(h)
-    few = (not k or _FEW_FROM <= n > _FEW * k) and isfinite(total(ib))  # (the sum only
+    few = (not k or _FEW_FROM <= n > _FEW * k) and isfinite(fastmath.total(ib))  # (the sum only
     # where it is used; a few terms gathered cost less than all from 1,000 banks on)
     if k or not few:
         at_risk = _at_risk(lb, h, bilateral, n, few)
