@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from finsim_mesa.fastmath import count_nonzero, flatnonzero
 from finsim_mesa.links import LinkTable
+from finsim_mesa.packing import Packed
 
 __all__ = ["LinkTable", "LoanBook", "masked_terms", "row_indices"]
 
@@ -297,15 +298,14 @@ class LoanBook:
 
     def save(self) -> tuple[tuple[np.ndarray, ...], LinkTable]:
         """What a step's transaction keeps of the book (``Ledger.snapshot(quick=True)``):
-        copies of the row arrays (``link`` included, as :meth:`copy` takes them) and
-        of the link table; :meth:`load` makes a book of it only if the step fails."""
+        the row arrays (``link`` too, as :meth:`copy`) as one :class:`~finsim_mesa.packing.Packed`
+        copy, and the link table's; :meth:`load` makes a book of it only if the step fails."""
         self.link_ids(assign=False)
-        return tuple(map(_copied, _row_arrays(self))), self.links.copy()
+        return Packed(_row_arrays(self)), self.links.copy()
 
     @classmethod
-    def load(cls, saved: LoanBook | tuple[tuple[np.ndarray, ...], LinkTable]) -> LoanBook:
-        """A book of :meth:`save`'s rows, or a :meth:`copy` of a book (copies either
-        way: ``saved`` stays valid)."""
+    def load(cls, saved: LoanBook | tuple[Packed, LinkTable]) -> LoanBook:
+        """A book of :meth:`save`'s rows, or a :meth:`copy` of a book (``saved`` stays valid)."""
         if isinstance(saved, LoanBook):
             return saved.copy()
         rows, links = saved
