@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
+from math import isfinite
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from finsim_mesa.agents.bank import Bank
 from finsim_mesa.agents.brainset import BrainSet
 from finsim_mesa.config import ModelConfig, explicit_params, resolve_config
 from finsim_mesa.errors import ConfigError
-from finsim_mesa.fastmath import count_nonzero
+from finsim_mesa.fastmath import count_nonzero, total
 from finsim_mesa.infrastructure import CentralCounterparty, Exchange, InfrastructureRouter, layer
 from finsim_mesa.infrastructure.kept import KeptAgentLists
 from finsim_mesa.market import Market, fire_sales, sell_to_market, set_prices
@@ -250,7 +251,8 @@ class FinancialModel(KeptAgentLists, mesa.Model):
         the lender's exchange when the infrastructure layer is on)."""
         L, cfg, t = self.ledger, self.config, self.t
         lend, hoard, sell, borrow = np.multiply(actions.T, L.active, order="C")  # 4 C rows
-        if count_nonzero(sell):  # (else every unit +-0.0: finite holdings, nothing sold)
+        # (nobody sells, finite holdings: units +-0.0, skipped by sell_to_market; NaN: sold)
+        if count_nonzero(sell) or not isfinite(total(L.holdings)):
             self._sell(L.holdings * (sell * cfg.max_sell_fraction)[:, None],
                        L.prices * (1 - cfg.sale_discount), "voluntary_sales")
         spread = cfg.rate_stress_spread * risk.distress(L.equity, L.equity0, L.defaulted)

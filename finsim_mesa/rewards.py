@@ -15,6 +15,7 @@ defaulted in an earlier step gets 0 and is left out of the means.
 
 from __future__ import annotations
 
+from math import copysign
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -75,9 +76,9 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
     np.multiply(cfg.reward_profit_weight, profit, out=per_bank)
     per_bank += cfg.reward_liquidity_weight * liquidity
     alpha = cfg.reward_default_penalty
-    # nobody defaulting now (the row all +0.0): α·0.0 is +0.0 for a finite α >= 0,
-    # and x − (+0.0) is x
-    if not (0.0 <= alpha < _INF) or count_nonzero(default):
+    # nobody defaulting now (the row all +0.0): α·0.0 is +0.0 for a finite α >= 0
+    # of sign + (−0.0·0.0 is −0.0, and x − (−0.0) turns a −0.0 into +0.0), x − (+0.0) is x
+    if not (0.0 <= alpha < _INF and copysign(1.0, alpha) > 0.0) or count_nonzero(default):
         per_bank -= alpha * default
     # λ·s is one product for every bank while nobody is out (the row is s throughout)
     per_bank -= cfg.reward_system_risk_weight * (sri if out else systemic_risk_index)

@@ -166,7 +166,9 @@ class RuleBasedBrain(_RequirementAware):
         np.subtract(one, coverage, out=a[3])  # borrow only when short
         np.subtract(p8 - stress, own, out=a[4])  # calm
         np.minimum(np.maximum(a, zero, out=a), one, out=a)
-        a[0] *= a[4]
+        # (another dtype than float64: calm in it, as before, not rounded to float64 first
+        # - long double observations would round twice)
+        a[0] *= a[4] if five is not _RULE_NUMBERS[0] else clip(p8 - stress - own, zero, one)
         return a[:4].T
 
 

@@ -176,8 +176,10 @@ def _affordable(snd: np.ndarray, need: np.ndarray, cash: np.ndarray, n: int
     cap = cash * (1 + 1e-12)
     owes = np.bincount(snd, weights=need, minlength=n)
     tol = 4.0 * (snd.size + 2) * _EPS * total(need)
-    over = owes + tol > cap  # (also where cap is NaN: the sums decide)
-    if not count_nonzero(over & (owes > 0.0)):  # (owes > 0: the lenders)
+    # not certified where the bound fails or cannot be compared (a NaN cash, owed or
+    # tol: the sums decide), for every lender (owes != 0; a NaN owed is one too)
+    over = ~(owes + tol <= cap)
+    if not count_nonzero(over & (owes != 0.0)):
         return None
     order = stable_order(snd, n)
     by_sender, need_o = snd[order], need[order]
