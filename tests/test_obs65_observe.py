@@ -1,0 +1,104 @@
+"""helper-65: the observation's counterparty stress with the bilateral loans as
+indices or a mask (the infrastructure layer's case) gathers their rows first
+(``observation._at_risk``: owed and distress of those loans only, no product over
+the whole book). Checked bit for bit against the former form kept here (cc3f85d)
+and a plain loop, on layer-on model states and edited books (an infinite or NaN
+loan, signed zeros, NaN distress; empty, unsorted, repeated indices)."""
+
+import numpy as np
+import pytest
+
+from finsim_mesa import FinancialModel, observation, risk
+from finsim_mesa.fastmath import ZERO, flatnonzero
+
+
+def _former_at_risk(lb, h, bilateral, n, few):
+    """observation._at_risk at cc3f85d (the former form)."""
+    hb = h.take(lb.borrower, mode="clip")
+    if not few:
+        return np.bincount(lb.lender[bilateral], weights=(lb.owed * hb)[bilateral],
+                           minlength=n)
+    w = hb[bilateral]
+    sel = flatnonzero(w != ZERO)
+    if isinstance(bilateral, slice):
+        rows = sel if bilateral == slice(None) else np.arange(len(lb))[bilateral][sel]
+    else:
+        b = np.asarray(bilateral)
+        rows = (flatnonzero(b) if b.dtype == bool else b)[sel]
+    return np.bincount(lb.lender[rows], weights=lb.owed_at(rows) * w[sel], minlength=n)
+
+
+def _loop(lb, h, bilateral, n):
+    """A plain loop over the loans in bilateral's order (the reference)."""
+    rows = (np.arange(len(lb))[bilateral] if isinstance(bilateral, slice)
+            else flatnonzero(bilateral) if np.asarray(bilateral).dtype == bool else bilateral)
+    want = np.zeros(n)
+    for i in rows:
+        want[lb.lender[i]] += (lb.principal[i] + lb.accrued[i]) * h[lb.borrower[i]]
+    return want
+
+
+def _layer_model(n=300, seed=3, ccps=2, steps=6, share=1.0):
+    m = FinancialModel(n_banks=n, scenario="systemic", brain="rule_based", rng=seed,
+                       agent_collect_every=0, n_exchanges=2, n_ccps=ccps,
+                       ccp_clearing_share=share)
+    m.run_for(steps)
+    return m
+
+
+def _bilaterals(lb, rng):
+    mask = rng.random(len(lb)) < 0.4  # a part of the book, as if not cleared
+    idx = flatnonzero(mask)
+    return [slice(None), slice(5, None), slice(0, 0), mask, idx, idx[::-1].copy(),
+            rng.permutation(idx), np.repeat(idx[:20], 2), idx[:0], np.zeros(len(lb), bool)]
+
+
+@pytest.mark.parametrize("edit", ["none", "inf", "nan", "negzero", "nan_h"])
+@pytest.mark.parametrize("distressed", [0, 4, 60, "all"])
+def test_at_risk_is_the_former_bits(edit, distressed):
+    m = _layer_model()
+    L, lb = m.ledger, m.ledger.loans
+    rng = np.random.default_rng(7)
+    h = risk.distress(L.equity, L.equity0, L.defaulted)
+    if distressed != "all":
+        h[:] = 0.0
+        h[rng.choice(L.n, distressed, replace=False)] = rng.random(distressed)
+    h[rng.choice(L.n, 5, replace=False)] = -0.0
+    lb.principal[::3] *= 1e12  # sums whose order shows in their last bits
+    if edit == "inf":
+        lb.principal[7] = np.inf
+    elif edit == "nan":
+        lb.accrued[11] = np.nan
+    elif edit == "negzero":
+        lb.principal[:40] = -0.0
+        lb.accrued[:40] = -0.0
+    elif edit == "nan_h":
+        h[3] = np.nan
+    for bilateral in _bilaterals(lb, rng):
+        for few in (False, True):
+            got = observation._at_risk(lb, h, bilateral, L.n, few)
+            want = _former_at_risk(lb, h, bilateral, L.n, few)
+            assert got.tobytes() == want.tobytes(), (bilateral, few)
+        if edit == "none":  # (the few terms are the full sums where every owed is finite)
+            assert got.tobytes() == _loop(lb, h, bilateral, L.n).tobytes()
+
+
+@pytest.mark.parametrize("ccps,share", [(1, 1.0), (2, 1.0), (1, 0.5), (2, 0.2)])
+def test_layer_observations_along_a_run_are_the_former_bits(ccps, share, monkeypatch):
+    """Every step's observation with the layer on (bilateral loans as indices:
+    none when every trade is cleared, some when a share is) equals the one with
+    the former _at_risk; nobody, few and many banks distressed."""
+    m = _layer_model(n=1200, seed=ccps, ccps=ccps, steps=0, share=share)
+    calls = []
+
+    def both(lb, h, bilateral, n, few):
+        want = _former_at_risk(lb, h, bilateral, n, few)
+        got = real(lb, h, bilateral, n, few)
+        assert got.tobytes() == want.tobytes()
+        calls.append((few, len(bilateral)))
+        return got
+
+    real = observation._at_risk
+    monkeypatch.setattr(observation, "_at_risk", both)
+    m.run_for(25)
+    assert len(calls) >= 20 and (share < 1) == any(b for _, b in calls), calls
