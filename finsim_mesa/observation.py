@@ -190,7 +190,7 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     k = count_nonzero(h)
     few = (not k or _FEW_FROM <= n > _FEW * k) and isfinite(total(ib))  # (the sum only
     # where it is used; a few terms gathered cost less than all from 1,000 banks on)
-    if k or not few:
+    if (k or not few) and (isinstance(bilateral, slice) or len(bilateral)):  # (none: ib 0)
         at_risk = _at_risk(lb, h, bilateral, n, few)
         np.divide(at_risk, ib, out=col, where=ib > ZERO)
     col = c[OBS["neighbour_defaults"]]
@@ -379,14 +379,14 @@ def observe(model: FinancialModel) -> np.ndarray:
     what a row-major array holds); each part written into its columns."""
     L, infra, k = model.ledger, model.router is not None, model.config.n_assets
     width = OBS_DIM + (INFRA_OBS_DIM if infra else 0) + (k if k > 1 else 0)
-    # column-major: each column written and read (by the brains) as one contiguous
-    # run (only the bank columns: bank_observations' own new matrix, the same layout)
+    # column-major, each column one contiguous run (bank columns only: bank_observations')
     o = np.empty((L.n, width), order="F") if width > OBS_DIM else None
+    # the bilateral loans as indices (none, without a mask, when no CCP id is negative)
+    bil = (slice(None) if not infra else flatnonzero(c < 0)
+           if (c := L.loans.ccp).size and _minimum.reduce(c) < 0 else c[:0])
     bank = bank_observations(L, model.sheets, model.market, model.measures,
                              model.flows.withdrawals, model.network, model.reference.size0,
-                             model.config, model.t,
-                             flatnonzero(L.loans.ccp < 0) if infra else slice(None),
-                             out=None if o is None else o[:, :OBS_DIM])  # (bilateral: indices)
+                             model.config, model.t, bil, out=None if o is None else o[:, :OBS_DIM])
     if o is None:
         return bank
     if infra:

@@ -101,4 +101,67 @@ def test_layer_observations_along_a_run_are_the_former_bits(ccps, share, monkeyp
     real = observation._at_risk
     monkeypatch.setattr(observation, "_at_risk", both)
     m.run_for(25)
-    assert len(calls) >= 20 and (share < 1) == any(b for _, b in calls), calls
+    # (no bilateral loan: _at_risk not called, its sums all +0.0)
+    assert (share < 1) == (len(calls) >= 10) and all(b for _, b in calls), calls
+
+
+def _former_observe(model):
+    """observation.observe at cc3f85d: the bilateral loans as flatnonzero(ccp < 0),
+    bank_observations in its former form (test_big61_observe's, same bits)."""
+    from test_big61_observe import _former_bank_observations
+
+    L, k = model.ledger, model.config.n_assets
+    width = observation.OBS_DIM + observation.INFRA_OBS_DIM + (k if k > 1 else 0)
+    o = np.empty((L.n, width), order="F")
+    _former_bank_observations(L, model.sheets, model.market, model.measures,
+                              model.flows.withdrawals, model.network, model.reference.size0,
+                              model.config, model.t, flatnonzero(L.loans.ccp < 0),
+                              out=o[:, :observation.OBS_DIM])
+    ta = model.sheets.total_assets
+    observation.infrastructure_observations(
+        L, np.where(ta > 0, ta, 1.0), model.exchanges, model.ccps, model.router,
+        model.margin_rate, model.config, out=o[:, observation.OBS_DIM:][:, :8],
+        sheets=model.sheets)
+    if k > 1:
+        o[:, width - k:] = observation.class_observations(model.market, L.n)
+    return o
+
+
+@pytest.mark.parametrize("ccps,share,assets", [(1, 1.0, 1), (2, 1.0, 2), (1, 0.3, 1),
+                                               (2, 0.6, 1)])
+def test_layer_observe_is_the_former_bits(ccps, share, assets, monkeypatch):
+    """observe with the layer on (no mask over the book when every loan is cleared,
+    the counterparty column left 0 without bilateral loans) equals the former."""
+    m = FinancialModel(n_banks=1100, scenario="systemic", brain="rule_based", rng=ccps,
+                       agent_collect_every=0, n_exchanges=2, n_ccps=ccps,
+                       ccp_clearing_share=share, n_assets=assets)
+    real, seen = observation.observe, []
+
+    def both(model):
+        got = real(model)
+        want = _former_observe(model)
+        assert got.tobytes() == want.tobytes() and got.flags.f_contiguous
+        seen.append(int((model.ledger.loans.ccp < 0).sum()))
+        return got
+
+    monkeypatch.setattr(observation, "observe", both)
+    m.run_for(20)
+    assert len(seen) == 20 and (share < 1) == any(seen), seen
+
+
+def test_empty_bilateral_leaves_counterparty_stress_zero():
+    """No bilateral loan (indices of any integer dtype, empty): interbank assets
+    and counterparty stress are +0.0, as the former full computation gave."""
+    from test_big61_observe import _former_bank_observations
+
+    m = _layer_model(n=500, steps=5)
+    L = m.ledger
+    args = (L, m.sheets, m.market, m.measures, m.flows.withdrawals, m.network,
+            m.reference.size0, m.config, m.t)
+    assert np.count_nonzero(risk.distress(L.equity, L.equity0, L.defaulted))
+    for empty in (np.empty(0, np.intp), L.loans.ccp[:0], np.empty(0, np.int8)):
+        got = observation.bank_observations(*args, empty)
+        want = _former_bank_observations(*args, empty)
+        assert got.tobytes() == want.tobytes()
+        col = got[:, observation.OBS["counterparty_stress"]]
+        assert col.tobytes() == np.zeros(L.n).tobytes()
