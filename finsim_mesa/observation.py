@@ -181,7 +181,7 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     k = count_nonzero(h)
     few = (not k or _FEW_FROM <= n > _FEW * k) and isfinite(fastmath.total(ib))  # (the sum only
     # where it is used; a few terms gathered cost less than all from 1,000 banks on)
-    if k or not few:
+    if (k or not few) and (isinstance(bilateral, slice) or len(bilateral)):  # (none: ib 0)
         at_risk = _at_risk(lb, h, bilateral, n, few)
         np.divide(at_risk, ib, out=col, where=ib > ZERO)
     col = c[OBS["neighbour_defaults"]]
@@ -231,19 +231,20 @@ def _at_risk(lb: LoanBook, h: np.ndarray, bilateral: np.ndarray | slice, n: int,
     order, shape (n,). ``few``: only the terms whose distress is not ±0.0 (exact
     when every owed is finite: x × ±0.0 is ±0.0, and a sum from +0.0 of terms
     >= 0 or ±0.0 is never -0.0, so adding ±0.0 to it changes no bit)."""
-    # (take: the same values as h[lb.borrower], a third faster at 100,000 banks)
-    hb = h.take(lb.borrower, mode="clip")
-    if not few:
-        return np.bincount(lb.lender[bilateral], weights=(lb.owed * hb)[bilateral],
-                           minlength=n)
-    w = hb[bilateral]  # in bilateral's order
-    sel = flatnonzero(w != ZERO)  # (NaN is not 0: kept; a bool mask's is faster)
-    if isinstance(bilateral, slice):  # the book rows of the counted loans kept
-        rows = sel if bilateral == slice(None) else np.arange(len(lb))[bilateral][sel]
-    else:
-        b = np.asarray(bilateral)
-        rows = (flatnonzero(b) if b.dtype == bool else b)[sel]
-    return np.bincount(lb.lender[rows], weights=lb.owed_at(rows) * w[sel], minlength=n)
+    if isinstance(bilateral, slice):  # (take: h[lb.borrower]'s values, faster)
+        hb = h.take(lb.borrower, mode="clip")
+        if not few:
+            return np.bincount(lb.lender[bilateral], weights=(lb.owed * hb)[bilateral],
+                               minlength=n)
+        w = hb[bilateral]  # in bilateral's order; rows: their book rows (None: w's own)
+        rows = None if bilateral == slice(None) else np.arange(len(lb))[bilateral]
+    else:  # the rows gathered first (no product over the whole book)
+        rows = flatnonzero(b) if (b := np.asarray(bilateral)).dtype == bool else b
+        w = h.take(lb.borrower[rows], mode="clip")
+    if few:  # the terms not ±0.0 (NaN is not 0: kept)
+        sel = flatnonzero(w != ZERO)
+        rows, w = sel if rows is None else rows[sel], w[sel]
+    return np.bincount(lb.lender[rows], weights=lb.owed_at(rows) * w, minlength=n)
 
 
 _FEW = 8  # fewer than 1/_FEW of the banks distressed: only their borrowers' loans' terms
@@ -369,16 +370,14 @@ def observe(model: FinancialModel) -> np.ndarray:
     what a row-major array holds); each part written into its columns."""
     L, infra, k = model.ledger, model.router is not None, model.config.n_assets
     width = OBS_DIM + (INFRA_OBS_DIM if infra else 0) + (k if k > 1 else 0)
-    # column-major: each column is written (here) and read (by the brains) as
-    # one contiguous run; rows are what a bank sees
-    # (only the bank columns: bank_observations' own new matrix, the same layout)
+    # column-major, each column one contiguous run (bank columns only: bank_observations')
     o = np.empty((L.n, width), order="F") if width > OBS_DIM else None
+    # the bilateral loans as indices (none, without a mask, when no CCP id is negative)
+    bil = (slice(None) if not infra else flatnonzero(c < 0)
+           if (c := L.loans.ccp).size and _minimum.reduce(c) < 0 else c[:0])
     bank = bank_observations(L, model.sheets, model.market, model.measures,
                              model.flows.withdrawals, model.network, model.reference.size0,
-                             model.config, model.t,
-                             flatnonzero(L.loans.ccp < 0) if infra else slice(None),
-                             out=None if o is None else o[:, :OBS_DIM])
-    # (bilateral loans as indices: the same loans, one pass for the gathers)
+                             model.config, model.t, bil, out=None if o is None else o[:, :OBS_DIM])
     if o is None:
         return bank
     if infra:
