@@ -39,13 +39,20 @@ def column_rounds(rows: np.ndarray, exposures: np.ndarray, equity: np.ndarray, h
     order, ptr = by_column
     n, nnz = h0.shape[0], order.size
     work = getattr(_WORK, "arrays", None)
-    if work is None or work[0] is not order or work[1] is not rows:  # (the link table's:
-        # never changed in place) rows in column order, slots, weights, positions, ...
-        _WORK.arrays = work = (order, rows, rows.take(order), np.empty(n, np.int64),
-                               np.empty(nnz), np.empty(nnz), np.arange(nnz),
-                               np.empty(nnz, np.int64), np.empty(nnz, np.int64), np.empty(nnz))
-    _, _, rows_c, slot, buf, data, ar, at_, col_, hcol = work
-    risk._entry_weights(exposures, equity, rows, present, buf).take(order, mode="clip", out=data)
+    if work is None or work[0].size < nnz or work[1].size != n:  # room for nnz entries
+        cap = nnz + nnz // 4  # (pairs are added in the first steps: not one array each time)
+        # rows in column order, slots, weights (2), 0..cap-1, positions, their columns, h
+        _WORK.arrays = work = (np.empty(cap, np.int64), np.empty(n, np.int64), np.empty(cap),
+                               np.empty(cap), np.arange(cap), np.empty(cap, np.int64),
+                               np.empty(cap, np.int64), np.empty(cap))
+        _WORK.pattern = None
+    rows_c, slot, buf, data, ar, at_, col_, hcol = work
+    seen = getattr(_WORK, "pattern", None)  # (the link table's arrays: never changed in place)
+    if seen is None or seen[0] is not order or seen[1] is not rows:
+        rows.take(order, mode="clip", out=rows_c[:nnz])
+        _WORK.pattern = (order, rows)
+    risk._entry_weights(exposures, equity, rows, present, buf[:nnz]).take(
+        order, mode="clip", out=data[:nnz])
     h = h0.copy()
     distressed = h > ZERO
     inactive = np.zeros(n, dtype=bool)
