@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from finsim_mesa import risk
+from finsim_mesa import debtrank_columns, risk
 from finsim_mesa.collector import AgentRows, FinsimDataCollector
 from finsim_mesa.fastmath import ZERO, constant, count_nonzero, mean, total
 from finsim_mesa.infrastructure.ccp import netting_efficiency
@@ -230,10 +230,12 @@ def _debtrank_sums(L: Ledger, h: np.ndarray, v: np.ndarray, bilateral_only: bool
         bilateral_only, present=count_nonzero(L.equity0 > ZERO) < L.n)
     # debtrank_entries' figures, from its checked part: by_column is the entries'
     # table's, taken after them (looking up their link ids may add pairs to it)
-    _, dr_total, dr_start, _ = risk._rounds(
-        rows, cols, E, np.asarray(L.equity0, dtype=float), h, v, present,
-        L.loans.links.by_column(L.n))
-    return dr_total, dr_start
+    eq0, by_column = np.asarray(L.equity0, dtype=float), L.loans.links.by_column(L.n)
+    if cols.size < risk._COLUMN_PATH_MIN_ENTRIES:
+        _, dr_total, dr_start, _ = risk._rounds(rows, cols, E, eq0, h, v, present, by_column)
+        return dr_total, dr_start
+    hT = debtrank_columns.column_rounds(rows, E, eq0, h, present, by_column)
+    return float(v @ hT), float(v @ h)
 
 
 def update_infrastructure(m: Measures, L: Ledger, exchanges: list[Exchange],

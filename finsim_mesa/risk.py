@@ -49,13 +49,13 @@ def impact_matrix(exposures: np.ndarray | sp.spmatrix, equity: np.ndarray,
 
 
 def _entry_weights(exposures: np.ndarray, equity: np.ndarray, rows: np.ndarray,
-                   present: np.ndarray | None) -> np.ndarray:
-    """Stored entries of :func:`impact_matrix` (``rows``: each entry's creditor):
-    ``min(1, exposure / equity)`` of the creditor, 1 where it has no positive
-    equity, 0 where not ``present``; the test and the safe divisor are formed per
-    bank (shape (n,)) and gathered once."""
+                   present: np.ndarray | None, out: np.ndarray | None = None) -> np.ndarray:
+    """Stored entries of :func:`impact_matrix` (``rows``: each entry's creditor): ``min(1,
+    exposure / equity)`` of the creditor, 1 without positive equity, 0 where not ``present``
+    (test and safe divisor formed per bank, gathered once); ``out``: float64 (nnz,) or None."""
     pos = equity > ZERO  # (ZERO, ONE: the Python floats' values, float64 operands)
-    data = exposures / np.where(pos, equity, ONE).take(rows, mode="clip")  # (take: as [rows])
+    data = np.divide(exposures, np.where(pos, equity, ONE).take(rows, mode="clip", out=out),
+                     out=out)  # (take(mode="clip"): as [rows], faster)
     np.minimum(ONE, data, out=data)
     if count_nonzero(pos) < pos.size:  # banks without positive equity: weight 1
         data[~pos[rows]] = 1.0
