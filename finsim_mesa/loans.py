@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from finsim_mesa.fastmath import count_nonzero, flatnonzero
 from finsim_mesa.links import LinkTable
-from finsim_mesa.packing import Packed
+from finsim_mesa.packing import Packed, pack
 
 __all__ = ["LinkTable", "LoanBook", "masked_terms", "row_indices"]
 
@@ -298,10 +298,10 @@ class LoanBook:
 
     def save(self) -> tuple[tuple[np.ndarray, ...], LinkTable]:
         """What a step's transaction keeps of the book (``Ledger.snapshot(quick=True)``):
-        the row arrays (``link`` too, as :meth:`copy`) as one :class:`~finsim_mesa.packing.Packed`
-        copy, and the link table's; :meth:`load` makes a book of it only if the step fails."""
+        the row arrays (``link`` too, as :meth:`copy`) as :func:`~finsim_mesa.packing.pack`
+        copies them, and the link table's; :meth:`load` makes a book of it only if a step fails."""
         self.link_ids(assign=False)
-        return Packed(_row_arrays(self)), self.links.copy()
+        return pack(_row_arrays(self)), self.links.copy()
 
     @classmethod
     def load(cls, saved: LoanBook | tuple[Packed, LinkTable]) -> LoanBook:
