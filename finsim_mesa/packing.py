@@ -19,11 +19,12 @@ import numpy as np
 
 __all__ = ["PACK_MAX_BYTES", "Packed", "PackedDict", "pack"]
 
-# Above this many bytes in all, one copy per array (the former form): at 100,000 banks
-# a step's bytes object of ~35 MB moved glibc's malloc thresholds so that a quarter of
-# the steps ran ~20% slower (interleaved, 60 steps: 1.05x the step; session 29); the
-# gain it measured was at 30-1,000 banks (~0.1-0.5 MB).
-PACK_MAX_BYTES = 2**20
+# Above this many bytes in all, one copy per array (the former form). Measured
+# interleaved (session 29): at 30-100 banks (~10-40 kB) the packed copy takes the step
+# to ~0.98x; at 1,000 banks with 2 exchanges + 1 CCP (~0.3 MB) it made the step
+# 1.03-1.06x in later steps, and at 100,000 banks (~35 MB a step, glibc's malloc
+# thresholds moved) a quarter of the steps ran ~20% slower (1.05x in all).
+PACK_MAX_BYTES = 2**16
 
 
 def _nbytes(arrays: tuple[np.ndarray, ...]) -> int:
