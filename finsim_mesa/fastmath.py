@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ONE", "ZERO", "clip", "constant", "count_nonzero", "flatnonzero", "leading", "mean",
-           "stable_order", "total"]
+__all__ = ["LARGE", "ONE", "ZERO", "clip", "constant", "count_nonzero", "flatnonzero", "leading",
+           "mean", "positive_throughout", "stable_order", "sum_slack", "total"]
 
 _maximum, _minimum, _asanyarray, _matrix = np.maximum, np.minimum, np.asanyarray, np.matrix
 _ndarray = np.ndarray
@@ -63,6 +63,29 @@ def mean(x: np.ndarray) -> float:
 def total(x: np.ndarray) -> float:
     """``float(x.sum())`` of an array (any shape): the same pairwise sum."""
     return float(_sum(x, axis=None))
+
+
+#: entries from which a whole-array test that lets a masked operation be skipped
+#: pays for itself (measured in session 29: below it, the mask costs less)
+LARGE = 4096
+_EPS = float(np.finfo(np.float64).eps)  # 2u: twice the unit round-off
+
+
+def positive_throughout(x: np.ndarray) -> bool:
+    """Whether ``x`` (float, at least :data:`LARGE` entries) is > 0 everywhere, so
+    that a plain quotient by it equals the one masked ``where=x > 0``. False below
+    :data:`LARGE` entries (the caller's masked form then), and where any entry is
+    NaN (a NaN minimum is not > 0)."""
+    return x.size >= LARGE and bool(_minimum.reduce(x, axis=None) > 0.0)
+
+
+def sum_slack(k: int, size: float) -> float:
+    """A bound on the round-off of a running or pairwise sum of ``k`` terms >= 0
+    whose exact total is about ``size``: ``4 (k + 2) eps * size``. It covers the
+    ``k u`` of each of two such sums (u = eps / 2), with room: a quantity within
+    its sum less this slack is within the sum formed another way (the affordability
+    and queue-capacity certificates of the infrastructure layer)."""
+    return 4.0 * (k + 2) * _EPS * size
 
 
 def flatnonzero(a: Any) -> np.ndarray:

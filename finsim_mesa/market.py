@@ -23,7 +23,7 @@ import numpy as np
 from finsim_mesa.accounting import values
 from finsim_mesa.config import ModelConfig
 from finsim_mesa.deleveraging import leverage_loop, sale_units
-from finsim_mesa.fastmath import ZERO, clip, count_nonzero, mean, total
+from finsim_mesa.fastmath import ZERO, clip, count_nonzero, mean, positive_throughout, total
 from finsim_mesa.ledger import Ledger
 from finsim_mesa.portfolios import class_names, depths, impacts
 
@@ -34,8 +34,6 @@ __all__ = ["Market", "capped_share", "deleveraging_units", "fire_sale_loop", "fi
            "sell_to_market",
            "set_prices"]
 
-
-_PLAIN_FROM = 4096  # banks from which checking for a plain quotient pays (below: the mask)
 
 
 def capped_share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
@@ -241,8 +239,8 @@ def fire_sale_loop(
             interbank = ledger.interbank_assets()
         rwa = ledger.risk_weighted_assets(cfg.interbank_risk_weight, interbank)
         eq = ledger.equity
-        if rwa.size >= _PLAIN_FROM and np.minimum.reduce(rwa) > 0.0:  # every RWA > 0 (a
-            ratio = eq / rwa  # NaN minimum is not): the quotient, without the mask
+        if positive_throughout(rwa):  # (a large system, every RWA > 0): the quotient,
+            ratio = eq / rwa  # without the mask
         else:
             ratio = np.empty(eq.shape)  # np.full_like(eq, np.inf) in two C calls
             ratio.fill(np.inf)

@@ -15,7 +15,7 @@ import numpy as np
 
 from finsim_mesa import debtrank_columns, risk
 from finsim_mesa.collector import AgentRows, FinsimDataCollector
-from finsim_mesa.fastmath import ZERO, constant, count_nonzero, mean, total
+from finsim_mesa.fastmath import ZERO, constant, count_nonzero, mean, positive_throughout, total
 from finsim_mesa.infrastructure.ccp import netting_efficiency
 from finsim_mesa.observation import RUNOFF
 
@@ -49,8 +49,6 @@ __all__ = [
     "update_infrastructure",
 ]
 
-_min = np.minimum.reduce
-_PLAIN_FROM = 4096  # banks from which checking for a plain quotient pays (below: the mask)
 LIQUIDITY_CAP = 100.0  # liquidity index reported at most this (no short-term debt left)
 
 # DataCollector column -> where the model keeps it (attribute path)
@@ -129,7 +127,7 @@ def refresh_sheets(s: Sheets, L: Ledger, interbank_weight: float) -> None:
     # equity / RWA where RWA > 0 and the bank is active; +0.0 elsewhere (defaulted
     # banks' ratio is 0: one mask instead of the division's and a second pass); every
     # bank active with RWA > 0 (the usual case; a NaN minimum is not > 0): the quotient
-    if n >= _PLAIN_FROM and not count_nonzero(L.status) and _min(rwa) > 0.0:
+    if not count_nonzero(L.status) and positive_throughout(rwa):
         s.capital_ratio = L.equity / rwa
     else:
         s.capital_ratio = np.divide(L.equity, rwa, out=np.zeros(n),

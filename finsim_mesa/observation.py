@@ -135,7 +135,7 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     ta = sheets.total_assets
     # (ZERO, ONE, _FIVE, ...: the Python numbers' values as float64 operands, converted once)
     # (from 4,096 banks, with every total > 0, a NaN minimum is not: the totals, read only)
-    safe = ta if ta.size >= _CLIP_FROM and _minimum.reduce(ta) > 0 else np.where(ta > 0, ta, ONE)
+    safe = ta if fastmath.positive_throughout(ta) else np.where(ta > ZERO, ta, ONE)
     lb = L.loans
     n = L.n
     # the loans due within two steps, then those due now among them, in book order

@@ -9,7 +9,7 @@ signed zeros, NaN distress, the bilateral loans as a slice, indices or a mask)."
 import numpy as np
 import pytest
 
-from finsim_mesa import FinancialModel, measures, observation, risk
+from finsim_mesa import FinancialModel, fastmath, measures, observation, risk
 from finsim_mesa.fastmath import ONE, ZERO, count_nonzero, flatnonzero
 from finsim_mesa.observation import (
     _CLIP_HI,
@@ -261,6 +261,7 @@ def test_clipped_columns_with_signed_zeros_nans_and_infinities(order, lowered, m
     4,096 banks (np.clip, the totals as the divisor) taken at 300."""
     if lowered:
         monkeypatch.setattr(observation, "_CLIP_FROM", 1)
+        monkeypatch.setattr(fastmath, "LARGE", 1)  # (the totals as the divisor)
     m = _model(300, 6)
     L = m.ledger
     L.cash[[1, 2]] = -0.0

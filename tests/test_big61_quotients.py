@@ -7,7 +7,7 @@ models with the threshold lowered, and one of 5,000 banks as it is)."""
 import numpy as np
 import pytest
 
-from finsim_mesa import FinancialModel, market, measures
+from finsim_mesa import FinancialModel, fastmath, measures
 from finsim_mesa.fastmath import ZERO, count_nonzero, total
 from finsim_mesa.market import deleveraging_units, fire_sale_loop
 from finsim_mesa.state import Sheets
@@ -94,8 +94,7 @@ KINDS = ["none", "defaults", "zero", "negative", "nan"]
 def size(request, monkeypatch):
     """Small models with the plain quotients' threshold lowered, or 5,000 banks."""
     if request.param == "lowered":
-        monkeypatch.setattr(measures, "_PLAIN_FROM", 1)
-        monkeypatch.setattr(market, "_PLAIN_FROM", 1)
+        monkeypatch.setattr(fastmath, "LARGE", 1)  # (fastmath.positive_throughout's)
         return 300
     return 5000
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import mesa
 import numpy as np
 
+from finsim_mesa.fastmath import sum_slack
 from finsim_mesa.state import log_restore, log_state
 
 if TYPE_CHECKING:
@@ -41,7 +42,6 @@ class ExchangeStats:
 
 
 _minimum, _maximum, _add = np.minimum, np.maximum, np.add
-_EPS = float(np.finfo(np.float64).eps)  # 2u: twice the unit round-off
 ORDER_FIELDS = ("order_id", "sender", "receiver", "amount", "rate", "submitted", "kind")
 _STAT_FIELDS = tuple(f.name for f in fields(ExchangeStats))
 
@@ -63,8 +63,13 @@ def _stats(**fields: Any) -> ExchangeStats:
     field order)."""
     if len(fields) != len(_STAT_FIELDS):
         return ExchangeStats(**fields)  # (its own error)
+    return _stats_of({name: fields[name] for name in _STAT_FIELDS})
+
+
+def _stats_of(values: dict[str, Any]) -> ExchangeStats:
+    """:func:`_stats` of ``values``, all fields in field order (the instance dict)."""
     stats = object.__new__(ExchangeStats)
-    stats.__dict__.update({name: fields[name] for name in _STAT_FIELDS})
+    stats.__dict__.update(values)
     return stats
 
 
@@ -177,8 +182,7 @@ class ExchangeQueue:
         first two are column dicts like :attr:`orders`."""
         o = self.orders
         if not o["amount"].size:  # an empty queue (most steps): nothing moves
-            stats = object.__new__(ExchangeStats)  # (as _process_all builds it)
-            stats.__dict__.update({
+            stats = _stats_of({
                 "step": step, "demand": 0.0, "processed": 0.0, "processed_orders": 0,
                 "waiting": 0.0, "waiting_orders": 0, "expired": 0.0, "expired_orders": 0,
                 "utilisation": 0.0, "congested": 0.0 > self.congestion_threshold,
@@ -194,8 +198,8 @@ class ExchangeQueue:
         k = amount.size
         # everything fits (most steps) if the running sum's last (its largest) is
         # within the limit: so is it if the total is, with room for both sums'
-        # round-off (<= k u x the total each, u = eps / 2: 4 (k + 2) eps covers it)
-        if demand * (1.0 + 4.0 * (k + 2) * _EPS) <= limit:
+        # round-off (<= k u x the total each, u = eps / 2: fastmath.sum_slack)
+        if demand + sum_slack(k, demand) <= limit:
             return self._process_all(step, demand, utilisation, rate)
         running = amount.cumsum()  # (np.cumsum's own call)
         if running[-1] <= limit:
@@ -236,8 +240,7 @@ class ExchangeQueue:
         delays = step - o["submitted"]
         self._delays = (o["submitted"], delays)  # (read once by Exchange.process)
         count = delays.size
-        stats = object.__new__(ExchangeStats)  # (_stats' instance dict, its fields in order)
-        stats.__dict__.update({
+        stats = _stats_of({
             "step": step, "demand": demand, "processed": demand, "processed_orders": count,
             "waiting": 0.0, "waiting_orders": 0, "expired": 0.0, "expired_orders": 0,
             "utilisation": utilisation, "congested": utilisation > self.congestion_threshold,

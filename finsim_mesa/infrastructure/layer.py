@@ -20,7 +20,7 @@ import networkx as nx
 import numpy as np
 
 from finsim_mesa.accounting import values
-from finsim_mesa.fastmath import count_nonzero, flatnonzero, stable_order, total
+from finsim_mesa.fastmath import count_nonzero, flatnonzero, stable_order, sum_slack, total
 from finsim_mesa.infrastructure.ccp import CentralCounterparty, cleared_by_ccp
 from finsim_mesa.infrastructure.exchange import Exchange, ExchangeQueue
 from finsim_mesa.infrastructure.router import OUTCOMES, InfrastructureRouter, assign_venues
@@ -155,8 +155,6 @@ def book_orders(L: Ledger, router: InfrastructureRouter,
     return total(fee), total(amt)  # (float(x.sum()): the same pairwise sums)
 
 
-_EPS = float(np.finfo(np.float64).eps)  # 2u: twice the unit round-off
-
 
 def _affordable(snd: np.ndarray, need: np.ndarray, cash: np.ndarray, n: int
                 ) -> np.ndarray | None:
@@ -175,7 +173,7 @@ def _affordable(snd: np.ndarray, need: np.ndarray, cash: np.ndarray, n: int
     """
     cap = cash * (1 + 1e-12)
     owes = np.bincount(snd, weights=need, minlength=n)
-    tol = 4.0 * (snd.size + 2) * _EPS * total(need)
+    tol = sum_slack(snd.size, total(need))
     # not certified where the bound fails or cannot be compared (a NaN cash, owed or
     # tol: the sums decide), for every lender (owes != 0; a NaN owed is one too)
     over = ~(owes + tol <= cap)
