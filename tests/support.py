@@ -181,3 +181,27 @@ def stages_until_clear(m) -> None:
     m.shock()
     m.act(m.decide(m.observe()))
     m.settle()
+
+
+def former_rule_act(brain, o):
+    """``RuleBasedBrain.act`` as of 7c9fe3b (each action a column of the result): the
+    former form the small62 and rev63 tests compare the rule brain with."""
+    from finsim_mesa.agents.brains import _RULE_F64, _RULE_NUMBERS
+    from finsim_mesa.fastmath import clip
+    from finsim_mesa.observation import OBS
+
+    five, p8, zero, one, half, p1, p15 = (_RULE_F64 if getattr(o, "dtype", None) == np.float64
+                                          else _RULE_NUMBERS)
+    stress = np.maximum(o[:, OBS["market_stress"]], o[:, OBS["counterparty_stress"]])
+    coverage = o[:, OBS["liquidity_coverage"]] * five
+    headroom = o[:, OBS["capital_ratio"]] / max(brain.capital_requirement, 1e-9)
+    own = o[:, OBS["own_distress"]]
+    calm = clip(p8 - stress - own, zero, one)
+    a = np.empty((len(o), 4))
+    np.subtract(coverage, one, out=a[:, 0])
+    np.subtract(half * stress + own, p1, out=a[:, 1])
+    np.subtract(p15, headroom, out=a[:, 2])
+    np.subtract(one, coverage, out=a[:, 3])
+    np.minimum(np.maximum(a, zero, out=a), one, out=a)
+    a[:, 0] *= calm
+    return a

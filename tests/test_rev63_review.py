@@ -21,11 +21,11 @@ in that case.
 
 import numpy as np
 import pytest
-from support import ledger_bits
+from support import former_rule_act, ledger_bits
 
 from finsim_mesa import FinancialModel
 from finsim_mesa.agents.brains import RuleBasedBrain
-from finsim_mesa.fastmath import ONE, ZERO, clip, count_nonzero, stable_order
+from finsim_mesa.fastmath import ONE, ZERO, count_nonzero, stable_order
 from finsim_mesa.infrastructure import layer
 from finsim_mesa.market import sell_to_market
 from finsim_mesa.observation import OBS, OBS_DIM
@@ -122,24 +122,6 @@ def test_act_with_a_non_finite_holding_is_the_former_act(value):
     assert m.flows.units_sold.tobytes() == twin.flows.units_sold.tobytes()
 
 
-def _former_rule_act(brain, o):
-    """RuleBasedBrain.act as of 7c9fe3b (the Python numbers: o is not float64)."""
-    five, p8, zero, one, half, p1, p15 = (5.0, 0.8, 0.0, 1.0, 0.5, 0.1, 1.5)
-    stress = np.maximum(o[:, OBS["market_stress"]], o[:, OBS["counterparty_stress"]])
-    coverage = o[:, OBS["liquidity_coverage"]] * five
-    headroom = o[:, OBS["capital_ratio"]] / max(brain.capital_requirement, 1e-9)
-    own = o[:, OBS["own_distress"]]
-    calm = clip(p8 - stress - own, zero, one)
-    a = np.empty((len(o), 4))
-    np.subtract(coverage, one, out=a[:, 0])
-    np.subtract(half * stress + own, p1, out=a[:, 1])
-    np.subtract(p15, headroom, out=a[:, 2])
-    np.subtract(one, coverage, out=a[:, 3])
-    np.minimum(np.maximum(a, zero, out=a), one, out=a)
-    a[:, 0] *= calm
-    return a
-
-
 def test_rule_brain_on_long_double_rows_is_the_former_act():
     if np.finfo(np.longdouble).nmant <= np.finfo(np.float64).nmant:
         pytest.skip("long double is float64 here")
@@ -150,5 +132,5 @@ def test_rule_brain_on_long_double_rows_is_the_former_act():
     o[:, OBS["own_distress"]] = rng.random(200) / 3
     o[:, OBS["market_stress"]] += np.longdouble(1) / 3 * 1e-5  # (bits beyond float64's)
     brain = RuleBasedBrain(0.08)
-    want = _former_rule_act(brain, o)
+    want = former_rule_act(brain, o)
     assert np.ascontiguousarray(brain.act(o)).tobytes() == want.tobytes()

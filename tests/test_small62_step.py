@@ -19,7 +19,7 @@ import copy
 
 import numpy as np
 import pytest
-from support import ledger_bits, masked_rewards
+from support import former_rule_act, ledger_bits, masked_rewards
 
 from finsim_mesa import FinancialModel
 from finsim_mesa import model as model_module
@@ -271,29 +271,6 @@ def test_decide_asks_each_brain_about_its_active_banks(out):
     assert three.asked == [[i for i in range(10) if i not in (0, 2, 3, *out)]]
 
 
-def _former_rule_act(brain, o):
-    """``RuleBasedBrain.act`` as of 7c9fe3b (each action a column of the result)."""
-    from finsim_mesa.agents.brains import _RULE_F64, _RULE_NUMBERS
-    from finsim_mesa.fastmath import clip
-    from finsim_mesa.observation import OBS
-
-    five, p8, zero, one, half, p1, p15 = (_RULE_F64 if getattr(o, "dtype", None) == np.float64
-                                          else _RULE_NUMBERS)
-    stress = np.maximum(o[:, OBS["market_stress"]], o[:, OBS["counterparty_stress"]])
-    coverage = o[:, OBS["liquidity_coverage"]] * five
-    headroom = o[:, OBS["capital_ratio"]] / max(brain.capital_requirement, 1e-9)
-    own = o[:, OBS["own_distress"]]
-    calm = clip(p8 - stress - own, zero, one)
-    a = np.empty((len(o), 4))
-    np.subtract(coverage, one, out=a[:, 0])
-    np.subtract(half * stress + own, p1, out=a[:, 1])
-    np.subtract(p15, headroom, out=a[:, 2])
-    np.subtract(one, coverage, out=a[:, 3])
-    np.minimum(np.maximum(a, zero, out=a), one, out=a)
-    a[:, 0] *= calm
-    return a
-
-
 def _tied_observations(b, seed, dtype):
     """Observation rows whose rule terms often tie at 0 and 1 (signed zeros, the
     clip bounds exactly), with NaN and infinities here and there."""
@@ -321,7 +298,7 @@ def test_rule_brain_block_is_the_former_columns(dtype, order):
     for b in (0, 1, 3, 7, 30, 33, 100, 257):
         o = np.asarray(_tied_observations(b, b, dtype), order=order)
         with np.errstate(all="ignore"):
-            got, want = brain.act(o), _former_rule_act(brain, o)
+            got, want = brain.act(o), former_rule_act(brain, o)
         assert got.shape == want.shape == (b, 4) and got.dtype == want.dtype
         assert np.ascontiguousarray(got).tobytes() == want.tobytes()
         ro = o.view()
