@@ -123,6 +123,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.steps < 10:
         ap.error("--steps: give at least 10")
+    if args.repeat < 1 or args.warmup < 0:
+        ap.error("--repeat: give at least 1; --warmup: give 0 or more steps")
     with tempfile.TemporaryDirectory() as scratch:
         trees = [load(tree(r, Path(scratch))) for r in (args.base, args.head)]
         print("load average", open("/proc/loadavg").read().split()[:3],
