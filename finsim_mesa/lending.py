@@ -105,12 +105,12 @@ def roll_over(L: Ledger, hoard: np.ndarray, rate: float, spread: np.ndarray, t: 
 
     Returns the renewed loans as columns (lender, borrower, amount, ccp).
     """
-    lb = L.loans
-    active = L.active
-    if count_nonzero(active) == active.size:  # every bank active (most steps): every due
-        maturing = rows = due_rows(lb.maturity, t)  # loan, by rows (slice(0, k): first)
-    else:  # only then can a due loan's bank be out
-        maturing = lb.maturity <= t
+    lb, status = L.loans, L.status
+    maturing = rows = due_rows(lb.maturity, t)  # the due loans (slice(0, k): they come first)
+    # every due loan's banks active (status ACTIVE, 0; most steps): every due loan, by rows;
+    # the same rows as the mask below would keep, as leading(flatnonzero(mask)) gives them
+    if count_nonzero(status) and count_nonzero(status[lb.lender[rows]] | status[lb.borrower[rows]]):
+        active, maturing = L.active, lb.maturity <= t
         due = flatnonzero(maturing)  # the banks of the due loans only, not the whole book
         maturing[due[~(active[lb.lender[due]] & active[lb.borrower[due]])]] = False
         rows = leading(flatnonzero(maturing))  # terms for these loans only, not the whole book
