@@ -56,10 +56,11 @@ class _Buffers:
     state: only the ``len(book)`` rows from ``head`` mean anything, and they
     are the book's row arrays."""
 
-    __slots__ = ("arrays", "capacity", "head", "views")
+    __slots__ = ("arrays", "capacity", "head", "order", "views")
 
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {}
+        self.order: tuple[np.ndarray, ...] = ()  # the buffers in LoanBook._ROWS order
         self.views: tuple[np.ndarray, ...] = ()  # the views handed out, to spot replaced rows
         self.capacity = -1  # rows every buffer holds (-1: not all allocated yet)
         self.head = 0  # the buffer row of the book's row 0
@@ -117,14 +118,13 @@ class LoanBook:
         """Add loans (arrays of equal length; ``maturity`` one step for all or one
         each; ``ccp`` −1 or omitted = bilateral; ``link``: their link ids if known)."""
         m, k = len(self), len(amount)
-        bufs, head = self._room(m + k)
-        # each column written into its buffer's new rows (a scalar or a missing
-        # ccp / link broadcast by the assignment: no temporary arrays)
+        head = self._room(m + k)[1]  # each column written into its buffer's new rows (a scalar
+        # or a missing ccp / link broadcast by the assignment: no temporary arrays)
         new = (lender, borrower, amount, 0.0, rate, maturity, -1 if ccp is None else ccp,
                -1 if link is None else link)
-        lo, hi = head + m, head + m + k
-        for name, arr in zip(self._ROWS, new, strict=True):
-            bufs[name][lo:hi] = arr
+        s = slice(head + m, head + m + k)
+        for buf, arr in zip(self._spare.order, new, strict=True):
+            buf[s] = arr
         self._rows(m + k)
 
     def _room(self, size: int) -> tuple[dict[str, np.ndarray], int]:
@@ -153,8 +153,8 @@ class LoanBook:
                 spare.arrays[name] = grown
             else:
                 buf[:m] = arr  # NumPy copies overlaps safely (a view from head on)
-        spare.head = 0
-        spare.capacity = min(b.size for b in spare.arrays.values())
+        spare.head, spare.order = 0, tuple([spare.arrays[name] for name in self._ROWS])
+        spare.capacity = min(b.size for b in spare.order)
         # the row arrays become the views of the rows where they are now: the old
         # views may overlap the moved rows, and an append that fails after this
         # (no _rows of its own) must leave the book as it was
@@ -163,11 +163,11 @@ class LoanBook:
 
     def _rows(self, size: int) -> None:
         """The row arrays become the ``size`` buffer rows from ``head`` on."""
-        spare = self._spare
-        head, arrays = spare.head, spare.arrays
-        views = spare.views = tuple([arrays[name][head:head + size] for name in self._ROWS])
-        self.__dict__.update(zip(self._ROWS, views, strict=True))
-        self._linked = views[:2]  # (lender, borrower)
+        spare, d = self._spare, self.__dict__
+        s = slice(spare.head, spare.head + size)  # (one slice for all, in _ROWS order)
+        views = spare.views = tuple([buf[s] for buf in spare.order])
+        (d["lender"], d["borrower"], d["principal"], d["accrued"], d["rate"], d["maturity"],
+         d["ccp"], d["link"], d["_linked"]) = (*views, views[:2])  # _linked: (lender, borrower)
 
     def _drop_first(self, count: int) -> None:
         """Drop the first ``count`` rows: the view starts later (no rows move)."""
@@ -269,10 +269,9 @@ class LoanBook:
         if first:  # (what is due; the others, e.g. a resolved bank's loans, are compacted)
             self._drop_first(first)
             mask, m = mask[first:], m - first
-        bufs, head = self._room(m)
-        for name in self._ROWS:  # compacted in place (the kept rows gathered first)
-            rows = bufs[name][head:head + m]
-            rows[:k] = rows[mask]
+        head = self._room(m)[1]
+        for buf in self._spare.order:  # compacted in place (the kept rows gathered first)
+            buf[head:head + k] = buf[head:head + m][mask]
         self._rows(k)
 
     def remove(self, rows: np.ndarray | slice) -> None:
