@@ -80,14 +80,13 @@ def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray
     offer = lend * np.maximum(L.cash - reserve, ZERO) * cfg.max_lend_fraction
     request = borrow * cfg.max_borrow_fraction * ta
     src, dst = network.src, network.dst
-    empty = np.zeros(0, dtype=np.int64)
     if src.size == 0 or not count_nonzero(offer) or not count_nonzero(request):
-        return empty, empty, np.zeros(0), empty
+        return _no_loans()
     # the links that can carry a loan (!= 0, not > 0: a negative or NaN request
     # or offer would enter the sums, so it is kept as matching every link keeps it)
     e = flatnonzero((offer != 0)[src] & (request != 0)[dst])
     if not e.size:
-        return empty, empty, np.zeros(0), empty
+        return _no_loans()
     s, d = src[e], dst[e]
     ids = L.loans.links.edge_ids(src, dst)[e]  # the candidate links' ids, gathered once
     held = L.loans.held_on_links(ids, owed)  # = exposure_matrix()[s, d], without building it
@@ -95,6 +94,12 @@ def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray
     x = match_lending(offer, request, s, d, room)
     k = flatnonzero(x > MIN_LOAN)  # one pass for the gathers
     return s[k], d[k], x[k], ids[k]
+
+
+def _no_loans() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`new_loans`' result when no loan is matched (made only then)."""
+    empty = np.zeros(0, dtype=np.int64)
+    return empty, empty, np.zeros(0), empty
 
 
 def roll_over(L: Ledger, hoard: np.ndarray, rate: float, spread: np.ndarray, t: int,

@@ -65,9 +65,17 @@ def _holds_unsellable(holdings: np.ndarray, liquid: np.ndarray) -> bool:
     (``liquid``, shape (n,), not > 0) holds any: when nobody is short or in
     default, :func:`~finsim_mesa.market.capped_share` gives such banks a share
     of 1 and every other bank 0, so the emergency sale of ``holdings × share``
-    sells something only then (banks resolved earlier hold nothing)."""
-    if count_nonzero(liquid > ZERO) == liquid.size:
+    sells something only then (banks resolved earlier hold nothing).
+
+    ``liquid`` is ``holdings`` valued (a bank with ``liquid > 0`` holds something:
+    ``0 × price`` is ±0.0 or NaN); with one asset class the banks worth something
+    are then among those holding something, so one of those is worth nothing
+    exactly when they are more (NaN holdings count in both forms)."""
+    worth = count_nonzero(liquid > ZERO)
+    if worth == liquid.size:
         return False
+    if holdings.shape[1] == 1:  # (one class: a count, not the gather of the others' rows)
+        return count_nonzero(holdings) > worth
     return bool(count_nonzero(holdings[~(liquid > ZERO)]))
 
 
@@ -77,8 +85,8 @@ def clear_and_resolve(L: Ledger, cfg: ModelConfig, withdrawals: np.ndarray, sell
     """Clear what is due at step ``t`` and resolve the banks that default, round
     after round, until no new default. ``withdrawals`` (shape (n,)) is paid out
     and zeroed. Returns the contagion depth (the clearings' default rounds)."""
-    n = L.n
-    resolving = L.defaulted & ~L.resolved
+    n = L.n  # (below: defaulted & ~resolved, the statuses being ACTIVE 0 and DEFAULTED 1)
+    resolving = L.status > L.resolved
     depth = 0
     for _ in range(n + 1):
         anyone = count_nonzero(resolving) > 0
