@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from finsim_mesa.fastmath import ONE, ZERO, count_nonzero, flatnonzero, leading
+from finsim_mesa.fastmath import ONE, ZERO, count_nonzero, flatnonzero
 from finsim_mesa.observation import due_rows
 
 if TYPE_CHECKING:
@@ -111,13 +111,11 @@ def roll_over(L: Ledger, hoard: np.ndarray, rate: float, spread: np.ndarray, t: 
     Returns the renewed loans as columns (lender, borrower, amount, ccp).
     """
     lb, status = L.loans, L.status
-    maturing = rows = due_rows(lb.maturity, t)  # the due loans (slice(0, k): they come first)
-    # every due loan's banks active (status ACTIVE, 0; most steps): every due loan, by rows;
-    # the same rows as the mask below would keep, as leading(flatnonzero(mask)) gives them
-    if count_nonzero(status) and count_nonzero(status[lb.lender[rows]] | status[lb.borrower[rows]]):
-        active, maturing = L.active, lb.maturity <= t
-        due = flatnonzero(maturing)  # the banks of the due loans only, not the whole book
-        maturing[due[~(active[lb.lender[due]] & active[lb.borrower[due]])]] = False
-        rows = leading(flatnonzero(maturing))  # terms for these loans only, not the whole book
-    return L.rollover(maturing, 1.0 - hoard[lb.lender[rows]], rate + spread[lb.borrower[rows]],
+    rows = due_rows(lb.maturity, t)  # the due loans (slice(0, k): they come first)
+    if count_nonzero(status):  # a bank out (status ACTIVE is 0): only the due loans whose
+        out = status[lb.lender[rows]] | status[lb.borrower[rows]]  # banks are both active
+        if count_nonzero(out):  # (the rows, in order, a mask of them would give)
+            kept = flatnonzero(np.logical_not(out))  # (positions among the due rows)
+            rows = kept if isinstance(rows, slice) else rows[kept]
+    return L.rollover(rows, 1.0 - hoard[lb.lender[rows]], rate + spread[lb.borrower[rows]],
                       maturity)

@@ -1,13 +1,14 @@
 """helper-70 (issue 15): ``lending.roll_over`` takes the due loans as rows
-(``observation.due_rows``) unless one of them has a bank out, found by the
-status of the due loans' two banks; before, any bank out anywhere made it build
-the mask over the whole book, although a bank out with no due loan (a resolved
-bank has none) removes no row from it.
+(``observation.due_rows``) and, when a bank is out, keeps those whose two banks
+are active by the status of the due loans' banks (a gather of the due rows, not
+the mask over the whole book and its indices found again); with no due loan
+touching a bank out (a resolved bank has none) every due row is kept as it is.
 
 The reference is the former ``roll_over`` (c218bde), kept below: on copies of
 the same ledger both must leave the same ledger, byte for byte, and return the
 same columns, for nobody out, a bank out without due loans, and a bank out as
-the lender or as the borrower of a due loan (the boundary: one due loan)."""
+the lender or as the borrower of a due loan (the boundary: one due loan), with
+the due loans first in the book or not."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 from finsim_mesa import FinancialModel, lending
 from finsim_mesa.fastmath import count_nonzero, flatnonzero, leading
 from finsim_mesa.ledger import DEFAULTED
+from finsim_mesa.loans import LoanBook
 from finsim_mesa.observation import due_rows
 from tests.support import ledger_bits
 
@@ -108,3 +110,19 @@ def test_runs_with_the_former_roll_over_are_the_same(monkeypatch, kw):
             b.step()
         assert ledger_bits(a.ledger) == ledger_bits(b.ledger)
     assert a.ledger.defaulted.any()
+
+
+@pytest.mark.parametrize("seed", [1, 5])
+def test_due_loans_not_first(seed):
+    """A book whose due loans are not its first rows (due_rows gives their
+    indices, not a slice): the same as the former form, banks out or not."""
+    L, t = _ledger(seed)
+    lb = L.loans
+    perm = np.random.default_rng(seed).permutation(len(lb))
+    for name in LoanBook._FIELDS:  # the rows replaced from outside, shuffled
+        setattr(lb, name, getattr(lb, name)[perm].copy())
+    due = flatnonzero(lb.maturity <= t)
+    assert due.size > 2 and not isinstance(due_rows(lb.maturity, t), slice)
+    full = _same(L, t, seed)
+    for out in ([int(lb.lender[due[0]])], [int(lb.borrower[due[-1]])]):
+        assert _same(L, t, seed, out)["amount"].size < full["amount"].size
