@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from finsim_mesa import initial_equity
 from finsim_mesa.fastmath import ZERO, count_nonzero
 
 if TYPE_CHECKING:
@@ -58,8 +59,13 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
     per_bank, profit, liquidity, default, sri = block
     eq0 = L.equity0
     np.subtract(L.equity, r.equity_prev, out=profit)
-    # / initial equity where positive (elsewhere / 1.0, which leaves each value as it is)
-    np.divide(profit, eq0, out=profit, where=eq0 > ZERO)
+    # / initial equity where positive (elsewhere / 1.0, which leaves each value as it is;
+    # every E0 > 0, the usual case: the plain quotient, the masked one's values)
+    f = initial_equity.figures(eq0)
+    if f is not None and f.all_positive:
+        np.divide(profit, eq0, out=profit)
+    else:
+        np.divide(profit, eq0, out=profit, where=eq0 > ZERO if f is None else f.positive)
     positive = total_assets > ZERO
     if count_nonzero(positive) == L.n:  # (the usual case: every quotient, no mask)
         np.divide(L.cash, total_assets, out=liquidity)
