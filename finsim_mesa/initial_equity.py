@@ -5,7 +5,7 @@ times), the stress index, the rewards and DebtRank tested it (``E0 > 0``) or
 weighed by it (``max(E0, 0)`` and its sum): ~10 NumPy calls a step, at 30
 banks ~1 µs each, and a division masked ``where=E0 > 0`` costs ~1 µs more
 than the plain one, which gives the same quotients where every ``E0 > 0``.
-:func:`figures` keeps them for the last E0 seen, keyed by its bytes: an array
+:func:`figures` keeps them for the last E0s seen, keyed by their bytes: an array
 changed in place, or another run's, gets its figures computed afresh (the
 key is what the figures are computed from, so they are the same values).
 Below :data:`~finsim_mesa.fastmath.LARGE` banks only (there a key costs
@@ -35,20 +35,21 @@ class Figures(NamedTuple):
     safe: np.ndarray  # E0 where > 0, else 1.0: DebtRank's divisors
 
 
-_LAST: tuple[Any, Any] = (None, None)  # (key, figures) of the last E0 (read as one tuple)
+_KEPT: dict[bytes, Figures] = {}  # figures by E0's bytes: several models' (stepped in turns)
+_KEEP = 16  # at most this many kept (then forgotten all at once)
 
 
 def figures(equity0: Any) -> Figures | None:
     """The :class:`Figures` of ``equity0`` (a 1-D float64 array in native byte
-    order, fewer than ``LARGE`` entries); None for anything else."""
-    global _LAST
+    order, fewer than ``LARGE`` entries); None for anything else. Kept for the
+    last :data:`_KEEP` E0s seen (models stepped in turns each find theirs)."""
     if (type(equity0) is not np.ndarray or equity0.dtype is not _F64 or equity0.ndim != 1
             or equity0.size >= LARGE):
         return None
     key = equity0.tobytes()
-    last = _LAST
-    if last[0] == key:
-        return last[1]
+    f = _KEPT.get(key)
+    if f is not None:
+        return f
     positive = equity0 > ZERO
     weights = np.maximum(equity0, ZERO)
     safe = np.where(positive, equity0, ONE)
@@ -56,7 +57,9 @@ def figures(equity0: Any) -> Figures | None:
         a.flags.writeable = False
     f = Figures(positive, bool(count_nonzero(positive) == positive.size), weights, total(weights),
                 safe)
-    _LAST = (key, f)
+    if len(_KEPT) >= _KEEP:
+        _KEPT.clear()
+    _KEPT[key] = f
     return f
 
 

@@ -241,3 +241,17 @@ def test_rewards_profit_is_divided_where_initial_equity_is_positive():
         want[L.defaulted & (L.default_step < m.t)] = 0.0  # out since an earlier step
         assert m.reward.components["profit"].tobytes() == want.tobytes()
         assert zero == (not initial_equity.figures(L.equity0).all_positive)
+
+
+def test_figures_of_models_in_turns_are_kept_and_bounded():
+    rng = np.random.default_rng(11)
+    e0s = [rng.lognormal(1.0, 0.5, 30) for _ in range(3)]
+    first = [initial_equity.figures(e) for e in e0s]
+    for _ in range(2):  # stepped in turns: each finds its own
+        assert [initial_equity.figures(e) for e in e0s] == first
+        assert all(initial_equity.figures(e) is f for e, f in zip(e0s, first, strict=True))
+    for _ in range(2 * initial_equity._KEEP):
+        initial_equity.figures(rng.random(30))
+    assert len(initial_equity._KEPT) <= initial_equity._KEEP
+    again = initial_equity.figures(e0s[0])  # forgotten or not: the same values
+    assert again.weights.tobytes() == first[0].weights.tobytes() and again.weight == first[0].weight
