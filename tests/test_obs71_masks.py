@@ -193,15 +193,18 @@ def _observe_edit(m, kind):
         L.cash[5] = np.nan
     elif kind == "initial_equity":
         L.equity0[6] = 0.0
+    elif kind == "nan_owed":  # a loan not due soon owes NaN: no product over the book
+        lb.accrued[np.flatnonzero(lb.maturity > m.t + 1)[0]] = np.nan
     m.refresh()
 
 
 @pytest.mark.parametrize("kind", ["none", "no_need", "no_lending", "no_assets",
-                                  "initial_equity"])
+                                  "initial_equity", "nan_owed"])
 @pytest.mark.parametrize("n", [30, 100])
 def test_observation_quotients_are_the_masked_ones(kind, n):
     m = _model(n, 5)
     m.ledger.equity[::3] *= 0.7  # some distress: counterparty stress is divided
+    m.t += 1  # (as step() counts it before observing: some loans are due now)
     _observe_edit(m, kind)
     L, s, lb = m.ledger, m.sheets, m.ledger.loans
     o = observation.observe(m)
@@ -212,6 +215,10 @@ def test_observation_quotients_are_the_masked_ones(kind, n):
     due = lb.maturity <= m.t + 1
     need = (np.bincount(lb.borrower[due], weights=lb.owed[due], minlength=L.n)
             + m.flows.withdrawals + 0.1 * L.deposits)
+    now = lb.maturity <= m.t
+    due_next = np.bincount(lb.borrower[now], weights=lb.owed[now], minlength=L.n)
+    assert c["due_next"].tobytes() == np.minimum(np.maximum(due_next / safe, 0.0), 1.0).tobytes()
+    assert np.isfinite(need).all() and np.count_nonzero(due_next) > 0
     cov = np.full(L.n, 5.0)
     np.divide(L.cash, need, out=cov, where=need > ZERO)
     assert c["liquidity_coverage"].tobytes() == (
@@ -222,7 +229,8 @@ def test_observation_quotients_are_the_masked_ones(kind, n):
     at_risk = np.bincount(lb.lender, weights=lb.owed * h[lb.borrower], minlength=L.n)
     cps = np.zeros(L.n)
     np.divide(at_risk, ib, out=cps, where=ib > ZERO)
-    assert c["counterparty_stress"].tobytes() == cps.tobytes()
+    if kind != "nan_owed":  # (the NaN lender's own column is NaN either way)
+        assert c["counterparty_stress"].tobytes() == cps.tobytes()
     seen = {"no_need": not need[2] > 0, "no_lending": not ib[3] > 0,
             "no_assets": not ta[4] > 0, "initial_equity": not L.equity0[6] > 0}
     assert seen.get(kind, True)
