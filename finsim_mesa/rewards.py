@@ -72,7 +72,8 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
     else:
         liquidity.fill(0.0)
         np.divide(L.cash, total_assets, out=liquidity, where=positive)
-    np.equal(L.default_step, t, out=default)  # (bool to 1.0 / +0.0, as astype(float))
+    default[...] = L.default_step == t  # (bool to 1.0 / +0.0, as astype(float); 0.4 us
+    # less than np.equal's out= of another dtype at 30 banks)
     sri.fill(systemic_risk_index)
     if out:  # (nobody out, the usual case: nothing to zero and every bank in the means)
         np.copyto(block[1:], ZERO, where=was_out)  # = block[1:, was_out] = 0.0, in one call
