@@ -23,6 +23,10 @@ from finsim_mesa.fastmath import LARGE, ONE, ZERO, count_nonzero, total
 __all__ = ["Figures", "distress_into", "figures"]
 
 _F64 = np.dtype(np.float64)
+try:  # the ufunc np.clip calls, without its Python wrapper
+    from numpy._core.umath import clip as _clip
+except ImportError:  # pragma: no cover - NumPy < 2
+    _clip = np.clip
 
 
 class Figures(NamedTuple):
@@ -71,15 +75,16 @@ def distress_into(h: np.ndarray, equity: np.ndarray, equity0: np.ndarray,
     +0.0, sharing no memory with the inputs: the caller's guarantee, e.g. a new
     array); ``risk._distress_into``. Every E0 > 0 (the usual case): the unmasked
     quotient, the one the mask ``E0 > 0`` gives; no bank in default: no assignment
-    (an all-False mask sets nothing)."""
+    (an all-False mask sets nothing). Clipped by ``np.clip``'s ufunc, which gives
+    ``np.minimum(np.maximum(x, 0), 1)`` except that it may keep a -0.0, and
+    ``1 - x`` is never -0.0 (NaN kept by both)."""
     f = figures(equity0)
     if f is not None and f.all_positive:
         np.divide(equity, equity0, out=h)
     else:  # (ZERO, ONE: 0.0, 1.0 as float64 operands)
         np.divide(equity, equity0, out=h, where=equity0 > ZERO if f is None else f.positive)
-    np.subtract(ONE, h, out=h)
-    np.maximum(h, ZERO, out=h)
-    np.minimum(h, ONE, out=h)
+    np.subtract(ONE, h, out=h)  # (never -0.0: 1 - x is -0.0 for no x)
+    _clip(h, ZERO, ONE, out=h)  # min(max(h, 0), 1) in one pass (it differs only on -0.0)
     if count_nonzero(d := np.asarray(defaulted, dtype=bool)):
         h[d] = 1.0
     return h
