@@ -239,12 +239,14 @@ def fire_sale_loop(
             interbank = ledger.interbank_assets()
         rwa = ledger.risk_weighted_assets(cfg.interbank_risk_weight, interbank)
         eq = ledger.equity
-        if positive_throughout(rwa):  # (a large system, every RWA > 0): the quotient,
-            ratio = eq / rwa  # without the mask
+        # every RWA > 0 (found by the minimum in a large system, else by the mask's
+        # count): the quotient without the mask (the same values, ~1 us less at 30 banks)
+        if positive_throughout(rwa) or count_nonzero(pos := rwa > ZERO) == rwa.size:
+            ratio = eq / rwa
         else:
             ratio = np.empty(eq.shape)  # np.full_like(eq, np.inf) in two C calls
             ratio.fill(np.inf)
-            np.divide(eq, rwa, out=ratio, where=rwa > ZERO)  # (ZERO: 0.0, converted once)
+            np.divide(eq, rwa, out=ratio, where=pos)  # (ZERO: 0.0, converted once)
         breach = ledger.active & (ratio < cfg.capital_requirement)
         if not count_nonzero(breach):  # nobody below the requirement: none fails or sells
             break

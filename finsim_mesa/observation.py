@@ -134,8 +134,10 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     """
     ta = sheets.total_assets
     # (ZERO, ONE, _FIVE, ...: the Python numbers' values as float64 operands, converted once)
-    # (from 4,096 banks, with every total > 0, a NaN minimum is not: the totals, read only)
-    safe = ta if fastmath.positive_throughout(ta) else np.where(ta > ZERO, ta, ONE)
+    # (every total > 0, found by the minimum from 4,096 banks (a NaN minimum is not > 0),
+    # below by the mask's count: the totals, read only)
+    safe = (ta if fastmath.positive_throughout(ta) or count_nonzero(pos := ta > ZERO) == ta.size
+            else np.where(pos, ta, ONE))
     lb = L.loans
     n = L.n
     # the loans due within two steps, then those due now among them, in book order
@@ -169,8 +171,11 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
                        ("deposit_funding", L.deposits), ("due_next", due_next)):
         np.divide(part, safe, out=c[OBS[name]])
     cov = c[OBS["liquidity_coverage"]]
-    cov.fill(5.0)
-    np.divide(L.cash, need, out=cov, where=need > ZERO)
+    if count_nonzero(pos := need > ZERO) == n:  # (every need > 0: the masked quotient's
+        np.divide(L.cash, need, out=cov)  # values, ~1 us faster at 30 banks)
+    else:
+        cov.fill(5.0)
+        np.divide(L.cash, need, out=cov, where=pos)
     _clip_ratios(o)
     np.divide(cov, _FIVE, out=cov)  # clipped to [0, 5], divided by 5
     col = c[OBS["counterparty_stress"]]
@@ -183,7 +188,10 @@ def bank_observations(L: Ledger, sheets: Sheets, market: Market, measures: Measu
     # where it is used; a few terms gathered cost less than all from 1,000 banks on)
     if (k or not few) and (isinstance(bilateral, slice) or len(bilateral)):  # (none: ib 0)
         at_risk = _at_risk(lb, h, bilateral, n, few)
-        np.divide(at_risk, ib, out=col, where=ib > ZERO)
+        if count_nonzero(pos := ib > ZERO) == n:  # (the same quotients, unmasked)
+            np.divide(at_risk, ib, out=col)
+        else:
+            np.divide(at_risk, ib, out=col, where=pos)
     col = c[OBS["neighbour_defaults"]]
     col.fill(0.0)  # where nothing is divided, and everywhere while nobody is in default
     if count_nonzero(defaulted):  # (0 / degree is +0.0: the column as filled)

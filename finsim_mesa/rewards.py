@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from finsim_mesa import initial_equity
 from finsim_mesa.fastmath import ZERO, count_nonzero
 
 if TYPE_CHECKING:
@@ -58,15 +59,21 @@ def update_rewards(r: RewardBreakdown, L: Ledger, total_assets: np.ndarray,
     per_bank, profit, liquidity, default, sri = block
     eq0 = L.equity0
     np.subtract(L.equity, r.equity_prev, out=profit)
-    # / initial equity where positive (elsewhere / 1.0, which leaves each value as it is)
-    np.divide(profit, eq0, out=profit, where=eq0 > ZERO)
+    # / initial equity where positive (elsewhere / 1.0, which leaves each value as it is;
+    # every E0 > 0, the usual case: the plain quotient, the masked one's values)
+    f = initial_equity.figures(eq0)
+    if f is not None and f.all_positive:
+        np.divide(profit, eq0, out=profit)
+    else:
+        np.divide(profit, eq0, out=profit, where=eq0 > ZERO if f is None else f.positive)
     positive = total_assets > ZERO
     if count_nonzero(positive) == L.n:  # (the usual case: every quotient, no mask)
         np.divide(L.cash, total_assets, out=liquidity)
     else:
         liquidity.fill(0.0)
         np.divide(L.cash, total_assets, out=liquidity, where=positive)
-    np.equal(L.default_step, t, out=default)  # (bool to 1.0 / +0.0, as astype(float))
+    default[...] = L.default_step == t  # (bool to 1.0 / +0.0, as astype(float); 0.4 us
+    # less than np.equal's out= of another dtype at 30 banks)
     sri.fill(systemic_risk_index)
     if out:  # (nobody out, the usual case: nothing to zero and every bank in the means)
         np.copyto(block[1:], ZERO, where=was_out)  # = block[1:, was_out] = 0.0, in one call

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from finsim_mesa import initial_equity
 from finsim_mesa.fastmath import ONE, ZERO, clip, count_nonzero, flatnonzero, total
+from finsim_mesa.initial_equity import distress_into as _distress_into
 
 _sum, _all = np.add.reduce, np.logical_and.reduce
 
@@ -53,11 +55,12 @@ def _entry_weights(exposures: np.ndarray, equity: np.ndarray, rows: np.ndarray,
     """Stored entries of :func:`impact_matrix` (``rows``: each entry's creditor): ``min(1,
     exposure / equity)`` of the creditor, 1 without positive equity, 0 where not ``present``
     (test and safe divisor formed per bank, gathered once); ``out``: float64 (nnz,) or None."""
-    pos = equity > ZERO  # (ZERO, ONE: the Python floats' values, float64 operands)
-    data = np.divide(exposures, np.where(pos, equity, ONE).take(rows, mode="clip", out=out),
-                     out=out)  # (take(mode="clip"): as [rows], faster)
+    f = initial_equity.figures(equity)  # (the test and divisors kept for a run's E0)
+    pos = equity > ZERO if f is None else f.positive  # (ZERO, ONE: 0.0, 1.0 as float64)
+    data = np.divide(exposures, (np.where(pos, equity, ONE) if f is None else f.safe).take(
+        rows, mode="clip", out=out), out=out)  # (take(mode="clip"): as [rows], faster)
     np.minimum(ONE, data, out=data)
-    if count_nonzero(pos) < pos.size:  # banks without positive equity: weight 1
+    if not (f.all_positive if f else count_nonzero(pos) == pos.size):  # no positive equity: 1
         data[~pos[rows]] = 1.0
     if present is not None:
         data *= present  # x * 0 = +0.0 and x * 1 = x for the finite x >= 0 here
@@ -175,10 +178,6 @@ def debtrank_entries(
     return DebtRankResult(h, total - start, total, steps)
 
 
-def _shape(x: object) -> tuple[int, ...]:
-    return x.shape if type(x) is np.ndarray else np.shape(x)
-
-
 def _debtrank_rounds(
     rows: np.ndarray, cols: np.ndarray, exposures: np.ndarray, equity: np.ndarray,
     initial_distress: np.ndarray, value: np.ndarray, present: np.ndarray | None,
@@ -187,8 +186,8 @@ def _debtrank_rounds(
     """:func:`debtrank_entries` as (final distress, ``Σ v h(T)``, ``Σ v h(1)``,
     steps), without building a :class:`DebtRankResult` (the record stage reads
     the two sums)."""
-    if by_column is not None and (_shape(by_column[0]) != _shape(cols)
-                                  or _shape(by_column[1]) != (len(initial_distress) + 1,)):
+    if by_column is not None and (np.shape(by_column[0]) != np.shape(cols)
+                                  or np.shape(by_column[1]) != (len(initial_distress) + 1,)):
         raise ValueError(f"by_column has {np.size(by_column[0])} positions and "
                          f"{np.size(by_column[1])} pointers for {np.size(cols)} entries of "
                          f"{len(initial_distress)} banks: take LinkTable.by_column(n) of the "
@@ -218,13 +217,12 @@ def _rounds(rows: np.ndarray, cols: np.ndarray, exposures: np.ndarray, equity: n
     # or -inf times 0 is NaN, not ±0.0; +inf cannot stay, min(1, ·)), checked once
     scan = None
     for steps in range(1, n + 2):  # (steps: the rounds run, this one included)
-        k = count_nonzero(distressed)
-        if not k:
+        if not (k := count_nonzero(distressed)):
             steps -= 1
             break
         # only the entries of distressed columns: the others add +0.0, which
         # changes no sum (all terms are >= 0), and the kept ones stay in order
-        many = _SCAN_SHARE * k > n
+        many = _SCAN_SHARE * k > n or cols.size < _SCAN_BELOW
         if many and scan is None:
             scan = bool(_all(np.isfinite(data)))  # np.isfinite(data).all(), in C
         if many and scan:
@@ -257,8 +255,9 @@ def _rounds(rows: np.ndarray, cols: np.ndarray, exposures: np.ndarray, equity: n
 _COLUMN_PATH_MIN_ENTRIES = 10_000  # below, scanning every entry costs less (measured)
 # a round with more than 1/_SCAN_SHARE of the banks distressed multiplies every
 # entry instead of gathering the distressed columns' (2x faster from a half at
-# 10,000 banks, 4-7x at 100,000; the gathers win below a quarter)
-_SCAN_SHARE = 3
+# 10,000 banks, 4-7x at 100,000; the gathers win below a quarter), and so does every
+# round on fewer than _SCAN_BELOW entries (its fewer calls win: measured at 30-100 banks)
+_SCAN_SHARE, _SCAN_BELOW = 3, 1024
 
 
 def _column_entries(by_column: tuple[np.ndarray, np.ndarray], cols: np.ndarray) -> np.ndarray:
@@ -328,9 +327,10 @@ def stress_index(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray,
     banks), weights default to initial equity. In [0, 1]. ``h``: the distress
     (:func:`distress` of the same arguments), if already computed."""
     h = distress(equity, equity0, defaulted) if h is None else h
-    w = np.asarray(equity0 if weights is None else weights, dtype=float)
-    w = np.maximum(w, ZERO)
-    weight = total(w)
+    f = initial_equity.figures(equity0) if weights is None else None  # (kept for E0)
+    w = np.maximum(np.asarray(equity0 if weights is None else weights, dtype=float), ZERO
+                   ) if f is None else f.weights
+    weight = total(w) if f is None else f.weight
     if not weight > 0:
         return float(h.mean())
     # clipped: the weighted mean of values in [0, 1] can round to 1 + 2e-16 (NumPy's
@@ -353,18 +353,6 @@ def distress(equity: np.ndarray, equity0: np.ndarray, defaulted: np.ndarray,
         h = out
         h.fill(0.0)
     return _distress_into(h, equity, equity0, defaulted)
-
-
-def _distress_into(h: np.ndarray, equity: np.ndarray, equity0: np.ndarray,
-                   defaulted: np.ndarray) -> np.ndarray:
-    """:func:`distress` written into ``h`` (float64, shape (n,), all +0.0, sharing
-    no memory with the inputs: the caller's guarantee, e.g. a new array)."""
-    np.divide(equity, equity0, out=h, where=equity0 > ZERO)  # (ZERO, ONE: 0.0, 1.0)
-    np.subtract(ONE, h, out=h)
-    np.maximum(h, ZERO, out=h)
-    np.minimum(h, ONE, out=h)
-    h[np.asarray(defaulted, dtype=bool)] = 1.0
-    return h
 
 
 # Weights of the composite index: propagated distress, default rate, stress,

@@ -26,6 +26,10 @@ from finsim_mesa.fastmath import ONE, ZERO, clip, constant
 from finsim_mesa.observation import OBS
 
 _min_of, _max_of = np.minimum.reduce, np.maximum.reduce
+try:  # the ufunc np.clip calls, without its Python wrapper
+    from numpy._core.umath import clip as _clip
+except ImportError:  # pragma: no cover - NumPy < 2
+    _clip = np.clip
 # RuleBasedBrain's numbers: as Python floats, and as float64 0-d arrays (the same values
 # with float64 observations, converted once instead of on every call)
 _RULE_NUMBERS = (5.0, 0.8, 0.0, 1.0, 0.5, 0.1, 1.5)
@@ -165,7 +169,10 @@ class RuleBasedBrain(_RequirementAware):
         np.subtract(p15, headroom, out=a[2])
         np.subtract(one, coverage, out=a[3])  # borrow only when short
         np.subtract(p8 - stress, own, out=a[4])  # calm
-        np.minimum(np.maximum(a, zero, out=a), one, out=a)
+        # min(max(a, 0), 1) by np.clip's ufunc in one pass: it may keep a -0.0 that
+        # maximum makes +0.0, and no row above is -0.0 (x - y is -0.0 only for x = -0.0,
+        # y = +0.0: each row's y is a non-zero constant or its x one)
+        _clip(a, zero, one, out=a)
         # (another dtype than float64: calm in it, as before, not rounded to float64 first
         # - long double observations would round twice)
         a[0] *= a[4] if five is not _RULE_NUMBERS[0] else clip(p8 - stress - own, zero, one)
