@@ -313,9 +313,9 @@ class Exchange(mesa.Agent):
         done, expired, stats = queue.process(t)
         x = self.exchange_id
         if expired["amount"].size:
-            model.router.record("loan", expired["sender"], expired["receiver"],
-                                expired["amount"], 0.0, x, -1, 0.0, t - expired["submitted"],
-                                "expired", t)
+            model.router.record_owned("loan", expired["sender"], expired["receiver"],
+                                      expired["amount"], 0.0, x, -1, 0.0, t - expired["submitted"],
+                                      "expired", t)
         k = done["amount"].size
         if not k:
             return None

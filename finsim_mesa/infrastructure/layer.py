@@ -146,12 +146,12 @@ def book_orders(L: Ledger, router: InfrastructureRouter,
     L.charge_fees(snd, fee, booked["exchange"])
     if not distinct:  # (orders of distinct pairs: every group one row, nothing to merge)
         L.loans.consolidate(first_new)
-    router.record("loan", snd, rcv, amt, amt, booked["exchange"], booked["ccp"], fee,
-                  booked["delay"], "processed", t)
+    router.record_owned("loan", snd, rcv, amt, amt, booked["exchange"], booked["ccp"], fee,
+                        booked["delay"], "processed", t)
     if bad is not None:
-        router.record("loan", orders["sender"][bad], orders["receiver"][bad],
-                      orders["amount"][bad], 0.0, orders["exchange"][bad], orders["ccp"][bad],
-                      0.0, orders["delay"][bad], "failed", t)
+        router.record_owned("loan", orders["sender"][bad], orders["receiver"][bad],
+                            orders["amount"][bad], 0.0, orders["exchange"][bad], orders["ccp"][bad],
+                            0.0, orders["delay"][bad], "failed", t)
     return total(fee), total(amt)  # (float(x.sum()): the same pairwise sums)
 
 
@@ -212,8 +212,8 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
         if auditing:
             i, c, f = _cells(back)
             returned = -back.ravel()[f]
-            router.record("margin_return", node0 + c, i, returned, returned,
-                          router.bank_exchange[i], c, 0.0, 0, "returned", t)
+            router.record_owned("margin_return", node0 + c, i, returned, returned,
+                                router.bank_exchange[i], c, 0.0, 0, "returned", t)
     call = np.maximum(delta, 0.0)
     # (one CCP: a row's sum of one entry is that entry, the column read as it is)
     need = call[:, 0] if call.shape[1] == 1 else call.sum(axis=1)
@@ -226,8 +226,8 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
         if auditing:
             i, c, f = _cells(call)
             called_f = call.ravel()[f]
-            router.record("margin_call", i, node0 + c, called_f, called_f,
-                          router.bank_exchange[i], c, 0.0, 0, "posted", t)
+            router.record_owned("margin_call", i, node0 + c, called_f, called_f,
+                                router.bank_exchange[i], c, 0.0, 0, "posted", t)
         return called
     i, c, f = _cells(call)
     fire_price = L.prices * (1 - cfg.liquidation_discount)
@@ -237,8 +237,8 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     pay = call * frac[:, None]
     L.move_to_ccp("margin", pay)
     outcome = np.where(frac[i] < 1 - 1e-12, OUTCOMES.index("short"), OUTCOMES.index("posted"))
-    router.record("margin_call", i, node0 + c, call.ravel()[f], pay.ravel()[f],
-                  router.bank_exchange[i], c, 0.0, 0, outcome, t)
+    router.record_owned("margin_call", i, node0 + c, call.ravel()[f], pay.ravel()[f],
+                        router.bank_exchange[i], c, 0.0, 0, outcome, t)
     failing = (need > 0) & (frac < 1 - 1e-12)
     if active is not None:  # (else everybody was active when the margin was called)
         failing &= active

@@ -16,30 +16,22 @@ deals a random permutation round robin (every venue gets members). Exchange
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from finsim_mesa.errors import ConfigError
 from finsim_mesa.fastmath import count_nonzero, stable_order
-from finsim_mesa.state import log_restore, log_state
+from finsim_mesa.infrastructure import audit as _trail
+from finsim_mesa.infrastructure.audit import AUDIT_COLUMNS, KINDS, OUTCOMES, AuditTrail
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from finsim_mesa.infrastructure.exchange import Exchange
 
-__all__ = ["AUDIT_COLUMNS", "InfrastructureRouter", "assign_venues"]
+__all__ = ["AUDIT_COLUMNS", "KINDS", "OUTCOMES", "InfrastructureRouter", "assign_venues"]
 
-KINDS = ("loan", "rollover", "repayment", "margin_call", "margin_return")
-OUTCOMES = ("processed", "expired", "failed", "renewed", "paid", "partial", "unpaid",
-            "posted", "short", "returned")
 _min, _max = np.minimum.reduce, np.maximum.reduce
-_KIND_CODE = {kind: code for code, kind in enumerate(KINDS)}  # KINDS.index, by lookup
-_OUTCOME_CODE = {out: code for code, out in enumerate(OUTCOMES)}
-AUDIT_COLUMNS = ("step", "kind", "sender", "receiver", "amount", "received", "exchange", "ccp",
-                 "fee", "delay", "outcome")
+_column, _Constants = _trail._column, _trail._Constants  # (where they were before, session 30)
 
 
 def assign_venues(rule: str, n_venues: int, size: np.ndarray,
@@ -63,7 +55,7 @@ def assign_venues(rule: str, n_venues: int, size: np.ndarray,
     raise ConfigError(f"venue_rule = {rule!r}: choose size, round_robin or random")
 
 
-class InfrastructureRouter:
+class InfrastructureRouter(AuditTrail):
     """Routes interbank transactions through exchanges and CCPs and audits them.
 
     Args:
@@ -83,8 +75,7 @@ class InfrastructureRouter:
         self.bank_ccp = self.exchange_ccp[self.bank_exchange]
         for ex, c in zip(exchanges, self.exchange_ccp, strict=True):
             ex.ccp_id = int(c)
-        self._audit: list[dict[str, np.ndarray]] = []
-        self._constants = _Constants()
+        self._start_audit()  # (AuditTrail: the audit records)
         # the link ids of the orders last submitted (see submitted_links): a cache
         self._links: tuple[Any, ...] | None = None
         self._whole: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # (submitted_columns)
@@ -213,7 +204,7 @@ class InfrastructureRouter:
         table = ("bank_exchange", "bank_ccp", "exchange_ccp")
         state: dict[str, Any] = {k: getattr(self, k) if shallow_logs else getattr(self, k).copy()
                                  for k in table}
-        state["audit"] = log_state(self._audit, shallow_logs)
+        state["audit"], state["audit_kept_from"] = self._audit_state(shallow_logs)
         return state
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -221,137 +212,20 @@ class InfrastructureRouter:
         self.bank_exchange = state["bank_exchange"].copy()
         self.bank_ccp = state["bank_ccp"].copy()
         self.exchange_ccp = state["exchange_ccp"].copy()
-        self._audit = log_restore(state["audit"])
+        self._restore_audit(state["audit"], state.get("audit_kept_from", 0))
         self._links = self._whole = None
 
     # ---------------------------------------------------------------- audit
-    @property
-    def auditing(self) -> bool:
-        """Whether :meth:`record` keeps records: not in lookahead copies of a model
-        (``collect_data`` off), whose callers may skip gathering the columns."""
-        return bool(self.model.collect_data)
-
     def record_rollovers(self, rolled: dict[str, np.ndarray], step: int) -> None:
         """Audit the loans rolled over in the act stage (columns lender, borrower,
         amount, ccp)."""
         if not self.auditing:
             return
-        self.record("rollover", rolled["lender"], rolled["borrower"], rolled["amount"],
-                    rolled["amount"], self.bank_exchange[rolled["lender"]], rolled["ccp"], 0.0,
-                    0, "renewed", step)
-
-    def record(self, kind: str, sender: np.ndarray, receiver: np.ndarray, amount: np.ndarray,
-               received: np.ndarray | float, exchange: np.ndarray | int, ccp: np.ndarray | int,
-               fee: np.ndarray | float, delay: np.ndarray | int, outcome: np.ndarray | str,
-               step: int) -> None:
-        """Append audit records (columns of equal length; scalars are broadcast).
-        Lookahead copies of a model (``collect_data`` off) keep no audit."""
-        if not self.model.collect_data:
-            return
-        given, amount = amount, np.asarray(amount, dtype=float)
-        k = amount.size
-        if not k:
-            return
-        c = self._constants
-        self._audit.append({
-            "step": _column(step, k, _I32, c), "kind": _column(_KIND_CODE[kind], k, _I8, c),
-            "sender": _column(sender, k, _I32, c), "receiver": _column(receiver, k, _I32, c),
-            # what was received given as the amount itself (loans, roll-overs, margin
-            # posted in full): the amount column again, not a copy of it (records
-            # are never changed in place)
-            "amount": amount,
-            "received": amount if received is given else _column(received, k, float, c),
-            "exchange": _column(exchange, k, _I16, c), "ccp": _column(ccp, k, _I16, c),
-            "fee": _column(fee, k, float, c), "delay": _column(delay, k, _I16, c),
-            "outcome": _column(_OUTCOME_CODE[outcome] if isinstance(outcome, str) else outcome,
-                               k, _I8, c),
-        })
-
-    def audit(self) -> pd.DataFrame:
-        """Every routed transaction so far: who, what, which exchange and CCP
-        (−1: none), fee, delay (steps) and outcome."""
-        import pandas as pd
-
-        if not self._audit:
-            return pd.DataFrame({c: [] for c in AUDIT_COLUMNS})
-        cols = {c: np.concatenate([a[c] for a in self._audit]) for c in AUDIT_COLUMNS}
-        df = pd.DataFrame(cols)
-        df["kind"] = pd.Categorical.from_codes(df["kind"], KINDS)
-        df["outcome"] = pd.Categorical.from_codes(df["outcome"], OUTCOMES)
-        return df
-
-    def transactions(self, step: int | None = None) -> int:
-        """Number of audit records (of one step, or all)."""
-        if step is None:
-            return sum(a["step"].size for a in self._audit)
-        # each record is one step's, appended in step order: read back to the step
-        count = 0
-        for a in reversed(self._audit):
-            at = int(a["step"][0])
-            if at < step:
-                break
-            if at == step:
-                count += a["step"].size
-        return count
-
-
-def _column(value: Any, k: int, dtype: Any, constants: _Constants) -> np.ndarray:
-    """An audit column of ``k`` entries of ``dtype``: a copy of an array, or a
-    number repeated (:meth:`_Constants.column`)."""
-    if type(value) is int:  # (most one-number columns: an int has no NaN or -0.0 to
-        base = constants.ints.get((value, dtype))  # tell apart, its value and the
-        if base is not None and base.size >= k:  # dtype are the key)
-            return base[:k]
-        return constants.column(value, k, dtype)
-    if type(value) in _NUMBERS:  # the other one-number columns
-        return constants.column(value, k, dtype)
-    if isinstance(value, np.ndarray) and value.shape == (k,):
-        return value.astype(dtype)
-    if np.ndim(value) == 0:
-        return constants.column(value.item() if isinstance(value, np.ndarray) else value, k,
-                                dtype)
-    return np.broadcast_to(value, k).astype(dtype)
-
-
-_I8, _I16, _I32 = np.int8, np.int16, np.int32
+        # (Ledger.rollover's columns are new arrays, read and never written after)
+        self.record_owned("rollover", rolled["lender"], rolled["borrower"], rolled["amount"],
+                          rolled["amount"], self.bank_exchange[rolled["lender"]],
+                          rolled["ccp"], 0.0, 0, "renewed", step)
 
 
 def _copied(a: np.ndarray) -> np.ndarray:
     return a.copy()
-_NUMBERS = frozenset((int, float, bool))
-
-
-class _Constants:
-    """Columns of one number repeated, ``np.full(k, value, dtype)``, handed out
-    as read-only views of one shared array per (number, dtype), grown as
-    needed: most audit columns are one number (the step, the kind, a zero fee),
-    and a view costs a fraction of a new array. A record holds the same values,
-    dtype and shape as a full column (so the same bytes in a snapshot and its
-    fingerprint). Not state: a cache."""
-
-    __slots__ = ("arrays", "ints")
-
-    def __init__(self) -> None:
-        self.arrays: dict[tuple[Any, type, Any], np.ndarray] = {}
-        self.ints: dict[tuple[int, Any], np.ndarray] = {}  # those of Python ints, by (value, dtype)
-
-    def column(self, value: Any, k: int, dtype: Any) -> np.ndarray:
-        """``np.full(k, value, dtype)``, read-only."""
-        if isinstance(value, float) and (value != value or (
-                value == 0.0 and math.copysign(1.0, value) < 0)):
-            return np.full(k, value, dtype=dtype)  # NaN: no key matches; -0.0 would match 0.0
-        key = (value, type(value), dtype)
-        base = self.arrays.get(key)
-        if base is None or base.size < k:
-            if len(self.arrays) > 256:  # one key a step (the step number): forget old ones
-                self.arrays.clear()
-                self.ints.clear()
-            base = np.full(max(k, 0 if base is None else 2 * base.size), value, dtype=dtype)
-            base.flags.writeable = False
-            self.arrays[key] = base
-            if type(value) is int:
-                self.ints[value, dtype] = base
-        return base[:k]
-
-    def __repr__(self) -> str:
-        return "<audit constant columns>"
