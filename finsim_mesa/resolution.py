@@ -218,9 +218,11 @@ def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.nda
     if selling and sell is not None:
         sell(L.holdings * capped_share(short, liquid)[:, None], fire_price, "emergency_sales")
     if router is not None and router.auditing:  # (before the settled rows leave the book)
-        # (received in full: the amount itself, one column for both, as for loans)
-        router.record("repayment", borrower, lender, owed, owed, router.bank_exchange[lender],
-                      ccp if C else lb.ccp[rows], 0.0, 0, "paid", t)
+        # (received in full: the amount itself, one column for both, as for loans;
+        # owed is a new array, never written below: held by the audit as it is)
+        router.record_owned("repayment", borrower, lender, owed, owed,
+                            router.bank_exchange[lender], ccp if C else lb.ccp[rows], 0.0,
+                            0, "paid", t)
     L.cash -= paid
     L.cash += received
     L.equity += ZERO
@@ -376,9 +378,9 @@ def clear_due(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.ndarray,
             outcome = np.where(paid >= full, OUTCOMES.index("paid"),
                                np.where(paid > 0, OUTCOMES.index("partial"),
                                         OUTCOMES.index("unpaid")))
-        lender = lb.lender[d]
-        router.record("repayment", lb.borrower[d], lender, paid, l_paid[d],
-                      router.bank_exchange[lender], lb.ccp[d], 0.0, 0, outcome, t)
+        lender = lb.lender[d]  # (paid, l_paid[d]: new arrays, never written below)
+        router.record_owned("repayment", lb.borrower[d], lender, paid, l_paid[d],
+                            router.bank_exchange[lender], lb.ccp[d], 0.0, 0, outcome, t)
     if waterfalls is None or in_full:  # (in full: nothing seized or charged, each a
         L.settle(due, b_paid, l_paid, ext_due, rec[:n], cost)  # +0.0: x - 0.0 is x)
     else:
