@@ -57,6 +57,8 @@ STATIC = {"config", "graph", "node_labels", "network", "grid", "banks", "brains"
 
 
 def model_state(m):
+    if getattr(m, "router", None) is not None:  # the audit as read: its records kept as
+        _ = m.router._audit  # given (record_owned) turned into their columns, as a reader sees them
     keys = set(vars(m)) - STATIC
     out = {k: state_of(getattr(m, k)) for k in sorted(keys)}
     out["rng"] = repr(m.rng.bit_generator.state)

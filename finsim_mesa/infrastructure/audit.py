@@ -178,7 +178,7 @@ class AuditTrail:
                 "delay": delay if type(delay) is _NDARRAY else _column(delay, k, _I16, c),
                 "outcome": (outcome if type(outcome) is _NDARRAY
                             else _column(outcome, k, _I8, c))}
-        self._kept = 0
+        self._kept = self._kept_from = 0  # (one form of "none kept", whatever was kept)
 
     def _count_kept(self, start: int) -> None:
         """How many records are kept as lists, and the first, none before ``start``."""
