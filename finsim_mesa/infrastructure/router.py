@@ -204,7 +204,11 @@ class InfrastructureRouter(AuditTrail):
         table = ("bank_exchange", "bank_ccp", "exchange_ccp")
         state: dict[str, Any] = {k: getattr(self, k) if shallow_logs else getattr(self, k).copy()
                                  for k in table}
-        state["audit"], state["audit_kept_from"] = self._audit_state(shallow_logs)
+        if shallow_logs:  # (a step's: records kept as given stay so, with the first's index)
+            state["audit"], state["audit_kept_from"] = self._audit_state(True)
+        else:  # each record a dict of full columns and no other key: the form the API's
+            _ = self._audit  # fingerprint hashes (journals replay across versions)
+            state["audit"] = self._audit_state(False)[0]
         return state
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -212,7 +216,7 @@ class InfrastructureRouter(AuditTrail):
         self.bank_exchange = state["bank_exchange"].copy()
         self.bank_ccp = state["bank_ccp"].copy()
         self.exchange_ccp = state["exchange_ccp"].copy()
-        self._restore_audit(state["audit"], state.get("audit_kept_from", 0))
+        self._restore_audit(state["audit"], state.get("audit_kept_from", len(state["audit"])))
         self._links = self._whole = None
 
     # ---------------------------------------------------------------- audit
