@@ -5,7 +5,10 @@ model from each is built with the same settings, and their steps alternate
 A, B, B, A, ... so that the machine's load falls on both alike; the ratio of
 the median per-step CPU times is what this prints. On a shared machine this is
 steadier than timing each tree in its own process (``bench_issue15.py``),
-whose absolute figures swing with the load.
+whose absolute figures swing with the load. One caveat: the two models share
+the process's memory allocator, so a change to how memory is allocated (buffers
+kept between steps, larger or fewer allocations) can show a false ratio; check
+such a change with the same tree on both sides, or one model per process.
 
     python benchmarks/ab_step.py BASE [HEAD] [--steps 800] [--configs 30,100,1000,1000x]
     python benchmarks/ab_step.py BASE [HEAD] --layer-ratio --configs 100,1000
