@@ -16,6 +16,7 @@ discounts are temporary and revert at rate κ.
 
 from __future__ import annotations
 
+from math import isfinite
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -227,8 +228,11 @@ def fire_sale_loop(
                                                       / market.units_outstanding), market.floor)
         else:  # nothing sold: exp(-impact · ±0 / depth) is 1 (finite impacts, depths > 0)
             prices = np.maximum(start_prices, market.floor)
-        ledger.revalue(prices)
-        market.set_prices(prices)
+        if orders is None and _unchanged(ledger, market, prices):  # (nothing sold yet)
+            market.last_return = 0.0  # (log(x / x) for the finite price index x)
+        else:
+            ledger.revalue(prices)
+            market.set_prices(prices)
         if orders is not None:  # (their sum was > 1e-12: some are not 0)
             ledger.sell_assets(orders, 0.5 * (old + prices), kind="forced_sales")
             forced += orders
@@ -260,3 +264,14 @@ def fire_sale_loop(
             break
         rounds += 1
     return forced, rounds
+
+
+def _unchanged(ledger: Ledger, market: Market, prices: np.ndarray) -> bool:
+    """Whether ``ledger.revalue(prices)`` and ``market.set_prices(prices)`` would change no
+    bit but the market's last return (to 0.0): one class, ``prices`` the bits both hold, a
+    finite price index, finite holdings (each change is holdings x +0.0 = ±0.0) and no
+    equity of -0.0 (-0.0 + 0.0 is +0.0; any other equity plus ±0.0 is itself)."""
+    b, eq = prices.tobytes(), ledger.equity
+    return (prices.size == 1 and b == ledger.prices.tobytes() == market.prices.tobytes()
+            and isfinite(market.price_index) and isfinite(total(ledger.holdings))
+            and (not count_nonzero(z := eq == ZERO) or not count_nonzero(np.signbit(eq[z]))))
