@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["LARGE", "ONE", "ZERO", "clip", "constant", "count_nonzero", "flatnonzero", "leading",
-           "mean", "positive_throughout", "stable_order", "sum_slack", "total"]
+           "mean", "positive_mask", "positive_throughout", "stable_order", "sum_slack", "total"]
 
 _maximum, _minimum, _asanyarray, _matrix = np.maximum, np.minimum, np.asanyarray, np.matrix
 _ndarray = np.ndarray
@@ -77,6 +77,18 @@ def positive_throughout(x: np.ndarray) -> bool:
     :data:`LARGE` entries (the caller's masked form then), and where any entry is
     NaN (a NaN minimum is not > 0)."""
     return x.size >= LARGE and bool(_minimum.reduce(x, axis=None) > 0.0)
+
+
+def positive_mask(x: np.ndarray) -> np.ndarray | None:
+    """None where every entry of the float array ``x`` is > 0, so that a plain quotient
+    by ``x`` equals the one masked ``where=x > 0``; else that mask, ``x > 0`` (a NaN is
+    not > 0). Found by one minimum from :data:`LARGE` entries
+    (:func:`positive_throughout`), below by the mask's count (a masked division costs
+    ~1 us more than the plain one at 30 entries)."""
+    if positive_throughout(x):
+        return None
+    pos = x > 0.0
+    return None if count_nonzero(pos) == pos.size else pos
 
 
 def sum_slack(k: int, size: float) -> float:

@@ -24,7 +24,7 @@ import numpy as np
 from finsim_mesa.accounting import values
 from finsim_mesa.config import ModelConfig
 from finsim_mesa.deleveraging import leverage_loop, sale_units
-from finsim_mesa.fastmath import ZERO, clip, count_nonzero, mean, positive_throughout, total
+from finsim_mesa.fastmath import ZERO, clip, count_nonzero, mean, positive_mask, total
 from finsim_mesa.ledger import Ledger
 from finsim_mesa.portfolios import class_names, depths, impacts
 
@@ -245,7 +245,7 @@ def fire_sale_loop(
         eq = ledger.equity
         # every RWA > 0 (found by the minimum in a large system, else by the mask's
         # count): the quotient without the mask (the same values, ~1 us less at 30 banks)
-        if positive_throughout(rwa) or count_nonzero(pos := rwa > ZERO) == rwa.size:
+        if (pos := positive_mask(rwa)) is None:
             ratio = eq / rwa
         else:
             ratio = np.empty(eq.shape)  # np.full_like(eq, np.inf) in two C calls
