@@ -60,7 +60,7 @@ import scipy.sparse as sp
 
 from finsim_mesa.clearing_picard import picard_clearing
 from finsim_mesa.clearing_rounds import RESIDUAL_TOL, fictitious_default
-from finsim_mesa.fastmath import stable_order
+from finsim_mesa.fastmath import ONE, constant, count_nonzero, stable_order
 
 __all__ = ["FAST_PATH_MIN_N", "METHODS", "ClearingResult", "clear_legs", "eisenberg_noe",
            "fixed_point_clearing", "pays_in_full"]
@@ -296,7 +296,9 @@ def eisenberg_noe(
     return _rounds_result(PiT, pbar, e, alpha_a, beta_a, forced_arr, tol)
 
 
-_ROUNDING = 8.0 * np.finfo(float).eps  # the fast path's round-off bound per term
+_ROUNDING = constant(8.0 * np.finfo(float).eps)  # the fast path's round-off bound per term
+_TOL, _FOUR, _F64 = constant(1e-9), np.array(4, dtype=np.int64), np.dtype(np.float64)
+_FOUR.flags.writeable = False
 
 
 def pays_in_full(pbar: np.ndarray, inflow: np.ndarray, terms: np.ndarray,
@@ -306,12 +308,14 @@ def pays_in_full(pbar: np.ndarray, inflow: np.ndarray, terms: np.ndarray,
     everybody paying in full (``external_assets + inflow``; ``inflow``: the exact
     sums of what it is owed, from ``terms`` legs) clear its obligations
     ``pbar`` by more than the round-off of computing them. Shapes (n,)."""
-    thresh = pbar - tol * np.maximum(1.0, pbar)
+    # (float64 p̄, default tol: 0-d operands, the Python floats' products, not converted)
+    one, tol = (ONE, _TOL) if pbar.dtype is _F64 and tol == 1e-9 else (1.0, tol)
+    thresh = pbar - tol * np.maximum(one, pbar)
     # the exact inflows; eisenberg_noe's differ by the round-off of sums of
     # (amount / p̄) · p̄: at most a few ulps per term, bounded by ``slack``
     resources = external_assets + inflow
-    slack = _ROUNDING * (terms + 4) * resources
-    return np.count_nonzero(resources - slack >= thresh) == pbar.size
+    slack = _ROUNDING * (terms + _FOUR) * resources
+    return count_nonzero(resources - slack >= thresh) == pbar.size
 
 
 def clear_legs(
@@ -340,7 +344,7 @@ def clear_legs(
     """
     n = external_assets.size
     pbar = np.bincount(debtor, weights=amount, minlength=n) + external_liabilities
-    if not np.count_nonzero(forced) and pays_in_full(
+    if not count_nonzero(forced) and pays_in_full(
             pbar, np.bincount(creditor, weights=amount, minlength=n),
             np.bincount(creditor, minlength=n), external_assets, tol):
         return ClearingResult(pbar.copy(), pbar, np.zeros(n, dtype=bool),

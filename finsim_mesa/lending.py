@@ -83,8 +83,9 @@ def new_loans(L: Ledger, network: Adjacency, lend: np.ndarray, hoard: np.ndarray
     if src.size == 0 or not count_nonzero(offer) or not count_nonzero(request):
         return _no_loans()
     # the links that can carry a loan (!= 0, not > 0: a negative or NaN request
-    # or offer would enter the sums, so it is kept as matching every link keeps it)
-    e = flatnonzero((offer != 0)[src] & (request != 0)[dst])
+    # or offer would enter the sums, so it is kept as matching every link keeps it;
+    # both are float64, compared with the 0-d ZERO: no Python scalar converted)
+    e = flatnonzero((offer != ZERO)[src] & (request != ZERO)[dst])
     if not e.size:
         return _no_loans()
     s, d = src[e], dst[e]
