@@ -87,7 +87,7 @@ def positive_mask(x: np.ndarray) -> np.ndarray | None:
     ~1 us more than the plain one at 30 entries)."""
     if positive_throughout(x):
         return None
-    pos = x > 0.0
+    pos = x > ZERO  # (x > 0.0's mask: ZERO, converted once, ~0.15 us less)
     return None if count_nonzero(pos) == pos.size else pos
 
 
