@@ -97,23 +97,30 @@ class FinsimDataCollector(DataCollector):
         that read an attribute path (``path``, see ``measures.make_reporters``)
         are read all at once, by one ``attrgetter``. Returns False (nothing
         done) when Mesa's own loop must run."""
-        items = tuple(self.model_reporters.items())
-        if not items or not getattr(self, "_validated", False):
+        reporters = self.model_reporters
+        if not reporters or not getattr(self, "_validated", False):
             return False
-        if items != getattr(self, "_plain_items", None):
+        # the reporters last seen (a copy of the dict): the same names, each with the
+        # same reporter (dict equality compares them by identity first); ~1.5 us less in
+        # a step than comparing the items' tuple, built each time. Their order matters
+        # only to Mesa's loop, below, which takes it from the dict itself
+        if reporters != getattr(self, "_plain_reporters", None):
+            items = tuple(reporters.items())
             if not all(isinstance(r, types.LambdaType | partial) for _, r in items):
                 return False
             paths = [getattr(r, "path", None) for _, r in items]
             self._plain_get = attrgetter(*paths) if None not in paths else None
-            self._plain_items = items
+            self._plain_items = items  # (in the order of the getter's values)
             self._plain_names = tuple(var for var, _ in items)
+            self._plain_reporters = dict(reporters)
+        items = self._plain_items
         if hasattr(self, "_collection_steps"):  # Mesa >= 3.5
             self._collection_steps.append(model.time)
         model_vars = self.model_vars
         get = self._plain_get
-        if get is None:  # each value copied before the next reporter runs, as in
-            for var, reporter in items:  # Mesa's loop (a reporter may change what an
-                value = reporter(model)  # earlier one returned)
+        if get is None:  # each value copied before the next reporter runs, as in Mesa's
+            for var, reporter in tuple(reporters.items()):  # loop, in its order (a reporter
+                value = reporter(model)  # may change what an earlier one returned)
                 model_vars[var].append(value if type(value) in _ATOMIC else deepcopy(value))
             return True
         values = get(model) if len(items) > 1 else (get(model),)  # reads only

@@ -85,9 +85,9 @@ def positive_mask(x: np.ndarray) -> np.ndarray | None:
     not > 0). Found by one minimum from :data:`LARGE` entries
     (:func:`positive_throughout`), below by the mask's count (a masked division costs
     ~1 us more than the plain one at 30 entries)."""
-    if positive_throughout(x):
-        return None
-    pos = x > 0.0
+    if x.size >= LARGE and _minimum.reduce(x, axis=None) > 0.0:  # (positive_throughout(x),
+        return None  # written out: one Python call fewer, ~0.15 us, six calls a step)
+    pos = x > ZERO  # (x > 0.0's mask: ZERO, converted once, ~0.15 us less)
     return None if count_nonzero(pos) == pos.size else pos
 
 
