@@ -104,14 +104,15 @@ class Market:
 
     def exogenous_prices(self, volatility: float, rng: np.random.Generator) -> np.ndarray:
         """Next prices from mean reversion and volatility, shape (k,) (not applied)."""
-        eps = rng.standard_normal(self.prices.size)
+        one = self.prices.size == 1  # (one draw: the value standard_normal(1) holds, as a float)
+        eps = rng.standard_normal() if one else rng.standard_normal(self.prices.size)
         logp = np.log(self.prices)
-        if logp.size == 1 == self.fundamentals.size:  # one class: the same arithmetic on
+        if one and self.fundamentals.size == 1:  # one class: the same arithmetic on
             # Python floats (IEEE doubles, the same operations in the same order as
             # NumPy's elementwise ones); NumPy's log and exp of the arrays as below
             x = logp.item()
             logp[0] = x + (self.cfg.mean_reversion * (np.log(self.fundamentals).item() - x)
-                           + volatility * eps.item())
+                           + volatility * eps)
         else:
             logp += self.cfg.mean_reversion * (np.log(self.fundamentals) - logp) + volatility * eps
         return np.maximum(np.exp(logp), self.floor)

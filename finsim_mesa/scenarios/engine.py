@@ -73,21 +73,28 @@ class ShockEngine:
         """Shocks at ``step`` (1-based) for the ``active`` (bool, (n,)) banks."""
         sc = self.scenario
         shocks: list[Shock] = []
-        alive = flatnonzero(active)
+        alive = None  # the active banks' ids, found when a shock may need them
         if sc.default_step == step and sc.default_count:
+            alive = flatnonzero(active)
             shocks.append(Shock("default", 1.0,
                                 _pick(sc.default_target, sc.default_count, alive, size, rng)))
         if sc.crash_step == step:
             shocks.append(Shock("price_crash", sc.crash_magnitude, asset=sc.crash_asset))
-        if sc.funding_active(step) and alive.size:
+        if sc.funding_active(step) and (alive := _ids(alive, active)).size:
             hit = alive[rng.random(alive.size) < sc.funding_stress_probability]
             if hit.size:
                 shocks.append(Shock("funding_withdrawal", sc.funding_stress, hit))
-        if sc.shock_probability > 0 and rng.random() < sc.shock_probability and alive.size:
+        if (sc.shock_probability > 0 and rng.random() < sc.shock_probability
+                and (alive := _ids(alive, active)).size):
             count = max(1, round(sc.shock_fraction * alive.size))
             shocks.append(Shock("loss", sc.shock_magnitude,
                                 _pick(sc.shock_target, count, alive, size, rng)))
         return shocks
+
+
+def _ids(alive: np.ndarray | None, active: np.ndarray) -> np.ndarray:
+    """``alive`` if already found, else the ids of the ``active`` banks."""
+    return flatnonzero(active) if alive is None else alive
 
 
 def make_shock(kind: str, magnitude: Any = 0.0, banks: Sequence[int] | np.ndarray | None = None,
