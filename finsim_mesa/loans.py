@@ -293,12 +293,12 @@ class LoanBook:
         out._linked = (out.lender, out.borrower)
         return out
 
-    def save(self) -> tuple[tuple[np.ndarray, ...], LinkTable]:
-        """What a step's transaction keeps of the book (``Ledger.snapshot(quick=True)``):
-        the row arrays (``link`` too, as :meth:`copy`) as :func:`~finsim_mesa.packing.pack`
-        copies them, and the link table's; :meth:`load` makes a book of it only if a step fails."""
+    def save(self, copy: bool = True) -> tuple[tuple[np.ndarray, ...], LinkTable]:
+        """What a step's transaction keeps of the book: the row arrays (``link`` too) as
+        :func:`~finsim_mesa.packing.pack` copies them (not ``copy``: themselves, for a caller
+        copying them at once) and the link table's; :meth:`load` makes a book of it if needed."""
         self.link_ids(assign=False)
-        return pack(_row_arrays(self)), self.links.copy()
+        return (pack if copy else tuple)(_row_arrays(self)), self.links.copy()
 
     @classmethod
     def load(cls, saved: LoanBook | tuple[Packed, LinkTable]) -> LoanBook:

@@ -135,16 +135,17 @@ class Market:
         self.prices = np.asarray(prices, dtype=float).copy()
         self.last_return = float(np.log(max(self.price_index, 1e-12) / max(old, 1e-12)))
 
+    #: the state's arrays (numbers: a step's snapshot copies their bytes, state.StepSnapshot)
+    _ARRAYS = ("prices", "fundamentals", "units_outstanding", "initial_prices")
+
     def snapshot(self) -> dict[str, Any]:
         """Copies of the market's state."""
-        return {"prices": self.prices.copy(), "fundamentals": self.fundamentals.copy(),
-                "units_outstanding": self.units_outstanding.copy(),
-                "initial_prices": self.initial_prices.copy(),
+        return {**{key: getattr(self, key).copy() for key in self._ARRAYS},
                 "last_return": self.last_return, "rate": self.rate}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Put a :meth:`snapshot` back."""
-        for key in ("prices", "fundamentals", "units_outstanding", "initial_prices"):
+        for key in self._ARRAYS:
             setattr(self, key, state[key].copy())
         self.last_return, self.rate = state["last_return"], state["rate"]
 

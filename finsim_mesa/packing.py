@@ -27,8 +27,11 @@ __all__ = ["PACK_MAX_BYTES", "Packed", "PackedDict", "pack"]
 PACK_MAX_BYTES = 2**16
 
 
+_NBYTES = attrgetter("nbytes")
+
+
 def _nbytes(arrays: tuple[np.ndarray, ...]) -> int:
-    return sum(a.nbytes for a in arrays)
+    return sum(map(_NBYTES, arrays))  # (a C getter mapped: no generator frame per array)
 
 
 def pack(arrays: tuple[np.ndarray, ...]) -> Packed | tuple[np.ndarray, ...]:
@@ -58,12 +61,14 @@ class Packed:
         except TypeError:  # an array not C-contiguous: its C-order copy (as .copy() gives)
             self._raw = b"".join([np.ascontiguousarray(a) for a in arrays])
 
-    def at(self, i: int) -> np.ndarray:
-        """The ``i``-th array as it was."""
+    def at(self, i: int) -> np.ndarray | bytes:
+        """The ``i``-th array as it was (a memoryview joined: its bytes as they were)."""
         ref = self._refs[i]
+        at = sum(a.nbytes for a in self._refs[:i])
+        if type(ref) is memoryview:
+            return self._raw[at:at + ref.nbytes]
         if not ref.size:
             return ref
-        at = sum(a.nbytes for a in self._refs[:i])
         return np.frombuffer(self._raw, ref.dtype, ref.size, at).reshape(ref.shape)
 
     def __iter__(self) -> Iterator[np.ndarray]:

@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AT", "BITS_OK", "RawBits", "RawState", "put_back", "put_back_bits", "save",
-           "save_bits"]
+__all__ = ["AT", "BITS_OK", "RawBits", "RawState", "live_bytes", "put_back", "put_back_bits",
+           "save", "save_bits"]
 
 _N = 624  # the Mersenne Twister's words
 _SIZE = 4 + 4 * _N  # int index, then uint32_t state[624]
@@ -224,3 +224,18 @@ def put_back_bits(bg: Any, state: Any) -> None:
             return
         state = state.as_dict()
     bg.state = state
+
+
+def live_bytes(r: Any, bg: Any) -> tuple[memoryview, memoryview, memoryview] | None:
+    """Views of the live bytes :func:`save` and :func:`save_bits` would copy: ``r``'s
+    state, ``bg``'s PCG state and its buffered draw (a :class:`RawState`'s ``raw``, a
+    :class:`RawBits`' ``pcg`` and ``extra``), for a caller that copies them at once (a
+    step's snapshot joins them with the ledger's arrays: ``state.StepSnapshot``); None
+    where either would give another kind of state."""
+    if AT is None or type(r) is not random.Random or not BITS_OK or type(bg) is not _PCG64:
+        return None
+    return _kept(_VIEWS, r, _state_view)[1], *_bit_views(bg)[1:]
+
+
+def _state_view(r: random.Random) -> tuple[memoryview]:
+    return (_bytes_at(id(r) + AT, _SIZE),)  # (AT: checked by the caller)

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from finsim_mesa import pyrandom
+from finsim_mesa.stepcopy import StepNumbers
 
 __all__ = ["Decisions", "Measures", "Reference", "RewardBreakdown", "Sheets", "StepFlows",
            "copy_state", "restore_model", "restore_state", "snapshot_model", "transaction"]
@@ -279,12 +280,10 @@ def _copied_fields(obj: Any) -> Any:
         _shallow(obj)  # (looks the class up)
     if not _PLAIN[cls]:
         return copy_state(obj)
-    out = obj.__dict__.copy()  # (values replaced in place: the keys and order stay; an
-    for k, v in out.items():  # array, the usual non-scalar, copied without _copy's call)
-        if type(v) is np.ndarray:
-            out[k] = v.copy()
-        elif type(v) not in _SHARED:
-            out[k] = _copy(v)
+    out = obj.__dict__.copy()  # (values replaced in place: the keys and order stay; a
+    for k, v in out.items():  # scalar, the usual field, tested once; an array copied
+        if type(v) not in _SHARED:  # without _copy's call)
+            out[k] = v.copy() if type(v) is np.ndarray else _copy(v)
     return out
 
 
@@ -309,23 +308,25 @@ def snapshot_model(model: Any, shallow_logs: bool = False) -> dict[str, Any]:
     are then held with their length (:func:`log_state`), the dataclasses a
     step only ever *replaces* field by field (:data:`REPLACED_STATE`; tested:
     their arrays are read-only through steps) by their field values
-    (:func:`_fields`), arrays without entries as they are and the loan book as
-    its rows (``Ledger.snapshot(quick=True)``), and the generators as their raw
-    bytes (:mod:`finsim_mesa.pyrandom`)."""
+    (:func:`_fields`), the loan book as its rows (``Ledger.snapshot(quick=True)``),
+    the generators as their raw bytes (:mod:`finsim_mesa.pyrandom`), and where it
+    applies ledger, market and generators as one :class:`StepNumbers` (all four keys)."""
     quick, bits = shallow_logs, model.rng.bit_generator
+    numbers = StepNumbers.of(model) if quick else None  # (None: each part on its own)
     return {
         "t": model.t, "running": model.running, "collapsed": model.collapsed,
-        "rng": pyrandom.save_bits(bits) if quick else bits.state,
-        "random": pyrandom.save(model.random) if quick else model.random.getstate(),
-        "ledger": model.ledger.snapshot(quick), "market": model.market.snapshot(),
+        "rng": numbers or (pyrandom.save_bits(bits) if quick else bits.state),
+        "random": numbers or (pyrandom.save(model.random) if quick else model.random.getstate()),
+        "ledger": numbers or model.ledger.snapshot(quick),
+        "market": numbers or model.market.snapshot(),
         "state": (_step_state(model) if quick
                   else {name: copy_state(getattr(model, name)) for name in MODEL_STATE}),
         "shock_log": log_state(model.shock_log, quick),
         "sib_scores": None if model.sib_scores is None else copy_state(model.sib_scores),
         "brains": model.brains.snapshot(model.rng),
         "router": model.router.snapshot(quick) if model.router is not None else None,
-        "exchanges": [e.snapshot(quick) for e in model.exchanges],
-        "ccps": [c.snapshot() for c in model.ccps],
+        "exchanges": [e.snapshot(quick) for e in exchanges] if (exchanges := model.exchanges)
+        else [], "ccps": [c.snapshot() for c in ccps] if (ccps := model.ccps) else [],
     }
 
 
@@ -336,6 +337,8 @@ def restore_model(model: Any, snap: Mapping[str, Any]) -> None:
     Mesa's own clock (``steps``, and ``time`` with its event schedule in Mesa
     3.5) is left alone: the model counts its steps in ``t``.
     """
+    if type(snap["ledger"]) is StepNumbers:  # (a step's: the four parts, as each takes them)
+        snap = {**snap, **snap["ledger"].parts()}
     model.t = snap["t"]
     model.running, model.collapsed = snap["running"], snap["collapsed"]
     pyrandom.put_back_bits(model.rng.bit_generator, snap["rng"])  # (either kind of state)
