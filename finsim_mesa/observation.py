@@ -334,7 +334,7 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
             _minimum(col, 1.0, out=col)
         col = o[:, OBS["default_fund_health"] - i]
         if len(ccps) == 1:  # one CCP: its figure, clipped as a Python float, for every bank
-            col[...] = _clip01(ccps[0].default_fund_health)
+            col.fill(_clip01(ccps[0].default_fund_health))
         else:
             health = clip(np.array([c.default_fund_health for c in ccps]), 0, 1)
             np.take(health, router.bank_ccp, out=col, mode="clip")

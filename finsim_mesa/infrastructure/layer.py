@@ -35,6 +35,7 @@ __all__ = ["book_orders", "build", "call_margin", "margin_rate", "run_waterfalls
            "seize_collateral", "stable_order"]
 
 Sell = Callable[[np.ndarray, np.ndarray, str], None]
+_max = np.maximum.reduce  # (ndarray.max() without its Python layer)
 
 
 def margin_rate(cfg: ModelConfig, price_index: float) -> float:
@@ -49,7 +50,13 @@ def requirements(ccps: list[CentralCounterparty], rate: float) -> np.ndarray:
     if not ccps:
         return np.zeros((0, 0))
     model = ccps[0].model
-    return rate * cleared_by_ccp(model.ledger.loans, [c.ccp_id for c in ccps], model.n_banks)
+    lb = model.ledger.loans
+    if len(ccps) == 1 and ccps[0].ccp_id == 0 and not count_nonzero(lb.ccp):
+        # (one CCP clearing every loan, the usual case: cleared_by_ccp's own path, its
+        # new array scaled in place, x * rate being rate * x in IEEE arithmetic)
+        req = np.bincount(lb.borrower, weights=lb.owed_at(slice(None)), minlength=model.n_banks)
+        return np.multiply(req, rate, out=req)[:, None]
+    return rate * cleared_by_ccp(lb, [c.ccp_id for c in ccps], model.n_banks)
 
 
 def build(model: FinancialModel, space_graph: nx.Graph, size: np.ndarray) -> InfrastructureRouter:
@@ -207,10 +214,11 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
         np.multiply(delta, active[:, None], out=delta)
     back = np.minimum(delta, 0.0)
     auditing = router.auditing  # (lookahead copies keep no audit: its columns skipped)
-    if np.count_nonzero(back):
+    # (auditing: the cells found once, none where count_nonzero would count none)
+    i, c, f = _cells(back) if auditing else (None, 0, None)
+    if f.size if auditing else np.count_nonzero(back):
         L.move_to_ccp("margin", back)
         if auditing:
-            i, c, f = _cells(back)
             returned = -back.ravel()[f]
             router.record_owned("margin_return", node0 + c, i, returned, returned,
                                 router.bank_exchange[i], c, 0.0, 0, "returned", t)
@@ -220,8 +228,8 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     called = total(need)  # (float(need.sum()): the same pairwise sum)
     if not np.count_nonzero(need):
         return called
-    short = np.maximum(need - L.cash, 0.0)
-    if not np.count_nonzero(short):  # everybody can pay (most steps): capped_share is 1 for
+    over = need - L.cash  # (some entry > 0 or NaN: the short's max(over, 0) has a non-zero)
+    if _max(over) <= 0.0:  # everybody can pay (most steps): capped_share is 1 for
         L.move_to_ccp("margin", call)  # all (need <= cash), so pay = call x 1 = call
         if auditing:
             i, c, f = _cells(call)
@@ -230,6 +238,7 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
                                 router.bank_exchange[i], c, 0.0, 0, "posted", t)
         return called
     i, c, f = _cells(call)
+    short = np.maximum(over, 0.0)
     fire_price = L.prices * (1 - cfg.liquidation_discount)
     liquid = values(L.holdings, fire_price)
     sell(L.holdings * capped_share(short, liquid)[:, None], fire_price, "margin_sales")
