@@ -139,6 +139,21 @@ def test_requirements_no_ccp_and_ccp_not_zero():
     assert _bits(layer.requirements(one, 0.2)) == _bits(former_requirements(one, 0.2))
 
 
+@pytest.mark.parametrize("kw", [{}, {"n_ccps": 2, "venue_rule": "random"}])
+def test_requirements_empty_book(kw):
+    """An empty book (every loan repaid or written off): NumPy's bincount of nothing is
+    int64 even with weights, so the in-place scaling must not run on it (the stress
+    test's seed 100020 raised a UFuncTypeError in call_margin); the former form's
+    float zeros, and call_margin runs through."""
+    m = _model(**kw)
+    m.ledger.loans.keep(np.zeros(len(m.ledger.loans), dtype=bool))
+    got = layer.requirements(m.ccps, 0.05)
+    assert got.dtype == np.float64 and not got.any()
+    assert _bits(got) == _bits(former_requirements(m.ccps, 0.05))
+    layer.call_margin(m.ledger, m.ccps, m.router, 0.05, m.config, m._sell, m.t + 1)
+    m.step()
+
+
 def _over_rows():
     tiny = 5e-324
     return [np.array(r, dtype=float) for r in (

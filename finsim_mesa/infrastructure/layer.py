@@ -51,9 +51,10 @@ def requirements(ccps: list[CentralCounterparty], rate: float) -> np.ndarray:
         return np.zeros((0, 0))
     model = ccps[0].model
     lb = model.ledger.loans
-    if len(ccps) == 1 and ccps[0].ccp_id == 0 and not count_nonzero(lb.ccp):
-        # (one CCP clearing every loan, the usual case: cleared_by_ccp's own path, its
-        # new array scaled in place, x * rate being rate * x in IEEE arithmetic)
+    if len(ccps) == 1 and ccps[0].ccp_id == 0 and lb.ccp.size and not count_nonzero(lb.ccp):
+        # (one CCP clearing every loan of a non-empty book, the usual case: cleared_by_ccp's
+        # own path, its new float array scaled in place, x * rate being rate * x in IEEE
+        # arithmetic; an empty book's bincount is NumPy's int64 zeros: the general path)
         req = np.bincount(lb.borrower, weights=lb.owed_at(slice(None)), minlength=model.n_banks)
         return np.multiply(req, rate, out=req)[:, None]
     return rate * cleared_by_ccp(lb, [c.ccp_id for c in ccps], model.n_banks)
