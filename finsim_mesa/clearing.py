@@ -308,8 +308,8 @@ def pays_in_full(pbar: np.ndarray, inflow: np.ndarray, terms: np.ndarray,
     everybody paying in full (``external_assets + inflow``; ``inflow``: the exact
     sums of what it is owed, from ``terms`` legs) clear its obligations
     ``pbar`` by more than the round-off of computing them. Shapes (n,)."""
-    # (float64 p̄, default tol: 0-d operands, the Python floats' products, not converted)
-    one, tol = (ONE, _TOL) if pbar.dtype is _F64 and tol == 1e-9 else (1.0, tol)
+    one, tol = ((ONE, _TOL) if pbar.dtype is _F64 and type(tol) is float and tol == 1e-9
+                else (1.0, tol))  # (float64 p̄, the default tol: 0-d operands, not converted)
     thresh = pbar - tol * np.maximum(one, pbar)
     # the exact inflows; eisenberg_noe's differ by the round-off of sums of
     # (amount / p̄) · p̄: at most a few ulps per term, bounded by ``slack``

@@ -15,9 +15,12 @@ ablation at 30 banks), so fewer objects pay more than their count suggests.
 
 Used where it knows the parts: an exact :class:`~finsim_mesa.ledger.Ledger`,
 :class:`~finsim_mesa.loans.LoanBook` and :class:`~finsim_mesa.market.Market`,
-generators :func:`pyrandom.live_bytes` can read, and up to about
+generators :func:`pyrandom.live_bytes` can read, up to about
 :data:`~finsim_mesa.packing.PACK_MAX_BYTES` of arrays (beyond, each array is
-copied on its own, as :func:`~finsim_mesa.packing.pack` does); otherwise the
+copied on its own, as :func:`~finsim_mesa.packing.pack` does), and parts that are
+all NumPy arrays of numbers (a list, tuple, ``array.array``, scalar or object array
+put in their place by a user: the parts one by one, which refuse the step or roll
+it back as before; ``bytes`` of those would not give them back); otherwise the
 snapshot takes each part as before.
 """
 
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 from operator import attrgetter
 from typing import Any
+
+import numpy as np
 
 from finsim_mesa import packing, pyrandom
 from finsim_mesa.ledger import Ledger
@@ -37,6 +42,7 @@ _LEDGER, _MARKET = attrgetter(*Ledger._ARRAYS), attrgetter(*Market._ARRAYS)
 _ROWS_AT = len(Ledger._ARRAYS)  # where each part starts in the Packed
 _MARKET_AT = _ROWS_AT + len(LoanBook._ROWS)
 _RAW_AT = _MARKET_AT + len(Market._ARRAYS)  # then the generators' three memoryviews
+_ARRAY, _OBJECT, _DTYPE = {np.ndarray}, np.dtype(object), attrgetter("dtype")
 
 
 class StepNumbers:
@@ -57,8 +63,11 @@ class StepNumbers:
                                                   > packing.PACK_MAX_BYTES)):
             return None
         rows, links = book.save(copy=False)  # (the rows themselves: packed here at once)
+        arrays = (*_LEDGER(ledger), *rows, *_MARKET(market))
+        if not _ARRAY.issuperset(map(type, arrays)) or _OBJECT in set(map(_DTYPE, arrays)):
+            return None  # (not all arrays of numbers: see the module's notes)
         out = object.__new__(cls)
-        out._packed = packing.Packed((*_LEDGER(ledger), *rows, *_MARKET(market), *raw))
+        out._packed = packing.Packed((*arrays, *raw))
         out._rest = (links, dict(ledger.external_in), dict(ledger.external_out),
                      ledger.initial_scale, ledger.initial_cash_total, market.last_return,
                      market.rate, model.random.gauss_next)
