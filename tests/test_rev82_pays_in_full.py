@@ -3,7 +3,7 @@ tolerance that is not the default Python float.
 
 24ee447 picked its 0-d constants by ``tol == 1e-9``, which raises for an array of
 tolerances (one per institution, broadcast by 029761d's form: "truth value of an
-array is ambiguous"). The reference is 029761d's form, written out below.
+array is ambiguous"). The reference is 029761d's form, written out in tests/test_act77_shortcuts.py.
 """
 
 from __future__ import annotations
@@ -12,16 +12,7 @@ import numpy as np
 import pytest
 
 from finsim_mesa.clearing import pays_in_full
-
-_EPS8 = 8.0 * np.finfo(float).eps
-
-
-def former_pays_in_full(pbar, inflow, terms, external_assets, tol=1e-9):
-    """029761d's ``pays_in_full``."""
-    thresh = pbar - tol * np.maximum(1.0, pbar)
-    resources = external_assets + inflow
-    slack = _EPS8 * (terms + 4) * resources
-    return np.count_nonzero(resources - slack >= thresh) == pbar.size
+from tests.test_act77_shortcuts import former_pays_in_full  # 029761d's form, written out
 
 
 @pytest.mark.parametrize("seed", range(12))
