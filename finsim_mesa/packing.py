@@ -64,7 +64,7 @@ class Packed:
     def at(self, i: int) -> np.ndarray | bytes:
         """The ``i``-th array as it was (a memoryview joined: its bytes as they were)."""
         ref = self._refs[i]
-        at = sum(a.nbytes for a in self._refs[:i])
+        at = _nbytes(self._refs[:i])
         if type(ref) is memoryview:
             return self._raw[at:at + ref.nbytes]
         if not ref.size:
