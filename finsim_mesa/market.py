@@ -135,7 +135,7 @@ class Market:
         self.prices = np.asarray(prices, dtype=float).copy()
         self.last_return = float(np.log(max(self.price_index, 1e-12) / max(old, 1e-12)))
 
-    #: the state's arrays (numbers: a step's snapshot copies their bytes, state.StepSnapshot)
+    #: the state's arrays (numbers: a step's snapshot copies their bytes, stepcopy.StepNumbers)
     _ARRAYS = ("prices", "fundamentals", "units_outstanding", "initial_prices")
 
     def snapshot(self) -> dict[str, Any]:

@@ -230,7 +230,7 @@ def live_bytes(r: Any, bg: Any) -> tuple[memoryview, memoryview, memoryview] | N
     """Views of the live bytes :func:`save` and :func:`save_bits` would copy: ``r``'s
     state, ``bg``'s PCG state and its buffered draw (a :class:`RawState`'s ``raw``, a
     :class:`RawBits`' ``pcg`` and ``extra``), for a caller that copies them at once (a
-    step's snapshot joins them with the ledger's arrays: ``state.StepSnapshot``); None
+    step's snapshot joins them with the ledger's arrays: ``stepcopy.StepNumbers``); None
     where either would give another kind of state."""
     if AT is None or type(r) is not random.Random or not BITS_OK or type(bg) is not _PCG64:
         return None
