@@ -250,7 +250,9 @@ class FinancialModel(KeptAgentLists, mesa.Model):
         lender hoards; new lending matched between network neighbours (through
         the lender's exchange when the infrastructure layer is on)."""
         L, cfg, t = self.ledger, self.config, self.t
-        lend, hoard, sell, borrow = np.multiply(actions.T, L.active, order="C")  # 4 C rows
+        rows = np.multiply(actions.T, L.active, order="C")  # 4 C rows, by index (unpacking
+        lend, hoard, sell, borrow = ((rows[0], rows[1], rows[2], rows[3]) if len(rows) == 4
+                                     else rows)  # iterates the array: other lengths, its error)
         # (nobody sells, finite holdings: units +-0.0, skipped by sell_to_market; NaN: sold)
         if count_nonzero(sell) or not isfinite(total(L.holdings)):
             self._sell(L.holdings * (sell * cfg.max_sell_fraction)[:, None],

@@ -234,7 +234,17 @@ def live_bytes(r: Any, bg: Any) -> tuple[memoryview, memoryview, memoryview] | N
     where either would give another kind of state."""
     if AT is None or type(r) is not random.Random or not BITS_OK or type(bg) is not _PCG64:
         return None
-    return _kept(_VIEWS, r, _state_view)[1], *_bit_views(bg)[1:]
+    kept = _LIVE.get(id(r))  # (the pair's views, made once: one look-up a step)
+    if kept is None or kept[0] is not r or kept[1] is not bg:
+        if len(_LIVE) >= 64:
+            _LIVE.clear()
+        kept = _LIVE[id(r)] = (r, bg, (_kept(_VIEWS, r, _state_view)[1], *_bit_views(bg)[1:]))
+    return kept[2]
+
+
+# id(r) -> (r, bg, live_bytes(r, bg)) for the pair last read with r: the views _kept holds,
+# in one look-up (the references keep the memory valid and the id unused, as in _kept)
+_LIVE: dict[int, tuple[Any, Any, tuple[memoryview, memoryview, memoryview]]] = {}
 
 
 def _state_view(r: random.Random) -> tuple[memoryview]:

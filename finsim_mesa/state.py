@@ -16,6 +16,7 @@ import copy
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import numpy as np
@@ -31,6 +32,7 @@ MODEL_STATE = ("sheets", "flows", "measures", "reward", "decisions", "reference"
 #: the ones a step never changes in place: each field gets a new value (flows'
 #: arrays, by contrast, are added to and zeroed in place)
 REPLACED_STATE = ("sheets", "measures", "reward", "decisions", "reference")
+_REPLACED = attrgetter(*REPLACED_STATE)  # (one C call: _step_state)
 
 T = TypeVar("T")
 
@@ -288,14 +290,17 @@ def _copied_fields(obj: Any) -> Any:
 
 
 def _step_state(model: Any) -> dict[str, Any]:
-    """The transaction's copy of :data:`MODEL_STATE`: the dataclasses a step only replaces
-    field by field by their field values (a plain one's ``__dict__`` copied), the others copied."""
-    attrs, out = model.__dict__, {}
-    for name in MODEL_STATE:
-        obj = attrs[name] if name in attrs else getattr(model, name)
-        out[name] = (obj.__dict__.copy() if name in REPLACED_STATE and _PLAIN.get(type(obj))
-                     else (_fields if name in REPLACED_STATE else _copied_fields)(obj))
-    return out
+    """The transaction's copy of :data:`MODEL_STATE`: the dataclasses a step only replaces by
+    their field values (plain ones: their ``__dict__`` copied, written out), the others copied."""
+    sheets, measures, reward, decisions, reference = _REPLACED(model)  # (in REPLACED_STATE's order)
+    plain = _PLAIN.get
+    if (plain(type(sheets)) and plain(type(measures)) and plain(type(reward))
+            and plain(type(decisions)) and plain(type(reference))):
+        return {"sheets": sheets.__dict__.copy(), "flows": _copied_fields(model.flows),
+                "measures": measures.__dict__.copy(), "reward": reward.__dict__.copy(),
+                "decisions": decisions.__dict__.copy(), "reference": reference.__dict__.copy()}
+    return {name: (_fields if name in REPLACED_STATE else _copied_fields)(getattr(model, name))
+            for name in MODEL_STATE}  # (a class not looked up yet, or not plain)
 
 
 def snapshot_model(model: Any, shallow_logs: bool = False) -> dict[str, Any]:

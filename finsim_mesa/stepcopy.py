@@ -42,7 +42,11 @@ _LEDGER, _MARKET = attrgetter(*Ledger._ARRAYS), attrgetter(*Market._ARRAYS)
 _ROWS_AT = len(Ledger._ARRAYS)  # where each part starts in the Packed
 _MARKET_AT = _ROWS_AT + len(LoanBook._ROWS)
 _RAW_AT = _MARKET_AT + len(Market._ARRAYS)  # then the generators' three memoryviews
-_ARRAY, _OBJECT, _DTYPE = {np.ndarray}, np.dtype(object), attrgetter("dtype")
+_ARRAY, _DTYPE = {np.ndarray}, attrgetter("dtype")
+# the dtypes of numbers (and bool) in native byte order, which the bytes copy applies to:
+# any other (objects: their bytes are pointers; structured, text, dates, swapped bytes)
+# takes the parts one by one (one pass over the dtypes, no set of them built)
+_NUMBERS = frozenset(np.dtype(code) for code in "?bhilqpBHILQPefdgFDG")
 
 
 class StepNumbers:
@@ -64,7 +68,7 @@ class StepNumbers:
             return None
         rows, links = book.save(copy=False)  # (the rows themselves: packed here at once)
         arrays = (*_LEDGER(ledger), *rows, *_MARKET(market))
-        if not _ARRAY.issuperset(map(type, arrays)) or _OBJECT in set(map(_DTYPE, arrays)):
+        if not (_ARRAY.issuperset(map(type, arrays)) and _NUMBERS.issuperset(map(_DTYPE, arrays))):
             return None  # (not all arrays of numbers: see the module's notes)
         out = object.__new__(cls)
         out._packed = packing.Packed((*arrays, *raw))
