@@ -18,10 +18,10 @@ Used where it knows the parts: an exact :class:`~finsim_mesa.ledger.Ledger`,
 generators :func:`pyrandom.live_bytes` can read, up to about
 :data:`~finsim_mesa.packing.PACK_MAX_BYTES` of arrays (beyond, each array is
 copied on its own, as :func:`~finsim_mesa.packing.pack` does), and parts that are
-all NumPy arrays of numbers (a list, tuple, ``array.array``, scalar or object array
-put in their place by a user: the parts one by one, which refuse the step or roll
-it back as before; ``bytes`` of those would not give them back); otherwise the
-snapshot takes each part as before.
+all NumPy arrays of numbers or bool in native byte order (a list, tuple,
+``array.array``, scalar, object array or other dtype put in their place by a user:
+the parts one by one, which refuse the step or roll it back as before; ``bytes`` of
+objects would not give them back); otherwise the snapshot takes each part as before.
 """
 
 from __future__ import annotations
