@@ -183,9 +183,9 @@ def _affordable(snd: np.ndarray, need: np.ndarray, cash: np.ndarray, n: int
     owes = np.bincount(snd, weights=need, minlength=n)
     tol = sum_slack(snd.size, total(need))
     # not certified where the bound fails or cannot be compared (a NaN cash, owed or
-    # tol: the sums decide), for every lender (owes != 0; a NaN owed is one too)
-    over = ~(owes + tol <= cap)
-    if not count_nonzero(over & (owes != 0.0)):
+    # tol: the sums decide), for every lender (owes != 0; a NaN owed is one too):
+    # lender and not within is lender > within, for booleans
+    if not count_nonzero(np.greater(owes != 0.0, owes + tol <= cap)):
         return None
     order = stable_order(snd, n)
     by_sender, need_o = snd[order], need[order]

@@ -16,6 +16,7 @@ deals a random permutation round robin (every venue gets members). Exchange
 
 from __future__ import annotations
 
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["AUDIT_COLUMNS", "KINDS", "OUTCOMES", "InfrastructureRouter", "assign_venues"]
 
 _min, _max = np.minimum.reduce, np.maximum.reduce
+_I64 = np.dtype(np.int64)
 _column, _Constants = _trail._column, _trail._Constants  # (where they were before, session 30)
 
 
@@ -118,16 +120,21 @@ class InfrastructureRouter(AuditTrail):
         kept with the columns queued (see :meth:`submitted_links`)."""
         exchanges, k = self.exchanges, sender.size
         venue = self.bank_exchange[sender]
+        if not k:  # (no orders, e.g. when no bank lends: no exchange gets any)
+            self._links = None
+            return np.empty(0, dtype=np.int64)
         # the orders grouped by exchange, in order within each (a stable sort by
         # venue: what a mask per exchange gathers), as new arrays: each exchange
         # gets a slice of them, which its (empty) queue may keep as its columns
         x_count = len(exchanges)
-        order = None if x_count == 1 and not count_nonzero(venue) else stable_order(
-            venue, max(x_count, 1))
-        take = _copied if order is None else (lambda a: a[order])
-        sender, receiver, amount, rate = take(sender), take(receiver), take(amount), take(rate)
-        venue = venue if order is None else venue[order]
-        ends = np.searchsorted(venue, np.arange(1, x_count + 1)).tolist()
+        order, ends = _grouped(venue, x_count)
+        if order is None:
+            sender, receiver, amount, rate = (sender.copy(), receiver.copy(), amount.copy(),
+                                              rate.copy())
+        else:
+            sender, receiver, amount, rate = sender[order], receiver[order], amount[order], \
+                rate[order]
+            venue = venue[order]
         ids = np.empty(k, dtype=np.int64)
         kept, lo, queued_on = [], 0, 0
         for ex, hi in zip(exchanges, ends, strict=True):
@@ -142,7 +149,8 @@ class InfrastructureRouter(AuditTrail):
         if kept:  # (and the whole, when every exchange with orders kept them)
             whole = ({"sender": sender, "receiver": receiver, "amount": amount, "rate": rate,
                       "exchange": venue} if len(kept) == queued_on and lo == k else None)
-            self._links = (self.model.ledger.loans.links, kept, take(link), whole)
+            self._links = (self.model.ledger.loans.links, kept,
+                           link.copy() if order is None else link[order], whole)
         else:
             self._links = None
         if order is None:
@@ -181,6 +189,14 @@ class InfrastructureRouter(AuditTrail):
             self._whole = (link, whole)
         size = len(table)
         distinct = False
+        # (int64 ids below a small table's size: counted, a negative id is bincount's
+        # ValueError; for a table of over 8192 links the marks below cost less)
+        if link.dtype is _I64 and link.size and size <= 8192 and int(_max(link)) < size:
+            try:
+                counts = np.bincount(link)
+            except ValueError:
+                return link, False
+            return link, count_nonzero(counts) == link.size
         if link.size and int(_min(link)) >= 0 and int(_max(link)) < size:
             mark = np.zeros(size, dtype=bool)
             mark[link] = True
@@ -231,5 +247,18 @@ class InfrastructureRouter(AuditTrail):
                           rolled["ccp"], 0.0, 0, "renewed", step)
 
 
-def _copied(a: np.ndarray) -> np.ndarray:
-    return a.copy()
+def _grouped(venue: np.ndarray, x_count: int) -> tuple[np.ndarray | None, list[int]]:
+    """(``stable_order(venue, x_count)``, or None for one exchange that gets every
+    order, and where each exchange's orders end in that order): for two
+    exchanges, each one's orders found in order (``venue == x``), which is the
+    stable sort's permutation when every venue is one of them (else the sort;
+    from three on, the sort costs less)."""
+    if x_count == 1 and not count_nonzero(venue):
+        return None, [venue.size]
+    if x_count == 2:
+        parts = [(venue == x).nonzero()[0] for x in range(x_count)]
+        order = np.concatenate(parts)
+        if order.size == venue.size:
+            return order, list(accumulate([p.size for p in parts]))
+    order = stable_order(venue, max(x_count, 1))
+    return order, np.searchsorted(venue[order], np.arange(1, x_count + 1)).tolist()
