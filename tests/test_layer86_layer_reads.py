@@ -371,7 +371,7 @@ def _odd_exchanges(k: int) -> list:
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5, 9])
-@pytest.mark.parametrize("edit", ["none", "margin", "exposure"])
+@pytest.mark.parametrize("edit", ["none", "margin", "exposure", "bilateral", "all_bilateral"])
 def test_infrastructure_observations_as_former_form(k, edit):
     m = FinancialModel(n_banks=40, n_exchanges=2, n_ccps=1, scenario="systemic",
                        brain="greedy", agent_collect_every=0, steps=10**6, rng=2)
@@ -382,6 +382,10 @@ def test_infrastructure_observations_as_former_form(k, edit):
     router = SimpleNamespace(bank_exchange=rng.integers(0, k, L.n), bank_ccp=np.zeros(L.n, int))
     if edit == "margin":
         L.margin[:6, 0] = [-0.0, np.nan, np.inf, -np.inf, 5e-324, -5e-324]
+    if edit == "bilateral":  # one loan (the last) not cleared: the masked sums
+        L.loans.ccp[-1] = -1
+    if edit == "all_bilateral":
+        L.loans.ccp[:] = -1
     if edit == "exposure":
         m.sheets.interbank_assets[:6] = [-0.0, np.nan, np.inf, -np.inf, 5e-324, 1e308]
         m.sheets.interbank_liabilities[6:9] = [-0.0, 1e308, np.nan]
