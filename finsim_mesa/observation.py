@@ -18,7 +18,7 @@ import numpy as np
 from finsim_mesa import fastmath, risk
 from finsim_mesa.fastmath import ONE, ZERO, clip, constant, count_nonzero, flatnonzero, leading
 
-_maximum, _minimum = np.maximum, np.minimum
+_maximum, _minimum, _clip = np.maximum, np.minimum, np._core.umath.clip  # (the ufunc itself)
 try:  # the ufunc np.clip calls, without its Python wrapper (~2 us a call)
     from numpy._core.umath import clip as _clip
 except ImportError:  # pragma: no cover - NumPy < 2
@@ -295,16 +295,16 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
             interbank assets less liabilities (the same sums); else, or if
             omitted, it is summed from the book.
     """
-    # each exchange's four values (a handful of rows) in Python floats (the same
-    # IEEE arithmetic, element by element, as NumPy's on these arrays), clipped
-    # and scaled as one small table, then gathered for the banks
+    # each exchange's four values (a handful of rows) as Python floats (float64, as the
+    # table's), clipped to [0, hi] and divided by scale (_EXCHANGE_HI, _EXCHANGE_SCALE; x / 1.0
+    # is x) by _clip01: the same IEEE operations, element by element, as NumPy's on the table
     base = max(cfg.exchange_base_fee, 1e-12)
     slope, wait = max(cfg.exchange_fee_slope, 1e-12), max(cfg.max_order_wait, 1)
-    raw = np.array([(e.utilisation, (e.fee_rate / base - 1) / slope,
-                     e.backlog / e.queue.max_throughput, e.mean_delay / wait)
-                    for e in exchanges], dtype=float).reshape(-1, 4)
-    # = clip(value, 0, hi) / scale per column (x / 1.0 is x)
-    table = _minimum(_maximum(raw, 0.0), _EXCHANGE_HI) / _EXCHANGE_SCALE
+    table = np.array([(_clip01(float(e.utilisation), 2.0) / 2.0,
+                       _clip01(float((e.fee_rate / base - 1) / slope)),
+                       _clip01(float(e.backlog / e.queue.max_throughput), 3.0) / 3.0,
+                       _clip01(float(e.mean_delay / wait))) for e in exchanges], dtype=float)
+    table = table.reshape(-1, 4)
     o = np.empty((L.n, INFRA_OBS_DIM), order="F") if out is None else out
     i = OBS_DIM  # infrastructure columns follow the bank columns in OBS
     # the four columns lead INFRA_OBS_FIELDS: gathered straight into them as the rows
@@ -323,15 +323,15 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
             cleared_net = (np.bincount(lb.lender[m], weights=owed, minlength=L.n)
                            - np.bincount(lb.borrower[m], weights=owed, minlength=L.n))
         o[:, OBS["ccp_margin_rate"] - i] = margin_rate
-        # clip(a / total_assets, lo, hi) written into its column (no temporaries)
+        # clip(a / total_assets, lo, 1) written into its column (no temporaries)
         # (one CCP: a row's sum of one entry is that entry, its column read as it is)
         margin = L.margin[:, 0] if L.margin.shape[1] == 1 else L.margin.sum(axis=1)
-        for name, a, lo in (("posted_margin", margin, 0.0),
-                            ("net_ccp_exposure", cleared_net, -1.0)):
-            col = o[:, OBS[name] - i]
-            np.divide(a, total_assets, out=col)
-            _maximum(col, lo, out=col)
-            _minimum(col, 1.0, out=col)
+        col = o[:, OBS["posted_margin"] - i]
+        _minimum(_maximum(np.divide(margin, total_assets, out=col), 0.0, out=col), 1.0, out=col)
+        # (lo -1: clip's own loop, min(max(x, -1), 1) with NaN kept, in one call; no bound is
+        # a zero, the one place where a zero's sign could differ)
+        col = o[:, OBS["net_ccp_exposure"] - i]
+        _clip(np.divide(cleared_net, total_assets, out=col), -1.0, 1.0, out=col)
         col = o[:, OBS["default_fund_health"] - i]
         if len(ccps) == 1:  # one CCP: its figure, clipped as a Python float, for every bank
             col.fill(_clip01(ccps[0].default_fund_health))
@@ -345,13 +345,13 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
     return o
 
 
-def _clip01(x: float) -> float:
-    """``float(np.minimum(np.maximum(x, 0.0), 1.0))`` of a Python float (NaN kept,
-    as the ufuncs keep it; -0.0 becomes 0.0, as np.maximum(-0.0, 0.0) gives)."""
+def _clip01(x: float, hi: float = 1.0) -> float:
+    """``float(np.minimum(np.maximum(x, 0.0), hi))`` of a Python float, ``hi`` > 0 (NaN
+    kept, as the ufuncs keep it; -0.0 becomes 0.0, as np.maximum(-0.0, 0.0) gives)."""
     if x != x:  # NaN
         return x
     x = x if x > 0.0 else 0.0
-    return x if x <= 1.0 else 1.0
+    return x if x <= hi else hi
 
 
 def class_observations(market: Market, n: int) -> np.ndarray:

