@@ -13,8 +13,7 @@ whose data it refills. The loans of one pair are summed in book order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import repeat
-from operator import attrgetter, is_, setitem
+from operator import attrgetter, is_
 
 import numpy as np
 import scipy.sparse as sp
@@ -118,13 +117,13 @@ class LoanBook:
                link: np.ndarray | None = None) -> None:
         """Add loans (arrays of equal length; ``maturity`` one step for all or one
         each; ``ccp`` −1 or omitted = bilateral; ``link``: their link ids if known)."""
-        m, k = len(self), len(amount)
+        m, k = self.lender.size, len(amount)  # (len(self), without its call)
         head = self._room(m + k)[1]  # each column written into its buffer's new rows (a scalar
-        # or a missing ccp / link broadcast by the assignment: no temporary arrays)
+        s = slice(head + m, head + m + k)  # or a missing ccp / link broadcast by the assignment)
         new = (lender, borrower, amount, 0.0, rate, maturity, -1 if ccp is None else ccp,
                -1 if link is None else link)
-        # (map of setitem: the eight writes without a Python-level loop, in _ROWS order)
-        any(map(setitem, self._spare.order, repeat(slice(head + m, head + m + k)), new))
+        a, b, c, e, f, g, h, i = self._spare.order  # (the buffers in _ROWS order: eight plain
+        a[s], b[s], c[s], e[s], f[s], g[s], h[s], i[s] = new  # stores, ~0.5 us less than a map)
         self._rows(m + k)
 
     def _room(self, size: int) -> tuple[dict[str, np.ndarray], int]:
@@ -164,10 +163,10 @@ class LoanBook:
     def _rows(self, size: int) -> None:
         """The row arrays become the ``size`` buffer rows from ``head`` on."""
         spare, d = self._spare, self.__dict__
-        s = slice(spare.head, spare.head + size)  # (one slice for all, in _ROWS order)
-        views = spare.views = tuple([buf[s] for buf in spare.order])
+        s, (a, b, c, e, f, g, h, i) = slice(spare.head, spare.head + size), spare.order
+        views = spare.views = (a[s], b[s], c[s], e[s], f[s], g[s], h[s], i[s])  # (no loop: ~0.4
         (d["lender"], d["borrower"], d["principal"], d["accrued"], d["rate"], d["maturity"],
-         d["ccp"], d["link"], d["_linked"]) = (*views, views[:2])  # _linked: (lender, borrower)
+         d["ccp"], d["link"]), d["_linked"] = views, views[:2]  # us less; _linked: the first two)
 
     def _drop_first(self, count: int) -> None:
         """Drop the first ``count`` rows: the view starts later (no rows move)."""
@@ -185,7 +184,7 @@ class LoanBook:
         maturity), so merging them keeps the book at most (lending pairs ×
         maturity) rows long.
         """
-        if len(self) - start < 2:
+        if self.lender.size - start < 2:  # (len(self))
             return
         t = slice(start, None)
         groups = self._groups(t)
@@ -205,9 +204,9 @@ class LoanBook:
             np.bincount(inverse, weights=self.principal[t]),
             np.bincount(inverse, weights=self.accrued[t]), rates, mat[first],
             self.ccp[t][first], self.link_ids(assign=False)[t][first])
-        head = self._room(len(self))[1]  # (the buffers in _ROWS order: _spare.order)
-        lo = head + start
-        any(map(setitem, self._spare.order, repeat(slice(lo, lo + first.size)), merged))
+        lo = self._room(len(self))[1] + start  # (the buffers in _ROWS order: _spare.order)
+        a, b, c, e, f, g, h, i, s = *self._spare.order, slice(lo, lo + first.size)
+        a[s], b[s], c[s], e[s], f[s], g[s], h[s], i[s] = merged  # (as in append)
         self._rows(start + first.size)
 
     def _groups(self, t: slice) -> tuple[np.ndarray, np.ndarray] | None:
