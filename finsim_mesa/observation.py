@@ -18,7 +18,7 @@ import numpy as np
 from finsim_mesa import fastmath, risk
 from finsim_mesa.fastmath import ONE, ZERO, clip, constant, count_nonzero, flatnonzero, leading
 
-_maximum, _minimum, _clip = np.maximum, np.minimum, np._core.umath.clip  # (the ufunc itself)
+_maximum, _minimum = np.maximum, np.minimum
 try:  # the ufunc np.clip calls, without its Python wrapper (~2 us a call)
     from numpy._core.umath import clip as _clip
 except ImportError:  # pragma: no cover - NumPy < 2
