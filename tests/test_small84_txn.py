@@ -29,6 +29,19 @@ from finsim_mesa.stepcopy import StepNumbers
 from tests.test_small51_state import former_step_state, same_holding
 
 
+def _fail_after(m: FinancialModel, stage: str) -> None:
+    """One step of ``m`` whose ``stage`` runs and then raises: the step fails."""
+    orig = getattr(m, stage)
+
+    def failing():
+        orig()
+        raise RuntimeError("boom")
+    setattr(m, stage, failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        m.step()
+    delattr(m, stage)
+
+
 # ---------------------------------------------------------------- _step_state
 @pytest.mark.parametrize("kw", [dict(n_banks=12, scenario="systemic", rng=3),
                                 dict(n_banks=20, rng=5, n_exchanges=1, n_ccps=1)])
@@ -75,15 +88,7 @@ def test_a_failed_step_is_undone_with_each_replaced_state_changed():
     twin.run_for(3)
     before = fingerprint(m)
     saved = {name: dict(vars(getattr(m, name))) for name in st.REPLACED_STATE}
-    orig = m.record
-
-    def record():
-        orig()
-        raise RuntimeError("boom")
-    m.record = record
-    with pytest.raises(RuntimeError, match="boom"):
-        m.step()
-    del m.record
+    _fail_after(m, "record")
     assert fingerprint(m) == before
     for name in st.REPLACED_STATE:
         now = vars(getattr(m, name))
@@ -210,15 +215,7 @@ def test_a_failed_step_with_a_swapped_byte_order_array_is_undone(name):
     setattr(m.ledger, name, getattr(m.ledger, name).astype(SWAPPED))
     assert StepNumbers.of(m) is None
     before = fingerprint(m), getattr(m.ledger, name).tobytes(), getattr(m.ledger, name).dtype
-    orig = m.clear
-
-    def clear():
-        orig()
-        raise RuntimeError("boom")
-    m.clear = clear
-    with pytest.raises(RuntimeError, match="boom"):
-        m.step()
-    del m.clear
+    _fail_after(m, "clear")
     now = getattr(m.ledger, name)
     assert (fingerprint(m), now.tobytes(), now.dtype) == before
 
