@@ -92,10 +92,10 @@ INFRA_OBS_DIM = len(INFRA_OBS_FIELDS)
 _SYSTEM_COLUMNS = slice(OBS["price"], OBS["market_stress"] + 1)
 assert [name for name, _ in OBS_FIELDS[_SYSTEM_COLUMNS]] == [
     "price", "price_trend", "interbank_rate", "market_stress"], "OBS_FIELDS order"
-# the exchanges' four columns: clipped to [0, hi], then divided by scale
-_EXCHANGE_HI = np.array([2.0, 1.0, 3.0, 1.0])
+# the exchanges' four columns: clipped to [0, hi], then divided by scale (the same)
+_USE_HI, _WAIT_HI = 2.0, 3.0  # (utilisation, backlog; the others: 1.0)
+_EXCHANGE_HI = np.array([_USE_HI, 1.0, _WAIT_HI, 1.0])
 _EXCHANGE_SCALE = _EXCHANGE_HI.copy()
-_EXCHANGE_SCALE[[1, 3]] = 1.0
 _EXCHANGE_HI.flags.writeable = _EXCHANGE_SCALE.flags.writeable = False
 _FIVE, _THREE, _MINUS_ONE, _TINY = constant(5.0), constant(3.0), constant(-1.0), constant(1e-12)
 _RUNOFF = constant(RUNOFF)
@@ -300,9 +300,9 @@ def infrastructure_observations(L: Ledger, total_assets: np.ndarray, exchanges: 
     # is x) by _clip01: the same IEEE operations, element by element, as NumPy's on the table
     base = max(cfg.exchange_base_fee, 1e-12)
     slope, wait = max(cfg.exchange_fee_slope, 1e-12), max(cfg.max_order_wait, 1)
-    table = np.array([(_clip01(float(e.utilisation), 2.0) / 2.0,
+    table = np.array([(_clip01(float(e.utilisation), _USE_HI) / _USE_HI,
                        _clip01(float((e.fee_rate / base - 1) / slope)),
-                       _clip01(float(e.backlog / e.queue.max_throughput), 3.0) / 3.0,
+                       _clip01(float(e.backlog / e.queue.max_throughput), _WAIT_HI) / _WAIT_HI,
                        _clip01(float(e.mean_delay / wait))) for e in exchanges], dtype=float)
     table = table.reshape(-1, 4)
     o = np.empty((L.n, INFRA_OBS_DIM), order="F") if out is None else out
